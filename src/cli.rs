@@ -1,0 +1,376 @@
+//! The command line: parse arguments, load the jobs file, and hand over to the scheduler or to
+//! one of the one-shot commands. Exit codes are documented in the README.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::diagnostic::Problems;
+use crate::job::Job;
+use crate::lock::{LockError, LockFile, scheduler_lock_path};
+use crate::logging::{self, LogFormat};
+use crate::scheduler::clock::{Clock, SharedClock, SystemClock};
+use crate::scheduler::{Entry, Outcome, RunInfo, Scheduler, Shutdown};
+
+/// Exit codes, stable for scripts and systemd.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The jobs file has problems, a job failed, or rule tests failed.
+    pub const FAILED: u8 = 1;
+    /// The command line is wrong (unknown flag, unknown job name).
+    pub const USAGE: u8 = 2;
+    /// Someone else holds the lock: a scheduler on this data_dir, or a run of this job.
+    pub const BUSY: u8 = 3;
+    /// A second SIGINT/SIGTERM cut the grace period short.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "A declarative rules-engine job runner for system performance monitoring",
+    long_about = "Runs the jobs of a YAML jobs file on an embedded cron scheduler: monitors that \
+                  measure the machine and evaluate alert rules, reports, ServiceNow syncs and log \
+                  rotation. Without a command, runs the scheduler in the foreground."
+)]
+pub struct Cli {
+    /// The jobs file; relative paths inside it resolve against its folder.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "jobs/jobs.yaml"
+    )]
+    pub jobs: PathBuf,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log detail (-q warnings, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the jobs file and everything it names; exit 0 when clean, 1 with every problem.
+    Check,
+    /// Run one job now, under its lock, and exit with its status.
+    Run {
+        /// The job's name in the jobs file.
+        job: String,
+    },
+    /// List the jobs, their schedules and their next three run times.
+    Jobs,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    logging::init(cli.log_format, logging::level(cli.verbose, cli.quiet));
+    ExitCode::from(match &cli.command {
+        None => serve(&cli.jobs),
+        Some(Command::Check) => check(&cli.jobs),
+        Some(Command::Run { job }) => run_job(&cli.jobs, job),
+        Some(Command::Jobs) => list_jobs(&cli.jobs),
+    })
+}
+
+/// Loads the jobs file, printing every problem to stderr when it cannot be used.
+fn load(file: &Path) -> Result<Config, u8> {
+    Config::load(file).map_err(|problems| {
+        eprint!("{}", problems.render());
+        eprintln!("{}", summary_line(file, &problems));
+        exit::FAILED
+    })
+}
+
+fn summary_line(file: &Path, problems: &Problems) -> String {
+    let errors = problems.errors().count();
+    let warnings = problems.warnings().count();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if errors == 0 {
+        format!("{}: ok ({})", file.display(), plural(warnings, "warning"))
+    } else {
+        format!(
+            "{}: {} and {}",
+            file.display(),
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("runner")
+        .enable_all()
+        .build()
+}
+
+/// Each notifier left off, said once, naming what to set.
+fn log_warnings(config: &Config) {
+    for warning in config.warnings.warnings() {
+        warn!(
+            at = %warning.location(),
+            help = warning.help.as_deref().unwrap_or(""),
+            "{}",
+            warning.message
+        );
+    }
+}
+
+fn serve(file: &Path) -> u8 {
+    let config = match load(file) {
+        Ok(config) => Arc::new(config),
+        Err(code) => return code,
+    };
+    let lock_path = scheduler_lock_path(&config.data_dir);
+    let _lock = match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
+        Ok(lock) => lock,
+        Err(e) => {
+            error!(data_dir = %config.data_dir.display(), "{e}");
+            eprintln!(
+                "error: another runner is already running on {}: {e}",
+                config.data_dir.display()
+            );
+            return match e {
+                LockError::Held { .. } => exit::BUSY,
+                LockError::Io { .. } => exit::FAILED,
+            };
+        }
+    };
+    if let Some(pid) = _lock.took_over_from {
+        info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    rt.block_on(async move {
+        let clock: SharedClock = Arc::new(SystemClock);
+        info!(
+            host = %config.host,
+            jobs_file = %config.file.display(),
+            data_dir = %config.data_dir.display(),
+            timezone = %config.zone.name(),
+            "runner starting"
+        );
+        log_warnings(&config);
+        let now = clock.now();
+        let mut entries = Vec::new();
+        for spec in config.jobs.values() {
+            if let Some(reason) = spec.inactive_reason() {
+                info!(job = %spec.name, "job is off: {reason}");
+                continue;
+            }
+            let next = spec
+                .schedule
+                .next_after(now, &config.zone)
+                .map(|t| config.zone.format(t))
+                .unwrap_or_else(|| "never".into());
+            info!(job = %spec.name, r#type = spec.type_name(), schedule = %spec.schedule, next = %next, "job scheduled");
+            entries.push(Entry {
+                name: spec.name.clone(),
+                schedule: spec.schedule.clone(),
+                timeout: spec.timeout,
+                task: Arc::new(Job::new(config.clone(), &spec.name, clock.clone())),
+            });
+        }
+        if entries.is_empty() {
+            warn!("no job is on; runner waits for a signal and does nothing");
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(watch_signals(stop.clone()));
+        let scheduler = Scheduler::new(clock, config.zone.clone(), entries);
+        match scheduler.run(stop, config.shutdown_grace).await {
+            Shutdown::Clean => {
+                info!("runner stopped");
+                exit::OK
+            }
+            Shutdown::Abandoned(jobs) => {
+                warn!(?jobs, "runner stopped with jobs still running");
+                exit::OK
+            }
+        }
+    })
+}
+
+/// First SIGINT/SIGTERM: stop scheduling and let running jobs finish. Second: leave now.
+async fn watch_signals(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot listen for SIGTERM/SIGINT; stop runner with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(
+        signal = name,
+        "stopping: no new runs; running jobs may finish"
+    );
+    stop.cancel();
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    warn!("second signal: leaving without waiting for running jobs");
+    std::process::exit(i32::from(exit::INTERRUPTED));
+}
+
+fn check(file: &Path) -> u8 {
+    match Config::load(file) {
+        Ok(config) => {
+            eprint!("{}", config.warnings.render());
+            println!(
+                "{} ({} jobs, {} notifiers)",
+                summary_line(file, &config.warnings),
+                config.jobs.len(),
+                config.notifiers.len()
+            );
+            exit::OK
+        }
+        Err(problems) => {
+            eprint!("{}", problems.render());
+            println!("{}", summary_line(file, &problems));
+            exit::FAILED
+        }
+    }
+}
+
+fn run_job(file: &Path, name: &str) -> u8 {
+    let config = match load(file) {
+        Ok(config) => Arc::new(config),
+        Err(code) => return code,
+    };
+    if config.job(name).is_none() {
+        let names: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: no job named `{name}` in {} (jobs: {})",
+            file.display(),
+            names.join(", ")
+        );
+        return exit::USAGE;
+    }
+    log_warnings(&config);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    rt.block_on(async move {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let now = clock.now();
+        let job = Job::new(config, name, clock);
+        match job
+            .run_once(RunInfo {
+                scheduled: now,
+                started: now,
+            })
+            .await
+        {
+            Ok(Outcome::Done(summary)) => {
+                println!("{summary}");
+                exit::OK
+            }
+            Ok(Outcome::Off(reason)) => {
+                println!("{reason}; nothing to do");
+                exit::OK
+            }
+            Ok(Outcome::Busy(reason)) => {
+                eprintln!("error: {reason}");
+                exit::BUSY
+            }
+            Err(e) => {
+                eprintln!("error: job `{name}` failed: {e:#}");
+                exit::FAILED
+            }
+        }
+    })
+}
+
+fn list_jobs(file: &Path) -> u8 {
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let now = SystemClock.now();
+    println!(
+        "jobs in {} (times in {})",
+        file.display(),
+        config.zone.name()
+    );
+    for spec in config.jobs.values() {
+        println!();
+        println!("{} ({})", spec.name, spec.type_name());
+        if let Some(description) = &spec.description {
+            println!("  {description}");
+        }
+        println!(
+            "  schedule: {}  ({})",
+            spec.schedule,
+            spec.schedule.describe()
+        );
+        if let Some(timeout) = spec.timeout {
+            println!(
+                "  timeout:  {}",
+                crate::config::duration::format_duration(timeout)
+            );
+        }
+        match spec.inactive_reason() {
+            Some(reason) => println!("  off:      {reason}"),
+            None => {
+                for (i, at) in spec
+                    .schedule
+                    .upcoming(now, &config.zone, 3)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let label = if i == 0 { "next:" } else { "" };
+                    println!("  {label:<9} {}", config.zone.format(at));
+                }
+            }
+        }
+    }
+    let off: Vec<String> = config
+        .notifiers
+        .values()
+        .filter_map(|n| n.off.as_ref().map(|r| format!("{} ({r})", n.name)))
+        .collect();
+    if !off.is_empty() {
+        println!();
+        println!("notifiers off: {}", off.join("; "));
+    }
+    exit::OK
+}

@@ -1,0 +1,294 @@
+//! The jobs file: read (`raw`), checked and built (`build`) into the `Config` the rest of runner
+//! uses. Every problem found is returned at once, each with file, line, column and field path.
+
+pub mod build;
+pub mod duration;
+pub mod env;
+pub mod probes;
+pub mod raw;
+pub mod sections;
+pub mod size;
+pub mod tagged;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::diagnostic::Problems;
+use crate::scheduler::schedule::{Schedule, Zone};
+
+pub use raw::Severity;
+
+/// The jobs file, checked and ready to run.
+#[derive(Debug)]
+pub struct Config {
+    /// The jobs file as given on the command line.
+    pub file: PathBuf,
+    /// The folder relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub zone: Zone,
+    pub host: String,
+    pub shutdown_grace: Duration,
+    pub notifiers: IndexMap<String, NotifierSpec>,
+    pub jobs: IndexMap<String, JobSpec>,
+    /// Things worth saying once at start that do not stop runner (a notifier left off).
+    pub warnings: Problems,
+}
+
+/// A secret from the config (URL, token, password): usable, never printed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A notifier, checked; `off` says why it will not send (an empty secret), if so.
+#[derive(Debug)]
+pub struct NotifierSpec {
+    pub name: String,
+    pub min_severity: Severity,
+    pub settings: NotifierSettings,
+    pub off: Option<String>,
+}
+
+/// Per-type notifier settings with `${VAR}` expanded and paths resolved.
+#[derive(Debug)]
+pub enum NotifierSettings {
+    Slack {
+        webhook_url: Secret,
+        template: Option<PathBuf>,
+        group_wait: Duration,
+    },
+    Webhook {
+        url: Secret,
+        headers: Vec<(String, Secret)>,
+        signing_secret: Option<Secret>,
+    },
+    Servicenow(ServicenowSettings),
+    Alertmanager {
+        urls: Vec<String>,
+    },
+    Gdrive {
+        folder_id: String,
+        client_id: String,
+        client_secret: Secret,
+        refresh_token: Secret,
+    },
+}
+
+impl NotifierSettings {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NotifierSettings::Slack { .. } => "slack",
+            NotifierSettings::Webhook { .. } => "webhook",
+            NotifierSettings::Servicenow(_) => "servicenow",
+            NotifierSettings::Alertmanager { .. } => "alertmanager",
+            NotifierSettings::Gdrive { .. } => "gdrive",
+        }
+    }
+}
+
+/// How runner reaches a ServiceNow instance: shared by the notifier and the fetch job.
+#[derive(Debug, Clone)]
+pub struct ServicenowSettings {
+    /// `https://dev12345.service-now.com` for a bare name, or the URL as given.
+    pub base_url: String,
+    pub auth: ServicenowAuth,
+    pub category: String,
+    pub close_code: String,
+    pub close_notes: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ServicenowAuth {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    Bearer(Secret),
+    OAuthClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
+    OAuthPassword {
+        client_id: String,
+        client_secret: Secret,
+        username: String,
+        password: Secret,
+    },
+}
+
+/// A job, checked; `off` says why it will not run even though it is listed, if so.
+#[derive(Debug)]
+pub struct JobSpec {
+    pub name: String,
+    pub schedule: Schedule,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub timeout: Option<Duration>,
+    pub kind: JobKind,
+    pub off: Option<String>,
+}
+
+impl JobSpec {
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            JobKind::Monitor(_) => "monitor",
+            JobKind::Report(_) => "report",
+            JobKind::ServicenowFetch(_) => "servicenow_fetch",
+            JobKind::Rotate(_) => "rotate",
+        }
+    }
+
+    /// Why the job will not run: switched off in the file, or missing what it needs.
+    pub fn inactive_reason(&self) -> Option<String> {
+        if !self.enabled {
+            Some("disabled in the jobs file (`enabled: false`)".to_string())
+        } else {
+            self.off.clone()
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum JobKind {
+    Monitor(MonitorSpec),
+    Report(ReportSpec),
+    ServicenowFetch(FetchSpec),
+    Rotate(RotateSpec),
+}
+
+#[derive(Debug)]
+pub struct MonitorSpec {
+    pub probes: Vec<probes::ProbeConfig>,
+    /// Rule file patterns, resolved against the jobs file's folder.
+    pub rules: Vec<PathBuf>,
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct ReportSpec {
+    pub window: Duration,
+    pub templates: Vec<PathBuf>,
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct FetchSpec {
+    /// The `servicenow` notifier whose settings the fetch reuses.
+    pub from: String,
+    pub servicenow: Option<ServicenowSettings>,
+    pub query: Option<String>,
+    pub fields: Option<Vec<String>>,
+    pub page_size: u32,
+}
+
+#[derive(Debug)]
+pub struct RotateSpec {
+    pub paths: Vec<PathBuf>,
+    pub max_age: Duration,
+    pub max_size: Option<u64>,
+    pub archive_dir: PathBuf,
+    pub archive_max_age: Option<Duration>,
+    pub keep_archives: Option<u32>,
+    pub group_by: raw::GroupBy,
+    pub compression: u32,
+}
+
+impl Config {
+    /// Reads and checks a jobs file against the process environment.
+    pub fn load(file: &Path) -> Result<Config, Problems> {
+        build::load(file, &|name| std::env::var(name).ok())
+    }
+
+    /// The folder under `data_dir` for one kind of data (`metrics`, `state`, ...).
+    pub fn data_path(&self, sub: &str) -> PathBuf {
+        self.data_dir.join(sub)
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobSpec> {
+        self.jobs.get(name)
+    }
+}
+
+/// `base/rel` for a relative path, `rel` for an absolute one, with `.` and `..` folded where the
+/// path allows it, so a user sees `var/metrics` rather than `jobs/../var/metrics`.
+pub fn resolve_path(base: &Path, path: &str) -> PathBuf {
+    let joined = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        base.join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                let can_pop = matches!(
+                    out.components().next_back(),
+                    Some(std::path::Component::Normal(_))
+                );
+                if can_pop {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_paths_against_the_jobs_folder() {
+        assert_eq!(
+            resolve_path(Path::new("jobs"), "../var"),
+            PathBuf::from("var")
+        );
+        assert_eq!(
+            resolve_path(Path::new("/etc/runner"), "../var/lib/runner"),
+            PathBuf::from("/etc/var/lib/runner")
+        );
+        assert_eq!(
+            resolve_path(Path::new("/etc/runner"), "/var/lib/runner"),
+            PathBuf::from("/var/lib/runner")
+        );
+        assert_eq!(resolve_path(Path::new(""), "../x"), PathBuf::from("../x"));
+        assert_eq!(resolve_path(Path::new("jobs"), ".."), PathBuf::from("."));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let secret = Secret::new("https://hooks.slack.com/services/T/B/X".into());
+        assert_eq!(format!("{secret:?}"), "Secret([redacted])");
+    }
+}

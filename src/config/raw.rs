@@ -1,0 +1,337 @@
+//! The jobs file exactly as written: serde types that mirror the YAML, one per section.
+//!
+//! Strings that are checked after parsing (schedules, durations, names, anything that may hold
+//! `${VAR}`) are kept `Spanned`, so the build step can point at them. `build.rs` turns these into
+//! the runtime types the rest of runner uses.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::probes::ProbeConfig;
+use super::sections::Section;
+use super::tagged::tagged_config;
+
+/// A string with its position in the jobs file.
+pub type Text = Spanned<String>;
+
+/// The whole jobs file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where runner keeps all it writes (metrics, alerts, state, reports, archives), relative to
+    /// the jobs file's folder.
+    pub data_dir: Text,
+    /// Timezone of schedules and reports: `Local` (default) or an IANA name like `Europe/Berlin`.
+    #[serde(default)]
+    pub timezone: Option<Text>,
+    /// Host name written into samples and alerts; the machine's hostname when absent.
+    #[serde(default)]
+    pub host: Option<Text>,
+    /// How long running jobs may take to finish after SIGINT or SIGTERM (default `30s`).
+    #[serde(default)]
+    pub shutdown_grace: Option<Text>,
+    /// Named destinations for alerts and reports; `log` is built in and needs no entry.
+    #[serde(default)]
+    pub notifiers: IndexMap<Text, Section<NotifierConfig>>,
+    /// Named jobs, each with a `type` and a `schedule`.
+    pub jobs: IndexMap<Text, Section<JobConfig>>,
+}
+
+tagged_config! {
+    /// One job; `type` picks its kind.
+    #[derive(Debug)]
+    pub enum JobConfig: "job type" {
+        "monitor" => Monitor(MonitorJobConfig),
+        "report" => Report(ReportJobConfig),
+        "servicenow_fetch" => ServicenowFetch(ServicenowFetchJobConfig),
+        "rotate" => Rotate(RotateJobConfig),
+    }
+}
+
+/// The settings every job has, whatever its type.
+pub struct JobCommon<'a> {
+    pub schedule: &'a Text,
+    pub description: Option<&'a str>,
+    pub enabled: bool,
+    pub timeout: Option<&'a Text>,
+}
+
+/// Declares a job's config struct with the settings every job shares, then its own.
+macro_rules! job_config {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// When the job runs: cron with 5 fields, or 6 with seconds first; `@hourly`,
+            /// `@daily`, `@weekly`, `@monthly`; or `@every 10s`.
+            pub schedule: Text,
+            /// What the job is for, shown by `runner jobs`.
+            #[serde(default)]
+            pub description: Option<String>,
+            /// `false` keeps the job in the file without ever running it.
+            #[serde(default = "enabled_by_default")]
+            pub enabled: bool,
+            /// Longest a run may take before it is cancelled and counted as failed (`5m`).
+            #[serde(default)]
+            pub timeout: Option<Text>,
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            pub fn common(&self) -> JobCommon<'_> {
+                JobCommon {
+                    schedule: &self.schedule,
+                    description: self.description.as_deref(),
+                    enabled: self.enabled,
+                    timeout: self.timeout.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl JobConfig {
+    pub fn common(&self) -> JobCommon<'_> {
+        match self {
+            JobConfig::Monitor(job) => job.common(),
+            JobConfig::Report(job) => job.common(),
+            JobConfig::ServicenowFetch(job) => job.common(),
+            JobConfig::Rotate(job) => job.common(),
+        }
+    }
+}
+
+job_config! {
+    /// Collects probes every tick, keeps the metrics log and evaluates rules.
+    pub struct MonitorJobConfig {
+        /// What to measure each tick; each probe has its own `timeout_ms`.
+        #[serde(default)]
+        pub probes: Vec<Spanned<ProbeConfig>>,
+        /// Rule files (globs allowed), relative to the jobs file's folder.
+        #[serde(default)]
+        pub rules: Vec<Text>,
+        /// Notifiers that receive this job's alerts (default: `[log]`).
+        #[serde(default)]
+        pub notify: Option<Vec<Text>>,
+    }
+}
+
+job_config! {
+    /// Renders the performance report of a past window through templates.
+    pub struct ReportJobConfig {
+        /// How far back the report looks, ending at the run time (default `7d`).
+        #[serde(default)]
+        pub window: Option<Text>,
+        /// Handlebars templates to render, relative to the jobs file's folder.
+        #[serde(default)]
+        pub templates: Vec<Text>,
+        /// Notifiers that receive the report (a summary, or the file).
+        #[serde(default)]
+        pub notify: Option<Vec<Text>>,
+    }
+}
+
+job_config! {
+    /// Pulls incidents from the ServiceNow Table API into the incidents cache.
+    pub struct ServicenowFetchJobConfig {
+        /// The `servicenow` notifier whose instance and credentials are reused.
+        pub from: Text,
+        /// An encoded query (`sysparm_query`), e.g. `category=performance`.
+        #[serde(default)]
+        pub query: Option<String>,
+        /// Fields to fetch (`sysparm_fields`); the report's fields when absent.
+        #[serde(default)]
+        pub fields: Option<Vec<String>>,
+        /// Rows per page (`sysparm_limit`, default 100).
+        #[serde(default)]
+        pub page_size: Option<u32>,
+    }
+}
+
+/// How a rotate job groups files into archives.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// One zip per run holding every file of that run's day.
+    Day,
+    /// One zip per file.
+    File,
+}
+
+job_config! {
+    /// Archives old logs into verified zip files and deletes expired archives.
+    pub struct RotateJobConfig {
+        /// Files to rotate (globs), relative to the jobs file's folder.
+        pub paths: Vec<Text>,
+        /// Files last modified longer ago than this are archived (`15d`).
+        pub max_age: Text,
+        /// Files larger than this are archived even if young (`100MiB`).
+        #[serde(default)]
+        pub max_size: Option<Text>,
+        /// Where archives go (default `<data_dir>/archive`).
+        #[serde(default)]
+        pub archive_dir: Option<Text>,
+        /// Archives older than this are deleted (`90d`); kept forever when absent.
+        #[serde(default)]
+        pub archive_max_age: Option<Text>,
+        /// Keep at most this many archives of this job, newest first.
+        #[serde(default)]
+        pub keep_archives: Option<u32>,
+        /// `day` (one zip per run, default) or `file` (one zip per file).
+        #[serde(default)]
+        pub group_by: Option<GroupBy>,
+        /// Deflate level from 0 (store) to 9 (smallest); default 6.
+        #[serde(default)]
+        pub compression: Option<Spanned<u32>>,
+    }
+}
+
+/// Alert severities, lowest first, so `min_severity` compares with `>=`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+tagged_config! {
+    /// One notifier; `type` picks its kind.
+    #[derive(Debug)]
+    pub enum NotifierConfig: "notifier type" {
+        "slack" => Slack(SlackNotifierConfig),
+        "webhook" => Webhook(WebhookNotifierConfig),
+        "servicenow" => Servicenow(ServicenowNotifierConfig),
+        "alertmanager" => Alertmanager(AlertmanagerNotifierConfig),
+        "gdrive" => Gdrive(GdriveNotifierConfig),
+    }
+}
+
+impl NotifierConfig {
+    /// Lowest severity this notifier is sent.
+    pub fn min_severity(&self) -> Option<Severity> {
+        match self {
+            NotifierConfig::Slack(n) => n.min_severity,
+            NotifierConfig::Webhook(n) => n.min_severity,
+            NotifierConfig::Servicenow(n) => n.min_severity,
+            NotifierConfig::Alertmanager(n) => n.min_severity,
+            NotifierConfig::Gdrive(n) => n.min_severity,
+        }
+    }
+}
+
+/// Slack incoming webhook.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackNotifierConfig {
+    /// The webhook URL (a secret: write `${SLACK_WEBHOOK_URL}`); empty turns the notifier off.
+    pub webhook_url: Text,
+    /// Lowest severity sent (default `info`).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// A handlebars template that replaces the built-in message.
+    #[serde(default)]
+    pub template: Option<Text>,
+    /// Alerts arriving within this time go out as one message (default `10s`).
+    #[serde(default)]
+    pub group_wait: Option<Text>,
+}
+
+/// A JSON POST of every alert event to a URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookNotifierConfig {
+    /// Where events are POSTed (may be a secret); empty turns the notifier off.
+    pub url: Text,
+    /// Extra request headers; values may use `${VAR}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, Text>,
+    /// Standard Webhooks signing secret (`whsec_...` or raw); unsigned when absent.
+    #[serde(default)]
+    pub signing_secret: Option<Text>,
+    /// Lowest severity sent (default `info`).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+}
+
+/// ServiceNow incidents: created on firing, resolved on resolved; also the fetch job's source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicenowNotifierConfig {
+    /// Instance name (`dev12345`) or full URL; empty turns the notifier off.
+    pub instance: Text,
+    /// Basic-auth user.
+    #[serde(default)]
+    pub username: Option<Text>,
+    /// Basic-auth password (a secret).
+    #[serde(default)]
+    pub password: Option<Text>,
+    /// A fixed bearer token (a secret), instead of basic auth or OAuth.
+    #[serde(default)]
+    pub token: Option<Text>,
+    /// OAuth client id; with `client_secret` runner fetches and refreshes tokens itself.
+    #[serde(default)]
+    pub client_id: Option<Text>,
+    /// OAuth client secret (a secret).
+    #[serde(default)]
+    pub client_secret: Option<Text>,
+    /// Incident category (default `performance`).
+    #[serde(default)]
+    pub category: Option<String>,
+    /// `close_code` sent when resolving (default `Solved (Permanently)`).
+    #[serde(default)]
+    pub close_code: Option<String>,
+    /// `close_notes` sent when resolving.
+    #[serde(default)]
+    pub close_notes: Option<String>,
+    /// Lowest severity that opens an incident (default `critical`).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Request timeout (default `10s`).
+    #[serde(default)]
+    pub timeout: Option<Text>,
+}
+
+/// Prometheus Alertmanager, API v2.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerNotifierConfig {
+    /// Base URLs of every Alertmanager of an HA pair (`http://am1:9093`).
+    pub urls: Vec<Text>,
+    /// Lowest severity sent (default `info`).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+}
+
+/// Google Drive: uploads rendered reports into a folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GdriveNotifierConfig {
+    /// Id of the Drive folder that receives reports.
+    pub folder_id: Text,
+    /// OAuth client id.
+    pub client_id: Text,
+    /// OAuth client secret (a secret).
+    pub client_secret: Text,
+    /// OAuth refresh token (a secret); access tokens are fetched with it as they expire.
+    pub refresh_token: Text,
+    /// Lowest severity sent (reports are always sent).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+}

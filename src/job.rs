@@ -1,0 +1,80 @@
+//! A job ready to run: the checked spec, the per-job lock shared by the scheduler and
+//! `runner run`, and the body of its type.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::config::{Config, JobKind};
+use crate::lock::{LockError, LockFile, job_lock_path};
+use crate::scheduler::clock::{BoxFuture, SharedClock};
+use crate::scheduler::{Outcome, RunInfo, Task};
+
+/// One job of the jobs file, runnable by the scheduler or by `runner run`.
+pub struct Job {
+    name: String,
+    config: Arc<Config>,
+    #[allow(dead_code)]
+    clock: SharedClock,
+}
+
+impl Job {
+    pub fn new(config: Arc<Config>, name: &str, clock: SharedClock) -> Job {
+        Job {
+            name: name.to_string(),
+            config,
+            clock,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the job once under its lock; another process holding the lock skips this run.
+    pub async fn run_once(&self, info: RunInfo) -> anyhow::Result<Outcome> {
+        let lock_path = job_lock_path(&self.config.data_dir, &self.name);
+        let _lock = match LockFile::try_acquire(&lock_path, &format!("job `{}`", self.name)) {
+            Ok(lock) => lock,
+            Err(LockError::Held { holder, .. }) => {
+                return Ok(Outcome::Busy(format!(
+                    "job `{}` is already running in {holder}",
+                    self.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let spec = self
+            .config
+            .job(&self.name)
+            .ok_or_else(|| anyhow::anyhow!("job `{}` is not in the jobs file", self.name))?;
+        // `enabled: false` only keeps a job off the schedule; `runner run` still runs it.
+        if let Some(reason) = &spec.off {
+            return Ok(Outcome::Off(format!(
+                "job `{}` is off: {reason}",
+                self.name
+            )));
+        }
+        let _ = info;
+        let (body, issue) = match &spec.kind {
+            JobKind::Monitor(_) => ("monitor", "Monitor, part 1"),
+            JobKind::Report(_) => (
+                "report",
+                "ServiceNow incident fetch and the weekly performance report",
+            ),
+            JobKind::ServicenowFetch(_) => (
+                "servicenow_fetch",
+                "ServiceNow incident fetch and the weekly performance report",
+            ),
+            JobKind::Rotate(_) => ("rotate", "Log rotation job"),
+        };
+        info!(job = %self.name, issue, "the {body} job's body is not built yet; nothing was done");
+        Ok(Outcome::Done(format!("{body} body not built yet")))
+    }
+}
+
+impl Task for Job {
+    fn run(self: Arc<Self>, info: RunInfo) -> BoxFuture<anyhow::Result<Outcome>> {
+        Box::pin(async move { self.run_once(info).await })
+    }
+}

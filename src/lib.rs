@@ -1,0 +1,12 @@
+//! runner: a declarative rules-engine job runner for system performance monitoring.
+//!
+//! The modules follow the pipeline: `config` reads the jobs file, `scheduler` fires jobs,
+//! `job` runs one, and `cli` is the command line on top.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod job;
+pub mod lock;
+pub mod logging;
+pub mod scheduler;

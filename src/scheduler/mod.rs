@@ -1,0 +1,334 @@
+//! The embedded cron scheduler: one small loop per job on tokio that sleeps until the next
+//! occurrence, re-reads the clock, and starts the run unless the previous one is still going.
+//!
+//! Why not tokio-cron-scheduler: 0.15 freezes the UTC offset when a job is created (its DST bug
+//! #87), polls every 500 ms (runs fire about 230 ms late), lets runs of one job overlap, and its
+//! shutdown does not wait for running jobs. croner parses; this loop does the rest.
+
+pub mod clock;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use self::clock::{BoxFuture, SharedClock};
+use self::schedule::{Schedule, Zone};
+
+/// What one scheduled run is told about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RunInfo {
+    /// The occurrence this run is for.
+    pub scheduled: DateTime<Utc>,
+    /// When it actually started.
+    pub started: DateTime<Utc>,
+}
+
+/// How a run ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; the text is a one-line summary for the log.
+    Done(String),
+    /// Not run: another process holds the job's lock (`runner run JOB`).
+    Busy(String),
+    /// Not run: the job lacks what it needs (a notifier it reads from is off).
+    Off(String),
+}
+
+/// A job body the scheduler can start.
+pub trait Task: Send + Sync + 'static {
+    fn run(self: Arc<Self>, info: RunInfo) -> BoxFuture<anyhow::Result<Outcome>>;
+}
+
+/// One job as the scheduler sees it.
+pub struct Entry {
+    pub name: String,
+    pub schedule: Schedule,
+    /// A run longer than this is cancelled and counted as failed.
+    pub timeout: Option<Duration>,
+    pub task: Arc<dyn Task>,
+}
+
+/// Counters per job, readable while the scheduler runs.
+#[derive(Debug, Default)]
+pub struct JobStats {
+    pub started: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub panicked: AtomicU64,
+    pub timed_out: AtomicU64,
+    /// Occurrences skipped because the previous run was still going.
+    pub skipped_overlap: AtomicU64,
+    /// Runs the job itself declined (e.g. its lock is held by `runner run`).
+    pub skipped_busy: AtomicU64,
+    /// Occurrences that passed while the process could not run them (suspend, clock jump).
+    pub missed: AtomicU64,
+}
+
+impl JobStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Shared view of every job's counters and which jobs are running now.
+#[derive(Debug, Default)]
+pub struct SchedulerState {
+    stats: Mutex<BTreeMap<String, Arc<JobStats>>>,
+    running: Mutex<BTreeMap<String, DateTime<Utc>>>,
+    next_runs: Mutex<BTreeMap<String, DateTime<Utc>>>,
+}
+
+impl SchedulerState {
+    pub fn stats(&self, job: &str) -> Option<Arc<JobStats>> {
+        lock(&self.stats).get(job).cloned()
+    }
+
+    /// The occurrence a job's loop is waiting for; absent before the loop starts waiting.
+    pub fn next_run(&self, job: &str) -> Option<DateTime<Utc>> {
+        lock(&self.next_runs).get(job).copied()
+    }
+
+    /// Jobs running now, with the time each started.
+    pub fn running(&self) -> Vec<(String, DateTime<Utc>)> {
+        lock(&self.running)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these only ever leaves counters behind; keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How a shutdown ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Every running job finished within the grace period.
+    Clean,
+    /// These jobs were still running when the grace period ran out.
+    Abandoned(Vec<String>),
+}
+
+pub struct Scheduler {
+    clock: SharedClock,
+    zone: Zone,
+    entries: Vec<Entry>,
+    state: Arc<SchedulerState>,
+}
+
+impl Scheduler {
+    pub fn new(clock: SharedClock, zone: Zone, entries: Vec<Entry>) -> Self {
+        let state = Arc::new(SchedulerState::default());
+        for entry in &entries {
+            lock(&state.stats).insert(entry.name.clone(), Arc::default());
+        }
+        Scheduler {
+            clock,
+            zone,
+            entries,
+            state,
+        }
+    }
+
+    pub fn state(&self) -> Arc<SchedulerState> {
+        self.state.clone()
+    }
+
+    /// Runs every job on its schedule until `stop` is cancelled, then waits up to `grace` for
+    /// running jobs to finish.
+    pub async fn run(self, stop: CancellationToken, grace: Duration) -> Shutdown {
+        let runs = TaskTracker::new();
+        let loops = TaskTracker::new();
+        for entry in self.entries {
+            let job = JobLoop {
+                stats: self.state.stats(&entry.name).unwrap_or_default(),
+                entry: Arc::new(entry),
+                clock: self.clock.clone(),
+                zone: self.zone.clone(),
+                state: self.state.clone(),
+                runs: runs.clone(),
+                running: Arc::new(AtomicBool::new(false)),
+            };
+            loops.spawn(job.run(stop.clone()));
+        }
+        loops.close();
+        loops.wait().await;
+        runs.close();
+        let still_running = self.state.running();
+        if !still_running.is_empty() {
+            let names: Vec<&str> = still_running.iter().map(|(n, _)| n.as_str()).collect();
+            info!(jobs = ?names, grace_s = grace.as_secs_f64(), "waiting for running jobs to finish");
+        }
+        // Real time on purpose: the grace period protects a real shutdown, even in tests.
+        if tokio::time::timeout(grace, runs.wait()).await.is_ok() {
+            Shutdown::Clean
+        } else {
+            let names: Vec<String> = self.state.running().into_iter().map(|(n, _)| n).collect();
+            warn!(jobs = ?names, "grace period over; abandoning jobs still running");
+            Shutdown::Abandoned(names)
+        }
+    }
+}
+
+struct JobLoop {
+    entry: Arc<Entry>,
+    clock: SharedClock,
+    zone: Zone,
+    state: Arc<SchedulerState>,
+    stats: Arc<JobStats>,
+    runs: TaskTracker,
+    running: Arc<AtomicBool>,
+}
+
+impl JobLoop {
+    async fn run(self, stop: CancellationToken) {
+        let name = self.entry.name.as_str();
+        let mut cursor = self.clock.now();
+        loop {
+            let Some(next) = self.entry.schedule.next_after(cursor, &self.zone) else {
+                warn!(
+                    job = name,
+                    "schedule has no further runs; the job will not run again"
+                );
+                return;
+            };
+            lock(&self.state.next_runs).insert(name.to_string(), next);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.clock.sleep_until(next) => {}
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+            let now = self.clock.now();
+            cursor = next;
+            // Woken long after `next` (suspend, clock step): run once now, not once per missed
+            // occurrence.
+            let mut missed = 0u64;
+            while let Some(later) = self.entry.schedule.next_after(cursor, &self.zone) {
+                if later > now || missed >= 1_000_000 {
+                    break;
+                }
+                cursor = later;
+                missed += 1;
+            }
+            if missed > 0 {
+                self.stats.missed.fetch_add(missed, Ordering::Relaxed);
+                warn!(
+                    job = name,
+                    missed, "woke late; missed runs are not made up, running once now"
+                );
+            }
+            if self.running.swap(true, Ordering::AcqRel) {
+                self.stats.skipped_overlap.fetch_add(1, Ordering::Relaxed);
+                let since = lock(&self.state.running).get(name).copied();
+                warn!(
+                    job = name,
+                    running_since = ?since.map(|t| t.to_rfc3339()),
+                    skipped = JobStats::get(&self.stats.skipped_overlap),
+                    "previous run still going; this run is skipped"
+                );
+                continue;
+            }
+            let info = RunInfo {
+                scheduled: next,
+                started: now,
+            };
+            self.runs.spawn(run_once(
+                self.entry.clone(),
+                info,
+                self.clock.clone(),
+                self.state.clone(),
+                self.stats.clone(),
+                self.running.clone(),
+            ));
+        }
+    }
+}
+
+/// Runs one occurrence in its own task, so a panic or a timeout is contained and counted.
+async fn run_once(
+    entry: Arc<Entry>,
+    info: RunInfo,
+    clock: SharedClock,
+    state: Arc<SchedulerState>,
+    stats: Arc<JobStats>,
+    running: Arc<AtomicBool>,
+) {
+    let name = entry.name.as_str();
+    lock(&state.running).insert(name.to_string(), info.started);
+    stats.started.fetch_add(1, Ordering::Relaxed);
+    let lateness_ms = (info.started - info.scheduled)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1e3;
+    debug!(job = name, scheduled = %info.scheduled.to_rfc3339(), lateness_ms, "run started");
+
+    let mut handle = tokio::spawn(entry.task.clone().run(info));
+    let result = match entry.timeout {
+        None => Some((&mut handle).await),
+        Some(limit) => tokio::select! {
+            joined = &mut handle => Some(joined),
+            _ = clock.sleep(limit) => None,
+        },
+    };
+    let elapsed_ms = (clock.now() - info.started).num_milliseconds();
+    match result {
+        None => {
+            handle.abort();
+            stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            error!(
+                job = name,
+                timeout_ms = entry.timeout.map(|t| t.as_millis() as u64),
+                "run timed out and was cancelled"
+            );
+        }
+        Some(Ok(Ok(Outcome::Done(summary)))) => {
+            stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            debug!(job = name, elapsed_ms, summary = %summary, "run finished");
+        }
+        Some(Ok(Ok(Outcome::Busy(reason)))) => {
+            stats.skipped_busy.fetch_add(1, Ordering::Relaxed);
+            warn!(job = name, reason = %reason, "run skipped");
+        }
+        Some(Ok(Ok(Outcome::Off(reason)))) => {
+            debug!(job = name, reason = %reason, "job is off");
+        }
+        Some(Ok(Err(e))) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            error!(job = name, elapsed_ms, error = %format!("{e:#}"), "run failed");
+        }
+        Some(Err(join)) => {
+            stats.panicked.fetch_add(1, Ordering::Relaxed);
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            let reason = if join.is_panic() {
+                panic_message(join.into_panic())
+            } else {
+                "cancelled".to_string()
+            };
+            error!(job = name, elapsed_ms, panic = %reason, "run panicked; the scheduler goes on");
+        }
+    }
+    lock(&state.running).remove(name);
+    running.store(false, Ordering::Release);
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}

@@ -1,0 +1,423 @@
+//! When a job runs: cron expressions (via croner) in the jobs file's timezone, or `@every`
+//! intervals that follow real elapsed time.
+//!
+//! DST is croner's job for cron: a fixed time (`0 9 * * *`) stays at 09:00 local on both sides
+//! of a switch, a fixed time skipped by spring-forward runs once at the first valid time after
+//! the gap, and runs once in a repeated hour; wildcard and step fields (`*/10 * * * * *`) keep
+//! matching in both passes of a repeated hour, so they follow elapsed time. `@every` is computed
+//! on UTC instants, aligned to multiples of the interval since the epoch, so a 10 s monitor ticks
+//! at :00, :10, :20 on every host and never notices a DST switch.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+
+use crate::config::duration::{format_duration, parse_duration};
+
+const SHORTCUTS: &[&str] = &[
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
+
+/// A parsed `schedule:`.
+#[derive(Clone)]
+pub enum Schedule {
+    Cron { text: String, cron: Box<Cron> },
+    Every(Duration),
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({self})")
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Cron { text, .. } => f.write_str(text),
+            Schedule::Every(every) => write!(f, "@every {}", format_duration(*every)),
+        }
+    }
+}
+
+/// Why a schedule did not parse, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ScheduleError {
+    pub reason: String,
+}
+
+impl Schedule {
+    pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
+        let trimmed = text.trim();
+        let fail = |reason: String| ScheduleError { reason };
+        if let Some(rest) = trimmed.strip_prefix("@every") {
+            let every = parse_duration(rest).map_err(|e| {
+                fail(format!(
+                    "`@every` needs a duration such as `@every 10s` ({})",
+                    e.reason
+                ))
+            })?;
+            if every.is_zero() {
+                return Err(fail("`@every` needs a duration above zero".into()));
+            }
+            return Ok(Schedule::Every(every));
+        }
+        if trimmed.starts_with('@') && !SHORTCUTS.contains(&trimmed.to_lowercase().as_str()) {
+            return Err(fail(format!(
+                "unknown shortcut `{trimmed}` (expected one of: @hourly, @daily, @weekly, @monthly, @yearly, or @every <duration>)"
+            )));
+        }
+        let fields = trimmed.split_whitespace().count();
+        if !trimmed.starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(fail(format!(
+                "a cron expression has 5 fields (minute hour day month weekday) or 6 (seconds first); this one has {fields}"
+            )));
+        }
+        if !trimmed.starts_with('@') {
+            check_field_ranges(trimmed).map_err(fail)?;
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(trimmed)
+            .map_err(|e| fail(format!("invalid cron expression: {e}")))?;
+        // croner accepts patterns that never match (`0 0 30 2 *`); refuse them here rather than
+        // at the first run.
+        if cron.find_next_occurrence(&Utc::now(), false).is_err() {
+            return Err(fail(
+                "this cron expression never matches a real date".into(),
+            ));
+        }
+        Ok(Schedule::Cron {
+            text: trimmed.to_string(),
+            cron: Box::new(cron),
+        })
+    }
+
+    /// The first run strictly after `after`, computed in `zone` for cron schedules.
+    pub fn next_after(&self, after: DateTime<Utc>, zone: &Zone) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(every) => {
+                let step = every.as_millis() as i64;
+                let now = after.timestamp_millis();
+                let next = (now.div_euclid(step) + 1) * step;
+                DateTime::from_timestamp_millis(next)
+            }
+            Schedule::Cron { cron, .. } => match zone {
+                Zone::Local => next_cron(cron, after.with_timezone(&chrono::Local)),
+                Zone::Named(tz) => next_cron(cron, after.with_timezone(tz)),
+            },
+        }
+    }
+
+    /// The next `n` runs after `after`.
+    pub fn upcoming(&self, after: DateTime<Utc>, zone: &Zone, n: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(n);
+        let mut cursor = after;
+        while out.len() < n {
+            match self.next_after(cursor, zone) {
+                Some(next) => {
+                    out.push(next);
+                    cursor = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// A sentence for `runner jobs`: "At 08:00 AM, only on Monday".
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Cron { cron, .. } => cron.describe(),
+            Schedule::Every(every) => format!("Every {}", format_duration(*every)),
+        }
+    }
+}
+
+/// Names each field and its range when a number is out of it: croner's own message for this
+/// ("Number out of bounds") does not say which field.
+fn check_field_ranges(expression: &str) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 6] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day-of-month", 1, 31),
+        ("month", 1, 12),
+        ("day-of-week", 0, 7),
+    ];
+    let parts: Vec<&str> = expression.split_whitespace().collect();
+    let fields = if parts.len() == 5 {
+        &FIELDS[1..]
+    } else {
+        &FIELDS[..]
+    };
+    for (part, (field, min, max)) in parts.iter().zip(fields) {
+        for item in part.split(',') {
+            let range = item.split('/').next().unwrap_or_default();
+            for bound in range.split('-') {
+                if let Ok(n) = bound.parse::<u32>()
+                    && (n < *min || n > *max)
+                {
+                    return Err(format!(
+                        "the {field} field `{item}` is out of range ({min}-{max})"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn next_cron<Tz: TimeZone>(cron: &Cron, after: DateTime<Tz>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&after, false)
+        .ok()
+        .map(|next| next.with_timezone(&Utc))
+}
+
+/// The timezone schedules are read in: the machine's (`Local`) or a named IANA zone.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Zone {
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    pub fn parse(name: &str) -> Result<Zone, String> {
+        if name.eq_ignore_ascii_case("local") {
+            return Ok(Zone::Local);
+        }
+        name.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
+            format!("unknown timezone `{name}` (expected `Local` or an IANA name such as `Europe/Berlin` or `UTC`)")
+        })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Local => "Local".to_string(),
+            Zone::Named(tz) => tz.name().to_string(),
+        }
+    }
+
+    /// `2026-11-30 08:00:00 +01:00`: local wall time with its offset, for people.
+    pub fn format(&self, at: DateTime<Utc>) -> String {
+        const FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
+        match self {
+            Zone::Local => at.with_timezone(&chrono::Local).format(FORMAT).to_string(),
+            Zone::Named(tz) => at.with_timezone(tz).format(FORMAT).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn zone(name: &str) -> Zone {
+        Zone::parse(name).unwrap()
+    }
+
+    /// The next `n` runs after `start`, written as local times with offsets.
+    #[track_caller]
+    fn runs(schedule: &str, tz: &str, start: &str, n: usize) -> Vec<String> {
+        let z = zone(tz);
+        Schedule::parse(schedule)
+            .unwrap()
+            .upcoming(utc(start), &z, n)
+            .into_iter()
+            .map(|t| z.format(t))
+            .collect()
+    }
+
+    #[test]
+    fn five_and_six_fields_and_shortcuts() {
+        assert_eq!(
+            runs("30 2 * * *", "UTC", "2026-11-28T00:00:00Z", 2),
+            ["2026-11-28 02:30:00 +00:00", "2026-11-29 02:30:00 +00:00"]
+        );
+        assert_eq!(
+            runs("*/15 * * * * *", "UTC", "2026-11-28T00:00:07Z", 3),
+            [
+                "2026-11-28 00:00:15 +00:00",
+                "2026-11-28 00:00:30 +00:00",
+                "2026-11-28 00:00:45 +00:00"
+            ]
+        );
+        assert_eq!(
+            runs("@hourly", "UTC", "2026-11-28T10:20:00Z", 1),
+            ["2026-11-28 11:00:00 +00:00"]
+        );
+        assert_eq!(
+            runs("@daily", "UTC", "2026-11-28T10:20:00Z", 1),
+            ["2026-11-29 00:00:00 +00:00"]
+        );
+        // 2026-11-28 is a Saturday: @weekly is Sunday midnight.
+        assert_eq!(
+            runs("@weekly", "UTC", "2026-11-28T10:20:00Z", 1),
+            ["2026-11-29 00:00:00 +00:00"]
+        );
+        assert_eq!(
+            runs("@monthly", "UTC", "2026-11-28T10:20:00Z", 1),
+            ["2026-12-01 00:00:00 +00:00"]
+        );
+        assert_eq!(
+            runs("0 8 * * Mon", "UTC", "2026-11-28T10:20:00Z", 1),
+            ["2026-11-30 08:00:00 +00:00"]
+        );
+    }
+
+    #[test]
+    fn every_is_aligned_to_the_epoch() {
+        assert_eq!(
+            runs("@every 10s", "UTC", "2026-11-28T10:00:03.500Z", 3),
+            [
+                "2026-11-28 10:00:10 +00:00",
+                "2026-11-28 10:00:20 +00:00",
+                "2026-11-28 10:00:30 +00:00"
+            ]
+        );
+        let every = Schedule::parse("@every 250ms").unwrap();
+        let next = every.next_after(utc("2026-11-28T10:00:00.100Z"), &Zone::Local);
+        assert_eq!(next, Some(utc("2026-11-28T10:00:00.250Z")));
+    }
+
+    #[test]
+    fn fixed_time_keeps_local_time_across_dst_in_berlin() {
+        // Summer time ends 2026-10-25 03:00 CEST -> 02:00 CET.
+        assert_eq!(
+            runs("0 9 * * *", "Europe/Berlin", "2026-10-23T12:00:00Z", 3),
+            [
+                "2026-10-24 09:00:00 +02:00",
+                "2026-10-25 09:00:00 +01:00",
+                "2026-10-26 09:00:00 +01:00"
+            ]
+        );
+        // Summer time starts 2026-03-29 02:00 CET -> 03:00 CEST.
+        assert_eq!(
+            runs("0 9 * * *", "Europe/Berlin", "2026-03-27T12:00:00Z", 3),
+            [
+                "2026-03-28 09:00:00 +01:00",
+                "2026-03-29 09:00:00 +02:00",
+                "2026-03-30 09:00:00 +02:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_time_runs_once_after_the_gap() {
+        // 02:30 does not exist in Berlin on 2026-03-29: run at 03:00 CEST, once.
+        assert_eq!(
+            runs("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 3),
+            [
+                "2026-03-29 03:00:00 +02:00",
+                "2026-03-30 02:30:00 +02:00",
+                "2026-03-31 02:30:00 +02:00"
+            ]
+        );
+        // New York springs forward 2026-03-08 02:00 EST -> 03:00 EDT.
+        assert_eq!(
+            runs("30 2 * * *", "America/New_York", "2026-03-07T12:00:00Z", 2),
+            ["2026-03-08 03:00:00 -04:00", "2026-03-09 02:30:00 -04:00"]
+        );
+    }
+
+    #[test]
+    fn repeated_hour_runs_a_fixed_time_once() {
+        // 02:30 happens twice in Berlin on 2026-10-25: run at the first one only.
+        assert_eq!(
+            runs("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25 02:30:00 +02:00", "2026-10-26 02:30:00 +01:00"]
+        );
+        // New York falls back 2026-11-01 02:00 EDT -> 01:00 EST; 01:30 happens twice.
+        assert_eq!(
+            runs("30 1 * * *", "America/New_York", "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01 01:30:00 -04:00", "2026-11-02 01:30:00 -05:00"]
+        );
+    }
+
+    #[test]
+    fn steps_follow_elapsed_time_through_the_repeated_hour() {
+        // Every 20 minutes through New York's fall-back: both passes of 01:xx run.
+        let z = zone("America/New_York");
+        let times =
+            Schedule::parse("*/20 * * * *")
+                .unwrap()
+                .upcoming(utc("2026-11-01T05:10:00Z"), &z, 7);
+        let gaps: Vec<i64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_minutes())
+            .collect();
+        assert_eq!(gaps, vec![20; 6], "{times:?}");
+        assert_eq!(z.format(times[0]), "2026-11-01 01:20:00 -04:00");
+        assert_eq!(z.format(times[3]), "2026-11-01 01:20:00 -05:00");
+    }
+
+    #[test]
+    fn every_keeps_its_cadence_through_dst() {
+        let z = zone("Europe/Berlin");
+        let start = Utc.with_ymd_and_hms(2026, 3, 29, 0, 59, 40).unwrap();
+        let times = Schedule::parse("@every 10s")
+            .unwrap()
+            .upcoming(start, &z, 5);
+        let gaps: Vec<i64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_seconds())
+            .collect();
+        assert_eq!(gaps, vec![10; 4]);
+        assert_eq!(z.format(times[1]), "2026-03-29 03:00:00 +02:00");
+    }
+
+    #[test]
+    fn explains_bad_schedules() {
+        let err = |s: &str| Schedule::parse(s).unwrap_err().reason;
+        assert_eq!(
+            err("* * *"),
+            "a cron expression has 5 fields (minute hour day month weekday) or 6 (seconds first); this one has 3"
+        );
+        assert_eq!(
+            err("61 * * * *"),
+            "the minute field `61` is out of range (0-59)"
+        );
+        assert_eq!(
+            err("0 0 25 * * *"),
+            "the hour field `25` is out of range (0-23)"
+        );
+        assert_eq!(
+            err("0 9 * 1-13 *"),
+            "the month field `1-13` is out of range (1-12)"
+        );
+        assert!(err("0 9 * * Mox").starts_with("invalid cron expression: "));
+        assert!(err("@sometimes").starts_with("unknown shortcut `@sometimes`"));
+        assert!(err("@every soon").starts_with("`@every` needs a duration"));
+        assert_eq!(
+            err("0 0 30 2 *"),
+            "this cron expression never matches a real date"
+        );
+    }
+
+    #[test]
+    fn zones() {
+        assert_eq!(Zone::parse("local"), Ok(Zone::Local));
+        assert!(
+            Zone::parse("Mars/Olympus")
+                .unwrap_err()
+                .contains("unknown timezone")
+        );
+        assert_eq!(zone("Europe/Berlin").name(), "Europe/Berlin");
+    }
+}

@@ -1,0 +1,254 @@
+//! The jobs files users write: the shipped ones load clean, and each kind of mistake gets an
+//! exact, located message.
+
+use crate::support::{root, run, stderr, stdout};
+
+/// `runner check` on a fixture: exit code 1 and exactly this on stderr.
+#[track_caller]
+fn invalid(name: &str, expected: &str) {
+    let path = format!("tests/fixtures/invalid/{name}.yaml");
+    let output = run(&["check", "--jobs", &path]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stderr(&output), expected.replace("FILE", &path));
+}
+
+#[test]
+fn shipped_jobs_file_checks_clean() {
+    let output = run(&["check", "--jobs", "jobs/jobs.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "jobs/jobs.yaml: ok (2 warnings) (4 jobs, 2 notifiers)\n"
+    );
+    // Without Slack and ServiceNow, both are off and say which variable turns them on.
+    let err = stderr(&output);
+    assert!(
+        err.contains("warning: notifier `slack` is off: `webhook_url` is empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set SLACK_WEBHOOK_URL to turn the notifier on"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set SERVICENOW_INSTANCE to turn the notifier on"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_jobs_file_has_the_documented_jobs() {
+    let config = runner::config::Config::load(&root().join("jobs/jobs.yaml")).expect("loads");
+    let names: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["monitor", "servicenow-sync", "weekly-report", "rotate-logs"]
+    );
+    assert_eq!(
+        config.job("monitor").unwrap().schedule.to_string(),
+        "@every 10s"
+    );
+    assert!(config.data_dir.ends_with("var"));
+}
+
+#[test]
+fn every_example_jobs_file_checks_clean() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("jobs/examples")).expect("jobs/examples exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let rel = path.strip_prefix(root()).unwrap().display().to_string();
+            let output = run(&["check", "--jobs", &rel]);
+            assert_eq!(output.status.code(), Some(0), "{rel}: {}", stderr(&output));
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "jobs/examples holds no example");
+}
+
+#[test]
+fn malformed_yaml() {
+    invalid(
+        "malformed-yaml",
+        r#"error: unclosed quote
+ --> FILE:5:15
+  |
+5 |     schedule: "@every 10s
+  |               ^
+  = field: jobs
+
+"#,
+    );
+}
+
+#[test]
+fn unknown_key() {
+    invalid(
+        "unknown-key",
+        "error: unknown field `probe`, expected one of schedule, description, enabled, timeout, probes, rules, notify
+ --> FILE:6:5
+  |
+6 |     probe:
+  |     ^^^^^
+  = field: jobs.monitor.probe
+  = help: did you mean `probes`?
+
+",
+    );
+}
+
+#[test]
+fn unknown_job_type() {
+    invalid(
+        "unknown-job-type",
+        "error: unknown job type `monitr` (expected one of: monitor, report, servicenow_fetch, rotate)
+ --> FILE:4:11
+  |
+4 |     type: monitr
+  |           ^^^^^^
+  = field: jobs.monitor
+
+",
+    );
+}
+
+#[test]
+fn bad_cron() {
+    invalid(
+        "bad-cron",
+        "error: invalid schedule `0 8 * * Mon Tue Wed`: a cron expression has 5 fields (minute hour day month weekday) or 6 (seconds first); this one has 7
+ --> FILE:5:15
+  |
+5 |     schedule: \"0 8 * * Mon Tue Wed\"
+  |               ^^^^^^^^^^^^^^^^^^^^^
+  = field: jobs.weekly-report.schedule
+  = help: examples: `*/5 * * * *` (every 5 minutes), `0 8 * * Mon` (Mondays 08:00), `30 2 * * *`, `@daily`, `@every 10s`
+
+",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    invalid(
+        "bad-duration",
+        "error: invalid duration `15 days`: unknown unit; use ms, s, m, h, d or w (e.g. `500ms`, `15m`, `7d`)
+ --> FILE:7:14
+  |
+7 |     max_age: 15 days
+  |              ^^^^^^^
+  = field: jobs.rotate-logs.max_age
+
+",
+    );
+}
+
+#[test]
+fn missing_notifier() {
+    invalid(
+        "missing-notifier",
+        "error: unknown notifier `slak` (defined: log, slack)
+ --> FILE:8:19
+  |
+8 |     notify: [log, slak]
+  |                   ^^^^
+  = field: jobs.monitor.notify[1]
+  = help: did you mean `slack`?
+
+",
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    invalid(
+        "duplicate-key",
+        "error: duplicate key `schedule`
+ --> FILE:6:5
+  |
+6 |     schedule: \"@every 1m\"
+  |     ^^^^^^^^
+  = field: jobs
+  = help: a key may appear once per mapping; keep the one you mean
+
+",
+    );
+}
+
+#[test]
+fn empty_file() {
+    invalid(
+        "empty",
+        "error: the jobs file is empty
+ --> FILE:1:1
+  = help: it needs at least `data_dir:` and `jobs:`; jobs/jobs.yaml is a commented example
+
+",
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let output = run(&[
+        "check",
+        "--jobs",
+        "tests/fixtures/invalid/several-problems.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let located: Vec<&str> = err.lines().filter(|l| l.contains("--> ")).collect();
+    assert_eq!(
+        located,
+        [
+            " --> tests/fixtures/invalid/several-problems.yaml:2:11",
+            " --> tests/fixtures/invalid/several-problems.yaml:4:18",
+            "  --> tests/fixtures/invalid/several-problems.yaml:13:16",
+            "  --> tests/fixtures/invalid/several-problems.yaml:16:15",
+            "  --> tests/fixtures/invalid/several-problems.yaml:17:14",
+        ],
+        "{err}"
+    );
+    assert!(
+        err.contains("error: unknown timezone `Europe/Berln`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: unknown notifier type `pagerduty`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: expected a whole number of zero or more, found `three`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  = field: jobs.monitor.probes[0].count"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the hour field `25` is out of range (0-23)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: unknown notifier `email` (defined: log)"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&output),
+        "tests/fixtures/invalid/several-problems.yaml: 5 errors and 0 warnings\n"
+    );
+}
+
+#[test]
+fn a_missing_jobs_file_says_how_to_pass_one() {
+    let output = run(&["check", "--jobs", "nowhere/jobs.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with("error: cannot read the jobs file: No such file or directory"),
+        "{err}"
+    );
+    assert!(
+        err.contains("= help: pass the jobs file with `--jobs FILE`"),
+        "{err}"
+    );
+}

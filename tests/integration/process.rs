@@ -1,0 +1,153 @@
+//! The binary as a process: signals, exit codes and locks.
+
+use std::time::Duration;
+
+use crate::support::{Running, command, jobs_file, run, stderr, stdout};
+
+const EVERY_SECOND: &str = "jobs:\n  tick:\n    type: monitor\n    schedule: \"@every 1s\"\n";
+
+#[test]
+fn sigterm_stops_the_scheduler_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(dir.path(), &format!("shutdown_grace: 5s\n{EVERY_SECOND}"));
+    let mut runner = Running::spawn(command(&["--jobs", file.to_str().unwrap(), "-v"]));
+    runner.wait_for_line("job scheduled", Duration::from_secs(10));
+    runner.wait_for_line("run finished", Duration::from_secs(5));
+    runner.signal("TERM");
+    let (code, took) = runner.wait_exit(Duration::from_secs(6));
+    assert_eq!(code, Some(0), "{}", runner.seen.join("\n"));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    runner.wait_for_line("runner stopped", Duration::from_secs(1));
+}
+
+#[test]
+fn sigint_stops_the_scheduler_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(dir.path(), EVERY_SECOND);
+    let mut runner = Running::spawn(command(&["--jobs", file.to_str().unwrap()]));
+    runner.wait_for_line("job scheduled", Duration::from_secs(10));
+    runner.signal("INT");
+    let (code, _) = runner.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_second_scheduler_on_the_same_data_dir_is_refused_with_the_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(dir.path(), EVERY_SECOND);
+    let file = file.to_str().unwrap();
+    let mut first = Running::spawn(command(&["--jobs", file]));
+    first.wait_for_line("job scheduled", Duration::from_secs(10));
+    let second = run(&["--jobs", file]);
+    assert_eq!(second.status.code(), Some(3));
+    let err = stderr(&second);
+    assert!(
+        err.contains(&format!("is already held by pid {}", first.child.id())),
+        "{err}"
+    );
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(5)).0, Some(0));
+    // Once the first is gone, its lock file is left behind and simply taken over.
+    let mut third = Running::spawn(command(&["--jobs", file]));
+    third.wait_for_line("took over the lock", Duration::from_secs(10));
+    third.signal("TERM");
+    assert_eq!(third.wait_exit(Duration::from_secs(5)).0, Some(0));
+}
+
+#[test]
+fn run_job_is_refused_while_the_job_lock_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(dir.path(), EVERY_SECOND);
+    let lock_path = runner::lock::job_lock_path(&dir.path().join("var"), "tick");
+    let held = runner::lock::LockFile::try_acquire(&lock_path, "job `tick`").unwrap();
+    let output = run(&["run", "tick", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: job `tick` is already running in pid {}\n",
+            std::process::id()
+        )
+    );
+    drop(held);
+    let output = run(&["run", "tick", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn run_names_the_jobs_when_the_name_is_wrong() {
+    let output = run(&["run", "monitr", "--jobs", "jobs/jobs.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains(
+        "error: no job named `monitr` in jobs/jobs.yaml (jobs: monitor, servicenow-sync, weekly-report, rotate-logs)"
+    ));
+}
+
+#[test]
+fn run_of_a_job_that_is_off_says_why_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(crate::support::root().join("jobs/jobs.yaml")).unwrap();
+    let file = dir.path().join("jobs.yaml");
+    std::fs::write(&file, shipped.replace("data_dir: ../var", "data_dir: var")).unwrap();
+    let output = run(&["run", "servicenow-sync", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "job `servicenow-sync` is off: its ServiceNow notifier `servicenow` is off: `instance` is empty; nothing to do\n"
+    );
+}
+
+#[test]
+fn jobs_lists_three_next_runs_in_the_file_timezone() {
+    let output = run(&["jobs", "--jobs", "jobs/examples/central-europe.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.starts_with("jobs in jobs/examples/central-europe.yaml (times in Europe/Berlin)\n"),
+        "{out}"
+    );
+    let daily = out
+        .split("daily-report (report)")
+        .nth(1)
+        .expect("daily-report listed");
+    let times: Vec<&str> = daily
+        .lines()
+        .filter(|l| l.contains(" 09:00:00 +0"))
+        .take(3)
+        .collect();
+    assert_eq!(times.len(), 3, "{out}");
+    assert!(out.contains("schedule: */5 * * * * *"), "{out}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(dir.path(), EVERY_SECOND);
+    let output = run(&[
+        "run",
+        "tick",
+        "--jobs",
+        file.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let err = stderr(&output);
+    assert!(!err.is_empty());
+    for line in err.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON object");
+        assert!(
+            value.get("level").is_some() && value.get("message").is_some(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = run(&["--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(&["--version"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).starts_with("runner "));
+}

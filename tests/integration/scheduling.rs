@@ -1,0 +1,379 @@
+//! The scheduler on a virtual clock: DST, no overlap, failures contained, graceful shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use runner::scheduler::clock::{BoxFuture, SharedClock, VirtualClock};
+use runner::scheduler::schedule::{Schedule, Zone};
+use runner::scheduler::{
+    Entry, JobStats, Outcome, RunInfo, Scheduler, SchedulerState, Shutdown, Task,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A task that reports each start and then behaves as told.
+struct Probe {
+    started: mpsc::UnboundedSender<DateTime<Utc>>,
+    behaviour: Behaviour,
+    runs: AtomicU32,
+}
+
+enum Behaviour {
+    Finish,
+    /// Holds until the test adds a permit.
+    WaitFor(Arc<Semaphore>),
+    /// Panics on the first run, then finishes.
+    PanicOnce,
+    /// Fails every run.
+    Fail,
+    /// Takes this long in real time.
+    Sleep(Duration),
+}
+
+impl Task for Probe {
+    fn run(self: Arc<Self>, info: RunInfo) -> BoxFuture<anyhow::Result<Outcome>> {
+        Box::pin(async move {
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
+            let _ = self.started.send(info.scheduled);
+            match &self.behaviour {
+                Behaviour::Finish => {}
+                Behaviour::WaitFor(gate) => {
+                    let _permit = gate.acquire().await.expect("gate open");
+                }
+                Behaviour::PanicOnce if run == 0 => panic!("probe exploded"),
+                Behaviour::PanicOnce => {}
+                Behaviour::Fail => anyhow::bail!("disk on fire"),
+                Behaviour::Sleep(d) => tokio::time::sleep(*d).await,
+            }
+            Ok(Outcome::Done("ok".into()))
+        })
+    }
+}
+
+struct Harness {
+    clock: Arc<VirtualClock>,
+    state: Arc<SchedulerState>,
+    stop: CancellationToken,
+    started: mpsc::UnboundedReceiver<DateTime<Utc>>,
+    handle: tokio::task::JoinHandle<Shutdown>,
+}
+
+fn start(at: &str, zone: &str, schedule: &str, behaviour: Behaviour) -> Harness {
+    let clock = VirtualClock::new(utc(at));
+    let (tx, started) = mpsc::unbounded_channel();
+    let task = Arc::new(Probe {
+        started: tx,
+        behaviour,
+        runs: AtomicU32::new(0),
+    });
+    let shared: SharedClock = clock.clone();
+    let scheduler = Scheduler::new(
+        shared,
+        Zone::parse(zone).unwrap(),
+        vec![Entry {
+            name: "job".into(),
+            schedule: Schedule::parse(schedule).unwrap(),
+            timeout: None,
+            task,
+        }],
+    );
+    let state = scheduler.state();
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(scheduler.run(stop.clone(), Duration::from_secs(2)));
+    Harness {
+        clock,
+        state,
+        stop,
+        started,
+        handle,
+    }
+}
+
+/// Polls until `cond` holds, in real time, so tests never depend on task interleaving.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+impl Harness {
+    fn stats(&self) -> Arc<JobStats> {
+        self.state.stats("job").unwrap()
+    }
+
+    /// Waits until the loop sleeps for an occurrence after `after`, returns it.
+    async fn next_after(&self, after: DateTime<Utc>) -> DateTime<Utc> {
+        let mut next = None;
+        until("the loop to wait for its next run", || {
+            next = self.state.next_run("job").filter(|t| *t > after);
+            next.is_some()
+        })
+        .await;
+        next.unwrap()
+    }
+
+    /// Moves the clock to the next occurrence and returns the scheduled time of the run.
+    async fn fire_next(&mut self) -> DateTime<Utc> {
+        let next = self.next_after(self.clock_now_minus()).await;
+        self.clock.set(next);
+        tokio::time::timeout(Duration::from_secs(5), self.started.recv())
+            .await
+            .expect("a run starts")
+            .expect("channel open")
+    }
+
+    fn clock_now_minus(&self) -> DateTime<Utc> {
+        use runner::scheduler::clock::Clock;
+        self.clock.now()
+    }
+
+    async fn shutdown(self) -> Shutdown {
+        self.stop.cancel();
+        self.handle.await.unwrap()
+    }
+}
+
+fn local(zone: &str, times: &[DateTime<Utc>]) -> Vec<String> {
+    let zone = Zone::parse(zone).unwrap();
+    times.iter().map(|t| zone.format(*t)).collect()
+}
+
+#[tokio::test]
+async fn fixed_time_job_runs_at_local_time_across_the_berlin_autumn_switch() {
+    let mut h = start(
+        "2026-10-23T12:00:00Z",
+        "Europe/Berlin",
+        "0 9 * * *",
+        Behaviour::Finish,
+    );
+    let mut fired = Vec::new();
+    for _ in 0..3 {
+        fired.push(h.fire_next().await);
+    }
+    assert_eq!(
+        local("Europe/Berlin", &fired),
+        [
+            "2026-10-24 09:00:00 +02:00",
+            "2026-10-25 09:00:00 +01:00",
+            "2026-10-26 09:00:00 +01:00"
+        ]
+    );
+    assert_eq!(h.shutdown().await, Shutdown::Clean);
+}
+
+#[tokio::test]
+async fn skipped_and_repeated_hours_in_new_york_run_once() {
+    // 02:30 does not exist on 2026-03-08: once at 03:00 EDT.
+    let mut h = start(
+        "2026-03-07T12:00:00Z",
+        "America/New_York",
+        "30 2 * * *",
+        Behaviour::Finish,
+    );
+    let fired = vec![h.fire_next().await, h.fire_next().await];
+    assert_eq!(
+        local("America/New_York", &fired),
+        ["2026-03-08 03:00:00 -04:00", "2026-03-09 02:30:00 -04:00"]
+    );
+    h.shutdown().await;
+    // 01:30 happens twice on 2026-11-01: once, at the first.
+    let mut h = start(
+        "2026-10-31T12:00:00Z",
+        "America/New_York",
+        "30 1 * * *",
+        Behaviour::Finish,
+    );
+    let fired = vec![h.fire_next().await, h.fire_next().await];
+    assert_eq!(
+        local("America/New_York", &fired),
+        ["2026-11-01 01:30:00 -04:00", "2026-11-02 01:30:00 -05:00"]
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_10s_keeps_its_cadence_through_the_spring_switch() {
+    let mut h = start(
+        "2026-03-29T00:59:35Z",
+        "Europe/Berlin",
+        "@every 10s",
+        Behaviour::Finish,
+    );
+    let mut fired = Vec::new();
+    for _ in 0..4 {
+        fired.push(h.fire_next().await);
+    }
+    let gaps: Vec<i64> = fired
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_seconds())
+        .collect();
+    assert_eq!(gaps, [10, 10, 10]);
+    assert_eq!(
+        local("Europe/Berlin", &fired[1..3]),
+        ["2026-03-29 01:59:50 +01:00", "2026-03-29 03:00:00 +02:00"]
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn six_field_cron_fires_on_seconds() {
+    let mut h = start(
+        "2026-11-28T10:00:01Z",
+        "UTC",
+        "*/15 * * * * *",
+        Behaviour::Finish,
+    );
+    let fired = vec![h.fire_next().await, h.fire_next().await];
+    assert_eq!(
+        fired,
+        [utc("2026-11-28T10:00:15Z"), utc("2026-11-28T10:00:30Z")]
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_slower_than_its_interval_is_skipped_not_stacked() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 10s",
+        Behaviour::WaitFor(gate.clone()),
+    );
+    let first = h.fire_next().await;
+    assert_eq!(first, utc("2026-11-28T10:00:10Z"));
+    // Two more occurrences pass while the first run holds.
+    for (n, at) in ["2026-11-28T10:00:20Z", "2026-11-28T10:00:30Z"]
+        .iter()
+        .enumerate()
+    {
+        let next = h.next_after(h.clock_now_minus()).await;
+        assert_eq!(next, utc(at));
+        h.clock.set(next);
+        let stats = h.stats();
+        until("the overlap to be counted", || {
+            JobStats::get(&stats.skipped_overlap) == n as u64 + 1
+        })
+        .await;
+    }
+    assert!(h.started.try_recv().is_err(), "a second run was stacked");
+    assert_eq!(JobStats::get(&h.stats().started), 1);
+    assert_eq!(h.state.running().len(), 1);
+    gate.add_permits(1);
+    let stats = h.stats();
+    until("the first run to finish", || {
+        JobStats::get(&stats.succeeded) == 1
+    })
+    .await;
+    assert_eq!(h.fire_next().await, utc("2026-11-28T10:00:40Z"));
+    gate.add_permits(1);
+    assert_eq!(h.shutdown().await, Shutdown::Clean);
+}
+
+#[tokio::test]
+async fn a_panicking_job_is_counted_and_the_scheduler_goes_on() {
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 1m",
+        Behaviour::PanicOnce,
+    );
+    h.fire_next().await;
+    let stats = h.stats();
+    until("the panic to be counted", || {
+        JobStats::get(&stats.panicked) == 1
+    })
+    .await;
+    h.fire_next().await;
+    until("the second run to succeed", || {
+        JobStats::get(&stats.succeeded) == 1
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_is_counted_and_runs_again() {
+    let mut h = start("2026-11-28T10:00:00Z", "UTC", "@every 1m", Behaviour::Fail);
+    h.fire_next().await;
+    h.fire_next().await;
+    let stats = h.stats();
+    until("both failures to be counted", || {
+        JobStats::get(&stats.failed) == 2
+    })
+    .await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_clock_jump_runs_once_and_counts_the_missed_runs() {
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 10s",
+        Behaviour::Finish,
+    );
+    h.next_after(utc("2026-11-28T10:00:00Z")).await;
+    // The machine was suspended for an hour.
+    h.clock.set(utc("2026-11-28T11:00:05Z"));
+    let fired = tokio::time::timeout(Duration::from_secs(5), h.started.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fired, utc("2026-11-28T10:00:10Z"));
+    let stats = h.stats();
+    until("missed runs to be counted", || {
+        JobStats::get(&stats.missed) == 359
+    })
+    .await;
+    assert_eq!(h.next_after(fired).await, utc("2026-11-28T11:00:10Z"));
+    assert!(h.started.try_recv().is_err(), "missed runs were replayed");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_running_job_within_the_grace_period() {
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 10s",
+        Behaviour::Sleep(Duration::from_millis(300)),
+    );
+    h.fire_next().await;
+    let began = Instant::now();
+    assert_eq!(h.shutdown().await, Shutdown::Clean);
+    assert!(
+        began.elapsed() >= Duration::from_millis(250),
+        "did not wait for the run"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_abandons_a_job_that_outlives_the_grace_period() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 10s",
+        Behaviour::WaitFor(gate),
+    );
+    h.fire_next().await;
+    let began = Instant::now();
+    assert_eq!(
+        h.shutdown().await,
+        Shutdown::Abandoned(vec!["job".to_string()])
+    );
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
