@@ -121,12 +121,20 @@ fn summary_line(file: &Path, problems: &Problems) -> String {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a command's async part on the one runtime of the process.
+fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("runner")
         .enable_all()
         .build()
+    {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::FAILED
+        }
+    }
 }
 
 /// Each notifier left off, said once, naming what to set.
@@ -164,14 +172,7 @@ fn serve(file: &Path) -> u8 {
     if let Some(pid) = _lock.took_over_from {
         info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILED;
-        }
-    };
-    rt.block_on(async move {
+    block_on(async move {
         let clock: SharedClock = Arc::new(SystemClock);
         info!(
             host = %config.host,
@@ -282,14 +283,7 @@ fn run_job(file: &Path, name: &str) -> u8 {
         return exit::USAGE;
     }
     log_warnings(&config);
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILED;
-        }
-    };
-    rt.block_on(async move {
+    block_on(async move {
         let clock: SharedClock = Arc::new(SystemClock);
         let now = clock.now();
         let job = Job::new(config, name, clock);
