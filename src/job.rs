@@ -7,6 +7,7 @@ use tracing::info;
 
 use crate::config::{Config, JobKind};
 use crate::lock::{LockError, LockFile, job_lock_path};
+use crate::monitor::Monitor;
 use crate::scheduler::clock::{BoxFuture, SharedClock};
 use crate::scheduler::{Outcome, RunInfo, Task};
 
@@ -14,8 +15,13 @@ use crate::scheduler::{Outcome, RunInfo, Task};
 pub struct Job {
     name: String,
     config: Arc<Config>,
-    #[allow(dead_code)]
     clock: SharedClock,
+    /// State that lives from run to run (a monitor's rates and history), built on first use.
+    body: tokio::sync::Mutex<Option<Body>>,
+}
+
+enum Body {
+    Monitor(Box<Monitor>),
 }
 
 impl Job {
@@ -24,6 +30,7 @@ impl Job {
             name: name.to_string(),
             config,
             clock,
+            body: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -57,7 +64,17 @@ impl Job {
         }
         let _ = info;
         let (body, issue) = match &spec.kind {
-            JobKind::Monitor(_) => ("monitor", "Monitor, part 1"),
+            JobKind::Monitor(monitor) => {
+                let mut guard = self.body.lock().await;
+                let Body::Monitor(state) = guard.get_or_insert_with(|| {
+                    Body::Monitor(Box::new(Monitor::new(&self.config, &self.name, monitor)))
+                });
+                let (_, summary) = state.tick(self.clock.now()).await?;
+                return Ok(Outcome::Done(format!(
+                    "{} metrics, {} probe errors",
+                    summary.metrics, summary.errors
+                )));
+            }
             JobKind::Report(_) => (
                 "report",
                 "ServiceNow incident fetch and the weekly performance report",

@@ -9,4 +9,7 @@ pub mod diagnostic;
 pub mod job;
 pub mod lock;
 pub mod logging;
+pub mod monitor;
+pub mod probes;
 pub mod scheduler;
+pub mod store;

@@ -376,7 +376,7 @@ impl Builder<'_> {
     ) -> Option<Config> {
         let data_dir = self.path(&top.data_dir, "data_dir");
         let zone = match &top.timezone {
-            None => Some(Zone::Local),
+            None => Some(Zone::local()),
             Some(tz) => match Zone::parse(tz.value.trim()) {
                 Ok(zone) => Some(zone),
                 Err(message) => {
@@ -720,6 +720,7 @@ impl Builder<'_> {
                 }
                 None => String::new(),
             };
+            self.check_probe(&probe.value, &probe_field);
             if !seen.insert((kind, key.clone())) {
                 let message = if key.is_empty() {
                     format!("the `{kind}` probe is listed twice in this job; list it once")
@@ -731,6 +732,33 @@ impl Builder<'_> {
             out.push(probe.value);
         }
         out
+    }
+
+    /// Settings of one probe that can be checked without running it.
+    fn check_probe(&mut self, probe: &ProbeConfig, field: &str) {
+        if let ProbeConfig::Disk(disk) = probe {
+            for (i, mount) in disk.mounts.iter().flatten().enumerate() {
+                if !mount.value.starts_with('/') {
+                    self.error(
+                        &mount.referenced,
+                        &format!("{field}.mounts[{i}]"),
+                        format!(
+                            "`{}` is not an absolute path; mount points start with `/`",
+                            mount.value
+                        ),
+                    );
+                }
+            }
+        }
+        if let (_, Some(timeout)) = probe.common()
+            && timeout.value == 0
+        {
+            self.error(
+                &timeout.referenced,
+                &format!("{field}.timeout_ms"),
+                "`timeout_ms` must be above 0",
+            );
+        }
     }
 
     fn notifier(&mut self, name: &Text, config: NotifierConfig) -> Option<NotifierSpec> {
@@ -1020,7 +1048,7 @@ mod tests {
     #[test]
     fn minimal_file_builds_with_defaults() {
         let config = load_str(MINIMAL, &[]).unwrap();
-        assert_eq!(config.zone, Zone::Local);
+        assert_eq!(config.zone, Zone::local());
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         let job = config.job("monitor").unwrap();
         assert_eq!(job.type_name(), "monitor");
@@ -1150,6 +1178,19 @@ mod tests {
         assert!(
             got[2].contains("two `ping` probes are named `gw`"),
             "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn probe_settings_are_checked() {
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@hourly\"\n    probes:\n      - { type: disk, mounts: [/, var/log] }\n      - { type: cpu, timeout_ms: 0 }\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(
+            got,
+            [
+                "7:35 `var/log` is not an absolute path; mount points start with `/` [jobs.m.probes[0].mounts[1]]",
+                "8:34 `timeout_ms` must be above 0 [jobs.m.probes[1].timeout_ms]",
+            ]
         );
     }
 

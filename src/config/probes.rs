@@ -1,6 +1,7 @@
 //! Probe settings as written under a monitor job's `probes:`; `type` picks the probe.
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 use super::raw::Text;
 use super::tagged::tagged_config;
@@ -29,13 +30,13 @@ macro_rules! system_probe_config {
         pub struct $name {
             /// Longest the probe may take per tick before it counts as failed.
             #[serde(default)]
-            pub timeout_ms: Option<u64>,
+            pub timeout_ms: Option<Spanned<u64>>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
         impl $name {
-            pub fn common(&self) -> (Option<&Text>, Option<u64>) {
-                (None, self.timeout_ms)
+            pub fn common(&self) -> (Option<&Text>, Option<&Spanned<u64>>) {
+                (None, self.timeout_ms.as_ref())
             }
         }
     };
@@ -53,13 +54,13 @@ macro_rules! named_probe_config {
             pub name: Text,
             /// Longest the probe may take per tick before it counts as failed.
             #[serde(default)]
-            pub timeout_ms: Option<u64>,
+            pub timeout_ms: Option<Spanned<u64>>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
         impl $name {
-            pub fn common(&self) -> (Option<&Text>, Option<u64>) {
-                (Some(&self.name), self.timeout_ms)
+            pub fn common(&self) -> (Option<&Text>, Option<&Spanned<u64>>) {
+                (Some(&self.name), self.timeout_ms.as_ref())
             }
         }
     };
@@ -67,7 +68,7 @@ macro_rules! named_probe_config {
 
 impl ProbeConfig {
     /// The probe's `name` and `timeout_ms`, whatever its type.
-    pub fn common(&self) -> (Option<&Text>, Option<u64>) {
+    pub fn common(&self) -> (Option<&Text>, Option<&Spanned<u64>>) {
         match self {
             ProbeConfig::Cpu(p) => p.common(),
             ProbeConfig::Memory(p) => p.common(),

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
@@ -93,7 +93,10 @@ impl Schedule {
             .map_err(|e| fail(format!("invalid cron expression: {e}")))?;
         // croner accepts patterns that never match (`0 0 30 2 *`); refuse them here rather than
         // at the first run.
-        if cron.find_next_occurrence(&Utc::now(), false).is_err() {
+        if cron
+            .find_next_occurrence(&jiff::Zoned::now(), false)
+            .is_err()
+        {
             return Err(fail(
                 "this cron expression never matches a real date".into(),
             ));
@@ -113,10 +116,10 @@ impl Schedule {
                 let next = (now.div_euclid(step) + 1) * step;
                 DateTime::from_timestamp_millis(next)
             }
-            Schedule::Cron { cron, .. } => match zone {
-                Zone::Local => next_cron(cron, after.with_timezone(&chrono::Local)),
-                Zone::Named(tz) => next_cron(cron, after.with_timezone(tz)),
-            },
+            Schedule::Cron { cron, .. } => {
+                let next = cron.find_next_occurrence(&zone.zoned(after)?, false).ok()?;
+                DateTime::from_timestamp_millis(next.timestamp().as_millisecond())
+            }
         }
     }
 
@@ -179,43 +182,71 @@ fn check_field_ranges(expression: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn next_cron<Tz: TimeZone>(cron: &Cron, after: DateTime<Tz>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after, false)
-        .ok()
-        .map(|next| next.with_timezone(&Utc))
+/// The timezone schedules and reports are read in: the machine's (`Local`: `TZ`, else
+/// `/etc/localtime`) or a named IANA zone from the system's tz database.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    name: String,
+    tz: jiff::tz::TimeZone,
 }
 
-/// The timezone schedules are read in: the machine's (`Local`) or a named IANA zone.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Zone {
-    Local,
-    Named(chrono_tz::Tz),
+impl PartialEq for Zone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
 }
 
 impl Zone {
-    pub fn parse(name: &str) -> Result<Zone, String> {
-        if name.eq_ignore_ascii_case("local") {
-            return Ok(Zone::Local);
+    pub fn local() -> Zone {
+        Zone {
+            name: "Local".to_string(),
+            tz: jiff::tz::TimeZone::system(),
         }
-        name.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
-            format!("unknown timezone `{name}` (expected `Local` or an IANA name such as `Europe/Berlin` or `UTC`)")
-        })
     }
 
-    pub fn name(&self) -> String {
-        match self {
-            Zone::Local => "Local".to_string(),
-            Zone::Named(tz) => tz.name().to_string(),
+    pub fn utc() -> Zone {
+        Zone {
+            name: "UTC".to_string(),
+            tz: jiff::tz::TimeZone::UTC,
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Zone, String> {
+        if name.eq_ignore_ascii_case("local") {
+            return Ok(Zone::local());
+        }
+        jiff::tz::TimeZone::get(name)
+            .map(|tz| Zone {
+                name: name.to_string(),
+                tz,
+            })
+            .map_err(|_| {
+                format!("unknown timezone `{name}` (expected `Local` or an IANA name such as `Europe/Berlin` or `UTC`)")
+            })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `at` as a wall-clock time in this zone.
+    pub fn zoned(&self, at: DateTime<Utc>) -> Option<jiff::Zoned> {
+        jiff::Timestamp::from_millisecond(at.timestamp_millis())
+            .ok()
+            .map(|ts| ts.to_zoned(self.tz.clone()))
+    }
+
+    /// `at` in this zone with `strftime` codes (`%Y-%m-%d %H:%M`); UTC when out of range.
+    pub fn strftime(&self, at: DateTime<Utc>, format: &str) -> String {
+        match self.zoned(at) {
+            Some(zoned) => zoned.strftime(format).to_string(),
+            None => at.format(format).to_string(),
         }
     }
 
     /// `2026-11-30 08:00:00 +01:00`: local wall time with its offset, for people.
     pub fn format(&self, at: DateTime<Utc>) -> String {
-        const FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
-        match self {
-            Zone::Local => at.with_timezone(&chrono::Local).format(FORMAT).to_string(),
-            Zone::Named(tz) => at.with_timezone(tz).format(FORMAT).to_string(),
-        }
+        self.strftime(at, "%Y-%m-%d %H:%M:%S %:z")
     }
 }
 
@@ -292,7 +323,7 @@ mod tests {
             ]
         );
         let every = Schedule::parse("@every 250ms").unwrap();
-        let next = every.next_after(utc("2026-11-28T10:00:00.100Z"), &Zone::Local);
+        let next = every.next_after(utc("2026-11-28T10:00:00.100Z"), &Zone::local());
         assert_eq!(next, Some(utc("2026-11-28T10:00:00.250Z")));
     }
 
@@ -412,7 +443,8 @@ mod tests {
 
     #[test]
     fn zones() {
-        assert_eq!(Zone::parse("local"), Ok(Zone::Local));
+        assert_eq!(Zone::parse("local"), Ok(Zone::local()));
+        assert_eq!(Zone::parse("UTC"), Ok(Zone::utc()));
         assert!(
             Zone::parse("Mars/Olympus")
                 .unwrap_err()

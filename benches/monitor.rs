@@ -1,0 +1,97 @@
+//! `cargo bench --bench monitor`: one tick of the default system probes, and the metrics
+//! reader's throughput over a synthetic week.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use divan::counter::BytesCount;
+use runner::probes::{ProbeSet, ProcRoot};
+use runner::store::MetricsReader;
+
+fn main() {
+    divan::main();
+}
+
+fn default_probes() -> ProbeSet {
+    let configs: Vec<runner::config::probes::ProbeConfig> = serde_saphyr::from_str(
+        "- type: cpu\n- type: memory\n- type: load\n- type: disk\n- type: disk_io\n- type: net_io\n",
+    )
+    .expect("probe list");
+    ProbeSet::build(&configs, &ProcRoot::default())
+}
+
+/// One tick of cpu, memory, load, disk, disk_io and net_io, with rates (state carried over).
+#[divan::bench]
+fn tick_default_system_probes(bencher: divan::Bencher) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut probes = default_probes();
+    rt.block_on(probes.collect());
+    bencher.bench_local(|| rt.block_on(probes.collect()));
+}
+
+struct Week {
+    _dir: tempfile::TempDir,
+    reader: MetricsReader,
+    bytes: u64,
+    from: DateTime<Utc>,
+}
+
+/// Seven days at a 10 s tick with 40 metrics, written once.
+fn week() -> &'static Week {
+    static WEEK: OnceLock<Week> = OnceLock::new();
+    WEEK.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let from = DateTime::parse_from_rfc3339("2026-11-16T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let bytes = runner::store::synth::write_log(
+            dir.path(),
+            "monitor",
+            from,
+            7,
+            Duration::from_secs(10),
+            40,
+        )
+        .unwrap();
+        let reader = MetricsReader::new(dir.path(), vec![]);
+        Week {
+            _dir: dir,
+            reader,
+            bytes,
+            from,
+        }
+    })
+}
+
+/// Every sample of the week, every metric visited.
+#[divan::bench(sample_count = 10)]
+fn read_a_week(bencher: divan::Bencher) {
+    let week = week();
+    bencher.counter(BytesCount::new(week.bytes)).bench(|| {
+        let mut sum = 0.0;
+        week.reader
+            .read(week.from, week.from + chrono::Duration::days(7), |view| {
+                for (_, v) in view.metrics() {
+                    sum += v;
+                }
+            });
+        sum
+    });
+}
+
+#[divan::bench(args = ["cpu", "memory", "load", "disk", "disk_io", "net_io"])]
+fn tick_one_probe(bencher: divan::Bencher, kind: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let configs: Vec<runner::config::probes::ProbeConfig> =
+        serde_saphyr::from_str(&format!("- type: {kind}\n")).unwrap();
+    let mut probes = ProbeSet::build(&configs, &ProcRoot::default());
+    rt.block_on(probes.collect());
+    bencher.bench_local(|| rt.block_on(probes.collect()));
+}

@@ -1,0 +1,34 @@
+//! Writes a synthetic metrics log for the performance scripts.
+//!
+//!   cargo run --release --example synth_metrics -- DATA_DIR DAYS INTERVAL METRICS [END]
+//!   e.g. `... -- /tmp/var 1 1s 60` writes the 24 h before now at 1 s with 60 metrics.
+
+use std::time::Duration;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [data_dir, days, interval, metrics, rest @ ..] = args.as_slice() else {
+        return Err(
+            "usage: synth_metrics DATA_DIR DAYS INTERVAL METRICS [END (RFC 3339, default now)]"
+                .into(),
+        );
+    };
+    let days: u32 = days.parse()?;
+    let interval: Duration = runner::config::duration::parse_duration(interval)?;
+    let metrics: usize = metrics.parse()?;
+    let end = match rest.first() {
+        Some(end) => chrono::DateTime::parse_from_rfc3339(end)?.with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let from = end - chrono::Duration::days(i64::from(days));
+    let bytes = runner::store::synth::write_log(
+        std::path::Path::new(data_dir),
+        "monitor",
+        from,
+        days,
+        interval,
+        metrics,
+    )?;
+    println!("wrote {bytes} bytes of samples from {from} to {end}");
+    Ok(())
+}

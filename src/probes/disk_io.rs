@@ -1,0 +1,301 @@
+//! `disk_io`: per block device and in total, bytes and operations per second, utilisation
+//! (share of time the device was busy) and average wait per operation, from `/proc/diskstats`.
+//!
+//! Only whole devices are reported (`/sys/block`), never partitions, and `total` leaves out
+//! devices stacked on others (device-mapper, md RAID: those with `slaves/`), so no byte is
+//! counted twice. Loop, ram and zram devices are left out unless listed in `devices:`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use super::procfs::{self, ProcRoot, sanitize_instance};
+use super::rate::growth;
+use super::{Names, Output};
+
+const FIELDS: &[&str] = &[
+    "read_bytes_per_sec",
+    "write_bytes_per_sec",
+    "reads_per_sec",
+    "writes_per_sec",
+    "util_percent",
+    "await_ms",
+];
+
+/// The counters of one `/proc/diskstats` line that runner uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DiskCounters {
+    pub reads: u64,
+    pub read_sectors: u64,
+    pub read_ms: u64,
+    pub writes: u64,
+    pub write_sectors: u64,
+    pub write_ms: u64,
+    /// Milliseconds the device had I/O in flight.
+    pub busy_ms: u64,
+}
+
+pub fn parse_diskstats(text: &str) -> Vec<(String, DiskCounters)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let name = f.nth(2)?.to_string();
+            let v: Vec<u64> = f.take(10).map(|x| x.parse().unwrap_or(0)).collect();
+            if v.len() < 10 {
+                return None;
+            }
+            Some((
+                name,
+                DiskCounters {
+                    reads: v[0],
+                    read_sectors: v[2],
+                    read_ms: v[3],
+                    writes: v[4],
+                    write_sectors: v[6],
+                    write_ms: v[7],
+                    busy_ms: v[9],
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Growth of every counter between two readings; `None` if any went backwards.
+fn diff(now: &DiskCounters, prev: &DiskCounters) -> Option<DiskCounters> {
+    Some(DiskCounters {
+        reads: growth(prev.reads, now.reads)?,
+        read_sectors: growth(prev.read_sectors, now.read_sectors)?,
+        read_ms: growth(prev.read_ms, now.read_ms)?,
+        writes: growth(prev.writes, now.writes)?,
+        write_sectors: growth(prev.write_sectors, now.write_sectors)?,
+        write_ms: growth(prev.write_ms, now.write_ms)?,
+        busy_ms: growth(prev.busy_ms, now.busy_ms)?,
+    })
+}
+
+/// The rates of one device (or the total) over `secs`.
+fn push_rates(
+    out: &mut Output,
+    names: &[super::MetricName],
+    d: &DiskCounters,
+    secs: f64,
+    util: f64,
+) {
+    // /proc/diskstats counts 512-byte sectors whatever the device's own sector size.
+    out.push(&names[0], d.read_sectors as f64 * 512.0 / secs);
+    out.push(&names[1], d.write_sectors as f64 * 512.0 / secs);
+    out.push(&names[2], d.reads as f64 / secs);
+    out.push(&names[3], d.writes as f64 / secs);
+    out.push(&names[4], util.min(100.0));
+    let ops = d.reads + d.writes;
+    // No operation, no wait to average: absent rather than a made-up 0.
+    if ops > 0 {
+        out.push(&names[5], (d.read_ms + d.write_ms) as f64 / ops as f64);
+    }
+}
+
+/// What `/sys/block` says about the devices.
+#[derive(Debug, Default)]
+struct Topology {
+    whole: HashSet<String>,
+    stacked: HashSet<String>,
+    seen: Vec<String>,
+}
+
+pub struct DiskIoProbe {
+    root: ProcRoot,
+    devices: Option<Vec<String>>,
+    topology: Topology,
+    prev: Option<(HashMap<String, DiskCounters>, Instant)>,
+    names: Names,
+    buf: String,
+}
+
+impl DiskIoProbe {
+    pub fn new(root: ProcRoot, devices: Option<Vec<String>>) -> Self {
+        DiskIoProbe {
+            root,
+            devices,
+            topology: Topology::default(),
+            prev: None,
+            names: Names::new("disk_io"),
+            buf: String::new(),
+        }
+    }
+
+    /// Re-reads `/sys/block` when the set of devices changed (hotplug), not every tick.
+    fn refresh_topology(&mut self, names: &[&str]) {
+        if self
+            .topology
+            .seen
+            .iter()
+            .map(String::as_str)
+            .eq(names.iter().copied())
+        {
+            return;
+        }
+        let block = self.root.sys.join("block");
+        let mut topology = Topology {
+            seen: names.iter().map(|s| s.to_string()).collect(),
+            ..Topology::default()
+        };
+        if let Ok(entries) = std::fs::read_dir(&block) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let has_slaves = std::fs::read_dir(block.join(&name).join("slaves"))
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false);
+                if has_slaves {
+                    topology.stacked.insert(name.clone());
+                }
+                topology.whole.insert(name);
+            }
+        }
+        self.topology = topology;
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        match &self.devices {
+            Some(list) => list.iter().any(|d| d == name),
+            None => {
+                self.topology.whole.contains(name)
+                    && !["loop", "ram", "zram"].iter().any(|p| name.starts_with(p))
+            }
+        }
+    }
+
+    pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
+        procfs::read_required(&self.root.proc.join("diskstats"), &mut self.buf)?;
+        let at = Instant::now();
+        let stats = parse_diskstats(&self.buf);
+        let names: Vec<&str> = stats.iter().map(|(n, _)| n.as_str()).collect();
+        self.refresh_topology(&names);
+        let now: HashMap<String, DiskCounters> = stats
+            .into_iter()
+            .filter(|(name, _)| self.selected(name))
+            .collect();
+        if let Some(devices) = &self.devices {
+            for device in devices.iter().filter(|d| !now.contains_key(*d)) {
+                out.error(
+                    format!("disk_io.{}", sanitize_instance(device)),
+                    format!("no device `{device}` in /proc/diskstats"),
+                );
+            }
+        }
+        if let Some((prev, prev_at)) = &self.prev {
+            let secs = at.duration_since(*prev_at).as_secs_f64();
+            if secs > 0.0 {
+                let mut total = DiskCounters::default();
+                let mut busiest: f64 = 0.0;
+                let mut counted = 0;
+                let mut devices: Vec<&String> = now.keys().collect();
+                devices.sort();
+                for name in devices {
+                    let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
+                        continue;
+                    };
+                    let util = d.busy_ms as f64 / (secs * 1000.0) * 100.0;
+                    let names = self.names.get(&sanitize_instance(name), FIELDS);
+                    push_rates(out, &names, &d, secs, util);
+                    if !self.topology.stacked.contains(name) {
+                        total.reads += d.reads;
+                        total.read_sectors += d.read_sectors;
+                        total.read_ms += d.read_ms;
+                        total.writes += d.writes;
+                        total.write_sectors += d.write_sectors;
+                        total.write_ms += d.write_ms;
+                        busiest = busiest.max(util);
+                        counted += 1;
+                    }
+                }
+                if counted > 0 {
+                    // The total's utilisation is the busiest device's: the bottleneck.
+                    let names = self.names.get("total", FIELDS);
+                    push_rates(out, &names, &total, secs, busiest);
+                }
+            }
+        }
+        self.prev = Some((now, at));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_diskstats_lines() {
+        let text = " 252       0 vda 1000 10 80000 500 2000 20 160000 900 0 1200 1400 0 0 0 0\n 252       1 vda1 900 10 70000 450 1900 20 150000 850 0 1100 1300\n   7       0 loop0 5 0 10 0 0 0 0 0 0 0 0\n";
+        let stats = parse_diskstats(text);
+        assert_eq!(stats.len(), 3);
+        assert_eq!(stats[0].0, "vda");
+        assert_eq!(
+            stats[0].1,
+            DiskCounters {
+                reads: 1000,
+                read_sectors: 80000,
+                read_ms: 500,
+                writes: 2000,
+                write_sectors: 160000,
+                write_ms: 900,
+                busy_ms: 1200
+            }
+        );
+    }
+
+    #[test]
+    fn rates_utilisation_and_wait() {
+        let prev = DiskCounters {
+            reads: 100,
+            read_sectors: 1000,
+            read_ms: 50,
+            writes: 10,
+            write_sectors: 2000,
+            write_ms: 30,
+            busy_ms: 100,
+        };
+        let now = DiskCounters {
+            reads: 140,
+            read_sectors: 3048,
+            read_ms: 90,
+            writes: 20,
+            write_sectors: 6096,
+            write_ms: 110,
+            busy_ms: 600,
+        };
+        let d = diff(&now, &prev).unwrap();
+        let mut out = Output::default();
+        let mut names = Names::new("disk_io");
+        push_rates(
+            &mut out,
+            &names.get("vda", FIELDS),
+            &d,
+            2.0,
+            d.busy_ms as f64 / 2000.0 * 100.0,
+        );
+        let got: Vec<(String, f64)> = out
+            .metrics
+            .iter()
+            .map(|(n, v)| (n.to_string(), *v))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "disk_io.vda.read_bytes_per_sec".to_string(),
+                    2048.0 * 512.0 / 2.0
+                ),
+                (
+                    "disk_io.vda.write_bytes_per_sec".to_string(),
+                    4096.0 * 512.0 / 2.0
+                ),
+                ("disk_io.vda.reads_per_sec".to_string(), 20.0),
+                ("disk_io.vda.writes_per_sec".to_string(), 5.0),
+                ("disk_io.vda.util_percent".to_string(), 25.0),
+                ("disk_io.vda.await_ms".to_string(), 120.0 / 50.0),
+            ]
+        );
+        // A device that was replaced (counters restarted) gives nothing for this tick.
+        assert_eq!(diff(&prev, &now), None);
+    }
+}

@@ -1,0 +1,52 @@
+//! `load`: the kernel's 1, 5 and 15 minute load averages, and the 1 minute one per CPU.
+
+use super::procfs::{self, ProcRoot};
+use super::{Names, Output};
+
+const FIELDS: &[&str] = &["load1", "load5", "load15", "load1_per_core"];
+
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().ok());
+    Some([parts.next()??, parts.next()??, parts.next()??])
+}
+
+pub struct LoadProbe {
+    root: ProcRoot,
+    names: Names,
+    buf: String,
+}
+
+impl LoadProbe {
+    pub fn new(root: ProcRoot) -> Self {
+        LoadProbe {
+            root,
+            names: Names::new("load"),
+            buf: String::new(),
+        }
+    }
+
+    pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
+        procfs::read_required(&self.root.proc.join("loadavg"), &mut self.buf)?;
+        let [l1, l5, l15] = parse_loadavg(&self.buf).ok_or("cannot parse /proc/loadavg")?;
+        let names = self.names.get_flat(FIELDS);
+        out.push(&names[0], l1);
+        out.push(&names[1], l5);
+        out.push(&names[2], l15);
+        out.push(&names[3], l1 / procfs::online_cpus() as f64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loadavg() {
+        assert_eq!(
+            parse_loadavg("0.52 0.58 1.59 1/467 12345\n"),
+            Some([0.52, 0.58, 1.59])
+        );
+        assert_eq!(parse_loadavg("x"), None);
+    }
+}

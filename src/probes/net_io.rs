@@ -1,0 +1,181 @@
+//! `net_io`: per interface and in total, bytes and packets per second each way, and errors and
+//! drops per second, from `/proc/net/dev`. Loopback is reported but never counted in `total`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::procfs::{self, ProcRoot, sanitize_instance};
+use super::rate::growth;
+use super::{Names, Output};
+
+const FIELDS: &[&str] = &[
+    "rx_bytes_per_sec",
+    "tx_bytes_per_sec",
+    "rx_packets_per_sec",
+    "tx_packets_per_sec",
+    "errors_per_sec",
+    "drops_per_sec",
+];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NetCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    /// Receive plus transmit errors.
+    pub errors: u64,
+    /// Receive plus transmit drops.
+    pub drops: u64,
+}
+
+pub fn parse_net_dev(text: &str) -> Vec<(String, NetCounters)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            if v.len() < 16 {
+                return None;
+            }
+            Some((
+                name.trim().to_string(),
+                NetCounters {
+                    rx_bytes: v[0],
+                    rx_packets: v[1],
+                    errors: v[2] + v[10],
+                    drops: v[3] + v[11],
+                    tx_bytes: v[8],
+                    tx_packets: v[9],
+                },
+            ))
+        })
+        .collect()
+}
+
+fn diff(now: &NetCounters, prev: &NetCounters) -> Option<NetCounters> {
+    Some(NetCounters {
+        rx_bytes: growth(prev.rx_bytes, now.rx_bytes)?,
+        rx_packets: growth(prev.rx_packets, now.rx_packets)?,
+        tx_bytes: growth(prev.tx_bytes, now.tx_bytes)?,
+        tx_packets: growth(prev.tx_packets, now.tx_packets)?,
+        errors: growth(prev.errors, now.errors)?,
+        drops: growth(prev.drops, now.drops)?,
+    })
+}
+
+fn push_rates(out: &mut Output, names: &[super::MetricName], d: &NetCounters, secs: f64) {
+    for (name, value) in names.iter().zip([
+        d.rx_bytes,
+        d.tx_bytes,
+        d.rx_packets,
+        d.tx_packets,
+        d.errors,
+        d.drops,
+    ]) {
+        out.push(name, value as f64 / secs);
+    }
+}
+
+pub struct NetIoProbe {
+    root: ProcRoot,
+    interfaces: Option<Vec<String>>,
+    prev: Option<(HashMap<String, NetCounters>, Instant)>,
+    names: Names,
+    buf: String,
+}
+
+impl NetIoProbe {
+    pub fn new(root: ProcRoot, interfaces: Option<Vec<String>>) -> Self {
+        NetIoProbe {
+            root,
+            interfaces,
+            prev: None,
+            names: Names::new("net_io"),
+            buf: String::new(),
+        }
+    }
+
+    pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
+        procfs::read_required(&self.root.proc.join("net/dev"), &mut self.buf)?;
+        let at = Instant::now();
+        let now: HashMap<String, NetCounters> = parse_net_dev(&self.buf)
+            .into_iter()
+            .filter(|(name, _)| {
+                self.interfaces
+                    .as_ref()
+                    .is_none_or(|list| list.iter().any(|i| i == name))
+            })
+            .collect();
+        if let Some(list) = &self.interfaces {
+            for iface in list.iter().filter(|i| !now.contains_key(*i)) {
+                out.error(
+                    format!("net_io.{}", sanitize_instance(iface)),
+                    format!("no interface `{iface}` in /proc/net/dev"),
+                );
+            }
+        }
+        if let Some((prev, prev_at)) = &self.prev {
+            let secs = at.duration_since(*prev_at).as_secs_f64();
+            if secs > 0.0 {
+                let mut total = NetCounters::default();
+                let mut counted = 0;
+                let mut ifaces: Vec<&String> = now.keys().collect();
+                ifaces.sort();
+                for name in ifaces {
+                    let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
+                        continue;
+                    };
+                    push_rates(
+                        out,
+                        &self.names.get(&sanitize_instance(name), FIELDS),
+                        &d,
+                        secs,
+                    );
+                    if name != "lo" {
+                        total.rx_bytes += d.rx_bytes;
+                        total.rx_packets += d.rx_packets;
+                        total.tx_bytes += d.tx_bytes;
+                        total.tx_packets += d.tx_packets;
+                        total.errors += d.errors;
+                        total.drops += d.drops;
+                        counted += 1;
+                    }
+                }
+                if counted > 0 {
+                    push_rates(out, &self.names.get("total", FIELDS), &total, secs);
+                }
+            }
+        }
+        self.prev = Some((now, at));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo: 1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n  eth0: 5000      50    1    2    0     0          0         0     7000      70    3    4    0     0       0          0\n";
+        let stats = parse_net_dev(text);
+        assert_eq!(stats.len(), 2);
+        assert_eq!(
+            stats[1],
+            (
+                "eth0".to_string(),
+                NetCounters {
+                    rx_bytes: 5000,
+                    rx_packets: 50,
+                    tx_bytes: 7000,
+                    tx_packets: 70,
+                    errors: 4,
+                    drops: 6
+                }
+            )
+        );
+    }
+}

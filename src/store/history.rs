@@ -1,0 +1,525 @@
+//! History per metric for the rules: raw points for a short window (default 1 h), one-minute
+//! buckets for 6 h, five-minute buckets for 48 h, and the hour being built, whose rollup goes to
+//! disk when the hour ends (longer windows read those).
+//!
+//! Memory is what bounds this module. A raw point is 8 bytes (a 32-bit millisecond offset and
+//! an `f32` value: seven significant digits, plenty for thresholds and averages) and a bucket 16
+//! bytes (`f32` sum, min and max, a count). Per metric, once the windows are full: 8 B × points
+//! in the raw window (360 at a 10 s tick, 3,600 at 1 s) + 16 B × (360 + 576) buckets = 18 KB at
+//! a 10 s tick, 44 KB at 1 s, plus the hour's sketch (about 16 B per distinct 1 % bucket).
+//! Buffers grow in steps of an eighth, not by doubling, so capacity stays close to use.
+//!
+//! Why two bucket tiers: 48 h of one-minute buckets would be 46 KB per metric, the biggest
+//! part of an agent that should stay under 10 MiB; windows longer than six hours lose nothing
+//! that matters at five-minute resolution (only their edges are rounded to five minutes).
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use super::daily::DailyFiles;
+use super::rollups::{HourRollup, Rollup, RollupStore};
+use super::sample::{LineParser, SampleView, peek_ts_ms};
+use crate::probes::MetricName;
+
+const MINUTE_MS: i64 = 60_000;
+const FIVE_MINUTES_MS: i64 = 300_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Pushes onto a ring, growing it by an eighth when full rather than doubling.
+fn push_compact<T>(ring: &mut VecDeque<T>, item: T) {
+    if ring.len() == ring.capacity() {
+        ring.reserve_exact((ring.len() / 8).max(16));
+    }
+    ring.push_back(item);
+}
+
+/// How much history to keep in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    pub raw_window: Duration,
+    /// One-minute buckets.
+    pub minute_window: Duration,
+    /// Five-minute buckets; also how far back a warm-up reads.
+    pub bucket_window: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            raw_window: Duration::from_secs(3_600),
+            minute_window: Duration::from_secs(6 * 3_600),
+            bucket_window: Duration::from_secs(48 * 3_600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RawPoint {
+    /// Milliseconds after the series' `base_ms`.
+    dt: u32,
+    value: f32,
+}
+
+/// One bucket (a minute, or five) of one metric; `count == 0` marks one without data.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MinuteBucket {
+    pub sum: f32,
+    pub min: f32,
+    pub max: f32,
+    pub count: u16,
+}
+
+impl MinuteBucket {
+    fn add(&mut self, value: f32) {
+        if self.count == 0 {
+            self.min = value;
+            self.max = value;
+        } else {
+            self.min = self.min.min(value);
+            self.max = self.max.max(value);
+        }
+        self.sum += value;
+        self.count = self.count.saturating_add(1);
+    }
+}
+
+/// Consecutive buckets of one width, kept for a fixed span.
+#[derive(Debug)]
+struct Buckets {
+    width_ms: i64,
+    keep: i64,
+    /// Bucket index (`ms / width_ms`) of `items[0]`.
+    first: i64,
+    items: VecDeque<MinuteBucket>,
+}
+
+impl Buckets {
+    fn new(width_ms: i64, span: Duration) -> Self {
+        Buckets {
+            width_ms,
+            keep: (span.as_millis() as i64 / width_ms).max(1),
+            first: 0,
+            items: VecDeque::new(),
+        }
+    }
+
+    fn add(&mut self, ts_ms: i64, value: f32) {
+        let index = ts_ms.div_euclid(self.width_ms);
+        let last = self.first + self.items.len() as i64 - 1;
+        if self.items.is_empty() || index - last > self.keep {
+            self.items.clear();
+            self.first = index;
+            push_compact(&mut self.items, MinuteBucket::default());
+        } else {
+            for _ in last..index {
+                push_compact(&mut self.items, MinuteBucket::default());
+            }
+        }
+        // A clock that stepped back adds to the latest bucket rather than rewriting the past.
+        let at = (index - self.first).clamp(0, self.items.len() as i64 - 1) as usize;
+        self.items[at].add(value);
+        while self.items.len() as i64 > self.keep {
+            self.items.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Buckets with data that start at or after `from_ms`, with their start.
+    fn since(&self, from_ms: i64) -> impl Iterator<Item = (i64, MinuteBucket)> + '_ {
+        self.items
+            .iter()
+            .enumerate()
+            .map(move |(i, b)| ((self.first + i as i64) * self.width_ms, *b))
+            .filter(move |(t, b)| *t >= from_ms && b.count > 0)
+    }
+
+    fn bytes(&self) -> usize {
+        self.items.capacity() * std::mem::size_of::<MinuteBucket>()
+    }
+}
+
+#[derive(Debug)]
+struct Series {
+    base_ms: i64,
+    raw: VecDeque<RawPoint>,
+    minutes: Buckets,
+    fives: Buckets,
+    hour: Rollup,
+    last_ms: i64,
+}
+
+impl Series {
+    fn new(config: &HistoryConfig) -> Self {
+        Series {
+            base_ms: 0,
+            raw: VecDeque::new(),
+            minutes: Buckets::new(MINUTE_MS, config.minute_window),
+            fives: Buckets::new(FIVE_MINUTES_MS, config.bucket_window),
+            hour: Rollup::default(),
+            last_ms: 0,
+        }
+    }
+
+    fn push(&mut self, ts_ms: i64, value: f64, config: &HistoryConfig) {
+        let value32 = value as f32;
+        if self.raw.is_empty() {
+            self.base_ms = ts_ms;
+        }
+        // Rebase before the 32-bit offsets run out (after about 24 days).
+        if ts_ms - self.base_ms > i64::from(u32::MAX / 2) {
+            let new_base = self
+                .raw
+                .front()
+                .map_or(ts_ms, |p| self.base_ms + i64::from(p.dt));
+            let shift = new_base - self.base_ms;
+            for p in &mut self.raw {
+                p.dt = (i64::from(p.dt) - shift) as u32;
+            }
+            self.base_ms = new_base;
+        }
+        if ts_ms >= self.base_ms {
+            push_compact(
+                &mut self.raw,
+                RawPoint {
+                    dt: (ts_ms - self.base_ms) as u32,
+                    value: value32,
+                },
+            );
+        }
+        let oldest_raw = ts_ms - config.raw_window.as_millis() as i64;
+        while self
+            .raw
+            .front()
+            .is_some_and(|p| self.base_ms + i64::from(p.dt) < oldest_raw)
+        {
+            self.raw.pop_front();
+        }
+        self.minutes.add(ts_ms, value32);
+        self.fives.add(ts_ms, value32);
+        self.hour.add(value);
+        self.last_ms = self.last_ms.max(ts_ms);
+    }
+
+    fn raw_points(&self) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
+        self.raw
+            .iter()
+            .map(|p| (self.base_ms + i64::from(p.dt), f64::from(p.value)))
+    }
+
+    fn bytes(&self) -> usize {
+        self.raw.capacity() * std::mem::size_of::<RawPoint>()
+            + self.minutes.bytes()
+            + self.fives.bytes()
+            + self.hour.sketch.buckets() * 16
+            + std::mem::size_of::<Self>()
+    }
+}
+
+/// The history of every metric of one monitor job.
+#[derive(Debug)]
+pub struct History {
+    config: HistoryConfig,
+    series: HashMap<MetricName, Series>,
+    /// The hour (`ms / 3 600 000`) the accumulators are for.
+    hour: Option<i64>,
+    store: Option<RollupStore>,
+    /// While warming up: hours already on disk, not to be written again.
+    skip_hours: Option<std::collections::BTreeSet<DateTime<Utc>>>,
+}
+
+/// What a warm-up read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WarmStats {
+    pub samples: u64,
+    pub bad_lines: u64,
+    pub unreadable: Vec<String>,
+}
+
+impl History {
+    pub fn new(config: HistoryConfig, store: Option<RollupStore>) -> Self {
+        History {
+            config,
+            series: HashMap::new(),
+            hour: None,
+            store,
+            skip_hours: None,
+        }
+    }
+
+    pub fn config(&self) -> HistoryConfig {
+        self.config
+    }
+
+    /// Adds one tick's metrics; the first tick of a new hour closes the previous one.
+    pub fn push<'a>(
+        &mut self,
+        ts: DateTime<Utc>,
+        metrics: impl IntoIterator<Item = (&'a MetricName, f64)>,
+    ) {
+        let ts_ms = ts.timestamp_millis();
+        self.roll_hour(ts_ms);
+        for (name, value) in metrics {
+            if !value.is_finite() {
+                continue;
+            }
+            match self.series.get_mut(name.as_ref()) {
+                Some(series) => series.push(ts_ms, value, &self.config),
+                None => {
+                    let mut series = Series::new(&self.config);
+                    series.push(ts_ms, value, &self.config);
+                    self.series.insert(name.clone(), series);
+                }
+            }
+        }
+    }
+
+    fn push_view(&mut self, view: &SampleView<'_>) {
+        let ts_ms = view.ts_ms;
+        self.roll_hour(ts_ms);
+        for (name, value) in view.metrics() {
+            if !value.is_finite() {
+                continue;
+            }
+            match self.series.get_mut(name) {
+                Some(series) => series.push(ts_ms, value, &self.config),
+                None => {
+                    let mut series = Series::new(&self.config);
+                    series.push(ts_ms, value, &self.config);
+                    self.series.insert(Arc::from(name), series);
+                }
+            }
+        }
+    }
+
+    fn roll_hour(&mut self, ts_ms: i64) {
+        let hour = ts_ms.div_euclid(HOUR_MS);
+        match self.hour {
+            Some(current) if hour > current => {
+                self.close_hour(current);
+                self.hour = Some(hour);
+            }
+            None => self.hour = Some(hour),
+            _ => {}
+        }
+    }
+
+    /// Writes the finished hour's rollups and forgets series that fell out of every window.
+    fn close_hour(&mut self, hour: i64) {
+        let start = DateTime::from_timestamp_millis(hour * HOUR_MS).unwrap_or_default();
+        let mut metrics = std::collections::BTreeMap::new();
+        for (name, series) in &mut self.series {
+            let rollup = std::mem::take(&mut series.hour);
+            if rollup.count > 0 {
+                metrics.insert(name.to_string(), rollup);
+            }
+        }
+        let keep_ms = self.config.bucket_window.as_millis() as i64;
+        let now_ms = (hour + 1) * HOUR_MS;
+        self.series.retain(|_, s| s.last_ms >= now_ms - keep_ms);
+        let already = self
+            .skip_hours
+            .as_ref()
+            .is_some_and(|hours| hours.contains(&start));
+        if let Some(store) = &mut self.store
+            && !metrics.is_empty()
+            && !already
+            && let Err(e) = store.append(&HourRollup {
+                hour: start,
+                metrics,
+            })
+        {
+            warn!(dir = %store.dir().display(), error = %e, "cannot write hourly rollups");
+        }
+    }
+
+    /// Fills the raw and minute windows from the metrics log, so rules see history right after
+    /// a restart. Hours that end during the warm-up are written to the rollup store unless it
+    /// already has them.
+    pub fn warm(&mut self, files: &DailyFiles, job: &str, now: DateTime<Utc>) -> WarmStats {
+        let from = now - chrono::Duration::from_std(self.config.bucket_window).unwrap_or_default();
+        let (from_ms, now_ms) = (from.timestamp_millis(), now.timestamp_millis());
+        self.skip_hours = self.store.as_ref().map(|s| s.stored_hours(from, now));
+        let mut stats = WarmStats::default();
+        let mut parser = LineParser::default();
+        let read = files.for_each_line(from.date_naive(), now.date_naive(), |line| {
+            match peek_ts_ms(line) {
+                Some(ts) if ts < from_ms || ts > now_ms => return ControlFlow::Continue(()),
+                _ => {}
+            }
+            match parser.parse(line) {
+                Ok(view) if view.job() == job && view.ts_ms >= from_ms && view.ts_ms <= now_ms => {
+                    self.push_view(&view);
+                    stats.samples += 1;
+                }
+                Ok(_) => {}
+                Err(_) => stats.bad_lines += 1,
+            }
+            ControlFlow::Continue(())
+        });
+        self.skip_hours = None;
+        stats.unreadable = read.unreadable;
+        stats
+    }
+
+    pub fn metric_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Bytes held by the series (buffers as allocated, not as filled).
+    pub fn bytes(&self) -> usize {
+        self.series
+            .iter()
+            .map(|(name, s)| s.bytes() + name.len())
+            .sum()
+    }
+
+    /// Raw points of `name` at or after `from_ms`, oldest first.
+    pub fn raw_since(
+        &self,
+        name: &str,
+        from_ms: i64,
+    ) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
+        self.series
+            .get(name)
+            .into_iter()
+            .flat_map(move |s| s.raw_points().filter(move |(t, _)| *t >= from_ms))
+    }
+
+    /// One-minute buckets of `name` that start at or after `from_ms`, with their start.
+    pub fn minutes_since(
+        &self,
+        name: &str,
+        from_ms: i64,
+    ) -> impl Iterator<Item = (i64, MinuteBucket)> + '_ {
+        self.series
+            .get(name)
+            .into_iter()
+            .flat_map(move |s| s.minutes.since(from_ms))
+    }
+
+    /// Five-minute buckets of `name` that start at or after `from_ms`, with their start.
+    pub fn five_minutes_since(
+        &self,
+        name: &str,
+        from_ms: i64,
+    ) -> impl Iterator<Item = (i64, MinuteBucket)> + '_ {
+        self.series
+            .get(name)
+            .into_iter()
+            .flat_map(move |s| s.fives.since(from_ms))
+    }
+
+    /// The rollup of the hour being built, for `name`.
+    pub fn current_hour(&self, name: &str) -> Option<&Rollup> {
+        self.series
+            .get(name)
+            .map(|s| &s.hour)
+            .filter(|r| r.count > 0)
+    }
+
+    pub fn store(&self) -> Option<&RollupStore> {
+        self.store.as_ref()
+    }
+
+    pub fn metric_names(&self) -> impl Iterator<Item = &MetricName> {
+        self.series.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn raw_window_keeps_the_last_hour() {
+        let mut h = History::new(HistoryConfig::default(), None);
+        let name: MetricName = "cpu.total.usage_percent".into();
+        let start = t("2026-11-28T10:00:00Z");
+        for i in 0..721 {
+            let ts = start + chrono::Duration::seconds(i * 10);
+            h.push(ts, [(&name, i as f64)]);
+        }
+        let points: Vec<(i64, f64)> = h.raw_since(&name, 0).collect();
+        // 2 h of 10 s ticks; the last hour (inclusive of its start) is kept.
+        assert_eq!(points.len(), 361);
+        assert_eq!(points.first().unwrap().1, 360.0);
+        assert_eq!(points.last().unwrap().1, 720.0);
+        let minutes: Vec<_> = h.minutes_since(&name, 0).collect();
+        assert_eq!(minutes.len(), 121);
+        assert_eq!(
+            minutes[0].1,
+            MinuteBucket {
+                sum: 15.0,
+                min: 0.0,
+                max: 5.0,
+                count: 6
+            }
+        );
+    }
+
+    #[test]
+    fn minute_window_is_bounded_and_gaps_are_empty() {
+        let config = HistoryConfig {
+            raw_window: Duration::from_secs(60),
+            minute_window: Duration::from_secs(10 * 60),
+            bucket_window: Duration::from_secs(60 * 60),
+        };
+        let mut h = History::new(config, None);
+        let name: MetricName = "m".into();
+        let start = t("2026-11-28T10:00:00Z");
+        h.push(start, [(&name, 1.0)]);
+        h.push(start + chrono::Duration::minutes(3), [(&name, 2.0)]);
+        let minutes: Vec<_> = h.minutes_since(&name, 0).map(|(_, b)| b.sum).collect();
+        assert_eq!(minutes, [1.0, 2.0]);
+        for i in 0..90 {
+            h.push(start + chrono::Duration::minutes(4 + i), [(&name, 3.0)]);
+        }
+        assert_eq!(h.minutes_since(&name, 0).count(), 10);
+        let fives: Vec<_> = h.five_minutes_since(&name, 0).collect();
+        assert_eq!(fives.len(), 12);
+        // Minutes 90 to 93 of the last five-minute bucket.
+        assert_eq!(
+            fives[11].1,
+            MinuteBucket {
+                sum: 12.0,
+                min: 3.0,
+                max: 3.0,
+                count: 4
+            }
+        );
+    }
+
+    #[test]
+    fn finished_hours_go_to_the_rollup_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::new(
+            HistoryConfig::default(),
+            Some(RollupStore::new(dir.path(), "monitor")),
+        );
+        let name: MetricName = "m".into();
+        let start = t("2026-11-28T10:00:00Z");
+        for i in 0..(360 + 1) {
+            h.push(
+                start + chrono::Duration::seconds(i * 10),
+                [(&name, (i % 360) as f64)],
+            );
+        }
+        let hours = RollupStore::new(dir.path(), "monitor")
+            .hours(start, start + chrono::Duration::hours(2));
+        assert_eq!(hours.len(), 1);
+        let r = &hours[0].metrics["m"];
+        assert_eq!((r.count, r.min, r.max), (360, 0.0, 359.0));
+        assert_eq!(r.mean(), Some(179.5));
+        // The new hour started with the 361st point.
+        assert_eq!(h.current_hour("m").map(|r| r.count), Some(1));
+    }
+}
