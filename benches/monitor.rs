@@ -6,19 +6,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use divan::counter::BytesCount;
-use runner::probes::{ProbeSet, ProcRoot};
+use runner::probes::ProbeSet;
 use runner::store::MetricsReader;
+
+mod common;
 
 fn main() {
     divan::main();
 }
 
-fn default_probes() -> ProbeSet {
-    let configs: Vec<runner::config::probes::ProbeConfig> = serde_saphyr::from_str(
-        "- type: cpu\n- type: memory\n- type: load\n- type: disk\n- type: disk_io\n- type: net_io\n",
+fn default_probes(dir: &std::path::Path) -> ProbeSet {
+    common::probe_set(
+        dir,
+        "- type: cpu\n- type: memory\n- type: load\n- type: disk\n- type: disk_io\n- type: net_io",
     )
-    .expect("probe list");
-    ProbeSet::build(&configs, &ProcRoot::default())
 }
 
 /// One tick of cpu, memory, load, disk, disk_io and net_io, with rates (state carried over).
@@ -28,7 +29,8 @@ fn tick_default_system_probes(bencher: divan::Bencher) {
         .enable_all()
         .build()
         .unwrap();
-    let mut probes = default_probes();
+    let dir = tempfile::tempdir().unwrap();
+    let mut probes = default_probes(dir.path());
     rt.block_on(probes.collect());
     bencher.bench_local(|| rt.block_on(probes.collect()));
 }
@@ -89,9 +91,8 @@ fn tick_one_probe(bencher: divan::Bencher, kind: &str) {
         .enable_all()
         .build()
         .unwrap();
-    let configs: Vec<runner::config::probes::ProbeConfig> =
-        serde_saphyr::from_str(&format!("- type: {kind}\n")).unwrap();
-    let mut probes = ProbeSet::build(&configs, &ProcRoot::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut probes = common::probe_set(dir.path(), &format!("- type: {kind}"));
     rt.block_on(probes.collect());
     bencher.bench_local(|| rt.block_on(probes.collect()));
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod http;
 pub mod job;
 pub mod lock;
 pub mod logging;

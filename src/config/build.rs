@@ -2,16 +2,14 @@
 //! `${VAR}`, resolve paths, check every value, and collect every problem on the way.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde_saphyr::{Location, MessageFormatter, Spanned};
+use serde_saphyr::{Location, MessageFormatter};
 
 use super::duration::parse_duration;
 use super::env::{EnvError, Expanded, expand_with};
-use super::probes::ProbeConfig;
 use super::raw::{
     self, GroupBy, JobConfig, NotifierConfig, RawConfig, ServicenowNotifierConfig, Severity, Text,
 };
@@ -23,6 +21,8 @@ use super::{
 };
 use crate::diagnostic::{Problem, Problems};
 use crate::scheduler::schedule::{Schedule, Zone};
+
+mod probes;
 
 /// Reads an environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -283,14 +283,7 @@ fn valid_job_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-/// `^[a-z][a-z0-9_]*$`: a probe name must be writable in a rule (`ping.gateway.loss_percent`).
-pub fn valid_probe_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-struct Builder<'a> {
+pub(super) struct Builder<'a> {
     file: &'a Path,
     base_dir: PathBuf,
     env: EnvLookup<'a>,
@@ -298,30 +291,47 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn problem(&self, at: &Location, field: &str, message: impl Into<String>) -> Problem {
+    pub(super) fn problem(
+        &self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Problem {
         Problem::error(self.file, message)
             .at(at.line(), at.column(), at.span().len())
             .field(field)
     }
 
-    fn error(&mut self, at: &Location, field: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, at: &Location, field: &str, message: impl Into<String>) {
         let problem = self.problem(at, field, message);
         self.problems.push(problem);
     }
 
-    fn error_help(&mut self, at: &Location, field: &str, message: impl Into<String>, help: &str) {
+    pub(super) fn error_help(
+        &mut self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+        help: &str,
+    ) {
         let problem = self.problem(at, field, message).help(help);
         self.problems.push(problem);
     }
 
-    fn warn(&mut self, at: &Location, field: &str, message: impl Into<String>, help: String) {
+    pub(super) fn warn(
+        &mut self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+        help: String,
+    ) {
         let mut problem = self.problem(at, field, message).help(help);
         problem.severity = crate::diagnostic::Severity::Warning;
         self.problems.push(problem);
     }
 
     /// `${VAR}` expanded, or a problem recorded at the string's position.
-    fn expand(&mut self, text: &Text, field: &str) -> Option<Expanded> {
+    pub(super) fn expand(&mut self, text: &Text, field: &str) -> Option<Expanded> {
         match expand_with(&text.value, self.env) {
             Ok(expanded) => Some(expanded),
             Err(e) => {
@@ -336,16 +346,16 @@ impl Builder<'_> {
         }
     }
 
-    fn string(&mut self, text: &Text, field: &str) -> Option<String> {
+    pub(super) fn string(&mut self, text: &Text, field: &str) -> Option<String> {
         self.expand(text, field).map(|e| e.value)
     }
 
-    fn path(&mut self, text: &Text, field: &str) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, text: &Text, field: &str) -> Option<PathBuf> {
         self.string(text, field)
             .map(|p| resolve_path(&self.base_dir, &p))
     }
 
-    fn duration(&mut self, text: &Text, field: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, text: &Text, field: &str) -> Option<Duration> {
         let value = self.string(text, field)?;
         match parse_duration(&value) {
             Ok(d) => Some(d),
@@ -356,7 +366,7 @@ impl Builder<'_> {
         }
     }
 
-    fn optional_duration(
+    pub(super) fn optional_duration(
         &mut self,
         text: Option<&Text>,
         field: &str,
@@ -695,70 +705,6 @@ impl Builder<'_> {
             group_by: job.group_by.unwrap_or(GroupBy::Day),
             compression,
         }))
-    }
-
-    /// Probe names are checked here (unique, writable in a rule); each probe's own settings are
-    /// checked when the monitor builds it.
-    fn probes(&mut self, probes: Vec<Spanned<ProbeConfig>>, field: &str) -> Vec<ProbeConfig> {
-        let mut seen: HashSet<(&'static str, String)> = HashSet::new();
-        let mut out = Vec::with_capacity(probes.len());
-        for (i, probe) in probes.into_iter().enumerate() {
-            let probe_field = format!("{field}.probes[{i}]");
-            let kind = probe.value.type_name();
-            let (name, _) = probe.value.common();
-            let key = match name {
-                Some(name) => {
-                    if !valid_probe_name(&name.value) {
-                        self.error_help(
-                            &name.referenced,
-                            &format!("{probe_field}.name"),
-                            format!("invalid probe name `{}`", name.value),
-                            "a probe name is used in metric names that rules read, so it must match ^[a-z][a-z0-9_]*$ (e.g. `gateway`, `db_primary`)",
-                        );
-                    }
-                    name.value.clone()
-                }
-                None => String::new(),
-            };
-            self.check_probe(&probe.value, &probe_field);
-            if !seen.insert((kind, key.clone())) {
-                let message = if key.is_empty() {
-                    format!("the `{kind}` probe is listed twice in this job; list it once")
-                } else {
-                    format!("two `{kind}` probes are named `{key}`; names must be unique per type")
-                };
-                self.error(&probe.referenced, &probe_field, message);
-            }
-            out.push(probe.value);
-        }
-        out
-    }
-
-    /// Settings of one probe that can be checked without running it.
-    fn check_probe(&mut self, probe: &ProbeConfig, field: &str) {
-        if let ProbeConfig::Disk(disk) = probe {
-            for (i, mount) in disk.mounts.iter().flatten().enumerate() {
-                if !mount.value.starts_with('/') {
-                    self.error(
-                        &mount.referenced,
-                        &format!("{field}.mounts[{i}]"),
-                        format!(
-                            "`{}` is not an absolute path; mount points start with `/`",
-                            mount.value
-                        ),
-                    );
-                }
-            }
-        }
-        if let (_, Some(timeout)) = probe.common()
-            && timeout.value == 0
-        {
-            self.error(
-                &timeout.referenced,
-                &format!("{field}.timeout_ms"),
-                "`timeout_ms` must be above 0",
-            );
-        }
     }
 
     fn notifier(&mut self, name: &Text, config: NotifierConfig) -> Option<NotifierSpec> {
@@ -1190,6 +1136,41 @@ mod tests {
             [
                 "7:35 `var/log` is not an absolute path; mount points start with `/` [jobs.m.probes[0].mounts[1]]",
                 "8:34 `timeout_ms` must be above 0 [jobs.m.probes[1].timeout_ms]",
+            ]
+        );
+    }
+
+    #[test]
+    fn service_probe_settings_are_checked() {
+        let yaml = r#"data_dir: var
+jobs:
+  m:
+    type: monitor
+    schedule: "@hourly"
+    probes:
+      - { type: http, name: a, url: "ftp://x/y" }
+      - { type: http, name: b, url: "http://x/", extract: { p95: "items[x]" }, body_regex: "(" }
+      - { type: process, name: c }
+      - { type: process, name: d, process_name: a-very-long-process-name }
+      - { type: command, name: e, command: [a], shell: "b" }
+      - { type: access_log, name: f, path: x.log, regex: '(?P<client>\S+)' }
+      - { type: tcp, name: g, host: "http://db", port: 5432 }
+"#;
+        let got: Vec<String> = messages(load_str(yaml, &[]))
+            .into_iter()
+            .map(|m| m.split_once(' ').unwrap().1.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "the URL's scheme must be http or https [jobs.m.probes[0].url]",
+                "`items[x]` is not a JSON path [jobs.m.probes[1].extract.p95]",
+                "invalid regex `(`: error: unclosed group [jobs.m.probes[1].body_regex]",
+                "a process probe matches by exactly one of `process_name`, `cmdline` or `pid_file` [jobs.m.probes[2]]",
+                "`a-very-long-process-name` is longer than the 15 bytes the kernel keeps of a process name [jobs.m.probes[3].process_name]",
+                "a command probe needs exactly one of `command` (a program and its arguments) or `shell` (a shell line) [jobs.m.probes[4]]",
+                "the regex has no `status` group [jobs.m.probes[5].regex]",
+                "`http://db` is not a host name or address [jobs.m.probes[6].host]",
             ]
         );
     }

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod duration;
 pub mod env;
+pub mod probe_spec;
 pub mod probes;
 pub mod raw;
 pub mod sections;
@@ -181,7 +182,7 @@ pub enum JobKind {
 
 #[derive(Debug)]
 pub struct MonitorSpec {
-    pub probes: Vec<probes::ProbeConfig>,
+    pub probes: Vec<probe_spec::ProbeSpec>,
     /// Rule file patterns, resolved against the jobs file's folder.
     pub rules: Vec<PathBuf>,
     pub notify: Vec<String>,

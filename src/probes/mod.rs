@@ -2,21 +2,28 @@
 //! its own state (previous counters for rates); a `ProbeSet` runs a job's probes concurrently,
 //! each under its own timeout, and gathers what they measured and what went wrong.
 
+pub mod access_log;
+pub mod command;
+pub mod connections;
 pub mod cpu;
 pub mod disk;
 pub mod disk_io;
+pub mod http;
 pub mod load;
 pub mod memory;
 pub mod net_io;
+pub mod ping;
+pub mod process;
 pub mod procfs;
 pub mod rate;
+pub mod tcp;
+pub mod x509;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::probes::ProbeConfig;
+use crate::config::probe_spec::{ProbeKind, ProbeSpec};
 
 pub use procfs::ProcRoot;
 
@@ -25,6 +32,10 @@ pub type MetricName = Arc<str>;
 
 const SYSTEM_TIMEOUT: Duration = Duration::from_millis(1_000);
 const DISK_TIMEOUT: Duration = Duration::from_millis(2_000);
+const TCP_TIMEOUT: Duration = Duration::from_millis(3_000);
+const HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
+const PROCESS_TIMEOUT: Duration = Duration::from_millis(2_000);
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(10_000);
 
 /// What one probe measured in one tick, and what went wrong for parts of it.
 #[derive(Debug, Default)]
@@ -96,8 +107,13 @@ enum Kind {
     Disk(disk::DiskProbe),
     DiskIo(disk_io::DiskIoProbe),
     NetIo(net_io::NetIoProbe),
-    /// A probe type whose body is not built yet: it says so every tick instead of measuring.
-    NotBuilt(&'static str),
+    Ping(ping::PingProbe),
+    Tcp(tcp::TcpProbe),
+    Http(Box<http::HttpProbe>),
+    Process(process::ProcessProbe),
+    Connections(connections::ConnectionsProbe),
+    AccessLog(Box<access_log::AccessLogProbe>),
+    Command(command::CommandProbe),
 }
 
 /// One configured probe with its state.
@@ -109,52 +125,81 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn build(config: &ProbeConfig, root: &ProcRoot) -> Probe {
+    pub fn build(spec: &ProbeSpec, root: &ProcRoot) -> Probe {
         let root = root.clone();
-        let (name, timeout_ms) = config.common();
-        let key = match name {
-            Some(name) => format!("{}.{}", config.type_name(), name.value),
-            None => config.type_name().to_string(),
-        };
-        let strings = |list: &Option<Vec<crate::config::raw::Text>>| {
-            list.as_ref()
-                .map(|l| l.iter().map(|t| t.value.clone()).collect::<Vec<_>>())
-        };
-        let (kind, default_timeout) = match config {
-            ProbeConfig::Cpu(c) => (
-                Kind::Cpu(cpu::CpuProbe::new(root, c.per_core.unwrap_or(true))),
+        let instance = spec.name.clone().unwrap_or_default();
+        let (kind, default_timeout) = match &spec.kind {
+            ProbeKind::Cpu { per_core } => (
+                Kind::Cpu(cpu::CpuProbe::new(root, *per_core)),
                 SYSTEM_TIMEOUT,
             ),
-            ProbeConfig::Memory(_) => {
-                (Kind::Memory(memory::MemoryProbe::new(root)), SYSTEM_TIMEOUT)
-            }
-            ProbeConfig::Load(_) => (Kind::Load(load::LoadProbe::new(root)), SYSTEM_TIMEOUT),
-            ProbeConfig::Disk(c) => (
-                Kind::Disk(disk::DiskProbe::new(
-                    root,
-                    strings(&c.mounts).map(|l| l.into_iter().map(PathBuf::from).collect()),
-                )),
+            ProbeKind::Memory => (Kind::Memory(memory::MemoryProbe::new(root)), SYSTEM_TIMEOUT),
+            ProbeKind::Load => (Kind::Load(load::LoadProbe::new(root)), SYSTEM_TIMEOUT),
+            ProbeKind::Disk { mounts } => (
+                Kind::Disk(disk::DiskProbe::new(root, mounts.clone())),
                 DISK_TIMEOUT,
             ),
-            ProbeConfig::DiskIo(c) => (
-                Kind::DiskIo(disk_io::DiskIoProbe::new(root, strings(&c.devices))),
+            ProbeKind::DiskIo { devices } => (
+                Kind::DiskIo(disk_io::DiskIoProbe::new(root, devices.clone())),
                 SYSTEM_TIMEOUT,
             ),
-            ProbeConfig::NetIo(c) => (
-                Kind::NetIo(net_io::NetIoProbe::new(root, strings(&c.interfaces))),
+            ProbeKind::NetIo { interfaces } => (
+                Kind::NetIo(net_io::NetIoProbe::new(root, interfaces.clone())),
                 SYSTEM_TIMEOUT,
             ),
-            ProbeConfig::Ping(_) => (Kind::NotBuilt("ping"), SYSTEM_TIMEOUT),
+            ProbeKind::Ping(p) => {
+                // Every echo sent, and a second for the last reply.
+                let default = p.interval * p.count.saturating_sub(1) + Duration::from_secs(1);
+                (
+                    Kind::Ping(ping::PingProbe::new(p.clone(), &instance)),
+                    default,
+                )
+            }
+            ProbeKind::Tcp { host, port } => (
+                Kind::Tcp(tcp::TcpProbe::new(host.clone(), *port, &instance)),
+                TCP_TIMEOUT,
+            ),
+            ProbeKind::Http(h) => (
+                Kind::Http(Box::new(http::HttpProbe::new((**h).clone(), &instance))),
+                HTTP_TIMEOUT,
+            ),
+            ProbeKind::Process(m) => (
+                Kind::Process(process::ProcessProbe::new(root, m.clone(), &instance)),
+                PROCESS_TIMEOUT,
+            ),
+            ProbeKind::Connections { ports } => (
+                Kind::Connections(connections::ConnectionsProbe::new(
+                    root,
+                    ports.clone(),
+                    &instance,
+                )),
+                PROCESS_TIMEOUT,
+            ),
+            ProbeKind::AccessLog(a) => (
+                Kind::AccessLog(Box::new(access_log::AccessLogProbe::new(
+                    a.clone(),
+                    &instance,
+                ))),
+                PROCESS_TIMEOUT,
+            ),
+            ProbeKind::Command(c) => (
+                Kind::Command(command::CommandProbe::new(c.clone(), &instance)),
+                COMMAND_TIMEOUT,
+            ),
         };
         Probe {
-            key,
-            timeout: timeout_ms.map_or(default_timeout, |t| Duration::from_millis(t.value)),
+            key: spec.key(),
+            timeout: spec.timeout.unwrap_or(default_timeout),
             kind,
         }
     }
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Measures once; a failure or timeout becomes an error entry, never a panic or a 0.
@@ -169,7 +214,13 @@ impl Probe {
                 Kind::Disk(p) => p.collect(&mut out, timeout).await,
                 Kind::DiskIo(p) => p.collect(&mut out),
                 Kind::NetIo(p) => p.collect(&mut out),
-                Kind::NotBuilt(kind) => Err(format!("the {kind} probe is not built yet")),
+                Kind::Ping(p) => p.collect(&mut out, timeout).await,
+                Kind::Tcp(p) => p.collect(&mut out, timeout).await,
+                Kind::Http(p) => p.collect(&mut out, timeout).await,
+                Kind::Process(p) => p.collect(&mut out),
+                Kind::Connections(p) => p.collect(&mut out),
+                Kind::AccessLog(p) => p.collect(&mut out),
+                Kind::Command(p) => p.collect(&mut out, timeout).await,
             }
         };
         let result = tokio::time::timeout(timeout, work).await;
@@ -195,9 +246,9 @@ pub struct ProbeSet {
 }
 
 impl ProbeSet {
-    pub fn build(configs: &[ProbeConfig], root: &ProcRoot) -> ProbeSet {
+    pub fn build(specs: &[ProbeSpec], root: &ProcRoot) -> ProbeSet {
         ProbeSet {
-            probes: configs.iter().map(|c| Probe::build(c, root)).collect(),
+            probes: specs.iter().map(|s| Probe::build(s, root)).collect(),
         }
     }
 

@@ -1,0 +1,105 @@
+//! `tcp`: whether a host's port accepts connections (`up`), and how long connecting takes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::ping::resolve;
+use super::{Names, Output};
+
+const FIELDS: &[&str] = &["up", "connect_ms"];
+
+/// The kind of failure, in the words an operator searches for.
+pub fn failure_kind(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "refused",
+        io::ErrorKind::TimedOut => "timeout",
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => "unreachable",
+        io::ErrorKind::PermissionDenied => "blocked",
+        _ => match error.raw_os_error() {
+            Some(libc::EHOSTUNREACH) | Some(libc::ENETUNREACH) => "unreachable",
+            _ => "error",
+        },
+    }
+}
+
+pub struct TcpProbe {
+    host: String,
+    port: u16,
+    instance: String,
+    names: Names,
+}
+
+impl TcpProbe {
+    pub fn new(host: String, port: u16, instance: &str) -> Self {
+        TcpProbe {
+            host,
+            port,
+            instance: instance.to_string(),
+            names: Names::new("tcp"),
+        }
+    }
+
+    pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
+        let addr = SocketAddr::new(resolve(&self.host).await?, self.port);
+        let names = self.names.get(&self.instance, FIELDS);
+        let started = Instant::now();
+        // Leave a little of the probe's time to report a timeout as "down", not as a probe failure.
+        let limit = timeout
+            .saturating_sub(Duration::from_millis(20))
+            .max(Duration::from_millis(1));
+        let result = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await;
+        let key = format!("tcp.{}", self.instance);
+        match result {
+            Ok(Ok(stream)) => {
+                let elapsed = started.elapsed();
+                drop(stream);
+                out.push(&names[0], 1.0);
+                out.push(&names[1], elapsed.as_secs_f64() * 1000.0);
+            }
+            Ok(Err(e)) => {
+                out.push(&names[0], 0.0);
+                out.error(
+                    key,
+                    format!("{}: connecting to {addr}: {e}", failure_kind(&e)),
+                );
+            }
+            Err(_) => {
+                out.push(&names[0], 0.0);
+                out.error(
+                    key,
+                    format!(
+                        "timeout: no answer from {addr} within {} ms",
+                        limit.as_millis()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_kinds() {
+        assert_eq!(
+            failure_kind(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            "refused"
+        );
+        assert_eq!(
+            failure_kind(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
+            "unreachable"
+        );
+        assert_eq!(
+            failure_kind(&io::Error::from_raw_os_error(libc::ENETUNREACH)),
+            "unreachable"
+        );
+        assert_eq!(
+            failure_kind(&io::Error::from(io::ErrorKind::TimedOut)),
+            "timeout"
+        );
+    }
+}
