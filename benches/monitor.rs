@@ -96,3 +96,36 @@ fn tick_one_probe(bencher: divan::Bencher, kind: &str) {
     rt.block_on(probes.collect());
     bencher.bench_local(|| rt.block_on(probes.collect()));
 }
+
+/// A whole tick of the shipped monitor job (probes, log, history, rules, alerts), as the
+/// scheduler runs it: the cost behind `scripts/overhead.sh`.
+#[divan::bench(sample_count = 50)]
+fn tick_of_the_shipped_monitor(bencher: divan::Bencher) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/jobs.yaml")).unwrap();
+    let file = dir.path().join("jobs.yaml");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/*.rhai");
+    std::fs::write(
+        &file,
+        shipped
+            .replace("data_dir: ../var", "data_dir: var")
+            .replace("../rules/*.rhai", rules),
+    )
+    .unwrap();
+    let config = runner::config::Config::load(&file).unwrap();
+    let runner::config::JobKind::Monitor(spec) = &config.job("monitor").unwrap().kind else {
+        unreachable!()
+    };
+    let mut monitor = runner::monitor::Monitor::new(&config, "monitor", spec);
+    let mut now = chrono::Utc::now();
+    rt.block_on(monitor.tick(now)).unwrap();
+    bencher.bench_local(|| {
+        now += chrono::Duration::seconds(1);
+        rt.block_on(monitor.tick(now)).unwrap()
+    });
+}

@@ -36,15 +36,14 @@ until grep -q "history warmed" "$log"; do
   sleep 0.1
 done
 warm_ms=$(grep "history warmed" "$log" | sed -E 's/.*elapsed_ms=([0-9]+).*/\1/')
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
-start=$(cpu_ticks)
+# Nanoseconds on CPU, summed over the threads (schedstat): clock ticks are too coarse here.
+cpu_ns() { cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%d", s }'; }
+start=$(cpu_ns)
 sleep "$secs"
-end=$(cpu_ticks)
+end=$(cpu_ns)
 hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
 rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" || true
-ticks=$(grep -c . "$dir/var/metrics/"*.jsonl | awk -F: '{ s += $2 } END { print s }')
-awk -v s="$start" -v e="$end" -v hz="$hz" -v secs="$secs" -v hwm="$hwm" -v rss="$rss" -v warm="$warm_ms" 'BEGIN {
-  printf "monitor at 1 s for %d s: CPU %.3f %% of one core\n", secs, (e - s) / hz / secs * 100;
+awk -v s="$start" -v e="$end" -v secs="$secs" -v hwm="$hwm" -v rss="$rss" -v warm="$warm_ms" 'BEGIN {
+  printf "monitor at 1 s for %d s: CPU %.3f %% of one core (%.0f us a tick)\n", secs, (e - s) / 1e9 / secs * 100, (e - s) / 1e3 / secs;
   printf "peak RSS %.1f MiB (now %.1f MiB); warm-up from 24 h of samples: %d ms\n", hwm / 1024, rss / 1024, warm }'

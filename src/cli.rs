@@ -73,6 +73,20 @@ pub enum Command {
     },
     /// List the jobs, their schedules and their next three run times.
     Jobs,
+    /// Do everything a job would do except its effects, and show them (a monitor measures,
+    /// evaluates its rules and prints the alerts; nothing is sent or written).
+    DryRun {
+        /// The job's name in the jobs file.
+        job: String,
+        /// Use the job's last logged sample instead of measuring now.
+        #[arg(long)]
+        from_log: bool,
+    },
+    /// Run rule tests (`*.test.yaml`) in the given files or folders (default: `rules`).
+    Test {
+        /// Test files, or folders searched for `*.test.yaml`.
+        paths: Vec<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -93,6 +107,8 @@ pub fn main() -> ExitCode {
         Some(Command::Check) => check(&cli.jobs),
         Some(Command::Run { job }) => run_job(&cli.jobs, job),
         Some(Command::Jobs) => list_jobs(&cli.jobs),
+        Some(Command::DryRun { job, from_log }) => crate::dry_run::run(&cli.jobs, job, *from_log),
+        Some(Command::Test { paths }) => test_rules(paths),
     })
 }
 
@@ -248,24 +264,104 @@ async fn watch_signals(stop: CancellationToken) {
     std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
+/// Everything that can be checked without running: the jobs file, then each monitor's rules.
 fn check(file: &Path) -> u8 {
-    match Config::load(file) {
-        Ok(config) => {
-            eprint!("{}", config.warnings.render());
-            println!(
-                "{} ({} jobs, {} notifiers)",
-                summary_line(file, &config.warnings),
-                config.jobs.len(),
-                config.notifiers.len()
-            );
-            exit::OK
-        }
+    let config = match Config::load(file) {
+        Ok(config) => config,
         Err(problems) => {
             eprint!("{}", problems.render());
             println!("{}", summary_line(file, &problems));
-            exit::FAILED
+            return exit::FAILED;
+        }
+    };
+    let mut problems = config.warnings.clone();
+    let mut rule_files = 0;
+    for spec in config.jobs.values() {
+        if let crate::config::JobKind::Monitor(monitor) = &spec.kind {
+            let schema = crate::rules::values::Schema::for_probes(&monitor.probes);
+            let (rules, found) =
+                crate::rules::RuleSet::load(&monitor.rules, schema, monitor.rule_timeout);
+            rule_files += rules.files().len();
+            problems.extend(found);
+            for pattern in &monitor.rules {
+                if crate::glob::expand(pattern).is_ok_and(|m| m.is_empty()) {
+                    problems.push(crate::diagnostic::Problem::warning(
+                        &config.file,
+                        format!(
+                            "no rule file matches `{}` (job `{}`)",
+                            pattern.display(),
+                            spec.name
+                        ),
+                    ));
+                }
+            }
         }
     }
+    let problems = problems.sorted();
+    eprint!("{}", problems.render());
+    println!(
+        "{} ({} jobs, {} notifiers, {} rule files)",
+        summary_line(file, &problems),
+        config.jobs.len(),
+        config.notifiers.len(),
+        rule_files
+    );
+    if problems.has_errors() {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// `runner test`: every rule test file, a line per file, every failed check with its line.
+fn test_rules(paths: &[PathBuf]) -> u8 {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("rules")]
+    } else {
+        paths.to_vec()
+    };
+    let files = crate::rules::testing::find_test_files(&paths);
+    if files.is_empty() {
+        eprintln!(
+            "error: no rule tests (`*.test.yaml`) in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return exit::USAGE;
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let report = crate::rules::testing::run_file(file);
+        if !report.problems.is_empty() {
+            println!("FAIL {} (cannot run)", file.display());
+            let problems: Problems =
+                report
+                    .problems
+                    .into_iter()
+                    .fold(Problems::default(), |mut all, p| {
+                        all.push(p);
+                        all
+                    });
+            print!("{}", problems.render());
+            failed += 1;
+            continue;
+        }
+        if report.failures.is_empty() {
+            println!("ok   {} ({} checks)", file.display(), report.passed);
+        } else {
+            println!("FAIL {}", file.display());
+            for f in &report.failures {
+                println!("  {}:{}: {}", file.display(), f.line, f.message);
+            }
+        }
+        passed += report.passed;
+        failed += report.failures.len();
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 { exit::OK } else { exit::FAILED }
 }
 
 fn run_job(file: &Path, name: &str) -> u8 {

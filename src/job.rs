@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::config::{Config, JobKind};
-use crate::lock::{LockError, LockFile, job_lock_path};
+use crate::lock::{LockError, RunLock, job_lock_path};
 use crate::monitor::Monitor;
 use crate::scheduler::clock::{BoxFuture, SharedClock};
 use crate::scheduler::{Outcome, RunInfo, Task};
@@ -16,6 +16,7 @@ pub struct Job {
     name: String,
     config: Arc<Config>,
     clock: SharedClock,
+    lock: RunLock,
     /// State that lives from run to run (a monitor's rates and history), built on first use.
     body: tokio::sync::Mutex<Option<Body>>,
 }
@@ -28,6 +29,10 @@ impl Job {
     pub fn new(config: Arc<Config>, name: &str, clock: SharedClock) -> Job {
         Job {
             name: name.to_string(),
+            lock: RunLock::new(
+                job_lock_path(&config.data_dir, name),
+                &format!("job `{name}`"),
+            ),
             config,
             clock,
             body: tokio::sync::Mutex::new(None),
@@ -40,8 +45,7 @@ impl Job {
 
     /// Runs the job once under its lock; another process holding the lock skips this run.
     pub async fn run_once(&self, info: RunInfo) -> anyhow::Result<Outcome> {
-        let lock_path = job_lock_path(&self.config.data_dir, &self.name);
-        let _lock = match LockFile::try_acquire(&lock_path, &format!("job `{}`", self.name)) {
+        let _lock = match self.lock.try_acquire() {
             Ok(lock) => lock,
             Err(LockError::Held { holder, .. }) => {
                 return Ok(Outcome::Busy(format!(
@@ -69,10 +73,10 @@ impl Job {
                 let Body::Monitor(state) = guard.get_or_insert_with(|| {
                     Body::Monitor(Box::new(Monitor::new(&self.config, &self.name, monitor)))
                 });
-                let (_, summary) = state.tick(self.clock.now()).await?;
+                let (_, _, summary) = state.tick(self.clock.now()).await?;
                 return Ok(Outcome::Done(format!(
-                    "{} metrics, {} probe errors",
-                    summary.metrics, summary.errors
+                    "{} metrics, {} probe errors, {} alert events, {} alerts firing",
+                    summary.metrics, summary.errors, summary.events, summary.firing
                 )));
             }
             JobKind::Report(_) => (

@@ -84,7 +84,92 @@ impl LockFile {
     }
 }
 
-fn read_pid(file: &mut File) -> Option<u32> {
+/// A lock taken for every run of a job: the file stays open between runs, and each run only
+/// locks it, writes its pid in place and unlocks it. A 1 s monitor would otherwise open,
+/// truncate and close a file every second (truncation is a journal write on ext4).
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    what: String,
+    file: std::sync::Mutex<Option<std::sync::Arc<File>>>,
+}
+
+/// A run's hold on a `RunLock`; unlocks when dropped.
+#[derive(Debug)]
+pub struct RunLockGuard {
+    file: std::sync::Arc<File>,
+}
+
+impl Drop for RunLockGuard {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+impl RunLock {
+    pub fn new(path: PathBuf, what: &str) -> Self {
+        RunLock {
+            path,
+            what: what.to_string(),
+            file: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn try_acquire(&self) -> Result<RunLockGuard, LockError> {
+        let io_err = |source| LockError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = {
+            let mut slot = self
+                .file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*slot {
+                Some(file) => file.clone(),
+                None => {
+                    if let Some(parent) = self.path.parent() {
+                        std::fs::create_dir_all(parent).map_err(io_err)?;
+                    }
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&self.path)
+                        .map_err(io_err)?;
+                    let file = std::sync::Arc::new(file);
+                    *slot = Some(file.clone());
+                    file
+                }
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let pid = read_pid(&mut &*file);
+                return Err(LockError::Held {
+                    what: self.what.clone(),
+                    holder: pid
+                        .map_or_else(|| "another process".to_string(), |p| format!("pid {p}")),
+                    pid,
+                    path: self.path.clone(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        // Fixed width, written in place: no truncation needed between runs.
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(format!("{:>10}\n", std::process::id()).as_bytes(), 0)
+            .map_err(io_err)?;
+        Ok(RunLockGuard { file })
+    }
+}
+
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+fn read_pid(file: &mut impl ReadSeek) -> Option<u32> {
     let mut text = String::new();
     file.rewind().ok()?;
     file.read_to_string(&mut text).ok()?;
@@ -120,6 +205,25 @@ mod tests {
         }
         drop(first);
         LockFile::try_acquire(&path, "the scheduler").unwrap();
+    }
+
+    #[test]
+    fn a_run_lock_is_reused_and_refused_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/locks/monitor.lock");
+        let lock = RunLock::new(path.clone(), "job `monitor`");
+        for _ in 0..3 {
+            let held = lock.try_acquire().unwrap();
+            match LockFile::try_acquire(&path, "job `monitor`") {
+                Err(LockError::Held { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+                other => panic!("{other:?}"),
+            }
+            drop(held);
+        }
+        let other = LockFile::try_acquire(&path, "job `monitor`").unwrap();
+        assert!(matches!(lock.try_acquire(), Err(LockError::Held { .. })));
+        drop(other);
+        lock.try_acquire().unwrap();
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! The monitor job's tick: run the probes, make the sample, append it to the metrics log, add
-//! it to history. One `Monitor` lives as long as the scheduler, so rates and history carry over
-//! from tick to tick.
+//! it to history, evaluate the rules, step the alerts and send their events. One `Monitor`
+//! lives as long as the scheduler, so rates, history and alert timers carry over from tick to
+//! tick.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use crate::alerts::event::AlertEvent;
+use crate::alerts::{AlertStore, SharedAlerts};
 use crate::config::{Config, MonitorSpec};
 use crate::probes::{ProbeSet, ProcRoot};
+use crate::rules::values::Schema;
+use crate::rules::{Evaluation, RuleSet};
 use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::RollupStore;
 use crate::store::sample::Sample;
@@ -21,6 +26,8 @@ use crate::store::{MetricsLog, MetricsReader};
 pub struct TickSummary {
     pub metrics: usize,
     pub errors: usize,
+    pub events: usize,
+    pub firing: usize,
 }
 
 pub struct Monitor {
@@ -30,9 +37,30 @@ pub struct Monitor {
     log: MetricsLog,
     history: History,
     reader: MetricsReader,
+    rules: RuleSet,
+    alerts: SharedAlerts,
     warmed: bool,
     /// Probe errors of the previous tick, to log each once when it starts and when it clears.
     failing: BTreeMap<String, String>,
+    /// Rule failures of the previous tick, likewise.
+    failing_rules: BTreeMap<String, String>,
+}
+
+/// Loads a monitor's rules, saying each problem once: a bad rule file is left out, the good
+/// ones run.
+pub fn load_rules(job: &str, spec: &MonitorSpec) -> RuleSet {
+    let (rules, problems) = RuleSet::load(
+        &spec.rules,
+        Schema::for_probes(&spec.probes),
+        spec.rule_timeout,
+    );
+    for problem in problems.iter() {
+        error!(job, at = %problem.location(), "rule left out: {}", problem.message);
+    }
+    if rules.files().is_empty() && !spec.rules.is_empty() {
+        warn!(job, "no rule file to run: alerts will not be raised");
+    }
+    rules
 }
 
 impl Monitor {
@@ -47,13 +75,26 @@ impl Monitor {
                 Some(RollupStore::new(&config.data_dir, job)),
             ),
             reader: MetricsReader::for_config(config),
+            rules: load_rules(job, spec),
+            alerts: Arc::new(Mutex::new(AlertStore::open(
+                &config.data_dir,
+                job,
+                &config.host,
+                spec.flap,
+            ))),
             warmed: false,
             failing: BTreeMap::new(),
+            failing_rules: BTreeMap::new(),
         }
     }
 
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// The job's alerts, for notifiers that attach facts to them.
+    pub fn alerts(&self) -> SharedAlerts {
+        self.alerts.clone()
     }
 
     /// Fills history from the metrics log, once, before the first tick.
@@ -74,8 +115,12 @@ impl Monitor {
         self.warmed = true;
     }
 
-    /// Measures once and records the sample.
-    pub async fn tick(&mut self, at: DateTime<Utc>) -> anyhow::Result<(Sample, TickSummary)> {
+    /// Measures once, records the sample, evaluates the rules and steps the alerts; returns
+    /// the sample and the alert events (already logged and sent).
+    pub async fn tick(
+        &mut self,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<(Sample, Vec<AlertEvent>, TickSummary)> {
         if !self.warmed {
             self.warm(at);
         }
@@ -87,33 +132,71 @@ impl Monitor {
             metrics: output.metrics,
             errors: output.errors,
         };
-        self.report_error_changes(&sample);
+        self.report_probe_errors(&sample);
         if let Err(e) = self.log.append(&sample) {
             // The tick still counts for rules; the log's trouble is said every tick it lasts.
             warn!(job = %self.job, error = %e, "cannot append to the metrics log");
         }
         self.history
             .push(sample.ts, sample.metrics.iter().map(|(n, v)| (n, *v)));
+        let history = std::mem::take(&mut self.history);
+        let (history, evaluation) = self.rules.evaluate(
+            history,
+            at,
+            sample.metrics.iter().map(|(n, v)| (n.as_ref(), *v)),
+        );
+        self.history = history;
+        self.report_rule_errors(&evaluation);
+        let (events, firing) = {
+            let mut alerts = self
+                .alerts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let events = alerts.step(at, &evaluation, |m| sample.get(m).is_some());
+            (events, alerts.firing_count())
+        };
+        for event in &events {
+            crate::notify::log_event(event);
+        }
         let summary = TickSummary {
             metrics: sample.metrics.len(),
             errors: sample.errors.len(),
+            events: events.len(),
+            firing,
         };
-        Ok((sample, summary))
+        Ok((sample, events, summary))
     }
 
-    fn report_error_changes(&mut self, sample: &Sample) {
+    fn report_probe_errors(&mut self, sample: &Sample) {
         let now: BTreeMap<String, String> = sample.errors.iter().cloned().collect();
-        for (key, message) in &now {
-            if self.failing.get(key) != Some(message) {
-                warn!(job = %self.job, probe = %key, error = %message, "probe failing");
-            }
-        }
-        for key in self.failing.keys().filter(|k| !now.contains_key(*k)) {
-            info!(job = %self.job, probe = %key, "probe recovered");
-        }
-        self.failing = now;
+        report_changes(&self.job, "probe", &mut self.failing, now);
+    }
+
+    fn report_rule_errors(&mut self, evaluation: &Evaluation) {
+        let now: BTreeMap<String, String> = evaluation
+            .outcomes
+            .iter()
+            .filter_map(|o| o.error.clone().map(|e| (o.rule_file.to_string(), e)))
+            .collect();
+        report_changes(&self.job, "rule", &mut self.failing_rules, now);
     }
 }
 
-/// A monitor shared between the scheduler's runs of one job.
-pub type SharedMonitor = Arc<tokio::sync::Mutex<Option<Monitor>>>;
+/// Logs each failure when it starts (or its message changes) and when it clears, not every
+/// tick: the sample records probe errors every tick anyway.
+fn report_changes(
+    job: &str,
+    what: &str,
+    before: &mut BTreeMap<String, String>,
+    now: BTreeMap<String, String>,
+) {
+    for (key, message) in &now {
+        if before.get(key) != Some(message) {
+            warn!(job, what, source = %key, error = %message, "{what} failing");
+        }
+    }
+    for key in before.keys().filter(|k| !now.contains_key(*k)) {
+        info!(job, what, source = %key, "{what} recovered");
+    }
+    *before = now;
+}

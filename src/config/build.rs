@@ -222,13 +222,24 @@ fn find_type_value(line: &str, value: &str) -> Option<usize> {
     Some(line[..key + 5 + offset].chars().count())
 }
 
-/// The candidate within two edits of `word`, if one is clearly closest.
+/// The candidate within two edits of `word`, or else the one `word` begins, if any.
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let candidates: Vec<&str> = candidates.collect();
     candidates
-        .map(|c| (edit_distance(word, c), c))
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
         .filter(|(d, c)| *d <= 2 && *d < c.len().max(word.len()))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+        .or_else(|| {
+            let mut prefixed = candidates
+                .iter()
+                .filter(|c| word.len() >= 3 && c.starts_with(word));
+            match (prefixed.next(), prefixed.next()) {
+                (Some(only), None) => Some(*only),
+                _ => None,
+            }
+        })
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -543,16 +554,39 @@ impl Builder<'_> {
         let enabled = common.enabled;
         let mut off = None;
         let kind = match config {
-            JobConfig::Monitor(job) => JobKind::Monitor(MonitorSpec {
-                probes: self.probes(job.probes, &field),
-                rules: job
-                    .rules
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, r)| self.path(r, &format!("{field}.rules[{i}]")))
-                    .collect(),
-                notify: self.notify_list(job.notify.as_ref(), &field, known_notifiers, &["log"]),
-            }),
+            JobConfig::Monitor(job) => {
+                let flap_default = crate::alerts::lifecycle::FlapPolicy::default();
+                JobKind::Monitor(MonitorSpec {
+                    rules: job
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| self.path(r, &format!("{field}.rules[{i}]")))
+                        .collect(),
+                    notify: self.notify_list(
+                        job.notify.as_ref(),
+                        &field,
+                        known_notifiers,
+                        &["log"],
+                    ),
+                    rule_timeout: self.optional_duration(
+                        job.rule_timeout.as_ref(),
+                        &format!("{field}.rule_timeout"),
+                        crate::rules::DEFAULT_DEADLINE,
+                    )?,
+                    flap: crate::alerts::lifecycle::FlapPolicy {
+                        max_transitions: job
+                            .flap_transitions
+                            .map_or(flap_default.max_transitions, |n| n as usize),
+                        window: self.optional_duration(
+                            job.flap_window.as_ref(),
+                            &format!("{field}.flap_window"),
+                            flap_default.window,
+                        )?,
+                    },
+                    probes: self.probes(job.probes, &field),
+                })
+            }
             JobConfig::Report(job) => JobKind::Report(ReportSpec {
                 window: self.optional_duration(
                     job.window.as_ref(),

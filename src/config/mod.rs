@@ -186,6 +186,8 @@ pub struct MonitorSpec {
     /// Rule file patterns, resolved against the jobs file's folder.
     pub rules: Vec<PathBuf>,
     pub notify: Vec<String>,
+    pub rule_timeout: Duration,
+    pub flap: crate::alerts::lifecycle::FlapPolicy,
 }
 
 #[derive(Debug)]

@@ -119,6 +119,16 @@ job_config! {
         /// Notifiers that receive this job's alerts (default: `[log]`).
         #[serde(default)]
         pub notify: Option<Vec<Text>>,
+        /// Longest one rule file may run per tick before it is stopped (default `50ms`).
+        #[serde(default)]
+        pub rule_timeout: Option<Text>,
+        /// An alert that changes state more than this many times within `flap_window` is
+        /// flapping (default 4).
+        #[serde(default)]
+        pub flap_transitions: Option<u32>,
+        /// The window for `flap_transitions` (default `30m`).
+        #[serde(default)]
+        pub flap_window: Option<Text>,
     }
 }
 
@@ -193,7 +203,9 @@ job_config! {
 }
 
 /// Alert severities, lowest first, so `min_severity` compares with `>=`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,

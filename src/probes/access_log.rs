@@ -20,7 +20,7 @@ use super::{Names, Output};
 use crate::config::probe_spec::{AccessLogFormat, AccessLogSpec};
 use crate::config::probes::TimeUnit;
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "requests_per_sec",
     "client_errors_per_sec",
     "server_errors_per_sec",

@@ -11,6 +11,9 @@ use super::{MetricName, Output};
 use crate::config::probe_spec::CommandSpec;
 use crate::config::probes::OutputFormat;
 
+/// Fields every command probe has; the output adds its own keys.
+pub const FIELDS: &[&str] = &["value", "duration_ms"];
+
 /// A key from the output as a metric field: lowercase, `[a-z0-9_]`.
 pub fn field_name(key: &str) -> String {
     let mut out: String = key

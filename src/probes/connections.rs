@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::procfs::{ProcRoot, read_into};
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "established",
     "remote_addresses_count",
     "max_per_remote_count",

@@ -2,17 +2,18 @@
 
 use std::time::Instant;
 
-use super::procfs::{self, ProcRoot};
+use super::procfs::{PressureFile, ProcFile, ProcRoot};
 use super::{Names, Output};
 
-const TOTAL_FIELDS: &[&str] = &[
+pub const TOTAL_FIELDS: &[&str] = &[
     "usage_percent",
     "user_percent",
     "system_percent",
     "iowait_percent",
     "steal_percent",
 ];
-const CORE_FIELDS: &[&str] = &["usage_percent"];
+pub const CORE_FIELDS: &[&str] = &["usage_percent"];
+pub const PRESSURE_FIELDS: &[&str] = &["some_avg10_percent"];
 
 /// One line of `/proc/stat`, in clock ticks since boot.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -106,7 +107,8 @@ pub fn parse_stat(text: &str) -> Option<(CpuTimes, Vec<CpuTimes>)> {
 }
 
 pub struct CpuProbe {
-    root: ProcRoot,
+    stat: ProcFile,
+    pressure: PressureFile,
     per_core: bool,
     prev: Option<(CpuTimes, Vec<CpuTimes>, Instant)>,
     names: Names,
@@ -116,7 +118,8 @@ pub struct CpuProbe {
 impl CpuProbe {
     pub fn new(root: ProcRoot, per_core: bool) -> Self {
         CpuProbe {
-            root,
+            stat: ProcFile::new(root.proc.join("stat")),
+            pressure: PressureFile::new(&root, "cpu"),
             per_core,
             prev: None,
             names: Names::new("cpu"),
@@ -125,7 +128,7 @@ impl CpuProbe {
     }
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
-        procfs::read_required(&self.root.proc.join("stat"), &mut self.buf)?;
+        self.stat.read_required(&mut self.buf)?;
         let (total, cores) =
             parse_stat(&self.buf).ok_or("no `cpu` line in /proc/stat".to_string())?;
         // The first reading is the average since boot: keep it only as the baseline.
@@ -149,8 +152,8 @@ impl CpuProbe {
             }
         }
         self.prev = Some((total, cores, Instant::now()));
-        if let Some(avg10) = procfs::pressure_some_avg10(&self.root, "cpu", &mut self.buf) {
-            let names = self.names.get("pressure", &["some_avg10_percent"]);
+        if let Some(avg10) = self.pressure.some_avg10(&mut self.buf) {
+            let names = self.names.get("pressure", PRESSURE_FIELDS);
             out.push(&names[0], avg10);
         }
         Ok(())

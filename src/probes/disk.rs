@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::procfs::{self, ProcRoot, sanitize_instance};
+use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &["used_percent", "free_bytes", "inodes_used_percent"];
+pub const FIELDS: &[&str] = &["used_percent", "free_bytes", "inodes_used_percent"];
 
 /// Filesystems that hold data; everything else (proc, tmpfs, overlay, cgroup, ...) is skipped
 /// unless listed in `mounts:`.
@@ -191,7 +191,7 @@ pub fn statvfs(path: &Path) -> std::io::Result<Usage> {
 }
 
 pub struct DiskProbe {
-    root: ProcRoot,
+    mountinfo: ProcFile,
     /// Mount points from the config; every data filesystem when `None`.
     mounts: Option<Vec<PathBuf>>,
     pending: HashMap<PathBuf, (JoinHandle<std::io::Result<Usage>>, Instant)>,
@@ -202,7 +202,7 @@ pub struct DiskProbe {
 impl DiskProbe {
     pub fn new(root: ProcRoot, mounts: Option<Vec<PathBuf>>) -> Self {
         DiskProbe {
-            root,
+            mountinfo: ProcFile::new(root.proc.join("self/mountinfo")),
             mounts,
             pending: HashMap::new(),
             names: Names::new("disk"),
@@ -212,7 +212,7 @@ impl DiskProbe {
 
     /// The mount points to measure, each with whether its `statvfs` may hang.
     fn targets(&mut self) -> Result<Vec<(PathBuf, bool)>, String> {
-        procfs::read_required(&self.root.proc.join("self/mountinfo"), &mut self.buf)?;
+        self.mountinfo.read_required(&mut self.buf)?;
         let mounts = parse_mountinfo(&self.buf);
         Ok(match &self.mounts {
             Some(configured) => configured

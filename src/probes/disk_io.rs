@@ -8,11 +8,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use super::procfs::{self, ProcRoot, sanitize_instance};
+use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
 use super::rate::growth;
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "read_bytes_per_sec",
     "write_bytes_per_sec",
     "reads_per_sec",
@@ -103,6 +103,7 @@ struct Topology {
 
 pub struct DiskIoProbe {
     root: ProcRoot,
+    diskstats: ProcFile,
     devices: Option<Vec<String>>,
     topology: Topology,
     prev: Option<(HashMap<String, DiskCounters>, Instant)>,
@@ -113,6 +114,7 @@ pub struct DiskIoProbe {
 impl DiskIoProbe {
     pub fn new(root: ProcRoot, devices: Option<Vec<String>>) -> Self {
         DiskIoProbe {
+            diskstats: ProcFile::new(root.proc.join("diskstats")),
             root,
             devices,
             topology: Topology::default(),
@@ -164,7 +166,7 @@ impl DiskIoProbe {
     }
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
-        procfs::read_required(&self.root.proc.join("diskstats"), &mut self.buf)?;
+        self.diskstats.read_required(&mut self.buf)?;
         let at = Instant::now();
         let stats = parse_diskstats(&self.buf);
         let names: Vec<&str> = stats.iter().map(|(n, _)| n.as_str()).collect();

@@ -14,7 +14,7 @@ use super::{MetricName, Names, Output, x509};
 use crate::config::probe_spec::HttpSpec;
 use crate::http::{client_builder, describe_error};
 
-const FIELDS: &[&str] = &["up", "status", "latency_ms", "ttfb_ms", "cert_expiry_days"];
+pub const FIELDS: &[&str] = &["up", "status", "latency_ms", "ttfb_ms", "cert_expiry_days"];
 /// Body bytes kept for matching and extraction; the rest is read (to time it) and dropped.
 const KEEP_BODY: usize = 1 << 20;
 

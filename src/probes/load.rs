@@ -1,9 +1,9 @@
 //! `load`: the kernel's 1, 5 and 15 minute load averages, and the 1 minute one per CPU.
 
-use super::procfs::{self, ProcRoot};
+use super::procfs::{self, ProcFile, ProcRoot};
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &["load1", "load5", "load15", "load1_per_core"];
+pub const FIELDS: &[&str] = &["load1", "load5", "load15", "load1_per_core"];
 
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().ok());
@@ -11,7 +11,7 @@ pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
 }
 
 pub struct LoadProbe {
-    root: ProcRoot,
+    loadavg: ProcFile,
     names: Names,
     buf: String,
 }
@@ -19,14 +19,14 @@ pub struct LoadProbe {
 impl LoadProbe {
     pub fn new(root: ProcRoot) -> Self {
         LoadProbe {
-            root,
+            loadavg: ProcFile::new(root.proc.join("loadavg")),
             names: Names::new("load"),
             buf: String::new(),
         }
     }
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
-        procfs::read_required(&self.root.proc.join("loadavg"), &mut self.buf)?;
+        self.loadavg.read_required(&mut self.buf)?;
         let [l1, l5, l15] = parse_loadavg(&self.buf).ok_or("cannot parse /proc/loadavg")?;
         let names = self.names.get_flat(FIELDS);
         out.push(&names[0], l1);

@@ -2,11 +2,11 @@
 
 use std::time::Instant;
 
-use super::procfs::{self, ProcRoot, field_u64};
+use super::procfs::{PressureFile, ProcFile, ProcRoot, field_u64};
 use super::rate::{Reading, per_sec};
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "used_percent",
     "available_bytes",
     "total_bytes",
@@ -59,7 +59,9 @@ struct PagingCounters {
 }
 
 pub struct MemoryProbe {
-    root: ProcRoot,
+    meminfo: ProcFile,
+    vmstat: ProcFile,
+    pressure: PressureFile,
     prev: Option<PagingCounters>,
     names: Names,
     buf: String,
@@ -68,7 +70,9 @@ pub struct MemoryProbe {
 impl MemoryProbe {
     pub fn new(root: ProcRoot) -> Self {
         MemoryProbe {
-            root,
+            meminfo: ProcFile::new(root.proc.join("meminfo")),
+            vmstat: ProcFile::new(root.proc.join("vmstat")),
+            pressure: PressureFile::new(&root, "memory"),
             prev: None,
             names: Names::new("memory"),
             buf: String::new(),
@@ -76,7 +80,7 @@ impl MemoryProbe {
     }
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
-        procfs::read_required(&self.root.proc.join("meminfo"), &mut self.buf)?;
+        self.meminfo.read_required(&mut self.buf)?;
         let info = MemInfo::parse(&self.buf)
             .ok_or("/proc/meminfo lacks MemTotal or MemAvailable".to_string())?;
         let names = self.names.get_flat(FIELDS);
@@ -89,7 +93,7 @@ impl MemoryProbe {
             out.push(&names[3], v);
         }
 
-        procfs::read_required(&self.root.proc.join("vmstat"), &mut self.buf)?;
+        self.vmstat.read_required(&mut self.buf)?;
         let at = Instant::now();
         let counter = |key| field_u64(&self.buf, key).map(|value| Reading { value, at });
         if let (Some(swap_in), Some(swap_out), Some(major_faults)) =
@@ -111,7 +115,7 @@ impl MemoryProbe {
                 }
             }
         }
-        if let Some(avg10) = procfs::pressure_some_avg10(&self.root, "memory", &mut self.buf) {
+        if let Some(avg10) = self.pressure.some_avg10(&mut self.buf) {
             out.push(&names[7], avg10);
         }
         Ok(())

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::procfs::{self, ProcRoot, sanitize_instance};
+use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
 use super::rate::growth;
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "rx_bytes_per_sec",
     "tx_bytes_per_sec",
     "rx_packets_per_sec",
@@ -80,7 +80,7 @@ fn push_rates(out: &mut Output, names: &[super::MetricName], d: &NetCounters, se
 }
 
 pub struct NetIoProbe {
-    root: ProcRoot,
+    net_dev: ProcFile,
     interfaces: Option<Vec<String>>,
     prev: Option<(HashMap<String, NetCounters>, Instant)>,
     names: Names,
@@ -90,7 +90,7 @@ pub struct NetIoProbe {
 impl NetIoProbe {
     pub fn new(root: ProcRoot, interfaces: Option<Vec<String>>) -> Self {
         NetIoProbe {
-            root,
+            net_dev: ProcFile::new(root.proc.join("net/dev")),
             interfaces,
             prev: None,
             names: Names::new("net_io"),
@@ -99,7 +99,7 @@ impl NetIoProbe {
     }
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
-        procfs::read_required(&self.root.proc.join("net/dev"), &mut self.buf)?;
+        self.net_dev.read_required(&mut self.buf)?;
         let at = Instant::now();
         let now: HashMap<String, NetCounters> = parse_net_dev(&self.buf)
             .into_iter()

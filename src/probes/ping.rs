@@ -15,7 +15,7 @@ use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError}
 use super::{Names, Output};
 use crate::config::probe_spec::PingSpec;
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "rtt_min_ms",
     "rtt_avg_ms",
     "rtt_max_ms",

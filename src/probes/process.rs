@@ -11,7 +11,7 @@ use super::procfs::{ProcRoot, read_into};
 use super::{Names, Output};
 use crate::config::probe_spec::ProcessMatch;
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "count",
     "cpu_percent",
     "rss_bytes",

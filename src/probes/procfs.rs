@@ -30,16 +30,74 @@ pub fn read_into(path: &Path, buf: &mut String) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a file that must exist for the probe to work, with the path in the error.
-pub fn read_required(path: &Path, buf: &mut String) -> Result<(), String> {
-    read_into(path, buf).map_err(|e| format!("cannot read {}: {e}", path.display()))
+/// A `/proc` file read every tick: opened once and read again from the start, which makes
+/// the kernel generate it afresh. Saves an open and a close per file per tick.
+#[derive(Debug)]
+pub struct ProcFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
 }
 
-/// `some avg10` of a PSI file (`/proc/pressure/cpu`), in percent; `None` where the kernel has no
-/// PSI (older kernels, or booted with `psi=0`, where reading fails with EOPNOTSUPP).
-pub fn pressure_some_avg10(root: &ProcRoot, resource: &str, buf: &mut String) -> Option<f64> {
-    read_into(&root.proc.join("pressure").join(resource), buf).ok()?;
-    parse_pressure_some_avg10(buf)
+impl ProcFile {
+    pub fn new(path: PathBuf) -> Self {
+        ProcFile { path, file: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read(&mut self, buf: &mut String) -> io::Result<()> {
+        use std::io::Seek;
+        buf.clear();
+        if let Some(file) = &mut self.file
+            && file.rewind().is_ok()
+            && file.read_to_string(buf).is_ok()
+        {
+            return Ok(());
+        }
+        // First read, or the kept file went bad: open it again.
+        buf.clear();
+        let mut file = std::fs::File::open(&self.path)?;
+        file.read_to_string(buf)?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Reads a file the probe cannot work without, with the path in the error.
+    pub fn read_required(&mut self, buf: &mut String) -> Result<(), String> {
+        self.read(buf)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+    }
+}
+
+/// A PSI file (`/proc/pressure/cpu`). Where the kernel has no PSI (older kernels, or booted
+/// with `psi=0`, where reading fails with EOPNOTSUPP) it is given up after the first try.
+#[derive(Debug)]
+pub struct PressureFile {
+    file: ProcFile,
+    unavailable: bool,
+}
+
+impl PressureFile {
+    pub fn new(root: &ProcRoot, resource: &str) -> Self {
+        PressureFile {
+            file: ProcFile::new(root.proc.join("pressure").join(resource)),
+            unavailable: false,
+        }
+    }
+
+    /// `some avg10`, in percent.
+    pub fn some_avg10(&mut self, buf: &mut String) -> Option<f64> {
+        if self.unavailable {
+            return None;
+        }
+        if self.file.read(buf).is_err() {
+            self.unavailable = true;
+            return None;
+        }
+        parse_pressure_some_avg10(buf)
+    }
 }
 
 pub fn parse_pressure_some_avg10(text: &str) -> Option<f64> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::ping::resolve;
 use super::{Names, Output};
 
-const FIELDS: &[&str] = &["up", "connect_ms"];
+pub const FIELDS: &[&str] = &["up", "connect_ms"];
 
 /// The kind of failure, in the words an operator searches for.
 pub fn failure_kind(error: &io::Error) -> &'static str {

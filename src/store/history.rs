@@ -49,6 +49,7 @@ pub struct HistoryConfig {
 }
 
 impl Default for HistoryConfig {
+    // Keep in step with the README's History table.
     fn default() -> Self {
         HistoryConfig {
             raw_window: Duration::from_secs(3_600),
@@ -131,11 +132,28 @@ impl Buckets {
 
     /// Buckets with data that start at or after `from_ms`, with their start.
     fn since(&self, from_ms: i64) -> impl Iterator<Item = (i64, MinuteBucket)> + '_ {
+        // The ring is contiguous in time: the first bucket is found by arithmetic.
+        let first_wanted =
+            from_ms.div_euclid(self.width_ms) + i64::from(from_ms.rem_euclid(self.width_ms) > 0);
+        let skip = (first_wanted - self.first).clamp(0, self.items.len() as i64) as usize;
         self.items
-            .iter()
+            .range(skip..)
             .enumerate()
-            .map(move |(i, b)| ((self.first + i as i64) * self.width_ms, *b))
-            .filter(move |(t, b)| *t >= from_ms && b.count > 0)
+            .map(move |(i, b)| ((self.first + (skip + i) as i64) * self.width_ms, *b))
+            .filter(|(_, b)| b.count > 0)
+    }
+
+    /// The buckets from the one that starts at or after `from_ms`, as the ring's two slices.
+    fn slices_since(&self, from_ms: i64) -> (&[MinuteBucket], &[MinuteBucket]) {
+        let first_wanted =
+            from_ms.div_euclid(self.width_ms) + i64::from(from_ms.rem_euclid(self.width_ms) > 0);
+        let skip = (first_wanted - self.first).clamp(0, self.items.len() as i64) as usize;
+        let (a, b) = self.items.as_slices();
+        if skip <= a.len() {
+            (&a[skip..], b)
+        } else {
+            (&[], &b[skip - a.len()..])
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -205,12 +223,6 @@ impl Series {
         self.last_ms = self.last_ms.max(ts_ms);
     }
 
-    fn raw_points(&self) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
-        self.raw
-            .iter()
-            .map(|p| (self.base_ms + i64::from(p.dt), f64::from(p.value)))
-    }
-
     fn bytes(&self) -> usize {
         self.raw.capacity() * std::mem::size_of::<RawPoint>()
             + self.minutes.bytes()
@@ -220,16 +232,22 @@ impl Series {
     }
 }
 
+/// Past hours of single metrics read from the rollup store, shared by rule functions.
+type HourCache = HashMap<(MetricName, i64), Option<Arc<Rollup>>>;
+
 /// The history of every metric of one monitor job.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct History {
     config: HistoryConfig,
     series: HashMap<MetricName, Series>,
+    /// Hourly rollups read back from disk (past hours never change), per metric and hour.
+    hour_cache: std::sync::Mutex<HourCache>,
     /// The hour (`ms / 3 600 000`) the accumulators are for.
     hour: Option<i64>,
     store: Option<RollupStore>,
     /// While warming up: hours already on disk, not to be written again.
     skip_hours: Option<std::collections::BTreeSet<DateTime<Utc>>>,
+    read_only: bool,
 }
 
 /// What a warm-up read.
@@ -245,9 +263,11 @@ impl History {
         History {
             config,
             series: HashMap::new(),
+            hour_cache: Default::default(),
             hour: None,
             store,
             skip_hours: None,
+            read_only: false,
         }
     }
 
@@ -325,9 +345,16 @@ impl History {
             .skip_hours
             .as_ref()
             .is_some_and(|hours| hours.contains(&start));
+        // Old entries of the read-back cache can go with the hour.
+        let oldest = now_ms - (super::rollups::RETENTION_DAYS + 1) * 24 * HOUR_MS;
+        self.hour_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(_, hour), _| *hour >= oldest);
         if let Some(store) = &mut self.store
             && !metrics.is_empty()
             && !already
+            && !self.read_only
             && let Err(e) = store.append(&HourRollup {
                 hour: start,
                 metrics,
@@ -378,16 +405,20 @@ impl History {
             .sum()
     }
 
-    /// Raw points of `name` at or after `from_ms`, oldest first.
+    /// Raw points of `name` at or after `from_ms`, oldest first; found by binary search.
     pub fn raw_since(
         &self,
         name: &str,
         from_ms: i64,
     ) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
-        self.series
-            .get(name)
-            .into_iter()
-            .flat_map(move |s| s.raw_points().filter(move |(t, _)| *t >= from_ms))
+        self.series.get(name).into_iter().flat_map(move |s| {
+            let first = s
+                .raw
+                .partition_point(|p| s.base_ms + i64::from(p.dt) < from_ms);
+            s.raw
+                .range(first..)
+                .map(move |p| (s.base_ms + i64::from(p.dt), f64::from(p.value)))
+        })
     }
 
     /// One-minute buckets of `name` that start at or after `from_ms`, with their start.
@@ -414,6 +445,26 @@ impl History {
             .flat_map(move |s| s.fives.since(from_ms))
     }
 
+    /// The start of the hour being built, if any sample came yet.
+    pub fn current_hour_start(&self) -> Option<i64> {
+        self.hour.map(|h| h * HOUR_MS)
+    }
+
+    /// One-minute (`five = false`) or five-minute buckets of `name` from `from_ms` on, as two
+    /// slices (empty buckets have `count == 0`): the fast path of window aggregates.
+    pub fn bucket_slices(
+        &self,
+        name: &str,
+        five: bool,
+        from_ms: i64,
+    ) -> (&[MinuteBucket], &[MinuteBucket]) {
+        match self.series.get(name) {
+            Some(s) if five => s.fives.slices_since(from_ms),
+            Some(s) => s.minutes.slices_since(from_ms),
+            None => (&[], &[]),
+        }
+    }
+
     /// The rollup of the hour being built, for `name`.
     pub fn current_hour(&self, name: &str) -> Option<&Rollup> {
         self.series
@@ -424,6 +475,45 @@ impl History {
 
     pub fn store(&self) -> Option<&RollupStore> {
         self.store.as_ref()
+    }
+
+    /// Stops writing rollups (dry runs and rule tests read history but change nothing).
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// The rollup of `name` for the hour starting at `hour_ms`: the hour being built from
+    /// memory, finished hours from the store (read a day at a time, then cached).
+    pub fn hour_rollup(&self, name: &str, hour_ms: i64) -> Option<Arc<Rollup>> {
+        if self.hour == Some(hour_ms.div_euclid(HOUR_MS)) {
+            return self.current_hour(name).map(|r| Arc::new(r.clone()));
+        }
+        let store = self.store.as_ref()?;
+        let mut cache = self
+            .hour_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(hit) = cache.get(&(MetricName::from(name), hour_ms)) {
+            return hit.clone();
+        }
+        let key_name = MetricName::from(name);
+        let day = DateTime::from_timestamp_millis(hour_ms)
+            .unwrap_or_default()
+            .date_naive();
+        let day_start = day
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp_millis();
+        for h in 0..24 {
+            cache.insert((key_name.clone(), day_start + h * HOUR_MS), None);
+        }
+        for hour in store.day(day) {
+            let rollup = hour.metrics.get(name).cloned().map(Arc::new);
+            cache.insert((key_name.clone(), hour.hour.timestamp_millis()), rollup);
+        }
+        cache.get(&(key_name, hour_ms)).cloned().flatten()
     }
 
     pub fn metric_names(&self) -> impl Iterator<Item = &MetricName> {

@@ -1,6 +1,7 @@
 //! What runner keeps: the metrics log (one JSON line per tick, a file per UTC day), the
 //! in-memory history the rules read, and the hourly rollups on disk.
 
+pub mod atomic;
 pub mod daily;
 pub mod history;
 pub mod rollups;

@@ -20,6 +20,9 @@ pub const RETENTION_DAYS: i64 = 35;
 pub struct Rollup {
     pub count: u64,
     pub sum: f64,
+    /// Sum of squares, for the standard deviation.
+    #[serde(default)]
+    pub sumsq: f64,
     pub min: f64,
     pub max: f64,
     pub sketch: Sketch,
@@ -36,6 +39,7 @@ impl Rollup {
         }
         self.count += 1;
         self.sum += value;
+        self.sumsq += value * value;
         self.sketch.add(value);
     }
 
@@ -52,11 +56,22 @@ impl Rollup {
         }
         self.count += other.count;
         self.sum += other.sum;
+        self.sumsq += other.sumsq;
         self.sketch.merge(&other.sketch);
     }
 
     pub fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    /// Population standard deviation.
+    pub fn stddev(&self) -> Option<f64> {
+        let mean = self.mean()?;
+        Some(
+            (self.sumsq / self.count as f64 - mean * mean)
+                .max(0.0)
+                .sqrt(),
+        )
     }
 }
 
@@ -139,6 +154,12 @@ impl RollupStore {
         by_hour.into_values().collect()
     }
 
+    /// Every stored hour of one UTC day, for the per-metric cache in history.
+    pub fn day(&self, day: NaiveDate) -> Vec<HourRollup> {
+        let from = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        self.hours(from, from + ChronoDuration::days(1))
+    }
+
     /// Which hours of `[from, to)` are stored, so a warm-up does not write them twice.
     pub fn stored_hours(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<DateTime<Utc>> {
         self.hours(from, to).into_iter().map(|h| h.hour).collect()
@@ -198,6 +219,9 @@ mod tests {
         b.add(9.0);
         a.merge(&b);
         assert_eq!((a.count, a.sum, a.min, a.max), (3, 13.0, -1.0, 9.0));
+        assert_eq!(a.sumsq, 25.0 + 1.0 + 81.0);
+        let sd = a.stddev().unwrap();
+        assert!((sd - 4.1096).abs() < 1e-3, "{sd}");
         a.merge(&Rollup::default());
         assert_eq!(a.count, 3);
     }

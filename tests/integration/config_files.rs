@@ -18,7 +18,7 @@ fn shipped_jobs_file_checks_clean() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "jobs/jobs.yaml: ok (2 warnings) (4 jobs, 2 notifiers)\n"
+        "jobs/jobs.yaml: ok (2 warnings) (4 jobs, 2 notifiers, 5 rule files)\n"
     );
     // Without Slack and ServiceNow, both are off and say which variable turns them on.
     let err = stderr(&output);
@@ -85,7 +85,7 @@ fn malformed_yaml() {
 fn unknown_key() {
     invalid(
         "unknown-key",
-        "error: unknown field `probe`, expected one of schedule, description, enabled, timeout, probes, rules, notify
+        "error: unknown field `probe`, expected one of schedule, description, enabled, timeout, probes, rules, notify, rule_timeout, flap_transitions, flap_window
  --> FILE:6:5
   |
 6 |     probe:

@@ -5,6 +5,7 @@ mod http_server;
 mod monitor;
 mod probes;
 mod process;
+mod rules;
 mod scheduling;
 mod service_probes;
 mod store;

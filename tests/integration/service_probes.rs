@@ -412,14 +412,15 @@ async fn access_log_counts_what_was_written_across_rotation_and_truncation() {
     // Rotation: two more lines land in the old file, then it is renamed and a new one starts.
     append(
         &log,
-        &(log_line("10.0.0.50", 200, 0.001, "s1") + &log_line("10.0.0.51", 200, 0.001, "s1")),
+        &(log_line("10.0.0.50", 200, 0.001, "s1")
+            + log_line("10.0.0.51", 200, 0.001, "s1").as_str()),
     );
     std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
     append(
         &log,
         &(log_line("10.0.0.52", 500, 0.001, "s9")
-            + &log_line("10.0.0.52", 200, 0.001, "s9")
-            + &log_line("10.0.0.52", 200, 0.001, "s9")),
+            + log_line("10.0.0.52", 200, 0.001, "s9").as_str()
+            + log_line("10.0.0.52", 200, 0.001, "s9").as_str()),
     );
     let before = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;

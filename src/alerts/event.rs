@@ -1,0 +1,204 @@
+//! Alert events: the one JSON shape that the alert log, the notifiers, the report and the rule
+//! tests all read. Every event carries its explanation: value, threshold or baseline, window,
+//! and since when.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Severity;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The alert started firing.
+    Firing,
+    /// Still firing, `repeat_interval` after the last notice.
+    Repeat,
+    /// It stopped.
+    Resolved,
+    /// It changes state too often: notices are held until it is stable.
+    Flapping,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Firing => "firing",
+            EventKind::Repeat => "repeat",
+            EventKind::Resolved => "resolved",
+            EventKind::Flapping => "flapping",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The ServiceNow incident a notifier opened for the alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub number: String,
+    pub sys_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub schema_version: u32,
+    /// Stable for a given alert, kind and time: a retried delivery carries the same id.
+    pub id: String,
+    pub kind: EventKind,
+    /// Hex SHA-256 of host, name and sorted labels: one problem, one identity.
+    pub fingerprint: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub severity: Severity,
+    pub summary: String,
+    pub description: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub explanation: String,
+    /// When the alert became active (pending or firing), for durations.
+    pub active_since: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub host: String,
+    pub job: String,
+    pub rule_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+    /// The rule's own narrowing of the job's notifiers, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<String>>,
+}
+
+impl AlertEvent {
+    /// `a3f1…` (16 hex digits): how people see a fingerprint.
+    pub fn short_fingerprint(&self) -> &str {
+        &self.fingerprint[..self.fingerprint.len().min(16)]
+    }
+}
+
+/// Hex SHA-256 of host, name and the labels in key order.
+pub fn fingerprint(host: &str, name: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(host.as_bytes());
+    hasher.update([0]);
+    hasher.update(name.as_bytes());
+    for (key, value) in labels {
+        hasher.update([0]);
+        hasher.update(key.as_bytes());
+        hasher.update([b'=']);
+        hasher.update(value.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A UUID-shaped id derived from what makes the event unique (version 8: custom).
+pub fn event_id(fingerprint: &str, kind: EventKind, at: DateTime<Utc>) -> String {
+    let digest = Sha256::digest(format!("{fingerprint}/{kind}/{}", at.timestamp_millis()));
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// A number as people read it in an explanation: `93.2`, `0.0123`, `8123456789`.
+pub fn format_value(v: f64) -> String {
+    let text = if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// `2m`, `1h5m`, `3d2h`: a duration as people say it, to the coarsest two units.
+pub fn format_for(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) if s > 0 && m < 10 => format!("{m}m{s}s"),
+        (0, 0, _) => format!("{m}m"),
+        (0, _, 0) => format!("{h}h"),
+        (0, _, _) => format!("{h}h{m}m"),
+        (_, 0, _) => format!("{d}d"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_depend_on_host_name_and_sorted_labels() {
+        let mut a = BTreeMap::new();
+        a.insert("mount".to_string(), "/var".to_string());
+        a.insert("device".to_string(), "sda".to_string());
+        let f = fingerprint("web-1", "disk_full", &a);
+        assert_eq!(f.len(), 64);
+        assert_eq!(f, fingerprint("web-1", "disk_full", &a.clone()));
+        assert_ne!(f, fingerprint("web-2", "disk_full", &a));
+        assert_ne!(f, fingerprint("web-1", "disk_full", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn ids_are_uuid_shaped_and_stable() {
+        let at = DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let id = event_id("abc", EventKind::Firing, at);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "8");
+        assert_eq!(id, event_id("abc", EventKind::Firing, at));
+        assert_ne!(id, event_id("abc", EventKind::Resolved, at));
+    }
+
+    #[test]
+    fn numbers_and_durations_for_people() {
+        assert_eq!(format_value(93.24), "93.2");
+        assert_eq!(format_value(85.0), "85");
+        assert_eq!(format_value(0.01234), "0.012");
+        assert_eq!(format_value(2.5), "2.5");
+        assert_eq!(format_value(8123456789.0), "8123456789");
+        assert_eq!(format_for(42), "42s");
+        assert_eq!(format_for(125), "2m5s");
+        assert_eq!(format_for(900), "15m");
+        assert_eq!(format_for(3_900), "1h5m");
+        assert_eq!(format_for(7_200), "2h");
+        assert_eq!(format_for(93_600), "1d2h");
+    }
+}

@@ -1,0 +1,461 @@
+//! Alerts of a monitor job: their lifecycle, their state on disk (`state/alerts/<job>.json`,
+//! restored on start so a restart neither loses a firing alert nor sends it again), the alert
+//! log (`alerts/<UTC day>.jsonl`, every event), and the small API through which a notifier
+//! attaches facts (a ServiceNow incident) that later events carry.
+
+pub mod event;
+pub mod lifecycle;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use crate::rules::Evaluation;
+use crate::store::atomic;
+use crate::store::daily::DailyWriter;
+use event::AlertEvent;
+use lifecycle::{FlapPolicy, Lifecycle, Origin, Phase};
+
+/// One job's alerts, shared by its monitor (each tick) and the notifiers (attaching facts).
+pub type SharedAlerts = Arc<Mutex<AlertStore>>;
+
+pub struct AlertStore {
+    host: String,
+    job: String,
+    flap: FlapPolicy,
+    lifecycle: Lifecycle,
+    /// Where state is saved and events logged; `None` for dry runs and rule tests.
+    disk: Option<Disk>,
+    saved: Option<String>,
+}
+
+struct Disk {
+    state: PathBuf,
+    log: DailyWriter,
+}
+
+pub fn state_path(data_dir: &Path, job: &str) -> PathBuf {
+    data_dir
+        .join("state")
+        .join("alerts")
+        .join(format!("{job}.json"))
+}
+
+/// A job's saved alert state, for a dry run to start from; empty when there is none.
+pub fn read_state(data_dir: &Path, job: &str) -> Lifecycle {
+    std::fs::read(state_path(data_dir, job))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+impl AlertStore {
+    /// Opens a job's alerts, restoring saved state. A state file that cannot be read is kept
+    /// aside (`.corrupt`) and said loudly; alerts start afresh rather than not at all.
+    pub fn open(data_dir: &Path, job: &str, host: &str, flap: FlapPolicy) -> AlertStore {
+        let state = state_path(data_dir, job);
+        let lifecycle = match std::fs::read(&state) {
+            Ok(bytes) => match serde_json::from_slice::<Lifecycle>(&bytes) {
+                Ok(lifecycle) => lifecycle,
+                Err(e) => {
+                    let aside = state.with_extension("json.corrupt");
+                    let _ = std::fs::rename(&state, &aside);
+                    warn!(job, file = %state.display(), kept_as = %aside.display(), error = %e, "alert state could not be read; starting afresh");
+                    Lifecycle::default()
+                }
+            },
+            Err(_) => Lifecycle::default(),
+        };
+        let saved = serde_json::to_string(&significant(&lifecycle)).ok();
+        AlertStore {
+            host: host.to_string(),
+            job: job.to_string(),
+            flap,
+            lifecycle,
+            disk: Some(Disk {
+                state,
+                log: DailyWriter::new(data_dir.join("alerts")),
+            }),
+            saved,
+        }
+    }
+
+    /// Alerts that live in memory only: dry runs and rule tests.
+    pub fn in_memory(host: &str, job: &str, flap: FlapPolicy, lifecycle: Lifecycle) -> AlertStore {
+        AlertStore {
+            host: host.to_string(),
+            job: job.to_string(),
+            flap,
+            lifecycle,
+            disk: None,
+            saved: None,
+        }
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Applies one tick; logs every event and saves the state when it changed.
+    pub fn step(
+        &mut self,
+        now: DateTime<Utc>,
+        evaluation: &Evaluation,
+        present: impl Fn(&str) -> bool,
+    ) -> Vec<AlertEvent> {
+        let origin = Origin {
+            host: &self.host,
+            job: &self.job,
+        };
+        let events = self
+            .lifecycle
+            .step(now, evaluation, present, &origin, self.flap);
+        if let Some(disk) = &mut self.disk {
+            for event in &events {
+                match serde_json::to_string(event) {
+                    Ok(line) => {
+                        if let Err(e) = disk.log.append(event.at, &line) {
+                            warn!(job = %self.job, error = %e, "cannot append to the alert log");
+                        }
+                    }
+                    Err(e) => warn!(job = %self.job, error = %e, "cannot encode an alert event"),
+                }
+            }
+        }
+        self.save();
+        events
+    }
+
+    /// Attaches a fact to an alert for its later events, saved at once; `false` if the alert
+    /// is no longer known.
+    pub fn attach(&mut self, fingerprint: &str, key: &str, value: serde_json::Value) -> bool {
+        let known = self.lifecycle.attach(fingerprint, key, value);
+        if known {
+            self.saved = None;
+            self.save();
+        }
+        known
+    }
+
+    /// Writes the state if something that matters after a restart changed (not every tick's
+    /// latest value).
+    fn save(&mut self) {
+        let Some(disk) = &self.disk else { return };
+        let Ok(now) = serde_json::to_string(&significant(&self.lifecycle)) else {
+            return;
+        };
+        if self.saved.as_deref() == Some(now.as_str()) {
+            return;
+        }
+        let result = serde_json::to_vec_pretty(&self.lifecycle)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| atomic::write(&disk.state, &bytes));
+        match result {
+            Ok(()) => self.saved = Some(now),
+            Err(e) => {
+                warn!(job = %self.job, file = %disk.state.display(), error = %e, "cannot save alert state; will retry next tick")
+            }
+        }
+    }
+
+    pub fn firing_count(&self) -> usize {
+        self.lifecycle
+            .states
+            .values()
+            .filter(|s| s.phase == Phase::Firing)
+            .count()
+    }
+}
+
+/// The parts of the state a restart must not lose.
+fn significant(lifecycle: &Lifecycle) -> serde_json::Value {
+    serde_json::Value::Array(
+        lifecycle
+            .states
+            .values()
+            .map(|s| {
+                serde_json::json!([
+                    s.fingerprint,
+                    s.phase,
+                    s.pending_since,
+                    s.firing_since,
+                    s.notified,
+                    s.last_notified,
+                    s.flapping,
+                    s.transitions,
+                    s.facts
+                ])
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleOutcome;
+    use crate::rules::activation::{Activation, OnMissing};
+    use event::EventKind;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    const RULE: &str = "rules/cpu.rhai";
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000 + secs, 0).unwrap()
+    }
+
+    fn activation(active: bool, value: Option<f64>) -> Activation {
+        let mut a = Activation::from_map("cpu_high", RULE.into(), &rhai::Map::new()).unwrap();
+        a.active = active;
+        a.value = value;
+        a.threshold = Some(85.0);
+        a.metric = Some("cpu.total.usage_percent".into());
+        a
+    }
+
+    fn eval(activations: Vec<Activation>, missing: &[&str], error: bool) -> Evaluation {
+        Evaluation {
+            activations,
+            outcomes: vec![RuleOutcome {
+                rule_file: RULE.into(),
+                missing: missing
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<BTreeSet<_>>(),
+                error: error.then(|| "boom".to_string()),
+            }],
+        }
+    }
+
+    fn store() -> AlertStore {
+        AlertStore::in_memory(
+            "web-1",
+            "monitor",
+            FlapPolicy::default(),
+            Lifecycle::default(),
+        )
+    }
+
+    /// Runs ticks every 10 s; `active[i]` says whether tick i raises the alert.
+    fn run(
+        store: &mut AlertStore,
+        start: i64,
+        pattern: &[bool],
+        tweak: impl Fn(&mut Activation),
+    ) -> Vec<(i64, EventKind)> {
+        let mut out = Vec::new();
+        for (i, active) in pattern.iter().enumerate() {
+            let at = start + i as i64 * 10;
+            let acts = if *active {
+                let mut a = activation(true, Some(93.0));
+                tweak(&mut a);
+                vec![a]
+            } else {
+                vec![]
+            };
+            for e in store.step(t(at), &eval(acts, &[], false), |_| true) {
+                out.push((at, e.kind));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fires_once_repeats_on_interval_and_resolves_once() {
+        let mut s = store();
+        let events = run(&mut s, 0, &[true; 8], |a| {
+            a.pending_for = Duration::from_secs(20);
+            a.repeat_interval = Duration::from_secs(30);
+        });
+        // Pending at 0, firing at 20, repeats at 50 (30 s later).
+        assert_eq!(events, [(20, EventKind::Firing), (50, EventKind::Repeat)]);
+        let events = run(&mut s, 80, &[false, false], |_| {});
+        assert_eq!(events, [(80, EventKind::Resolved)]);
+        assert!(
+            s.lifecycle()
+                .states
+                .values()
+                .all(|st| st.phase == Phase::Inactive)
+        );
+    }
+
+    #[test]
+    fn pending_that_does_not_hold_sends_nothing() {
+        let mut s = store();
+        let events = run(&mut s, 0, &[true, false, true, false], |a| {
+            a.pending_for = Duration::from_secs(60)
+        });
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn keep_firing_for_bridges_short_gaps() {
+        let mut s = store();
+        let events = run(
+            &mut s,
+            0,
+            &[true, false, false, true, false, false, false, false],
+            |a| a.keep_firing_for = Duration::from_secs(30),
+        );
+        // Last active at 30; quiet for 30 s at 60.
+        assert_eq!(events, [(0, EventKind::Firing), (60, EventKind::Resolved)]);
+    }
+
+    #[test]
+    fn clear_when_holds_until_the_value_is_low_enough() {
+        let mut s = store();
+        let mut events = Vec::new();
+        // Fires at 90, stays through 80 (not active, but not clear either), clears at 70.
+        for (i, v) in [90.0, 80.0, 80.0, 70.0].iter().enumerate() {
+            let mut a = activation(*v > 85.0, Some(*v));
+            a.clear_when = Some(*v < 75.0);
+            for e in s.step(t(i as i64 * 10), &eval(vec![a], &[], false), |_| true) {
+                events.push((i as i64 * 10, e.kind, e.explanation));
+            }
+        }
+        assert_eq!(events.len(), 2);
+        assert_eq!((events[0].0, events[0].1), (0, EventKind::Firing));
+        assert_eq!(events[0].2, "cpu.total.usage_percent 90 > 85 for 0s");
+        assert_eq!((events[1].0, events[1].1), (30, EventKind::Resolved));
+        assert_eq!(
+            events[1].2,
+            "resolved after firing for 30s; last seen: cpu.total.usage_percent 70 > 85"
+        );
+    }
+
+    #[test]
+    fn a_failing_rule_changes_nothing() {
+        let mut s = store();
+        run(&mut s, 0, &[true], |_| {});
+        let events = s.step(t(10), &eval(vec![], &[], true), |_| true);
+        assert!(events.is_empty());
+        assert_eq!(s.firing_count(), 1);
+    }
+
+    #[test]
+    fn missing_data_follows_on_missing() {
+        // keep (default): a firing alert stays firing while its metric is gone.
+        let mut s = store();
+        run(&mut s, 0, &[true], |_| {});
+        assert!(
+            s.step(t(10), &eval(vec![], &[], false), |_| false)
+                .is_empty()
+        );
+        assert_eq!(s.firing_count(), 1);
+        // resolve: it resolves at once.
+        let mut s = store();
+        run(&mut s, 0, &[true], |a| a.on_missing = OnMissing::Resolve);
+        let events = s.step(t(10), &eval(vec![], &[], false), |_| false);
+        assert_eq!(
+            events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [EventKind::Resolved]
+        );
+        // alert: data that stops coming is itself the problem.
+        let mut s = store();
+        let mut a = activation(false, None);
+        a.value_missing = true;
+        a.on_missing = OnMissing::Alert;
+        let events = s.step(
+            t(0),
+            &eval(vec![a], &["cpu.total.usage_percent"], false),
+            |_| false,
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Firing);
+        assert!(
+            events[0]
+                .explanation
+                .starts_with("no data for cpu.total.usage_percent since "),
+            "{}",
+            events[0].explanation
+        );
+    }
+
+    #[test]
+    fn flapping_is_said_once_and_held_until_stable() {
+        let mut s = store();
+        let pattern: Vec<bool> = (0..12).map(|i| i % 2 == 0).collect();
+        let events = run(&mut s, 0, &pattern, |_| {});
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.1).collect();
+        // Firing, resolved, firing, resolved, then the fifth change makes it flap.
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Firing,
+                EventKind::Resolved,
+                EventKind::Firing,
+                EventKind::Resolved,
+                EventKind::Flapping
+            ]
+        );
+        // Quiet (inactive) for a whole window: it settled where the last notice left it.
+        let events = run(&mut s, 200, &[false; 200], |_| {});
+        assert!(events.is_empty(), "{events:?}");
+        assert!(s.lifecycle().states.is_empty());
+    }
+
+    #[test]
+    fn flapping_that_settles_firing_says_so() {
+        let mut s = store();
+        let mut pattern: Vec<bool> = (0..11).map(|i| i % 2 == 0).collect();
+        pattern.extend([true; 190]);
+        let events = run(&mut s, 0, &pattern, |_| {});
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.1).collect();
+        assert_eq!(kinds.last(), Some(&EventKind::Firing), "{kinds:?}");
+        assert_eq!(
+            kinds.iter().filter(|k| **k == EventKind::Flapping).count(),
+            1
+        );
+        // 30 minutes after the last change, not before.
+        let settled = events.last().unwrap().0;
+        assert!((1900..=1910).contains(&settled), "{settled}");
+    }
+
+    #[test]
+    fn state_survives_a_restart_without_resending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = AlertStore::open(dir.path(), "monitor", "web-1", FlapPolicy::default());
+        assert_eq!(run(&mut s, 0, &[true], |_| {}).len(), 1);
+        drop(s);
+        let mut again = AlertStore::open(dir.path(), "monitor", "web-1", FlapPolicy::default());
+        assert_eq!(again.firing_count(), 1);
+        assert!(run(&mut again, 10, &[true, true], |_| {}).is_empty());
+        let log = std::fs::read_to_string(
+            dir.path()
+                .join(format!("alerts/{}.jsonl", t(0).date_naive())),
+        )
+        .unwrap();
+        assert_eq!(log.lines().count(), 1);
+        let event: AlertEvent = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (event.kind, event.name.as_str(), event.host.as_str()),
+            (EventKind::Firing, "cpu_high", "web-1")
+        );
+    }
+
+    #[test]
+    fn attached_facts_ride_on_later_events() {
+        let mut s = store();
+        run(&mut s, 0, &[true], |_| {});
+        let fp = s.lifecycle().states.keys().next().unwrap().clone();
+        assert!(s.attach(
+            &fp,
+            "incident",
+            serde_json::json!({"number": "INC0010001", "sys_id": "abc"})
+        ));
+        let events = s.step(t(10), &eval(vec![], &[], false), |_| true);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Resolved);
+        assert_eq!(
+            events[0].incident,
+            Some(event::Incident {
+                number: "INC0010001".into(),
+                sys_id: "abc".into()
+            })
+        );
+        assert!(!s.attach("unknown", "incident", serde_json::json!({})));
+    }
+}

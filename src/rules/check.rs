@@ -1,0 +1,172 @@
+//! Load-time checks of a compiled rule against the metrics its job can produce: every
+//! `family.instance.field` chain, every metric name written as a string to a function, every
+//! window string, and the options of `alert(...)` calls written as map literals. What can be
+//! known before the first tick is an error at `runner check`, with the rule's line and column.
+
+use rhai::{AST, ASTNode, Expr, Position};
+
+use super::activation::OPTIONS;
+use super::engine::METRIC_FUNCTIONS;
+use super::values::Schema;
+use crate::config::duration::parse_duration;
+
+/// A problem in a rule, at a place in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleProblem {
+    pub line: usize,
+    pub column: usize,
+    pub width: usize,
+    pub message: String,
+}
+
+fn at(pos: Position, width: usize, message: String) -> RuleProblem {
+    RuleProblem {
+        line: pos.line().unwrap_or(0),
+        column: pos.position().unwrap_or(0),
+        width,
+        message,
+    }
+}
+
+/// `cpu.total.usage_percent` → (`cpu`, [`total`, `usage_percent`]) for a chain rooted at a
+/// variable; `None` for anything else.
+fn property_chain(expr: &Expr) -> Option<(&str, Position, Vec<String>)> {
+    let Expr::Dot(binary, _, _) = expr else {
+        return None;
+    };
+    let Expr::Variable(var, _, pos) = &binary.lhs else {
+        return None;
+    };
+    let mut parts = Vec::new();
+    let mut rest = &binary.rhs;
+    loop {
+        match rest {
+            Expr::Property(p, _) => {
+                parts.push(p.2.to_string());
+                break;
+            }
+            Expr::Dot(inner, _, _) => {
+                match &inner.lhs {
+                    Expr::Property(p, _) => parts.push(p.2.to_string()),
+                    _ => break,
+                }
+                rest = &inner.rhs;
+            }
+            _ => break,
+        }
+    }
+    Some((var.1.as_str(), *pos, parts))
+}
+
+fn string_arg(args: &[Expr], index: usize) -> Option<(&str, Position)> {
+    match args.get(index) {
+        Some(Expr::StringConstant(s, pos)) => Some((s.as_str(), *pos)),
+        _ => None,
+    }
+}
+
+/// Every problem the AST shows against `schema`, in source order.
+pub fn check(ast: &AST, schema: &Schema) -> Vec<RuleProblem> {
+    let mut problems = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(expr)) = path.last() else {
+            return true;
+        };
+        if let Some((family, pos, parts)) = property_chain(expr)
+            && schema.families.contains_key(family)
+        {
+            let mut all = vec![family];
+            all.extend(parts.iter().map(String::as_str));
+            if let Err(message) = schema.check_parts(&all) {
+                problems.push(at(pos, all.join(".").len(), message));
+            }
+        }
+        if let Expr::FnCall(call, _) = expr {
+            check_call(call.name.as_str(), &call.args, schema, &mut problems);
+        }
+        true
+    });
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems
+}
+
+fn check_call(name: &str, args: &[Expr], schema: &Schema, problems: &mut Vec<RuleProblem>) {
+    if METRIC_FUNCTIONS.contains(&name)
+        && let Some((metric, pos)) = string_arg(args, 0)
+        && let Err(message) = schema.check_name(metric)
+    {
+        problems.push(at(pos, metric.len() + 2, message));
+    }
+    // Window and duration arguments: the last one or two strings, depending on the function.
+    let windows: &[usize] = match name {
+        "avg" | "min" | "max" | "sum" | "count" | "stddev" | "zscore" | "ewma" | "rate"
+        | "delta" => &[1],
+        "percentile" => &[2],
+        "predict" => &[1, 2],
+        _ => &[],
+    };
+    for &i in windows {
+        if let Some((text, pos)) = string_arg(args, i)
+            && let Err(e) = parse_duration(text)
+        {
+            problems.push(at(pos, text.len() + 2, e.to_string()));
+        }
+    }
+    if name == "instances"
+        && let Some((family, pos)) = string_arg(args, 0)
+    {
+        match schema.families.get(family) {
+            None => problems.push(at(
+                pos,
+                family.len() + 2,
+                format!("this job collects no `{family}` metrics"),
+            )),
+            Some(f) if f.flat => problems.push(at(
+                pos,
+                family.len() + 2,
+                format!("`{family}` has no instances"),
+            )),
+            Some(_) => {}
+        }
+    }
+    if name == "alert"
+        && let Some(Expr::Map(map, _)) = args.get(1)
+    {
+        for (ident, value) in map.0.iter() {
+            let key = ident.name.as_str();
+            if !OPTIONS.contains(&key) {
+                let hint = crate::config::build::closest(key, OPTIONS.iter().copied())
+                    .map(|b| format!("; did you mean `{b}`?"))
+                    .unwrap_or_default();
+                problems.push(at(
+                    ident.pos,
+                    key.len(),
+                    format!("unknown alert option `{key}`{hint}"),
+                ));
+            }
+            if let Expr::StringConstant(text, vpos) = value {
+                let bad = match key {
+                    "severity" => {
+                        (!["info", "warning", "critical"].contains(&text.as_str())).then(|| {
+                            format!(
+                                "unknown severity `{text}` (expected info, warning or critical)"
+                            )
+                        })
+                    }
+                    "on_missing" => {
+                        (!["keep", "resolve", "alert"].contains(&text.as_str())).then(|| {
+                            format!("unknown on_missing `{text}` (expected keep, resolve or alert)")
+                        })
+                    }
+                    "pending_for" | "keep_firing_for" | "repeat_interval" => parse_duration(text)
+                        .err()
+                        .map(|e| format!("alert option `{key}`: {e}")),
+                    _ => None,
+                };
+                if let Some(message) = bad {
+                    problems.push(at(*vpos, text.len() + 2, message));
+                }
+            }
+        }
+    }
+}

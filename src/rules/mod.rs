@@ -1,0 +1,435 @@
+//! Rule scripts: Rhai files that ops write and change without recompiling. Each file is
+//! compiled once at load and checked against its job's metrics; every tick, each file runs
+//! against the current sample and history, and the `alert()` calls it makes go to the alert
+//! lifecycle. A rule that fails (an error, a limit, its deadline) is logged with its position
+//! and counted, and the other rules of the tick still run.
+
+pub mod activation;
+pub mod check;
+pub mod context;
+pub mod engine;
+pub mod functions;
+pub mod testing;
+pub mod values;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
+
+use crate::diagnostic::{Problem, Problems};
+use crate::store::history::History;
+use activation::Activation;
+use context::TickContext;
+use values::{FamilyNode, Schema, Values};
+
+/// The default wall-clock limit of one rule file's evaluation.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
+
+/// One compiled rule file.
+pub struct RuleFile {
+    pub path: PathBuf,
+    /// The path as shown in logs and alert events.
+    pub name: Arc<str>,
+    ast: AST,
+    /// Evaluations that failed since start.
+    pub failures: AtomicU64,
+}
+
+/// How one rule file's evaluation went this tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleOutcome {
+    pub rule_file: Arc<str>,
+    /// Metrics the rule read that this tick lacks.
+    pub missing: BTreeSet<String>,
+    pub error: Option<String>,
+}
+
+/// What all rules said this tick.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub activations: Vec<Activation>,
+    pub outcomes: Vec<RuleOutcome>,
+}
+
+/// A monitor job's rules, ready to run.
+pub struct RuleSet {
+    engine: Engine,
+    files: Vec<RuleFile>,
+    schema: Schema,
+    deadline: Duration,
+}
+
+impl RuleSet {
+    /// Compiles and checks every rule file the patterns name. The set holds the files that
+    /// are fine; the problems of the others come back with it, all at once, so one bad rule
+    /// never keeps the good ones from running.
+    pub fn load(patterns: &[PathBuf], schema: Schema, deadline: Duration) -> (RuleSet, Problems) {
+        let engine = engine::build(&schema);
+        let mut problems = Problems::default();
+        let mut files = Vec::new();
+        for pattern in patterns {
+            let paths = match crate::glob::expand(pattern) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    problems.push(Problem::error(pattern, e.to_string()));
+                    continue;
+                }
+            };
+            for path in paths {
+                match compile(&engine, &path, &schema) {
+                    Ok(file) => files.push(file),
+                    Err(p) => problems.extend(p),
+                }
+            }
+        }
+        let set = RuleSet {
+            engine,
+            files,
+            schema,
+            deadline,
+        };
+        (set, problems)
+    }
+
+    pub fn files(&self) -> &[RuleFile] {
+        &self.files
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Runs every rule file against `metrics` at `now`. History is lent for the evaluation
+    /// and handed back.
+    pub fn evaluate<'a>(
+        &self,
+        history: History,
+        now: DateTime<Utc>,
+        metrics: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> (History, Evaluation) {
+        let values = Arc::new(Values::new(&self.schema, metrics));
+        let mut scope = Scope::new();
+        for (family, schema) in &self.schema.families {
+            scope.push_constant(
+                family.as_str(),
+                FamilyNode {
+                    values: values.clone(),
+                    family: family.as_str().into(),
+                    flat: schema.flat,
+                },
+            );
+        }
+        let base = scope.len();
+        context::install(TickContext {
+            history,
+            now_ms: now.timestamp_millis(),
+            values,
+            rule_file: "".into(),
+            deadline: None,
+            activations: Vec::new(),
+            missing: BTreeSet::new(),
+        });
+        let mut evaluation = Evaluation::default();
+        for file in &self.files {
+            context::with(|c| {
+                c.rule_file = file.name.clone();
+                c.deadline = Some(Instant::now() + self.deadline);
+                c.missing.clear();
+            });
+            let result = self.engine.run_ast_with_scope(&mut scope, &file.ast);
+            scope.rewind(base);
+            let missing = context::with(|c| std::mem::take(&mut c.missing)).unwrap_or_default();
+            let error = result.err().map(|e| {
+                file.failures.fetch_add(1, Ordering::Relaxed);
+                describe_runtime_error(&e)
+            });
+            evaluation.outcomes.push(RuleOutcome {
+                rule_file: file.name.clone(),
+                missing,
+                error,
+            });
+        }
+        let context = context::take().expect("the context installed above");
+        evaluation.activations = context.activations;
+        (context.history, evaluation)
+    }
+}
+
+/// A runtime error as one line with its position: `line 12: division by zero`.
+pub fn describe_runtime_error(e: &EvalAltResult) -> String {
+    let pos = e.position();
+    let message = match e {
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == "deadline" => {
+            "took longer than its deadline and was stopped".to_string()
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            "ran too many operations (a loop that does not end?) and was stopped".to_string()
+        }
+        other => {
+            // Rhai appends the position in parentheses; it is given separately here.
+            let text = other.to_string();
+            match text.rfind(" (line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    };
+    match (pos.line(), pos.position()) {
+        (Some(line), Some(col)) => format!("line {line}, column {col}: {message}"),
+        (Some(line), None) => format!("line {line}: {message}"),
+        _ => message,
+    }
+}
+
+/// Compiles one rule file against the job's families and checks it.
+fn compile(engine: &Engine, path: &Path, schema: &Schema) -> Result<RuleFile, Problems> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        Problems::from(Problem::error(
+            path,
+            format!("cannot read the rule file: {e}"),
+        ))
+    })?;
+    let mut scope = Scope::new();
+    for family in schema.families.keys() {
+        scope.push_constant(family.as_str(), Dynamic::UNIT);
+    }
+    let ast = engine.compile_with_scope(&scope, &source).map_err(|e| {
+        let line = e.1.line().unwrap_or(0) as u64;
+        let column = e.1.position().unwrap_or(1) as u64;
+        let mut problem = Problem::error(path, compile_message(&e.0, schema)).at(line, column, 1);
+        if let rhai::ParseErrorType::VariableUndefined(name) = &*e.0 {
+            problem.width = name.len() as u64;
+        }
+        Problems::from(problem)
+    })?;
+    let mut problems = Problems::default();
+    for p in check::check(&ast, schema) {
+        problems.push(Problem::error(path, p.message).at(
+            p.line as u64,
+            p.column as u64,
+            p.width as u64,
+        ));
+    }
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    // An empty scope: the families must stay variables, not be folded as constants.
+    let ast = engine.optimize_ast(&Scope::new(), ast, rhai::OptimizationLevel::Simple);
+    Ok(RuleFile {
+        path: path.to_path_buf(),
+        name: path.display().to_string().into(),
+        ast,
+        failures: AtomicU64::new(0),
+    })
+}
+
+fn compile_message(error: &rhai::ParseErrorType, schema: &Schema) -> String {
+    match error {
+        rhai::ParseErrorType::VariableUndefined(name) => {
+            let families: Vec<&str> = schema.families.keys().map(String::as_str).collect();
+            match crate::config::build::closest(name, families.iter().copied()) {
+                Some(best) => format!("unknown variable `{name}`; did you mean `{best}`?"),
+                None => format!(
+                    "unknown variable `{name}` (this job's metric families: {})",
+                    families.join(", ")
+                ),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::probe_spec::{ProbeKind, ProbeSpec};
+    use crate::probes::MetricName;
+    use crate::store::history::HistoryConfig;
+
+    fn schema() -> Schema {
+        let spec = |type_name, kind| ProbeSpec {
+            type_name,
+            name: None,
+            timeout: None,
+            kind,
+        };
+        Schema::for_probes(&[
+            spec("cpu", ProbeKind::Cpu { per_core: true }),
+            spec("memory", ProbeKind::Memory),
+            spec("disk", ProbeKind::Disk { mounts: None }),
+        ])
+    }
+
+    fn rules(source: &str) -> Result<RuleSet, Problems> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.rhai");
+        std::fs::write(&path, source).unwrap();
+        let (set, problems) = RuleSet::load(&[path], schema(), DEFAULT_DEADLINE);
+        if problems.has_errors() {
+            Err(problems)
+        } else {
+            Ok(set)
+        }
+    }
+
+    fn problems(source: &str) -> Vec<String> {
+        rules(source)
+            .err()
+            .map(|p| {
+                p.iter()
+                    .map(|p| format!("{}:{} {}", p.line, p.column, p.message))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn run(set: &RuleSet, metrics: &[(&str, f64)]) -> Evaluation {
+        let history = History::new(HistoryConfig::default(), None);
+        let (_, evaluation) =
+            set.evaluate(history, Utc::now(), metrics.iter().map(|(n, v)| (*n, *v)));
+        evaluation
+    }
+
+    #[test]
+    fn reads_the_sample_naturally_and_missing_data_does_not_fire() {
+        let set = rules("if cpu.total.usage_percent > 85 { alert(\"cpu_high\", #{ value: cpu.total.usage_percent }) }\nif memory.used_percent * 2 > 100 { alert(\"mem\") }").unwrap();
+        let fired = run(
+            &set,
+            &[
+                ("cpu.total.usage_percent", 93.0),
+                ("memory.used_percent", 10.0),
+            ],
+        );
+        assert_eq!(fired.activations.len(), 1);
+        assert_eq!(fired.activations[0].value, Some(93.0));
+        let missing = run(&set, &[]);
+        assert!(missing.activations.is_empty());
+        assert_eq!(missing.outcomes[0].error, None);
+        assert_eq!(
+            missing.outcomes[0]
+                .missing
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            ["cpu.total.usage_percent", "memory.used_percent"]
+        );
+    }
+
+    #[test]
+    fn has_tells_missing_from_zero_and_instances_lists_discovered_ones() {
+        let set = rules("if has(\"disk.root.used_percent\") && disk.root.used_percent == 0.0 { alert(\"zero\") }\nfor m in instances(\"disk\") { if value(`disk.${m}.used_percent`) > 90 { alert(\"full\", #{ labels: #{ mount: m } }) } }").unwrap();
+        let e = run(
+            &set,
+            &[
+                ("disk.root.used_percent", 0.0),
+                ("disk.var.used_percent", 95.0),
+            ],
+        );
+        let names: Vec<(String, Vec<String>)> = e
+            .activations
+            .iter()
+            .map(|a| (a.name.clone(), a.labels.values().cloned().collect()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("zero".to_string(), vec![]),
+                ("full".to_string(), vec!["var".to_string()])
+            ]
+        );
+    }
+
+    #[test]
+    fn typos_are_load_time_errors() {
+        assert_eq!(
+            problems("cpu.totl.usage_percent > 1"),
+            Vec::<String>::new(),
+            "instances are discovered, any name goes"
+        );
+        assert_eq!(
+            problems("if cpu.total.usage > 1 { }"),
+            [
+                "1:4 `cpu.<instance>` has no field `usage` (fields: iowait_percent, some_avg10_percent, steal_percent, system_percent, usage_percent, user_percent)"
+            ]
+        );
+        assert_eq!(
+            problems("if cpx.total.usage_percent > 1 { }"),
+            ["1:4 unknown variable `cpx`; did you mean `cpu`?"]
+        );
+        assert_eq!(
+            problems(
+                "let a = avg(\"memory.usd_percent\", \"15m\");\nlet b = max(\"memory.used_percent\", \"15 minutes\");"
+            ),
+            [
+                "1:13 `memory` has no field `usd_percent` (fields: available_bytes, major_faults_per_sec, pressure_some_avg10_percent, swap_in_per_sec, swap_out_per_sec, swap_used_percent, total_bytes, used_percent)",
+                "2:36 invalid duration `15 minutes`: unknown unit; use ms, s, m, h, d or w (e.g. `500ms`, `15m`, `7d`)",
+            ]
+        );
+        assert_eq!(
+            problems("alert(\"x\", #{ severity: \"high\", pending: \"5m\" });"),
+            [
+                "1:25 unknown severity `high` (expected info, warning or critical)",
+                "1:33 unknown alert option `pending`; did you mean `pending_for`?",
+            ]
+        );
+        assert!(problems("import \"x\" as y;")[0].contains("import"));
+    }
+
+    #[test]
+    fn a_failing_rule_does_not_stop_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.rhai"), "let x = 1 / 0;").unwrap();
+        std::fs::write(dir.path().join("b.rhai"), "loop { }").unwrap();
+        std::fs::write(dir.path().join("c.rhai"), "alert(\"still_here\");").unwrap();
+        let (set, problems) = RuleSet::load(
+            &[dir.path().join("*.rhai")],
+            schema(),
+            Duration::from_millis(20),
+        );
+        assert!(problems.is_empty());
+        let e = run(&set, &[]);
+        assert_eq!(e.activations.len(), 1);
+        assert!(
+            e.outcomes[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("line 1, column 11: "),
+            "{:?}",
+            e.outcomes[0]
+        );
+        assert!(
+            e.outcomes[1].error.as_deref().unwrap().contains("deadline")
+                || e.outcomes[1]
+                    .error
+                    .as_deref()
+                    .unwrap()
+                    .contains("too many operations"),
+            "{:?}",
+            e.outcomes[1]
+        );
+        assert_eq!(set.files()[0].failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn history_functions_read_the_lent_history() {
+        let set = rules("let a = avg(\"cpu.total.usage_percent\", \"1m\");\nif a > 50 { alert(\"busy\", #{ value: a }) }").unwrap();
+        let mut history = History::new(HistoryConfig::default(), None);
+        let name: MetricName = "cpu.total.usage_percent".into();
+        let now = Utc::now();
+        for (i, v) in [40.0, 60.0, 80.0].iter().enumerate() {
+            history.push(
+                now - chrono::Duration::seconds(20 - i as i64 * 10),
+                [(&name, *v)],
+            );
+        }
+        let (back, e) = set.evaluate(history, now, std::iter::empty());
+        assert_eq!(back.metric_count(), 1);
+        assert_eq!(e.activations[0].value, Some(60.0));
+    }
+}

@@ -1,0 +1,151 @@
+//! Rules through the binary: shipped rules pass their tests, failures read well, `check`
+//! points into rule files, dry runs change nothing, and alerts survive restarts.
+
+use std::time::Duration;
+
+use crate::support::{Running, command, jobs_file, root, run, stderr, stdout};
+
+#[test]
+fn every_shipped_rule_has_tests_and_they_pass() {
+    let mut rules = Vec::new();
+    let mut stack = vec![root().join("rules")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rhai") {
+                rules.push(path);
+            }
+        }
+    }
+    assert!(rules.len() >= 8, "{rules:?}");
+    for rule in &rules {
+        let test = rule.with_extension("test.yaml");
+        assert!(
+            test.exists(),
+            "{} has no {}",
+            rule.display(),
+            test.display()
+        );
+    }
+    let output = run(&["test", "rules"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert!(out.trim_end().ends_with(" passed, 0 failed"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok   ")).count(),
+        rules.len()
+    );
+}
+
+#[test]
+fn failed_rule_tests_say_expected_and_got_with_the_line() {
+    let output = run(&["test", "tests/fixtures/rules/failing.test.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        "FAIL tests/fixtures/rules/failing.test.yaml
+  tests/fixtures/rules/failing.test.yaml:10: expectations that are wrong on purpose: at 0s (2026-11-23 09:00:00 UTC): firing: expected [], got [memory_seen]
+  tests/fixtures/rules/failing.test.yaml:12: expectations that are wrong on purpose: at 20s (2026-11-23 09:00:20 UTC): events: expected [memory_seen resolved], got []
+0 passed, 2 failed
+"
+    );
+}
+
+#[test]
+fn check_points_at_a_typo_in_a_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = root().join("tests/fixtures/rules/typo.rhai");
+    let file = jobs_file(
+        dir.path(),
+        &format!(
+            "jobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes: [{{ type: memory }}]\n    rules: [\"{}\"]\n",
+            rule.display()
+        ),
+    );
+    let output = run(&["check", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(&format!(
+            "error: `memory` has no field `usd_percent` (fields: available_bytes, major_faults_per_sec, pressure_some_avg10_percent, swap_in_per_sec, swap_out_per_sec, swap_used_percent, total_bytes, used_percent)\n --> {}:2:4\n  |\n2 | if memory.usd_percent > LIMIT {{\n  |    ^^^^^^^^^^^^^^^^^^\n",
+            rule.display()
+        )),
+        "{err}"
+    );
+}
+
+fn always_job(dir: &std::path::Path, schedule: &str) -> std::path::PathBuf {
+    jobs_file(
+        dir,
+        &format!(
+            "jobs:\n  m:\n    type: monitor\n    schedule: \"{schedule}\"\n    probes: [{{ type: memory }}]\n    rules: [\"{}\"]\n",
+            root().join("tests/fixtures/rules/always.rhai").display()
+        ),
+    )
+}
+
+#[test]
+fn dry_run_shows_the_alert_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = always_job(dir.path(), "@every 10s");
+    let output = run(&["dry-run", "m", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("FIRING  memory_seen [info]"), "{out}");
+    assert!(
+        out.contains("firing memory_seen [info]: memory is measured — memory_seen "),
+        "{out}"
+    );
+    assert!(out.contains(" >= 0 for 0s"), "{out}");
+    assert!(
+        !dir.path().join("var/metrics").exists(),
+        "dry run wrote metrics"
+    );
+    assert!(
+        !dir.path().join("var/state/alerts").exists(),
+        "dry run wrote alert state"
+    );
+    assert!(
+        !dir.path().join("var/alerts").exists(),
+        "dry run wrote the alert log"
+    );
+}
+
+#[test]
+fn a_restart_neither_loses_a_firing_alert_nor_sends_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = always_job(dir.path(), "@every 1s");
+    let file = file.to_str().unwrap();
+    let mut first = Running::spawn(command(&["--jobs", file]));
+    first.wait_for_line("memory is measured", Duration::from_secs(10));
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(5)).0, Some(0));
+    let state = std::fs::read_to_string(dir.path().join("var/state/alerts/m.json")).unwrap();
+    assert!(state.contains("\"phase\": \"firing\""), "{state}");
+
+    let mut second = Running::spawn(command(&["--jobs", file, "-v"]));
+    for _ in 0..2 {
+        second.wait_for_line("run finished", Duration::from_secs(10));
+    }
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert!(
+        !second.seen.iter().any(|l| l.contains("memory is measured")),
+        "sent again:\n{}",
+        second.seen.join("\n")
+    );
+    let mut log = String::new();
+    for entry in std::fs::read_dir(dir.path().join("var/alerts"))
+        .unwrap()
+        .flatten()
+    {
+        log.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+    }
+    assert_eq!(log.lines().count(), 1, "{log}");
+    let event: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(event["kind"], "firing");
+    assert_eq!(event["schema_version"], 1);
+    assert_eq!(event["fingerprint"].as_str().unwrap().len(), 64);
+}
