@@ -189,6 +189,15 @@ fn serve(file: &Path) -> u8 {
         info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
     }
     block_on(async move {
+        // Listen for signals before saying anything is scheduled: a SIGTERM that arrives in
+        // between must stop runner gracefully, not kill it.
+        let signals = match Signals::listen() {
+            Ok(signals) => signals,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM/SIGINT");
+                return exit::FAILED;
+            }
+        };
         let clock: SharedClock = Arc::new(SystemClock);
         info!(
             host = %config.host,
@@ -222,7 +231,7 @@ fn serve(file: &Path) -> u8 {
             warn!("no job is on; runner waits for a signal and does nothing");
         }
         let stop = CancellationToken::new();
-        tokio::spawn(watch_signals(stop.clone()));
+        tokio::spawn(signals.watch(stop.clone()));
         let scheduler = Scheduler::new(clock, config.zone.clone(), entries);
         match scheduler.run(stop, config.shutdown_grace).await {
             Shutdown::Clean => {
@@ -237,31 +246,39 @@ fn serve(file: &Path) -> u8 {
     })
 }
 
-/// First SIGINT/SIGTERM: stop scheduling and let running jobs finish. Second: leave now.
-async fn watch_signals(stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot listen for SIGTERM/SIGINT; stop runner with SIGKILL");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(
-        signal = name,
-        "stopping: no new runs; running jobs may finish"
-    );
-    stop.cancel();
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, listened for from the start.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    warn!("second signal: leaving without waiting for running jobs");
-    std::process::exit(i32::from(exit::INTERRUPTED));
+
+    /// First signal: stop scheduling and let running jobs finish. Second: leave now.
+    async fn watch(mut self, stop: CancellationToken) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        info!(
+            signal = name,
+            "stopping: no new runs; running jobs may finish"
+        );
+        stop.cancel();
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        warn!("second signal: leaving without waiting for running jobs");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    }
 }
 
 /// Everything that can be checked without running: the jobs file, then each monitor's rules.
