@@ -13,12 +13,15 @@ use crate::alerts::AlertStore;
 use crate::alerts::event::format_value;
 use crate::alerts::lifecycle::Phase;
 use crate::cli::exit;
-use crate::config::{Config, JobKind, MonitorSpec};
+use crate::config::size::format_size;
+use crate::config::{Config, JobKind, MonitorSpec, RotateSpec};
 use crate::probes::{ProbeSet, ProcRoot};
+use crate::rotate::Rotation;
 use crate::store::MetricsReader;
 use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::RollupStore;
 use crate::store::sample::{LineParser, Sample, peek_ts_ms};
+use crate::text::plural;
 
 pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
     let config = match Config::load(file) {
@@ -51,6 +54,7 @@ pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
             };
             rt.block_on(monitor_dry_run(&config, job, monitor, from_log))
         }
+        JobKind::Rotate(rotate) => rotate_dry_run(&config, job, rotate),
         _ => {
             eprintln!(
                 "error: dry runs of {} jobs are not built yet",
@@ -58,6 +62,58 @@ pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
             );
             exit::FAILED
         }
+    }
+}
+
+/// Lists what the rotate job would archive and delete now, with the bytes; changes nothing.
+fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
+    let rotation = Rotation {
+        job,
+        spec,
+        data_dir: &config.data_dir,
+    };
+    let now = Utc::now();
+    let plan = rotation.plan(now);
+    println!(
+        "{job}: dry run at {} (nothing is archived or deleted)",
+        now.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let bytes: u64 = plan.candidates.iter().map(|c| c.size).sum();
+    println!(
+        "would archive {}, {} ({bytes} bytes), into {} in {}",
+        plural(plan.candidates.len(), "file"),
+        format_size(bytes),
+        plural(plan.archives, "archive"),
+        spec.archive_dir.display()
+    );
+    for c in &plan.candidates {
+        println!(
+            "  {}  {}  {}  -> {}",
+            c.path.display(),
+            format_size(c.size),
+            c.reason,
+            c.entry
+        );
+    }
+    let doomed: u64 = plan.expired.iter().map(|(_, size)| size).sum();
+    println!(
+        "would delete {}, {} ({doomed} bytes)",
+        plural(plan.expired.len(), "expired archive"),
+        format_size(doomed)
+    );
+    for (path, size) in &plan.expired {
+        println!("  {}  {}", path.display(), format_size(*size));
+    }
+    for skipped in &plan.summary.skipped {
+        println!("skipped: {skipped}");
+    }
+    for problem in &plan.summary.problems {
+        println!("problem: {problem}");
+    }
+    if plan.summary.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
     }
 }
 

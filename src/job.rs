@@ -87,7 +87,20 @@ impl Job {
                 "servicenow_fetch",
                 "ServiceNow incident fetch and the weekly performance report",
             ),
-            JobKind::Rotate(_) => ("rotate", "Log rotation job"),
+            JobKind::Rotate(rotate) => {
+                // File copying and fsync block: keep them off the runtime's workers.
+                let (name, spec, data_dir) = (
+                    self.name.clone(),
+                    rotate.clone(),
+                    self.config.data_dir.clone(),
+                );
+                let now = self.clock.now();
+                let summary = tokio::task::spawn_blocking(move || {
+                    crate::rotate::run_job(&name, &spec, &data_dir, now)
+                })
+                .await?;
+                return Ok(Outcome::Done(summary.line()));
+            }
         };
         info!(job = %self.name, issue, "the {body} job's body is not built yet; nothing was done");
         Ok(Outcome::Done(format!("{body} body not built yet")))

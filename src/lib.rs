@@ -16,6 +16,8 @@ pub mod logging;
 pub mod monitor;
 pub mod notify;
 pub mod probes;
+pub mod rotate;
 pub mod rules;
 pub mod scheduler;
 pub mod store;
+pub mod text;

@@ -207,7 +207,7 @@ pub struct FetchSpec {
     pub page_size: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RotateSpec {
     pub paths: Vec<PathBuf>,
     pub max_age: Duration,

@@ -46,9 +46,39 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     number.checked_mul(factor).ok_or_else(fail)
 }
 
+/// `1.5 MiB`: binary units, three significant digits, as people read sizes.
+pub fn format_size(bytes: u64) -> String {
+    const NAMES: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < NAMES.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if value >= 100.0 {
+        format!("{value:.0} {}", NAMES[unit])
+    } else if value >= 10.0 {
+        format!("{value:.1} {}", NAMES[unit])
+    } else {
+        format!("{value:.2} {}", NAMES[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_sizes_for_people() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(1023), "1023 B");
+        assert_eq!(format_size(1536), "1.50 KiB");
+        assert_eq!(format_size(15 << 20), "15.0 MiB");
+        assert_eq!(format_size(730 << 20), "730 MiB");
+        assert_eq!(format_size(5 << 40), "5.00 TiB");
+    }
 
     #[test]
     fn parses_binary_and_decimal_units() {

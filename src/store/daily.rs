@@ -3,7 +3,8 @@
 //! the rotate job makes.
 //!
 //! A day may be split: rotation by size renames the file being written to
-//! `<day>.jsonl.<UTC time>` and archives that part; the writer then starts a new `<day>.jsonl`.
+//! `<day>.<UTC time>.jsonl` (still matched by a `*.jsonl` glob) and archives that part; the
+//! writer then starts a new `<day>.jsonl`.
 //! The reader orders a day's parts by that suffix, with the live file last, and reads an entry
 //! only once when a crash left both the original and its verified archive behind.
 
@@ -14,6 +15,33 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
+
+/// Files runner is appending to right now, so rotation leaves them alone (or renames them
+/// first: the writer reopens on its next line).
+static WRITING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether runner is appending to `path` right now.
+pub fn is_being_written(path: &Path) -> bool {
+    WRITING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .any(|p| p == path)
+}
+
+fn set_writing(old: Option<&Path>, new: Option<&Path>) {
+    let mut writing = WRITING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(old) = old
+        && let Some(i) = writing.iter().position(|p| p == old)
+    {
+        writing.swap_remove(i);
+    }
+    if let Some(new) = new {
+        writing.push(new.to_path_buf());
+    }
+}
 
 /// Appends lines to `<dir>/<UTC day>.jsonl`, switching files at midnight UTC and reopening when
 /// rotation moved the file away.
@@ -60,6 +88,7 @@ impl DailyWriter {
             let path = self.path_for(day);
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
             let inode = file.metadata()?.ino();
+            set_writing(self.open.as_ref().map(|o| o.path.as_path()), Some(&path));
             self.open = Some(OpenFile {
                 day,
                 path,
@@ -82,6 +111,12 @@ impl DailyWriter {
     }
 }
 
+impl Drop for DailyWriter {
+    fn drop(&mut self) {
+        set_writing(self.open.as_ref().map(|o| o.path.as_path()), None);
+    }
+}
+
 /// Where the days of one kind of log are: the live folder and every archive folder.
 #[derive(Debug, Clone)]
 pub struct DailyFiles {
@@ -101,8 +136,10 @@ pub enum Source {
 #[derive(Debug, Clone)]
 struct Part {
     day: NaiveDate,
-    /// The name relative to `data_dir`: `metrics/2026-11-20.jsonl[.suffix]`.
+    /// The name relative to `data_dir`: `metrics/2026-11-20[.suffix].jsonl`.
     name: String,
+    /// What orders the parts of one day; empty for the live file.
+    suffix: String,
     size: u64,
     source: Source,
 }
@@ -119,15 +156,15 @@ pub struct ReadStats {
 }
 
 impl DailyFiles {
-    /// Parses `<day>.jsonl` or `<day>.jsonl.<suffix>`; the suffix orders parts of one day.
+    /// Parses `<day>.jsonl` or `<day>.<suffix>.jsonl`; the suffix orders parts of one day.
     fn day_of(file_name: &str) -> Option<(NaiveDate, &str)> {
         let day = NaiveDate::parse_from_str(file_name.get(..10)?, "%Y-%m-%d").ok()?;
-        let rest = file_name[10..].strip_prefix(".jsonl")?;
+        let rest = file_name[10..].strip_suffix(".jsonl")?;
         if rest.is_empty() {
             Some((day, ""))
         } else {
             rest.strip_prefix('.')
-                .filter(|s| !s.is_empty() && *s != "tmp" && !s.ends_with(".tmp"))
+                .filter(|s| !s.is_empty() && !s.contains('.'))
                 .map(|s| (day, s))
         }
     }
@@ -139,9 +176,10 @@ impl DailyFiles {
         if let Ok(entries) = std::fs::read_dir(&live) {
             for entry in entries.flatten() {
                 let file_name = entry.file_name().to_string_lossy().into_owned();
-                let Some((day, _)) = Self::day_of(&file_name) else {
+                let Some((day, suffix)) = Self::day_of(&file_name) else {
                     continue;
                 };
+                let suffix = suffix.to_string();
                 if day < first || day > last {
                     continue;
                 }
@@ -151,6 +189,7 @@ impl DailyFiles {
                 }
                 parts.push(Part {
                     day,
+                    suffix,
                     name: format!("{}/{file_name}", self.kind),
                     size: meta.len(),
                     source: Source::File(entry.path()),
@@ -195,15 +234,17 @@ impl DailyFiles {
                     let Some(file_name) = name.strip_prefix(&prefix) else {
                         continue;
                     };
-                    let Some((day, _)) = Self::day_of(file_name) else {
+                    let Some((day, suffix)) = Self::day_of(file_name) else {
                         continue;
                     };
+                    let suffix = suffix.to_string();
                     if day < first || day > last {
                         continue;
                     }
                     let size = entry.size();
                     parts.push(Part {
                         day,
+                        suffix,
                         name: name.to_string(),
                         size,
                         source: Source::ZipEntry {
@@ -217,15 +258,10 @@ impl DailyFiles {
         // A crash between verifying an archive and deleting the original leaves both: the
         // same name and size is the same data, read once.
         parts.sort_by(|a, b| {
-            let order = |p: &Part| {
-                let suffix = p
-                    .name
-                    .rsplit_once(".jsonl")
-                    .map(|(_, s)| s.to_string())
-                    .unwrap_or_default();
-                // The live `<day>.jsonl` (empty suffix) holds the newest lines of its day.
-                (p.day, suffix.is_empty(), suffix)
-            };
+            // The live `<day>.jsonl` (empty suffix) holds the newest lines of its day.
+            fn order(p: &Part) -> (NaiveDate, bool, &str) {
+                (p.day, p.suffix.is_empty(), &p.suffix)
+            }
             order(a).cmp(&order(b)).then_with(|| {
                 matches!(a.source, Source::File(_)).cmp(&matches!(b.source, Source::File(_)))
             })
@@ -336,10 +372,11 @@ mod tests {
         let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         assert_eq!(DailyFiles::day_of("2026-11-20.jsonl"), Some((d, "")));
         assert_eq!(
-            DailyFiles::day_of("2026-11-20.jsonl.20261120T150000"),
+            DailyFiles::day_of("2026-11-20.20261120T150000.jsonl"),
             Some((d, "20261120T150000"))
         );
         assert_eq!(DailyFiles::day_of("2026-11-20.jsonl.tmp"), None);
+        assert_eq!(DailyFiles::day_of("2026-11-20.a.b.jsonl"), None);
         assert_eq!(DailyFiles::day_of("notes.txt"), None);
     }
 
@@ -354,7 +391,7 @@ mod tests {
         let path = w.path_for(t.date_naive());
         std::fs::rename(
             &path,
-            dir.path().join("metrics/2026-11-20.jsonl.20261120T100001"),
+            dir.path().join("metrics/2026-11-20.20261120T100001.jsonl"),
         )
         .unwrap();
         w.append(t, "two").unwrap();

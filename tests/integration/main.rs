@@ -5,6 +5,7 @@ mod http_server;
 mod monitor;
 mod probes;
 mod process;
+mod rotate;
 mod rules;
 mod scheduling;
 mod service_probes;

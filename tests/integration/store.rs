@@ -11,7 +11,7 @@ use runner::store::history::{History, HistoryConfig};
 use runner::store::rollups::RollupStore;
 use runner::store::sample::Sample;
 
-fn t(s: &str) -> DateTime<Utc> {
+pub(crate) fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
@@ -29,7 +29,7 @@ fn sample(ts: DateTime<Utc>, value: f64) -> Sample {
 }
 
 /// Samples every `step` from `from` (inclusive) to `to` (exclusive), numbered from 0.
-fn samples(from: DateTime<Utc>, to: DateTime<Utc>, step: Duration) -> Vec<Sample> {
+pub(crate) fn samples(from: DateTime<Utc>, to: DateTime<Utc>, step: Duration) -> Vec<Sample> {
     let mut out = Vec::new();
     let mut ts = from;
     while ts < to {
@@ -39,7 +39,7 @@ fn samples(from: DateTime<Utc>, to: DateTime<Utc>, step: Duration) -> Vec<Sample
     out
 }
 
-fn lines(samples: &[Sample]) -> String {
+pub(crate) fn lines(samples: &[Sample]) -> String {
     samples.iter().map(|s| s.to_json() + "\n").collect()
 }
 
@@ -55,7 +55,7 @@ fn write_zip(path: &Path, entries: &[(&str, String)]) {
     zip.finish().unwrap();
 }
 
-fn read(reader: &MetricsReader, from: &str, to: &str) -> Vec<Sample> {
+pub(crate) fn read(reader: &MetricsReader, from: &str, to: &str) -> Vec<Sample> {
     let mut got = Vec::new();
     reader.read(t(from), t(to), |view| got.push(view.to_sample()));
     got
@@ -123,7 +123,7 @@ fn a_day_split_by_size_rotation_reads_in_order() {
     let (early, late) = all.split_at(100);
     write_zip(
         &data.join("archive/rotate-logs-20261121T082000-1.zip"),
-        &[("metrics/2026-11-21.jsonl.20261121T082000", lines(early))],
+        &[("metrics/2026-11-21.20261121T082000.jsonl", lines(early))],
     );
     std::fs::create_dir_all(data.join("metrics")).unwrap();
     std::fs::write(data.join("metrics/2026-11-21.jsonl"), lines(late)).unwrap();

@@ -1,0 +1,315 @@
+//! Zip archives of rotated files: writing them streaming, reading every entry back to check it
+//! against what was written, and finding which originals an existing archive already holds.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, Local, TimeZone, Timelike};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ExtraField, ZipArchive, ZipWriter};
+
+use super::Candidate;
+
+/// Files at least this big get ZIP64 headers (readers need them past 4 GiB).
+const ZIP64_FROM: u64 = 0xFFFF_FFFF - 64 * 1024;
+
+/// One original inside one archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub archive: PathBuf,
+    /// The original file (for members just written); empty for members found by a scan.
+    pub path: PathBuf,
+    pub entry: String,
+    pub size: u64,
+    pub crc: u32,
+    /// Seconds since the epoch, from the entry's extended timestamp.
+    pub mtime: Option<i64>,
+}
+
+/// What writing an archive produced.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub members: Vec<Member>,
+    /// Originals left out, with the reason (they stay where they are).
+    pub unreadable: Vec<String>,
+}
+
+/// Counts and checksums bytes as they stream through.
+struct Tally<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> Tally<R> {
+    fn new(inner: R) -> Self {
+        Tally {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// Opens an original without following a symlink swapped in since it was selected.
+fn open_original(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// The DOS time of an entry, in local time as unzip tools expect (the exact UTC time is in
+/// the extended timestamp next to it).
+fn dos_time(mtime: i64) -> zip::DateTime {
+    let Some(local) = Local.timestamp_opt(mtime, 0).earliest() else {
+        return zip::DateTime::default();
+    };
+    zip::DateTime::from_date_and_time(
+        u16::try_from(local.year()).unwrap_or(1980),
+        local.month() as u8,
+        local.day() as u8,
+        local.hour() as u8,
+        local.minute() as u8,
+        local.second() as u8,
+    )
+    .unwrap_or_default()
+}
+
+/// Writes the candidates into a new archive at `tmp`, streaming each file (memory does not
+/// grow with file size), then finishes and fsyncs it. An original that cannot be read, or that
+/// changed while it was copied, is left out and reported.
+pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written, String> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let mut zip = ZipWriter::new(BufWriter::with_capacity(256 * 1024, file));
+    let mut written = Written::default();
+    let archive = tmp.with_extension("");
+    for candidate in candidates {
+        let original = match open_original(&candidate.path) {
+            Ok(file) => file,
+            Err(e) => {
+                written
+                    .unreadable
+                    .push(format!("{}: {e}; left in place", candidate.path.display()));
+                continue;
+            }
+        };
+        let before = original
+            .metadata()
+            .map_err(|e| format!("{}: {e}", candidate.path.display()))?;
+        let mtime = before.mtime();
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(i64::from(level)))
+            .last_modified_time(dos_time(mtime))
+            .unix_permissions(candidate.mode)
+            .large_file(before.len() >= ZIP64_FROM)
+            .with_extended_timestamp(u32::try_from(mtime).ok(), None, None)
+            .map_err(|e| format!("{}: {e}", candidate.path.display()))?;
+        zip.start_file(candidate.entry.as_str(), options)
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        let mut tally = Tally::new(BufReader::with_capacity(256 * 1024, original));
+        let copied = io::copy(&mut tally, &mut zip);
+        let after = tally.inner.get_ref().metadata();
+        let changed = match &after {
+            Ok(after) => {
+                after.len() != tally.bytes
+                    || after.mtime() != mtime
+                    || after.mtime_nsec() != before.mtime_nsec()
+            }
+            Err(_) => true,
+        };
+        if let Err(e) = &copied {
+            // A read error leaves the entry half written: take it out again.
+            zip.abort_file()
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            written
+                .unreadable
+                .push(format!("{}: {e}; left in place", candidate.path.display()));
+            continue;
+        }
+        if changed {
+            zip.abort_file()
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            written.unreadable.push(format!(
+                "{} changed while it was archived (is a program still writing it?); left in place",
+                candidate.path.display()
+            ));
+            continue;
+        }
+        written.members.push(Member {
+            archive: archive.clone(),
+            path: candidate.path.clone(),
+            entry: candidate.entry.clone(),
+            size: tally.bytes,
+            crc: tally.crc.finalize(),
+            mtime: Some(mtime),
+        });
+    }
+    let buffered = zip
+        .finish()
+        .map_err(|e| format!("cannot finish {}: {e}", tmp.display()))?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| format!("cannot write {}: {}", tmp.display(), e.error()))?;
+    file.sync_all()
+        .map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
+    Ok(written)
+}
+
+/// Reads every entry of the archive at `path` to its end (the zip reader checks each CRC
+/// there) and compares names, sizes and CRCs with `members`; and checks each original still has
+/// the size and time it had when it was copied, so nothing written since is deleted.
+pub fn verify(path: &Path, members: &[Member]) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = ZipArchive::new(BufReader::new(file)).map_err(|e| e.to_string())?;
+    if zip.len() != members.len() {
+        return Err(format!("{} entries, {} expected", zip.len(), members.len()));
+    }
+    let mut sink = vec![0u8; 256 * 1024];
+    for member in members {
+        let entry = zip
+            .by_name(&member.entry)
+            .map_err(|e| format!("{}: {e}", member.entry))?;
+        let mut tally = Tally::new(entry);
+        loop {
+            match tally.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("{}: {e}", member.entry)),
+            }
+        }
+        if tally.bytes != member.size {
+            return Err(format!(
+                "{}: {} bytes, {} expected",
+                member.entry, tally.bytes, member.size
+            ));
+        }
+        if tally.crc.finalize() != member.crc {
+            return Err(format!(
+                "{}: content differs from the original",
+                member.entry
+            ));
+        }
+        if !member.path.as_os_str().is_empty() {
+            let meta = std::fs::symlink_metadata(&member.path)
+                .map_err(|e| format!("{}: {e}", member.path.display()))?;
+            if meta.len() != member.size || Some(meta.mtime()) != member.mtime {
+                return Err(format!(
+                    "{} changed after it was archived",
+                    member.path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `found` holds exactly the bytes of the candidate's file: reads both to the end.
+pub fn verify_member(found: &Member, candidate: &Candidate) -> Result<(), String> {
+    let mut original = Tally::new(BufReader::new(
+        open_original(&candidate.path).map_err(|e| e.to_string())?,
+    ));
+    io::copy(&mut original, &mut io::sink()).map_err(|e| e.to_string())?;
+    if original.bytes != found.size || original.crc.finalize() != found.crc {
+        return Err("the archived copy differs from the file".into());
+    }
+    let file = File::open(&found.archive).map_err(|e| e.to_string())?;
+    let mut zip = ZipArchive::new(BufReader::new(file)).map_err(|e| e.to_string())?;
+    let entry = zip.by_name(&found.entry).map_err(|e| e.to_string())?;
+    let mut archived = Tally::new(entry);
+    io::copy(&mut archived, &mut io::sink()).map_err(|e| e.to_string())?;
+    if archived.bytes != found.size || archived.crc.finalize() != found.crc {
+        return Err("the archive entry does not read back".into());
+    }
+    Ok(())
+}
+
+/// The entries of a job's archives, to recognise originals that were archived by a run that
+/// stopped before deleting them.
+#[derive(Debug, Default)]
+pub struct ArchiveIndex {
+    by_entry: HashMap<String, Vec<Member>>,
+}
+
+impl ArchiveIndex {
+    /// Reads the central directory of every `<prefix>*.zip` in `dir` (not the data).
+    pub fn scan(dir: &Path, prefix: &str, problems: &mut Vec<String>) -> ArchiveIndex {
+        let mut index = ArchiveIndex::default();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return index;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(prefix) || !name.ends_with(".zip") {
+                continue;
+            }
+            let path = entry.path();
+            let mut zip = match File::open(&path).map(BufReader::new).map(ZipArchive::new) {
+                Ok(Ok(zip)) => zip,
+                Ok(Err(e)) => {
+                    problems.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            for i in 0..zip.len() {
+                let Ok(file) = zip.by_index_raw(i) else {
+                    continue;
+                };
+                let Ok(entry_name) = file.name().map(|n| n.into_owned()) else {
+                    continue;
+                };
+                let mtime = file.extra_data_fields().find_map(|field| match field {
+                    ExtraField::ExtendedTimestamp(ts) => ts.mod_time().map(i64::from),
+                    _ => None,
+                });
+                index
+                    .by_entry
+                    .entry(entry_name.clone())
+                    .or_default()
+                    .push(Member {
+                        archive: path.clone(),
+                        path: PathBuf::new(),
+                        entry: entry_name,
+                        size: file.size(),
+                        crc: file.crc32(),
+                        mtime,
+                    });
+            }
+        }
+        index
+    }
+
+    /// The archived copy of a file with this entry name, size and modification time.
+    pub fn find(&self, entry: &str, size: u64, mtime: i64) -> Option<&Member> {
+        self.by_entry
+            .get(entry)?
+            .iter()
+            .find(|m| m.size == size && m.mtime == Some(mtime))
+    }
+}
+
+/// Makes a rename or delete in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

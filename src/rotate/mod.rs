@@ -1,0 +1,624 @@
+//! The rotate job: old (or large) logs into verified zip archives, then the originals deleted;
+//! archives past their age (or count) deleted. A crash at any moment leaves every byte either in
+//! its original file or in a verified archive.
+//!
+//! One run: recover from an earlier crash (remove `*.zip.tmp`; for an original that an
+//! archive already holds, verify that entry and delete the original), select files, and for
+//! each group write `<name>.zip.tmp`, `finish()`, fsync, rename to `<name>.zip`, fsync the
+//! folder, read every entry back to its end (the CRC is checked there) comparing size and CRC
+//! with what was read from the original, check the original did not change meanwhile, and only
+//! then delete the originals. Archive names never collide: `<job>-<UTC yyyymmddThhmmss>-<n>.zip`.
+//!
+//! Learned from logrotate: a second run on the same day makes a new archive (its `dateext`
+//! made it silently stop rotating); nothing is copied and truncated (which loses the lines
+//! written in between); symlinks are never followed.
+
+pub mod archive;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::Metadata;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::config::RotateSpec;
+use crate::config::raw::GroupBy;
+use crate::config::size::format_size;
+use crate::text::plural;
+use archive::ArchiveIndex;
+
+/// Points where a run can be stopped, to prove that a crash there loses nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Files are selected; nothing is written yet.
+    Selected,
+    /// The temporary archive is complete on disk, not yet renamed.
+    TmpWritten,
+    /// The archive has its final name, not yet verified.
+    Renamed,
+    /// The archive is verified; no original deleted yet.
+    Verified,
+    /// Some originals of the archive are deleted, not all.
+    MidDelete,
+}
+
+/// Whether the run goes on after a step; tests return `Stop` to simulate a crash there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A file chosen for archiving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    /// Its name inside the archive.
+    pub entry: String,
+    pub size: u64,
+    pub mtime: i64,
+    pub mode: u32,
+    /// Why: too old, or too big.
+    pub reason: String,
+    /// The folder its name is relative to (groups never mix folders, so names never clash).
+    pub base: PathBuf,
+    /// Selected for its size alone: it may still be written, so it is renamed first.
+    pub too_big_only: bool,
+}
+
+/// What a run did (or, for a dry run, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub archived_files: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub archives_written: Vec<PathBuf>,
+    pub archives_deleted: Vec<PathBuf>,
+    /// Originals deleted because an earlier, interrupted run had already archived them.
+    pub recovered: usize,
+    /// Files that could not be rotated, with the reason; the rest went ahead.
+    pub problems: Vec<String>,
+    /// Symlinks and the files runner is writing, left alone.
+    pub skipped: Vec<String>,
+}
+
+impl Summary {
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{} archived ({} into {} in {}), {} deleted",
+            plural(self.archived_files, "file"),
+            format_size(self.bytes_before),
+            format_size(self.bytes_after),
+            plural(self.archives_written.len(), "new archive"),
+            plural(self.archives_deleted.len(), "expired archive"),
+        );
+        if self.recovered > 0 {
+            line += &format!(
+                ", {} of an interrupted run deleted",
+                plural(self.recovered, "archived original")
+            );
+        }
+        if !self.skipped.is_empty() {
+            line += &format!(", {} skipped", plural(self.skipped.len(), "file"));
+        }
+        if !self.problems.is_empty() {
+            line += &format!(", {}", plural(self.problems.len(), "problem"));
+        }
+        line
+    }
+}
+
+/// Everything a rotate job needs to know.
+pub struct Rotation<'a> {
+    pub job: &'a str,
+    pub spec: &'a RotateSpec,
+    pub data_dir: &'a Path,
+}
+
+fn mtime_of(meta: &Metadata) -> i64 {
+    meta.mtime()
+}
+
+/// The name a file gets inside an archive: relative to `data_dir` for runner's own files (so
+/// the history reader finds `metrics/2026-11-20.jsonl`), relative to its pattern's folder
+/// otherwise.
+fn entry_name(path: &Path, data_dir: &Path, base: &Path) -> (String, PathBuf) {
+    match path.strip_prefix(data_dir) {
+        Ok(rel) => (rel.to_string_lossy().into_owned(), data_dir.to_path_buf()),
+        Err(_) => (
+            path.strip_prefix(base)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned(),
+            base.to_path_buf(),
+        ),
+    }
+}
+
+/// `name` with `.stamp` before its last extension: `app.log` becomes `app.<stamp>.log`, and
+/// `2026-11-20.jsonl` becomes `2026-11-20.<stamp>.jsonl`, a later part of that day.
+fn stamped_name(name: &str, stamp: &str) -> String {
+    let (dir, file) = match name.rsplit_once('/') {
+        Some((dir, file)) => (format!("{dir}/"), file),
+        None => (String::new(), name),
+    };
+    match file.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{dir}{stem}.{stamp}.{ext}"),
+        _ => format!("{dir}{file}.{stamp}"),
+    }
+}
+
+/// Whether a file name carries the stamp of an earlier rename (`.20261128T081500.`).
+fn has_rotation_stamp(name: &str) -> bool {
+    name.split('.').any(|part| {
+        part.len() == 15
+            && part.as_bytes()[8] == b'T'
+            && part
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| i == 8 || b.is_ascii_digit())
+    })
+}
+
+impl Rotation<'_> {
+    fn archive_prefix(&self) -> String {
+        format!("{}-", self.job)
+    }
+
+    /// The files to archive now, and what is left alone and why.
+    pub fn candidates(&self, now: DateTime<Utc>, summary: &mut Summary) -> Vec<Candidate> {
+        let max_age = chrono::Duration::from_std(self.spec.max_age).unwrap_or_default();
+        let oldest = (now - max_age).timestamp();
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for pattern in &self.spec.paths {
+            let base = pattern.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let paths = match crate::glob::expand(pattern) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    summary.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            for path in paths {
+                if !seen.insert(path.clone()) {
+                    continue;
+                }
+                // Never follow a symlink: its target may be anywhere.
+                let meta = match std::fs::symlink_metadata(&path) {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        summary.problems.push(format!("{}: {e}", path.display()));
+                        continue;
+                    }
+                };
+                if meta.file_type().is_symlink() {
+                    summary
+                        .skipped
+                        .push(format!("{} is a symlink; not followed", path.display()));
+                    continue;
+                }
+                if !meta.is_file() {
+                    continue;
+                }
+                let too_old = mtime_of(&meta) < oldest;
+                let too_big = self.spec.max_size.is_some_and(|max| meta.len() > max);
+                if !too_old && !too_big {
+                    continue;
+                }
+                if path.parent() == Some(self.spec.archive_dir.as_path()) {
+                    continue;
+                }
+                if crate::store::daily::is_being_written(&path) && !too_big {
+                    summary
+                        .skipped
+                        .push(format!("{} is being written by runner", path.display()));
+                    continue;
+                }
+                let (entry, base) = entry_name(&path, self.data_dir, &base);
+                out.push(Candidate {
+                    path,
+                    entry,
+                    size: meta.len(),
+                    mtime: mtime_of(&meta),
+                    mode: meta.permissions().mode() & 0o7777,
+                    reason: if too_old {
+                        "older than max_age".into()
+                    } else {
+                        "larger than max_size".into()
+                    },
+                    base,
+                    too_big_only: !too_old,
+                });
+            }
+        }
+        out
+    }
+
+    /// Groups candidates into archives: by day of last change (UTC) or one per file, and never
+    /// mixing folders, so entry names in one archive never clash.
+    fn groups(&self, candidates: Vec<Candidate>) -> Vec<Vec<Candidate>> {
+        let mut by_key: BTreeMap<(String, PathBuf), Vec<Candidate>> = BTreeMap::new();
+        for (i, c) in candidates.into_iter().enumerate() {
+            let key = match self.spec.group_by {
+                GroupBy::Day => DateTime::from_timestamp(c.mtime, 0)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%d")
+                    .to_string(),
+                GroupBy::File => format!("{i:08}"),
+            };
+            by_key.entry((key, c.base.clone())).or_default().push(c);
+        }
+        by_key.into_values().collect()
+    }
+
+    /// A name no archive has: `<job>-<UTC yyyymmddThhmmss>-<n>.zip`.
+    fn fresh_name(&self, now: DateTime<Utc>, taken: &BTreeSet<String>) -> PathBuf {
+        let stamp = now.format("%Y%m%dT%H%M%S");
+        let mut n = 1;
+        loop {
+            let name = format!("{}{stamp}-{n}.zip", self.archive_prefix());
+            if !taken.contains(&name) && !self.spec.archive_dir.join(&name).exists() {
+                return self.spec.archive_dir.join(name);
+            }
+            n += 1;
+        }
+    }
+
+    /// Runs once at `now`; `hook` may stop the run at a step (tests simulate crashes with it).
+    pub fn run(&self, now: DateTime<Utc>, hook: &mut dyn FnMut(Step) -> Flow) -> Summary {
+        let mut summary = Summary::default();
+        if let Err(e) = std::fs::create_dir_all(&self.spec.archive_dir) {
+            summary.problems.push(format!(
+                "cannot create {}: {e}",
+                self.spec.archive_dir.display()
+            ));
+            return summary;
+        }
+        self.remove_leftover_tmp(&mut summary);
+        let mut candidates = self.candidates(now, &mut summary);
+        if hook(Step::Selected) == Flow::Stop {
+            return summary;
+        }
+        self.rename_large(&mut candidates, now, &mut summary);
+        let index = ArchiveIndex::scan(
+            &self.spec.archive_dir,
+            &self.archive_prefix(),
+            &mut summary.problems,
+        );
+        // An original whose archive already exists (the last run stopped before deleting it)
+        // is checked against that archive and deleted; it is not archived twice.
+        candidates.retain(|c| match index.find(&c.entry, c.size, c.mtime) {
+            Some(found) => match archive::verify_member(found, c) {
+                Ok(()) => {
+                    match std::fs::remove_file(&c.path) {
+                        Ok(()) => summary.recovered += 1,
+                        Err(e) => summary.problems.push(format!("cannot delete {}: {e}", c.path.display())),
+                    }
+                    false
+                }
+                Err(e) => {
+                    warn!(job = self.job, file = %c.path.display(), archive = %found.archive.display(), error = %e, "an earlier archive of this file does not verify; archiving it again");
+                    true
+                }
+            },
+            None => true,
+        });
+        let mut taken: BTreeSet<String> = BTreeSet::new();
+        for group in self.groups(candidates) {
+            let target = self.fresh_name(now, &taken);
+            taken.insert(
+                target
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            match self.archive_group(&group, &target, hook, &mut summary) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return summary,
+                Err(e) => summary.problems.push(e),
+            }
+        }
+        self.expire(now, &mut summary);
+        summary
+    }
+
+    fn remove_leftover_tmp(&self, summary: &mut Summary) {
+        let Ok(entries) = std::fs::read_dir(&self.spec.archive_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&self.archive_prefix()) && name.ends_with(".zip.tmp") {
+                // Never renamed, so never verified, so its originals were never deleted.
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    summary
+                        .problems
+                        .push(format!("cannot remove {}: {e}", entry.path().display()));
+                }
+            }
+        }
+    }
+
+    /// A young file past `max_size` may still be written: it is renamed first, with the
+    /// run's time before its extension (`app.20261128T081500.log`, still matched by the glob),
+    /// and the renamed file is archived. runner's own writers open a new file on their next
+    /// line; another program keeps writing the renamed file until it reopens its log, and until
+    /// then the file changes while it is copied and is left in place, reported.
+    fn rename_large(
+        &self,
+        candidates: &mut [Candidate],
+        now: DateTime<Utc>,
+        summary: &mut Summary,
+    ) {
+        let stamp = now.format("%Y%m%dT%H%M%S").to_string();
+        for c in candidates.iter_mut().filter(|c| c.too_big_only) {
+            let Some(name) = c.path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if has_rotation_stamp(&name) {
+                continue;
+            }
+            let renamed_name = stamped_name(&name, &stamp);
+            let renamed = c.path.with_file_name(&renamed_name);
+            if renamed.exists() {
+                summary.problems.push(format!(
+                    "cannot rename {}: {} exists",
+                    c.path.display(),
+                    renamed.display()
+                ));
+                continue;
+            }
+            match std::fs::rename(&c.path, &renamed) {
+                Ok(()) => {
+                    c.entry = stamped_name(&c.entry, &stamp);
+                    c.path = renamed;
+                    // Lines appended since selection are in the renamed file: take it as it is now.
+                    if let Ok(meta) = std::fs::symlink_metadata(&c.path) {
+                        c.size = meta.len();
+                        c.mtime = mtime_of(&meta);
+                    }
+                }
+                Err(e) => summary
+                    .problems
+                    .push(format!("cannot rename {}: {e}", c.path.display())),
+            }
+        }
+    }
+
+    fn archive_group(
+        &self,
+        group: &[Candidate],
+        target: &Path,
+        hook: &mut dyn FnMut(Step) -> Flow,
+        summary: &mut Summary,
+    ) -> Result<Flow, String> {
+        let tmp = PathBuf::from(format!("{}.tmp", target.display()));
+        let written = archive::write(&tmp, group, self.spec.compression)?;
+        // Files that could not be read were reported and left out; the rest go ahead.
+        summary.problems.extend(written.unreadable.iter().cloned());
+        if written.members.is_empty() {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(Flow::Continue);
+        }
+        if hook(Step::TmpWritten) == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        std::fs::rename(&tmp, target)
+            .map_err(|e| format!("cannot rename {}: {e}", tmp.display()))?;
+        archive::sync_dir(&self.spec.archive_dir)
+            .map_err(|e| format!("cannot sync {}: {e}", self.spec.archive_dir.display()))?;
+        if hook(Step::Renamed) == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        if let Err(e) = archive::verify(target, &written.members) {
+            // Keep every original; keep the archive aside where readers do not look.
+            let aside = PathBuf::from(format!("{}.corrupt", target.display()));
+            let _ = std::fs::rename(target, &aside);
+            warn!(job = self.job, archive = %aside.display(), error = %e, "archive does not verify; originals kept");
+            return Err(format!(
+                "{} does not verify ({e}); originals kept, archive moved to {}",
+                target.display(),
+                aside.display()
+            ));
+        }
+        if hook(Step::Verified) == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        let archive_bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+        for (i, member) in written.members.iter().enumerate() {
+            if i == 1 && hook(Step::MidDelete) == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+            match std::fs::remove_file(&member.path) {
+                Ok(()) => {
+                    summary.archived_files += 1;
+                    summary.bytes_before += member.size;
+                }
+                Err(e) => summary.problems.push(format!(
+                    "archived but cannot delete {}: {e}",
+                    member.path.display()
+                )),
+            }
+        }
+        for dir in written
+            .members
+            .iter()
+            .filter_map(|m| m.path.parent())
+            .collect::<BTreeSet<_>>()
+        {
+            let _ = archive::sync_dir(dir);
+        }
+        summary.bytes_after += archive_bytes;
+        summary.archives_written.push(target.to_path_buf());
+        Ok(Flow::Continue)
+    }
+
+    /// This job's archives, oldest first, with the time in their name.
+    fn own_archives(&self) -> Vec<(DateTime<Utc>, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.spec.archive_dir) else {
+            return Vec::new();
+        };
+        let prefix = self.archive_prefix();
+        let mut out: Vec<(DateTime<Utc>, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stamp = name.strip_prefix(&prefix)?.strip_suffix(".zip")?;
+                let (time, n) = stamp.rsplit_once('-')?;
+                n.parse::<u32>().ok()?;
+                let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S")
+                    .ok()?
+                    .and_utc();
+                Some((time, e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Deletes archives older than `archive_max_age`, then all but the newest `keep_archives`.
+    fn expire(&self, now: DateTime<Utc>, summary: &mut Summary) {
+        let mut archives = self.own_archives();
+        let mut doomed: Vec<PathBuf> = Vec::new();
+        if let Some(max_age) = self.spec.archive_max_age {
+            let oldest = now - chrono::Duration::from_std(max_age).unwrap_or_default();
+            archives.retain(|(time, path)| {
+                let expired = *time < oldest;
+                if expired {
+                    doomed.push(path.clone());
+                }
+                !expired
+            });
+        }
+        if let Some(keep) = self.spec.keep_archives {
+            let excess = archives.len().saturating_sub(keep as usize);
+            doomed.extend(archives.drain(..excess).map(|(_, p)| p));
+        }
+        for path in doomed {
+            match std::fs::remove_file(&path) {
+                Ok(()) => summary.archives_deleted.push(path),
+                Err(e) => summary
+                    .problems
+                    .push(format!("cannot delete {}: {e}", path.display())),
+            }
+        }
+    }
+
+    /// What a run would do now, changing nothing.
+    pub fn plan(&self, now: DateTime<Utc>) -> Plan {
+        let mut summary = Summary::default();
+        let candidates = self.candidates(now, &mut summary);
+        let archives = self.groups(candidates.clone()).len();
+        let mut kept = self.own_archives();
+        let mut doomed = Vec::new();
+        if let Some(max_age) = self.spec.archive_max_age {
+            let oldest = now - chrono::Duration::from_std(max_age).unwrap_or_default();
+            doomed.extend(
+                kept.iter()
+                    .filter(|(t, _)| *t < oldest)
+                    .map(|(_, p)| p.clone()),
+            );
+            kept.retain(|(t, _)| *t >= oldest);
+        }
+        if let Some(keep) = self.spec.keep_archives {
+            // The archives this run would write count towards the limit too.
+            let excess = (kept.len() + archives)
+                .saturating_sub(keep as usize)
+                .min(kept.len());
+            doomed.extend(kept.drain(..excess).map(|(_, p)| p));
+        }
+        let expired = doomed
+            .into_iter()
+            .map(|p| {
+                let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                (p, size)
+            })
+            .collect();
+        Plan {
+            candidates,
+            archives,
+            expired,
+            summary,
+        }
+    }
+}
+
+/// What a rotate run would do (`runner dry-run`).
+#[derive(Debug)]
+pub struct Plan {
+    pub candidates: Vec<Candidate>,
+    /// How many archives the candidates would go into.
+    pub archives: usize,
+    /// Archives that would be deleted, with their size.
+    pub expired: Vec<(PathBuf, u64)>,
+    /// Files skipped and problems met while selecting.
+    pub summary: Summary,
+}
+
+/// Runs a rotate job and logs its summary line (and the same as structured fields).
+pub fn run_job(job: &str, spec: &RotateSpec, data_dir: &Path, now: DateTime<Utc>) -> Summary {
+    let rotation = Rotation {
+        job,
+        spec,
+        data_dir,
+    };
+    let summary = rotation.run(now, &mut |_| Flow::Continue);
+    for problem in &summary.problems {
+        warn!(job, problem = %problem, "rotation problem");
+    }
+    for skipped in &summary.skipped {
+        warn!(job, "{skipped}");
+    }
+    info!(
+        job,
+        archived_files = summary.archived_files,
+        bytes_before = summary.bytes_before,
+        bytes_after = summary.bytes_after,
+        archives_written = summary.archives_written.len(),
+        archives_deleted = summary.archives_deleted.len(),
+        recovered = summary.recovered,
+        problems = summary.problems.len(),
+        "rotation: {}",
+        summary.line()
+    );
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_file_keeps_its_extension_and_day() {
+        assert_eq!(
+            stamped_name("app.log", "20261128T023000"),
+            "app.20261128T023000.log"
+        );
+        assert_eq!(
+            stamped_name("metrics/2026-11-28.jsonl", "20261128T023000"),
+            "metrics/2026-11-28.20261128T023000.jsonl"
+        );
+        assert_eq!(
+            stamped_name("syslog", "20261128T023000"),
+            "syslog.20261128T023000"
+        );
+        assert_eq!(
+            stamped_name(".hidden", "20261128T023000"),
+            ".hidden.20261128T023000"
+        );
+    }
+
+    #[test]
+    fn a_stamp_of_an_earlier_rename_is_recognised() {
+        assert!(has_rotation_stamp("app.20261128T023000.log"));
+        assert!(has_rotation_stamp("2026-11-28.20261128T023000.jsonl"));
+        assert!(!has_rotation_stamp("app.log"));
+        assert!(!has_rotation_stamp("2026-11-28.jsonl"));
+        assert!(!has_rotation_stamp("app.2026112XT023000.log"));
+    }
+}

@@ -1,0 +1,610 @@
+//! The rotate job on real files: old files into verified zip archives, expiry, symlinks, and a
+//! crash at every step losing nothing.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use runner::config::RotateSpec;
+use runner::config::raw::GroupBy;
+use runner::rotate::{Flow, Rotation, Step, Summary};
+use runner::store::MetricsReader;
+
+use crate::store::{lines, read, samples, t};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// An archive entry: name, content, mtime from the extended timestamp, unix mode.
+type Entry = (String, Vec<u8>, Option<i64>, Option<u32>);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    logs: PathBuf,
+    spec: RotateSpec,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("var");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(data.join("metrics")).unwrap();
+        std::fs::create_dir_all(&logs).unwrap();
+        let spec = RotateSpec {
+            paths: vec![data.join("metrics/*.jsonl"), logs.join("*.log")],
+            max_age: 7 * DAY,
+            max_size: None,
+            archive_dir: data.join("archive"),
+            archive_max_age: Some(90 * DAY),
+            keep_archives: None,
+            group_by: GroupBy::Day,
+            compression: 6,
+        };
+        Fixture {
+            _dir: dir,
+            data,
+            logs,
+            spec,
+        }
+    }
+
+    fn rotation(&self) -> Rotation<'_> {
+        Rotation {
+            job: "rotate-logs",
+            spec: &self.spec,
+            data_dir: &self.data,
+        }
+    }
+
+    fn run(&self, now: &str) -> Summary {
+        self.rotation().run(t(now), &mut |_| Flow::Continue)
+    }
+
+    /// Writes `text` at `path` (under the temp folder) last modified at `mtime`.
+    fn file(&self, path: &Path, text: &str, mtime: &str) -> Vec<u8> {
+        std::fs::write(path, text).unwrap();
+        set_mtime(path, t(mtime));
+        text.as_bytes().to_vec()
+    }
+
+    fn archives(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&self.spec.archive_dir)
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// Every entry of every archive: name → (content, mtime from the extended timestamp, mode).
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for path in self.archives() {
+            if path.extension().is_none_or(|e| e != "zip") {
+                continue;
+            }
+            let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+            for i in 0..zip.len() {
+                let mut entry = zip.by_index(i).unwrap();
+                let mtime = entry.extra_data_fields().find_map(|f| match f {
+                    zip::ExtraField::ExtendedTimestamp(ts) => ts.mod_time().map(i64::from),
+                    _ => None,
+                });
+                let mode = entry.unix_mode();
+                let name = entry.name().unwrap().to_string();
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                out.push((name, bytes, mtime, mode));
+            }
+        }
+        out
+    }
+
+    /// How many copies of `original` exist: the file itself if still there, plus archive
+    /// entries named `entry` holding exactly its bytes.
+    fn copies(&self, path: &Path, entry: &str, original: &[u8]) -> usize {
+        let live = match std::fs::read(path) {
+            Ok(bytes) => {
+                assert_eq!(bytes, original, "{} changed", path.display());
+                1
+            }
+            Err(_) => 0,
+        };
+        let archived = self
+            .entries()
+            .iter()
+            .filter(|(name, bytes, _, _)| name == entry && bytes == original)
+            .count();
+        live + archived
+    }
+}
+
+fn set_mtime(path: &Path, at: DateTime<Utc>) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(at.into()).unwrap();
+}
+
+fn log_text(tag: &str, lines: usize) -> String {
+    (0..lines)
+        .map(|i| {
+            format!(
+                "{tag} 10.0.0.{} GET /api/orders/{i} 200 {}ms\n",
+                i % 250,
+                i % 97
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn old_files_are_archived_byte_for_byte_and_young_ones_left() {
+    let fx = Fixture::new();
+    let old_metrics = fx.data.join("metrics/2026-11-10.jsonl");
+    let young_metrics = fx.data.join("metrics/2026-11-27.jsonl");
+    let old_log = fx.logs.join("app.log");
+    let young_log = fx.logs.join("worker.log");
+    let m = fx.file(&old_metrics, &log_text("m", 2000), "2026-11-10T23:59:58Z");
+    fx.file(&young_metrics, &log_text("y", 10), "2026-11-27T23:59:58Z");
+    let a = fx.file(&old_log, &log_text("a", 3000), "2026-11-10T12:00:00Z");
+    std::fs::set_permissions(&old_log, std::fs::Permissions::from_mode(0o640)).unwrap();
+    fx.file(&young_log, "fresh\n", "2026-11-28T08:00:00Z");
+
+    let summary = fx.run("2026-11-28T09:00:00Z");
+
+    assert_eq!(summary.problems, Vec::<String>::new());
+    assert_eq!(summary.archived_files, 2);
+    assert_eq!(summary.bytes_before, (m.len() + a.len()) as u64);
+    assert!(summary.bytes_after > 0 && summary.bytes_after < summary.bytes_before / 3);
+    assert!(!old_metrics.exists() && !old_log.exists());
+    assert!(young_metrics.exists() && young_log.exists());
+    // Same day but different folders: two archives, so names never clash.
+    assert_eq!(summary.archives_written.len(), 2);
+    let mut entries = fx.entries();
+    entries.sort();
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["app.log", "metrics/2026-11-10.jsonl"]);
+    assert_eq!(entries[0].1, a);
+    assert_eq!(entries[1].1, m);
+    assert_eq!(entries[0].2, Some(t("2026-11-10T12:00:00Z").timestamp()));
+    assert_eq!(entries[1].2, Some(t("2026-11-10T23:59:58Z").timestamp()));
+    assert_eq!(entries[0].3.map(|m| m & 0o777), Some(0o640));
+    for archive in &summary.archives_written {
+        let name = archive.file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with("rotate-logs-20261128T090000-"), "{name}");
+        assert!(name.ends_with(".zip"), "{name}");
+    }
+    assert!(
+        summary.line().starts_with("2 files archived ("),
+        "{}",
+        summary.line()
+    );
+}
+
+#[test]
+fn the_metrics_reader_reads_archived_days_transparently() {
+    let fx = Fixture::new();
+    let all = samples(
+        t("2026-11-10T00:00:00Z"),
+        t("2026-11-13T00:00:00Z"),
+        chrono::Duration::minutes(10),
+    );
+    for day in 10..13 {
+        let day_samples: Vec<_> = all
+            .iter()
+            .filter(|s| s.ts.format("%d").to_string() == day.to_string())
+            .cloned()
+            .collect();
+        let path = fx.data.join(format!("metrics/2026-11-{day}.jsonl"));
+        fx.file(
+            &path,
+            &lines(&day_samples),
+            &format!("2026-11-{day}T23:59:00Z"),
+        );
+    }
+    let reader = MetricsReader::new(&fx.data, vec![fx.spec.archive_dir.clone()]);
+    let before = read(&reader, "2026-11-10T00:00:00Z", "2026-11-13T00:00:00Z");
+    assert_eq!(before, all);
+
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 3);
+    assert_eq!(summary.archives_written.len(), 3, "one archive per day");
+    assert_eq!(
+        std::fs::read_dir(fx.data.join("metrics")).unwrap().count(),
+        0
+    );
+    let after = read(&reader, "2026-11-10T00:00:00Z", "2026-11-13T00:00:00Z");
+    assert_eq!(after, all);
+}
+
+#[test]
+fn group_by_file_makes_one_archive_per_file() {
+    let mut fx = Fixture::new();
+    fx.spec.group_by = GroupBy::File;
+    for name in ["a.log", "b.log", "c.log"] {
+        fx.file(
+            &fx.logs.join(name),
+            &log_text(name, 50),
+            "2026-11-01T10:00:00Z",
+        );
+    }
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 3);
+    assert_eq!(summary.archives_written.len(), 3);
+    let names: Vec<String> = fx
+        .archives()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rotate-logs-20261128T090000-1.zip",
+            "rotate-logs-20261128T090000-2.zip",
+            "rotate-logs-20261128T090000-3.zip"
+        ]
+    );
+}
+
+#[test]
+fn two_runs_on_the_same_day_make_two_archives() {
+    let fx = Fixture::new();
+    let first = fx.file(&fx.logs.join("app.log"), "first\n", "2026-11-01T10:00:00Z");
+    assert_eq!(fx.run("2026-11-28T09:00:00Z").archived_files, 1);
+    // The application logged again under the same name, and that file aged too.
+    let second = fx.file(&fx.logs.join("app.log"), "second\n", "2026-11-02T10:00:00Z");
+    // Same second even: the counter tells them apart.
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 1);
+    let archives = fx.archives();
+    assert_eq!(archives.len(), 2, "{archives:?}");
+    let contents: Vec<Vec<u8>> = fx.entries().into_iter().map(|e| e.1).collect();
+    assert!(contents.contains(&first) && contents.contains(&second));
+}
+
+#[test]
+fn expired_archives_are_deleted_and_keep_archives_holds_the_count() {
+    let mut fx = Fixture::new();
+    // Archives made by runs on four past days.
+    for (day, run) in [
+        ("2026-08-10", "2026-08-28T09:00:00Z"),
+        ("2026-09-20", "2026-10-08T09:00:00Z"),
+        ("2026-10-20", "2026-11-08T09:00:00Z"),
+        ("2026-11-01", "2026-11-17T09:00:00Z"),
+    ] {
+        fx.file(&fx.logs.join("app.log"), day, &format!("{day}T10:00:00Z"));
+        assert_eq!(fx.run(run).archived_files, 1);
+    }
+    assert_eq!(fx.archives().len(), 4, "{:?}", fx.archives());
+
+    // 90 days before 2026-11-28 is 2026-08-30: the archive of August 28 goes.
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archives_deleted.len(), 1);
+    assert!(
+        summary.archives_deleted[0]
+            .to_string_lossy()
+            .contains("rotate-logs-20260828T090000-1.zip")
+    );
+    assert_eq!(fx.archives().len(), 3);
+
+    fx.spec.keep_archives = Some(2);
+    let plan = fx.rotation().plan(t("2026-11-28T09:00:00Z"));
+    assert_eq!(plan.expired.len(), 1);
+    assert_eq!(fx.archives().len(), 3, "a plan changes nothing");
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archives_deleted, vec![plan.expired[0].0.clone()]);
+    let left: Vec<String> = fx
+        .archives()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "rotate-logs-20261108T090000-1.zip",
+            "rotate-logs-20261117T090000-1.zip"
+        ]
+    );
+}
+
+#[test]
+fn a_symlink_matched_by_the_glob_is_skipped_and_its_target_untouched() {
+    let fx = Fixture::new();
+    let outside = fx.data.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = outside.join("secret.log");
+    let bytes = fx.file(&target, "not ours\n", "2026-11-01T10:00:00Z");
+    std::os::unix::fs::symlink(&target, fx.logs.join("link.log")).unwrap();
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 0);
+    assert_eq!(summary.skipped.len(), 1);
+    assert!(
+        summary.skipped[0].contains("symlink"),
+        "{:?}",
+        summary.skipped
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+    assert!(
+        std::fs::symlink_metadata(fx.logs.join("link.log"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(fx.entries().is_empty());
+}
+
+#[test]
+fn a_crash_at_any_step_loses_nothing_and_the_next_run_completes() {
+    for stop_at in [
+        Step::Selected,
+        Step::TmpWritten,
+        Step::Renamed,
+        Step::Verified,
+        Step::MidDelete,
+    ] {
+        let fx = Fixture::new();
+        let mut originals = BTreeMap::new();
+        for name in ["a.log", "b.log", "c.log"] {
+            let path = fx.logs.join(name);
+            let bytes = fx.file(&path, &log_text(name, 500), "2026-11-01T10:00:00Z");
+            originals.insert(name, (path, bytes));
+        }
+        let crashed = fx.rotation().run(t("2026-11-28T09:00:00Z"), &mut |step| {
+            if step == stop_at {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        });
+        assert!(
+            crashed.problems.is_empty(),
+            "{stop_at:?}: {:?}",
+            crashed.problems
+        );
+        for (name, (path, bytes)) in &originals {
+            // In the original, or in the archive, or (before the deletes) in both.
+            let copies = fx.copies(path, name, bytes);
+            assert!(
+                (1..=2).contains(&copies),
+                "{stop_at:?}: {name} after the crash: {copies}"
+            );
+        }
+        if stop_at == Step::TmpWritten {
+            assert!(
+                fx.archives()
+                    .iter()
+                    .any(|p| p.to_string_lossy().ends_with(".zip.tmp"))
+            );
+        }
+
+        let next = fx.run("2026-11-28T09:05:00Z");
+        assert!(next.problems.is_empty(), "{stop_at:?}: {:?}", next.problems);
+        for (name, (path, bytes)) in &originals {
+            assert!(!path.exists(), "{stop_at:?}: {name} still there");
+            assert_eq!(
+                fx.copies(path, name, bytes),
+                1,
+                "{stop_at:?}: {name} after the next run"
+            );
+        }
+        assert!(
+            fx.archives()
+                .iter()
+                .all(|p| p.extension().is_some_and(|e| e == "zip")),
+            "{stop_at:?}: {:?}",
+            fx.archives()
+        );
+        let recovered_expected = match stop_at {
+            Step::Renamed | Step::Verified => 3,
+            Step::MidDelete => 2,
+            _ => 0,
+        };
+        assert_eq!(next.recovered, recovered_expected, "{stop_at:?}");
+    }
+}
+
+#[test]
+fn a_corrupted_archive_fails_verification_and_the_originals_are_kept() {
+    let fx = Fixture::new();
+    let path = fx.logs.join("app.log");
+    let bytes = fx.file(&path, &log_text("app", 4000), "2026-11-01T10:00:00Z");
+    let summary = fx.rotation().run(t("2026-11-28T09:00:00Z"), &mut |step| {
+        if step == Step::Renamed {
+            // Flip one byte in the middle of the compressed data.
+            let archive = fx
+                .archives()
+                .into_iter()
+                .find(|p| p.extension().is_some_and(|e| e == "zip"))
+                .unwrap();
+            let mut zip_bytes = std::fs::read(&archive).unwrap();
+            let start = {
+                let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&zip_bytes)).unwrap();
+                let entry = zip.by_index(0).unwrap();
+                (entry.data_start().unwrap() + entry.compressed_size() / 2) as usize
+            };
+            zip_bytes[start] ^= 0x55;
+            std::fs::write(&archive, zip_bytes).unwrap();
+        }
+        Flow::Continue
+    });
+    assert_eq!(summary.archived_files, 0);
+    assert_eq!(summary.problems.len(), 1, "{:?}", summary.problems);
+    assert!(
+        summary.problems[0].contains("does not verify"),
+        "{:?}",
+        summary.problems
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the original is kept");
+    // The bad archive is set aside where readers do not look.
+    let names: Vec<String> = fx
+        .archives()
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].ends_with(".zip.corrupt"), "{names:?}");
+    // And the next run archives the file properly.
+    let next = fx.run("2026-11-28T09:05:00Z");
+    assert_eq!(next.archived_files, 1);
+    assert_eq!(fx.copies(&path, "app.log", &bytes), 1);
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_rotated() {
+    let fx = Fixture::new();
+    let good = fx.file(&fx.logs.join("good.log"), "good\n", "2026-11-01T10:00:00Z");
+    let bad = fx.logs.join("bad.log");
+    fx.file(&bad, "bad\n", "2026-11-01T10:00:00Z");
+    let elsewhere = fx.data.parent().unwrap().join("elsewhere.log");
+    let summary = fx.rotation().run(t("2026-11-28T09:00:00Z"), &mut |step| {
+        if step == Step::Selected {
+            // Between selection and copy the file becomes something runner will not open
+            // (as root, permissions cannot make a file unreadable).
+            std::fs::rename(&bad, &elsewhere).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &bad).unwrap();
+        }
+        Flow::Continue
+    });
+    assert_eq!(summary.archived_files, 1);
+    assert_eq!(summary.problems.len(), 1, "{:?}", summary.problems);
+    assert!(
+        summary.problems[0].contains("bad.log"),
+        "{:?}",
+        summary.problems
+    );
+    assert!(!fx.logs.join("good.log").exists());
+    assert_eq!(fx.copies(&fx.logs.join("good.log"), "good.log", &good), 1);
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "bad\n");
+}
+
+#[test]
+fn a_young_file_past_max_size_is_renamed_then_archived() {
+    let mut fx = Fixture::new();
+    fx.spec.max_size = Some(10_000);
+    let big = fx.logs.join("app.log");
+    let bytes = fx.file(&big, &log_text("big", 1000), "2026-11-28T08:59:00Z");
+    fx.file(
+        &fx.logs.join("small.log"),
+        "small\n",
+        "2026-11-28T08:59:00Z",
+    );
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 1, "{:?}", summary.problems);
+    assert!(!big.exists());
+    assert!(fx.logs.join("small.log").exists());
+    let entries = fx.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "app.20261128T090000.log");
+    assert_eq!(entries[0].1, bytes);
+}
+
+#[test]
+fn a_dry_run_plan_lists_files_and_bytes_and_changes_nothing() {
+    let fx = Fixture::new();
+    let a = fx.file(
+        &fx.logs.join("a.log"),
+        &log_text("a", 100),
+        "2026-11-01T10:00:00Z",
+    );
+    let b = fx.file(
+        &fx.data.join("metrics/2026-11-02.jsonl"),
+        &log_text("b", 100),
+        "2026-11-02T10:00:00Z",
+    );
+    fx.file(&fx.logs.join("young.log"), "y\n", "2026-11-28T08:00:00Z");
+    let plan = fx.rotation().plan(t("2026-11-28T09:00:00Z"));
+    let mut planned: Vec<(String, u64)> = plan
+        .candidates
+        .iter()
+        .map(|c| (c.entry.clone(), c.size))
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        [
+            ("a.log".to_string(), a.len() as u64),
+            ("metrics/2026-11-02.jsonl".to_string(), b.len() as u64)
+        ]
+    );
+    assert_eq!(plan.archives, 2);
+    assert!(fx.logs.join("a.log").exists());
+    assert!(fx.archives().is_empty());
+}
+
+#[test]
+fn runner_dry_run_then_run_on_a_rotate_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        "jobs:\n  rot:\n    type: rotate\n    schedule: \"0 3 * * *\"\n    paths: [logs/*.log]\n    max_age: 7d\n",
+    );
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let old = dir.path().join("logs/app.log");
+    std::fs::write(&old, log_text("app", 1000)).unwrap();
+    set_mtime(&old, Utc::now() - chrono::Duration::days(20));
+    let file = file.to_str().unwrap();
+
+    let output = crate::support::run(&["dry-run", "rot", "--jobs", file]);
+    let out = crate::support::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    assert!(out.contains("would archive 1 file,"), "{out}");
+    assert!(
+        out.contains("app.log") && out.contains("older than max_age"),
+        "{out}"
+    );
+    assert!(old.exists(), "a dry run deleted the file");
+    assert!(
+        !dir.path().join("var/archive").exists(),
+        "a dry run made the archive folder"
+    );
+
+    let output = crate::support::run(&["run", "rot", "--jobs", file]);
+    let err = crate::support::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains("1 file archived"), "{err}");
+    assert!(!old.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("var/archive"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn runners_own_log_past_max_size_is_split_and_still_reads_in_order() {
+    let mut fx = Fixture::new();
+    fx.spec.max_size = Some(4_096);
+    let all = samples(
+        t("2026-11-28T00:00:00Z"),
+        t("2026-11-28T08:00:00Z"),
+        chrono::Duration::minutes(1),
+    );
+    let (early, late) = all.split_at(300);
+    let mut writer = runner::store::daily::DailyWriter::new(fx.data.join("metrics"));
+    for sample in early {
+        writer.append(sample.ts, &sample.to_json()).unwrap();
+    }
+    // The writer holds today's file open; it is past max_size, so it is renamed and archived.
+    let summary = fx.run("2026-11-28T06:00:00Z");
+    assert_eq!(summary.archived_files, 1, "{:?}", summary.problems);
+    assert_eq!(
+        fx.entries()[0].0,
+        "metrics/2026-11-28.20261128T060000.jsonl"
+    );
+    for sample in late {
+        writer.append(sample.ts, &sample.to_json()).unwrap();
+    }
+    let reader = MetricsReader::new(&fx.data, vec![fx.spec.archive_dir.clone()]);
+    assert_eq!(
+        read(&reader, "2026-11-28T00:00:00Z", "2026-11-28T08:00:00Z"),
+        all
+    );
+}
