@@ -121,7 +121,15 @@ fn tick_of_the_shipped_monitor(bencher: divan::Bencher) {
     let runner::config::JobKind::Monitor(spec) = &config.job("monitor").unwrap().kind else {
         unreachable!()
     };
-    let mut monitor = runner::monitor::Monitor::new(&config, "monitor", spec);
+    let mut monitor = runner::monitor::Monitor::new(
+        &config,
+        "monitor",
+        spec,
+        std::sync::Arc::new(runner::notify::Notifiers::new(
+            &config,
+            std::sync::Arc::new(runner::scheduler::clock::SystemClock),
+        )),
+    );
     let mut now = chrono::Utc::now();
     rt.block_on(monitor.tick(now)).unwrap();
     bencher.bench_local(|| {

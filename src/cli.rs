@@ -14,6 +14,7 @@ use crate::diagnostic::Problems;
 use crate::job::Job;
 use crate::lock::{LockError, LockFile, scheduler_lock_path};
 use crate::logging::{self, LogFormat};
+use crate::notify::Notifiers;
 use crate::scheduler::clock::{Clock, SharedClock, SystemClock};
 use crate::scheduler::{Entry, Outcome, RunInfo, Scheduler, Shutdown};
 
@@ -207,6 +208,10 @@ fn serve(file: &Path) -> u8 {
             "runner starting"
         );
         log_warnings(&config);
+        let notifiers = Arc::new(Notifiers::new(&config, clock.clone()));
+        // Delivery goes on through the shutdown grace, for what the last runs queue.
+        let delivery_stop = CancellationToken::new();
+        let deliverers = notifiers.start(delivery_stop.clone());
         let now = clock.now();
         let mut entries = Vec::new();
         for spec in config.jobs.values() {
@@ -224,7 +229,12 @@ fn serve(file: &Path) -> u8 {
                 name: spec.name.clone(),
                 schedule: spec.schedule.clone(),
                 timeout: spec.timeout,
-                task: Arc::new(Job::new(config.clone(), &spec.name, clock.clone())),
+                task: Arc::new(Job::new(
+                    config.clone(),
+                    &spec.name,
+                    clock.clone(),
+                    notifiers.clone(),
+                )),
             });
         }
         if entries.is_empty() {
@@ -233,7 +243,11 @@ fn serve(file: &Path) -> u8 {
         let stop = CancellationToken::new();
         tokio::spawn(signals.watch(stop.clone()));
         let scheduler = Scheduler::new(clock, config.zone.clone(), entries);
-        match scheduler.run(stop, config.shutdown_grace).await {
+        let shutdown = scheduler.run(stop, config.shutdown_grace).await;
+        // What is still queued stays in the outbox and goes out after the next start.
+        delivery_stop.cancel();
+        futures_util::future::join_all(deliverers).await;
+        match shutdown {
             Shutdown::Clean => {
                 info!("runner stopped");
                 exit::OK
@@ -399,14 +413,19 @@ fn run_job(file: &Path, name: &str) -> u8 {
     block_on(async move {
         let clock: SharedClock = Arc::new(SystemClock);
         let now = clock.now();
-        let job = Job::new(config, name, clock);
-        match job
+        let notifiers = Arc::new(Notifiers::new(&config, clock.clone()));
+        let grace = config.shutdown_grace;
+        let job = Job::new(config, name, clock.clone(), notifiers.clone());
+        let outcome = job
             .run_once(RunInfo {
                 scheduled: now,
                 started: now,
             })
-            .await
-        {
+            .await;
+        // Send what the run queued before leaving; what cannot go now stays queued.
+        let deadline = clock.now() + chrono::Duration::from_std(grace).unwrap_or_default();
+        notifiers.drain(deadline).await;
+        match outcome {
             Ok(Outcome::Done(summary)) => {
                 println!("{summary}");
                 exit::OK

@@ -5,6 +5,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,8 +16,10 @@ use crate::alerts::lifecycle::Phase;
 use crate::cli::exit;
 use crate::config::size::format_size;
 use crate::config::{Config, JobKind, MonitorSpec, RotateSpec};
+use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
 use crate::rotate::Rotation;
+use crate::scheduler::clock::SystemClock;
 use crate::store::MetricsReader;
 use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::RollupStore;
@@ -271,18 +274,42 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     }
     if events.is_empty() {
         println!("events: none would be sent now");
-    } else {
-        println!("events that would be sent to {}:", spec.notify.join(", "));
-        for event in &events {
-            println!(
-                "  {} {} [{}]: {} — {}",
-                event.kind,
-                event.name,
-                event.severity.as_str(),
-                event.summary,
-                event.explanation
-            );
+        return exit::OK;
+    }
+    let notifiers = Notifiers::render_only(config, Arc::new(SystemClock));
+    println!("events that would be sent:");
+    for event in &events {
+        let targets = notifiers.targets(&spec.notify, event);
+        println!(
+            "  {} {} [{}]: {} — {}  -> {}",
+            event.kind,
+            event.name,
+            event.severity.as_str(),
+            event.summary,
+            event.explanation,
+            if targets.is_empty() {
+                "nobody (no notifier takes it)".to_string()
+            } else {
+                targets.join(", ")
+            }
+        );
+    }
+    for (notifier, requests) in notifiers.render(&spec.notify, &events) {
+        for request in requests {
+            println!("\n{notifier}: {} {}", request.method, request.url);
+            for line in request.body.lines() {
+                println!("  {line}");
+            }
         }
+    }
+    let off: Vec<String> = config
+        .notifiers
+        .values()
+        .filter(|n| spec.notify.contains(&n.name))
+        .filter_map(|n| n.off.as_ref().map(|why| format!("{} ({why})", n.name)))
+        .collect();
+    if !off.is_empty() {
+        println!("\noff, so nothing goes to: {}", off.join(", "));
     }
     exit::OK
 }

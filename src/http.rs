@@ -56,9 +56,70 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The wait a `Retry-After` header asks for: seconds, or an HTTP date. Capped at an hour, so
+/// a broken header cannot park a queue for days.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    const CAP: std::time::Duration = std::time::Duration::from_secs(3600);
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| std::time::Duration::from_secs_f64(seconds).min(CAP));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or_default().min(CAP))
+}
+
+/// The start of a response body as one short line, for error messages.
+pub fn snippet(body: &str) -> String {
+    let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(
+            retry_after(&headers),
+            Some(std::time::Duration::from_secs(2))
+        );
+        headers.insert("retry-after", "999999".parse().unwrap());
+        assert_eq!(
+            retry_after(&headers),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        headers.insert("retry-after", soon.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait > std::time::Duration::from_secs(25) && wait <= std::time::Duration::from_secs(30),
+            "{wait:?}"
+        );
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn snippets_are_one_short_line() {
+        assert_eq!(
+            snippet("<html>\n  <body>asleep</body>\n</html>"),
+            "<html> <body>asleep</body> </html>"
+        );
+        assert_eq!(snippet(&"x".repeat(300)).chars().count(), 201);
+    }
 
     #[test]
     fn urls_are_redacted_to_scheme_and_host() {

@@ -8,6 +8,7 @@ use tracing::info;
 use crate::config::{Config, JobKind};
 use crate::lock::{LockError, RunLock, job_lock_path};
 use crate::monitor::Monitor;
+use crate::notify::Notifiers;
 use crate::scheduler::clock::{BoxFuture, SharedClock};
 use crate::scheduler::{Outcome, RunInfo, Task};
 
@@ -16,6 +17,7 @@ pub struct Job {
     name: String,
     config: Arc<Config>,
     clock: SharedClock,
+    notifiers: Arc<Notifiers>,
     lock: RunLock,
     /// State that lives from run to run (a monitor's rates and history), built on first use.
     body: tokio::sync::Mutex<Option<Body>>,
@@ -26,7 +28,12 @@ enum Body {
 }
 
 impl Job {
-    pub fn new(config: Arc<Config>, name: &str, clock: SharedClock) -> Job {
+    pub fn new(
+        config: Arc<Config>,
+        name: &str,
+        clock: SharedClock,
+        notifiers: Arc<Notifiers>,
+    ) -> Job {
         Job {
             name: name.to_string(),
             lock: RunLock::new(
@@ -35,6 +42,7 @@ impl Job {
             ),
             config,
             clock,
+            notifiers,
             body: tokio::sync::Mutex::new(None),
         }
     }
@@ -71,7 +79,12 @@ impl Job {
             JobKind::Monitor(monitor) => {
                 let mut guard = self.body.lock().await;
                 let Body::Monitor(state) = guard.get_or_insert_with(|| {
-                    Body::Monitor(Box::new(Monitor::new(&self.config, &self.name, monitor)))
+                    Body::Monitor(Box::new(Monitor::new(
+                        &self.config,
+                        &self.name,
+                        monitor,
+                        self.notifiers.clone(),
+                    )))
                 });
                 let (_, _, summary) = state.tick(self.clock.now()).await?;
                 return Ok(Outcome::Done(format!(

@@ -19,5 +19,7 @@ pub mod probes;
 pub mod rotate;
 pub mod rules;
 pub mod scheduler;
+pub mod servicenow;
 pub mod store;
+pub mod template;
 pub mod text;

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::alerts::event::AlertEvent;
 use crate::alerts::{AlertStore, SharedAlerts};
 use crate::config::{Config, MonitorSpec};
+use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
 use crate::rules::values::Schema;
 use crate::rules::{Evaluation, RuleSet};
@@ -39,6 +40,9 @@ pub struct Monitor {
     reader: MetricsReader,
     rules: RuleSet,
     alerts: SharedAlerts,
+    notifiers: Arc<Notifiers>,
+    /// The job's `notify` list.
+    notify: Vec<String>,
     warmed: bool,
     /// Probe errors of the previous tick, to log each once when it starts and when it clears.
     failing: BTreeMap<String, String>,
@@ -64,7 +68,19 @@ pub fn load_rules(job: &str, spec: &MonitorSpec) -> RuleSet {
 }
 
 impl Monitor {
-    pub fn new(config: &Config, job: &str, spec: &MonitorSpec) -> Monitor {
+    pub fn new(
+        config: &Config,
+        job: &str,
+        spec: &MonitorSpec,
+        notifiers: Arc<Notifiers>,
+    ) -> Monitor {
+        let alerts: SharedAlerts = Arc::new(Mutex::new(AlertStore::open(
+            &config.data_dir,
+            job,
+            &config.host,
+            spec.flap,
+        )));
+        notifiers.register_alerts(job, alerts.clone());
         Monitor {
             job: job.to_string(),
             host: config.host.clone(),
@@ -76,12 +92,9 @@ impl Monitor {
             ),
             reader: MetricsReader::for_config(config),
             rules: load_rules(job, spec),
-            alerts: Arc::new(Mutex::new(AlertStore::open(
-                &config.data_dir,
-                job,
-                &config.host,
-                spec.flap,
-            ))),
+            alerts,
+            notifiers,
+            notify: spec.notify.clone(),
             warmed: false,
             failing: BTreeMap::new(),
             failing_rules: BTreeMap::new(),
@@ -123,6 +136,12 @@ impl Monitor {
     ) -> anyhow::Result<(Sample, Vec<AlertEvent>, TickSummary)> {
         if !self.warmed {
             self.warm(at);
+            let firing = self
+                .alerts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .firing_events(at);
+            self.notifiers.restore(&self.notify, &firing);
         }
         let output = self.probes.collect().await;
         let sample = Sample {
@@ -155,9 +174,7 @@ impl Monitor {
             let events = alerts.step(at, &evaluation, |m| sample.get(m).is_some());
             (events, alerts.firing_count())
         };
-        for event in &events {
-            crate::notify::log_event(event);
-        }
+        self.notifiers.dispatch(&self.notify, &events);
         let summary = TickSummary {
             metrics: sample.metrics.len(),
             errors: sample.errors.len(),

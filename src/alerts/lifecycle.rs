@@ -514,7 +514,7 @@ impl AlertState {
         }
     }
 
-    fn event(&self, kind: EventKind, now: DateTime<Utc>, origin: &Origin<'_>) -> AlertEvent {
+    pub fn event(&self, kind: EventKind, now: DateTime<Utc>, origin: &Origin<'_>) -> AlertEvent {
         let incident = self
             .facts
             .get("incident")

@@ -160,6 +160,19 @@ impl AlertStore {
         }
     }
 
+    /// Every firing alert as it stands now (a `repeat`), for destinations that must be told
+    /// again after a restart.
+    pub fn firing_events(&self, now: DateTime<Utc>) -> Vec<AlertEvent> {
+        let origin = Origin {
+            host: &self.host,
+            job: &self.job,
+        };
+        self.lifecycle
+            .firing()
+            .map(|state| state.event(crate::alerts::event::EventKind::Repeat, now, &origin))
+            .collect()
+    }
+
     pub fn firing_count(&self) -> usize {
         self.lifecycle
             .states

@@ -16,8 +16,8 @@ use super::raw::{
 use super::sections;
 use super::size::parse_size;
 use super::{
-    Config, FetchSpec, JobKind, JobSpec, MonitorSpec, NotifierSettings, NotifierSpec, ReportSpec,
-    RotateSpec, Secret, ServicenowAuth, ServicenowSettings, resolve_path,
+    Config, DeliverySpec, FetchSpec, JobKind, JobSpec, MonitorSpec, NotifierSettings, NotifierSpec,
+    ReportSpec, RotateSpec, Secret, ServicenowAuth, ServicenowSettings, resolve_path,
 };
 use crate::diagnostic::{Problem, Problems};
 use crate::scheduler::schedule::{Schedule, Zone};
@@ -30,7 +30,13 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_REPORT_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(10);
-const DEFAULT_SERVICENOW_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
+const DEFAULT_BURST: u32 = 3;
+/// Slack asks for about one message a second per webhook.
+const SLACK_MAX_PER_SECOND: f64 = 1.0;
+const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const DEFAULT_COMPRESSION: u32 = 6;
 const SCHEDULE_HELP: &str = "examples: `*/5 * * * *` (every 5 minutes), `0 8 * * Mon` (Mondays 08:00), `30 2 * * *`, `@daily`, `@every 10s`";
@@ -743,7 +749,8 @@ impl Builder<'_> {
 
     fn notifier(&mut self, name: &Text, config: NotifierConfig) -> Option<NotifierSpec> {
         let field = format!("notifiers.{}", name.value);
-        let min_severity = config.min_severity();
+        let delivery = self.delivery(&config, &field)?;
+        let min_severity = config.common().min_severity;
         let mut off: Option<(String, Location, String)> = None;
         let mut switch_off = |reason: String, at: Location, vars: &[String]| {
             if off.is_none() {
@@ -773,11 +780,6 @@ impl Builder<'_> {
                         Some(t) => Some(self.path(t, &format!("{field}.template"))?),
                         None => None,
                     },
-                    group_wait: self.optional_duration(
-                        n.group_wait.as_ref(),
-                        &format!("{field}.group_wait"),
-                        DEFAULT_GROUP_WAIT,
-                    )?,
                 }
             }
             NotifierConfig::Webhook(n) => {
@@ -825,7 +827,14 @@ impl Builder<'_> {
                 if urls.is_empty() {
                     switch_off("no Alertmanager URL is set".into(), name.referenced, &vars);
                 }
-                NotifierSettings::Alertmanager { urls }
+                NotifierSettings::Alertmanager {
+                    urls,
+                    resend_interval: self.optional_duration(
+                        n.resend_interval.as_ref(),
+                        &format!("{field}.resend_interval"),
+                        DEFAULT_RESEND_INTERVAL,
+                    )?,
+                }
             }
             NotifierConfig::Gdrive(n) => {
                 let mut values = Vec::new();
@@ -868,7 +877,70 @@ impl Builder<'_> {
             name: name.value.clone(),
             min_severity: min_severity.unwrap_or(default_severity),
             settings,
+            delivery,
             off,
+        })
+    }
+
+    /// The delivery settings every notifier has, with each type's defaults.
+    fn delivery(&mut self, config: &NotifierConfig, field: &str) -> Option<DeliverySpec> {
+        let common = config.common();
+        let slack = matches!(config, NotifierConfig::Slack(_));
+        let timeout = self.optional_duration(
+            common.timeout,
+            &format!("{field}.timeout"),
+            DEFAULT_REQUEST_TIMEOUT,
+        );
+        let retry_initial = self.optional_duration(
+            common.retry_initial,
+            &format!("{field}.retry_initial"),
+            DEFAULT_RETRY_INITIAL,
+        );
+        let retry_max = self.optional_duration(
+            common.retry_max,
+            &format!("{field}.retry_max"),
+            DEFAULT_RETRY_MAX,
+        );
+        let group_wait = match config {
+            NotifierConfig::Slack(n) => self.optional_duration(
+                n.group_wait.as_ref(),
+                &format!("{field}.group_wait"),
+                DEFAULT_GROUP_WAIT,
+            ),
+            _ => Some(Duration::ZERO),
+        };
+        let max_per_second = match common.max_per_second {
+            Some(rate) if !(rate.value > 0.0 && rate.value.is_finite()) => {
+                self.error_help(
+                    &rate.referenced,
+                    &format!("{field}.max_per_second"),
+                    format!("`max_per_second` must be above 0, not {}", rate.value),
+                    "leave it out for no limit",
+                );
+                None
+            }
+            Some(rate) => Some(rate.value),
+            None if slack => Some(SLACK_MAX_PER_SECOND),
+            None => None,
+        };
+        let (timeout, retry_initial, retry_max, group_wait) =
+            (timeout?, retry_initial?, retry_max?, group_wait?);
+        if retry_initial > retry_max
+            && let Some(text) = common.retry_initial
+        {
+            self.error(
+                &text.referenced,
+                &format!("{field}.retry_initial"),
+                "`retry_initial` is longer than `retry_max`",
+            );
+        }
+        Some(DeliverySpec {
+            timeout,
+            retry_initial,
+            retry_max,
+            max_per_second,
+            burst: common.burst.unwrap_or(DEFAULT_BURST).max(1),
+            group_wait,
         })
     }
 
@@ -896,7 +968,7 @@ impl Builder<'_> {
         let timeout = self.optional_duration(
             n.timeout.as_ref(),
             &format!("{field}.timeout"),
-            DEFAULT_SERVICENOW_TIMEOUT,
+            DEFAULT_REQUEST_TIMEOUT,
         )?;
 
         let base_url = instance_url(instance.value.trim());

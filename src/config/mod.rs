@@ -69,7 +69,21 @@ pub struct NotifierSpec {
     pub name: String,
     pub min_severity: Severity,
     pub settings: NotifierSettings,
+    pub delivery: DeliverySpec,
     pub off: Option<String>,
+}
+
+/// How a notifier's messages travel: request timeout, retries, rate and grouping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySpec {
+    pub timeout: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// `None`: no limit.
+    pub max_per_second: Option<f64>,
+    pub burst: u32,
+    /// Events queued within this time go out as one message; zero sends each on its own.
+    pub group_wait: Duration,
 }
 
 /// Per-type notifier settings with `${VAR}` expanded and paths resolved.
@@ -78,7 +92,6 @@ pub enum NotifierSettings {
     Slack {
         webhook_url: Secret,
         template: Option<PathBuf>,
-        group_wait: Duration,
     },
     Webhook {
         url: Secret,
@@ -88,6 +101,7 @@ pub enum NotifierSettings {
     Servicenow(ServicenowSettings),
     Alertmanager {
         urls: Vec<String>,
+        resend_interval: Duration,
     },
     Gdrive {
         folder_id: String,

@@ -236,114 +236,156 @@ tagged_config! {
 }
 
 impl NotifierConfig {
-    /// Lowest severity this notifier is sent.
-    pub fn min_severity(&self) -> Option<Severity> {
+    pub fn common(&self) -> NotifierCommon<'_> {
         match self {
-            NotifierConfig::Slack(n) => n.min_severity,
-            NotifierConfig::Webhook(n) => n.min_severity,
-            NotifierConfig::Servicenow(n) => n.min_severity,
-            NotifierConfig::Alertmanager(n) => n.min_severity,
-            NotifierConfig::Gdrive(n) => n.min_severity,
+            NotifierConfig::Slack(n) => n.common(),
+            NotifierConfig::Webhook(n) => n.common(),
+            NotifierConfig::Servicenow(n) => n.common(),
+            NotifierConfig::Alertmanager(n) => n.common(),
+            NotifierConfig::Gdrive(n) => n.common(),
         }
     }
 }
 
-/// Slack incoming webhook.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackNotifierConfig {
-    /// The webhook URL (a secret: write `${SLACK_WEBHOOK_URL}`); empty turns the notifier off.
-    pub webhook_url: Text,
-    /// Lowest severity sent (default `info`).
-    #[serde(default)]
+/// How every notifier delivers, whatever its type.
+pub struct NotifierCommon<'a> {
     pub min_severity: Option<Severity>,
-    /// A handlebars template that replaces the built-in message.
-    #[serde(default)]
-    pub template: Option<Text>,
-    /// Alerts arriving within this time go out as one message (default `10s`).
-    #[serde(default)]
-    pub group_wait: Option<Text>,
+    pub timeout: Option<&'a Text>,
+    pub retry_initial: Option<&'a Text>,
+    pub retry_max: Option<&'a Text>,
+    pub max_per_second: Option<&'a Spanned<f64>>,
+    pub burst: Option<u32>,
 }
 
-/// A JSON POST of every alert event to a URL.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookNotifierConfig {
-    /// Where events are POSTed (may be a secret); empty turns the notifier off.
-    pub url: Text,
-    /// Extra request headers; values may use `${VAR}`.
-    #[serde(default)]
-    pub headers: IndexMap<String, Text>,
-    /// Standard Webhooks signing secret (`whsec_...` or raw); unsigned when absent.
-    #[serde(default)]
-    pub signing_secret: Option<Text>,
-    /// Lowest severity sent (default `info`).
-    #[serde(default)]
-    pub min_severity: Option<Severity>,
+/// Declares a notifier's config struct with its own settings, then the delivery settings every
+/// notifier shares.
+macro_rules! notifier_config {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Lowest severity sent (default `info`; `critical` for ServiceNow).
+            #[serde(default)]
+            pub min_severity: Option<Severity>,
+            /// Longest one request may take (default `10s`).
+            #[serde(default)]
+            pub timeout: Option<Text>,
+            /// Wait before the first retry (default `1s`); it doubles with each failure, with
+            /// jitter, up to `retry_max`. A `Retry-After` from the destination wins.
+            #[serde(default)]
+            pub retry_initial: Option<Text>,
+            /// Longest wait between retries (default `5m`); also how often a destination
+            /// that keeps failing is tried again.
+            #[serde(default)]
+            pub retry_max: Option<Text>,
+            /// Most messages a second to this destination (Slack: 1; others: no limit).
+            #[serde(default)]
+            pub max_per_second: Option<Spanned<f64>>,
+            /// Messages that may go at once before `max_per_second` applies (default 3).
+            #[serde(default)]
+            pub burst: Option<u32>,
+        }
+
+        impl $name {
+            pub fn common(&self) -> NotifierCommon<'_> {
+                NotifierCommon {
+                    min_severity: self.min_severity,
+                    timeout: self.timeout.as_ref(),
+                    retry_initial: self.retry_initial.as_ref(),
+                    retry_max: self.retry_max.as_ref(),
+                    max_per_second: self.max_per_second.as_ref(),
+                    burst: self.burst,
+                }
+            }
+        }
+    };
 }
 
-/// ServiceNow incidents: created on firing, resolved on resolved; also the fetch job's source.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServicenowNotifierConfig {
-    /// Instance name (`dev12345`) or full URL; empty turns the notifier off.
-    pub instance: Text,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub username: Option<Text>,
-    /// Basic-auth password (a secret).
-    #[serde(default)]
-    pub password: Option<Text>,
-    /// A fixed bearer token (a secret), instead of basic auth or OAuth.
-    #[serde(default)]
-    pub token: Option<Text>,
-    /// OAuth client id; with `client_secret` runner fetches and refreshes tokens itself.
-    #[serde(default)]
-    pub client_id: Option<Text>,
-    /// OAuth client secret (a secret).
-    #[serde(default)]
-    pub client_secret: Option<Text>,
-    /// Incident category (default `performance`).
-    #[serde(default)]
-    pub category: Option<String>,
-    /// `close_code` sent when resolving (default `Solved (Permanently)`).
-    #[serde(default)]
-    pub close_code: Option<String>,
-    /// `close_notes` sent when resolving.
-    #[serde(default)]
-    pub close_notes: Option<String>,
-    /// Lowest severity that opens an incident (default `critical`).
-    #[serde(default)]
-    pub min_severity: Option<Severity>,
-    /// Request timeout (default `10s`).
-    #[serde(default)]
-    pub timeout: Option<Text>,
+notifier_config! {
+    /// Slack incoming webhook.
+    pub struct SlackNotifierConfig {
+        /// The webhook URL (a secret: write `${SLACK_WEBHOOK_URL}`); empty turns the notifier off.
+        pub webhook_url: Text,
+        /// A handlebars template that replaces the built-in message: its output is sent as
+        /// the message text, or as the whole payload when it is a JSON object.
+        #[serde(default)]
+        pub template: Option<Text>,
+        /// Alerts arriving within this time go out as one message (default `10s`).
+        #[serde(default)]
+        pub group_wait: Option<Text>,
+    }
 }
 
-/// Prometheus Alertmanager, API v2.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertmanagerNotifierConfig {
-    /// Base URLs of every Alertmanager of an HA pair (`http://am1:9093`).
-    pub urls: Vec<Text>,
-    /// Lowest severity sent (default `info`).
-    #[serde(default)]
-    pub min_severity: Option<Severity>,
+notifier_config! {
+    /// A JSON POST of every alert event to a URL.
+    pub struct WebhookNotifierConfig {
+        /// Where events are POSTed (may be a secret); empty turns the notifier off.
+        pub url: Text,
+        /// Extra request headers; values may use `${VAR}`.
+        #[serde(default)]
+        pub headers: IndexMap<String, Text>,
+        /// Standard Webhooks signing secret (`whsec_<base64>` or raw); unsigned when absent.
+        #[serde(default)]
+        pub signing_secret: Option<Text>,
+    }
 }
 
-/// Google Drive: uploads rendered reports into a folder.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GdriveNotifierConfig {
-    /// Id of the Drive folder that receives reports.
-    pub folder_id: Text,
-    /// OAuth client id.
-    pub client_id: Text,
-    /// OAuth client secret (a secret).
-    pub client_secret: Text,
-    /// OAuth refresh token (a secret); access tokens are fetched with it as they expire.
-    pub refresh_token: Text,
-    /// Lowest severity sent (reports are always sent).
-    #[serde(default)]
-    pub min_severity: Option<Severity>,
+notifier_config! {
+    /// ServiceNow incidents: created on firing, resolved on resolved; also the fetch job's source.
+    pub struct ServicenowNotifierConfig {
+        /// Instance name (`dev12345`) or full URL; empty turns the notifier off.
+        pub instance: Text,
+        /// Basic-auth user (or the user of OAuth's password grant).
+        #[serde(default)]
+        pub username: Option<Text>,
+        /// Basic-auth password (a secret).
+        #[serde(default)]
+        pub password: Option<Text>,
+        /// A fixed bearer token (a secret), instead of basic auth or OAuth.
+        #[serde(default)]
+        pub token: Option<Text>,
+        /// OAuth client id; with `client_secret` runner fetches and refreshes tokens itself.
+        #[serde(default)]
+        pub client_id: Option<Text>,
+        /// OAuth client secret (a secret).
+        #[serde(default)]
+        pub client_secret: Option<Text>,
+        /// Incident category (default `performance`).
+        #[serde(default)]
+        pub category: Option<String>,
+        /// `close_code` sent when resolving (default `Solved (Permanently)`).
+        #[serde(default)]
+        pub close_code: Option<String>,
+        /// `close_notes` sent when resolving.
+        #[serde(default)]
+        pub close_notes: Option<String>,
+    }
+}
+
+notifier_config! {
+    /// Prometheus Alertmanager, API v2.
+    pub struct AlertmanagerNotifierConfig {
+        /// Base URLs of every Alertmanager of an HA pair (`http://am1:9093`).
+        pub urls: Vec<Text>,
+        /// How often firing alerts are sent again so Alertmanager keeps them (default `1m`);
+        /// each says it ends four intervals later unless sent again.
+        #[serde(default)]
+        pub resend_interval: Option<Text>,
+    }
+}
+
+notifier_config! {
+    /// Google Drive: uploads rendered reports into a folder.
+    pub struct GdriveNotifierConfig {
+        /// Id of the Drive folder that receives reports.
+        pub folder_id: Text,
+        /// OAuth client id.
+        pub client_id: Text,
+        /// OAuth client secret (a secret).
+        pub client_secret: Text,
+        /// OAuth refresh token (a secret); access tokens are fetched with it as they expire.
+        pub refresh_token: Text,
+    }
 }

@@ -1,10 +1,40 @@
-//! Where alert events go. `log` is built in and always on: a new user sees alerts on the
-//! terminal without configuring anything.
+//! Where alert events go. `log` is built in and always on (a new user sees alerts on the
+//! terminal without configuring anything); every other notifier goes through the outbox
+//! (`outbox`): written and fsynced before it is sent, delivered in order per notifier by its
+//! own loop (`deliver`) with backoff, rate limits and a breaker (`policy`).
+//!
+//! Routing: a job's `notify` list, narrowed by a rule's own `notify`, then each notifier's
+//! `min_severity`. A resolved event goes where its firing went: ServiceNow gets it whenever
+//! the alert has an incident, whatever the severity now.
 
-use tracing::{info, warn};
+pub mod alertmanager;
+pub mod deliver;
+pub mod destination;
+pub mod outbox;
+pub mod policy;
+pub mod servicenow;
+pub mod slack;
+pub mod webhook;
 
-use crate::alerts::event::{AlertEvent, EventKind};
-use crate::config::Severity;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::alerts::SharedAlerts;
+use crate::alerts::event::{AlertEvent, EventKind, Incident};
+use crate::config::{Config, DeliverySpec, NotifierSettings, NotifierSpec, Severity};
+use crate::lock::LockFile;
+use crate::scheduler::clock::SharedClock;
+use deliver::{Deliverer, Mode, Stats};
+use destination::{Destination, Rendered};
+use outbox::{Entry, Queue};
+
+/// The built-in notifier's name.
+pub const LOG: &str = "log";
 
 /// The `log` notifier: one structured line per event.
 pub fn log_event(event: &AlertEvent) {
@@ -12,6 +42,11 @@ pub fn log_event(event: &AlertEvent) {
         .value
         .map(crate::alerts::event::format_value)
         .unwrap_or_default();
+    let incident = event
+        .incident
+        .as_ref()
+        .map(|i| i.number.as_str())
+        .unwrap_or("");
     macro_rules! line {
         ($level:ident) => {
             $level!(
@@ -22,6 +57,7 @@ pub fn log_event(event: &AlertEvent) {
                 value = %value,
                 job = %event.job,
                 rule = %event.rule_file,
+                incident,
                 "{}: {}",
                 event.summary,
                 event.explanation
@@ -35,4 +71,363 @@ pub fn log_event(event: &AlertEvent) {
         ) => line!(warn),
         _ => line!(info),
     }
+}
+
+/// A notifier that is on, with its queue.
+struct Route {
+    min_severity: Severity,
+    is_servicenow: bool,
+    dest: Arc<dyn Destination>,
+    /// `None` for notifiers built only to render (dry runs, rule tests).
+    queue: Option<Arc<Queue>>,
+    delivery: DeliverySpec,
+    wake: Arc<Notify>,
+    stats: Arc<Stats>,
+}
+
+impl Route {
+    fn accepts(&self, event: &AlertEvent) -> bool {
+        event.severity >= self.min_severity
+            || (self.is_servicenow && event.kind == EventKind::Resolved && event.incident.is_some())
+    }
+}
+
+/// Every notifier of a jobs file, shared by the jobs of one process.
+pub struct Notifiers {
+    routes: BTreeMap<String, Route>,
+    clock: SharedClock,
+    data_dir: std::path::PathBuf,
+    /// Each monitor's alerts, so the ServiceNow notifier can attach incidents to them.
+    alerts: Arc<Mutex<HashMap<String, SharedAlerts>>>,
+}
+
+/// What `Notifiers::drain` left.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// Notifiers whose queue is still not empty, with the reason.
+    pub waiting: Vec<String>,
+}
+
+impl Notifiers {
+    /// Builds every notifier that is on and opens its queue. A notifier that cannot be built
+    /// (its outbox folder is not writable, a signing secret is malformed) is reported and left
+    /// out; the others work.
+    pub fn new(config: &Config, clock: SharedClock) -> Notifiers {
+        Notifiers::build(config, clock, true)
+    }
+
+    /// Notifiers that only render what they would send: no outbox is opened or written.
+    pub fn render_only(config: &Config, clock: SharedClock) -> Notifiers {
+        Notifiers::build(config, clock, false)
+    }
+
+    fn build(config: &Config, clock: SharedClock, with_outbox: bool) -> Notifiers {
+        let alerts: Arc<Mutex<HashMap<String, SharedAlerts>>> = Arc::default();
+        let dir = outbox::outbox_dir(&config.data_dir);
+        let mut routes = BTreeMap::new();
+        for spec in config.notifiers.values() {
+            if spec.off.is_some() || matches!(spec.settings, NotifierSettings::Gdrive { .. }) {
+                continue;
+            }
+            let dest = match build(spec, clock.clone(), attach_incident(alerts.clone())) {
+                Ok(dest) => dest,
+                Err(e) => {
+                    error!(notifier = %spec.name, "notifier left out: {e}");
+                    continue;
+                }
+            };
+            let queue = if with_outbox {
+                match Queue::open(&dir, &spec.name) {
+                    Ok(queue) => Some(Arc::new(queue)),
+                    Err(e) => {
+                        error!(notifier = %spec.name, outbox = %dir.display(), "notifier left out: cannot open its outbox: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            routes.insert(
+                spec.name.clone(),
+                Route {
+                    min_severity: spec.min_severity,
+                    is_servicenow: matches!(spec.settings, NotifierSettings::Servicenow(_)),
+                    dest,
+                    queue,
+                    delivery: spec.delivery.clone(),
+                    wake: Arc::new(Notify::new()),
+                    stats: Arc::default(),
+                },
+            );
+        }
+        Notifiers {
+            routes,
+            clock,
+            data_dir: config.data_dir.clone(),
+            alerts,
+        }
+    }
+
+    /// The monitor's alerts, for incidents to be attached to.
+    pub fn register_alerts(&self, job: &str, alerts: SharedAlerts) {
+        self.alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job.to_string(), alerts);
+    }
+
+    /// The notifiers `event` goes to, from the job's list.
+    pub fn targets<'a>(&self, job_notify: &'a [String], event: &AlertEvent) -> Vec<&'a str> {
+        job_notify
+            .iter()
+            .filter(|name| event.notify.as_ref().is_none_or(|rule| rule.contains(name)))
+            .filter(|name| match self.routes.get(name.as_str()) {
+                Some(route) => route.accepts(event),
+                None => name.as_str() == LOG,
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Logs the events and queues them for every other notifier they go to; returns once they
+    /// are on disk. A queue that cannot be written is reported loudly (the event is still in
+    /// the alert log).
+    pub fn dispatch(&self, job_notify: &[String], events: &[AlertEvent]) {
+        let now = self.clock.now();
+        let mut queued: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+        for event in events {
+            for target in self.targets(job_notify, event) {
+                if target == LOG {
+                    log_event(event);
+                } else {
+                    queued.entry(target).or_default().push(Entry {
+                        queued_at: now,
+                        event: event.clone(),
+                    });
+                }
+            }
+        }
+        for (name, entries) in queued {
+            let Some(queue) = self.routes.get(name).and_then(|r| r.queue.as_ref()) else {
+                continue;
+            };
+            let route = &self.routes[name];
+            match queue.append(&entries) {
+                Ok(()) => route.wake.notify_one(),
+                Err(e) => error!(
+                    notifier = name,
+                    events = entries.len(),
+                    outbox = %queue.path().display(),
+                    "cannot queue notifications: {e}; they are in the alert log but will not be sent"
+                ),
+            }
+        }
+    }
+
+    /// The requests each notifier would make for `events` (dry runs, rule tests).
+    pub fn render(
+        &self,
+        job_notify: &[String],
+        events: &[AlertEvent],
+    ) -> Vec<(String, Vec<Rendered>)> {
+        let mut out = Vec::new();
+        for event in events {
+            for target in self.targets(job_notify, event) {
+                if let Some(route) = self.routes.get(target) {
+                    out.push((
+                        target.to_string(),
+                        route.dest.render(std::slice::from_ref(event)),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Tells keepalive destinations which alerts are firing at start.
+    pub fn restore(&self, job_notify: &[String], firing: &[AlertEvent]) {
+        for (name, route) in &self.routes {
+            if route.dest.keepalive_interval().is_none() || !job_notify.contains(name) {
+                continue;
+            }
+            let mine: Vec<AlertEvent> = firing
+                .iter()
+                .filter(|e| self.targets(job_notify, e).contains(&name.as_str()))
+                .cloned()
+                .collect();
+            route.dest.restore(&mine);
+        }
+    }
+
+    /// Delivery counters of a notifier.
+    pub fn stats(&self, name: &str) -> Option<Arc<Stats>> {
+        self.routes.get(name).map(|r| r.stats.clone())
+    }
+
+    fn deliverer(route: &Route, queue: &Arc<Queue>, clock: &SharedClock) -> Deliverer {
+        Deliverer::new(
+            route.dest.clone(),
+            queue.clone(),
+            route.delivery.clone(),
+            clock.clone(),
+            route.wake.clone(),
+            route.stats.clone(),
+        )
+    }
+
+    fn delivery_lock(&self, name: &str) -> Result<LockFile, crate::lock::LockError> {
+        let path = outbox::outbox_dir(&self.data_dir).join(format!("{name}.lock"));
+        LockFile::try_acquire(&path, &format!("delivery of notifier `{name}`"))
+    }
+
+    /// Starts a delivery loop per notifier (and its keepalive), each once it holds the
+    /// notifier's delivery lock (a `runner run` in another process may hold it a moment).
+    pub fn start(self: &Arc<Self>, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
+        for (name, route) in &self.routes {
+            let Some(queue) = &route.queue else { continue };
+            let this = self.clone();
+            let name = name.clone();
+            let stop_loop = stop.clone();
+            let mut deliverer = Notifiers::deliverer(route, queue, &self.clock);
+            handles.push(tokio::spawn(async move {
+                let _lock = loop {
+                    match this.delivery_lock(&name) {
+                        Ok(lock) => break lock,
+                        Err(e) => {
+                            info!(notifier = %name, "waiting to deliver: {e}");
+                            tokio::select! {
+                                _ = this.clock.sleep(std::time::Duration::from_secs(5)) => {}
+                                _ = stop_loop.cancelled() => return,
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = deliverer.run(Mode::Serve, &stop_loop).await {
+                    error!(notifier = %name, "delivery stopped: outbox error: {e}; queued notifications stay on disk for the next start");
+                }
+            }));
+            if route.dest.keepalive_interval().is_some() {
+                handles.push(tokio::spawn(Deliverer::keepalive(
+                    route.dest.clone(),
+                    self.clock.clone(),
+                    stop.clone(),
+                )));
+            }
+        }
+        handles
+    }
+
+    /// Sends what is queued, until every queue is empty or `deadline` passes (a `runner run`
+    /// before it exits). A notifier whose delivery lock another process holds is left to it.
+    pub async fn drain(&self, deadline: DateTime<Utc>) -> Drained {
+        let mut drained = Drained::default();
+        let stop = CancellationToken::new();
+        let mut runs = Vec::new();
+        for (name, route) in &self.routes {
+            let Some(queue) = &route.queue else { continue };
+            if queue.backlog_bytes().unwrap_or(0) == 0 {
+                continue;
+            }
+            let lock = match self.delivery_lock(name) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    drained
+                        .waiting
+                        .push(format!("{name}: queued; {e} and delivers it"));
+                    continue;
+                }
+            };
+            let mut deliverer = Notifiers::deliverer(route, queue, &self.clock);
+            let stop = stop.clone();
+            let name = name.clone();
+            let queue = queue.clone();
+            runs.push(async move {
+                let _lock = lock;
+                let result = deliverer.run(Mode::Drain { deadline }, &stop).await;
+                let left = queue.backlog_bytes().unwrap_or(0);
+                match result {
+                    Err(e) => Some(format!("{name}: outbox error: {e}")),
+                    Ok(()) if left > 0 => Some(format!(
+                        "{name}: not delivered yet; stays queued for the next run"
+                    )),
+                    Ok(()) => None,
+                }
+            });
+        }
+        for waiting in futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            warn!("{waiting}");
+            drained.waiting.push(waiting);
+        }
+        drained
+    }
+}
+
+fn attach_incident(
+    alerts: Arc<Mutex<HashMap<String, SharedAlerts>>>,
+) -> servicenow::AttachIncident {
+    Arc::new(move |event: &AlertEvent, incident: &Incident| {
+        let store = alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&event.job)
+            .cloned();
+        if let Some(store) = store {
+            let value = serde_json::to_value(incident).unwrap_or_default();
+            store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .attach(&event.fingerprint, "incident", value);
+        }
+    })
+}
+
+/// The destination for a notifier's settings.
+fn build(
+    spec: &NotifierSpec,
+    clock: SharedClock,
+    attach: servicenow::AttachIncident,
+) -> Result<Arc<dyn Destination>, String> {
+    Ok(match &spec.settings {
+        NotifierSettings::Slack {
+            webhook_url,
+            template,
+        } => Arc::new(slack::Slack::new(
+            &spec.name,
+            webhook_url,
+            template.as_deref(),
+            &spec.delivery,
+        )?),
+        NotifierSettings::Webhook {
+            url,
+            headers,
+            signing_secret,
+        } => Arc::new(webhook::Webhook::new(
+            &spec.name,
+            url,
+            headers,
+            signing_secret.as_ref(),
+            &spec.delivery,
+        )?),
+        NotifierSettings::Servicenow(settings) => Arc::new(servicenow::ServicenowNotifier::new(
+            &spec.name, settings, attach,
+        )?),
+        NotifierSettings::Alertmanager {
+            urls,
+            resend_interval,
+        } => Arc::new(alertmanager::Alertmanager::new(
+            &spec.name,
+            urls,
+            *resend_interval,
+            &spec.delivery,
+            clock,
+        )?),
+        NotifierSettings::Gdrive { .. } => {
+            return Err("Google Drive takes reports, not alerts".into());
+        }
+    })
 }

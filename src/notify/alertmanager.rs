@@ -1,0 +1,253 @@
+//! The Alertmanager notifier (API v2): `POST /api/v2/alerts` with each alert's labels
+//! (`alertname`, `severity`, `host`, `job` and the rule's labels), annotations (summary,
+//! description), `startsAt` and `endsAt`. Alertmanager forgets an alert whose `endsAt` passed,
+//! so firing alerts are sent again every `resend_interval` with `endsAt` four intervals ahead;
+//! a resolved alert is sent with `endsAt` = when it resolved, and repeated for a few intervals
+//! in case one Alertmanager of an HA pair missed it. Delivered when any of the URLs accepted.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify};
+use crate::alerts::event::{AlertEvent, EventKind};
+use crate::config::DeliverySpec;
+use crate::http::{describe_error, redact_url};
+use crate::scheduler::clock::SharedClock;
+
+/// How many resend intervals ahead a firing alert's `endsAt` is.
+const ENDS_AFTER_INTERVALS: u32 = 4;
+/// How many resend intervals a resolved alert is repeated.
+const RESOLVED_REPEATS: u32 = 5;
+
+pub struct Alertmanager {
+    name: String,
+    urls: Vec<String>,
+    resend_interval: Duration,
+    http: reqwest::Client,
+    clock: SharedClock,
+    /// What Alertmanager should know now, by fingerprint: firing alerts, and resolved ones
+    /// until their repeats are done.
+    known: Mutex<BTreeMap<String, Known>>,
+}
+
+struct Known {
+    event: AlertEvent,
+    /// For resolved alerts: send until then.
+    until: Option<DateTime<Utc>>,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Alertmanager {
+    pub fn new(
+        name: &str,
+        urls: &[String],
+        resend_interval: Duration,
+        delivery: &DeliverySpec,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
+        let http = crate::http::client_builder()
+            .timeout(delivery.timeout)
+            .build()
+            .map_err(describe_error)?;
+        Ok(Alertmanager {
+            name: name.to_string(),
+            urls: urls.to_vec(),
+            resend_interval,
+            http,
+            clock,
+            known: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn ends_ahead(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.resend_interval * ENDS_AFTER_INTERVALS).unwrap_or_default()
+    }
+
+    /// One alert as Alertmanager takes it.
+    pub fn alert(&self, event: &AlertEvent, now: DateTime<Utc>) -> Value {
+        let mut labels = Map::new();
+        for (k, v) in &event.labels {
+            labels.insert(k.clone(), json!(v));
+        }
+        labels.insert("alertname".into(), json!(event.name));
+        labels.insert("severity".into(), json!(event.severity.as_str()));
+        labels.insert("host".into(), json!(event.host));
+        labels.entry("job").or_insert_with(|| json!(event.job));
+        let mut description = event.explanation.clone();
+        if !event.description.is_empty() {
+            description = format!("{}\n{description}", event.description);
+        }
+        let mut annotations = Map::new();
+        annotations.insert("summary".into(), json!(event.summary));
+        annotations.insert("description".into(), json!(description));
+        annotations.insert("rule_file".into(), json!(event.rule_file));
+        if let Some(incident) = &event.incident {
+            annotations.insert("incident".into(), json!(incident.number));
+        }
+        let ends = match event.kind {
+            EventKind::Resolved => event.at,
+            _ => now.max(event.at) + self.ends_ahead(),
+        };
+        json!({
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": time(event.active_since),
+            "endsAt": time(ends),
+        })
+    }
+
+    fn remember(&self, events: &[AlertEvent], now: DateTime<Utc>) {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let repeat_for =
+            chrono::Duration::from_std(self.resend_interval * RESOLVED_REPEATS).unwrap_or_default();
+        for event in events {
+            match event.kind {
+                EventKind::Firing | EventKind::Repeat => {
+                    known.insert(
+                        event.fingerprint.clone(),
+                        Known {
+                            event: event.clone(),
+                            until: None,
+                        },
+                    );
+                }
+                EventKind::Resolved => {
+                    known.insert(
+                        event.fingerprint.clone(),
+                        Known {
+                            event: event.clone(),
+                            until: Some(now + repeat_for),
+                        },
+                    );
+                }
+                EventKind::Flapping => {}
+            }
+        }
+    }
+
+    async fn post(&self, body: &Value) -> Delivery {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let mut outcomes = Vec::new();
+        for url in &self.urls {
+            let result = self
+                .http
+                .post(format!("{url}/api/v2/alerts"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+                .send()
+                .await;
+            let outcome = classify(result).await;
+            if matches!(outcome, Delivery::Delivered { .. }) {
+                // The members of an HA pair gossip: one that took it is enough.
+                return Delivery::delivered();
+            }
+            outcomes.push((redact_url(url), outcome));
+        }
+        let reasons = outcomes
+            .iter()
+            .map(|(url, o)| match o {
+                Delivery::Retry { reason, .. } | Delivery::Refused { reason } => {
+                    format!("{url}: {reason}")
+                }
+                Delivery::Delivered { .. } => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Delivery::Retry { .. }))
+        {
+            let after = outcomes
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Delivery::Retry { after, .. } => *after,
+                    _ => None,
+                })
+                .max();
+            Delivery::Retry {
+                reason: reasons,
+                after,
+            }
+        } else {
+            Delivery::Refused { reason: reasons }
+        }
+    }
+}
+
+impl Destination for Alertmanager {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn max_group(&self) -> usize {
+        // One POST takes a list; a backlog goes out in few requests.
+        100
+    }
+
+    fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
+        let now = self.clock.now();
+        let body = Value::Array(events.iter().map(|e| self.alert(e, now)).collect());
+        self.urls
+            .iter()
+            .take(1)
+            .map(|url| Rendered {
+                method: "POST",
+                url: format!("{}/api/v2/alerts", redact_url(url)),
+                body: serde_json::to_string_pretty(&body).unwrap_or_default(),
+                text: events
+                    .iter()
+                    .map(|e| format!("{} {}: {}", e.name, e.summary, e.explanation))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })
+            .collect()
+    }
+
+    fn deliver<'a>(&'a self, events: &'a [AlertEvent]) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            let body = Value::Array(events.iter().map(|e| self.alert(e, now)).collect());
+            let outcome = self.post(&body).await;
+            if matches!(outcome, Delivery::Delivered { .. }) {
+                self.remember(events, now);
+            }
+            outcome
+        })
+    }
+
+    fn restore(&self, firing: &[AlertEvent]) {
+        self.remember(firing, self.clock.now());
+    }
+
+    fn keepalive_interval(&self) -> Option<Duration> {
+        Some(self.resend_interval)
+    }
+
+    fn keepalive<'a>(&'a self) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            let alerts: Vec<Value> = {
+                let mut known = self
+                    .known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                known.retain(|_, k| k.until.is_none_or(|until| until > now));
+                known.values().map(|k| self.alert(&k.event, now)).collect()
+            };
+            if alerts.is_empty() {
+                return Delivery::delivered();
+            }
+            self.post(&Value::Array(alerts)).await
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! One destination's delivery loop: read the outbox in order, group what arrived within
+//! `group_wait`, keep to the rate limit, send, and on failure wait (backoff with jitter, or
+//! the destination's `Retry-After`) and send the same again. A destination that keeps failing
+//! is reported once and tried at the backoff's pace; a refusal goes to the dead letters,
+//! loudly. Nothing leaves the outbox unsent or unrecorded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::destination::{Delivery, Destination};
+use super::outbox::Queue;
+use super::policy::{Backoff, Breaker, BreakerState, TokenBucket, Transition};
+use crate::alerts::event::{AlertEvent, format_for};
+use crate::config::DeliverySpec;
+use crate::scheduler::clock::SharedClock;
+
+/// Failures in a row before a destination is reported as down.
+const BREAKER_THRESHOLD: u32 = 5;
+/// How often an idle queue is looked at for entries other processes appended.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Counters of one destination, for logs, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub delivered_events: AtomicU64,
+    pub messages: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub dead_events: AtomicU64,
+}
+
+impl Stats {
+    pub fn delivered(&self) -> u64 {
+        self.delivered_events.load(Ordering::Relaxed)
+    }
+
+    pub fn dead(&self) -> u64 {
+        self.dead_events.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether the loop serves until stopped, or sends what is queued and returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    /// Until the queue is empty or the deadline passes; `group_wait` is not waited for.
+    Drain {
+        deadline: DateTime<Utc>,
+    },
+}
+
+pub struct Deliverer {
+    dest: Arc<dyn Destination>,
+    queue: Arc<Queue>,
+    spec: DeliverySpec,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+    stats: Arc<Stats>,
+    backoff: Backoff,
+    bucket: TokenBucket,
+    breaker: Breaker,
+    next_attempt: Option<DateTime<Utc>>,
+}
+
+enum Wait {
+    Until(DateTime<Utc>),
+    Idle,
+}
+
+impl Deliverer {
+    pub fn new(
+        dest: Arc<dyn Destination>,
+        queue: Arc<Queue>,
+        spec: DeliverySpec,
+        clock: SharedClock,
+        wake: Arc<Notify>,
+        stats: Arc<Stats>,
+    ) -> Deliverer {
+        Deliverer {
+            backoff: Backoff::new(spec.retry_initial, spec.retry_max),
+            bucket: TokenBucket::new(spec.max_per_second, spec.burst),
+            breaker: Breaker::new(BREAKER_THRESHOLD),
+            next_attempt: None,
+            dest,
+            queue,
+            spec,
+            clock,
+            wake,
+            stats,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.dest.name()
+    }
+
+    /// Waits for `wait`, a wake-up, the stop, or (in a drain) the deadline; `false` when the
+    /// loop should end.
+    async fn wait(&self, wait: Wait, mode: Mode, stop: &CancellationToken) -> bool {
+        let until = match (wait, mode) {
+            (Wait::Until(t), Mode::Drain { deadline }) => t.min(deadline),
+            (Wait::Until(t), Mode::Serve) => t,
+            (Wait::Idle, Mode::Drain { .. }) => return false,
+            (Wait::Idle, Mode::Serve) => {
+                self.clock.now() + chrono::Duration::from_std(POLL).unwrap_or_default()
+            }
+        };
+        tokio::select! {
+            _ = self.clock.sleep_until(until) => {}
+            _ = self.wake.notified() => {}
+            _ = stop.cancelled() => return false,
+        }
+        match mode {
+            Mode::Drain { deadline } => self.clock.now() < deadline,
+            Mode::Serve => true,
+        }
+    }
+
+    /// Delivers until stopped (`Serve`) or until the queue is empty or the deadline passed
+    /// (`Drain`). Errors of the outbox files end the loop with the error.
+    pub async fn run(&mut self, mode: Mode, stop: &CancellationToken) -> std::io::Result<()> {
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let now = self.clock.now();
+            if let Mode::Drain { deadline } = mode
+                && now >= deadline
+            {
+                return Ok(());
+            }
+            let done = self.queue.done_offset()?;
+            let batch = self.queue.read(done, self.dest.max_group())?;
+            if let Some(bad) = batch.unreadable.first() {
+                error!(notifier = self.name(), error = %bad.error, dead_letters = %self.queue.dead_path().display(), "an outbox line cannot be read; kept as a dead letter");
+                self.queue.dead_line(now, bad)?;
+                self.queue.mark_done(bad.end)?;
+                continue;
+            }
+            let Some(first) = batch.pending.first() else {
+                self.queue.compact_if_delivered()?;
+                if !self.wait(Wait::Idle, mode, stop).await {
+                    return Ok(());
+                }
+                continue;
+            };
+            if mode == Mode::Serve && !self.spec.group_wait.is_zero() {
+                // Wait for the rest of a burst, so it goes out as one message.
+                let ready = first.entry.queued_at
+                    + chrono::Duration::from_std(self.spec.group_wait).unwrap_or_default();
+                if now < ready && batch.pending.len() < self.dest.max_group() {
+                    if !self.wait(Wait::Until(ready), mode, stop).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            if let Some(at) = self.next_attempt
+                && now < at
+            {
+                if !self.wait(Wait::Until(at), mode, stop).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            let rate_wait = self.bucket.wait(now);
+            if !rate_wait.is_zero() {
+                let at = now + chrono::Duration::from_std(rate_wait).unwrap_or_default();
+                if !self.wait(Wait::Until(at), mode, stop).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            let end = batch.pending.last().map(|p| p.end).unwrap_or(done);
+            let events: Vec<AlertEvent> = batch
+                .pending
+                .iter()
+                .map(|p| p.entry.event.clone())
+                .collect();
+            self.bucket.take(now);
+            let outcome = self.dest.deliver(&events).await;
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+            let now = self.clock.now();
+            match outcome {
+                Delivery::Delivered { note } => {
+                    self.queue.mark_done(end)?;
+                    self.stats
+                        .delivered_events
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    self.backoff.reset();
+                    self.next_attempt = None;
+                    if let Transition::Closed { down_for } = self.breaker.success(now) {
+                        info!(
+                            notifier = self.name(),
+                            down_for = %format_for(down_for.num_seconds()),
+                            backlog_bytes = self.queue.backlog_bytes().unwrap_or(0),
+                            "notifier works again; sending what queued up meanwhile"
+                        );
+                    }
+                    match note {
+                        Some(note) => info!(
+                            notifier = self.name(),
+                            events = events.len(),
+                            "delivered: {note}"
+                        ),
+                        None => debug!(notifier = self.name(), events = events.len(), "delivered"),
+                    }
+                }
+                Delivery::Retry { reason, after } => {
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    let backoff = self.backoff.next_wait();
+                    let wait = after.map_or(backoff, |after| {
+                        after.max(backoff.min(after + Duration::from_secs(1)))
+                    });
+                    self.next_attempt =
+                        Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                    let attempt = self.backoff.failures();
+                    match self.breaker.failure(now) {
+                        Transition::Opened => error!(
+                            notifier = self.name(),
+                            attempts = attempt,
+                            reason = %reason,
+                            backlog_bytes = self.queue.backlog_bytes().unwrap_or(0),
+                            "notifier keeps failing; notifications stay queued and it is tried again at most every {}",
+                            format_for(self.spec.retry_max.as_secs() as i64)
+                        ),
+                        _ if matches!(self.breaker.state(), BreakerState::Open { .. }) => {
+                            debug!(notifier = self.name(), attempt, reason = %reason, "still failing")
+                        }
+                        _ => warn!(
+                            notifier = self.name(),
+                            attempt,
+                            retry_in_ms = wait.as_millis() as u64,
+                            reason = %reason,
+                            "delivery failed; will retry"
+                        ),
+                    }
+                }
+                Delivery::Refused { reason } => {
+                    let entries: Vec<&super::outbox::Entry> =
+                        batch.pending.iter().map(|p| &p.entry).collect();
+                    self.queue.dead_letter(now, &entries, &reason)?;
+                    self.queue.mark_done(end)?;
+                    self.stats
+                        .dead_events
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    self.backoff.reset();
+                    self.next_attempt = None;
+                    error!(
+                        notifier = self.name(),
+                        events = events.len(),
+                        alerts = %events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(","),
+                        reason = %reason,
+                        dead_letters = %self.queue.dead_path().display(),
+                        "notification refused for good; kept as a dead letter"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends the destination's current state every interval (Alertmanager), until stopped.
+    pub async fn keepalive(
+        dest: Arc<dyn Destination>,
+        clock: SharedClock,
+        stop: CancellationToken,
+    ) {
+        let Some(interval) = dest.keepalive_interval() else {
+            return;
+        };
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = clock.sleep(interval) => {}
+                _ = stop.cancelled() => return,
+            }
+            match dest.keepalive().await {
+                Delivery::Delivered { .. } => {
+                    if failing {
+                        info!(notifier = dest.name(), "keepalive works again");
+                    }
+                    failing = false;
+                }
+                Delivery::Retry { reason, .. } | Delivery::Refused { reason } => {
+                    if !failing {
+                        warn!(notifier = dest.name(), reason = %reason, "keepalive failed; firing alerts may lapse there until it works");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! When to send again: exponential backoff with jitter, a token bucket per destination, and a
+//! circuit breaker that goes quiet on a destination that keeps failing. All of it reads time
+//! from the caller (the injected clock), so tests run in milliseconds.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Waits that double from `initial` to `max`, each drawn from its upper half (so retries of
+/// many runners spread out but never come sooner than half the step).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff {
+            initial,
+            max: max.max(initial),
+            failures: 0,
+        }
+    }
+
+    /// The wait after one more failure.
+    pub fn next_wait(&mut self) -> Duration {
+        let step = self
+            .initial
+            .saturating_mul(1u32 << self.failures.min(20))
+            .min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        let half = step / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// At most `rate` messages a second on average, `burst` at once.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: Option<f64>,
+    burst: f64,
+    tokens: f64,
+    at: Option<DateTime<Utc>>,
+}
+
+impl TokenBucket {
+    /// `rate: None` never waits.
+    pub fn new(rate: Option<f64>, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: None,
+        }
+    }
+
+    fn refill(&mut self, now: DateTime<Utc>) {
+        let Some(rate) = self.rate else { return };
+        if let Some(at) = self.at {
+            let elapsed = (now - at).num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6;
+            self.tokens = (self.tokens + elapsed * rate).min(self.burst);
+        }
+        self.at = Some(now);
+    }
+
+    /// How long until a message may go; zero when one may go now.
+    pub fn wait(&mut self, now: DateTime<Utc>) -> Duration {
+        let Some(rate) = self.rate else {
+            return Duration::ZERO;
+        };
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / rate)
+        }
+    }
+
+    /// Spends one message.
+    pub fn take(&mut self, now: DateTime<Utc>) {
+        if self.rate.is_some() {
+            self.refill(now);
+            self.tokens -= 1.0;
+        }
+    }
+}
+
+/// Whether a destination is believed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    /// Failing since then: attempts go on at the backoff's pace, reported once.
+    Open {
+        since: DateTime<Utc>,
+    },
+}
+
+/// Opens after `threshold` failures in a row, closes on the first success.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    threshold: u32,
+    failures: u32,
+    state: BreakerState,
+}
+
+/// What a breaker's change means for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    Opened,
+    Closed { down_for: chrono::Duration },
+}
+
+impl Breaker {
+    pub fn new(threshold: u32) -> Breaker {
+        Breaker {
+            threshold: threshold.max(1),
+            failures: 0,
+            state: BreakerState::Closed,
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    pub fn failure(&mut self, now: DateTime<Utc>) -> Transition {
+        self.failures += 1;
+        if self.failures >= self.threshold && self.state == BreakerState::Closed {
+            self.state = BreakerState::Open { since: now };
+            return Transition::Opened;
+        }
+        Transition::None
+    }
+
+    pub fn success(&mut self, now: DateTime<Utc>) -> Transition {
+        self.failures = 0;
+        match std::mem::replace(&mut self.state, BreakerState::Closed) {
+            BreakerState::Open { since } => Transition::Closed {
+                down_for: now - since,
+            },
+            BreakerState::Closed => Transition::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let steps = [1, 2, 4, 8, 8, 8];
+        for step in steps {
+            let wait = b.next_wait();
+            let step = Duration::from_secs(step);
+            assert!(
+                wait >= step / 2 && wait <= step,
+                "{wait:?} for step {step:?}"
+            );
+        }
+        b.reset();
+        assert!(b.next_wait() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let mut bucket = TokenBucket::new(Some(1.0), 3);
+        for _ in 0..3 {
+            assert_eq!(bucket.wait(t(0)), Duration::ZERO);
+            bucket.take(t(0));
+        }
+        assert_eq!(bucket.wait(t(0)), Duration::from_secs(1));
+        assert_eq!(bucket.wait(t(1)), Duration::ZERO);
+        bucket.take(t(1));
+        let wait = bucket.wait(t(1)) + bucket.wait(t(1));
+        assert!(wait > Duration::ZERO);
+        // A quiet spell refills to the burst, not beyond.
+        assert_eq!(bucket.wait(t(100)), Duration::ZERO);
+        for _ in 0..3 {
+            bucket.take(t(100));
+        }
+        assert!(bucket.wait(t(100)) > Duration::ZERO);
+        let mut unlimited = TokenBucket::new(None, 1);
+        for _ in 0..100 {
+            unlimited.take(t(0));
+        }
+        assert_eq!(unlimited.wait(t(0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_closes_on_success() {
+        let mut b = Breaker::new(3);
+        assert_eq!(b.failure(t(0)), Transition::None);
+        assert_eq!(b.failure(t(1)), Transition::None);
+        assert_eq!(b.failure(t(2)), Transition::Opened);
+        assert_eq!(b.failure(t(3)), Transition::None, "reported once");
+        assert_eq!(b.state(), BreakerState::Open { since: t(2) });
+        assert_eq!(
+            b.success(t(62)),
+            Transition::Closed {
+                down_for: chrono::Duration::seconds(60)
+            }
+        );
+        assert_eq!(b.success(t(63)), Transition::None);
+    }
+}

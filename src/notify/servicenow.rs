@@ -1,0 +1,210 @@
+//! The ServiceNow notifier: one incident per problem. Firing (and a repeat, which also
+//! carries an escalation) finds the open incident whose `correlation_id` is the alert's
+//! fingerprint, or creates one; resolved resolves it with the configured close fields. So a
+//! restart, a retry after a timeout or a second runner never opens a second incident. The
+//! incident's number is attached to the alert state and shown in later messages.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::destination::{DeliverFuture, Delivery, Destination, Rendered};
+use crate::alerts::event::{AlertEvent, EventKind, Incident};
+use crate::config::{ServicenowSettings, Severity};
+use crate::http::redact_url;
+use crate::servicenow::{Client, Error, IncidentRef};
+
+/// Records an incident on the alert it was opened for.
+pub type AttachIncident = Arc<dyn Fn(&AlertEvent, &Incident) + Send + Sync>;
+
+pub struct ServicenowNotifier {
+    name: String,
+    settings: ServicenowSettings,
+    client: Client,
+    attach: AttachIncident,
+}
+
+/// Impact and urgency (1 high, 2 medium, 3 low) from the alert's severity.
+fn impact(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "1",
+        Severity::Warning => "2",
+        Severity::Info => "3",
+    }
+}
+
+/// The incident a firing alert opens.
+pub fn incident_fields(settings: &ServicenowSettings, event: &AlertEvent) -> Value {
+    let mut description = event.explanation.clone();
+    if !event.description.is_empty() {
+        description.push_str("\n\n");
+        description.push_str(&event.description);
+    }
+    description.push_str(&format!(
+        "\n\nHost: {}\nAlert: {}\nSince: {}\nJob: {}\nRule file: {}\nFingerprint: {}\nRaised by runner.",
+        event.host,
+        event.name,
+        event.active_since.format("%Y-%m-%d %H:%M:%S UTC"),
+        event.job,
+        event.rule_file,
+        event.fingerprint,
+    ));
+    json!({
+        "short_description": super::destination::truncate(&format!("[{}] {}", event.severity.as_str().to_uppercase(), event.summary), 160),
+        "description": description,
+        "impact": impact(event.severity),
+        "urgency": impact(event.severity),
+        "category": settings.category,
+        "correlation_id": event.fingerprint,
+        "correlation_display": "runner",
+    })
+}
+
+fn to_delivery(error: Error) -> Delivery {
+    match error {
+        Error::Transient {
+            message,
+            retry_after,
+        } => Delivery::Retry {
+            reason: message,
+            after: retry_after,
+        },
+        Error::Permanent { message, .. } => Delivery::Refused { reason: message },
+    }
+}
+
+impl ServicenowNotifier {
+    pub fn new(
+        name: &str,
+        settings: &ServicenowSettings,
+        attach: AttachIncident,
+    ) -> Result<Self, String> {
+        Ok(ServicenowNotifier {
+            name: name.to_string(),
+            client: Client::new(settings)?,
+            settings: settings.clone(),
+            attach,
+        })
+    }
+
+    async fn open(&self, event: &AlertEvent) -> Result<(IncidentRef, bool), Error> {
+        if let Some(found) = self.client.find_open_incident(&event.fingerprint).await? {
+            return Ok((found, false));
+        }
+        let created = self
+            .client
+            .create_incident(&incident_fields(&self.settings, event))
+            .await?;
+        Ok((created, true))
+    }
+
+    async fn resolve(&self, event: &AlertEvent) -> Result<Option<IncidentRef>, Error> {
+        let known = event.incident.as_ref().map(|i| IncidentRef {
+            sys_id: i.sys_id.clone(),
+            number: i.number.clone(),
+        });
+        let incident = match known {
+            Some(incident) => Some(incident),
+            None => self.client.find_open_incident(&event.fingerprint).await?,
+        };
+        let Some(incident) = incident else {
+            return Ok(None);
+        };
+        let notes = format!("{}\n{}", self.settings.close_notes, event.explanation);
+        let found = self
+            .client
+            .resolve_incident(&incident.sys_id, &self.settings.close_code, notes.trim())
+            .await?;
+        Ok(found.then_some(incident))
+    }
+}
+
+impl Destination for ServicenowNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
+        let base = redact_url(self.client.base_url());
+        let mut out = Vec::new();
+        for event in events {
+            match event.kind {
+                EventKind::Firing | EventKind::Repeat => {
+                    let fields = incident_fields(&self.settings, event);
+                    out.push(Rendered {
+                        method: "POST",
+                        url: format!("{base}/api/now/table/incident (unless an open incident has correlation_id {})", event.short_fingerprint()),
+                        text: format!(
+                            "{}\n{}",
+                            fields["short_description"].as_str().unwrap_or_default(),
+                            fields["description"].as_str().unwrap_or_default()
+                        ),
+                        body: serde_json::to_string_pretty(&fields).unwrap_or_default(),
+                    });
+                }
+                EventKind::Resolved => {
+                    let target = match &event.incident {
+                        Some(i) => i.number.clone(),
+                        None => format!(
+                            "the open incident with correlation_id {}",
+                            event.short_fingerprint()
+                        ),
+                    };
+                    let body = json!({
+                        "state": crate::servicenow::RESOLVED_STATE,
+                        "close_code": self.settings.close_code,
+                        "close_notes": format!("{}\n{}", self.settings.close_notes, event.explanation).trim(),
+                    });
+                    out.push(Rendered {
+                        method: "PATCH",
+                        url: format!("{base}/api/now/table/incident/<sys_id of {target}>"),
+                        text: body["close_notes"].as_str().unwrap_or_default().to_string(),
+                        body: serde_json::to_string_pretty(&body).unwrap_or_default(),
+                    });
+                }
+                EventKind::Flapping => {}
+            }
+        }
+        out
+    }
+
+    fn deliver<'a>(&'a self, events: &'a [AlertEvent]) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let Some(event) = events.first() else {
+                return Delivery::delivered();
+            };
+            match event.kind {
+                EventKind::Firing | EventKind::Repeat => match self.open(event).await {
+                    Ok((incident, created)) => {
+                        (self.attach)(
+                            event,
+                            &Incident {
+                                number: incident.number.clone(),
+                                sys_id: incident.sys_id.clone(),
+                            },
+                        );
+                        Delivery::Delivered {
+                            note: Some(if created {
+                                format!("incident {} created", incident.number)
+                            } else {
+                                format!("incident {} already open", incident.number)
+                            }),
+                        }
+                    }
+                    Err(e) => to_delivery(e),
+                },
+                EventKind::Resolved => match self.resolve(event).await {
+                    Ok(Some(incident)) => Delivery::Delivered {
+                        note: Some(format!("incident {} resolved", incident.number)),
+                    },
+                    Ok(None) => Delivery::Delivered {
+                        note: Some("no open incident to resolve".into()),
+                    },
+                    Err(e) => to_delivery(e),
+                },
+                // Flapping changes nothing in an incident.
+                EventKind::Flapping => Delivery::delivered(),
+            }
+        })
+    }
+}
