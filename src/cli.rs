@@ -328,6 +328,16 @@ fn check(file: &Path) -> u8 {
             }
         }
     }
+    for spec in config.notifiers.values() {
+        if let crate::config::NotifierSettings::Slack {
+            template: Some(path),
+            ..
+        } = &spec.settings
+            && let Err(problem) = crate::notify::slack::load_template(path)
+        {
+            problems.push(problem.to_problem(&format!("notifiers.{}.template", spec.name)));
+        }
+    }
     let problems = problems.sorted();
     eprint!("{}", problems.render());
     println!(

@@ -207,7 +207,10 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         sample.metrics.iter().map(|(n, v)| (n.as_ref(), *v)),
     );
     drop(history);
-    println!("rules: {} files", rules.files().len());
+    println!(
+        "rules: {}",
+        crate::text::plural(rules.files().len(), "file")
+    );
     for outcome in &evaluation.outcomes {
         match &outcome.error {
             Some(error) => println!("  {}: FAILED: {error}", outcome.rule_file),

@@ -34,12 +34,54 @@ pub fn registry(escape: Escape) -> Handlebars<'static> {
     hb
 }
 
+/// Why a template does not load, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    pub path: std::path::PathBuf,
+    pub message: String,
+    /// Line and column (1-based) when the parser knows them.
+    pub at: Option<(usize, usize)>,
+}
+
+impl std::fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some((line, column)) => write!(
+                f,
+                "{}:{line}:{column}: {}",
+                self.path.display(),
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl TemplateProblem {
+    /// As a located problem for `runner check`.
+    pub fn to_problem(&self, field: &str) -> crate::diagnostic::Problem {
+        let problem = crate::diagnostic::Problem::error(&self.path, self.message.clone())
+            .field(field)
+            .help("fix the template; until then the built-in message is used");
+        match self.at {
+            Some((line, column)) => problem.at(line as u64, column as u64, 1),
+            None => problem,
+        }
+    }
+}
+
 /// Reads and registers the template at `path` under its path; the error says where.
-pub fn register_file(hb: &mut Handlebars<'static>, path: &Path) -> Result<String, String> {
+pub fn register_file(hb: &mut Handlebars<'static>, path: &Path) -> Result<String, TemplateProblem> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    let problem = |message: String, at| TemplateProblem {
+        path: path.to_path_buf(),
+        message,
+        at,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| problem(format!("cannot read the template: {e}"), None))?;
     hb.register_template_string(&name, text)
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(|e| problem(e.reason().to_string(), e.pos()))?;
     Ok(name)
 }
 

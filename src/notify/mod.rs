@@ -73,6 +73,33 @@ pub fn log_event(event: &AlertEvent) {
     }
 }
 
+/// Notifier types whose built-in messages `runner test` can check.
+pub const MESSAGE_TYPES: &[&str] = &["log", "slack", "webhook", "servicenow", "alertmanager"];
+
+/// The words of the built-in message a notifier type makes of `event` (no templates, no
+/// configuration): what `runner test` checks with `messages:`.
+pub fn message_text(kind: &str, event: &AlertEvent) -> Option<String> {
+    let one = std::slice::from_ref(event);
+    Some(match kind {
+        "log" => format!("{}: {}", event.summary, event.explanation),
+        "slack" => slack::payload_text(&slack::message(one)),
+        "webhook" => serde_json::to_string_pretty(&webhook::body(event)).unwrap_or_default(),
+        "servicenow" => match event.kind {
+            EventKind::Resolved => format!("resolve: {}", event.explanation),
+            _ => {
+                let fields = servicenow::incident_fields("performance", event);
+                format!(
+                    "{}\n{}",
+                    fields["short_description"].as_str().unwrap_or_default(),
+                    fields["description"].as_str().unwrap_or_default()
+                )
+            }
+        },
+        "alertmanager" => format!("{}\n{}", event.summary, event.explanation),
+        _ => return None,
+    })
+}
+
 /// A notifier that is on, with its queue.
 struct Route {
     min_severity: Severity,

@@ -34,7 +34,7 @@ fn impact(severity: Severity) -> &'static str {
 }
 
 /// The incident a firing alert opens.
-pub fn incident_fields(settings: &ServicenowSettings, event: &AlertEvent) -> Value {
+pub fn incident_fields(category: &str, event: &AlertEvent) -> Value {
     let mut description = event.explanation.clone();
     if !event.description.is_empty() {
         description.push_str("\n\n");
@@ -54,7 +54,7 @@ pub fn incident_fields(settings: &ServicenowSettings, event: &AlertEvent) -> Val
         "description": description,
         "impact": impact(event.severity),
         "urgency": impact(event.severity),
-        "category": settings.category,
+        "category": category,
         "correlation_id": event.fingerprint,
         "correlation_display": "runner",
     })
@@ -93,7 +93,7 @@ impl ServicenowNotifier {
         }
         let created = self
             .client
-            .create_incident(&incident_fields(&self.settings, event))
+            .create_incident(&incident_fields(&self.settings.category, event))
             .await?;
         Ok((created, true))
     }
@@ -130,7 +130,7 @@ impl Destination for ServicenowNotifier {
         for event in events {
             match event.kind {
                 EventKind::Firing | EventKind::Repeat => {
-                    let fields = incident_fields(&self.settings, event);
+                    let fields = incident_fields(&self.settings.category, event);
                     out.push(Rendered {
                         method: "POST",
                         url: format!("{base}/api/now/table/incident (unless an open incident has correlation_id {})", event.short_fingerprint()),

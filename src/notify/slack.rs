@@ -77,7 +77,9 @@ impl Slack {
 }
 
 /// Loads and checks a Slack template (also used by `runner check`).
-pub fn load_template(path: &Path) -> Result<(Handlebars<'static>, String), String> {
+pub fn load_template(
+    path: &Path,
+) -> Result<(Handlebars<'static>, String), crate::template::TemplateProblem> {
     let mut hb = registry(Escape::None);
     let name = register_file(&mut hb, path)?;
     Ok((hb, name))
@@ -502,6 +504,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_template_renders_firing_and_resolved() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/slack.hbs");
+        let (hb, name) = load_template(&path).unwrap();
+        let mut firing = event(EventKind::Firing, Severity::Critical, "CPU <high>");
+        firing.incident = Some(Incident {
+            number: "INC0010001".into(),
+            sys_id: "x".into(),
+        });
+        let resolved = event(EventKind::Resolved, Severity::Critical, "disk full");
+        let out = render_template(&hb, &name, &[firing, resolved]).unwrap();
+        assert_eq!(
+            out["text"],
+            ":rotating_light: *[CRITICAL] CPU &lt;high&gt;* on `web-1`\n> cpu.total.usage_percent 93.2 &gt; 85 for 12m · INC0010001\n:white_check_mark: *[CRITICAL] disk full* on `web-1`\n> cpu.total.usage_percent 93.2 &gt; 85 for 12m"
+        );
+    }
+
+    #[test]
     fn a_template_makes_the_text_or_the_whole_payload() {
         let dir = tempfile::tempdir().unwrap();
         let text = dir.path().join("text.hbs");
@@ -530,6 +549,7 @@ mod tests {
         let bad = dir.path().join("bad.hbs");
         std::fs::write(&bad, "{{#each events}}").unwrap();
         let err = load_template(&bad).unwrap_err();
-        assert!(err.contains("bad.hbs"), "{err}");
+        assert_eq!(err.path, bad);
+        assert!(err.at.is_some(), "{err}");
     }
 }

@@ -106,6 +106,10 @@ pub struct ExpectedEvent {
     pub summary_contains: Option<String>,
     #[serde(default)]
     pub explanation_contains: Option<String>,
+    /// Notifier type → text its built-in message must contain (`slack`, `webhook`,
+    /// `servicenow`, `alertmanager`, `log`).
+    #[serde(default)]
+    pub messages: IndexMap<String, String>,
 }
 
 /// One failed check, at the line of its assertion.
@@ -730,6 +734,27 @@ fn verify(
                         "{} {}: explanation: expected it to contain `{text}`, got `{}`",
                         ev.name, ev.kind, ev.explanation
                     ));
+                }
+                for (kind, text) in &want.messages {
+                    match crate::notify::message_text(kind, ev) {
+                        Some(message) if message.contains(text.as_str()) => {}
+                        Some(message) => failures.push(format!(
+                            "{} {}: {kind} message: expected it to contain `{text}`, got:\n{}",
+                            ev.name,
+                            ev.kind,
+                            message
+                                .lines()
+                                .map(|l| format!("      {l}"))
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )),
+                        None => failures.push(format!(
+                            "{} {}: unknown notifier type `{kind}` in `messages` (types: {})",
+                            ev.name,
+                            ev.kind,
+                            crate::notify::MESSAGE_TYPES.join(", ")
+                        )),
+                    }
                 }
             }
         }

@@ -10,9 +10,13 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: String,
     /// Path and query, as sent.
     pub target: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -26,6 +30,48 @@ impl Request {
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
     }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A query parameter, percent-decoded (`+` is a space).
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+/// `a%20b+c` → `a b c`.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +123,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        TestServer::start_at("127.0.0.1:0".parse().unwrap(), handler)
+    }
+
+    /// A server on a given address: a test stops a server and starts another where it was,
+    /// as a destination that goes down and comes back.
+    pub fn start_at(
+        addr: SocketAddr,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> TestServer {
+        let listener = TcpListener::bind(addr).expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -130,7 +185,9 @@ fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>, sto
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
-    let Some(target) = line.split_whitespace().nth(1).map(str::to_string) else {
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("").to_string();
+    let Some(target) = words.next().map(str::to_string) else {
         return;
     };
     let mut headers = Vec::new();
@@ -156,7 +213,13 @@ fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>, sto
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let request = Request { target, headers };
+    let request = Request {
+        method,
+        target,
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    };
     requests.lock().unwrap().push(request.clone());
     let response = handler(&request);
     if response.hang {

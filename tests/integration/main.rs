@@ -1,13 +1,17 @@
 //! One integration-test binary (every extra test crate would link everything again).
 
 mod config_files;
+mod fake_servicenow;
 mod http_server;
 mod monitor;
+mod notify;
+mod notify_process;
 mod probes;
 mod process;
 mod rotate;
 mod rules;
 mod scheduling;
 mod service_probes;
+mod servicenow_notify;
 mod store;
 mod support;

@@ -1,0 +1,317 @@
+//! A ServiceNow instance on 127.0.0.1 that behaves like the Table API for `incident`: basic,
+//! bearer and OAuth auth, encoded queries (`=`, `!=`, `IN`, `NOT IN`, `>=`, `<=`, `>`, `<`,
+//! `ORDERBY`, `ORDERBYDESC`), `sysparm_fields`, paging with `Link` and `X-Total-Count`,
+//! create and update, and its error bodies. Tests queue answers ahead of it (429, HTML, 500).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+
+use crate::http_server::{Request, Response, TestServer, percent_decode};
+
+#[derive(Default)]
+pub struct State {
+    pub incidents: Vec<Map<String, Value>>,
+    /// Answers given instead of the real one, in order.
+    pub ahead: VecDeque<Response>,
+    /// Tokens the OAuth endpoint issued and that are still valid.
+    pub tokens: Vec<String>,
+    pub issued: u32,
+    /// Seconds a token lives.
+    pub token_lifetime: u64,
+    /// `user:password` accepted with basic auth.
+    pub basic: Option<String>,
+    /// A fixed bearer token accepted.
+    pub bearer: Option<String>,
+    pub clock_ms: i64,
+}
+
+pub struct FakeServiceNow {
+    pub server: TestServer,
+    pub state: Arc<Mutex<State>>,
+}
+
+pub fn error_body(status: u16, message: &str, detail: &str) -> Response {
+    Response::json(
+        status,
+        json!({"error": {"message": message, "detail": detail}, "status": "failure"}).to_string(),
+    )
+}
+
+impl FakeServiceNow {
+    pub fn start(basic: Option<&str>, bearer: Option<&str>) -> FakeServiceNow {
+        let state = Arc::new(Mutex::new(State {
+            basic: basic.map(str::to_string),
+            bearer: bearer.map(str::to_string),
+            token_lifetime: 1800,
+            clock_ms: 1_795_000_000_000,
+            ..State::default()
+        }));
+        let handler_state = state.clone();
+        let server = TestServer::start(move |r| handle(&handler_state, r));
+        FakeServiceNow { server, state }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url("")
+    }
+
+    pub fn incidents(&self) -> Vec<Map<String, Value>> {
+        self.state.lock().unwrap().incidents.clone()
+    }
+
+    pub fn answer_next(&self, response: Response) {
+        self.state.lock().unwrap().ahead.push_back(response);
+    }
+
+    /// Expires every issued OAuth token, as a real instance does after `expires_in`.
+    pub fn expire_tokens(&self) {
+        self.state.lock().unwrap().tokens.clear();
+    }
+}
+
+fn handle(state: &Mutex<State>, r: &Request) -> Response {
+    let mut s = state.lock().unwrap();
+    if let Some(response) = s.ahead.pop_front() {
+        return response;
+    }
+    if r.path() == "/oauth_token.do" {
+        return oauth(&mut s, r);
+    }
+    if !authorized(&s, r) {
+        return error_body(
+            401,
+            "User Not Authenticated",
+            "Required to provide Auth information",
+        );
+    }
+    let Some(rest) = r.path().strip_prefix("/api/now/table/incident") else {
+        return error_body(400, "Invalid table", "");
+    };
+    let sys_id = rest.strip_prefix('/').filter(|s| !s.is_empty());
+    s.clock_ms += 1000;
+    match (r.method.as_str(), sys_id) {
+        ("GET", None) => list(&s, r),
+        ("POST", None) => create(&mut s, r),
+        ("PATCH", Some(id)) | ("PUT", Some(id)) => update(&mut s, r, id),
+        ("GET", Some(id)) => match s.incidents.iter().find(|i| i["sys_id"] == id) {
+            Some(found) => Response::json(200, json!({"result": found}).to_string()),
+            None => error_body(
+                404,
+                "No Record found",
+                "Record doesn't exist or ACL restricts the record retrieval",
+            ),
+        },
+        _ => error_body(405, "Method not supported", ""),
+    }
+}
+
+fn authorized(s: &State, r: &Request) -> bool {
+    use base64::Engine;
+    let Some(auth) = r.header("authorization") else {
+        return false;
+    };
+    if let Some(encoded) = auth.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_default();
+        return s.basic.as_deref() == Some(String::from_utf8_lossy(&decoded).as_ref());
+    }
+    if let Some(token) = auth.strip_prefix("Bearer ") {
+        return s.bearer.as_deref() == Some(token) || s.tokens.iter().any(|t| t == token);
+    }
+    false
+}
+
+fn oauth(s: &mut State, r: &Request) -> Response {
+    let form = r.text();
+    let field = |name: &str| {
+        form.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| percent_decode(v))
+        })
+    };
+    if field("client_id").as_deref() != Some("runner")
+        || field("client_secret").as_deref() != Some("s3cret")
+    {
+        return Response::json(
+            401,
+            r#"{"error":"access_denied","error_description":"access_denied"}"#,
+        );
+    }
+    s.issued += 1;
+    let token = format!("tok-{}", s.issued);
+    s.tokens.push(token.clone());
+    Response::json(
+        200,
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": s.token_lifetime, "scope": "useraccount"}).to_string(),
+    )
+}
+
+fn stamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn create(s: &mut State, r: &Request) -> Response {
+    let Value::Object(fields) = r.json() else {
+        return error_body(400, "Invalid payload", "a JSON object is expected");
+    };
+    let n = s.incidents.len() + 1;
+    let mut incident = Map::new();
+    incident.insert("sys_id".into(), json!(format!("{:032x}", 0xabc000 + n)));
+    incident.insert("number".into(), json!(format!("INC{:07}", 10_000 + n)));
+    incident.insert("state".into(), json!("1"));
+    incident.insert("opened_at".into(), json!(stamp(s.clock_ms)));
+    incident.insert("sys_created_on".into(), json!(stamp(s.clock_ms)));
+    incident.insert("sys_updated_on".into(), json!(stamp(s.clock_ms)));
+    for (k, v) in fields {
+        incident.insert(
+            k,
+            json!(
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            ),
+        );
+    }
+    s.incidents.push(incident.clone());
+    Response::json(201, json!({"result": project(&incident, r)}).to_string()).header(
+        "Location",
+        &format!(
+            "/api/now/table/incident/{}",
+            incident["sys_id"].as_str().unwrap()
+        ),
+    )
+}
+
+fn update(s: &mut State, r: &Request, id: &str) -> Response {
+    let Value::Object(fields) = r.json() else {
+        return error_body(400, "Invalid payload", "");
+    };
+    let now = stamp(s.clock_ms);
+    let Some(incident) = s.incidents.iter_mut().find(|i| i["sys_id"] == id) else {
+        return error_body(
+            404,
+            "No Record found",
+            "Record doesn't exist or ACL restricts the record retrieval",
+        );
+    };
+    for (k, v) in fields {
+        incident.insert(
+            k,
+            json!(
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            ),
+        );
+    }
+    if incident.get("state").and_then(Value::as_str) == Some("6") {
+        incident.insert("resolved_at".into(), json!(now.clone()));
+    }
+    incident.insert("sys_updated_on".into(), json!(now));
+    let incident = incident.clone();
+    Response::json(200, json!({"result": project(&incident, r)}).to_string())
+}
+
+fn project(incident: &Map<String, Value>, r: &Request) -> Value {
+    match r.query("sysparm_fields") {
+        Some(fields) => Value::Object(
+            fields
+                .split(',')
+                .filter_map(|f| incident.get(f).map(|v| (f.to_string(), v.clone())))
+                .collect(),
+        ),
+        None => Value::Object(incident.clone()),
+    }
+}
+
+/// One condition of an encoded query.
+fn matches(incident: &Map<String, Value>, cond: &str) -> bool {
+    let get = |field: &str| {
+        incident
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    for op in ["NOT IN", "IN", ">=", "<=", "!=", ">", "<", "="] {
+        if let Some((field, value)) = cond.split_once(op) {
+            let have = get(field);
+            return match op {
+                "NOT IN" => !value.split(',').any(|v| v == have),
+                "IN" => value.split(',').any(|v| v == have),
+                ">=" => have.as_str() >= value,
+                "<=" => have.as_str() <= value,
+                ">" => have.as_str() > value,
+                "<" => have.as_str() < value,
+                "!=" => have != value,
+                _ => have == value,
+            };
+        }
+    }
+    // Unknown parts are ignored, as ServiceNow does by default.
+    true
+}
+
+fn list(s: &State, r: &Request) -> Response {
+    let query = r.query("sysparm_query").unwrap_or_default();
+    let mut rows: Vec<&Map<String, Value>> = s.incidents.iter().collect();
+    let mut order: Vec<(String, bool)> = Vec::new();
+    for part in query.split('^').filter(|p| !p.is_empty()) {
+        if let Some(field) = part.strip_prefix("ORDERBYDESC") {
+            order.push((field.to_string(), true));
+        } else if let Some(field) = part.strip_prefix("ORDERBY") {
+            order.push((field.to_string(), false));
+        } else {
+            rows.retain(|i| matches(i, part));
+        }
+    }
+    for (field, desc) in order.iter().rev() {
+        rows.sort_by(|a, b| {
+            let (x, y) = (
+                a.get(field).and_then(Value::as_str).unwrap_or(""),
+                b.get(field).and_then(Value::as_str).unwrap_or(""),
+            );
+            if *desc { y.cmp(x) } else { x.cmp(y) }
+        });
+    }
+    let total = rows.len();
+    let limit: usize = r
+        .query("sysparm_limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let offset: usize = r
+        .query("sysparm_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|i| project(i, r))
+        .collect();
+    let mut response = Response::json(200, json!({"result": page}).to_string())
+        .header("X-Total-Count", &total.to_string());
+    if offset + limit < total {
+        let next = r
+            .target
+            .replace(&format!("sysparm_offset={offset}"), "")
+            .replace("&&", "&");
+        let sep = if next.contains('?') { "&" } else { "?" };
+        response = response.header(
+            "Link",
+            &format!(
+                "<{}{}{sep}sysparm_offset={}>;rel=\"next\"",
+                "http://127.0.0.1",
+                next.trim_end_matches('&'),
+                offset + limit
+            ),
+        );
+    }
+    response
+}

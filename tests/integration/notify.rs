@@ -1,0 +1,541 @@
+//! Notifiers against local servers that answer like Slack, a webhook receiver and Alertmanager
+//! (ServiceNow is in `servicenow.rs`): deliveries, retries with `Retry-After`, refusals kept as
+//! dead letters, outages, grouping, and nothing lost or sent twice.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use runner::alerts::event::{AlertEvent, EventKind};
+use runner::config::{Config, Severity};
+use runner::notify::Notifiers;
+use runner::scheduler::clock::{SharedClock, SystemClock, VirtualClock};
+use tokio_util::sync::CancellationToken;
+
+use crate::http_server::{Request, Response, TestServer};
+
+pub(crate) fn event(n: u32, kind: EventKind, severity: Severity) -> AlertEvent {
+    let at = DateTime::parse_from_rfc3339("2026-11-28T09:00:00Z")
+        .unwrap()
+        .to_utc()
+        + chrono::Duration::seconds(i64::from(n));
+    let fingerprint = format!("{n:064x}");
+    AlertEvent {
+        schema_version: 1,
+        id: runner::alerts::event::event_id(&fingerprint, kind, at),
+        kind,
+        fingerprint,
+        name: format!("alert_{n}"),
+        labels: [("mount".to_string(), "/var".to_string())].into(),
+        severity,
+        summary: format!("event {n} on web-1"),
+        description: String::new(),
+        value: Some(93.2),
+        threshold: Some(85.0),
+        explanation: "cpu.total.usage_percent 93.2 > 85 for 5m".into(),
+        active_since: at - chrono::Duration::minutes(5),
+        at,
+        host: "web-1".into(),
+        job: "m".into(),
+        rule_file: "rules/cpu.rhai".into(),
+        incident: None,
+        notify: None,
+    }
+}
+
+/// Answers from a script, then `fallback` for every request after it.
+pub(crate) fn scripted(
+    script: Vec<Response>,
+    fallback: Response,
+) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+    let script = Mutex::new(VecDeque::from(script));
+    move |_| {
+        script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| fallback.clone())
+    }
+}
+
+pub(crate) fn slack_ok() -> Response {
+    Response::new(200, "ok").header("Content-Type", "text/plain")
+}
+
+/// A jobs file with these notifiers, its config and notifiers; delivery started.
+pub(crate) struct Harness {
+    _dir: tempfile::TempDir,
+    pub config: Arc<Config>,
+    pub notifiers: Arc<Notifiers>,
+    stop: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    pub fn new(notifiers_yaml: &str, clock: SharedClock) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::support::jobs_file(
+            dir.path(),
+            &format!(
+                "notifiers:\n{notifiers_yaml}jobs:\n  m: {{ type: monitor, schedule: \"@every 10s\" }}\n"
+            ),
+        );
+        let config = Arc::new(Config::load(&file).unwrap_or_else(|p| panic!("{}", p.render())));
+        let notifiers = Arc::new(Notifiers::new(&config, clock));
+        let stop = CancellationToken::new();
+        let handles = notifiers.start(stop.clone());
+        Harness {
+            _dir: dir,
+            config,
+            notifiers,
+            stop,
+            handles,
+        }
+    }
+
+    pub fn send(&self, to: &[&str], events: &[AlertEvent]) {
+        let to: Vec<String> = to.iter().map(|s| s.to_string()).collect();
+        self.notifiers.dispatch(&to, events);
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.config.data_dir.join("outbox")
+    }
+
+    pub fn delivered(&self, notifier: &str) -> u64 {
+        self.notifiers.stats(notifier).unwrap().delivered()
+    }
+
+    pub fn dead(&self, notifier: &str) -> u64 {
+        self.notifiers.stats(notifier).unwrap().dead()
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms for up to `timeout` of real time.
+pub(crate) async fn wait_for(timeout: Duration, what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `wait_for` for tests without a runtime.
+pub(crate) fn block_on_wait(timeout: Duration, what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+fn slack_yaml(url: &str, extra: &str) -> String {
+    format!(
+        "  slack: {{ type: slack, webhook_url: \"{url}\", group_wait: 0s, retry_initial: 20ms, retry_max: 200ms, max_per_second: 1000{extra} }}\n"
+    )
+}
+
+/// The summaries of every alert in a Slack message, from its fallback text.
+fn summaries(request: &Request) -> Vec<String> {
+    let text = request.json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    text.lines()
+        .filter_map(|line| {
+            let start = line.find("event ")?;
+            let rest = &line[start..];
+            Some(rest.split(" on ").next()?.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn slack_gets_a_block_kit_message_and_the_queue_empties() {
+    let server = TestServer::start(scripted(vec![], slack_ok()));
+    let h = Harness::new(
+        &slack_yaml(&server.url("/services/T0/B0/secret"), ""),
+        system(),
+    );
+    h.send(
+        &["log", "slack"],
+        &[event(1, EventKind::Firing, Severity::Critical)],
+    );
+    wait_for(Duration::from_secs(5), "the delivery", || {
+        h.delivered("slack") == 1
+    })
+    .await;
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let r = &requests[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path(), "/services/T0/B0/secret");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.header("user-agent").unwrap().starts_with("runner/"));
+    let body = r.json();
+    assert_eq!(
+        body["blocks"][0]["text"]["text"],
+        ":rotating_light: [CRITICAL] event 1 on web-1"
+    );
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[CRITICAL] event 1 on web-1")
+    );
+    let outbox = std::fs::read_to_string(h.outbox().join("slack.jsonl")).unwrap();
+    let done: u64 = std::fs::read_to_string(h.outbox().join("slack.done"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(done, outbox.len() as u64, "marked done to the end");
+    assert!(
+        !outbox.contains("secret"),
+        "the webhook URL is not in the outbox"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn slack_429_with_retry_after_waits_then_sends_once() {
+    let server = TestServer::start(scripted(
+        vec![Response::new(429, "rate_limited").header("Retry-After", "2")],
+        slack_ok(),
+    ));
+    let clock = VirtualClock::new(Utc::now());
+    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""), clock.clone());
+    h.send(
+        &["slack"],
+        &[event(1, EventKind::Firing, Severity::Warning)],
+    );
+    wait_for(Duration::from_secs(5), "the first attempt", || {
+        server.requests().len() == 1
+    })
+    .await;
+    // Real time passes, virtual time does not: it must wait for Retry-After.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.requests().len(), 1, "retried before Retry-After");
+    clock.advance(Duration::from_millis(1900));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.requests().len(), 1, "retried before Retry-After");
+    clock.advance(Duration::from_millis(200));
+    wait_for(Duration::from_secs(5), "the retry", || {
+        h.delivered("slack") == 1
+    })
+    .await;
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body, requests[1].body, "the same message again");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.requests().len(), 2, "no duplicate");
+    assert_eq!(h.dead("slack"), 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn slack_500_three_times_then_ok_is_delivered_once() {
+    let server = TestServer::start(scripted(
+        vec![
+            Response::new(500, "rollup_error"),
+            Response::new(503, ""),
+            Response::new(500, "rollup_error"),
+        ],
+        slack_ok(),
+    ));
+    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""), system());
+    h.send(
+        &["slack"],
+        &[event(1, EventKind::Firing, Severity::Warning)],
+    );
+    wait_for(Duration::from_secs(5), "the delivery", || {
+        h.delivered("slack") == 1
+    })
+    .await;
+    assert_eq!(server.requests().len(), 4);
+    let stats = h.notifiers.stats("slack").unwrap();
+    assert_eq!(
+        stats
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    // Backoff: the attempts were spaced out, not hammered.
+    let at: Vec<Instant> = server.requests().iter().map(|r| r.at).collect();
+    assert!(
+        at[3] - at[0] >= Duration::from_millis(30),
+        "{:?}",
+        at[3] - at[0]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn slack_404_no_service_is_a_dead_letter_and_the_queue_moves_on() {
+    let server = TestServer::start(scripted(vec![Response::new(404, "no_service")], slack_ok()));
+    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""), system());
+    h.send(
+        &["slack"],
+        &[event(1, EventKind::Firing, Severity::Warning)],
+    );
+    wait_for(Duration::from_secs(5), "the refusal", || {
+        h.dead("slack") == 1
+    })
+    .await;
+    let dead = std::fs::read_to_string(h.outbox().join("dead/slack.jsonl")).unwrap();
+    let letter: serde_json::Value = serde_json::from_str(dead.trim()).unwrap();
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 404 no_service"),
+        "{letter}"
+    );
+    assert_eq!(letter["entry"]["event"]["name"], "alert_1");
+    assert_eq!(server.requests().len(), 1, "a refusal is not retried");
+    h.send(
+        &["slack"],
+        &[event(2, EventKind::Firing, Severity::Warning)],
+    );
+    wait_for(Duration::from_secs(5), "the next delivery", || {
+        h.delivered("slack") == 1
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_destination_down_for_a_while_gets_everything_once_in_order() {
+    // Take a free port, then leave it closed: connections are refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}/hook");
+    let h = Harness::new(&slack_yaml(&url, ""), system());
+    for n in 0..12 {
+        h.send(
+            &["slack"],
+            &[event(n, EventKind::Firing, Severity::Warning)],
+        );
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.delivered("slack"), 0);
+    let failed = h
+        .notifiers
+        .stats("slack")
+        .unwrap()
+        .failed_attempts
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(failed >= 2, "it kept trying: {failed}");
+    let server = TestServer::start_at(addr, scripted(vec![], slack_ok()));
+    wait_for(Duration::from_secs(5), "the backlog", || {
+        h.delivered("slack") == 12
+    })
+    .await;
+    let got: Vec<String> = server.requests().iter().flat_map(summaries).collect();
+    let want: Vec<String> = (0..12).map(|n| format!("event {n}")).collect();
+    assert_eq!(got, want, "every event once, in order");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_50_alerts_becomes_a_few_grouped_messages_within_the_rate_limit() {
+    let server = TestServer::start(scripted(vec![], slack_ok()));
+    // Slack's defaults: one message a second, a burst of three; group for 300 ms.
+    let yaml = format!(
+        "  slack: {{ type: slack, webhook_url: \"{}\", group_wait: 300ms }}\n",
+        server.url("/hook")
+    );
+    let h = Harness::new(&yaml, system());
+    for n in 0..50 {
+        h.send(
+            &["slack"],
+            &[event(n, EventKind::Firing, Severity::Warning)],
+        );
+    }
+    wait_for(Duration::from_secs(5), "the burst", || {
+        h.delivered("slack") == 50
+    })
+    .await;
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "20 + 20 + 10 alerts a message");
+    let got: Vec<String> = requests.iter().flat_map(summaries).collect();
+    assert_eq!(
+        got,
+        (0..50).map(|n| format!("event {n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        requests[0].json()["blocks"][0]["text"]["text"],
+        ":warning: [WARNING] 20 alerts: 20 firing"
+    );
+    h.send(
+        &["slack"],
+        &[event(50, EventKind::Firing, Severity::Warning)],
+    );
+    wait_for(Duration::from_secs(5), "one more", || {
+        h.delivered("slack") == 51
+    })
+    .await;
+    let requests = server.requests();
+    // The burst allowance was spent: the fourth message waited for the rate.
+    assert!(
+        requests[3].at - requests[0].at >= Duration::from_millis(900),
+        "{:?}",
+        requests[3].at - requests[0].at
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_posts_signed_standard_webhooks_with_the_same_id_on_retry() {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let server = TestServer::start(scripted(
+        vec![Response::new(502, "")],
+        Response::new(204, ""),
+    ));
+    let yaml = format!(
+        "  hook: {{ type: webhook, url: \"{}\", signing_secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", headers: {{ X-Team: ops }}, retry_initial: 20ms }}\n",
+        server.url("/in")
+    );
+    let h = Harness::new(&yaml, system());
+    let e = event(7, EventKind::Resolved, Severity::Critical);
+    h.send(&["hook"], std::slice::from_ref(&e));
+    wait_for(Duration::from_secs(5), "the delivery", || {
+        h.delivered("hook") == 1
+    })
+    .await;
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].header("webhook-id"),
+        requests[1].header("webhook-id")
+    );
+    let r = &requests[1];
+    assert_eq!(r.header("webhook-id"), Some(e.id.as_str()));
+    assert_eq!(r.header("x-team"), Some("ops"));
+    let body = r.json();
+    assert_eq!(body["type"], "alert.resolved");
+    assert_eq!(body["data"]["id"], e.id);
+    assert_eq!(body["data"]["schema_version"], 1);
+    assert_eq!(body["data"]["name"], "alert_7");
+    assert_eq!(body["data"]["labels"]["mount"], "/var");
+    assert_eq!(body["data"]["explanation"], e.explanation);
+    // Verify as a receiver would, with the shared secret.
+    let key = base64::engine::general_purpose::STANDARD
+        .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .unwrap();
+    let timestamp = r.header("webhook-timestamp").unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{timestamp}.", e.id).as_bytes());
+    mac.update(&r.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(r.header("webhook-signature"), Some(expected.as_str()));
+    let age = Utc::now().timestamp() - timestamp.parse::<i64>().unwrap();
+    assert!((0..30).contains(&age), "timestamp is now: {age}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn alertmanager_gets_labels_annotations_and_times_and_resolves_with_ends_at() {
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = TestServer::start(scripted(vec![], Response::new(200, "")));
+    let yaml = format!(
+        "  am: {{ type: alertmanager, urls: [\"http://{down}\", \"{}\"], resend_interval: 100ms }}\n",
+        server.url("")
+    );
+    let h = Harness::new(&yaml, system());
+    let firing = event(3, EventKind::Firing, Severity::Critical);
+    h.send(&["am"], std::slice::from_ref(&firing));
+    wait_for(Duration::from_secs(5), "the firing alert", || {
+        h.delivered("am") == 1
+    })
+    .await;
+    let first = &server.requests()[0];
+    assert_eq!(first.path(), "/api/v2/alerts");
+    let alerts = first.json();
+    let alert = &alerts[0];
+    assert_eq!(alert["labels"]["alertname"], "alert_3");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["labels"]["host"], "web-1");
+    assert_eq!(alert["labels"]["mount"], "/var");
+    assert_eq!(alert["annotations"]["summary"], "event 3 on web-1");
+    assert_eq!(alert["annotations"]["description"], firing.explanation);
+    assert_eq!(alert["startsAt"], "2026-11-28T08:55:03.000Z");
+    let ends = DateTime::parse_from_rfc3339(alert["endsAt"].as_str().unwrap()).unwrap();
+    assert!(
+        ends > Utc::now(),
+        "a firing alert ends in the future: {ends}"
+    );
+    // Re-sent while firing, so Alertmanager keeps it.
+    wait_for(Duration::from_secs(5), "a resend", || {
+        server.requests().len() >= 3
+    })
+    .await;
+    let mut resolved = firing.clone();
+    resolved.kind = EventKind::Resolved;
+    resolved.at = firing.at + chrono::Duration::minutes(1);
+    h.send(&["am"], &[resolved]);
+    wait_for(Duration::from_secs(5), "the resolve", || {
+        h.delivered("am") == 2
+    })
+    .await;
+    let last = server
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.json()[0]["endsAt"] == "2026-11-28T09:01:03.000Z")
+        .expect("a resolve with endsAt = when it resolved");
+    assert_eq!(last.json()[0]["labels"]["alertname"], "alert_3");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn routing_takes_the_job_list_the_rule_list_and_min_severity() {
+    let server = TestServer::start(scripted(vec![], slack_ok()));
+    let yaml = format!(
+        "{}  hook: {{ type: webhook, url: \"{}\", min_severity: critical }}\n",
+        slack_yaml(&server.url("/slack"), ", min_severity: warning"),
+        server.url("/hook")
+    );
+    let h = Harness::new(&yaml, system());
+    let job = vec!["log".to_string(), "slack".to_string(), "hook".to_string()];
+    let info = event(1, EventKind::Firing, Severity::Info);
+    let warning = event(2, EventKind::Firing, Severity::Warning);
+    let critical = event(3, EventKind::Firing, Severity::Critical);
+    let mut narrowed = event(4, EventKind::Firing, Severity::Critical);
+    narrowed.notify = Some(vec!["hook".into(), "pagerduty".into()]);
+    assert_eq!(h.notifiers.targets(&job, &info), ["log"]);
+    assert_eq!(h.notifiers.targets(&job, &warning), ["log", "slack"]);
+    assert_eq!(
+        h.notifiers.targets(&job, &critical),
+        ["log", "slack", "hook"]
+    );
+    assert_eq!(h.notifiers.targets(&job, &narrowed), ["hook"]);
+    assert_eq!(
+        h.notifiers.targets(&["slack".to_string()], &narrowed),
+        Vec::<&str>::new()
+    );
+    h.stop().await;
+}

@@ -1,0 +1,159 @@
+//! Notifiers in the real binary: killed with notifications queued, restarted, nothing lost or
+//! sent twice; a ServiceNow incident's number kept in the alert state and shown in later
+//! messages; `runner dry-run` printing the exact payloads.
+
+use std::time::Duration;
+
+use crate::fake_servicenow::FakeServiceNow;
+use crate::http_server::TestServer;
+use crate::notify::{scripted, slack_ok};
+use crate::support::{Running, command, jobs_file, root, run, stderr, stdout};
+
+fn rule(dir: &std::path::Path, options: &str) -> std::path::PathBuf {
+    let path = dir.join("seen.rhai");
+    std::fs::write(
+        &path,
+        format!(
+            "if memory.used_percent >= 0.0 {{\n    alert(\"memory_seen\", #{{ severity: \"critical\", value: memory.used_percent, threshold: 0, op: \">=\", summary: \"memory is measured\"{options} }});\n}}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn monitor(notifiers: &str, rule: &std::path::Path, notify: &str) -> String {
+    format!(
+        "notifiers:\n{notifiers}jobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: memory }}]\n    rules: [\"{}\"]\n    notify: [{notify}]\n",
+        rule.display()
+    )
+}
+
+#[test]
+fn killed_with_a_notification_queued_then_restarted_it_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let notifiers = format!(
+        "  slack: {{ type: slack, webhook_url: \"http://{addr}/services/T/B/x\", group_wait: 0s, retry_initial: 50ms, retry_max: 100ms }}\n"
+    );
+    let file = jobs_file(
+        dir.path(),
+        &monitor(&notifiers, &rule(dir.path(), ""), "log, slack"),
+    );
+    let file = file.to_str().unwrap();
+    let mut first = Running::spawn(command(&["--jobs", file]));
+    first.wait_for_line("memory is measured", Duration::from_secs(10));
+    first.wait_for_line("delivery failed", Duration::from_secs(10));
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5));
+    let queued = std::fs::read_to_string(dir.path().join("var/outbox/slack.jsonl")).unwrap();
+    assert_eq!(queued.lines().count(), 1, "{queued}");
+
+    let server = TestServer::start_at(addr, scripted(vec![], slack_ok()));
+    let mut second = Running::spawn(command(&["--jobs", file, "-v"]));
+    for _ in 0..3 {
+        second.wait_for_line("run finished", Duration::from_secs(10));
+    }
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(Duration::from_secs(5)).0, Some(0));
+    let requests = server.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "delivered once: {:?}",
+        requests.iter().map(|r| r.text()).collect::<Vec<_>>()
+    );
+    let body = requests[0].json();
+    assert_eq!(
+        body["blocks"][0]["text"]["text"],
+        ":rotating_light: [CRITICAL] memory is measured"
+    );
+}
+
+#[test]
+fn an_incident_number_is_kept_in_the_alert_state_and_shown_in_later_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sn = FakeServiceNow::start(Some("admin:pw"), None);
+    let slack = TestServer::start(scripted(vec![], slack_ok()));
+    let notifiers = format!(
+        "  sn: {{ type: servicenow, instance: \"{}\", username: admin, password: \"${{SN_PASSWORD}}\", retry_initial: 50ms }}\n  slack: {{ type: slack, webhook_url: \"{}\", group_wait: 0s, max_per_second: 100 }}\n",
+        sn.url(),
+        slack.url("/hook")
+    );
+    let rule = rule(dir.path(), ", repeat_interval: \"2s\"");
+    let file = jobs_file(dir.path(), &monitor(&notifiers, &rule, "log, sn, slack"));
+    let mut cmd = command(&["--jobs", file.to_str().unwrap()]);
+    cmd.env("SN_PASSWORD", "pw");
+    let mut running = Running::spawn(cmd);
+    running.wait_for_line("incident INC0010001 created", Duration::from_secs(10));
+    crate::notify::block_on_wait(
+        Duration::from_secs(10),
+        "a message with the incident",
+        || {
+            slack
+                .requests()
+                .iter()
+                .any(|r| r.text().contains("INC0010001"))
+        },
+    );
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(sn.incidents().len(), 1);
+    let state = std::fs::read_to_string(dir.path().join("var/state/alerts/m.json")).unwrap();
+    assert!(state.contains("INC0010001"), "{state}");
+    assert!(
+        !running
+            .seen
+            .iter()
+            .any(|l| l.contains("pw@") || l.contains("password")),
+        "{:?}",
+        running.seen
+    );
+
+    // A restart finds the incident instead of opening another.
+    let mut cmd = command(&["--jobs", file.to_str().unwrap()]);
+    cmd.env("SN_PASSWORD", "pw");
+    let mut again = Running::spawn(cmd);
+    again.wait_for_line("incident INC0010001 already open", Duration::from_secs(10));
+    again.signal("TERM");
+    again.wait_exit(Duration::from_secs(5));
+    assert_eq!(sn.incidents().len(), 1, "no second incident");
+}
+
+#[test]
+fn dry_run_prints_each_notifiers_payload_without_secrets_or_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let slack = TestServer::start(scripted(vec![], slack_ok()));
+    let notifiers = format!(
+        "  slack: {{ type: slack, webhook_url: \"{}\" }}\n  hook: {{ type: webhook, url: \"{}\" }}\n",
+        slack.url("/services/T0/B0/very-secret"),
+        slack.url("/in?token=also-secret")
+    );
+    let file = jobs_file(
+        dir.path(),
+        &monitor(
+            &notifiers,
+            &root().join("tests/fixtures/rules/always.rhai"),
+            "log, slack, hook",
+        ),
+    );
+    let output = run(&["dry-run", "m", "--jobs", file.to_str().unwrap()]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(out.contains("-> log, slack, hook"), "{out}");
+    assert!(
+        out.contains(&format!("slack: POST {}", slack.url(""))),
+        "{out}"
+    );
+    assert!(out.contains("\"type\": \"header\""), "{out}");
+    assert!(out.contains("hook: POST"), "{out}");
+    assert!(out.contains("\"type\": \"alert.firing\""), "{out}");
+    assert!(!out.contains("secret"), "{out}");
+    assert!(slack.requests().is_empty(), "a dry run sent something");
+    assert!(
+        !dir.path().join("var/outbox").exists(),
+        "a dry run wrote the outbox"
+    );
+}
