@@ -58,29 +58,18 @@ async fn receiver(listener: tokio::net::TcpListener) {
 }
 
 fn event(n: u64) -> AlertEvent {
-    let at = chrono::Utc::now();
-    let fingerprint = format!("{n:064x}");
-    AlertEvent {
-        schema_version: 1,
-        id: event_id(&fingerprint, EventKind::Firing, at),
-        kind: EventKind::Firing,
-        fingerprint,
-        name: "cpu_high".into(),
-        labels: [("core".to_string(), (n % 8).to_string())].into(),
-        severity: Severity::Warning,
-        summary: format!("CPU busy on web-1 ({n})"),
-        description: "Sustained CPU usage slows every request this host serves.".into(),
-        value: Some(93.2),
-        threshold: Some(85.0),
-        explanation: "cpu.total.usage_percent 93.2 > 85 over 5m for 5m".into(),
-        active_since: at,
-        at,
-        host: "web-1".into(),
-        job: "monitor".into(),
-        rule_file: "rules/cpu.rhai".into(),
-        incident: None,
-        notify: None,
-    }
+    let mut e = AlertEvent::example(
+        "cpu_high",
+        EventKind::Firing,
+        Severity::Warning,
+        chrono::Utc::now(),
+    );
+    e.labels = [("core".to_string(), (n % 8).to_string())].into();
+    e.fingerprint = format!("{n:064x}");
+    e.id = event_id(&e.fingerprint, e.kind, e.at);
+    e.summary = format!("CPU busy on web-1 ({n})");
+    e.description = "Sustained CPU usage slows every request this host serves.".into();
+    e
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

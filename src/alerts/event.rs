@@ -80,6 +80,39 @@ pub struct AlertEvent {
 }
 
 impl AlertEvent {
+    /// A CPU alert on `web-1` with every field filled in plausibly: for examples,
+    /// benchmarks and tests, which change the fields they are about.
+    pub fn example(
+        name: &str,
+        kind: EventKind,
+        severity: Severity,
+        at: DateTime<Utc>,
+    ) -> AlertEvent {
+        let labels = BTreeMap::new();
+        let fingerprint = fingerprint("web-1", name, &labels);
+        AlertEvent {
+            schema_version: SCHEMA_VERSION,
+            id: event_id(&fingerprint, kind, at),
+            kind,
+            fingerprint,
+            name: name.to_string(),
+            labels,
+            severity,
+            summary: "CPU busy on web-1".into(),
+            description: String::new(),
+            value: Some(93.2),
+            threshold: Some(85.0),
+            explanation: "cpu.total.usage_percent 93.2 > 85 for 12m".into(),
+            active_since: at - chrono::Duration::minutes(12),
+            at,
+            host: "web-1".into(),
+            job: "monitor".into(),
+            rule_file: "rules/cpu.rhai".into(),
+            incident: None,
+            notify: None,
+        }
+    }
+
     /// `a3f1…` (16 hex digits): how people see a fingerprint.
     pub fn short_fingerprint(&self) -> &str {
         &self.fingerprint[..self.fingerprint.len().min(16)]

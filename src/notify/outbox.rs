@@ -306,29 +306,12 @@ mod tests {
     use crate::alerts::event::EventKind;
     use crate::config::Severity;
 
-    pub(crate) fn event(n: u32) -> AlertEvent {
+    fn event(n: u32) -> AlertEvent {
         let at = DateTime::from_timestamp(1_800_000_000 + i64::from(n), 0).unwrap();
-        AlertEvent {
-            schema_version: 1,
-            id: format!("id-{n}"),
-            kind: EventKind::Firing,
-            fingerprint: format!("fp{n}"),
-            name: "cpu_high".into(),
-            labels: Default::default(),
-            severity: Severity::Warning,
-            summary: format!("event {n}"),
-            description: String::new(),
-            value: Some(93.2),
-            threshold: Some(85.0),
-            explanation: "x".into(),
-            active_since: at,
-            at,
-            host: "web-1".into(),
-            job: "monitor".into(),
-            rule_file: "rules/cpu.rhai".into(),
-            incident: None,
-            notify: None,
-        }
+        let mut e = AlertEvent::example("cpu_high", EventKind::Firing, Severity::Warning, at);
+        e.id = format!("id-{n}");
+        e.summary = format!("event {n}");
+        e
     }
 
     fn entry(n: u32) -> Entry {

@@ -371,27 +371,11 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2026-11-28T09:26:00Z")
             .unwrap()
             .to_utc();
-        AlertEvent {
-            schema_version: 1,
-            id: "id".into(),
-            kind,
-            fingerprint: "0123456789abcdef0123".into(),
-            name: "cpu_high".into(),
-            labels: Default::default(),
-            severity,
-            summary: summary.into(),
-            description: "CPU <busy> & hot".into(),
-            value: Some(93.2),
-            threshold: Some(85.0),
-            explanation: "cpu.total.usage_percent 93.2 > 85 for 12m".into(),
-            active_since: at - chrono::Duration::minutes(12),
-            at,
-            host: "web-1".into(),
-            job: "monitor".into(),
-            rule_file: "rules/cpu.rhai".into(),
-            incident: None,
-            notify: None,
-        }
+        let mut e = AlertEvent::example("cpu_high", kind, severity, at);
+        e.fingerprint = "0123456789abcdef0123".into();
+        e.summary = summary.into();
+        e.description = "CPU <busy> & hot".into();
+        e
     }
 
     #[test]

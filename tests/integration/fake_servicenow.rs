@@ -168,6 +168,19 @@ fn create(s: &mut State, r: &Request) -> Response {
     incident.insert("opened_at".into(), json!(stamp(s.clock_ms)));
     incident.insert("sys_created_on".into(), json!(stamp(s.clock_ms)));
     incident.insert("sys_updated_on".into(), json!(stamp(s.clock_ms)));
+    set_fields(&mut incident, fields);
+    s.incidents.push(incident.clone());
+    Response::json(201, json!({"result": project(&incident, r)}).to_string()).header(
+        "Location",
+        &format!(
+            "/api/now/table/incident/{}",
+            incident["sys_id"].as_str().unwrap()
+        ),
+    )
+}
+
+/// Stores values as ServiceNow does: every one a string.
+fn set_fields(incident: &mut Map<String, Value>, fields: Map<String, Value>) {
     for (k, v) in fields {
         incident.insert(
             k,
@@ -178,14 +191,6 @@ fn create(s: &mut State, r: &Request) -> Response {
             ),
         );
     }
-    s.incidents.push(incident.clone());
-    Response::json(201, json!({"result": project(&incident, r)}).to_string()).header(
-        "Location",
-        &format!(
-            "/api/now/table/incident/{}",
-            incident["sys_id"].as_str().unwrap()
-        ),
-    )
 }
 
 fn update(s: &mut State, r: &Request, id: &str) -> Response {
@@ -200,16 +205,7 @@ fn update(s: &mut State, r: &Request, id: &str) -> Response {
             "Record doesn't exist or ACL restricts the record retrieval",
         );
     };
-    for (k, v) in fields {
-        incident.insert(
-            k,
-            json!(
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            ),
-        );
-    }
+    set_fields(incident, fields);
     if incident.get("state").and_then(Value::as_str) == Some("6") {
         incident.insert("resolved_at".into(), json!(now.clone()));
     }

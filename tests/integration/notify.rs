@@ -21,28 +21,15 @@ pub(crate) fn event(n: u32, kind: EventKind, severity: Severity) -> AlertEvent {
         .unwrap()
         .to_utc()
         + chrono::Duration::seconds(i64::from(n));
-    let fingerprint = format!("{n:064x}");
-    AlertEvent {
-        schema_version: 1,
-        id: runner::alerts::event::event_id(&fingerprint, kind, at),
-        kind,
-        fingerprint,
-        name: format!("alert_{n}"),
-        labels: [("mount".to_string(), "/var".to_string())].into(),
-        severity,
-        summary: format!("event {n} on web-1"),
-        description: String::new(),
-        value: Some(93.2),
-        threshold: Some(85.0),
-        explanation: "cpu.total.usage_percent 93.2 > 85 for 5m".into(),
-        active_since: at - chrono::Duration::minutes(5),
-        at,
-        host: "web-1".into(),
-        job: "m".into(),
-        rule_file: "rules/cpu.rhai".into(),
-        incident: None,
-        notify: None,
-    }
+    let mut e = AlertEvent::example(&format!("alert_{n}"), kind, severity, at);
+    e.fingerprint = format!("{n:064x}");
+    e.id = runner::alerts::event::event_id(&e.fingerprint, kind, at);
+    e.labels = [("mount".to_string(), "/var".to_string())].into();
+    e.summary = format!("event {n} on web-1");
+    e.explanation = "cpu.total.usage_percent 93.2 > 85 for 5m".into();
+    e.active_since = at - chrono::Duration::minutes(5);
+    e.job = "m".into();
+    e
 }
 
 /// Answers from a script, then `fallback` for every request after it.
