@@ -139,7 +139,7 @@ fn summary_line(file: &Path, problems: &Problems) -> String {
 }
 
 /// Runs a command's async part on the one runtime of the process.
-fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
+pub(crate) fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("runner")

@@ -15,7 +15,7 @@ use crate::alerts::event::format_value;
 use crate::alerts::lifecycle::Phase;
 use crate::cli::exit;
 use crate::config::size::format_size;
-use crate::config::{Config, JobKind, MonitorSpec, RotateSpec};
+use crate::config::{Config, FetchSpec, JobKind, MonitorSpec, RotateSpec};
 use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
 use crate::rotate::Rotation;
@@ -58,6 +58,7 @@ pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
             rt.block_on(monitor_dry_run(&config, job, monitor, from_log))
         }
         JobKind::Rotate(rotate) => rotate_dry_run(&config, job, rotate),
+        JobKind::ServicenowFetch(fetch) => crate::cli::block_on(fetch_dry_run(&config, job, fetch)),
         _ => {
             eprintln!(
                 "error: dry runs of {} jobs are not built yet",
@@ -117,6 +118,44 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
         exit::OK
     } else {
         exit::FAILED
+    }
+}
+
+/// Fetches as the job would, into a copy of the cache, and says what it found; writes nothing.
+async fn fetch_dry_run(config: &Config, job: &str, spec: &FetchSpec) -> u8 {
+    let Some(settings) = &spec.servicenow else {
+        println!(
+            "{job}: ServiceNow is not configured (notifier `{}` is off); nothing to fetch",
+            spec.from
+        );
+        return exit::OK;
+    };
+    let client = match crate::servicenow::Client::new(settings) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    let path = crate::servicenow::cache::cache_path(&config.data_dir);
+    let mut cache = crate::servicenow::cache::Cache::read(&path)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let fetch = crate::servicenow::fetch::Fetch {
+        client: &client,
+        spec,
+        clock: Arc::new(SystemClock),
+    };
+    match fetch.run(&mut cache).await {
+        Ok(fetched) => {
+            println!("{job}: dry run: {}; nothing written", fetched.line());
+            exit::OK
+        }
+        Err((_, e)) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
     }
 }
 

@@ -96,10 +96,16 @@ impl Job {
                 "report",
                 "ServiceNow incident fetch and the weekly performance report",
             ),
-            JobKind::ServicenowFetch(_) => (
-                "servicenow_fetch",
-                "ServiceNow incident fetch and the weekly performance report",
-            ),
+            JobKind::ServicenowFetch(fetch) => {
+                let line = crate::servicenow::fetch::run_job(
+                    &self.name,
+                    fetch,
+                    &self.config.data_dir,
+                    self.clock.clone(),
+                )
+                .await?;
+                return Ok(Outcome::Done(line));
+            }
             JobKind::Rotate(rotate) => {
                 // File copying and fsync block: keep them off the runtime's workers.
                 let (name, spec, data_dir) = (

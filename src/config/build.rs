@@ -664,13 +664,14 @@ impl Builder<'_> {
                         format!("`page_size` must be between 1 and 10000, not {page_size}"),
                     );
                 }
-                JobKind::ServicenowFetch(FetchSpec {
+                JobKind::ServicenowFetch(Box::new(FetchSpec {
                     from: from.value.clone(),
+                    delivery: notifiers.get(&from.value).map(|n| n.delivery.clone()),
                     servicenow: if off.is_some() { None } else { servicenow },
                     query: job.query,
                     fields: job.fields,
                     page_size,
-                })
+                }))
             }
             JobConfig::Rotate(job) => self.rotate(job, &field, data_dir)?,
         };

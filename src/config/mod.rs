@@ -190,7 +190,7 @@ impl JobSpec {
 pub enum JobKind {
     Monitor(MonitorSpec),
     Report(ReportSpec),
-    ServicenowFetch(FetchSpec),
+    ServicenowFetch(Box<FetchSpec>),
     Rotate(RotateSpec),
 }
 
@@ -216,6 +216,8 @@ pub struct FetchSpec {
     /// The `servicenow` notifier whose settings the fetch reuses.
     pub from: String,
     pub servicenow: Option<ServicenowSettings>,
+    /// The notifier's timeouts and retry pace, which the fetch follows too.
+    pub delivery: Option<DeliverySpec>,
     pub query: Option<String>,
     pub fields: Option<Vec<String>>,
     pub page_size: u32,

@@ -1,7 +1,9 @@
 //! ServiceNow: the Table API client, and the incident operations the notifier uses (find an
 //! open incident by correlation id, create one, resolve one).
 
+pub mod cache;
 pub mod client;
+pub mod fetch;
 
 pub use client::{Client, Error};
 

@@ -10,6 +10,14 @@ use serde_json::{Map, Value, json};
 
 use crate::http_server::{Request, Response, TestServer, percent_decode};
 
+/// Something that happens between two page requests.
+pub enum Between {
+    /// A user edits this incident: its `sys_updated_on` becomes the newest.
+    Edit(String),
+    /// The next request gets this answer.
+    Answer(Response),
+}
+
 #[derive(Default)]
 pub struct State {
     pub incidents: Vec<Map<String, Value>>,
@@ -25,6 +33,10 @@ pub struct State {
     /// A fixed bearer token accepted.
     pub bearer: Option<String>,
     pub clock_ms: i64,
+    /// List requests served so far.
+    pub lists: usize,
+    /// What happens after the n-th list request, as things happen between two pages.
+    pub after_list: Vec<(usize, Between)>,
 }
 
 pub struct FakeServiceNow {
@@ -45,7 +57,7 @@ impl FakeServiceNow {
             basic: basic.map(str::to_string),
             bearer: bearer.map(str::to_string),
             token_lifetime: 1800,
-            clock_ms: 1_795_000_000_000,
+            clock_ms: 1_796_000_000_000,
             ..State::default()
         }));
         let handler_state = state.clone();
@@ -59,6 +71,14 @@ impl FakeServiceNow {
 
     pub fn incidents(&self) -> Vec<Map<String, Value>> {
         self.state.lock().unwrap().incidents.clone()
+    }
+
+    /// Adds an incident as the instance would store it.
+    pub fn insert(&self, fields: Value) {
+        let Value::Object(map) = fields else {
+            panic!("an object")
+        };
+        self.state.lock().unwrap().incidents.push(map);
     }
 
     pub fn answer_next(&self, response: Response) {
@@ -92,7 +112,33 @@ fn handle(state: &Mutex<State>, r: &Request) -> Response {
     let sys_id = rest.strip_prefix('/').filter(|s| !s.is_empty());
     s.clock_ms += 1000;
     match (r.method.as_str(), sys_id) {
-        ("GET", None) => list(&s, r),
+        ("GET", None) => {
+            let response = list(&s, r);
+            s.lists += 1;
+            let n = s.lists;
+            let due: Vec<Between> = {
+                let (now, later) = std::mem::take(&mut s.after_list)
+                    .into_iter()
+                    .partition(|(k, _)| *k == n);
+                s.after_list = later;
+                now.into_iter().map(|(_, b)| b).collect()
+            };
+            for between in due {
+                match between {
+                    Between::Edit(id) => {
+                        s.clock_ms += 1000;
+                        let now = stamp(s.clock_ms);
+                        if let Some(i) = s.incidents.iter_mut().find(|i| i["sys_id"] == id.as_str())
+                        {
+                            i.insert("sys_updated_on".into(), json!(now));
+                            i.insert("short_description".into(), json!("edited between pages"));
+                        }
+                    }
+                    Between::Answer(response) => s.ahead.push_back(response),
+                }
+            }
+            response
+        }
         ("POST", None) => create(&mut s, r),
         ("PATCH", Some(id)) | ("PUT", Some(id)) => update(&mut s, r, id),
         ("GET", Some(id)) => match s.incidents.iter().find(|i| i["sys_id"] == id) {
@@ -256,17 +302,27 @@ fn matches(incident: &Map<String, Value>, cond: &str) -> bool {
 
 fn list(s: &State, r: &Request) -> Response {
     let query = r.query("sysparm_query").unwrap_or_default();
-    let mut rows: Vec<&Map<String, Value>> = s.incidents.iter().collect();
+    // `^NQ` separates alternatives; `ORDERBY` parts order the whole answer.
     let mut order: Vec<(String, bool)> = Vec::new();
-    for part in query.split('^').filter(|p| !p.is_empty()) {
-        if let Some(field) = part.strip_prefix("ORDERBYDESC") {
-            order.push((field.to_string(), true));
-        } else if let Some(field) = part.strip_prefix("ORDERBY") {
-            order.push((field.to_string(), false));
-        } else {
-            rows.retain(|i| matches(i, part));
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for group in query.split("^NQ") {
+        let mut conditions = Vec::new();
+        for part in group.split('^').filter(|p| !p.is_empty()) {
+            if let Some(field) = part.strip_prefix("ORDERBYDESC") {
+                order.push((field.to_string(), true));
+            } else if let Some(field) = part.strip_prefix("ORDERBY") {
+                order.push((field.to_string(), false));
+            } else {
+                conditions.push(part.to_string());
+            }
         }
+        groups.push(conditions);
     }
+    let mut rows: Vec<&Map<String, Value>> = s
+        .incidents
+        .iter()
+        .filter(|i| groups.iter().any(|g| g.iter().all(|c| matches(i, c))))
+        .collect();
     for (field, desc) in order.iter().rev() {
         rows.sort_by(|a, b| {
             let (x, y) = (

@@ -12,6 +12,7 @@ mod rotate;
 mod rules;
 mod scheduling;
 mod service_probes;
+mod servicenow_fetch;
 mod servicenow_notify;
 mod store;
 mod support;
