@@ -83,6 +83,24 @@ pub enum Command {
         #[arg(long)]
         from_log: bool,
     },
+    /// Render a report now from the history on disk, e.g. to try a template; writes nothing
+    /// but `--out`, sends nothing.
+    Report {
+        /// The report job whose window and templates to use (default: the only report job).
+        job: Option<String>,
+        /// A template to render instead of the job's (repeatable).
+        #[arg(long = "template", value_name = "FILE")]
+        templates: Vec<PathBuf>,
+        /// How far back the report looks, ending now (default: the job's window, or 7d).
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// Write the rendered report to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the summary the templates see, as JSON, instead of rendering.
+        #[arg(long, conflicts_with_all = ["templates", "out"])]
+        summary: bool,
+    },
     /// Run rule tests (`*.test.yaml`) in the given files or folders (default: `rules`).
     Test {
         /// Test files, or folders searched for `*.test.yaml`.
@@ -110,6 +128,20 @@ pub fn main() -> ExitCode {
         Some(Command::Jobs) => list_jobs(&cli.jobs),
         Some(Command::DryRun { job, from_log }) => crate::dry_run::run(&cli.jobs, job, *from_log),
         Some(Command::Test { paths }) => test_rules(paths),
+        Some(Command::Report {
+            job,
+            templates,
+            window,
+            out,
+            summary,
+        }) => report_now(
+            &cli.jobs,
+            job.as_deref(),
+            templates,
+            window.as_deref(),
+            out.as_deref(),
+            *summary,
+        ),
     })
 }
 
@@ -335,7 +367,26 @@ fn check(file: &Path) -> u8 {
         } = &spec.settings
             && let Err(problem) = crate::notify::slack::load_template(path)
         {
-            problems.push(problem.to_problem(&format!("notifiers.{}.template", spec.name)));
+            problems.push(problem.to_problem(
+                &format!("notifiers.{}.template", spec.name),
+                "fix the template; until then the built-in message is used",
+            ));
+        }
+    }
+    // Report templates render against an example summary, so a typo shows now, not on Monday.
+    for spec in config.jobs.values() {
+        if let crate::config::JobKind::Report(report) = &spec.kind {
+            let (_, failed) = crate::report::render_all(
+                &report.templates,
+                &crate::report::summary::example(&config),
+                &config.zone,
+            );
+            for problem in failed {
+                problems.push(problem.to_problem(
+                    &format!("jobs.{}.templates", spec.name),
+                    "fix the template; `runner report --summary` prints every field a template can use",
+                ));
+            }
         }
     }
     let problems = problems.sorted();
@@ -454,6 +505,114 @@ fn run_job(file: &Path, name: &str) -> u8 {
             }
         }
     })
+}
+
+/// `runner report`: the summary of the window ending now, rendered or as JSON.
+fn report_now(
+    file: &Path,
+    job: Option<&str>,
+    templates: &[PathBuf],
+    window: Option<&str>,
+    out: Option<&Path>,
+    as_json: bool,
+) -> u8 {
+    use crate::config::JobKind;
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let reports: Vec<(&String, &crate::config::ReportSpec)> = config
+        .jobs
+        .iter()
+        .filter_map(|(name, j)| match &j.kind {
+            JobKind::Report(r) => Some((name, r)),
+            _ => None,
+        })
+        .collect();
+    let chosen = match job {
+        Some(name) => match reports.iter().find(|(n, _)| n.as_str() == name) {
+            Some(found) => Some(*found),
+            None => {
+                let names: Vec<&str> = reports.iter().map(|(n, _)| n.as_str()).collect();
+                eprintln!(
+                    "error: no report job named `{name}` in {} (report jobs: {})",
+                    file.display(),
+                    names.join(", ")
+                );
+                return exit::USAGE;
+            }
+        },
+        None if reports.len() == 1 => Some(reports[0]),
+        None => None,
+    };
+    let window = match window {
+        Some(text) => match crate::config::duration::parse_duration(text) {
+            Ok(w) if !w.is_zero() => w,
+            Ok(_) => {
+                eprintln!("error: --window must be above zero");
+                return exit::USAGE;
+            }
+            Err(e) => {
+                eprintln!("error: --window: {e}");
+                return exit::USAGE;
+            }
+        },
+        None => chosen.map_or(std::time::Duration::from_secs(7 * 86_400), |(_, r)| {
+            r.window
+        }),
+    };
+    let templates: Vec<PathBuf> = if templates.is_empty() {
+        chosen.map(|(_, r)| r.templates.clone()).unwrap_or_default()
+    } else {
+        templates.to_vec()
+    };
+    if templates.is_empty() && !as_json {
+        eprintln!(
+            "error: no template: name a report job that has templates, or give --template FILE (or --summary for the JSON)"
+        );
+        return exit::USAGE;
+    }
+    if out.is_some() && templates.len() > 1 {
+        eprintln!("error: --out takes one rendered report; give one --template");
+        return exit::USAGE;
+    }
+    let name = chosen.map_or("report", |(n, _)| n.as_str());
+    let title = chosen.map_or_else(
+        || "Performance report".to_string(),
+        |(_, r)| r.title.clone(),
+    );
+    let summary = crate::report::summary::build(&config, name, &title, window, chrono::Utc::now());
+    if as_json {
+        match serde_json::to_string_pretty(&summary) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::FAILED;
+            }
+        }
+        return exit::OK;
+    }
+    let (outputs, problems) = crate::report::render_all(&templates, &summary, &config.zone);
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    for output in &outputs {
+        match out {
+            Some(path) => {
+                if let Err(e) = crate::store::atomic::write(path, output.text.as_bytes()) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return exit::FAILED;
+                }
+                eprintln!("wrote {}", path.display());
+            }
+            None => print!("{}", output.text),
+        }
+    }
+    if problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 fn list_jobs(file: &Path) -> u8 {

@@ -15,7 +15,7 @@ use crate::alerts::event::format_value;
 use crate::alerts::lifecycle::Phase;
 use crate::cli::exit;
 use crate::config::size::format_size;
-use crate::config::{Config, FetchSpec, JobKind, MonitorSpec, RotateSpec};
+use crate::config::{Config, FetchSpec, JobKind, MonitorSpec, ReportSpec, RotateSpec};
 use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
 use crate::rotate::Rotation;
@@ -59,13 +59,7 @@ pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
         }
         JobKind::Rotate(rotate) => rotate_dry_run(&config, job, rotate),
         JobKind::ServicenowFetch(fetch) => crate::cli::block_on(fetch_dry_run(&config, job, fetch)),
-        _ => {
-            eprintln!(
-                "error: dry runs of {} jobs are not built yet",
-                spec.type_name()
-            );
-            exit::FAILED
-        }
+        JobKind::Report(report) => report_dry_run(&config, job, report),
     }
 }
 
@@ -115,6 +109,54 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
         println!("problem: {problem}");
     }
     if plan.summary.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+/// Renders the report to stdout and shows what its notifiers would get; writes and sends nothing.
+fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
+    let summary = crate::report::summary::build(config, job, &spec.title, spec.window, Utc::now());
+    let (outputs, problems) = crate::report::render_all(&spec.templates, &summary, &config.zone);
+    let paths = crate::report::render::output_paths(
+        &crate::report::summary::reports_dir(&config.data_dir),
+        job,
+        &summary,
+        &config.zone,
+        &outputs,
+    );
+    for (output, path) in outputs.iter().zip(&paths) {
+        println!(
+            "===== {} (would be written to {}) =====",
+            output.template.display(),
+            path.display()
+        );
+        print!("{}", output.text);
+        println!();
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    let notice = crate::report::notice(job, &summary, &paths);
+    let notifiers = Notifiers::render_only(config, Arc::new(SystemClock));
+    println!(
+        "===== notifications ({}) =====",
+        if spec.notify.is_empty() {
+            "none".to_string()
+        } else {
+            spec.notify.join(", ")
+        }
+    );
+    for (notifier, requests) in notifiers.render_report(&spec.notify, &notice) {
+        for request in requests {
+            println!("{notifier}: {} {}", request.method, request.url);
+            for line in request.body.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    if problems.is_empty() {
         exit::OK
     } else {
         exit::FAILED

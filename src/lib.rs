@@ -16,6 +16,7 @@ pub mod logging;
 pub mod monitor;
 pub mod notify;
 pub mod probes;
+pub mod report;
 pub mod rotate;
 pub mod rules;
 pub mod scheduler;

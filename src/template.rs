@@ -3,9 +3,15 @@
 
 use std::path::Path;
 
-use handlebars::{Handlebars, handlebars_helper};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+    handlebars_helper,
+};
+use serde_json::Value;
 
 use crate::alerts::event::{format_for, format_value};
+use crate::config::size::format_size;
+use crate::scheduler::schedule::Zone;
 
 /// How a template's `{{value}}` output is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +26,13 @@ handlebars_helper!(value_helper: |v: f64| format_value(v));
 handlebars_helper!(duration_helper: |secs: i64| format_for(secs));
 handlebars_helper!(upper_helper: |text: str| text.to_uppercase());
 
-/// A registry with the helpers every template may use.
+/// A registry with the helpers every template may use; dates show in UTC.
 pub fn registry(escape: Escape) -> Handlebars<'static> {
+    registry_in(escape, Zone::utc())
+}
+
+/// A registry whose `date` helper shows times in `zone`.
+pub fn registry_in(escape: Escape, zone: Zone) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     if escape == Escape::None {
@@ -31,7 +42,297 @@ pub fn registry(escape: Escape) -> Handlebars<'static> {
     hb.register_helper("value", Box::new(value_helper));
     hb.register_helper("duration", Box::new(duration_helper));
     hb.register_helper("upper", Box::new(upper_helper));
+    let html = escape == Escape::Html;
+    register(&mut hb, "bytes", move |p, _| {
+        Ok(number(p, 0)
+            .map(|v| format_size(v.max(0.0) as u64))
+            .unwrap_or_else(dash))
+    });
+    register(&mut hb, "percent", move |p, h| {
+        let digits = digits(h).unwrap_or(1);
+        Ok(number(p, 0)
+            .map(|v| format!("{v:.digits$} %"))
+            .unwrap_or_else(dash))
+    });
+    register(&mut hb, "number", move |p, h| {
+        Ok(number(p, 0)
+            .map(|v| match digits(h) {
+                Some(d) => group_thousands(&format!("{v:.d$}")),
+                None => group_thousands(&format_value(v)),
+            })
+            .unwrap_or_else(dash))
+    });
+    register(&mut hb, "duration", move |p, _| {
+        Ok(number(p, 0)
+            .map(|v| format_for(v as i64))
+            .unwrap_or_else(dash))
+    });
+    register(&mut hb, "measure", move |p, _| {
+        let unit = p.get(1).and_then(Value::as_str).unwrap_or("");
+        Ok(number(p, 0).map(|v| measure(v, unit)).unwrap_or_else(dash))
+    });
+    register(&mut hb, "trend", move |p, _| Ok(trend(number(p, 0))));
+    let date_zone = zone.clone();
+    register(&mut hb, "date", move |p, h| {
+        let Some(text) = p.first().and_then(Value::as_str) else {
+            return Ok(dash());
+        };
+        let at = chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| format!("`date` needs an RFC 3339 time, not `{text}`: {e}"))?;
+        let format = h
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or("%Y-%m-%d %H:%M");
+        let zone = match h.get("tz").and_then(Value::as_str) {
+            Some(name) => Zone::parse(name)?,
+            None => date_zone.clone(),
+        };
+        Ok(zone.strftime(at.to_utc(), format))
+    });
+    register(&mut hb, "sparkline", move |p, h| {
+        let series = series(p);
+        Ok(if html {
+            svg_chart(&series, width(h, 120), height(h, 24), false, "")
+        } else {
+            blocks(&series)
+        })
+    });
+    register(&mut hb, "chart", move |p, h| {
+        let series = series(p);
+        let unit = h.get("unit").and_then(Value::as_str).unwrap_or("");
+        Ok(if html {
+            svg_chart(&series, width(h, 640), height(h, 120), true, unit)
+        } else {
+            blocks(&series)
+        })
+    });
     hb
+}
+
+/// Registers a helper from a function of its parameters and hash; its output is written as
+/// it is (helpers produce numbers, words and SVG, never user text).
+fn register(
+    hb: &mut Handlebars<'static>,
+    name: &'static str,
+    f: impl Fn(&[Value], &serde_json::Map<String, Value>) -> Result<String, String>
+    + Send
+    + Sync
+    + 'static,
+) {
+    hb.register_helper(
+        name,
+        Box::new(
+            move |h: &Helper<'_>,
+                  _: &Handlebars<'_>,
+                  _: &Context,
+                  _: &mut RenderContext<'_, '_>,
+                  out: &mut dyn Output|
+                  -> HelperResult {
+                let params: Vec<Value> = h.params().iter().map(|p| p.value().clone()).collect();
+                let hash: serde_json::Map<String, Value> = h
+                    .hash()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.value().clone()))
+                    .collect();
+                let text = f(&params, &hash)
+                    .map_err(|e| RenderErrorReason::Other(format!("{name}: {e}")))?;
+                out.write(&text)?;
+                Ok(())
+            },
+        ),
+    );
+}
+
+fn dash() -> String {
+    "–".to_string()
+}
+
+fn number(params: &[Value], i: usize) -> Option<f64> {
+    params
+        .get(i)
+        .and_then(Value::as_f64)
+        .filter(|v| v.is_finite())
+}
+
+fn digits(hash: &serde_json::Map<String, Value>) -> Option<usize> {
+    hash.get("digits")
+        .and_then(Value::as_u64)
+        .map(|d| d.min(10) as usize)
+}
+
+fn width(hash: &serde_json::Map<String, Value>, default: u32) -> u32 {
+    hash.get("width")
+        .and_then(Value::as_u64)
+        .map_or(default, |w| w.clamp(20, 4000) as u32)
+}
+
+fn height(hash: &serde_json::Map<String, Value>, default: u32) -> u32 {
+    hash.get("height")
+        .and_then(Value::as_u64)
+        .map_or(default, |h| h.clamp(10, 2000) as u32)
+}
+
+/// `1234567.5` → `1,234,567.5`.
+pub fn group_thousands(text: &str) -> String {
+    let (sign, rest) = text.strip_prefix('-').map_or(("", text), |r| ("-", r));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
+    if int.len() <= 4 || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return text.to_string();
+    }
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+/// A value in the unit its metric's name gives.
+pub fn measure(v: f64, unit: &str) -> String {
+    match unit {
+        "percent" => format!("{} %", format_value(v)),
+        "bytes" => format_size(v.max(0.0) as u64),
+        "bytes_per_sec" => format!("{}/s", format_size(v.max(0.0) as u64)),
+        "per_sec" => format!("{}/s", group_thousands(&format_value(v))),
+        "ms" => format!("{} ms", format_value(v)),
+        "seconds" => format!("{} s", format_value(v)),
+        "days" => format!("{} d", format_value(v)),
+        "bool" => format!("{} % up", format_value(v * 100.0)),
+        _ => group_thousands(&format_value(v)),
+    }
+}
+
+/// `▲ 12 %`, `▼ 3.5 %`, `→ 0 %` (within ±1 %), or `–` without a previous value.
+pub fn trend(change_percent: Option<f64>) -> String {
+    match change_percent {
+        None => dash(),
+        Some(c) if c.abs() < 1.0 => "→ 0 %".to_string(),
+        Some(c) if c > 0.0 => format!("▲ {} %", format_value(c.abs().min(9999.0))),
+        Some(c) => format!("▼ {} %", format_value(c.abs())),
+    }
+}
+
+fn series(params: &[Value]) -> Vec<Option<f64>> {
+    match params.first() {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_f64().filter(|f| f.is_finite()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `▁▂▃▅▇` blocks for text reports, at most 48 of them.
+pub fn blocks(series: &[Option<f64>]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let points = downsample(series, 48);
+    let values: Vec<f64> = points.iter().flatten().copied().collect();
+    let (Some(min), Some(max)) = (
+        values.iter().copied().reduce(f64::min),
+        values.iter().copied().reduce(f64::max),
+    ) else {
+        return String::new();
+    };
+    points
+        .iter()
+        .map(|p| match p {
+            None => ' ',
+            Some(v) if max > min => BARS[(((v - min) / (max - min)) * 7.0).round() as usize],
+            Some(_) => BARS[3],
+        })
+        .collect()
+}
+
+/// Means of equal slices, so a long series fits `max` points.
+fn downsample(series: &[Option<f64>], max: usize) -> Vec<Option<f64>> {
+    if series.len() <= max {
+        return series.to_vec();
+    }
+    let chunk = series.len().div_ceil(max);
+    series
+        .chunks(chunk)
+        .map(|c| {
+            let values: Vec<f64> = c.iter().flatten().copied().collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        })
+        .collect()
+}
+
+/// An inline SVG line chart; gaps where there were no samples. With `axes`, the lowest and
+/// highest value are written at the left edge.
+pub fn svg_chart(
+    series: &[Option<f64>],
+    width: u32,
+    height: u32,
+    axes: bool,
+    unit: &str,
+) -> String {
+    let values: Vec<f64> = series.iter().flatten().copied().collect();
+    let (Some(min), Some(max)) = (
+        values.iter().copied().reduce(f64::min),
+        values.iter().copied().reduce(f64::max),
+    ) else {
+        return format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"no data\"></svg>"
+        );
+    };
+    let (w, h) = (f64::from(width), f64::from(height));
+    let pad = if axes { 14.0 } else { 2.0 };
+    let span = if max > min { max - min } else { 1.0 };
+    let step = if series.len() > 1 {
+        (w - 2.0) / (series.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    for (i, point) in series.iter().enumerate() {
+        match point {
+            Some(v) => {
+                let x = 1.0 + step * i as f64;
+                let y = pad + (h - 2.0 * pad) * (1.0 - (v - min) / span);
+                current.push_str(&format!(
+                    "{}{x:.1},{y:.1}",
+                    if current.is_empty() { "M" } else { " L" }
+                ));
+            }
+            None if !current.is_empty() => paths.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        paths.push(current);
+    }
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"from {} to {}\">",
+        measure(min, unit),
+        measure(max, unit)
+    );
+    if axes {
+        svg.push_str(&format!(
+            "<line x1=\"0\" y1=\"{pad}\" x2=\"{w}\" y2=\"{pad}\" stroke=\"#ddd\"/><line x1=\"0\" y1=\"{b}\" x2=\"{w}\" y2=\"{b}\" stroke=\"#ddd\"/>\
+<text x=\"2\" y=\"{ty}\" font-size=\"10\" fill=\"#666\">{}</text><text x=\"2\" y=\"{by}\" font-size=\"10\" fill=\"#666\">{}</text>",
+            measure(max, unit),
+            measure(min, unit),
+            b = h - pad,
+            ty = pad - 3.0,
+            by = h - 2.0,
+        ));
+    }
+    for d in paths {
+        svg.push_str(&format!(
+            "<path d=\"{d}\" fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"1.5\"/>"
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// Why a template does not load, and where.
@@ -59,10 +360,10 @@ impl std::fmt::Display for TemplateProblem {
 
 impl TemplateProblem {
     /// As a located problem for `runner check`.
-    pub fn to_problem(&self, field: &str) -> crate::diagnostic::Problem {
+    pub fn to_problem(&self, field: &str, help: &str) -> crate::diagnostic::Problem {
         let problem = crate::diagnostic::Problem::error(&self.path, self.message.clone())
             .field(field)
-            .help("fix the template; until then the built-in message is used");
+            .help(help);
         match self.at {
             Some((line, column)) => problem.at(line as u64, column as u64, 1),
             None => problem,
@@ -112,6 +413,45 @@ mod tests {
         let err = hb.render("t", &data).unwrap_err().to_string();
         assert!(err.contains("alert.nmae"), "{err}");
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn report_helpers_format_numbers_units_trends_and_charts() {
+        let hb = registry_in(Escape::Html, Zone::parse("Europe/Berlin").unwrap());
+        let data = serde_json::json!({
+            "b": 1610612736u64, "p": 93.24, "n": 60480, "d": 3900, "t": "2026-11-30T08:00:00Z",
+            "up": 0.5, "rise": 12.34, "fall": -3.5, "flat": 0.4, "none": null, "s": [1.0, null, 3.0, 2.0]
+        });
+        let out = hb
+            .render_template(
+                "{{bytes b}}|{{percent p}}|{{percent p digits=0}}|{{number n}}|{{number p digits=2}}|{{duration d}}|{{date t}}|{{date t format=\"%d.%m.%Y\" tz=\"UTC\"}}|{{measure up \"bool\"}}|{{measure b \"bytes_per_sec\"}}|{{trend rise}}|{{trend fall}}|{{trend flat}}|{{trend none}}|{{percent none}}",
+                &data,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "1.50 GiB|93.2 %|93 %|60,480|93.24|1h5m|2026-11-30 09:00|30.11.2026|50 % up|1.50 GiB/s|▲ 12.3 %|▼ 3.5 %|→ 0 %|–|–"
+        );
+        let svg = hb
+            .render_template("{{chart s unit=\"ms\"}}", &data)
+            .unwrap();
+        assert!(
+            svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\""),
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("<path").count(),
+            2,
+            "a gap splits the line: {svg}"
+        );
+        assert!(
+            svg.contains(">3 ms</text>") && svg.contains(">1 ms</text>"),
+            "{svg}"
+        );
+        let text = registry(Escape::None)
+            .render_template("{{sparkline s}}", &data)
+            .unwrap();
+        assert_eq!(text, "▁ █▅");
     }
 
     #[test]

@@ -37,6 +37,8 @@ const DEFAULT_BURST: u32 = 3;
 /// Slack asks for about one message a second per webhook.
 const SLACK_MAX_PER_SECOND: f64 = 1.0;
 const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
+const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+const GOOGLE_UPLOAD_URL: &str = "https://www.googleapis.com/upload/drive/v3/files";
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const DEFAULT_COMPRESSION: u32 = 6;
 const SCHEDULE_HELP: &str = "examples: `*/5 * * * *` (every 5 minutes), `0 8 * * Mon` (Mondays 08:00), `30 2 * * *`, `@daily`, `@every 10s`";
@@ -502,13 +504,21 @@ impl Builder<'_> {
         field: &str,
         known: &[String],
         default: &[&str],
+        refuse: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<String> {
         let Some(list) = list else {
             return default.iter().map(|s| s.to_string()).collect();
         };
         let mut out = Vec::new();
         for (i, item) in list.iter().enumerate() {
-            if known.contains(&item.value) {
+            if let Some(why) = refuse(&item.value) {
+                self.error_help(
+                    &item.referenced,
+                    &format!("{field}.notify[{i}]"),
+                    why,
+                    "reports go to slack, webhook, gdrive or log; alerts to every type but gdrive",
+                );
+            } else if known.contains(&item.value) {
                 out.push(item.value.clone());
             } else {
                 let help = match closest(&item.value, known.iter().map(String::as_str)) {
@@ -574,6 +584,12 @@ impl Builder<'_> {
                         &field,
                         known_notifiers,
                         &["log"],
+                        &|name| match notifiers.get(name).map(|n| &n.settings) {
+                            Some(NotifierSettings::Gdrive { .. }) => Some(format!(
+                                "`{name}` is a gdrive notifier: it takes reports, not alerts"
+                            )),
+                            _ => None,
+                        },
                     ),
                     rule_timeout: self.optional_duration(
                         job.rule_timeout.as_ref(),
@@ -593,20 +609,46 @@ impl Builder<'_> {
                     probes: self.probes(job.probes, &field),
                 })
             }
-            JobConfig::Report(job) => JobKind::Report(ReportSpec {
-                window: self.optional_duration(
+            JobConfig::Report(job) => {
+                let window = self.optional_duration(
                     job.window.as_ref(),
                     &format!("{field}.window"),
                     DEFAULT_REPORT_WINDOW,
-                )?,
-                templates: job
-                    .templates
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, t)| self.path(t, &format!("{field}.templates[{i}]")))
-                    .collect(),
-                notify: self.notify_list(job.notify.as_ref(), &field, known_notifiers, &[]),
-            }),
+                )?;
+                JobKind::Report(ReportSpec {
+                    title: job.title.clone().unwrap_or_else(|| {
+                        if window == DEFAULT_REPORT_WINDOW {
+                            "Weekly performance report"
+                        } else {
+                            "Performance report"
+                        }
+                        .to_string()
+                    }),
+                    window,
+                    templates: job
+                        .templates
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, t)| self.path(t, &format!("{field}.templates[{i}]")))
+                        .collect(),
+                    notify: self.notify_list(
+                        job.notify.as_ref(),
+                        &field,
+                        known_notifiers,
+                        &[],
+                        &|name| match notifiers.get(name).map(|n| &n.settings) {
+                            Some(
+                                s @ (NotifierSettings::Servicenow(_)
+                                | NotifierSettings::Alertmanager { .. }),
+                            ) => Some(format!(
+                                "`{name}` is a {} notifier: it takes alerts, not reports",
+                                s.type_name()
+                            )),
+                            _ => None,
+                        },
+                    ),
+                })
+            }
             JobConfig::ServicenowFetch(job) => {
                 let from = &job.from;
                 let servicenow = match notifiers.get(&from.value) {
@@ -853,11 +895,26 @@ impl Builder<'_> {
                 }
                 let mut values = values.into_iter();
                 let mut next = || values.next().unwrap_or_default();
+                let mut endpoint =
+                    |text: &Option<Text>, key: &str, default: &str| -> Option<String> {
+                        match text {
+                            Some(t) => {
+                                let url = self.string(t, &format!("{field}.{key}"))?;
+                                self.check_url(&url, t, &format!("{field}.{key}"));
+                                Some(url)
+                            }
+                            None => Some(default.to_string()),
+                        }
+                    };
+                let token_url = endpoint(&n.token_url, "token_url", GOOGLE_TOKEN_URL)?;
+                let upload_url = endpoint(&n.upload_url, "upload_url", GOOGLE_UPLOAD_URL)?;
                 NotifierSettings::Gdrive {
                     folder_id: next(),
                     client_id: next(),
                     client_secret: Secret::new(next()),
                     refresh_token: Secret::new(next()),
+                    token_url,
+                    upload_url,
                 }
             }
         };

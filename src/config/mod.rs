@@ -108,6 +108,8 @@ pub enum NotifierSettings {
         client_id: String,
         client_secret: Secret,
         refresh_token: Secret,
+        token_url: String,
+        upload_url: String,
     },
 }
 
@@ -206,6 +208,7 @@ pub struct MonitorSpec {
 
 #[derive(Debug)]
 pub struct ReportSpec {
+    pub title: String,
     pub window: Duration,
     pub templates: Vec<PathBuf>,
     pub notify: Vec<String>,

@@ -135,6 +135,10 @@ job_config! {
 job_config! {
     /// Renders the performance report of a past window through templates.
     pub struct ReportJobConfig {
+        /// The report's title (default `Weekly performance report` for a 7-day window,
+        /// `Performance report` otherwise).
+        #[serde(default)]
+        pub title: Option<String>,
         /// How far back the report looks, ending at the run time (default `7d`).
         #[serde(default)]
         pub window: Option<Text>,
@@ -387,5 +391,11 @@ notifier_config! {
         pub client_secret: Text,
         /// OAuth refresh token (a secret); access tokens are fetched with it as they expire.
         pub refresh_token: Text,
+        /// The OAuth token endpoint (default Google's).
+        #[serde(default)]
+        pub token_url: Option<Text>,
+        /// The Drive upload endpoint (default Google's).
+        #[serde(default)]
+        pub upload_url: Option<Text>,
     }
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::destination::{Delivery, Destination};
+use super::notice::Message;
 use super::outbox::Queue;
 use super::policy::{Backoff, Breaker, BreakerState, TokenBucket, Transition};
 use crate::alerts::event::{AlertEvent, format_for};
@@ -149,11 +150,24 @@ impl Deliverer {
                 }
                 continue;
             };
+            // A report goes on its own; alert events go together up to the next report.
+            let take = match &first.entry.message {
+                Message::Report(_) => 1,
+                Message::Event(_) => batch
+                    .pending
+                    .iter()
+                    .take_while(|p| p.entry.event().is_some())
+                    .count(),
+            };
+            let pending = &batch.pending[..take];
             if mode == Mode::Serve && !self.spec.group_wait.is_zero() {
                 // Wait for the rest of a burst, so it goes out as one message.
                 let ready = first.entry.queued_at
                     + chrono::Duration::from_std(self.spec.group_wait).unwrap_or_default();
-                if now < ready && batch.pending.len() < self.dest.max_group() {
+                if now < ready
+                    && matches!(first.entry.message, Message::Event(_))
+                    && take < self.dest.max_group()
+                {
                     if !self.wait(Wait::Until(ready), mode, stop).await {
                         return Ok(());
                     }
@@ -176,14 +190,16 @@ impl Deliverer {
                 }
                 continue;
             }
-            let end = batch.pending.last().map(|p| p.end).unwrap_or(done);
-            let events: Vec<AlertEvent> = batch
-                .pending
+            let end = pending.last().map(|p| p.end).unwrap_or(done);
+            let events: Vec<AlertEvent> = pending
                 .iter()
-                .map(|p| p.entry.event.clone())
+                .filter_map(|p| p.entry.event().cloned())
                 .collect();
             self.bucket.take(now);
-            let outcome = self.dest.deliver(&events).await;
+            let outcome = match &first.entry.message {
+                Message::Report(notice) => self.dest.deliver_report(notice).await,
+                Message::Event(_) => self.dest.deliver(&events).await,
+            };
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let now = self.clock.now();
             match outcome {
@@ -191,7 +207,7 @@ impl Deliverer {
                     self.queue.mark_done(end)?;
                     self.stats
                         .delivered_events
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                        .fetch_add(take as u64, Ordering::Relaxed);
                     self.backoff.reset();
                     self.next_attempt = None;
                     if let Transition::Closed { down_for } = self.breaker.success(now) {
@@ -205,10 +221,10 @@ impl Deliverer {
                     match note {
                         Some(note) => info!(
                             notifier = self.name(),
-                            events = events.len(),
+                            notifications = take,
                             "delivered: {note}"
                         ),
-                        None => debug!(notifier = self.name(), events = events.len(), "delivered"),
+                        None => debug!(notifier = self.name(), notifications = take, "delivered"),
                     }
                 }
                 Delivery::Retry { reason, after } => {
@@ -243,17 +259,17 @@ impl Deliverer {
                 }
                 Delivery::Refused { reason } => {
                     let entries: Vec<&super::outbox::Entry> =
-                        batch.pending.iter().map(|p| &p.entry).collect();
+                        pending.iter().map(|p| &p.entry).collect();
                     self.queue.dead_letter(now, &entries, &reason)?;
                     self.queue.mark_done(end)?;
                     self.stats
                         .dead_events
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                        .fetch_add(take as u64, Ordering::Relaxed);
                     self.backoff.reset();
                     self.next_attempt = None;
                     error!(
                         notifier = self.name(),
-                        events = events.len(),
+                        notifications = take,
                         alerts = %events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(","),
                         reason = %reason,
                         dead_letters = %self.queue.dead_path().display(),

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
 use crate::http::{describe_error, retry_after, snippet};
 
@@ -68,6 +69,24 @@ pub trait Destination: Send + Sync {
 
     /// Alerts firing when runner starts, so a keepalive does not wait for their next event.
     fn restore(&self, _firing: &[AlertEvent]) {}
+
+    /// Whether a report job may send reports here.
+    fn takes_reports(&self) -> bool {
+        false
+    }
+
+    /// The requests a report notice would make.
+    fn render_report(&self, _notice: &ReportNotice) -> Vec<Rendered> {
+        Vec::new()
+    }
+
+    fn deliver_report<'a>(&'a self, _notice: &'a ReportNotice) -> DeliverFuture<'a> {
+        Box::pin(async {
+            Delivery::Refused {
+                reason: "this notifier type takes alerts, not reports".into(),
+            }
+        })
+    }
 }
 
 /// Sorts an HTTP answer the way most notification APIs mean it: 2xx accepted; 408, 429 and 5xx

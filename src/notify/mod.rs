@@ -10,6 +10,8 @@
 pub mod alertmanager;
 pub mod deliver;
 pub mod destination;
+pub mod gdrive;
+pub mod notice;
 pub mod outbox;
 pub mod policy;
 pub mod servicenow;
@@ -31,6 +33,7 @@ use crate::lock::LockFile;
 use crate::scheduler::clock::SharedClock;
 use deliver::{Deliverer, Mode, Stats};
 use destination::{Destination, Rendered};
+use notice::{Message, ReportNotice};
 use outbox::{Entry, Queue};
 
 /// The built-in notifier's name.
@@ -104,6 +107,8 @@ pub fn message_text(kind: &str, event: &AlertEvent) -> Option<String> {
 struct Route {
     min_severity: Severity,
     is_servicenow: bool,
+    /// Takes reports only (Google Drive).
+    reports_only: bool,
     dest: Arc<dyn Destination>,
     /// `None` for notifiers built only to render (dry runs, rule tests).
     queue: Option<Arc<Queue>>,
@@ -153,7 +158,7 @@ impl Notifiers {
         let dir = outbox::outbox_dir(&config.data_dir);
         let mut routes = BTreeMap::new();
         for spec in config.notifiers.values() {
-            if spec.off.is_some() || matches!(spec.settings, NotifierSettings::Gdrive { .. }) {
+            if spec.off.is_some() {
                 continue;
             }
             let dest = match build(spec, clock.clone(), attach_incident(alerts.clone())) {
@@ -179,6 +184,7 @@ impl Notifiers {
                 Route {
                     min_severity: spec.min_severity,
                     is_servicenow: matches!(spec.settings, NotifierSettings::Servicenow(_)),
+                    reports_only: matches!(spec.settings, NotifierSettings::Gdrive { .. }),
                     dest,
                     queue,
                     delivery: spec.delivery.clone(),
@@ -209,7 +215,7 @@ impl Notifiers {
             .iter()
             .filter(|name| event.notify.as_ref().is_none_or(|rule| rule.contains(name)))
             .filter(|name| match self.routes.get(name.as_str()) {
-                Some(route) => route.accepts(event),
+                Some(route) => !route.reports_only && route.accepts(event),
                 None => name.as_str() == LOG,
             })
             .map(String::as_str)
@@ -229,7 +235,7 @@ impl Notifiers {
                 } else {
                     queued.entry(target).or_default().push(Entry {
                         queued_at: now,
-                        event: event.clone(),
+                        message: Message::Event(event.clone()),
                     });
                 }
             }
@@ -249,6 +255,53 @@ impl Notifiers {
                 ),
             }
         }
+    }
+
+    /// Logs a report notice and queues it for every other notifier of the report job that
+    /// takes reports.
+    pub fn dispatch_report(&self, job_notify: &[String], notice: &ReportNotice) {
+        let now = self.clock.now();
+        for name in job_notify {
+            if name == LOG {
+                info!(job = %notice.job, files = ?notice.files, "report: {}; {}", notice.headline(), notice.highlights.join(" "));
+                continue;
+            }
+            let Some(route) = self.routes.get(name) else {
+                continue;
+            };
+            if !route.dest.takes_reports() {
+                continue;
+            }
+            let Some(queue) = &route.queue else { continue };
+            let entry = Entry {
+                queued_at: now,
+                message: Message::Report(notice.clone()),
+            };
+            match queue.append(std::slice::from_ref(&entry)) {
+                Ok(()) => route.wake.notify_one(),
+                Err(e) => {
+                    error!(notifier = %name, outbox = %queue.path().display(), "cannot queue the report notice: {e}")
+                }
+            }
+        }
+    }
+
+    /// The requests each notifier of a report job would make for a notice.
+    pub fn render_report(
+        &self,
+        job_notify: &[String],
+        notice: &ReportNotice,
+    ) -> Vec<(String, Vec<Rendered>)> {
+        job_notify
+            .iter()
+            .filter_map(|name| {
+                let route = self.routes.get(name)?;
+                route
+                    .dest
+                    .takes_reports()
+                    .then(|| (name.clone(), route.dest.render_report(notice)))
+            })
+            .collect()
     }
 
     /// The requests each notifier would make for `events` (dry runs, rule tests).
@@ -453,8 +506,22 @@ fn build(
             &spec.delivery,
             clock,
         )?),
-        NotifierSettings::Gdrive { .. } => {
-            return Err("Google Drive takes reports, not alerts".into());
-        }
+        NotifierSettings::Gdrive {
+            folder_id,
+            client_id,
+            client_secret,
+            refresh_token,
+            token_url,
+            upload_url,
+        } => Arc::new(gdrive::Gdrive::new(
+            &spec.name,
+            folder_id,
+            client_id,
+            client_secret,
+            refresh_token,
+            token_url,
+            upload_url,
+            &spec.delivery,
+        )?),
     })
 }

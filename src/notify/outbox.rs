@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::notice::Message;
 use crate::alerts::event::AlertEvent;
 
 /// Emptied once everything is delivered and it is at least this big.
@@ -30,11 +31,21 @@ const COMPACT_FROM_BYTES: u64 = 256 * 1024;
 /// The offset is written as a fixed-width line, so rewriting it in place is one small write.
 const DONE_WIDTH: usize = 20;
 
-/// One queued notification.
+/// One queued notification: `{"queued_at": ..., "event": {...}}` or `{..., "report": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub queued_at: DateTime<Utc>,
-    pub event: AlertEvent,
+    #[serde(flatten)]
+    pub message: Message,
+}
+
+impl Entry {
+    pub fn event(&self) -> Option<&AlertEvent> {
+        match &self.message {
+            Message::Event(e) => Some(e),
+            Message::Report(_) => None,
+        }
+    }
 }
 
 /// An entry read back, with where it ends in the file (the offset that marks it done).
@@ -317,7 +328,7 @@ mod tests {
     fn entry(n: u32) -> Entry {
         Entry {
             queued_at: event(n).at,
-            event: event(n),
+            message: Message::Event(event(n)),
         }
     }
 
@@ -331,7 +342,7 @@ mod tests {
         let ids: Vec<&str> = batch
             .pending
             .iter()
-            .map(|p| p.entry.event.id.as_str())
+            .map(|p| p.entry.event().unwrap().id.as_str())
             .collect();
         assert_eq!(ids, ["id-1", "id-2", "id-3"]);
         q.mark_done(batch.pending[1].end).unwrap();
@@ -339,7 +350,7 @@ mod tests {
         let again = Queue::open(dir.path(), "slack").unwrap();
         let batch = again.read(again.done_offset().unwrap(), 10).unwrap();
         assert_eq!(batch.pending.len(), 1);
-        assert_eq!(batch.pending[0].entry.event.id, "id-3");
+        assert_eq!(batch.pending[0].entry.event().unwrap().id, "id-3");
         assert_eq!(
             again.read(0, 2).unwrap().pending.len(),
             2,
@@ -393,7 +404,7 @@ mod tests {
         q.append(&[entry(7)]).unwrap();
         let batch = q.read(q.done_offset().unwrap(), 10).unwrap();
         assert_eq!(batch.pending.len(), 1);
-        assert_eq!(batch.pending[0].entry.event.id, "id-7");
+        assert_eq!(batch.pending[0].entry.event().unwrap().id, "id-7");
     }
 
     #[test]
@@ -407,6 +418,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(dead.trim()).unwrap();
         assert_eq!(v["reason"], "404 no_service: the webhook was revoked");
         assert_eq!(v["entry"]["event"]["id"], "id-5");
+        assert!(v["entry"]["queued_at"].is_string());
         assert_eq!(v["notifier"], "slack");
     }
 }

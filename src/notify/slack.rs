@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify, truncate};
+use super::notice::ReportNotice;
 use crate::alerts::event::{AlertEvent, EventKind, format_for, format_value};
 use crate::config::{DeliverySpec, Secret, Severity};
 use crate::http::{describe_error, redact_url};
@@ -292,6 +293,33 @@ fn group(events: &[AlertEvent]) -> Value {
     json!({ "text": truncate(&text, MAX_TEXT_CHARS), "blocks": blocks })
 }
 
+/// The message a report makes: its headline, highlights and where the files are.
+pub fn report_message(notice: &ReportNotice) -> Value {
+    let headline = notice.headline();
+    let bullets: String = notice
+        .highlights
+        .iter()
+        .map(|h| format!("• {}\n", escape_mrkdwn(h)))
+        .collect();
+    let files: Vec<String> = notice
+        .files
+        .iter()
+        .map(|f| format!("`{}`", escape_mrkdwn(&f.display().to_string())))
+        .collect();
+    let mut text = format!("{headline}\n");
+    for h in &notice.highlights {
+        text.push_str(&format!("• {h}\n"));
+    }
+    json!({
+        "text": truncate(text.trim_end(), MAX_TEXT_CHARS),
+        "blocks": [
+            header(&format!(":bar_chart: {headline}")),
+            section(if bullets.is_empty() { "Nothing stood out." } else { bullets.trim_end() }),
+            context(&format!("job `{}` · {}", escape_mrkdwn(&notice.job), if files.is_empty() { "no file written".to_string() } else { files.join(" · ") })),
+        ],
+    })
+}
+
 /// The words of a payload: its text and every block's text, for people and `runner test`.
 pub fn payload_text(payload: &Value) -> String {
     let mut out = Vec::new();
@@ -339,26 +367,47 @@ impl Destination for Slack {
         }]
     }
 
+    fn takes_reports(&self) -> bool {
+        true
+    }
+
+    fn render_report(&self, notice: &ReportNotice) -> Vec<Rendered> {
+        let payload = report_message(notice);
+        vec![Rendered {
+            method: "POST",
+            url: redact_url(self.url.expose()),
+            body: serde_json::to_string_pretty(&payload).unwrap_or_default(),
+            text: payload_text(&payload),
+        }]
+    }
+
+    fn deliver_report<'a>(&'a self, notice: &'a ReportNotice) -> DeliverFuture<'a> {
+        Box::pin(async move { self.post(&report_message(notice)).await })
+    }
+
     fn deliver<'a>(&'a self, events: &'a [AlertEvent]) -> DeliverFuture<'a> {
-        Box::pin(async move {
-            let payload = self.payload(events);
-            let body = serde_json::to_vec(&payload).unwrap_or_default();
-            let result = self
-                .http
-                .post(self.url.expose())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await;
-            match classify(result).await {
-                Delivery::Refused { reason } => Delivery::Refused {
-                    reason: format!(
-                        "{reason}: Slack refused the message; fix the webhook (revoked, channel archived, or invalid payload)"
-                    ),
-                },
-                other => other,
-            }
-        })
+        Box::pin(async move { self.post(&self.payload(events)).await })
+    }
+}
+
+impl Slack {
+    async fn post(&self, payload: &Value) -> Delivery {
+        let body = serde_json::to_vec(payload).unwrap_or_default();
+        let result = self
+            .http
+            .post(self.url.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        match classify(result).await {
+            Delivery::Refused { reason } => Delivery::Refused {
+                reason: format!(
+                    "{reason}: Slack refused the message; fix the webhook (revoked, channel archived, or invalid payload)"
+                ),
+            },
+            other => other,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::destination::{DeliverFuture, Destination, Rendered, classify};
+use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
 use crate::config::{DeliverySpec, Secret};
 use crate::http::{describe_error, redact_url};
@@ -82,7 +83,55 @@ impl Webhook {
     }
 }
 
+impl Webhook {
+    /// POSTs a body with the configured headers, signed when a secret is set.
+    async fn post(&self, id: &str, body: &Value) -> super::destination::Delivery {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let mut request = self
+            .http
+            .post(self.url.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.expose());
+        }
+        if let Some(key) = &self.key {
+            let timestamp = chrono::Utc::now().timestamp();
+            request = request
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", sign(key, id, timestamp, &bytes));
+        }
+        classify(request.body(bytes).send().await).await
+    }
+}
+
+/// The JSON body for a report notice.
+pub fn report_body(notice: &ReportNotice) -> Value {
+    json!({
+        "type": "report.ready",
+        "timestamp": notice.to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": notice,
+    })
+}
+
 impl Destination for Webhook {
+    fn takes_reports(&self) -> bool {
+        true
+    }
+
+    fn render_report(&self, notice: &ReportNotice) -> Vec<Rendered> {
+        vec![Rendered {
+            method: "POST",
+            url: redact_url(self.url.expose()),
+            body: serde_json::to_string_pretty(&report_body(notice)).unwrap_or_default(),
+            text: notice.headline(),
+        }]
+    }
+
+    fn deliver_report<'a>(&'a self, notice: &'a ReportNotice) -> DeliverFuture<'a> {
+        Box::pin(async move { self.post(&notice.id, &report_body(notice)).await })
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -107,22 +156,7 @@ impl Destination for Webhook {
             let Some(event) = events.first() else {
                 return super::destination::Delivery::delivered();
             };
-            let bytes = serde_json::to_vec(&body(event)).unwrap_or_default();
-            let mut request = self
-                .http
-                .post(self.url.expose())
-                .header(reqwest::header::CONTENT_TYPE, "application/json");
-            for (name, value) in &self.headers {
-                request = request.header(name.as_str(), value.expose());
-            }
-            if let Some(key) = &self.key {
-                let timestamp = chrono::Utc::now().timestamp();
-                request = request
-                    .header("webhook-id", event.id.as_str())
-                    .header("webhook-timestamp", timestamp.to_string())
-                    .header("webhook-signature", sign(key, &event.id, timestamp, &bytes));
-            }
-            classify(request.body(bytes).send().await).await
+            self.post(&event.id, &body(event)).await
         })
     }
 }

@@ -8,6 +8,7 @@ mod notify;
 mod notify_process;
 mod probes;
 mod process;
+mod report;
 mod rotate;
 mod rules;
 mod scheduling;

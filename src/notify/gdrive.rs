@@ -1,0 +1,300 @@
+//! The Google Drive notifier: uploads a report's files into a folder. Access tokens come from
+//! the OAuth refresh-token flow (a bare access token expires within the hour): fetched when
+//! needed, renewed a minute before they expire and once more when Drive refuses one. Uploads are
+//! multipart (metadata, then the file), which Drive takes up to 5 MB.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify};
+use super::notice::ReportNotice;
+use crate::alerts::event::AlertEvent;
+use crate::config::{DeliverySpec, Secret};
+use crate::http::{describe_error, redact_url, snippet};
+
+/// Drive's limit for a multipart upload.
+pub const MAX_MULTIPART_BYTES: u64 = 5 * 1024 * 1024;
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+pub struct Gdrive {
+    name: String,
+    folder_id: String,
+    client_id: String,
+    client_secret: Secret,
+    refresh_token: Secret,
+    token_url: String,
+    upload_url: String,
+    http: reqwest::Client,
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// Files of a notice already uploaded, so a retry after a partial failure does not upload
+    /// them twice.
+    uploaded: Mutex<HashSet<(String, PathBuf)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// The MIME type of a report file.
+pub fn mime_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => "text/html",
+        Some("md") => "text/markdown",
+        Some("json") => "application/json",
+        _ => "text/plain",
+    }
+}
+
+/// A `multipart/related` body: the metadata as JSON, then the file.
+pub fn multipart(
+    boundary: &str,
+    metadata: &serde_json::Value,
+    mime: &str,
+    content: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(content.len() + 512);
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(metadata.to_string().as_bytes());
+    body.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: {mime}\r\n\r\n").as_bytes());
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+impl Gdrive {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        folder_id: &str,
+        client_id: &str,
+        client_secret: &Secret,
+        refresh_token: &Secret,
+        token_url: &str,
+        upload_url: &str,
+        delivery: &DeliverySpec,
+    ) -> Result<Gdrive, String> {
+        let http = crate::http::client_builder()
+            .timeout(delivery.timeout.max(Duration::from_secs(30)))
+            .build()
+            .map_err(describe_error)?;
+        Ok(Gdrive {
+            name: name.to_string(),
+            folder_id: folder_id.to_string(),
+            client_id: client_id.to_string(),
+            client_secret: Secret::new(client_secret.expose().to_string()),
+            refresh_token: Secret::new(refresh_token.expose().to_string()),
+            token_url: token_url.to_string(),
+            upload_url: upload_url.to_string(),
+            http,
+            token: tokio::sync::Mutex::new(None),
+            uploaded: Mutex::new(HashSet::new()),
+        })
+    }
+
+    async fn access_token(&self, force: bool) -> Result<String, Delivery> {
+        let mut token = self.token.lock().await;
+        if !force
+            && let Some((value, refresh_at)) = token.as_ref()
+            && Instant::now() < *refresh_at
+        {
+            return Ok(value.clone());
+        }
+        let mut form = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
+        form.query_pairs_mut()
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose())
+            .append_pair("refresh_token", self.refresh_token.expose());
+        let result = self
+            .http
+            .post(&self.token_url)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form.query().unwrap_or_default().to_string())
+            .send()
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Delivery::Retry {
+                    reason: format!("OAuth token request: {}", describe_error(e)),
+                    after: None,
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            let reason = format!("OAuth token request: HTTP {status} {}", snippet(&text));
+            return Err(if status == 429 || status >= 500 {
+                Delivery::Retry {
+                    reason,
+                    after: None,
+                }
+            } else {
+                Delivery::Refused {
+                    reason: format!(
+                        "{reason}; the refresh token may be revoked or the client credentials wrong"
+                    ),
+                }
+            });
+        }
+        let answer: TokenAnswer = serde_json::from_str(&text).map_err(|e| Delivery::Refused {
+            reason: format!("OAuth token answer without `access_token`: {e}"),
+        })?;
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
+        *token = Some((
+            answer.access_token.clone(),
+            Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
+        ));
+        Ok(answer.access_token)
+    }
+
+    async fn upload(&self, path: &Path) -> Delivery {
+        let content = match std::fs::read(path) {
+            Ok(c) => c,
+            Err(e) => {
+                return Delivery::Refused {
+                    reason: format!("cannot read {}: {e}", path.display()),
+                };
+            }
+        };
+        if content.len() as u64 > MAX_MULTIPART_BYTES {
+            return Delivery::Refused {
+                reason: format!(
+                    "{} is larger than Drive's 5 MB multipart limit",
+                    path.display()
+                ),
+            };
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mime = mime_of(path);
+        let metadata = json!({ "name": name, "parents": [self.folder_id], "mimeType": mime });
+        let boundary = format!("runner-{:016x}", fastrand::u64(..));
+        let body = multipart(&boundary, &metadata, mime, &content);
+        let url = format!(
+            "{}?uploadType=multipart&supportsAllDrives=true",
+            self.upload_url
+        );
+        let mut refreshed = false;
+        loop {
+            let token = match self.access_token(refreshed).await {
+                Ok(t) => t,
+                Err(outcome) => return outcome,
+            };
+            let result = self
+                .http
+                .post(&url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .header(
+                    CONTENT_TYPE,
+                    format!("multipart/related; boundary={boundary}"),
+                )
+                .body(body.clone())
+                .send()
+                .await;
+            if let Ok(r) = &result
+                && r.status().as_u16() == 401
+                && !refreshed
+            {
+                refreshed = true;
+                continue;
+            }
+            // Drive says rate limits with 403 as well as 429.
+            return match classify(result).await {
+                Delivery::Refused { reason }
+                    if reason.contains("RateLimitExceeded")
+                        || reason.contains("rateLimitExceeded") =>
+                {
+                    Delivery::Retry {
+                        reason,
+                        after: None,
+                    }
+                }
+                other => other,
+            };
+        }
+    }
+}
+
+impl Destination for Gdrive {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn render(&self, _events: &[AlertEvent]) -> Vec<Rendered> {
+        Vec::new()
+    }
+
+    fn deliver<'a>(&'a self, _events: &'a [AlertEvent]) -> DeliverFuture<'a> {
+        Box::pin(async {
+            Delivery::Refused {
+                reason: "Google Drive takes reports, not alerts".into(),
+            }
+        })
+    }
+
+    fn takes_reports(&self) -> bool {
+        true
+    }
+
+    fn render_report(&self, notice: &ReportNotice) -> Vec<Rendered> {
+        notice
+            .files
+            .iter()
+            .map(|f| Rendered {
+                method: "POST",
+                url: format!(
+                    "{}?uploadType=multipart (into folder {})",
+                    redact_url(&self.upload_url),
+                    self.folder_id
+                ),
+                body: format!("{} ({})", f.display(), mime_of(f)),
+                text: f.display().to_string(),
+            })
+            .collect()
+    }
+
+    fn deliver_report<'a>(&'a self, notice: &'a ReportNotice) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let mut uploaded = 0;
+            for file in &notice.files {
+                let key = (notice.id.clone(), file.clone());
+                if self
+                    .uploaded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(&key)
+                {
+                    continue;
+                }
+                match self.upload(file).await {
+                    Delivery::Delivered { .. } => {
+                        uploaded += 1;
+                        self.uploaded
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(key);
+                    }
+                    other => return other,
+                }
+            }
+            Delivery::Delivered {
+                note: Some(format!("{uploaded} files uploaded to Google Drive")),
+            }
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! The report's alerts of the window, from the alert log (daily files and archives): counts by
+//! rule and severity, the noisiest alerts, the longest firing spells, time to resolve, flapping,
+//! and what is still firing when the window ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::alerts::event::{AlertEvent, EventKind};
+use crate::config::Severity;
+use crate::store::daily::DailyFiles;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SeverityCounts {
+    pub critical: u64,
+    pub warning: u64,
+    pub info: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleCount {
+    pub name: String,
+    pub rule_file: String,
+    pub severity: Severity,
+    pub fired: u64,
+    pub resolved: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Noisy {
+    pub name: String,
+    /// `mount=/var, device=sda`; empty without labels.
+    pub labels: String,
+    pub host: String,
+    pub fired: u64,
+    pub flapping: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Spell {
+    pub name: String,
+    pub labels: String,
+    pub host: String,
+    pub severity: Severity,
+    pub from: DateTime<Utc>,
+    /// `None`: still firing when the window ended.
+    pub to: Option<DateTime<Utc>>,
+    pub seconds: i64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct AlertsSummary {
+    /// Firing notices (a new problem each).
+    pub fired: u64,
+    pub resolved: u64,
+    pub by_severity: SeverityCounts,
+    pub by_rule: Vec<RuleCount>,
+    /// Up to ten alerts that fired or flapped most.
+    pub noisiest: Vec<Noisy>,
+    /// Up to ten longest firing spells.
+    pub longest: Vec<Spell>,
+    pub still_firing: Vec<Spell>,
+    pub flapping: Vec<Noisy>,
+    /// Mean and median time from active to resolved, for alerts resolved in the window.
+    pub mean_time_to_resolve_seconds: Option<i64>,
+    pub median_time_to_resolve_seconds: Option<i64>,
+    /// Lines of the alert log that could not be read.
+    pub bad_lines: u64,
+}
+
+fn labels_text(event: &AlertEvent) -> String {
+    event
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads the alert events of `[from, to)` and sums them up.
+pub fn summarize(files: &DailyFiles, from: DateTime<Utc>, to: DateTime<Utc>) -> AlertsSummary {
+    let mut events = Vec::new();
+    let mut bad_lines = 0;
+    let last_day = (to - chrono::Duration::milliseconds(1)).date_naive();
+    files.for_each_line(from.date_naive(), last_day, |line| {
+        match serde_json::from_str::<AlertEvent>(line) {
+            Ok(event) if event.at >= from && event.at < to => events.push(event),
+            Ok(_) => {}
+            Err(_) => bad_lines += 1,
+        }
+        ControlFlow::Continue(())
+    });
+    events.sort_by_key(|e| e.at);
+    let mut summary = from_events(&events, from, to);
+    summary.bad_lines = bad_lines;
+    summary
+}
+
+/// The summary of events already in time order.
+pub fn from_events(events: &[AlertEvent], from: DateTime<Utc>, to: DateTime<Utc>) -> AlertsSummary {
+    let mut s = AlertsSummary::default();
+    let mut rules: BTreeMap<String, RuleCount> = BTreeMap::new();
+    let mut noisy: HashMap<String, Noisy> = HashMap::new();
+    // Fingerprint → the spell in progress (its start, and the event that started it).
+    let mut open: HashMap<String, (DateTime<Utc>, &AlertEvent)> = HashMap::new();
+    let mut spells: Vec<Spell> = Vec::new();
+    let mut resolve_times: Vec<i64> = Vec::new();
+    for e in events {
+        let rule = rules.entry(e.name.clone()).or_insert_with(|| RuleCount {
+            name: e.name.clone(),
+            rule_file: e.rule_file.clone(),
+            severity: e.severity,
+            fired: 0,
+            resolved: 0,
+        });
+        rule.severity = rule.severity.max(e.severity);
+        let n = noisy.entry(e.fingerprint.clone()).or_insert_with(|| Noisy {
+            name: e.name.clone(),
+            labels: labels_text(e),
+            host: e.host.clone(),
+            fired: 0,
+            flapping: 0,
+        });
+        match e.kind {
+            EventKind::Firing => {
+                s.fired += 1;
+                rule.fired += 1;
+                n.fired += 1;
+                match e.severity {
+                    Severity::Critical => s.by_severity.critical += 1,
+                    Severity::Warning => s.by_severity.warning += 1,
+                    Severity::Info => s.by_severity.info += 1,
+                }
+                open.insert(e.fingerprint.clone(), (e.at, e));
+            }
+            EventKind::Resolved => {
+                s.resolved += 1;
+                rule.resolved += 1;
+                resolve_times.push((e.at - e.active_since).num_seconds().max(0));
+                // Fired before the window: its spell starts when it became active, or with
+                // the window.
+                let start = match open.remove(&e.fingerprint) {
+                    Some((at, _)) => at,
+                    None => e.active_since.max(from),
+                };
+                spells.push(Spell {
+                    name: e.name.clone(),
+                    labels: labels_text(e),
+                    host: e.host.clone(),
+                    severity: e.severity,
+                    from: start,
+                    to: Some(e.at),
+                    seconds: (e.at - start).num_seconds().max(0),
+                });
+            }
+            EventKind::Flapping => n.flapping += 1,
+            EventKind::Repeat => {}
+        }
+    }
+    for (_, (start, e)) in open {
+        let spell = Spell {
+            name: e.name.clone(),
+            labels: labels_text(e),
+            host: e.host.clone(),
+            severity: e.severity,
+            from: start,
+            to: None,
+            seconds: (to - start).num_seconds().max(0),
+        };
+        s.still_firing.push(spell.clone());
+        spells.push(spell);
+    }
+    s.still_firing
+        .sort_by(|a, b| b.seconds.cmp(&a.seconds).then(a.name.cmp(&b.name)));
+    spells.sort_by(|a, b| b.seconds.cmp(&a.seconds).then(a.name.cmp(&b.name)));
+    spells.truncate(10);
+    s.longest = spells;
+    let mut by_rule: Vec<RuleCount> = rules.into_values().collect();
+    by_rule.sort_by(|a, b| b.fired.cmp(&a.fired).then(a.name.cmp(&b.name)));
+    s.by_rule = by_rule;
+    let mut noisy: Vec<Noisy> = noisy
+        .into_values()
+        .filter(|n| n.fired + n.flapping > 0)
+        .collect();
+    noisy.sort_by(|a, b| {
+        (b.fired + b.flapping)
+            .cmp(&(a.fired + a.flapping))
+            .then(a.name.cmp(&b.name))
+            .then(a.labels.cmp(&b.labels))
+    });
+    s.flapping = noisy.iter().filter(|n| n.flapping > 0).cloned().collect();
+    noisy.truncate(10);
+    s.noisiest = noisy;
+    if !resolve_times.is_empty() {
+        s.mean_time_to_resolve_seconds =
+            Some(resolve_times.iter().sum::<i64>() / resolve_times.len() as i64);
+        resolve_times.sort_unstable();
+        s.median_time_to_resolve_seconds = Some(resolve_times[resolve_times.len() / 2]);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000 + minutes * 60, 0).unwrap()
+    }
+
+    fn event(
+        name: &str,
+        kind: EventKind,
+        severity: Severity,
+        minute: i64,
+        active_since: i64,
+    ) -> AlertEvent {
+        let mut e = AlertEvent::example(name, kind, severity, at(minute));
+        e.active_since = at(active_since);
+        e
+    }
+
+    #[test]
+    fn counts_spells_and_time_to_resolve() {
+        let events = vec![
+            // Firing before the window, resolved in it.
+            event(
+                "disk_full",
+                EventKind::Resolved,
+                Severity::Critical,
+                30,
+                -100,
+            ),
+            event("cpu_high", EventKind::Firing, Severity::Warning, 10, 5),
+            event("cpu_high", EventKind::Resolved, Severity::Warning, 40, 5),
+            event("cpu_high", EventKind::Firing, Severity::Critical, 50, 50),
+            event("cpu_high", EventKind::Flapping, Severity::Critical, 55, 50),
+        ];
+        let s = from_events(&events, at(0), at(120));
+        assert_eq!((s.fired, s.resolved), (2, 2));
+        assert_eq!((s.by_severity.critical, s.by_severity.warning), (1, 1));
+        assert_eq!(s.by_rule[0].name, "cpu_high");
+        assert_eq!(s.by_rule[0].fired, 2);
+        assert_eq!(s.by_rule[0].severity, Severity::Critical);
+        // cpu_high from 50 to the window's end (70 min), then cpu_high 10-40, disk_full 0-30.
+        let longest: Vec<(&str, i64, bool)> = s
+            .longest
+            .iter()
+            .map(|sp| (sp.name.as_str(), sp.seconds / 60, sp.to.is_none()))
+            .collect();
+        assert_eq!(
+            longest,
+            [
+                ("cpu_high", 70, true),
+                ("cpu_high", 30, false),
+                ("disk_full", 30, false)
+            ]
+        );
+        assert_eq!(s.still_firing.len(), 1);
+        // Resolved after 35 min (active at 5) and 130 min (active at -100).
+        assert_eq!(s.mean_time_to_resolve_seconds, Some((35 + 130) * 60 / 2));
+        assert_eq!(s.flapping.len(), 1);
+        assert_eq!(s.noisiest[0].name, "cpu_high");
+        assert_eq!(s.noisiest[0].fired, 2);
+    }
+}

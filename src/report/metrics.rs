@@ -1,0 +1,278 @@
+//! The report's pass over the metrics log: per metric the exact count, min, max, mean and
+//! last value, quantiles from a sketch, hourly means for charts, and for check probes (ping,
+//! tcp, http) availability and downtime. One streaming pass; memory grows with the number of
+//! metrics, not with the window.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::store::sample::SampleView;
+use crate::store::sketch::Sketch;
+
+/// A gap between samples longer than this is not counted as downtime: runner was not running.
+const MAX_DOWNTIME_GAP_MS: i64 = 10 * 60 * 1000;
+
+/// Whether a value of this metric means its check failed; `None` for metrics that are no check.
+pub fn check_failed(name: &str, value: f64) -> Option<bool> {
+    let field = name.rsplit('.').next().unwrap_or(name);
+    match (name.split('.').next(), field) {
+        (Some("tcp" | "http"), "up") => Some(value < 0.5),
+        (Some("ping"), "loss_percent") => Some(value >= 100.0),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Availability {
+    pub checks: u64,
+    pub failed: u64,
+    pub downtime_ms: i64,
+    /// The previous sample: its time and whether it failed.
+    prev: Option<(i64, bool)>,
+}
+
+impl Availability {
+    fn add(&mut self, ts_ms: i64, failed: bool) {
+        self.checks += 1;
+        if failed {
+            self.failed += 1;
+        }
+        if let Some((prev_ts, prev_failed)) = self.prev
+            && prev_failed
+        {
+            // A failed check counts as down until the next check.
+            self.downtime_ms += (ts_ms - prev_ts).clamp(0, MAX_DOWNTIME_GAP_MS);
+        }
+        self.prev = Some((ts_ms, failed));
+    }
+
+    /// The window ended while the last check was failing.
+    fn close(&mut self, end_ms: i64) {
+        if let Some((prev_ts, true)) = self.prev {
+            self.downtime_ms += (end_ms - prev_ts).clamp(0, MAX_DOWNTIME_GAP_MS);
+            self.prev = None;
+        }
+    }
+}
+
+/// Everything one metric did in the window.
+#[derive(Debug, Clone)]
+pub struct MetricStats {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last: f64,
+    pub last_ts: i64,
+    pub sketch: Sketch,
+    /// Sum and count per hour of the window, for charts.
+    pub hours: Vec<(f64, u32)>,
+    pub availability: Option<Availability>,
+}
+
+impl MetricStats {
+    fn new(hours: usize, is_check: bool) -> MetricStats {
+        MetricStats {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            last: f64::NAN,
+            last_ts: i64::MIN,
+            sketch: Sketch::default(),
+            hours: vec![(0.0, 0); hours],
+            availability: is_check.then(Availability::default),
+        }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    /// Hourly means; `None` for hours without samples.
+    pub fn series(&self) -> Vec<Option<f64>> {
+        self.hours
+            .iter()
+            .map(|(sum, n)| (*n > 0).then(|| sum / f64::from(*n)))
+            .collect()
+    }
+}
+
+/// The pass itself: feed it samples, then take the results.
+#[derive(Debug)]
+pub struct MetricsPass {
+    from_ms: i64,
+    to_ms: i64,
+    hours: usize,
+    names: Vec<String>,
+    stats: Vec<MetricStats>,
+    index: HashMap<String, usize>,
+    /// The slot of each position in the previous line: lines of one job list their metrics
+    /// in the same order, so most lookups are one string comparison.
+    layout: Vec<usize>,
+    pub samples: u64,
+    pub hosts: BTreeSet<String>,
+    /// Probe → (errors, the last message).
+    pub errors: BTreeMap<String, (u64, String)>,
+}
+
+impl MetricsPass {
+    pub fn new(from_ms: i64, to_ms: i64) -> MetricsPass {
+        let hours = ((to_ms - from_ms).max(0) as u64).div_ceil(3_600_000) as usize;
+        MetricsPass {
+            from_ms,
+            to_ms,
+            hours: hours.max(1),
+            names: Vec::new(),
+            stats: Vec::new(),
+            index: HashMap::new(),
+            layout: Vec::new(),
+            samples: 0,
+            hosts: BTreeSet::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&slot) = self.index.get(name) {
+            return slot;
+        }
+        let slot = self.names.len();
+        self.names.push(name.to_string());
+        self.stats.push(MetricStats::new(
+            self.hours,
+            check_failed(name, 0.0).is_some(),
+        ));
+        self.index.insert(name.to_string(), slot);
+        slot
+    }
+
+    pub fn visit(&mut self, view: &SampleView<'_>) {
+        self.samples += 1;
+        let ts = view.ts_ms;
+        if !self.hosts.contains(view.host()) {
+            self.hosts.insert(view.host().to_string());
+        }
+        let hour = (((ts - self.from_ms).max(0)) / 3_600_000) as usize;
+        let hour = hour.min(self.hours - 1);
+        for (i, (name, value)) in view.metrics().enumerate() {
+            let slot = match self.layout.get(i) {
+                Some(&slot) if self.names[slot] == name => slot,
+                _ => {
+                    let slot = self.slot(name);
+                    if i < self.layout.len() {
+                        self.layout[i] = slot;
+                    } else {
+                        self.layout.push(slot);
+                    }
+                    slot
+                }
+            };
+            if !value.is_finite() {
+                continue;
+            }
+            let s = &mut self.stats[slot];
+            s.count += 1;
+            s.sum += value;
+            if value < s.min {
+                s.min = value;
+            }
+            if value > s.max {
+                s.max = value;
+            }
+            if ts >= s.last_ts {
+                s.last_ts = ts;
+                s.last = value;
+            }
+            s.sketch.add(value);
+            let h = &mut s.hours[hour];
+            h.0 += value;
+            h.1 += 1;
+            if let Some(availability) = &mut s.availability {
+                let name = &self.names[slot];
+                availability.add(ts, check_failed(name, value).unwrap_or(false));
+            }
+        }
+        if view.error_count() > 0 {
+            for (probe, message) in view.errors() {
+                let entry = self
+                    .errors
+                    .entry(probe.into_owned())
+                    .or_insert((0, String::new()));
+                entry.0 += 1;
+                entry.1 = message.into_owned();
+            }
+        }
+    }
+
+    /// Every metric with its numbers, sorted by name.
+    pub fn finish(mut self) -> Vec<(String, MetricStats)> {
+        for s in &mut self.stats {
+            if let Some(a) = &mut s.availability {
+                a.close(self.to_ms);
+            }
+        }
+        let mut out: Vec<(String, MetricStats)> = self.names.into_iter().zip(self.stats).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sample::{LineParser, Sample};
+
+    fn line(ts_ms: i64, metrics: &[(&str, f64)]) -> String {
+        Sample {
+            ts: chrono::DateTime::from_timestamp_millis(ts_ms).unwrap(),
+            host: "web-1".into(),
+            job: "monitor".into(),
+            metrics: metrics.iter().map(|(n, v)| ((*n).into(), *v)).collect(),
+            errors: vec![],
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn exact_numbers_hourly_means_and_downtime() {
+        let mut pass = MetricsPass::new(0, 2 * 3_600_000);
+        let mut parser = LineParser::default();
+        // A check that fails for the samples at 40 and 50 minutes.
+        for (i, minute) in [0i64, 10, 20, 30, 40, 50, 60, 70].iter().enumerate() {
+            let failed = *minute == 40 || *minute == 50;
+            let text = line(
+                minute * 60_000,
+                &[
+                    ("cpu.total.usage_percent", i as f64),
+                    ("tcp.db.up", if failed { 0.0 } else { 1.0 }),
+                ],
+            );
+            pass.visit(&parser.parse(&text).unwrap());
+        }
+        let stats: BTreeMap<String, MetricStats> = pass.finish().into_iter().collect();
+        let cpu = &stats["cpu.total.usage_percent"];
+        assert_eq!((cpu.count, cpu.min, cpu.max, cpu.last), (8, 0.0, 7.0, 7.0));
+        assert_eq!(cpu.mean(), Some(3.5));
+        assert_eq!(cpu.series(), vec![Some(2.5), Some(6.5)]);
+        let db = stats["tcp.db.up"].availability.clone().unwrap();
+        assert_eq!((db.checks, db.failed), (8, 2));
+        assert_eq!(
+            db.downtime_ms,
+            20 * 60_000,
+            "from the first failure to the first success"
+        );
+    }
+
+    #[test]
+    fn a_window_ending_while_down_counts_to_its_end() {
+        let mut pass = MetricsPass::new(0, 3_600_000);
+        let mut parser = LineParser::default();
+        let text = line(3_000_000, &[("ping.gw.loss_percent", 100.0)]);
+        pass.visit(&parser.parse(&text).unwrap());
+        let stats = pass.finish();
+        assert_eq!(
+            stats[0].1.availability.as_ref().unwrap().downtime_ms,
+            600_000
+        );
+    }
+}

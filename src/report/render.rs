@@ -1,0 +1,92 @@
+//! Report templates into text: HTML templates (`*.html.hbs`) escape what they print, others
+//! (Markdown, text) print as is; strict mode turns a misspelt field into an error with the
+//! template's name, line and column. Files go to `data_dir/reports/<job>-<date>.<ext>`,
+//! written atomically.
+
+use std::path::{Path, PathBuf};
+
+use super::summary::Summary;
+use crate::scheduler::schedule::Zone;
+use crate::template::{Escape, TemplateProblem, register_file, registry_in};
+
+/// One rendered template.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub template: PathBuf,
+    /// `md`, `html`, `txt`: what the template's name says before `.hbs`.
+    pub extension: String,
+    pub text: String,
+}
+
+/// `weekly.html.hbs` → `html`; `weekly.md.hbs` → `md`; `x.hbs` → `txt`.
+pub fn extension_of(template: &Path) -> String {
+    let name = template
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".hbs").unwrap_or(&name);
+    match stem.rsplit_once('.') {
+        Some((_, ext)) if !ext.is_empty() => ext.to_ascii_lowercase(),
+        _ => "txt".to_string(),
+    }
+}
+
+fn escape_for(template: &Path) -> Escape {
+    match extension_of(template).as_str() {
+        "html" | "htm" => Escape::Html,
+        _ => Escape::None,
+    }
+}
+
+/// Renders one template against a summary (or any JSON).
+pub fn render(
+    template: &Path,
+    data: &impl serde::Serialize,
+    zone: &Zone,
+) -> Result<Output, TemplateProblem> {
+    let mut hb = registry_in(escape_for(template), zone.clone());
+    let name = register_file(&mut hb, template)?;
+    let text = hb.render(&name, data).map_err(|e| TemplateProblem {
+        path: template.to_path_buf(),
+        message: e.reason().to_string(),
+        at: e.line_no.zip(e.column_no),
+    })?;
+    Ok(Output {
+        template: template.to_path_buf(),
+        extension: extension_of(template),
+        text,
+    })
+}
+
+/// `<dir>/<job>-<local date>.<ext>`; a second template with the same extension adds its
+/// name: `<job>-<date>-<template>.<ext>`.
+pub fn output_paths(
+    dir: &Path,
+    job: &str,
+    summary: &Summary,
+    zone: &Zone,
+    outputs: &[Output],
+) -> Vec<PathBuf> {
+    let date = zone.strftime(summary.period.to, "%Y-%m-%d");
+    outputs
+        .iter()
+        .map(|o| {
+            let shared = outputs
+                .iter()
+                .filter(|x| x.extension == o.extension)
+                .count()
+                > 1;
+            if shared {
+                let stem = o
+                    .template
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let stem = stem.split('.').next().unwrap_or("report").to_string();
+                dir.join(format!("{job}-{date}-{stem}.{}", o.extension))
+            } else {
+                dir.join(format!("{job}-{date}.{}", o.extension))
+            }
+        })
+        .collect()
+}

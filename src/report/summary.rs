@@ -1,0 +1,530 @@
+//! The summary a report template sees: the window's metrics by family (exact min, mean, max and
+//! last; p50 and p95 from a sketch within 1 %; the change against the previous window from the
+//! hourly rollups; hourly means for charts), availability of every check, the alerts and the
+//! incidents of the window, and a few highlights for short messages.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::alerts::{self, AlertsSummary};
+use super::incidents::{self, IncidentsSummary};
+use super::metrics::{MetricStats, MetricsPass};
+use crate::config::{Config, JobKind};
+use crate::store::MetricsReader;
+use crate::store::daily::DailyFiles;
+use crate::store::rollups::{Rollup, RollupStore};
+use crate::store::sketch::RELATIVE_ERROR;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Period {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub days: f64,
+    pub previous_from: DateTime<Utc>,
+    pub previous_to: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricSummary {
+    pub name: String,
+    /// The middle of the name (`total`, `/var`, `gateway`); empty for two-part names.
+    pub instance: String,
+    pub field: String,
+    /// `percent`, `bytes`, `bytes_per_sec`, `per_sec`, `ms`, `seconds`, `days`, `bool` or ``.
+    pub unit: String,
+    pub samples: u64,
+    pub min: f64,
+    pub avg: f64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub max: f64,
+    pub last: f64,
+    /// The previous window's mean, from hourly rollups, when they cover it.
+    pub previous_avg: Option<f64>,
+    /// `(avg - previous_avg) / |previous_avg|` in percent.
+    pub change_percent: Option<f64>,
+    /// Hourly means over the window (`null` where there were no samples).
+    pub series: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Family {
+    pub name: String,
+    pub title: String,
+    pub metrics: Vec<MetricSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Availability {
+    /// `ping`, `tcp` or `http`.
+    pub probe: String,
+    pub target: String,
+    pub metric: String,
+    pub checks: u64,
+    pub failed: u64,
+    pub availability_percent: f64,
+    pub downtime_seconds: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeErrors {
+    pub probe: String,
+    pub count: u64,
+    pub last: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sources {
+    pub files: usize,
+    pub archive_entries: usize,
+    pub bytes: u64,
+    pub bad_lines: u64,
+    pub unreadable: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub title: String,
+    pub job: String,
+    /// This runner's host name; `hosts` lists every host seen in the metrics log.
+    pub host: String,
+    pub hosts: Vec<String>,
+    pub generated_at: DateTime<Utc>,
+    pub timezone: String,
+    pub period: Period,
+    pub samples: u64,
+    pub probe_errors: Vec<ProbeErrors>,
+    pub probe_error_total: u64,
+    pub families: Vec<Family>,
+    pub availability: Vec<Availability>,
+    pub alerts: AlertsSummary,
+    pub incidents: IncidentsSummary,
+    /// The few things worth a glance, in sentences.
+    pub highlights: Vec<String>,
+    /// The relative error of p50 and p95, in percent.
+    pub quantile_error_percent: f64,
+    pub sources: Sources,
+}
+
+/// Families in the order a report shows them, with their titles.
+const FAMILIES: &[(&str, &str)] = &[
+    ("cpu", "CPU"),
+    ("memory", "Memory and swap"),
+    ("load", "Load"),
+    ("disk", "Disk usage"),
+    ("disk_io", "Disk I/O"),
+    ("net_io", "Network"),
+    ("ping", "Latency (ping)"),
+    ("tcp", "TCP services"),
+    ("http", "HTTP endpoints and app metrics"),
+    ("process", "Processes"),
+    ("connections", "Connections and sessions"),
+    ("access_log", "Web server traffic and sessions"),
+    ("command", "Commands"),
+];
+
+/// The unit a field's name says.
+pub fn unit_of(field: &str) -> &'static str {
+    if field.ends_with("_bytes_per_sec") {
+        "bytes_per_sec"
+    } else if field.ends_with("_percent") {
+        "percent"
+    } else if field.ends_with("_bytes") {
+        "bytes"
+    } else if field.ends_with("_per_sec") {
+        "per_sec"
+    } else if field.ends_with("_ms") {
+        "ms"
+    } else if field.ends_with("_seconds") || field.ends_with("_secs") {
+        "seconds"
+    } else if field.ends_with("_days") {
+        "days"
+    } else if field == "up" {
+        "bool"
+    } else {
+        ""
+    }
+}
+
+fn split_name(name: &str) -> (&str, &str, &str) {
+    let family = name.split('.').next().unwrap_or(name);
+    let field = name.rsplit('.').next().unwrap_or(name);
+    let instance = name
+        .strip_prefix(family)
+        .and_then(|r| r.strip_suffix(field))
+        .map(|m| m.trim_matches('.'))
+        .unwrap_or("");
+    (family, instance, field)
+}
+
+/// The previous window's rollups of every monitor job, merged per metric.
+fn previous(config: &Config, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<String, Rollup> {
+    let mut merged: BTreeMap<String, Rollup> = BTreeMap::new();
+    for job in config.jobs.values() {
+        if !matches!(job.kind, JobKind::Monitor(_)) {
+            continue;
+        }
+        for hour in RollupStore::new(&config.data_dir, &job.name).hours(from, to) {
+            for (name, rollup) in hour.metrics {
+                merged.entry(name).or_default().merge(&rollup);
+            }
+        }
+    }
+    merged
+}
+
+fn metric_summary(name: &str, s: &MetricStats, previous: Option<&Rollup>) -> MetricSummary {
+    let (_, instance, field) = split_name(name);
+    let avg = s.mean().unwrap_or(f64::NAN);
+    let previous_avg = previous.and_then(Rollup::mean);
+    MetricSummary {
+        name: name.to_string(),
+        instance: instance.to_string(),
+        field: field.to_string(),
+        unit: unit_of(field).to_string(),
+        samples: s.count,
+        min: s.min,
+        avg,
+        p50: s.sketch.quantile(0.5).map(|q| q.clamp(s.min, s.max)),
+        p95: s.sketch.quantile(0.95).map(|q| q.clamp(s.min, s.max)),
+        max: s.max,
+        last: s.last,
+        change_percent: previous_avg
+            .filter(|p| *p != 0.0)
+            .map(|p| (avg - p) / p.abs() * 100.0),
+        previous_avg,
+        series: s.series(),
+    }
+}
+
+/// Builds the summary of `[to - window, to)`.
+pub fn build(
+    config: &Config,
+    job: &str,
+    title: &str,
+    window: std::time::Duration,
+    to: DateTime<Utc>,
+) -> Summary {
+    let span = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(7));
+    let from = to - span;
+    let reader = MetricsReader::for_config(config);
+    let mut pass = MetricsPass::new(from.timestamp_millis(), to.timestamp_millis());
+    let stats = reader.read(from, to, |view| pass.visit(view));
+    let samples = pass.samples;
+    let hosts: Vec<String> = pass.hosts.iter().cloned().collect();
+    let errors = std::mem::take(&mut pass.errors);
+    let metrics = pass.finish();
+    let previous = previous(config, from - span, from);
+
+    let mut families: Vec<Family> = Vec::new();
+    let mut availability = Vec::new();
+    for (name, s) in &metrics {
+        if s.count == 0 {
+            continue;
+        }
+        let (family, instance, _) = split_name(name);
+        let summary = metric_summary(name, s, previous.get(name));
+        if let Some(a) = &s.availability {
+            availability.push(Availability {
+                probe: family.to_string(),
+                target: instance.to_string(),
+                metric: name.clone(),
+                checks: a.checks,
+                failed: a.failed,
+                availability_percent: if a.checks > 0 {
+                    (a.checks - a.failed) as f64 / a.checks as f64 * 100.0
+                } else {
+                    100.0
+                },
+                downtime_seconds: a.downtime_ms / 1000,
+            });
+        }
+        match families.iter_mut().find(|f| f.name == family) {
+            Some(f) => f.metrics.push(summary),
+            None => families.push(Family {
+                name: family.to_string(),
+                title: FAMILIES
+                    .iter()
+                    .find(|(n, _)| *n == family)
+                    .map(|(_, t)| t.to_string())
+                    .unwrap_or_else(|| family.to_string()),
+                metrics: vec![summary],
+            }),
+        }
+    }
+    let order = |name: &str| {
+        FAMILIES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .unwrap_or(FAMILIES.len())
+    };
+    families.sort_by(|a, b| {
+        order(&a.name)
+            .cmp(&order(&b.name))
+            .then(a.name.cmp(&b.name))
+    });
+
+    let alert_files = DailyFiles {
+        data_dir: config.data_dir.clone(),
+        kind: "alerts".into(),
+        archive_dirs: crate::store::archive_dirs(config),
+    };
+    let alerts = alerts::summarize(&alert_files, from, to);
+    let incidents = incidents::summarize(config, &config.data_dir, from, to);
+    let probe_errors: Vec<ProbeErrors> = errors
+        .into_iter()
+        .map(|(probe, (count, last))| ProbeErrors { probe, count, last })
+        .collect();
+    let mut summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        title: title.to_string(),
+        job: job.to_string(),
+        // The host the samples are from; this runner's own name when there are several or none.
+        host: match hosts.as_slice() {
+            [only] => only.clone(),
+            _ => config.host.clone(),
+        },
+        hosts,
+        generated_at: Utc::now(),
+        timezone: config.zone.name().to_string(),
+        period: Period {
+            from,
+            to,
+            days: span.num_seconds() as f64 / 86_400.0,
+            previous_from: from - span,
+            previous_to: from,
+        },
+        samples,
+        probe_error_total: probe_errors.iter().map(|p| p.count).sum(),
+        probe_errors,
+        families,
+        availability,
+        alerts,
+        incidents,
+        highlights: Vec::new(),
+        quantile_error_percent: RELATIVE_ERROR * 100.0,
+        sources: Sources {
+            files: stats.read.files,
+            archive_entries: stats.read.archive_entries,
+            bytes: stats.read.bytes,
+            bad_lines: stats.bad_lines,
+            unreadable: stats.read.unreadable.clone(),
+        },
+    };
+    summary.highlights = highlights(&summary);
+    summary
+}
+
+/// The metric of a summary by name.
+pub fn metric<'a>(summary: &'a Summary, name: &str) -> Option<&'a MetricSummary> {
+    summary
+        .families
+        .iter()
+        .flat_map(|f| &f.metrics)
+        .find(|m| m.name == name)
+}
+
+/// A few sentences: alerts, the worst availability, the biggest rises, open incidents.
+fn highlights(s: &Summary) -> Vec<String> {
+    use crate::alerts::event::{format_for, format_value};
+    let mut out = Vec::new();
+    if s.samples == 0 {
+        out.push("No samples in this window: was the monitor running?".to_string());
+        return out;
+    }
+    if s.alerts.fired == 0 {
+        out.push("No alert fired.".into());
+    } else {
+        let top = s
+            .alerts
+            .by_rule
+            .first()
+            .map(|r| format!(", most often {} ({}×)", r.name, r.fired))
+            .unwrap_or_default();
+        out.push(format!(
+            "{} fired ({} critical, {} warning){top}.",
+            crate::text::plural(s.alerts.fired as usize, "alert"),
+            s.alerts.by_severity.critical,
+            s.alerts.by_severity.warning
+        ));
+    }
+    if !s.alerts.still_firing.is_empty() {
+        out.push(format!(
+            "{} still firing at the end of the window.",
+            s.alerts.still_firing.len()
+        ));
+    }
+    if let Some(worst) = s
+        .availability
+        .iter()
+        .filter(|a| a.failed > 0)
+        .min_by(|a, b| a.availability_percent.total_cmp(&b.availability_percent))
+    {
+        out.push(format!(
+            "{} {} was available {:.2} % of the time (down {}).",
+            worst.probe,
+            worst.target,
+            worst.availability_percent,
+            format_for(worst.downtime_seconds)
+        ));
+    }
+    let mut rises: Vec<&MetricSummary> = s
+        .families
+        .iter()
+        .flat_map(|f| &f.metrics)
+        .filter(|m| {
+            matches!(m.unit.as_str(), "percent" | "ms")
+                && m.change_percent.is_some_and(|c| c >= 20.0)
+                && m.avg >= 1.0
+        })
+        .collect();
+    rises.sort_by(|a, b| {
+        b.change_percent
+            .unwrap_or(0.0)
+            .total_cmp(&a.change_percent.unwrap_or(0.0))
+    });
+    for m in rises.iter().take(3) {
+        out.push(format!(
+            "{} averaged {} (+{:.0} % on the previous window), p95 {}.",
+            m.name,
+            format_value(m.avg),
+            m.change_percent.unwrap_or(0.0),
+            m.p95.map(format_value).unwrap_or_else(|| "-".into())
+        ));
+    }
+    if !s.incidents.open.is_empty() {
+        out.push(format!(
+            "{} ServiceNow incidents open.",
+            s.incidents.open.len()
+        ));
+    }
+    out
+}
+
+/// A summary with plausible numbers in every section, for checking templates without history.
+pub fn example(config: &Config) -> Summary {
+    let to = DateTime::parse_from_rfc3339("2026-11-30T08:00:00Z")
+        .map(|t| t.to_utc())
+        .unwrap_or_else(|_| Utc::now());
+    let from = to - chrono::Duration::days(7);
+    let series: Vec<Option<f64>> = (0..168)
+        .map(|h| Some(30.0 + 20.0 * ((h as f64) / 24.0 * std::f64::consts::TAU).sin()))
+        .collect();
+    let metric = |name: &str, avg: f64| {
+        let (_, instance, field) = split_name(name);
+        MetricSummary {
+            name: name.into(),
+            instance: instance.into(),
+            field: field.into(),
+            unit: unit_of(field).into(),
+            samples: 60_480,
+            min: avg / 3.0,
+            avg,
+            p50: Some(avg * 0.95),
+            p95: Some(avg * 1.6),
+            max: avg * 2.0,
+            last: avg,
+            previous_avg: Some(avg * 0.9),
+            change_percent: Some(11.1),
+            series: series.clone(),
+        }
+    };
+    let event = |kind, severity, minutes: i64| {
+        crate::alerts::event::AlertEvent::example(
+            "cpu_high",
+            kind,
+            severity,
+            from + chrono::Duration::minutes(minutes),
+        )
+    };
+    use crate::alerts::event::EventKind;
+    use crate::config::Severity;
+    let events = vec![
+        event(EventKind::Firing, Severity::Critical, 600),
+        event(EventKind::Resolved, Severity::Critical, 640),
+        event(EventKind::Firing, Severity::Warning, 9_000),
+    ];
+    let mut summary = Summary {
+        schema_version: SCHEMA_VERSION,
+        title: "Weekly performance report".into(),
+        job: "weekly-report".into(),
+        host: config.host.clone(),
+        hosts: vec![config.host.clone()],
+        generated_at: to,
+        timezone: config.zone.name().to_string(),
+        period: Period {
+            from,
+            to,
+            days: 7.0,
+            previous_from: from - chrono::Duration::days(7),
+            previous_to: from,
+        },
+        samples: 60_480,
+        probe_errors: vec![ProbeErrors {
+            probe: "ping.gateway".into(),
+            count: 3,
+            last: "timed out".into(),
+        }],
+        probe_error_total: 3,
+        families: vec![
+            Family {
+                name: "cpu".into(),
+                title: "CPU".into(),
+                metrics: vec![metric("cpu.total.usage_percent", 35.0)],
+            },
+            Family {
+                name: "net_io".into(),
+                title: "Network".into(),
+                metrics: vec![metric("net_io.eth0.rx_bytes_per_sec", 1_250_000.0)],
+            },
+            Family {
+                name: "ping".into(),
+                title: "Latency (ping)".into(),
+                metrics: vec![metric("ping.gateway.rtt_avg_ms", 0.4)],
+            },
+        ],
+        availability: vec![Availability {
+            probe: "ping".into(),
+            target: "gateway".into(),
+            metric: "ping.gateway.loss_percent".into(),
+            checks: 60_480,
+            failed: 12,
+            availability_percent: 99.98,
+            downtime_seconds: 120,
+        }],
+        alerts: alerts::from_events(&events, from, to),
+        incidents: IncidentsSummary {
+            configured: true,
+            note: String::new(),
+            fetched_at: Some(to),
+            opened: vec![super::incidents::IncidentRow {
+                number: "INC0010001".into(),
+                short_description: "Checkout slow".into(),
+                state: "Resolved".into(),
+                priority: "High".into(),
+                opened_at: Some(from + chrono::Duration::hours(10)),
+                resolved_at: Some(from + chrono::Duration::hours(12)),
+                age_seconds: Some(7200),
+            }],
+            resolved: Vec::new(),
+            open: Vec::new(),
+        },
+        highlights: Vec::new(),
+        quantile_error_percent: RELATIVE_ERROR * 100.0,
+        sources: Sources::default(),
+    };
+    summary.incidents.resolved = summary.incidents.opened.clone();
+    summary.highlights = highlights(&summary);
+    summary
+}
+
+/// Where the report's files go.
+pub fn reports_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("reports")
+}
