@@ -197,10 +197,12 @@ impl PartialEq for Zone {
 }
 
 impl Zone {
+    /// The machine's zone, named as the system names it (`Europe/Berlin`), or `Local`.
     pub fn local() -> Zone {
+        let tz = jiff::tz::TimeZone::system();
         Zone {
-            name: "Local".to_string(),
-            tz: jiff::tz::TimeZone::system(),
+            name: tz.iana_name().unwrap_or("Local").to_string(),
+            tz,
         }
     }
 
