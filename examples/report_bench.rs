@@ -41,12 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{problems:?}").into());
     }
     let total = started.elapsed();
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let hwm_kib = runner::probes::procfs::own_peak_rss_bytes().unwrap_or(0) / 1024;
     let metrics: usize = summary.families.iter().map(|f| f.metrics.len()).sum();
     println!(
         "report of {} samples ({metrics} metrics, {:.0} MB of log): summary {:.2} s ({:.0} MB/s), rendered {} files in {:.0} ms; total {:.2} s; peak RSS {:.1} MiB",

@@ -81,12 +81,7 @@ fn rotate(dir: &Path, level: u32) -> Result<(), Box<dyn std::error::Error>> {
     if !summary.problems.is_empty() {
         return Err(format!("problems: {:?}", summary.problems).into());
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let hwm_kib = runner::probes::procfs::own_peak_rss_bytes().unwrap_or(0) / 1024;
     println!(
         "deflate level {level}: rotated {} files, {:.0} MiB in {elapsed:.2} s: {:.0} MB/s read, written, verified and deleted; {:.1}x smaller; peak RSS {:.1} MiB",
         summary.archived_files,

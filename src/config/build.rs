@@ -16,8 +16,9 @@ use super::raw::{
 use super::sections;
 use super::size::parse_size;
 use super::{
-    Config, DeliverySpec, FetchSpec, JobKind, JobSpec, MonitorSpec, NotifierSettings, NotifierSpec,
-    ReportSpec, RotateSpec, Secret, ServicenowAuth, ServicenowSettings, resolve_path,
+    Config, DeliverySpec, FetchSpec, GdriveSettings, JobKind, JobSpec, MonitorSpec,
+    NotifierSettings, NotifierSpec, ReportSpec, RotateSpec, Secret, ServicenowAuth,
+    ServicenowSettings, resolve_path,
 };
 use crate::diagnostic::{Problem, Problems};
 use crate::scheduler::schedule::{Schedule, Zone};
@@ -585,7 +586,7 @@ impl Builder<'_> {
                         known_notifiers,
                         &["log"],
                         &|name| match notifiers.get(name).map(|n| &n.settings) {
-                            Some(NotifierSettings::Gdrive { .. }) => Some(format!(
+                            Some(NotifierSettings::Gdrive(_)) => Some(format!(
                                 "`{name}` is a gdrive notifier: it takes reports, not alerts"
                             )),
                             _ => None,
@@ -908,14 +909,14 @@ impl Builder<'_> {
                     };
                 let token_url = endpoint(&n.token_url, "token_url", GOOGLE_TOKEN_URL)?;
                 let upload_url = endpoint(&n.upload_url, "upload_url", GOOGLE_UPLOAD_URL)?;
-                NotifierSettings::Gdrive {
+                NotifierSettings::Gdrive(GdriveSettings {
                     folder_id: next(),
                     client_id: next(),
                     client_secret: Secret::new(next()),
                     refresh_token: Secret::new(next()),
                     token_url,
                     upload_url,
-                }
+                })
             }
         };
         let default_severity = match settings {

@@ -103,14 +103,7 @@ pub enum NotifierSettings {
         urls: Vec<String>,
         resend_interval: Duration,
     },
-    Gdrive {
-        folder_id: String,
-        client_id: String,
-        client_secret: Secret,
-        refresh_token: Secret,
-        token_url: String,
-        upload_url: String,
-    },
+    Gdrive(GdriveSettings),
 }
 
 impl NotifierSettings {
@@ -120,9 +113,20 @@ impl NotifierSettings {
             NotifierSettings::Webhook { .. } => "webhook",
             NotifierSettings::Servicenow(_) => "servicenow",
             NotifierSettings::Alertmanager { .. } => "alertmanager",
-            NotifierSettings::Gdrive { .. } => "gdrive",
+            NotifierSettings::Gdrive(_) => "gdrive",
         }
     }
+}
+
+/// Where and as whom reports are uploaded to Google Drive.
+#[derive(Debug)]
+pub struct GdriveSettings {
+    pub folder_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub refresh_token: Secret,
+    pub token_url: String,
+    pub upload_url: String,
 }
 
 /// How runner reaches a ServiceNow instance: shared by the notifier and the fetch job.

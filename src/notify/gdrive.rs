@@ -15,7 +15,7 @@ use serde_json::json;
 use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify};
 use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
-use crate::config::{DeliverySpec, Secret};
+use crate::config::{DeliverySpec, GdriveSettings, Secret};
 use crate::http::{describe_error, redact_url, snippet};
 
 /// Drive's limit for a multipart upload.
@@ -24,12 +24,7 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct Gdrive {
     name: String,
-    folder_id: String,
-    client_id: String,
-    client_secret: Secret,
-    refresh_token: Secret,
-    token_url: String,
-    upload_url: String,
+    settings: GdriveSettings,
     http: reqwest::Client,
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
     /// Files of a notice already uploaded, so a retry after a partial failure does not upload
@@ -73,15 +68,9 @@ pub fn multipart(
 }
 
 impl Gdrive {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
-        folder_id: &str,
-        client_id: &str,
-        client_secret: &Secret,
-        refresh_token: &Secret,
-        token_url: &str,
-        upload_url: &str,
+        settings: &GdriveSettings,
         delivery: &DeliverySpec,
     ) -> Result<Gdrive, String> {
         let http = crate::http::client_builder()
@@ -90,12 +79,14 @@ impl Gdrive {
             .map_err(describe_error)?;
         Ok(Gdrive {
             name: name.to_string(),
-            folder_id: folder_id.to_string(),
-            client_id: client_id.to_string(),
-            client_secret: Secret::new(client_secret.expose().to_string()),
-            refresh_token: Secret::new(refresh_token.expose().to_string()),
-            token_url: token_url.to_string(),
-            upload_url: upload_url.to_string(),
+            settings: GdriveSettings {
+                folder_id: settings.folder_id.clone(),
+                client_id: settings.client_id.clone(),
+                client_secret: Secret::new(settings.client_secret.expose().to_string()),
+                refresh_token: Secret::new(settings.refresh_token.expose().to_string()),
+                token_url: settings.token_url.clone(),
+                upload_url: settings.upload_url.clone(),
+            },
             http,
             token: tokio::sync::Mutex::new(None),
             uploaded: Mutex::new(HashSet::new()),
@@ -113,12 +104,12 @@ impl Gdrive {
         let mut form = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
         form.query_pairs_mut()
             .append_pair("grant_type", "refresh_token")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose())
-            .append_pair("refresh_token", self.refresh_token.expose());
+            .append_pair("client_id", &self.settings.client_id)
+            .append_pair("client_secret", self.settings.client_secret.expose())
+            .append_pair("refresh_token", self.settings.refresh_token.expose());
         let result = self
             .http
-            .post(&self.token_url)
+            .post(&self.settings.token_url)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form.query().unwrap_or_default().to_string())
             .send()
@@ -182,12 +173,13 @@ impl Gdrive {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mime = mime_of(path);
-        let metadata = json!({ "name": name, "parents": [self.folder_id], "mimeType": mime });
+        let metadata =
+            json!({ "name": name, "parents": [self.settings.folder_id], "mimeType": mime });
         let boundary = format!("runner-{:016x}", fastrand::u64(..));
         let body = multipart(&boundary, &metadata, mime, &content);
         let url = format!(
             "{}?uploadType=multipart&supportsAllDrives=true",
-            self.upload_url
+            self.settings.upload_url
         );
         let mut refreshed = false;
         loop {
@@ -259,8 +251,8 @@ impl Destination for Gdrive {
                 method: "POST",
                 url: format!(
                     "{}?uploadType=multipart (into folder {})",
-                    redact_url(&self.upload_url),
-                    self.folder_id
+                    redact_url(&self.settings.upload_url),
+                    self.settings.folder_id
                 ),
                 body: format!("{} ({})", f.display(), mime_of(f)),
                 text: f.display().to_string(),

@@ -184,7 +184,7 @@ impl Notifiers {
                 Route {
                     min_severity: spec.min_severity,
                     is_servicenow: matches!(spec.settings, NotifierSettings::Servicenow(_)),
-                    reports_only: matches!(spec.settings, NotifierSettings::Gdrive { .. }),
+                    reports_only: matches!(spec.settings, NotifierSettings::Gdrive(_)),
                     dest,
                     queue,
                     delivery: spec.delivery.clone(),
@@ -506,22 +506,8 @@ fn build(
             &spec.delivery,
             clock,
         )?),
-        NotifierSettings::Gdrive {
-            folder_id,
-            client_id,
-            client_secret,
-            refresh_token,
-            token_url,
-            upload_url,
-        } => Arc::new(gdrive::Gdrive::new(
-            &spec.name,
-            folder_id,
-            client_id,
-            client_secret,
-            refresh_token,
-            token_url,
-            upload_url,
-            &spec.delivery,
-        )?),
+        NotifierSettings::Gdrive(settings) => {
+            Arc::new(gdrive::Gdrive::new(&spec.name, settings, &spec.delivery)?)
+        }
     })
 }

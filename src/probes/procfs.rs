@@ -120,6 +120,12 @@ pub fn field_u64(text: &str, key: &str) -> Option<u64> {
     field(text, key)?.parse().ok()
 }
 
+/// This process's peak resident memory (`VmHWM`) in bytes, for the benchmark scripts.
+pub fn own_peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    field_u64(&status, "VmHWM").map(|kib| kib * 1024)
+}
+
 /// Online CPUs, for load per core.
 pub fn online_cpus() -> usize {
     // SAFETY: sysconf has no preconditions; it returns -1 on error, handled below.
