@@ -570,3 +570,33 @@ async fn the_report_goes_to_slack_and_google_drive_through_the_outbox() {
         let _ = h.await;
     }
 }
+
+#[test]
+fn dry_run_renders_to_stdout_shows_the_notice_and_writes_nothing() {
+    let hook = TestServer::start(scripted(vec![], Response::new(204, "")));
+    let notifiers = format!(
+        "  hook: {{ type: webhook, url: \"{}\" }}\n",
+        hook.url("/reports?key=secret")
+    );
+    let week = write_week(&notifiers, "log, hook");
+    let output = run(&[
+        "dry-run",
+        "weekly",
+        "--jobs",
+        week.root.join("jobs.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("weekly.md.hbs (would be written to "), "{out}");
+    assert!(out.contains("# Weekly performance report"), "{out}");
+    assert!(out.contains("<!doctype html>"), "{out}");
+    assert!(
+        out.contains(&format!("hook: POST {}", hook.url(""))),
+        "{out}"
+    );
+    assert!(out.contains("\"type\": \"report.ready\""), "{out}");
+    assert!(!out.contains("secret"), "{out}");
+    assert!(!week.root.join("var/reports").exists());
+    assert!(!week.root.join("var/outbox").exists());
+    assert!(hook.requests().is_empty());
+}
