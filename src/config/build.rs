@@ -1153,6 +1153,19 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn alerts_and_reports_go_only_where_they_can() {
+        let yaml = "data_dir: var\nnotifiers:\n  drive: { type: gdrive, folder_id: f, client_id: c, client_secret: s, refresh_token: r }\n  sn: { type: servicenow, instance: dev1, username: u, password: p }\njobs:\n  m: { type: monitor, schedule: \"@every 10s\", notify: [log, drive] }\n  w: { type: report, schedule: \"@weekly\", notify: [drive, sn] }\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(
+            got,
+            [
+                "6:61 `drive` is a gdrive notifier: it takes reports, not alerts [jobs.m.notify[1]]",
+                "7:59 `sn` is a servicenow notifier: it takes alerts, not reports [jobs.w.notify[1]]",
+            ]
+        );
+    }
+
     const MINIMAL: &str =
         "data_dir: var\njobs:\n  monitor:\n    type: monitor\n    schedule: \"@every 10s\"\n";
 
