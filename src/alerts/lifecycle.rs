@@ -96,6 +96,10 @@ pub struct AlertState {
     /// The severity the receivers last heard; a rise while firing is sent at once.
     #[serde(default)]
     pub notified_severity: Option<Severity>,
+    /// The highest severity the receivers heard in this firing spell. A resolved notice goes
+    /// at it, so it reaches every notifier the firing reached, whatever the severity became.
+    #[serde(default)]
+    pub peak_severity: Option<Severity>,
     /// Times of state changes within the flapping window.
     pub transitions: Vec<DateTime<Utc>>,
     pub flapping: bool,
@@ -248,6 +252,7 @@ fn new_state(fp: &str, a: &Activation) -> AlertState {
         last_notified: None,
         notified: Notified::Nothing,
         notified_severity: None,
+        peak_severity: None,
         transitions: Vec::new(),
         flapping: false,
         missing_since: None,
@@ -371,6 +376,7 @@ impl AlertState {
             self.notified = Notified::Firing;
             self.last_notified = Some(now);
             self.notified_severity = Some(self.severity);
+            self.peak_severity = Some(self.severity);
         }
     }
 
@@ -414,6 +420,7 @@ impl AlertState {
             events.push(self.event(EventKind::Repeat, now, origin));
             self.last_notified = Some(now);
             self.notified_severity = Some(self.severity);
+            self.peak_severity = self.peak_severity.max(Some(self.severity));
         }
     }
 
@@ -460,6 +467,7 @@ impl AlertState {
                 self.notified = Notified::Firing;
                 self.last_notified = Some(now);
                 self.notified_severity = Some(self.severity);
+                self.peak_severity = Some(self.severity);
             }
             (Phase::Inactive | Phase::Pending, Notified::Firing) => {
                 events.push(self.event(EventKind::Resolved, now, origin));
@@ -526,7 +534,13 @@ impl AlertState {
             fingerprint: self.fingerprint.clone(),
             name: self.name.clone(),
             labels: self.labels.clone(),
-            severity: self.severity,
+            severity: match kind {
+                EventKind::Resolved => self
+                    .peak_severity
+                    .max(Some(self.severity))
+                    .unwrap_or(self.severity),
+                _ => self.severity,
+            },
             summary: self
                 .summary
                 .clone()

@@ -4,8 +4,8 @@
 //! own loop (`deliver`) with backoff, rate limits and a breaker (`policy`).
 //!
 //! Routing: a job's `notify` list, narrowed by a rule's own `notify`, then each notifier's
-//! `min_severity`. A resolved event goes where its firing went: ServiceNow gets it whenever
-//! the alert has an incident, whatever the severity now.
+//! `min_severity`. A resolved event carries the highest severity its firing spell was told
+//! with, so it goes wherever the firing went.
 
 pub mod alertmanager;
 pub mod deliver;
@@ -106,7 +106,6 @@ pub fn message_text(kind: &str, event: &AlertEvent) -> Option<String> {
 /// A notifier that is on, with its queue.
 struct Route {
     min_severity: Severity,
-    is_servicenow: bool,
     /// Takes reports only (Google Drive).
     reports_only: bool,
     dest: Arc<dyn Destination>,
@@ -120,7 +119,6 @@ struct Route {
 impl Route {
     fn accepts(&self, event: &AlertEvent) -> bool {
         event.severity >= self.min_severity
-            || (self.is_servicenow && event.kind == EventKind::Resolved && event.incident.is_some())
     }
 }
 
@@ -183,7 +181,6 @@ impl Notifiers {
                 spec.name.clone(),
                 Route {
                     min_severity: spec.min_severity,
-                    is_servicenow: matches!(spec.settings, NotifierSettings::Servicenow(_)),
                     reports_only: matches!(spec.settings, NotifierSettings::Gdrive(_)),
                     dest,
                     queue,
