@@ -97,11 +97,15 @@ fn history() -> &'static History {
     H.get_or_init(day_of_history)
 }
 
+fn window_ms(window: &str) -> i64 {
+    runner::config::duration::parse_duration(window)
+        .unwrap()
+        .as_millis() as i64
+}
+
 #[divan::bench(args = ["15m", "1h", "6h", "24h"])]
 fn avg_over(window: &str) -> Option<f64> {
-    let w = runner::config::duration::parse_duration(window)
-        .unwrap()
-        .as_millis() as i64;
+    let w = window_ms(window);
     functions::aggregate(
         divan::black_box(history()),
         METRIC,
@@ -113,9 +117,7 @@ fn avg_over(window: &str) -> Option<f64> {
 
 #[divan::bench(args = ["15m", "24h"])]
 fn max_over(window: &str) -> Option<f64> {
-    let w = runner::config::duration::parse_duration(window)
-        .unwrap()
-        .as_millis() as i64;
+    let w = window_ms(window);
     functions::aggregate(
         divan::black_box(history()),
         METRIC,
@@ -127,9 +129,7 @@ fn max_over(window: &str) -> Option<f64> {
 
 #[divan::bench(args = ["15m", "24h"])]
 fn percentile_over(window: &str) -> Option<f64> {
-    let w = runner::config::duration::parse_duration(window)
-        .unwrap()
-        .as_millis() as i64;
+    let w = window_ms(window);
     functions::percentile(
         divan::black_box(history()),
         METRIC,

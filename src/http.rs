@@ -19,6 +19,15 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .user_agent(USER_AGENT)
 }
 
+/// A client for an API: `timeout` for a whole request, at most 10 s of it to connect.
+pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    client_builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .build()
+        .map_err(describe_error)
+}
+
 /// reqwest's error with the URL removed (URLs can carry secrets) and its causes joined, since
 /// its own `Display` stops at "error sending request".
 pub fn describe_error(error: reqwest::Error) -> String {

@@ -248,11 +248,6 @@ impl Config {
         build::load(file, &|name| std::env::var(name).ok())
     }
 
-    /// The folder under `data_dir` for one kind of data (`metrics`, `state`, ...).
-    pub fn data_path(&self, sub: &str) -> PathBuf {
-        self.data_dir.join(sub)
-    }
-
     pub fn job(&self, name: &str) -> Option<&JobSpec> {
         self.jobs.get(name)
     }

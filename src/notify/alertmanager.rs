@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify};
 use crate::alerts::event::{AlertEvent, EventKind};
 use crate::config::DeliverySpec;
-use crate::http::{describe_error, redact_url};
+use crate::http::redact_url;
 use crate::scheduler::clock::SharedClock;
 
 /// How many resend intervals ahead a firing alert's `endsAt` is.
@@ -52,10 +52,7 @@ impl Alertmanager {
         delivery: &DeliverySpec,
         clock: SharedClock,
     ) -> Result<Self, String> {
-        let http = crate::http::client_builder()
-            .timeout(delivery.timeout)
-            .build()
-            .map_err(describe_error)?;
+        let http = crate::http::client(delivery.timeout)?;
         Ok(Alertmanager {
             name: name.to_string(),
             urls: urls.to_vec(),

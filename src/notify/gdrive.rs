@@ -73,10 +73,8 @@ impl Gdrive {
         settings: &GdriveSettings,
         delivery: &DeliverySpec,
     ) -> Result<Gdrive, String> {
-        let http = crate::http::client_builder()
-            .timeout(delivery.timeout.max(Duration::from_secs(30)))
-            .build()
-            .map_err(describe_error)?;
+        // Uploads take longer than a notification.
+        let http = crate::http::client(delivery.timeout.max(Duration::from_secs(30)))?;
         Ok(Gdrive {
             name: name.to_string(),
             settings: GdriveSettings {

@@ -13,7 +13,7 @@ use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classif
 use super::notice::ReportNotice;
 use crate::alerts::event::{AlertEvent, EventKind, format_for, format_value};
 use crate::config::{DeliverySpec, Secret, Severity};
-use crate::http::{describe_error, redact_url};
+use crate::http::redact_url;
 use crate::template::{Escape, escape_mrkdwn, register_file, registry};
 
 pub const MAX_BLOCKS: usize = 50;
@@ -41,10 +41,7 @@ impl Slack {
         template: Option<&Path>,
         delivery: &DeliverySpec,
     ) -> Result<Slack, String> {
-        let http = crate::http::client_builder()
-            .timeout(delivery.timeout)
-            .build()
-            .map_err(describe_error)?;
+        let http = crate::http::client(delivery.timeout)?;
         let template = template.and_then(|path| match load_template(path) {
             Ok(loaded) => Some(loaded),
             Err(e) => {

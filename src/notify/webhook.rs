@@ -14,7 +14,7 @@ use super::destination::{DeliverFuture, Destination, Rendered, classify};
 use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
 use crate::config::{DeliverySpec, Secret};
-use crate::http::{describe_error, redact_url};
+use crate::http::redact_url;
 
 pub struct Webhook {
     name: String,
@@ -66,10 +66,7 @@ impl Webhook {
         let key = signing_secret
             .map(|s| signing_key(s.expose()))
             .transpose()?;
-        let http = crate::http::client_builder()
-            .timeout(delivery.timeout)
-            .build()
-            .map_err(describe_error)?;
+        let http = crate::http::client(delivery.timeout)?;
         Ok(Webhook {
             name: name.to_string(),
             url: Secret::new(url.expose().to_string()),

@@ -11,18 +11,37 @@ use crate::store::sketch::Sketch;
 /// A gap between samples longer than this is not counted as downtime: runner was not running.
 const MAX_DOWNTIME_GAP_MS: i64 = 10 * 60 * 1000;
 
-/// Whether a value of this metric means its check failed; `None` for metrics that are no check.
-pub fn check_failed(name: &str, value: f64) -> Option<bool> {
-    let field = name.rsplit('.').next().unwrap_or(name);
-    match (name.split('.').next(), field) {
-        (Some("tcp" | "http"), "up") => Some(value < 0.5),
-        (Some("ping"), "loss_percent") => Some(value >= 100.0),
-        _ => None,
+/// What makes a value of a check metric a failed check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// `tcp.*.up`, `http.*.up`: 0 is down.
+    Up,
+    /// `ping.*.loss_percent`: every packet lost is down.
+    Loss,
+}
+
+impl Check {
+    /// The check a metric is, from its name; `None` for metrics that are no check.
+    pub fn of(name: &str) -> Option<Check> {
+        let field = name.rsplit('.').next().unwrap_or(name);
+        match (name.split('.').next(), field) {
+            (Some("tcp" | "http"), "up") => Some(Check::Up),
+            (Some("ping"), "loss_percent") => Some(Check::Loss),
+            _ => None,
+        }
+    }
+
+    pub fn failed(self, value: f64) -> bool {
+        match self {
+            Check::Up => value < 0.5,
+            Check::Loss => value >= 100.0,
+        }
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Availability {
+    check: Check,
     pub checks: u64,
     pub failed: u64,
     pub downtime_ms: i64,
@@ -31,7 +50,18 @@ pub struct Availability {
 }
 
 impl Availability {
-    fn add(&mut self, ts_ms: i64, failed: bool) {
+    fn new(check: Check) -> Availability {
+        Availability {
+            check,
+            checks: 0,
+            failed: 0,
+            downtime_ms: 0,
+            prev: None,
+        }
+    }
+
+    fn add(&mut self, ts_ms: i64, value: f64) {
+        let failed = self.check.failed(value);
         self.checks += 1;
         if failed {
             self.failed += 1;
@@ -70,7 +100,7 @@ pub struct MetricStats {
 }
 
 impl MetricStats {
-    fn new(hours: usize, is_check: bool) -> MetricStats {
+    fn new(hours: usize, check: Option<Check>) -> MetricStats {
         MetricStats {
             count: 0,
             sum: 0.0,
@@ -80,7 +110,7 @@ impl MetricStats {
             last_ts: i64::MIN,
             sketch: Sketch::default(),
             hours: vec![(0.0, 0); hours],
-            availability: is_check.then(Availability::default),
+            availability: check.map(Availability::new),
         }
     }
 
@@ -138,10 +168,8 @@ impl MetricsPass {
         }
         let slot = self.names.len();
         self.names.push(name.to_string());
-        self.stats.push(MetricStats::new(
-            self.hours,
-            check_failed(name, 0.0).is_some(),
-        ));
+        self.stats
+            .push(MetricStats::new(self.hours, Check::of(name)));
         self.index.insert(name.to_string(), slot);
         slot
     }
@@ -188,8 +216,7 @@ impl MetricsPass {
             h.0 += value;
             h.1 += 1;
             if let Some(availability) = &mut s.availability {
-                let name = &self.names[slot];
-                availability.add(ts, check_failed(name, value).unwrap_or(false));
+                availability.add(ts, value);
             }
         }
         if view.error_count() > 0 {

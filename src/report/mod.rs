@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod render;
 pub mod summary;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -144,23 +144,4 @@ pub fn run_job(
         "{line}"
     );
     Ok(line)
-}
-
-/// Renders every template of every report job (and any given) against the example summary:
-/// what `runner check` does.
-pub fn check_templates(config: &Config, extra: &[&Path]) -> Vec<TemplateProblem> {
-    let example = summary::example(config);
-    let mut templates: Vec<PathBuf> = config
-        .jobs
-        .values()
-        .filter_map(|j| match &j.kind {
-            crate::config::JobKind::Report(r) => Some(r.templates.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    templates.extend(extra.iter().map(|p| p.to_path_buf()));
-    templates.sort();
-    templates.dedup();
-    render_all(&templates, &example, &config.zone).1
 }

@@ -16,7 +16,6 @@
 pub mod archive;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -117,10 +116,6 @@ pub struct Rotation<'a> {
     pub data_dir: &'a Path,
 }
 
-fn mtime_of(meta: &Metadata) -> i64 {
-    meta.mtime()
-}
-
 /// The name a file gets inside an archive: relative to `data_dir` for runner's own files (so
 /// the history reader finds `metrics/2026-11-20.jsonl`), relative to its pattern's folder
 /// otherwise.
@@ -204,7 +199,7 @@ impl Rotation<'_> {
                 if !meta.is_file() {
                     continue;
                 }
-                let too_old = mtime_of(&meta) < oldest;
+                let too_old = meta.mtime() < oldest;
                 let too_big = self.spec.max_size.is_some_and(|max| meta.len() > max);
                 if !too_old && !too_big {
                     continue;
@@ -223,7 +218,7 @@ impl Rotation<'_> {
                     path,
                     entry,
                     size: meta.len(),
-                    mtime: mtime_of(&meta),
+                    mtime: meta.mtime(),
                     mode: meta.permissions().mode() & 0o7777,
                     reason: if too_old {
                         "older than max_age".into()
@@ -284,11 +279,16 @@ impl Rotation<'_> {
             return summary;
         }
         self.rename_large(&mut candidates, now, &mut summary);
-        let index = ArchiveIndex::scan(
-            &self.spec.archive_dir,
-            &self.archive_prefix(),
-            &mut summary.problems,
-        );
+        // Only a run with files to archive needs to know what the archives already hold.
+        let index = if candidates.is_empty() {
+            ArchiveIndex::default()
+        } else {
+            ArchiveIndex::scan(
+                &self.spec.archive_dir,
+                &self.archive_prefix(),
+                &mut summary.problems,
+            )
+        };
         // An original whose archive already exists (the last run stopped before deleting it)
         // is checked against that archive and deleted; it is not archived twice.
         candidates.retain(|c| match index.find(&c.entry, c.size, c.mtime) {
@@ -380,7 +380,7 @@ impl Rotation<'_> {
                     // Lines appended since selection are in the renamed file: take it as it is now.
                     if let Ok(meta) = std::fs::symlink_metadata(&c.path) {
                         c.size = meta.len();
-                        c.mtime = mtime_of(&meta);
+                        c.mtime = meta.mtime();
                     }
                 }
                 Err(e) => summary
@@ -481,25 +481,29 @@ impl Rotation<'_> {
         out
     }
 
-    /// Deletes archives older than `archive_max_age`, then all but the newest `keep_archives`.
-    fn expire(&self, now: DateTime<Utc>, summary: &mut Summary) {
-        let mut archives = self.own_archives();
-        let mut doomed: Vec<PathBuf> = Vec::new();
+    /// The archives to delete at `now`: older than `archive_max_age`, then the oldest beyond
+    /// `keep_archives`, counting `unwritten` archives this run has still to write.
+    fn expired(&self, now: DateTime<Utc>, unwritten: usize) -> Vec<PathBuf> {
+        let mut kept = self.own_archives();
+        let mut doomed = Vec::new();
         if let Some(max_age) = self.spec.archive_max_age {
             let oldest = now - chrono::Duration::from_std(max_age).unwrap_or_default();
-            archives.retain(|(time, path)| {
-                let expired = *time < oldest;
-                if expired {
-                    doomed.push(path.clone());
-                }
-                !expired
-            });
+            let (old, young): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(t, _)| *t < oldest);
+            doomed.extend(old.into_iter().map(|(_, p)| p));
+            kept = young;
         }
         if let Some(keep) = self.spec.keep_archives {
-            let excess = archives.len().saturating_sub(keep as usize);
-            doomed.extend(archives.drain(..excess).map(|(_, p)| p));
+            let excess = (kept.len() + unwritten)
+                .saturating_sub(keep as usize)
+                .min(kept.len());
+            doomed.extend(kept.drain(..excess).map(|(_, p)| p));
         }
-        for path in doomed {
+        doomed
+    }
+
+    /// Deletes archives older than `archive_max_age`, then all but the newest `keep_archives`.
+    fn expire(&self, now: DateTime<Utc>, summary: &mut Summary) {
+        for path in self.expired(now, 0) {
             match std::fs::remove_file(&path) {
                 Ok(()) => summary.archives_deleted.push(path),
                 Err(e) => summary
@@ -514,24 +518,8 @@ impl Rotation<'_> {
         let mut summary = Summary::default();
         let candidates = self.candidates(now, &mut summary);
         let archives = self.groups(candidates.clone()).len();
-        let mut kept = self.own_archives();
-        let mut doomed = Vec::new();
-        if let Some(max_age) = self.spec.archive_max_age {
-            let oldest = now - chrono::Duration::from_std(max_age).unwrap_or_default();
-            doomed.extend(
-                kept.iter()
-                    .filter(|(t, _)| *t < oldest)
-                    .map(|(_, p)| p.clone()),
-            );
-            kept.retain(|(t, _)| *t >= oldest);
-        }
-        if let Some(keep) = self.spec.keep_archives {
-            // The archives this run would write count towards the limit too.
-            let excess = (kept.len() + archives)
-                .saturating_sub(keep as usize)
-                .min(kept.len());
-            doomed.extend(kept.drain(..excess).map(|(_, p)| p));
-        }
+        // The archives this run would write count towards `keep_archives` too.
+        let doomed = self.expired(now, archives);
         let expired = doomed
             .into_iter()
             .map(|p| {

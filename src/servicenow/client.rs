@@ -80,11 +80,7 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(settings: &ServicenowSettings) -> Result<Client, String> {
-        let http = crate::http::client_builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(describe_error)?;
+        let http = crate::http::client(settings.timeout)?;
         Ok(Client {
             http,
             base: settings.base_url.trim_end_matches('/').to_string(),

@@ -104,11 +104,6 @@ impl DailyWriter {
             None => Err(io::Error::other("no file open")),
         }
     }
-
-    /// The file being written now, which rotation must leave alone.
-    pub fn current_path(&self) -> Option<&Path> {
-        self.open.as_ref().map(|o| o.path.as_path())
-    }
 }
 
 impl Drop for DailyWriter {

@@ -445,11 +445,6 @@ impl History {
             .flat_map(move |s| s.fives.since(from_ms))
     }
 
-    /// The start of the hour being built, if any sample came yet.
-    pub fn current_hour_start(&self) -> Option<i64> {
-        self.hour.map(|h| h * HOUR_MS)
-    }
-
     /// One-minute (`five = false`) or five-minute buckets of `name` from `from_ms` on, as two
     /// slices (empty buckets have `count == 0`): the fast path of window aggregates.
     pub fn bucket_slices(

@@ -40,29 +40,15 @@ pub fn metric_names(count: usize) -> Vec<MetricName> {
     for f in ["load1", "load5", "load15", "load1_per_core"] {
         names.push(format!("load.{f}"));
     }
-    for f in ["used_percent", "free_bytes", "inodes_used_percent"] {
+    for f in crate::probes::disk::FIELDS {
         names.push(format!("disk.root.{f}"));
     }
     for dev in ["sda", "total"] {
-        for f in [
-            "read_bytes_per_sec",
-            "write_bytes_per_sec",
-            "reads_per_sec",
-            "writes_per_sec",
-            "util_percent",
-            "await_ms",
-        ] {
+        for f in crate::probes::disk_io::FIELDS {
             names.push(format!("disk_io.{dev}.{f}"));
         }
     }
-    for f in [
-        "rx_bytes_per_sec",
-        "tx_bytes_per_sec",
-        "rx_packets_per_sec",
-        "tx_packets_per_sec",
-        "errors_per_sec",
-        "drops_per_sec",
-    ] {
+    for f in crate::probes::net_io::FIELDS {
         names.push(format!("net_io.eth0.{f}"));
     }
     let mut i = 0;
