@@ -28,6 +28,55 @@ pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
         .map_err(describe_error)
 }
 
+/// `a=1&b=x%20y`: an `application/x-www-form-urlencoded` body (OAuth token requests).
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_string()
+}
+
+/// What an OAuth token endpoint answers.
+#[derive(Debug, serde::Deserialize)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    /// Seconds the token lives.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// An OAuth access token kept until a minute before it expires.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    slot: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    /// Renew this long before the token expires, so no request goes out with a dying one.
+    const MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// The kept token, or a new one from `fetch` (the token and its lifetime) when there is
+    /// none, it is about to expire, or `force` says the far side refused it.
+    pub async fn get<E>(
+        &self,
+        force: bool,
+        fetch: impl std::future::Future<Output = Result<(String, std::time::Duration), E>>,
+    ) -> Result<String, E> {
+        let mut slot = self.slot.lock().await;
+        if !force
+            && let Some((token, renew_at)) = slot.as_ref()
+            && std::time::Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = fetch.await?;
+        *slot = Some((
+            token.clone(),
+            std::time::Instant::now() + lifetime.saturating_sub(Self::MARGIN),
+        ));
+        Ok(token)
+    }
+}
+
 /// reqwest's error with the URL removed (URLs can carry secrets) and its causes joined, since
 /// its own `Display` stops at "error sending request".
 pub fn describe_error(error: reqwest::Error) -> String {
@@ -95,6 +144,30 @@ pub fn snippet(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tokens_are_kept_until_near_expiry_or_refused() {
+        let cache = TokenCache::default();
+        let fetches = std::sync::atomic::AtomicU32::new(0);
+        // Counted when awaited: a kept token never runs its fetch.
+        let fetch = |lifetime: u64| {
+            let fetches = &fetches;
+            async move {
+                let n = fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                Ok::<_, ()>((format!("t{n}"), std::time::Duration::from_secs(lifetime)))
+            }
+        };
+        assert_eq!(cache.get(false, fetch(3600)).await, Ok("t1".into()));
+        assert_eq!(cache.get(false, fetch(3600)).await, Ok("t1".into()), "kept");
+        assert_eq!(
+            cache.get(true, fetch(30)).await,
+            Ok("t2".into()),
+            "refused: renewed"
+        );
+        // A token that lives less than the margin is renewed at every use.
+        assert_eq!(cache.get(false, fetch(3600)).await, Ok("t3".into()));
+        assert_eq!(form_body(&[("a", "x y"), ("b", "&")]), "a=x+y&b=%26");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -6,37 +6,28 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify};
 use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
 use crate::config::{DeliverySpec, GdriveSettings, Secret};
-use crate::http::{describe_error, redact_url, snippet};
+use crate::http::{TokenAnswer, TokenCache, describe_error, form_body, redact_url, snippet};
 
 /// Drive's limit for a multipart upload.
 pub const MAX_MULTIPART_BYTES: u64 = 5 * 1024 * 1024;
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct Gdrive {
     name: String,
     settings: GdriveSettings,
     http: reqwest::Client,
-    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    token: TokenCache,
     /// Files of a notice already uploaded, so a retry after a partial failure does not upload
     /// them twice.
     uploaded: Mutex<HashSet<(String, PathBuf)>>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
 }
 
 /// The MIME type of a report file.
@@ -86,30 +77,28 @@ impl Gdrive {
                 upload_url: settings.upload_url.clone(),
             },
             http,
-            token: tokio::sync::Mutex::new(None),
+            token: TokenCache::default(),
             uploaded: Mutex::new(HashSet::new()),
         })
     }
 
     async fn access_token(&self, force: bool) -> Result<String, Delivery> {
-        let mut token = self.token.lock().await;
-        if !force
-            && let Some((value, refresh_at)) = token.as_ref()
-            && Instant::now() < *refresh_at
-        {
-            return Ok(value.clone());
-        }
-        let mut form = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
-        form.query_pairs_mut()
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("client_id", &self.settings.client_id)
-            .append_pair("client_secret", self.settings.client_secret.expose())
-            .append_pair("refresh_token", self.settings.refresh_token.expose());
+        self.token.get(force, self.fetch_token()).await
+    }
+
+    /// The refresh-token grant: a new access token and how long it lives.
+    async fn fetch_token(&self) -> Result<(String, Duration), Delivery> {
+        let body = form_body(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &self.settings.client_id),
+            ("client_secret", self.settings.client_secret.expose()),
+            ("refresh_token", self.settings.refresh_token.expose()),
+        ]);
         let result = self
             .http
             .post(&self.settings.token_url)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form.query().unwrap_or_default().to_string())
+            .body(body)
             .send()
             .await;
         let response = match result {
@@ -141,12 +130,10 @@ impl Gdrive {
         let answer: TokenAnswer = serde_json::from_str(&text).map_err(|e| Delivery::Refused {
             reason: format!("OAuth token answer without `access_token`: {e}"),
         })?;
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        *token = Some((
-            answer.access_token.clone(),
-            Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
-        ));
-        Ok(answer.access_token)
+        Ok((
+            answer.access_token,
+            Duration::from_secs(answer.expires_in.unwrap_or(3600)),
+        ))
     }
 
     async fn upload(&self, path: &Path) -> Delivery {

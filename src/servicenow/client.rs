@@ -3,18 +3,14 @@
 //! and answers sorted into what to retry and what to give up on, with ServiceNow's own error
 //! message. A hibernating instance answers 200 with an HTML page: that is an error here.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, Url};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ServicenowAuth, ServicenowSettings};
-use crate::http::{describe_error, retry_after, snippet};
-
-/// Refresh an OAuth token this long before it expires.
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+use crate::http::{TokenAnswer, TokenCache, describe_error, form_body, retry_after, snippet};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
@@ -50,24 +46,11 @@ pub struct Response {
     pub json: Value,
 }
 
-#[derive(Debug)]
-struct Token {
-    value: String,
-    refresh_at: Instant,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
 pub struct Client {
     http: reqwest::Client,
     base: String,
     auth: ServicenowAuth,
-    token: tokio::sync::Mutex<Option<Token>>,
+    token: TokenCache,
 }
 
 impl std::fmt::Debug for Client {
@@ -85,7 +68,7 @@ impl Client {
             http,
             base: settings.base_url.trim_end_matches('/').to_string(),
             auth: settings.auth.clone(),
-            token: tokio::sync::Mutex::new(None),
+            token: TokenCache::default(),
         })
     }
 
@@ -159,49 +142,36 @@ impl Client {
             ServicenowAuth::Bearer(token) => request.bearer_auth(token.expose()),
             ServicenowAuth::OAuthClientCredentials { .. }
             | ServicenowAuth::OAuthPassword { .. } => {
-                let mut token = self.token.lock().await;
-                let fresh = token
-                    .as_ref()
-                    .is_some_and(|t| Instant::now() < t.refresh_at);
-                if force || !fresh {
-                    *token = Some(self.fetch_token().await?);
-                }
-                let value = token.as_ref().map(|t| t.value.clone()).unwrap_or_default();
-                request.bearer_auth(value)
+                request.bearer_auth(self.token.get(force, self.fetch_token()).await?)
             }
         })
     }
 
     /// `POST /oauth_token.do` with the client credentials (and the user, for the password grant).
-    async fn fetch_token(&self) -> Result<Token, Error> {
-        let mut form = Url::parse("http://form.invalid/").expect("a valid URL");
-        {
-            let mut pairs = form.query_pairs_mut();
-            match &self.auth {
-                ServicenowAuth::OAuthClientCredentials {
-                    client_id,
-                    client_secret,
-                } => {
-                    pairs.append_pair("grant_type", "client_credentials");
-                    pairs.append_pair("client_id", client_id);
-                    pairs.append_pair("client_secret", client_secret.expose());
-                }
-                ServicenowAuth::OAuthPassword {
-                    client_id,
-                    client_secret,
-                    username,
-                    password,
-                } => {
-                    pairs.append_pair("grant_type", "password");
-                    pairs.append_pair("client_id", client_id);
-                    pairs.append_pair("client_secret", client_secret.expose());
-                    pairs.append_pair("username", username);
-                    pairs.append_pair("password", password.expose());
-                }
-                _ => {}
-            }
-        }
-        let body = form.query().unwrap_or_default().to_string();
+    async fn fetch_token(&self) -> Result<(String, Duration), Error> {
+        let body = match &self.auth {
+            ServicenowAuth::OAuthClientCredentials {
+                client_id,
+                client_secret,
+            } => form_body(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", client_secret.expose()),
+            ]),
+            ServicenowAuth::OAuthPassword {
+                client_id,
+                client_secret,
+                username,
+                password,
+            } => form_body(&[
+                ("grant_type", "password"),
+                ("client_id", client_id),
+                ("client_secret", client_secret.expose()),
+                ("username", username),
+                ("password", password.expose()),
+            ]),
+            _ => String::new(),
+        };
         let response = self
             .http
             .post(format!("{}/oauth_token.do", self.base))
@@ -234,11 +204,10 @@ impl Client {
                 status: Some(answer.status),
                 message: format!("OAuth token answer without `access_token`: {e}"),
             })?;
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(1800));
-        Ok(Token {
-            value: token.access_token,
-            refresh_at: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
-        })
+        Ok((
+            token.access_token,
+            Duration::from_secs(token.expires_in.unwrap_or(1800)),
+        ))
     }
 }
 

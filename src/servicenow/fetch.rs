@@ -26,7 +26,7 @@ const MAX_ATTEMPTS: u32 = 6;
 
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum From {
+pub enum Start {
     /// Everything the query matches.
     All,
     /// Rows updated at or after this `sys_updated_on` (the watermark of the last run).
@@ -37,7 +37,7 @@ pub enum From {
 
 /// The encoded query of one page: the job's query (its own `ORDERBY` parts dropped), the start
 /// condition added to each of its `^NQ` groups, then the order.
-pub fn page_query(base: &str, from: &From) -> String {
+pub fn page_query(base: &str, from: &Start) -> String {
     let groups: Vec<String> = base
         .split("^NQ")
         .map(|group| {
@@ -58,13 +58,13 @@ pub fn page_query(base: &str, from: &From) -> String {
     let mut alternatives = Vec::new();
     for group in &groups {
         match from {
-            From::All => {
+            Start::All => {
                 if !group.is_empty() {
                     alternatives.push(group.clone());
                 }
             }
-            From::Since(t) => alternatives.push(with(group, format!("sys_updated_on>={t}"))),
-            From::After { updated, sys_id } => {
+            Start::Since(t) => alternatives.push(with(group, format!("sys_updated_on>={t}"))),
+            Start::After { updated, sys_id } => {
                 alternatives.push(with(group, format!("sys_updated_on>{updated}")));
                 alternatives.push(with(
                     group,
@@ -228,8 +228,8 @@ impl Fetch<'_> {
             ..Fetched::default()
         };
         let mut from = match &cache.watermark {
-            Some(t) => From::Since(t.clone()),
-            None => From::All,
+            Some(t) => Start::Since(t.clone()),
+            None => Start::All,
         };
         let mut newest: Option<String> = cache.watermark.clone();
         loop {
@@ -262,7 +262,7 @@ impl Fetch<'_> {
             }
             match last {
                 Some((updated, sys_id)) if more => {
-                    from = From::After { updated, sys_id };
+                    from = Start::After { updated, sys_id };
                 }
                 _ => break,
             }
@@ -340,24 +340,24 @@ mod tests {
     #[test]
     fn page_queries_keep_the_users_query_and_add_the_keyset() {
         assert_eq!(
-            page_query("", &From::All),
+            page_query("", &Start::All),
             "ORDERBYsys_updated_on^ORDERBYsys_id"
         );
         assert_eq!(
-            page_query("category=performance^ORDERBYnumber", &From::All),
+            page_query("category=performance^ORDERBYnumber", &Start::All),
             "category=performance^ORDERBYsys_updated_on^ORDERBYsys_id"
         );
         assert_eq!(
             page_query(
                 "category=performance",
-                &From::Since("2026-11-20 10:00:00".into())
+                &Start::Since("2026-11-20 10:00:00".into())
             ),
             "category=performance^sys_updated_on>=2026-11-20 10:00:00^ORDERBYsys_updated_on^ORDERBYsys_id"
         );
         assert_eq!(
             page_query(
                 "priority=1^NQcategory=performance",
-                &From::After {
+                &Start::After {
                     updated: "2026-11-20 10:00:00".into(),
                     sys_id: "abc".into()
                 }
