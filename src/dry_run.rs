@@ -117,16 +117,14 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
 
 /// Renders the report to stdout and shows what its notifiers would get; writes and sends nothing.
 fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
-    let summary = crate::report::summary::build(config, job, &spec.title, spec.window, Utc::now());
-    let (outputs, problems) = crate::report::render_all(&spec.templates, &summary, &config.zone);
-    let paths = crate::report::render::output_paths(
-        &crate::report::summary::reports_dir(&config.data_dir),
-        job,
-        &summary,
-        &config.zone,
-        &outputs,
-    );
-    for (output, path) in outputs.iter().zip(&paths) {
+    let prepared = match crate::report::prepare(config, job, spec, Utc::now()) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::FAILED;
+        }
+    };
+    for (output, path) in &prepared.outputs {
         println!(
             "===== {} (would be written to {}) =====",
             output.template.display(),
@@ -135,10 +133,12 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
         print!("{}", output.text);
         println!();
     }
-    for problem in &problems {
+    for problem in &prepared.problems {
         eprintln!("error: {problem}");
     }
-    let notice = crate::report::notice(job, &summary, &paths);
+    let paths: Vec<std::path::PathBuf> = prepared.outputs.iter().map(|(_, p)| p.clone()).collect();
+    let (summary, problems) = (&prepared.summary, &prepared.problems);
+    let notice = crate::report::notice(job, summary, &paths);
     let notifiers = Notifiers::render_only(config, Arc::new(SystemClock));
     println!(
         "===== notifications ({}) =====",
@@ -148,18 +148,23 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
             spec.notify.join(", ")
         }
     );
-    for (notifier, requests) in notifiers.render_report(&spec.notify, &notice) {
-        for request in requests {
-            println!("{notifier}: {} {}", request.method, request.url);
-            for line in request.body.lines() {
-                println!("  {line}");
-            }
-        }
-    }
+    print_requests(notifiers.render_report(&spec.notify, &notice));
     if problems.is_empty() {
         exit::OK
     } else {
         exit::FAILED
+    }
+}
+
+/// Each request a notifier would make: method, redacted URL, then the body indented.
+fn print_requests(requests: Vec<(String, Vec<crate::notify::destination::Rendered>)>) {
+    for (notifier, requests) in requests {
+        for request in requests {
+            println!("\n{notifier}: {} {}", request.method, request.url);
+            for line in request.body.lines() {
+                println!("  {line}");
+            }
+        }
     }
 }
 
@@ -378,14 +383,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
             }
         );
     }
-    for (notifier, requests) in notifiers.render(&spec.notify, &events) {
-        for request in requests {
-            println!("\n{notifier}: {} {}", request.method, request.url);
-            for line in request.body.lines() {
-                println!("  {line}");
-            }
-        }
-    }
+    print_requests(notifiers.render(&spec.notify, &events));
     let off: Vec<String> = config
         .notifiers
         .values()

@@ -120,6 +120,21 @@ impl Route {
     fn accepts(&self, event: &AlertEvent) -> bool {
         event.severity >= self.min_severity
     }
+
+    /// Puts entries on disk and wakes the delivery loop; a queue that cannot be written is
+    /// reported loudly (alert events are still in the alert log, reports in their files).
+    fn enqueue(&self, name: &str, entries: &[Entry]) {
+        let Some(queue) = &self.queue else { return };
+        match queue.append(entries) {
+            Ok(()) => self.wake.notify_one(),
+            Err(e) => error!(
+                notifier = name,
+                notifications = entries.len(),
+                outbox = %queue.path().display(),
+                "cannot queue notifications: {e}; they will not be sent"
+            ),
+        }
+    }
 }
 
 /// Every notifier of a jobs file, shared by the jobs of one process.
@@ -238,18 +253,8 @@ impl Notifiers {
             }
         }
         for (name, entries) in queued {
-            let Some(queue) = self.routes.get(name).and_then(|r| r.queue.as_ref()) else {
-                continue;
-            };
-            let route = &self.routes[name];
-            match queue.append(&entries) {
-                Ok(()) => route.wake.notify_one(),
-                Err(e) => error!(
-                    notifier = name,
-                    events = entries.len(),
-                    outbox = %queue.path().display(),
-                    "cannot queue notifications: {e}; they are in the alert log but will not be sent"
-                ),
+            if let Some(route) = self.routes.get(name) {
+                route.enqueue(name, &entries);
             }
         }
     }
@@ -263,22 +268,14 @@ impl Notifiers {
                 info!(job = %notice.job, files = ?notice.files, "report: {}; {}", notice.headline(), notice.highlights.join(" "));
                 continue;
             }
-            let Some(route) = self.routes.get(name) else {
-                continue;
-            };
-            if !route.dest.takes_reports() {
-                continue;
-            }
-            let Some(queue) = &route.queue else { continue };
-            let entry = Entry {
-                queued_at: now,
-                message: Message::Report(notice.clone()),
-            };
-            match queue.append(std::slice::from_ref(&entry)) {
-                Ok(()) => route.wake.notify_one(),
-                Err(e) => {
-                    error!(notifier = %name, outbox = %queue.path().display(), "cannot queue the report notice: {e}")
-                }
+            if let Some(route) = self.routes.get(name)
+                && route.dest.takes_reports()
+            {
+                let entry = Entry {
+                    queued_at: now,
+                    message: Message::Report(notice.clone()),
+                };
+                route.enqueue(name, std::slice::from_ref(&entry));
             }
         }
     }

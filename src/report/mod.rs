@@ -39,23 +39,23 @@ pub fn render_all(
     (outputs, problems)
 }
 
-/// What a report run did.
+/// A report ready to be written: the summary, each rendered file and where it goes, and the
+/// templates that failed.
 #[derive(Debug)]
-pub struct Written {
+pub struct Prepared {
     pub summary: Summary,
-    pub files: Vec<PathBuf>,
+    pub outputs: Vec<(Output, PathBuf)>,
     pub problems: Vec<TemplateProblem>,
 }
 
-/// Builds the summary of the window ending at `now`, renders every template and writes the
-/// files (atomically) into `data_dir/reports/`. Without templates, the summary itself is
-/// written as JSON.
-pub fn write(
+/// Builds the summary of the window ending at `now` and renders every template; without
+/// templates, the summary itself is the output, as JSON. Writes nothing (dry runs stop here).
+pub fn prepare(
     config: &Config,
     job: &str,
     spec: &ReportSpec,
     now: DateTime<Utc>,
-) -> anyhow::Result<Written> {
+) -> anyhow::Result<Prepared> {
     let summary = summary::build(config, job, &spec.title, spec.window, now);
     let (mut outputs, problems) = render_all(&spec.templates, &summary, &config.zone);
     if spec.templates.is_empty() {
@@ -67,15 +67,38 @@ pub fn write(
     }
     let dir = summary::reports_dir(&config.data_dir);
     let paths = render::output_paths(&dir, job, &summary, &config.zone, &outputs);
+    Ok(Prepared {
+        summary,
+        outputs: outputs.into_iter().zip(paths).collect(),
+        problems,
+    })
+}
+
+/// What a report run did.
+#[derive(Debug)]
+pub struct Written {
+    pub summary: Summary,
+    pub files: Vec<PathBuf>,
+    pub problems: Vec<TemplateProblem>,
+}
+
+/// Prepares the report and writes its files (atomically) into `data_dir/reports/`.
+pub fn write(
+    config: &Config,
+    job: &str,
+    spec: &ReportSpec,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Written> {
+    let prepared = prepare(config, job, spec, now)?;
     let mut files = Vec::new();
-    for (output, path) in outputs.iter().zip(paths) {
-        crate::store::atomic::write(&path, output.text.as_bytes())?;
-        files.push(path);
+    for (output, path) in &prepared.outputs {
+        crate::store::atomic::write(path, output.text.as_bytes())?;
+        files.push(path.clone());
     }
     Ok(Written {
-        summary,
+        summary: prepared.summary,
         files,
-        problems,
+        problems: prepared.problems,
     })
 }
 
