@@ -5,11 +5,11 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use divan::counter::ItemsCount;
-use runner::probes::MetricName;
 use runner::rules::RuleSet;
 use runner::rules::functions;
 use runner::rules::values::Schema;
 use runner::store::history::{History, HistoryConfig};
+use runner::vocab::MetricName;
 
 fn main() {
     divan::main();
@@ -70,7 +70,7 @@ fn rule_set(files: usize) -> (RuleSet, tempfile::TempDir) {
     let (set, problems) = RuleSet::load(
         &[dir.path().join("*.rhai")],
         schema,
-        runner::rules::DEFAULT_DEADLINE,
+        runner::config::DEFAULT_RULE_TIMEOUT,
     );
     assert!(problems.is_empty(), "{}", problems.render());
     assert_eq!(set.files().len(), files);
@@ -98,7 +98,7 @@ fn history() -> &'static History {
 }
 
 fn window_ms(window: &str) -> i64 {
-    runner::config::duration::parse_duration(window)
+    runner::vocab::duration::parse_duration(window)
         .unwrap()
         .as_millis() as i64
 }

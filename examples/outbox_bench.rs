@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runner::alerts::event::{AlertEvent, EventKind, event_id};
-use runner::config::{Config, Severity};
+use runner::config::Config;
 use runner::notify::Notifiers;
 use runner::scheduler::clock::SystemClock;
+use runner::vocab::Severity;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     let days: u32 = days.parse()?;
-    let interval: Duration = runner::config::duration::parse_duration(interval)?;
+    let interval: Duration = runner::vocab::duration::parse_duration(interval)?;
     let metrics: usize = metrics.parse()?;
     let end = match rest.first() {
         Some(end) => chrono::DateTime::parse_from_rfc3339(end)?.with_timezone(&chrono::Utc),

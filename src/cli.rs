@@ -546,7 +546,7 @@ fn report_now(
         None => None,
     };
     let window = match window {
-        Some(text) => match crate::config::duration::parse_duration(text) {
+        Some(text) => match crate::vocab::duration::parse_duration(text) {
             Ok(w) if !w.is_zero() => w,
             Ok(_) => {
                 eprintln!("error: --window must be above zero");
@@ -640,7 +640,7 @@ fn list_jobs(file: &Path) -> u8 {
         if let Some(timeout) = spec.timeout {
             println!(
                 "  timeout:  {}",
-                crate::config::duration::format_duration(timeout)
+                crate::vocab::duration::format_duration(timeout)
             );
         }
         match spec.inactive_reason() {

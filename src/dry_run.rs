@@ -11,10 +11,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::alerts::AlertStore;
-use crate::alerts::event::format_value;
 use crate::alerts::lifecycle::Phase;
 use crate::cli::exit;
-use crate::config::size::format_size;
 use crate::config::{Config, FetchSpec, JobKind, MonitorSpec, ReportSpec, RotateSpec};
 use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
@@ -24,7 +22,9 @@ use crate::store::MetricsReader;
 use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::RollupStore;
 use crate::store::sample::{LineParser, Sample, peek_ts_ms};
-use crate::text::plural;
+use crate::vocab::size::format_size;
+use crate::vocab::words::format_value;
+use crate::vocab::words::plural;
 
 pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
     let config = match Config::load(file) {
@@ -295,7 +295,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     drop(history);
     println!(
         "rules: {}",
-        crate::text::plural(rules.files().len(), "file")
+        crate::vocab::words::plural(rules.files().len(), "file")
     );
     for outcome in &evaluation.outcomes {
         match &outcome.error {

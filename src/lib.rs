@@ -23,4 +23,4 @@ pub mod scheduler;
 pub mod servicenow;
 pub mod store;
 pub mod template;
-pub mod text;
+pub mod vocab;

@@ -9,9 +9,9 @@ use handlebars::{
 };
 use serde_json::Value;
 
-use crate::alerts::event::{format_for, format_value};
-use crate::config::size::format_size;
 use crate::scheduler::schedule::Zone;
+use crate::vocab::size::format_size;
+use crate::vocab::words::{format_for, format_value};
 
 /// How a template's `{{value}}` output is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

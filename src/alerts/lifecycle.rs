@@ -9,34 +9,16 @@
 //! hysteresis keeps it), or missing (its data is gone: `on_missing` decides).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::event::{
-    AlertEvent, EventKind, Incident, SCHEMA_VERSION, event_id, fingerprint, format_for,
-    format_value,
-};
-use crate::config::Severity;
+use super::event::{AlertEvent, EventKind, Incident, SCHEMA_VERSION, event_id, fingerprint};
+use crate::config::FlapPolicy;
 use crate::rules::activation::{Activation, OnMissing};
 use crate::rules::{Evaluation, RuleOutcome};
-
-/// How many state changes within how long make an alert flap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlapPolicy {
-    pub max_transitions: usize,
-    pub window: Duration,
-}
-
-impl Default for FlapPolicy {
-    fn default() -> Self {
-        FlapPolicy {
-            max_transitions: 4,
-            window: Duration::from_secs(30 * 60),
-        }
-    }
-}
+use crate::vocab::Severity;
+use crate::vocab::words::{format_for, format_value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
+use crate::config::FlapPolicy;
 use crate::rules::Evaluation;
 use crate::store::atomic;
 use crate::store::daily::DailyWriter;
 use event::AlertEvent;
-use lifecycle::{FlapPolicy, Lifecycle, Origin, Phase};
+use lifecycle::{Lifecycle, Origin, Phase};
 
 /// One job's alerts, shared by its monitor (each tick) and the notifiers (attaching facts).
 pub type SharedAlerts = Arc<Mutex<AlertStore>>;

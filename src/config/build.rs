@@ -8,20 +8,22 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde_saphyr::{Location, MessageFormatter};
 
-use super::duration::parse_duration;
 use super::env::{EnvError, Expanded, expand_with};
 use super::raw::{
-    self, GroupBy, JobConfig, NotifierConfig, RawConfig, ServicenowNotifierConfig, Severity, Text,
+    self, GroupBy, JobConfig, NotifierConfig, RawConfig, ServicenowNotifierConfig, Text,
 };
 use super::sections;
-use super::size::parse_size;
 use super::{
-    Config, DeliverySpec, FetchSpec, GdriveSettings, JobKind, JobSpec, MonitorSpec,
+    Config, DeliverySpec, FetchSpec, FlapPolicy, GdriveSettings, JobKind, JobSpec, MonitorSpec,
     NotifierSettings, NotifierSpec, ReportSpec, RotateSpec, Secret, ServicenowAuth,
     ServicenowSettings, resolve_path,
 };
 use crate::diagnostic::{Problem, Problems};
 use crate::scheduler::schedule::{Schedule, Zone};
+use crate::vocab::Severity;
+use crate::vocab::duration::parse_duration;
+use crate::vocab::size::parse_size;
+use crate::vocab::suggest::closest;
 
 mod probes;
 
@@ -229,41 +231,6 @@ fn find_type_value(line: &str, value: &str) -> Option<usize> {
     let after = &line[key + 5..];
     let offset = after.find(value)?;
     Some(line[..key + 5 + offset].chars().count())
-}
-
-/// The candidate within two edits of `word`, or else the one `word` begins, if any.
-pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let candidates: Vec<&str> = candidates.collect();
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d <= 2 && *d < c.len().max(word.len()))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-        .or_else(|| {
-            let mut prefixed = candidates
-                .iter()
-                .filter(|c| word.len() >= 3 && c.starts_with(word));
-            match (prefixed.next(), prefixed.next()) {
-                (Some(only), None) => Some(*only),
-                _ => None,
-            }
-        })
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// `jobs.?.bogus` → `jobs.monitor.bogus`: puts the section's name where the path has none.
@@ -572,7 +539,7 @@ impl Builder<'_> {
         let mut off = None;
         let kind = match config {
             JobConfig::Monitor(job) => {
-                let flap_default = crate::alerts::lifecycle::FlapPolicy::default();
+                let flap_default = FlapPolicy::default();
                 JobKind::Monitor(MonitorSpec {
                     rules: job
                         .rules
@@ -595,9 +562,9 @@ impl Builder<'_> {
                     rule_timeout: self.optional_duration(
                         job.rule_timeout.as_ref(),
                         &format!("{field}.rule_timeout"),
-                        crate::rules::DEFAULT_DEADLINE,
+                        super::DEFAULT_RULE_TIMEOUT,
                     )?,
-                    flap: crate::alerts::lifecycle::FlapPolicy {
+                    flap: FlapPolicy {
                         max_transitions: job
                             .flap_transitions
                             .map_or(flap_default.max_transitions, |n| n as usize),
@@ -1351,14 +1318,6 @@ jobs:
                 "`http://db` is not a host name or address [jobs.m.probes[6].host]",
             ]
         );
-    }
-
-    #[test]
-    fn suggests_the_near_miss() {
-        let fields = ["schedule", "probes", "rules", "notify"];
-        assert_eq!(closest("probe", fields.iter().copied()), Some("probes"));
-        assert_eq!(closest("schedul", fields.iter().copied()), Some("schedule"));
-        assert_eq!(closest("zzz", fields.iter().copied()), None);
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! uses. Every problem found is returned at once, each with file, line, column and field path.
 
 pub mod build;
-pub mod duration;
+
 pub mod env;
 pub mod probe_spec;
 pub mod probes;
 pub mod raw;
 pub mod sections;
-pub mod size;
+
 pub mod tagged;
 
 use std::fmt;
@@ -19,8 +19,7 @@ use indexmap::IndexMap;
 
 use crate::diagnostic::Problems;
 use crate::scheduler::schedule::{Schedule, Zone};
-
-pub use raw::Severity;
+use crate::vocab::Severity;
 
 /// The jobs file, checked and ready to run.
 #[derive(Debug)]
@@ -200,6 +199,25 @@ pub enum JobKind {
     Rotate(RotateSpec),
 }
 
+/// How many state changes within how long make an alert flap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlapPolicy {
+    pub max_transitions: usize,
+    pub window: Duration,
+}
+
+impl Default for FlapPolicy {
+    fn default() -> Self {
+        FlapPolicy {
+            max_transitions: 4,
+            window: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// How long one rule file may run per tick when the job does not say (`rule_timeout`).
+pub const DEFAULT_RULE_TIMEOUT: Duration = Duration::from_millis(50);
+
 #[derive(Debug)]
 pub struct MonitorSpec {
     pub probes: Vec<probe_spec::ProbeSpec>,
@@ -207,7 +225,7 @@ pub struct MonitorSpec {
     pub rules: Vec<PathBuf>,
     pub notify: Vec<String>,
     pub rule_timeout: Duration,
-    pub flap: crate::alerts::lifecycle::FlapPolicy,
+    pub flap: FlapPolicy,
 }
 
 #[derive(Debug)]

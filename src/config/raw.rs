@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 use super::probes::ProbeConfig;
 use super::sections::Section;
 use super::tagged::tagged_config;
+use crate::vocab::Severity;
 
 /// A string with its position in the jobs file.
 pub type Text = Spanned<String>;
@@ -203,27 +204,6 @@ job_config! {
         /// Deflate level from 0 (store) to 9 (smallest); default 6.
         #[serde(default)]
         pub compression: Option<Spanned<u32>>,
-    }
-}
-
-/// Alert severities, lowest first, so `min_severity` compares with `>=`.
-#[derive(
-    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
     }
 }
 

@@ -16,10 +16,12 @@ use tracing::{debug, error, info, warn};
 use super::destination::{Delivery, Destination};
 use super::notice::Message;
 use super::outbox::Queue;
-use super::policy::{Backoff, Breaker, BreakerState, TokenBucket, Transition};
-use crate::alerts::event::{AlertEvent, format_for};
+use super::policy::{Breaker, BreakerState, TokenBucket, Transition};
+use crate::alerts::event::AlertEvent;
 use crate::config::DeliverySpec;
 use crate::scheduler::clock::SharedClock;
+use crate::vocab::Backoff;
+use crate::vocab::words::format_for;
 
 /// Failures in a row before a destination is reported as down.
 const BREAKER_THRESHOLD: u32 = 5;

@@ -28,9 +28,10 @@ use tracing::{error, info, warn};
 
 use crate::alerts::SharedAlerts;
 use crate::alerts::event::{AlertEvent, EventKind, Incident};
-use crate::config::{Config, DeliverySpec, NotifierSettings, NotifierSpec, Severity};
+use crate::config::{Config, DeliverySpec, NotifierSettings, NotifierSpec};
 use crate::lock::LockFile;
 use crate::scheduler::clock::SharedClock;
+use crate::vocab::Severity;
 use deliver::{Deliverer, Mode, Stats};
 use destination::{Destination, Rendered};
 use notice::{Message, ReportNotice};
@@ -43,7 +44,7 @@ pub const LOG: &str = "log";
 pub fn log_event(event: &AlertEvent) {
     let value = event
         .value
-        .map(crate::alerts::event::format_value)
+        .map(crate::vocab::words::format_value)
         .unwrap_or_default();
     let incident = event
         .incident

@@ -315,7 +315,7 @@ impl Queue {
 mod tests {
     use super::*;
     use crate::alerts::event::EventKind;
-    use crate::config::Severity;
+    use crate::vocab::Severity;
 
     fn event(n: u32) -> AlertEvent {
         let at = DateTime::from_timestamp(1_800_000_000 + i64::from(n), 0).unwrap();

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 
 use super::destination::{DeliverFuture, Delivery, Destination, Rendered};
 use crate::alerts::event::{AlertEvent, EventKind, Incident};
-use crate::config::{ServicenowSettings, Severity};
+use crate::config::ServicenowSettings;
 use crate::http::redact_url;
 use crate::servicenow::{Client, Error, IncidentRef};
+use crate::vocab::Severity;
 
 /// Records an incident on the alert it was opened for.
 pub type AttachIncident = Arc<dyn Fn(&AlertEvent, &Incident) + Send + Sync>;

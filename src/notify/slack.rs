@@ -11,10 +11,12 @@ use tracing::warn;
 
 use super::destination::{DeliverFuture, Delivery, Destination, Rendered, classify, truncate};
 use super::notice::ReportNotice;
-use crate::alerts::event::{AlertEvent, EventKind, format_for, format_value};
-use crate::config::{DeliverySpec, Secret, Severity};
+use crate::alerts::event::{AlertEvent, EventKind};
+use crate::config::{DeliverySpec, Secret};
 use crate::http::redact_url;
 use crate::template::{Escape, escape_mrkdwn, register_file, registry};
+use crate::vocab::Severity;
+use crate::vocab::words::{format_for, format_value};
 
 pub const MAX_BLOCKS: usize = 50;
 pub const MAX_SECTION_CHARS: usize = 3000;

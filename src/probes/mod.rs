@@ -27,8 +27,7 @@ use crate::config::probe_spec::{ProbeKind, ProbeSpec};
 
 pub use procfs::ProcRoot;
 
-/// A metric's full name, `cpu.total.usage_percent`; shared, since it repeats every tick.
-pub type MetricName = Arc<str>;
+use crate::vocab::MetricName;
 
 const SYSTEM_TIMEOUT: Duration = Duration::from_millis(1_000);
 const DISK_TIMEOUT: Duration = Duration::from_millis(2_000);

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::alerts::event::{AlertEvent, EventKind};
-use crate::config::Severity;
 use crate::store::daily::DailyFiles;
+use crate::vocab::Severity;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct SeverityCounts {

@@ -332,7 +332,7 @@ pub fn metric<'a>(summary: &'a Summary, name: &str) -> Option<&'a MetricSummary>
 
 /// A few sentences: alerts, the worst availability, the biggest rises, open incidents.
 fn highlights(s: &Summary) -> Vec<String> {
-    use crate::alerts::event::{format_for, format_value};
+    use crate::vocab::words::{format_for, format_value};
     let mut out = Vec::new();
     if s.samples == 0 {
         out.push("No samples in this window: was the monitor running?".to_string());
@@ -349,7 +349,7 @@ fn highlights(s: &Summary) -> Vec<String> {
             .unwrap_or_default();
         out.push(format!(
             "{} fired ({} critical, {} warning){top}.",
-            crate::text::plural(s.alerts.fired as usize, "alert"),
+            crate::vocab::words::plural(s.alerts.fired as usize, "alert"),
             s.alerts.by_severity.critical,
             s.alerts.by_severity.warning
         ));
@@ -444,7 +444,7 @@ pub fn example(config: &Config) -> Summary {
         )
     };
     use crate::alerts::event::EventKind;
-    use crate::config::Severity;
+    use crate::vocab::Severity;
     let events = vec![
         event(EventKind::Firing, Severity::Critical, 600),
         event(EventKind::Resolved, Severity::Critical, 640),

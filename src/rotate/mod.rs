@@ -24,8 +24,8 @@ use tracing::{info, warn};
 
 use crate::config::RotateSpec;
 use crate::config::raw::GroupBy;
-use crate::config::size::format_size;
-use crate::text::plural;
+use crate::vocab::size::format_size;
+use crate::vocab::words::plural;
 use archive::ArchiveIndex;
 
 /// Points where a run can be stopped, to prove that a crash there loses nothing.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rhai::{Dynamic, Map};
 
-use crate::config::Severity;
-use crate::config::duration::parse_duration;
+use crate::vocab::Severity;
+use crate::vocab::duration::parse_duration;
 
 /// Every option `alert()` takes, for checks and messages.
 pub const OPTIONS: &[&str] = &[
@@ -208,7 +208,7 @@ impl Activation {
                 "baseline" => a.baseline = Some(value.to_string()),
                 "explanation" => a.explanation = Some(text(key, value)?),
                 other => {
-                    let hint = crate::config::build::closest(other, OPTIONS.iter().copied())
+                    let hint = crate::vocab::suggest::closest(other, OPTIONS.iter().copied())
                         .map(|b| format!("; did you mean `{b}`?"))
                         .unwrap_or_default();
                     return Err(format!("unknown alert option `{other}`{hint}"));

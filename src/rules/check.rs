@@ -8,7 +8,7 @@ use rhai::{AST, ASTNode, Expr, Position};
 use super::activation::OPTIONS;
 use super::engine::METRIC_FUNCTIONS;
 use super::values::Schema;
-use crate::config::duration::parse_duration;
+use crate::vocab::duration::parse_duration;
 
 /// A problem in a rule, at a place in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,7 @@ fn check_call(name: &str, args: &[Expr], schema: &Schema, problems: &mut Vec<Rul
         for (ident, value) in map.0.iter() {
             let key = ident.name.as_str();
             if !OPTIONS.contains(&key) {
-                let hint = crate::config::build::closest(key, OPTIONS.iter().copied())
+                let hint = crate::vocab::suggest::closest(key, OPTIONS.iter().copied())
                     .map(|b| format!("; did you mean `{b}`?"))
                     .unwrap_or_default();
                 problems.push(at(

@@ -11,8 +11,8 @@ use super::activation::Activation;
 use super::context;
 use super::functions::{self, BASELINE_MIN_WEEKS};
 use super::values::{FamilyNode, InstanceNode, Schema};
-use crate::config::duration::parse_duration;
 use crate::store::history::History;
+use crate::vocab::duration::parse_duration;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -222,7 +222,7 @@ pub fn build(schema: &Schema) -> Engine {
     });
 
     // Numbers as people read them in summaries: `fmt(93.2451)` is "93.2", `fmt(())` is "-".
-    engine.register_fn("fmt", |v: FLOAT| crate::alerts::event::format_value(v));
+    engine.register_fn("fmt", |v: FLOAT| crate::vocab::words::format_value(v));
     engine.register_fn("fmt", |v: INT| v.to_string());
     engine.register_fn("fmt", |_: ()| "-".to_string());
 

@@ -352,8 +352,8 @@ pub fn ticks_below(h: &History, name: &str, threshold: f64, n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::MetricName;
     use crate::store::history::HistoryConfig;
+    use crate::vocab::MetricName;
     use chrono::DateTime;
 
     const START: i64 = 1_795_000_000_000; // 2026-11-18T...

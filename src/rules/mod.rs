@@ -27,9 +27,6 @@ use activation::Activation;
 use context::TickContext;
 use values::{FamilyNode, Schema, Values};
 
-/// The default wall-clock limit of one rule file's evaluation.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
-
 /// One compiled rule file.
 pub struct RuleFile {
     pub path: PathBuf,
@@ -232,7 +229,7 @@ fn compile_message(error: &rhai::ParseErrorType, schema: &Schema) -> String {
     match error {
         rhai::ParseErrorType::VariableUndefined(name) => {
             let families: Vec<&str> = schema.families.keys().map(String::as_str).collect();
-            match crate::config::build::closest(name, families.iter().copied()) {
+            match crate::vocab::suggest::closest(name, families.iter().copied()) {
                 Some(best) => format!("unknown variable `{name}`; did you mean `{best}`?"),
                 None => format!(
                     "unknown variable `{name}` (this job's metric families: {})",
@@ -248,8 +245,8 @@ fn compile_message(error: &rhai::ParseErrorType, schema: &Schema) -> String {
 mod tests {
     use super::*;
     use crate::config::probe_spec::{ProbeKind, ProbeSpec};
-    use crate::probes::MetricName;
     use crate::store::history::HistoryConfig;
+    use crate::vocab::MetricName;
 
     fn schema() -> Schema {
         let spec = |type_name, kind| ProbeSpec {
@@ -269,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.rhai");
         std::fs::write(&path, source).unwrap();
-        let (set, problems) = RuleSet::load(&[path], schema(), DEFAULT_DEADLINE);
+        let (set, problems) = RuleSet::load(&[path], schema(), crate::config::DEFAULT_RULE_TIMEOUT);
         if problems.has_errors() {
             Err(problems)
         } else {

@@ -18,13 +18,14 @@ use super::RuleSet;
 use super::values::{FamilySchema, Schema};
 use crate::alerts::AlertStore;
 use crate::alerts::event::{AlertEvent, EventKind};
-use crate::alerts::lifecycle::{FlapPolicy, Lifecycle, Phase};
-use crate::config::duration::parse_duration;
+use crate::alerts::lifecycle::{Lifecycle, Phase};
+use crate::config::FlapPolicy;
 use crate::config::{Config, JobKind, resolve_path};
 use crate::diagnostic::Problem;
-use crate::probes::MetricName;
 use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::{HourRollup, Rollup, RollupStore};
+use crate::vocab::MetricName;
+use crate::vocab::duration::parse_duration;
 
 /// A rule test file as written: the rules under test, their scope, and scenarios.
 #[derive(Debug, Deserialize)]
@@ -101,7 +102,7 @@ pub struct ExpectedEvent {
     pub alert: String,
     pub kind: EventKind,
     #[serde(default)]
-    pub severity: Option<crate::config::Severity>,
+    pub severity: Option<crate::vocab::Severity>,
     #[serde(default)]
     pub summary_contains: Option<String>,
     #[serde(default)]
@@ -367,7 +368,8 @@ fn load_rules(path: &Path, base: &Path, file: &TestFile) -> (RuleSet, Vec<Proble
             ));
         }
     }
-    let (rules, rule_problems) = RuleSet::load(&patterns, schema, super::DEFAULT_DEADLINE);
+    let (rules, rule_problems) =
+        RuleSet::load(&patterns, schema, crate::config::DEFAULT_RULE_TIMEOUT);
     problems.extend(rule_problems);
     (rules, problems)
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-use crate::config::duration::{format_duration, parse_duration};
+use crate::vocab::duration::{format_duration, parse_duration};
 
 const SHORTCUTS: &[&str] = &[
     "@yearly",

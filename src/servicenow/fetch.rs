@@ -18,8 +18,8 @@ use super::cache::{Cache, DEFAULT_FIELDS, Incident, REQUIRED_FIELDS, SCHEMA_VERS
 use super::{Client, Error};
 use crate::config::FetchSpec;
 use crate::http::redact_url;
-use crate::notify::policy::Backoff;
 use crate::scheduler::clock::SharedClock;
+use crate::vocab::Backoff;
 
 /// Attempts of one page before the run gives up (it continues from the same place next time).
 const MAX_ATTEMPTS: u32 = 6;

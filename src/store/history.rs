@@ -24,7 +24,7 @@ use tracing::warn;
 use super::daily::DailyFiles;
 use super::rollups::{HourRollup, Rollup, RollupStore};
 use super::sample::{LineParser, SampleView, peek_ts_ms};
-use crate::probes::MetricName;
+use crate::vocab::MetricName;
 
 const MINUTE_MS: i64 = 60_000;
 const FIVE_MINUTES_MS: i64 = 300_000;

@@ -15,7 +15,7 @@ use std::ops::Range;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::probes::MetricName;
+use crate::vocab::MetricName;
 
 /// One tick of one monitor job.
 #[derive(Debug, Clone, PartialEq)]

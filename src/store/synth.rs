@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::sample::Sample;
-use crate::probes::MetricName;
+use crate::vocab::MetricName;
 
 /// The names a default monitor on a 4-core host with one disk and one NIC writes, then
 /// application metrics until there are `count`.

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use runner::alerts::event::{AlertEvent, EventKind};
-use runner::config::{Config, Severity};
+use runner::config::Config;
 use runner::notify::Notifiers;
 use runner::scheduler::clock::{SharedClock, SystemClock, VirtualClock};
+use runner::vocab::Severity;
 use tokio_util::sync::CancellationToken;
 
 use crate::http_server::{Request, Response, TestServer};

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use runner::alerts::event::{AlertEvent, EventKind};
-use runner::config::{Config, JobKind, Severity};
-use runner::probes::MetricName;
+use runner::config::{Config, JobKind};
 use runner::report::summary::{self, Summary};
 use runner::scheduler::clock::SystemClock;
 use runner::store::rollups::{HourRollup, Rollup, RollupStore};
 use runner::store::sample::Sample;
+use runner::vocab::MetricName;
+use runner::vocab::Severity;
 
 use crate::http_server::{Request, Response, TestServer};
 use crate::notify::{scripted, slack_ok, wait_for};

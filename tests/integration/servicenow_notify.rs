@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runner::alerts::event::EventKind;
-use runner::config::Severity;
 use runner::scheduler::clock::SystemClock;
+use runner::vocab::Severity;
 
 use crate::fake_servicenow::{FakeServiceNow, error_body};
 use crate::http_server::Response;

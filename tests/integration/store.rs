@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use runner::probes::MetricName;
 use runner::store::MetricsReader;
 use runner::store::history::{History, HistoryConfig};
 use runner::store::rollups::RollupStore;
 use runner::store::sample::Sample;
+use runner::vocab::MetricName;
 
 pub(crate) fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -1,0 +1,78 @@
+//! Wording for messages people read: counts with the right noun, numbers and durations as
+//! people say them.
+
+/// `1 file`, `3 files`, `0 files`.
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else if let Some(stem) = word.strip_suffix('y') {
+        format!("{n} {stem}ies")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// A number as people read it in an explanation: `93.2`, `0.0123`, `8123456789`.
+pub fn format_value(v: f64) -> String {
+    let text = if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// `2m`, `1h5m`, `3d2h`: a duration as people say it, to the coarsest two units.
+pub fn format_for(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) if s > 0 && m < 10 => format!("{m}m{s}s"),
+        (0, 0, _) => format!("{m}m"),
+        (0, _, 0) => format!("{h}h"),
+        (0, _, _) => format!("{h}h{m}m"),
+        (_, 0, _) => format!("{d}d"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_naturally() {
+        assert_eq!(plural(1, "file"), "1 file");
+        assert_eq!(plural(0, "archive"), "0 archives");
+        assert_eq!(plural(2, "entry"), "2 entries");
+    }
+
+    #[test]
+    fn numbers_and_durations_for_people() {
+        assert_eq!(format_value(93.24), "93.2");
+        assert_eq!(format_value(85.0), "85");
+        assert_eq!(format_value(0.01234), "0.012");
+        assert_eq!(format_value(2.5), "2.5");
+        assert_eq!(format_value(8123456789.0), "8123456789");
+        assert_eq!(format_for(42), "42s");
+        assert_eq!(format_for(125), "2m5s");
+        assert_eq!(format_for(900), "15m");
+        assert_eq!(format_for(3_900), "1h5m");
+        assert_eq!(format_for(7_200), "2h");
+        assert_eq!(format_for(93_600), "1d2h");
+    }
+}
