@@ -7,7 +7,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
-pub mod dry_run;
+
 pub mod glob;
 pub mod http;
 pub mod job;
@@ -18,6 +18,7 @@ pub mod notify;
 pub mod probes;
 pub mod report;
 pub mod rotate;
+pub mod rule_test;
 pub mod rules;
 pub mod scheduler;
 pub mod servicenow;

@@ -99,12 +99,14 @@ impl AlertStore {
         &self.lifecycle
     }
 
-    /// Applies one tick; logs every event and saves the state when it changed.
+    /// Applies one tick: appends every event to the alert log, hands them to `sink` (the
+    /// outbox), then saves the state when it changed.
     pub fn step(
         &mut self,
         now: DateTime<Utc>,
         evaluation: &Evaluation,
         present: impl Fn(&str) -> bool,
+        sink: impl FnOnce(&[AlertEvent]),
     ) -> Vec<AlertEvent> {
         let origin = Origin {
             host: &self.host,
@@ -125,6 +127,7 @@ impl AlertStore {
                 }
             }
         }
+        sink(&events);
         self.save();
         events
     }
@@ -270,7 +273,7 @@ mod tests {
             } else {
                 vec![]
             };
-            for e in store.step(t(at), &eval(acts, &[], false), |_| true) {
+            for e in store.step(t(at), &eval(acts, &[], false), |_| true, |_| {}) {
                 out.push((at, e.kind));
             }
         }
@@ -326,7 +329,12 @@ mod tests {
         for (i, v) in [90.0, 80.0, 80.0, 70.0].iter().enumerate() {
             let mut a = activation(*v > 85.0, Some(*v));
             a.clear_when = Some(*v < 75.0);
-            for e in s.step(t(i as i64 * 10), &eval(vec![a], &[], false), |_| true) {
+            for e in s.step(
+                t(i as i64 * 10),
+                &eval(vec![a], &[], false),
+                |_| true,
+                |_| {},
+            ) {
                 events.push((i as i64 * 10, e.kind, e.explanation));
             }
         }
@@ -344,7 +352,7 @@ mod tests {
     fn a_failing_rule_changes_nothing() {
         let mut s = store();
         run(&mut s, 0, &[true], |_| {});
-        let events = s.step(t(10), &eval(vec![], &[], true), |_| true);
+        let events = s.step(t(10), &eval(vec![], &[], true), |_| true, |_| {});
         assert!(events.is_empty());
         assert_eq!(s.firing_count(), 1);
     }
@@ -355,14 +363,14 @@ mod tests {
         let mut s = store();
         run(&mut s, 0, &[true], |_| {});
         assert!(
-            s.step(t(10), &eval(vec![], &[], false), |_| false)
+            s.step(t(10), &eval(vec![], &[], false), |_| false, |_| {})
                 .is_empty()
         );
         assert_eq!(s.firing_count(), 1);
         // resolve: it resolves at once.
         let mut s = store();
         run(&mut s, 0, &[true], |a| a.on_missing = OnMissing::Resolve);
-        let events = s.step(t(10), &eval(vec![], &[], false), |_| false);
+        let events = s.step(t(10), &eval(vec![], &[], false), |_| false, |_| {});
         assert_eq!(
             events.iter().map(|e| e.kind).collect::<Vec<_>>(),
             [EventKind::Resolved]
@@ -376,6 +384,7 @@ mod tests {
             t(0),
             &eval(vec![a], &["cpu.total.usage_percent"], false),
             |_| false,
+            |_| {},
         );
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::Firing);
@@ -460,7 +469,7 @@ mod tests {
             "incident",
             serde_json::json!({"number": "INC0010001", "sys_id": "abc"})
         ));
-        let events = s.step(t(10), &eval(vec![], &[], false), |_| true);
+        let events = s.step(t(10), &eval(vec![], &[], false), |_| true, |_| {});
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::Resolved);
         assert_eq!(

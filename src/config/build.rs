@@ -53,7 +53,13 @@ pub fn load(file: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
         Problem::error(file, format!("cannot read the jobs file: {e}"))
             .help("pass the jobs file with `--jobs FILE` (default: jobs/jobs.yaml)")
     })?;
-    let raw = parse_sections(file, &source)?;
+    parse(file, &source, env)
+}
+
+/// Builds the config from a jobs file's text; `file` names it in problems and anchors
+/// relative paths.
+pub fn parse(file: &Path, source: &str, env: EnvLookup<'_>) -> Result<Config, Problems> {
+    let raw = parse_sections(file, source)?;
     let mut builder = Builder {
         file,
         base_dir: file

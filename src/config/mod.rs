@@ -86,7 +86,7 @@ pub struct DeliverySpec {
 }
 
 /// Per-type notifier settings with `${VAR}` expanded and paths resolved.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum NotifierSettings {
     Slack {
         webhook_url: Secret,
@@ -118,7 +118,7 @@ impl NotifierSettings {
 }
 
 /// Where and as whom reports are uploaded to Google Drive.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GdriveSettings {
     pub folder_id: String,
     pub client_id: String,

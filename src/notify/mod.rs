@@ -19,6 +19,7 @@ pub mod slack;
 pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,7 @@ use tracing::{error, info, warn};
 
 use crate::alerts::SharedAlerts;
 use crate::alerts::event::{AlertEvent, EventKind, Incident};
-use crate::config::{Config, DeliverySpec, NotifierSettings, NotifierSpec};
+use crate::config::{Config, DeliverySpec, NotifierSettings, NotifierSpec, Secret};
 use crate::lock::LockFile;
 use crate::scheduler::clock::SharedClock;
 use crate::vocab::Severity;
@@ -77,32 +78,20 @@ pub fn log_event(event: &AlertEvent) {
     }
 }
 
-/// Notifier types whose built-in messages `runner test` can check.
-pub const MESSAGE_TYPES: &[&str] = &["log", "slack", "webhook", "servicenow", "alertmanager"];
+/// One notifier of each type with its defaults, as a jobs file would declare it: what the
+/// built-in messages are rendered with when no jobs file says otherwise.
+const BUILTIN_NOTIFIERS: &str = r#"data_dir: .
+notifiers:
+  slack: { type: slack, webhook_url: "https://hooks.slack.com/services/T0/B0/stand-in" }
+  webhook: { type: webhook, url: "https://webhook.invalid/" }
+  servicenow: { type: servicenow, instance: stand-in, token: stand-in }
+  alertmanager: { type: alertmanager, urls: ["http://alertmanager.invalid:9093"] }
+jobs:
+  monitor: { type: monitor, schedule: "@hourly" }
+"#;
 
-/// The words of the built-in message a notifier type makes of `event` (no templates, no
-/// configuration): what `runner test` checks with `messages:`.
-pub fn message_text(kind: &str, event: &AlertEvent) -> Option<String> {
-    let one = std::slice::from_ref(event);
-    Some(match kind {
-        "log" => format!("{}: {}", event.summary, event.explanation),
-        "slack" => slack::payload_text(&slack::message(one)),
-        "webhook" => serde_json::to_string_pretty(&webhook::body(event)).unwrap_or_default(),
-        "servicenow" => match event.kind {
-            EventKind::Resolved => format!("resolve: {}", event.explanation),
-            _ => {
-                let fields = servicenow::incident_fields("performance", event);
-                format!(
-                    "{}\n{}",
-                    fields["short_description"].as_str().unwrap_or_default(),
-                    fields["description"].as_str().unwrap_or_default()
-                )
-            }
-        },
-        "alertmanager" => format!("{}\n{}", event.summary, event.explanation),
-        _ => return None,
-    })
-}
+/// Where an off notifier's empty address would be, so it can still render what it would send.
+const STAND_IN_URL: &str = "https://stand-in.invalid/";
 
 /// A notifier that is on, with its queue.
 struct Route {
@@ -167,14 +156,85 @@ impl Notifiers {
         Notifiers::build(config, clock, false)
     }
 
-    fn build(config: &Config, clock: SharedClock, with_outbox: bool) -> Notifiers {
-        let alerts: Arc<Mutex<HashMap<String, SharedAlerts>>> = Arc::default();
-        let dir = outbox::outbox_dir(&config.data_dir);
-        let mut routes = BTreeMap::new();
+    /// Every notifier of the jobs file, on or off, built only to render: an off notifier
+    /// renders with a stand-in address, so a rule test checks the message it will send once its
+    /// secret is set.
+    pub fn renderers(config: &Config, clock: SharedClock) -> Notifiers {
+        let mut on = Vec::new();
         for spec in config.notifiers.values() {
-            if spec.off.is_some() {
-                continue;
+            let settings = match &spec.off {
+                None => spec.settings.clone(),
+                Some(_) => stand_in(&spec.settings),
+            };
+            on.push(NotifierSpec {
+                name: spec.name.clone(),
+                min_severity: spec.min_severity,
+                settings,
+                delivery: spec.delivery.clone(),
+                off: None,
+            });
+        }
+        Notifiers::from_specs(on.iter(), &config.data_dir, clock, false)
+    }
+
+    /// One notifier per type, named after its type, with the defaults a jobs file gets: the
+    /// built-in messages.
+    pub fn builtin(clock: SharedClock) -> Notifiers {
+        match crate::config::build::parse(
+            Path::new("built-in notifiers"),
+            BUILTIN_NOTIFIERS,
+            &|_| None,
+        ) {
+            Ok(config) => Notifiers::renderers(&config, clock),
+            Err(problems) => {
+                error!("the built-in notifiers do not load: {}", problems.render());
+                Notifiers::from_specs([].iter(), Path::new("."), clock, false)
             }
+        }
+    }
+
+    /// The words `name`'s message makes of `event`, as a person reads them (`log` is the log
+    /// line); `None` when there is no such notifier or it does not take the event's kind.
+    pub fn message(&self, name: &str, event: &AlertEvent) -> Option<String> {
+        if name == LOG {
+            return Some(format!("{}: {}", event.summary, event.explanation));
+        }
+        let rendered = self
+            .routes
+            .get(name)?
+            .dest
+            .render(std::slice::from_ref(event));
+        (!rendered.is_empty()).then(|| {
+            rendered
+                .into_iter()
+                .map(|r| r.text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    /// The names of the notifiers that render, `log` first.
+    pub fn names(&self) -> Vec<&str> {
+        std::iter::once(LOG)
+            .chain(self.routes.keys().map(String::as_str))
+            .collect()
+    }
+
+    fn build(config: &Config, clock: SharedClock, with_outbox: bool) -> Notifiers {
+        let on = config.notifiers.values().filter(|spec| spec.off.is_none());
+        Notifiers::from_specs(on, &config.data_dir, clock, with_outbox)
+    }
+
+    fn from_specs<'a>(
+        specs: impl Iterator<Item = &'a NotifierSpec>,
+        data_dir: &Path,
+        clock: SharedClock,
+        with_outbox: bool,
+    ) -> Notifiers {
+        let alerts: Arc<Mutex<HashMap<String, SharedAlerts>>> = Arc::default();
+        let dir = outbox::outbox_dir(data_dir);
+        let mut routes = BTreeMap::new();
+        for spec in specs {
             let dest = match build(spec, clock.clone(), attach_incident(alerts.clone())) {
                 Ok(dest) => dest,
                 Err(e) => {
@@ -209,7 +269,7 @@ impl Notifiers {
         Notifiers {
             routes,
             clock,
-            data_dir: config.data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             alerts,
         }
     }
@@ -459,6 +519,30 @@ fn attach_incident(
                 .attach(&event.fingerprint, "incident", value);
         }
     })
+}
+
+/// Settings whose empty addresses are replaced by a stand-in, to render an off notifier.
+fn stand_in(settings: &NotifierSettings) -> NotifierSettings {
+    let url = |secret: &Secret| {
+        if secret.is_empty() {
+            Secret::new(STAND_IN_URL.to_string())
+        } else {
+            secret.clone()
+        }
+    };
+    let mut settings = settings.clone();
+    match &mut settings {
+        NotifierSettings::Slack { webhook_url, .. } => *webhook_url = url(webhook_url),
+        NotifierSettings::Webhook { url: target, .. } => *target = url(target),
+        NotifierSettings::Servicenow(s) if s.base_url.is_empty() => {
+            s.base_url = STAND_IN_URL.trim_end_matches('/').to_string()
+        }
+        NotifierSettings::Alertmanager { urls, .. } if urls.is_empty() => {
+            urls.push(STAND_IN_URL.trim_end_matches('/').to_string())
+        }
+        _ => {}
+    }
+    settings
 }
 
 /// The destination for a notifier's settings.

@@ -137,12 +137,13 @@ impl Destination for Webhook {
         events
             .iter()
             .map(|event| {
-                let body = body(event);
+                // A program reads a webhook: the body is its message.
+                let body = serde_json::to_string_pretty(&body(event)).unwrap_or_default();
                 Rendered {
                     method: "POST",
                     url: redact_url(self.url.expose()),
-                    body: serde_json::to_string_pretty(&body).unwrap_or_default(),
-                    text: format!("{}: {}", event.summary, event.explanation),
+                    text: body.clone(),
+                    body,
                 }
             })
             .collect()

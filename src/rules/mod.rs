@@ -9,7 +9,7 @@ pub mod check;
 pub mod context;
 pub mod engine;
 pub mod functions;
-pub mod testing;
+
 pub mod values;
 
 use std::collections::BTreeSet;

@@ -149,3 +149,131 @@ fn a_restart_neither_loses_a_firing_alert_nor_sends_it_again() {
     assert_eq!(event["schema_version"], 1);
     assert_eq!(event["fingerprint"].as_str().unwrap().len(), 64);
 }
+
+/// A rule test that names a job runs the rules as that job does: its flap policy, its rule
+/// timeout, and its notifiers' messages, a Slack `template` included (off for want of a
+/// webhook URL, it still renders).
+#[test]
+fn rule_tests_run_as_the_named_job_with_its_flap_policy_timeout_and_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("slack.hbs"),
+        "TEMPLATED{{#each events}} {{this.name}}/{{this.kind}}{{/each}}",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("high.rhai"),
+        "if memory.used_percent > 50 { alert(\"high\", #{ severity: \"critical\" }) }\n",
+    )
+    .unwrap();
+    // Tens of thousands of operations: longer than the 50 ms default deadline in a debug
+    // build, well within the job's 10 s.
+    std::fs::write(
+        d.join("slow.rhai"),
+        "let x = 0;\nfor i in 0..40000 { x += 1; }\nif memory.used_percent > 50 { alert(\"slow_high\") }\n",
+    )
+    .unwrap();
+    jobs_file(
+        d,
+        "notifiers:\n  slack: { type: slack, webhook_url: \"${SLACK_WEBHOOK_URL:-}\", template: slack.hbs }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes: [{ type: memory }]\n    rules: [high.rhai, slow.rhai]\n    notify: [log, slack]\n    rule_timeout: 10s\n    flap_transitions: 1\n    flap_window: 1h\n",
+    );
+    std::fs::write(
+        d.join("high.test.yaml"),
+        r#"rules: [high.rhai, slow.rhai]
+jobs: jobs.yaml
+job: m
+scenarios:
+  - name: as job m
+    interval: 10s
+    start: "2026-11-23T09:00:00Z"
+    input:
+      memory.used_percent: "60 40 60"
+    tests:
+      - at: 5s
+        firing: [high, slow_high]
+        events:
+          - alert: slow_high
+            kind: firing
+          - alert: high
+            kind: firing
+            messages:
+              slack: "TEMPLATED high/firing"
+              log: "high on test-host"
+      # The second change of state is one more than the job's flap_transitions allow.
+      - at: 15s
+        flapping: [high, slow_high]
+        events:
+          - { alert: slow_high, kind: flapping }
+          - { alert: high, kind: flapping }
+"#,
+    )
+    .unwrap();
+    let output = command(&["test", "high.test.yaml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert_eq!(out, "ok   high.test.yaml (2 checks)\n2 passed, 0 failed\n");
+
+    // The same test against a job with a 1 ms rule timeout: the slow rule is stopped, and a
+    // rule that fails at run time fails its test, saying why.
+    let jobs = std::fs::read_to_string(d.join("jobs.yaml")).unwrap();
+    std::fs::write(
+        d.join("jobs.yaml"),
+        jobs.replace("rule_timeout: 10s", "rule_timeout: 1ms"),
+    )
+    .unwrap();
+    let output = command(&["test", "high.test.yaml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    // Where in the loop the deadline stops it varies; the line and the reason do not.
+    let failure = out
+        .lines()
+        .find(|l| l.contains("slow.rhai failed"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        failure.starts_with(
+            "  high.test.yaml:6: as job m: at 2026-11-23 09:00:00 UTC: slow.rhai failed: line 2, column "
+        ) && failure.ends_with(": took longer than its deadline and was stopped"),
+        "{out}"
+    );
+}
+
+/// `messages:` keyed by a notifier the job does not send the event to is a failure that says
+/// so, not a message rendered for nobody.
+#[test]
+fn a_message_check_for_a_notifier_that_does_not_get_the_event_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("warn.rhai"),
+        "if memory.used_percent > 50 { alert(\"warm\", #{ severity: \"warning\" }) }\n",
+    )
+    .unwrap();
+    jobs_file(
+        d,
+        "notifiers:\n  sn: { type: servicenow, instance: \"${SN:-}\" }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes: [{ type: memory }]\n    rules: [warn.rhai]\n    notify: [log, sn]\n",
+    );
+    std::fs::write(
+        d.join("warn.test.yaml"),
+        "rules: [warn.rhai]\njobs: jobs.yaml\nscenarios:\n  - name: warning\n    interval: 10s\n    start: \"2026-11-23T09:00:00Z\"\n    input: { memory.used_percent: \"60\" }\n    tests:\n      - at: 5s\n        events:\n          - { alert: warm, kind: firing, messages: { sn: \"warm\", servicenow: \"[WARNING]\" } }\n",
+    )
+    .unwrap();
+    let output = command(&["test", "warn.test.yaml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    // `sn` takes critical alerts only (ServiceNow's default); the `servicenow` type's built-in
+    // message is still rendered for whoever wants to see it.
+    assert_eq!(
+        out,
+        "FAIL warn.test.yaml\n  warn.test.yaml:9: warning: at 5s (2026-11-23 09:00:05 UTC): warm firing: `sn` message: the job does not send this event to `sn` (its `notify` list or the notifier's `min_severity` leaves it out)\n0 passed, 1 failed\n"
+    );
+}

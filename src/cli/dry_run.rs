@@ -1,7 +1,9 @@
 //! `runner dry-run JOB`: everything the job would do except its effects, shown. A monitor
-//! measures (or takes its last logged sample), evaluates its rules against history, and prints
-//! each active alert with its state and explanation and the events it would send. Nothing is
-//! sent, no state is written, no metrics are logged.
+//! measures (or takes its last logged sample) and steps the same pipeline as its tick, against
+//! history from the metrics log and its saved alert state, then prints each active alert with
+//! its state and explanation, the events it would send and each notifier's exact request. A
+//! rotate job lists its plan, a report job renders to stdout, a fetch job fetches and counts.
+//! Nothing is sent, no state is written, no metrics are logged.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -10,10 +12,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::{block_on, exit, find_job, load};
 use crate::alerts::AlertStore;
 use crate::alerts::lifecycle::Phase;
-use crate::cli::exit;
 use crate::config::{Config, FetchSpec, JobKind, MonitorSpec, ReportSpec, RotateSpec};
+use crate::monitor::pipeline::Pipeline;
 use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
 use crate::rotate::Rotation;
@@ -23,42 +26,21 @@ use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::RollupStore;
 use crate::store::sample::{LineParser, Sample, peek_ts_ms};
 use crate::vocab::size::format_size;
-use crate::vocab::words::format_value;
-use crate::vocab::words::plural;
+use crate::vocab::words::{format_value, plural};
 
 pub fn run(file: &Path, job: &str, from_log: bool) -> u8 {
-    let config = match Config::load(file) {
+    let config = match load(file) {
         Ok(config) => config,
-        Err(problems) => {
-            eprint!("{}", problems.render());
-            return exit::FAILED;
-        }
+        Err(code) => return code,
     };
-    let Some(spec) = config.job(job) else {
-        let names: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
-        eprintln!(
-            "error: no job named `{job}` in {} (jobs: {})",
-            file.display(),
-            names.join(", ")
-        );
-        return exit::USAGE;
+    let spec = match find_job(&config, job) {
+        Ok(spec) => spec,
+        Err(code) => return code,
     };
     match &spec.kind {
-        JobKind::Monitor(monitor) => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return exit::FAILED;
-                }
-            };
-            rt.block_on(monitor_dry_run(&config, job, monitor, from_log))
-        }
+        JobKind::Monitor(monitor) => block_on(monitor_dry_run(&config, job, monitor, from_log)),
         JobKind::Rotate(rotate) => rotate_dry_run(&config, job, rotate),
-        JobKind::ServicenowFetch(fetch) => crate::cli::block_on(fetch_dry_run(&config, job, fetch)),
+        JobKind::ServicenowFetch(fetch) => block_on(fetch_dry_run(&config, job, fetch)),
         JobKind::Report(report) => report_dry_run(&config, job, report),
     }
 }
@@ -272,31 +254,26 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         println!("  probe error {probe}: {error}");
     }
 
+    // History up to just before the sample: the pipeline adds the sample itself, as a tick.
     let mut history = History::new(
         HistoryConfig::default(),
         Some(RollupStore::new(&config.data_dir, job)),
     )
     .read_only();
-    let warmed = history.warm(MetricsReader::for_config(config).files(), job, sample.ts);
-    if !from_log {
-        history.push(sample.ts, sample.metrics.iter().map(|(n, v)| (n, *v)));
-    }
+    let before = sample.ts - chrono::Duration::milliseconds(1);
+    let warmed = history.warm(MetricsReader::for_config(config).files(), job, before);
     println!(
         "history: {} samples of the last 48 h from the metrics log",
         warmed.samples
     );
 
-    let rules = crate::monitor::load_rules(job, spec);
-    let (history, evaluation) = rules.evaluate(
-        history,
-        sample.ts,
-        sample.metrics.iter().map(|(n, v)| (n.as_ref(), *v)),
-    );
-    drop(history);
-    println!(
-        "rules: {}",
-        crate::vocab::words::plural(rules.files().len(), "file")
-    );
+    let saved = crate::alerts::read_state(&config.data_dir, job);
+    let alerts = AlertStore::in_memory(&config.host, job, spec.flap, saved);
+    let rules = Arc::new(crate::monitor::load_rules(job, spec));
+    let mut pipeline = Pipeline::new(history, rules, alerts);
+    let stepped = pipeline.step(sample.ts, &sample.metrics, |_| {});
+    let (evaluation, events) = (stepped.evaluation, stepped.events);
+    println!("rules: {}", plural(pipeline.rules().files().len(), "file"));
     for outcome in &evaluation.outcomes {
         match &outcome.error {
             Some(error) => println!("  {}: FAILED: {error}", outcome.rule_file),
@@ -314,9 +291,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         }
     }
 
-    let saved = crate::alerts::read_state(&config.data_dir, job);
-    let mut alerts = AlertStore::in_memory(&config.host, job, spec.flap, saved);
-    let events = alerts.step(sample.ts, &evaluation, |m| sample.get(m).is_some());
+    let alerts = pipeline.lock_alerts();
     let active: Vec<_> = alerts
         .lifecycle()
         .states

@@ -1,17 +1,19 @@
-//! The monitor job's tick: run the probes, make the sample, append it to the metrics log, add
-//! it to history, evaluate the rules, step the alerts and send their events. One `Monitor`
-//! lives as long as the scheduler, so rates, history and alert timers carry over from tick to
-//! tick.
+//! The monitor job: each tick runs the probes, appends the sample to the metrics log, and
+//! steps the job's pipeline (history, rules, alert lifecycle), whose events go to the
+//! notifiers' outboxes. One `Monitor` lives as long as the scheduler, so rates, history and
+//! alert timers carry over from tick to tick.
+
+pub mod pipeline;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
+use crate::alerts::AlertStore;
 use crate::alerts::event::AlertEvent;
-use crate::alerts::{AlertStore, SharedAlerts};
 use crate::config::{Config, MonitorSpec};
 use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
@@ -21,6 +23,7 @@ use crate::store::history::{History, HistoryConfig};
 use crate::store::rollups::RollupStore;
 use crate::store::sample::Sample;
 use crate::store::{MetricsLog, MetricsReader};
+use pipeline::Pipeline;
 
 /// What one tick did, for the log and for `runner run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +39,8 @@ pub struct Monitor {
     host: String,
     probes: ProbeSet,
     log: MetricsLog,
-    history: History,
     reader: MetricsReader,
-    rules: RuleSet,
-    alerts: SharedAlerts,
+    pipeline: Pipeline,
     notifiers: Arc<Notifiers>,
     /// The job's `notify` list.
     notify: Vec<String>,
@@ -74,25 +75,20 @@ impl Monitor {
         spec: &MonitorSpec,
         notifiers: Arc<Notifiers>,
     ) -> Monitor {
-        let alerts: SharedAlerts = Arc::new(Mutex::new(AlertStore::open(
-            &config.data_dir,
-            job,
-            &config.host,
-            spec.flap,
-        )));
-        notifiers.register_alerts(job, alerts.clone());
+        let alerts = AlertStore::open(&config.data_dir, job, &config.host, spec.flap);
+        let history = History::new(
+            HistoryConfig::default(),
+            Some(RollupStore::new(&config.data_dir, job)),
+        );
+        let pipeline = Pipeline::new(history, Arc::new(load_rules(job, spec)), alerts);
+        notifiers.register_alerts(job, pipeline.alerts());
         Monitor {
             job: job.to_string(),
             host: config.host.clone(),
             probes: ProbeSet::build(&spec.probes, &ProcRoot::default()),
             log: MetricsLog::new(&config.data_dir),
-            history: History::new(
-                HistoryConfig::default(),
-                Some(RollupStore::new(&config.data_dir, job)),
-            ),
             reader: MetricsReader::for_config(config),
-            rules: load_rules(job, spec),
-            alerts,
+            pipeline,
             notifiers,
             notify: spec.notify.clone(),
             warmed: false,
@@ -102,22 +98,21 @@ impl Monitor {
     }
 
     pub fn history(&self) -> &History {
-        &self.history
+        self.pipeline.history()
     }
 
-    /// The job's alerts, for notifiers that attach facts to them.
-    pub fn alerts(&self) -> SharedAlerts {
-        self.alerts.clone()
-    }
-
-    /// Fills history from the metrics log, once, before the first tick.
+    /// Fills history from the metrics log, once, before the first tick, and tells keepalive
+    /// destinations what is firing.
     fn warm(&mut self, now: DateTime<Utc>) {
         let started = Instant::now();
-        let stats = self.history.warm(self.reader.files(), &self.job, now);
+        let stats = self
+            .pipeline
+            .history_mut()
+            .warm(self.reader.files(), &self.job, now);
         info!(
             job = %self.job,
             samples = stats.samples,
-            metrics = self.history.metric_count(),
+            metrics = self.pipeline.history().metric_count(),
             bad_lines = stats.bad_lines,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "history warmed from the metrics log"
@@ -125,23 +120,19 @@ impl Monitor {
         for problem in stats.unreadable {
             warn!(job = %self.job, source = %problem, "part of the metrics log could not be read");
         }
+        let firing = self.pipeline.lock_alerts().firing_events(now);
+        self.notifiers.restore(&self.notify, &firing);
         self.warmed = true;
     }
 
-    /// Measures once, records the sample, evaluates the rules and steps the alerts; returns
-    /// the sample and the alert events (already logged and sent).
+    /// Measures once, records the sample and steps the pipeline; returns the sample and the
+    /// alert events (already logged and queued).
     pub async fn tick(
         &mut self,
         at: DateTime<Utc>,
     ) -> anyhow::Result<(Sample, Vec<AlertEvent>, TickSummary)> {
         if !self.warmed {
             self.warm(at);
-            let firing = self
-                .alerts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .firing_events(at);
-            self.notifiers.restore(&self.notify, &firing);
         }
         let output = self.probes.collect().await;
         let sample = Sample {
@@ -156,32 +147,18 @@ impl Monitor {
             // The tick still counts for rules; the log's trouble is said every tick it lasts.
             warn!(job = %self.job, error = %e, "cannot append to the metrics log");
         }
-        self.history
-            .push(sample.ts, sample.metrics.iter().map(|(n, v)| (n, *v)));
-        let history = std::mem::take(&mut self.history);
-        let (history, evaluation) = self.rules.evaluate(
-            history,
-            at,
-            sample.metrics.iter().map(|(n, v)| (n.as_ref(), *v)),
-        );
-        self.history = history;
-        self.report_rule_errors(&evaluation);
-        let (events, firing) = {
-            let mut alerts = self
-                .alerts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let events = alerts.step(at, &evaluation, |m| sample.get(m).is_some());
-            (events, alerts.firing_count())
-        };
-        self.notifiers.dispatch(&self.notify, &events);
+        let (notifiers, notify) = (&self.notifiers, &self.notify);
+        let stepped = self.pipeline.step(at, &sample.metrics, |events| {
+            notifiers.dispatch(notify, events)
+        });
+        self.report_rule_errors(&stepped.evaluation);
         let summary = TickSummary {
             metrics: sample.metrics.len(),
             errors: sample.errors.len(),
-            events: events.len(),
-            firing,
+            events: stepped.events.len(),
+            firing: self.pipeline.lock_alerts().firing_count(),
         };
-        Ok((sample, events, summary))
+        Ok((sample, stepped.events, summary))
     }
 
     fn report_probe_errors(&mut self, sample: &Sample) {

@@ -1,0 +1,59 @@
+//! `runner jobs`: each job, its schedule in words and its next three run times.
+
+use std::path::Path;
+
+use super::{exit, load};
+use crate::scheduler::clock::{Clock, SystemClock};
+use crate::vocab::duration::format_duration;
+
+pub fn run(file: &Path) -> u8 {
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let now = SystemClock.now();
+    println!(
+        "jobs in {} (times in {})",
+        file.display(),
+        config.zone.name()
+    );
+    for spec in config.jobs.values() {
+        println!();
+        println!("{} ({})", spec.name, spec.type_name());
+        if let Some(description) = &spec.description {
+            println!("  {description}");
+        }
+        println!(
+            "  schedule: {}  ({})",
+            spec.schedule,
+            spec.schedule.describe()
+        );
+        if let Some(timeout) = spec.timeout {
+            println!("  timeout:  {}", format_duration(timeout));
+        }
+        match spec.inactive_reason() {
+            Some(reason) => println!("  off:      {reason}"),
+            None => {
+                for (i, at) in spec
+                    .schedule
+                    .upcoming(now, &config.zone, 3)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let label = if i == 0 { "next:" } else { "" };
+                    println!("  {label:<9} {}", config.zone.format(at));
+                }
+            }
+        }
+    }
+    let off: Vec<String> = config
+        .notifiers
+        .values()
+        .filter_map(|n| n.off.as_ref().map(|r| format!("{} ({r})", n.name)))
+        .collect();
+    if !off.is_empty() {
+        println!();
+        println!("notifiers off: {}", off.join("; "));
+    }
+    exit::OK
+}

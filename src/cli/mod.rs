@@ -1,0 +1,218 @@
+//! The command line: parse arguments, then hand over to one command, each in a file of its own.
+//! Every command loads the jobs file through `load` (which prints every problem when it cannot
+//! be used) and runs its async part on the one runtime `block_on` builds. Exit codes are
+//! documented in the README.
+
+mod check;
+mod dry_run;
+mod jobs;
+mod report;
+mod run;
+mod serve;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::warn;
+
+use crate::config::Config;
+use crate::diagnostic::Problems;
+use crate::logging::{self, LogFormat};
+use crate::vocab::words::plural;
+
+/// Exit codes, stable for scripts and systemd.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The jobs file has problems, a job failed, or rule tests failed.
+    pub const FAILED: u8 = 1;
+    /// The command line is wrong (unknown flag, unknown job name).
+    pub const USAGE: u8 = 2;
+    /// Someone else holds the lock: a scheduler on this data_dir, or a run of this job.
+    pub const BUSY: u8 = 3;
+    /// A second SIGINT/SIGTERM cut the grace period short.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "A declarative rules-engine job runner for system performance monitoring",
+    long_about = "Runs the jobs of a YAML jobs file on an embedded cron scheduler: monitors that \
+                  measure the machine and evaluate alert rules, reports, ServiceNow syncs and log \
+                  rotation. Without a command, runs the scheduler in the foreground."
+)]
+pub struct Cli {
+    /// The jobs file; relative paths inside it resolve against its folder.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "jobs/jobs.yaml"
+    )]
+    pub jobs: PathBuf,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log detail (-q warnings, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the jobs file and everything it names; exit 0 when clean, 1 with every problem.
+    Check,
+    /// Run one job now, under its lock, and exit with its status.
+    Run {
+        /// The job's name in the jobs file.
+        job: String,
+    },
+    /// List the jobs, their schedules and their next three run times.
+    Jobs,
+    /// Do everything a job would do except its effects, and show them (a monitor measures,
+    /// evaluates its rules and prints the alerts; nothing is sent or written).
+    DryRun {
+        /// The job's name in the jobs file.
+        job: String,
+        /// Use the job's last logged sample instead of measuring now.
+        #[arg(long)]
+        from_log: bool,
+    },
+    /// Render a report now from the history on disk, e.g. to try a template; writes nothing
+    /// but `--out`, sends nothing.
+    Report {
+        /// The report job whose window and templates to use (default: the only report job).
+        job: Option<String>,
+        /// A template to render instead of the job's (repeatable).
+        #[arg(long = "template", value_name = "FILE")]
+        templates: Vec<PathBuf>,
+        /// How far back the report looks, ending now (default: the job's window, or 7d).
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// Write the rendered report to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the summary the templates see, as JSON, instead of rendering.
+        #[arg(long, conflicts_with_all = ["templates", "out"])]
+        summary: bool,
+    },
+    /// Run rule tests (`*.test.yaml`) in the given files or folders (default: `rules`).
+    Test {
+        /// Test files, or folders searched for `*.test.yaml`.
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    logging::init(cli.log_format, logging::level(cli.verbose, cli.quiet));
+    ExitCode::from(match &cli.command {
+        None => serve::run(&cli.jobs),
+        Some(Command::Check) => check::run(&cli.jobs),
+        Some(Command::Run { job }) => run::run(&cli.jobs, job),
+        Some(Command::Jobs) => jobs::run(&cli.jobs),
+        Some(Command::DryRun { job, from_log }) => dry_run::run(&cli.jobs, job, *from_log),
+        Some(Command::Test { paths }) => test::run(paths),
+        Some(Command::Report {
+            job,
+            templates,
+            window,
+            out,
+            summary,
+        }) => report::run(
+            &cli.jobs,
+            &report::Request {
+                job: job.as_deref(),
+                templates,
+                window: window.as_deref(),
+                out: out.as_deref(),
+                as_json: *summary,
+            },
+        ),
+    })
+}
+
+/// Loads the jobs file, printing every problem to stderr when it cannot be used.
+fn load(file: &Path) -> Result<Config, u8> {
+    Config::load(file).map_err(|problems| {
+        eprint!("{}", problems.render());
+        eprintln!("{}", summary_line(file, &problems));
+        exit::FAILED
+    })
+}
+
+/// The job named on the command line, or a usage error that lists the jobs there are.
+fn find_job<'a>(config: &'a Config, name: &str) -> Result<&'a crate::config::JobSpec, u8> {
+    config.job(name).ok_or_else(|| {
+        let names: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: no job named `{name}` in {} (jobs: {})",
+            config.file.display(),
+            names.join(", ")
+        );
+        exit::USAGE
+    })
+}
+
+/// `jobs.yaml: 2 errors and 1 warning`, or `jobs.yaml: ok (0 warnings)`.
+fn summary_line(file: &Path, problems: &Problems) -> String {
+    let errors = problems.errors().count();
+    let warnings = problems.warnings().count();
+    if errors == 0 {
+        format!("{}: ok ({})", file.display(), plural(warnings, "warning"))
+    } else {
+        format!(
+            "{}: {} and {}",
+            file.display(),
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
+    }
+}
+
+/// Runs a command's async part on the one runtime of the process.
+fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("runner")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// Each notifier left off, said once, naming what to set.
+fn log_warnings(config: &Config) {
+    for warning in config.warnings.warnings() {
+        warn!(
+            at = %warning.location(),
+            help = warning.help.as_deref().unwrap_or(""),
+            "{}",
+            warning.message
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! `runner report`: the summary of a window ending now, rendered through templates or printed
+//! as JSON; which report job, which templates and which window, from the arguments.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{exit, load};
+use crate::config::{Config, JobKind, ReportSpec};
+use crate::vocab::duration::parse_duration;
+
+/// The window a report looks back over when neither the job nor `--window` says.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+/// What the command line asked for.
+pub struct Request<'a> {
+    pub job: Option<&'a str>,
+    pub templates: &'a [PathBuf],
+    pub window: Option<&'a str>,
+    pub out: Option<&'a Path>,
+    pub as_json: bool,
+}
+
+pub fn run(file: &Path, request: &Request<'_>) -> u8 {
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let chosen = match choose_job(&config, request.job) {
+        Ok(chosen) => chosen,
+        Err(code) => return code,
+    };
+    let window = match request.window {
+        Some(text) => match parse_window(text) {
+            Ok(window) => window,
+            Err(code) => return code,
+        },
+        None => chosen.map_or(DEFAULT_WINDOW, |(_, r)| r.window),
+    };
+    let templates: Vec<PathBuf> = if request.templates.is_empty() {
+        chosen.map(|(_, r)| r.templates.clone()).unwrap_or_default()
+    } else {
+        request.templates.to_vec()
+    };
+    if templates.is_empty() && !request.as_json {
+        eprintln!(
+            "error: no template: name a report job that has templates, or give --template FILE (or --summary for the JSON)"
+        );
+        return exit::USAGE;
+    }
+    if request.out.is_some() && templates.len() > 1 {
+        eprintln!("error: --out takes one rendered report; give one --template");
+        return exit::USAGE;
+    }
+    let name = chosen.map_or("report", |(n, _)| n);
+    let title = chosen.map_or_else(
+        || "Performance report".to_string(),
+        |(_, r)| r.title.clone(),
+    );
+    let summary = crate::report::summary::build(&config, name, &title, window, chrono::Utc::now());
+    if request.as_json {
+        return match serde_json::to_string_pretty(&summary) {
+            Ok(text) => {
+                println!("{text}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::FAILED
+            }
+        };
+    }
+    let (outputs, problems) = crate::report::render_all(&templates, &summary, &config.zone);
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    for output in &outputs {
+        match request.out {
+            Some(path) => {
+                if let Err(e) = crate::store::atomic::write(path, output.text.as_bytes()) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return exit::FAILED;
+                }
+                eprintln!("wrote {}", path.display());
+            }
+            None => print!("{}", output.text),
+        }
+    }
+    if problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+/// The report job named on the command line, or the only one; `None` when there are several
+/// and none is named (the command's arguments must then say what to render).
+fn choose_job<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<Option<(&'a str, &'a ReportSpec)>, u8> {
+    let reports: Vec<(&str, &ReportSpec)> = config
+        .jobs
+        .iter()
+        .filter_map(|(name, j)| match &j.kind {
+            JobKind::Report(r) => Some((name.as_str(), r)),
+            _ => None,
+        })
+        .collect();
+    match name {
+        Some(name) => match reports.iter().find(|(n, _)| *n == name) {
+            Some(found) => Ok(Some(*found)),
+            None => {
+                let names: Vec<&str> = reports.iter().map(|(n, _)| *n).collect();
+                eprintln!(
+                    "error: no report job named `{name}` in {} (report jobs: {})",
+                    config.file.display(),
+                    names.join(", ")
+                );
+                Err(exit::USAGE)
+            }
+        },
+        None if reports.len() == 1 => Ok(Some(reports[0])),
+        None => Ok(None),
+    }
+}
+
+/// `--window`: a duration above zero.
+fn parse_window(text: &str) -> Result<Duration, u8> {
+    match parse_duration(text) {
+        Ok(w) if !w.is_zero() => Ok(w),
+        Ok(_) => {
+            eprintln!("error: --window must be above zero");
+            Err(exit::USAGE)
+        }
+        Err(e) => {
+            eprintln!("error: --window: {e}");
+            Err(exit::USAGE)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `runner` without a command: the scheduler in the foreground until SIGINT or SIGTERM, under
+//! the data_dir's lock, with the notifiers' delivery loops beside it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{block_on, exit, load, log_warnings};
+use crate::job::Job;
+use crate::lock::{LockError, LockFile, scheduler_lock_path};
+use crate::notify::Notifiers;
+use crate::scheduler::clock::{SharedClock, SystemClock};
+use crate::scheduler::{Entry, Scheduler, Shutdown};
+
+pub fn run(file: &Path) -> u8 {
+    let config = match load(file) {
+        Ok(config) => Arc::new(config),
+        Err(code) => return code,
+    };
+    let lock_path = scheduler_lock_path(&config.data_dir);
+    let _lock = match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
+        Ok(lock) => lock,
+        Err(e) => {
+            error!(data_dir = %config.data_dir.display(), "{e}");
+            eprintln!(
+                "error: another runner is already running on {}: {e}",
+                config.data_dir.display()
+            );
+            return match e {
+                LockError::Held { .. } => exit::BUSY,
+                LockError::Io { .. } => exit::FAILED,
+            };
+        }
+    };
+    if let Some(pid) = _lock.took_over_from {
+        info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
+    }
+    block_on(async move {
+        // Listen for signals before saying anything is scheduled: a SIGTERM that arrives in
+        // between must stop runner gracefully, not kill it.
+        let signals = match Signals::listen() {
+            Ok(signals) => signals,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM/SIGINT");
+                return exit::FAILED;
+            }
+        };
+        let clock: SharedClock = Arc::new(SystemClock);
+        info!(
+            host = %config.host,
+            jobs_file = %config.file.display(),
+            data_dir = %config.data_dir.display(),
+            timezone = %config.zone.name(),
+            "runner starting"
+        );
+        log_warnings(&config);
+        let notifiers = Arc::new(Notifiers::new(&config, clock.clone()));
+        // Delivery goes on through the shutdown grace, for what the last runs queue.
+        let delivery_stop = CancellationToken::new();
+        let deliverers = notifiers.start(delivery_stop.clone());
+        let now = clock.now();
+        let mut entries = Vec::new();
+        for spec in config.jobs.values() {
+            if let Some(reason) = spec.inactive_reason() {
+                info!(job = %spec.name, "job is off: {reason}");
+                continue;
+            }
+            let next = spec
+                .schedule
+                .next_after(now, &config.zone)
+                .map(|t| config.zone.format(t))
+                .unwrap_or_else(|| "never".into());
+            info!(job = %spec.name, r#type = spec.type_name(), schedule = %spec.schedule, next = %next, "job scheduled");
+            entries.push(Entry {
+                name: spec.name.clone(),
+                schedule: spec.schedule.clone(),
+                timeout: spec.timeout,
+                task: Arc::new(Job::new(
+                    config.clone(),
+                    &spec.name,
+                    clock.clone(),
+                    notifiers.clone(),
+                )),
+            });
+        }
+        if entries.is_empty() {
+            warn!("no job is on; runner waits for a signal and does nothing");
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(signals.watch(stop.clone()));
+        let scheduler = Scheduler::new(clock, config.zone.clone(), entries);
+        let shutdown = scheduler.run(stop, config.shutdown_grace).await;
+        // What is still queued stays in the outbox and goes out after the next start.
+        delivery_stop.cancel();
+        futures_util::future::join_all(deliverers).await;
+        match shutdown {
+            Shutdown::Clean => {
+                info!("runner stopped");
+                exit::OK
+            }
+            Shutdown::Abandoned(jobs) => {
+                warn!(?jobs, "runner stopped with jobs still running");
+                exit::OK
+            }
+        }
+    })
+}
+
+/// SIGTERM and SIGINT, listened for from the start.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// First signal: stop scheduling and let running jobs finish. Second: leave now.
+    async fn watch(mut self, stop: CancellationToken) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        info!(
+            signal = name,
+            "stopping: no new runs; running jobs may finish"
+        );
+        stop.cancel();
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        warn!("second signal: leaving without waiting for running jobs");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    }
+}

@@ -1,0 +1,57 @@
+//! `runner test`: every rule test file, a line per file, every failed check with its line.
+
+use std::path::PathBuf;
+
+use super::exit;
+use crate::diagnostic::Problems;
+use crate::rule_test::{find_test_files, run_file};
+
+pub fn run(paths: &[PathBuf]) -> u8 {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("rules")]
+    } else {
+        paths.to_vec()
+    };
+    let files = find_test_files(&paths);
+    if files.is_empty() {
+        eprintln!(
+            "error: no rule tests (`*.test.yaml`) in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return exit::USAGE;
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let report = run_file(file);
+        if !report.problems.is_empty() {
+            println!("FAIL {} (cannot run)", file.display());
+            let problems: Problems =
+                report
+                    .problems
+                    .into_iter()
+                    .fold(Problems::default(), |mut all, p| {
+                        all.push(p);
+                        all
+                    });
+            print!("{}", problems.render());
+            failed += 1;
+            continue;
+        }
+        if report.failures.is_empty() {
+            println!("ok   {} ({} checks)", file.display(), report.passed);
+        } else {
+            println!("FAIL {}", file.display());
+            for f in &report.failures {
+                println!("  {}:{}: {}", file.display(), f.line, f.message);
+            }
+        }
+        passed += report.passed;
+        failed += report.failures.len();
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 { exit::OK } else { exit::FAILED }
+}

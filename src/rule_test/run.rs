@@ -1,0 +1,649 @@
+//! Running a rule test file: load the rules as the named monitor job would (its metric scope,
+//! flap policy, rule timeout and notifiers), seed hourly history, step the monitor pipeline
+//! over the input series on a virtual clock, and check each assertion.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_saphyr::Spanned;
+
+use super::file::{Expectation, Scenario, TestFile};
+use super::notation::{compare_set, expand_series};
+use super::{Failure, Report};
+use crate::alerts::AlertStore;
+use crate::alerts::event::{AlertEvent, EventKind};
+use crate::alerts::lifecycle::{Lifecycle, Phase};
+use crate::config::{Config, DEFAULT_RULE_TIMEOUT, FlapPolicy, JobKind, resolve_path};
+use crate::diagnostic::Problem;
+use crate::monitor::pipeline::Pipeline;
+use crate::notify::Notifiers;
+use crate::rules::RuleSet;
+use crate::rules::values::{FamilySchema, Schema};
+use crate::scheduler::clock::SystemClock;
+use crate::store::history::{History, HistoryConfig};
+use crate::store::rollups::{HourRollup, Rollup, RollupStore};
+use crate::vocab::MetricName;
+use crate::vocab::duration::parse_duration;
+
+/// How the rules under test run: as a monitor job of a jobs file, or with the defaults.
+struct Setup {
+    schema: Schema,
+    flap: FlapPolicy,
+    rule_timeout: Duration,
+    /// The job's `notify` list, for which notifiers receive which events.
+    notify: Vec<String>,
+    /// The jobs file's notifiers, as configured; `None` without a jobs file.
+    notifiers: Option<Notifiers>,
+    /// One notifier per type with its defaults, for `messages:` keyed by type.
+    builtin: Notifiers,
+}
+
+/// Runs one test file. `Report::problems` say why a file could not run; failures are checks
+/// that did not hold.
+pub fn run_file(path: &Path) -> Report {
+    let mut report = Report::default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            report.problems.push(Problem::error(
+                path,
+                format!("cannot read the test file: {e}"),
+            ));
+            return report;
+        }
+    };
+    let file: TestFile = match serde_saphyr::from_str(&text) {
+        Ok(file) => file,
+        Err(e) => {
+            let mut problem = Problem::error(
+                path,
+                format!("not a rule test file: {}", e.without_snippet()),
+            );
+            if let Some(loc) = e.location() {
+                problem = problem.at(loc.line(), loc.column(), 1);
+            }
+            report.problems.push(problem);
+            return report;
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (setup, mut problems) = setup(path, base, &file);
+    let rules = match load_rules(path, base, &file, &setup) {
+        Ok(rules) => rules,
+        Err(found) => {
+            problems.extend(found);
+            report.problems.extend(problems);
+            return report;
+        }
+    };
+    if !problems.is_empty() {
+        report.problems.extend(problems);
+        return report;
+    }
+    let rules = Arc::new(rules);
+    for scenario in &file.scenarios {
+        match prepare(path, scenario) {
+            Ok(prepared) => simulate(prepared, rules.clone(), &setup, scenario, &mut report),
+            Err(problems) => report.problems.extend(problems),
+        }
+    }
+    report
+}
+
+fn at_position(file: &Path, spanned_line: u64, spanned_col: u64, message: String) -> Problem {
+    Problem::error(file, message).at(spanned_line, spanned_col, 1)
+}
+
+/// The job the rules run as, or the defaults when the test names no jobs file.
+fn setup(path: &Path, base: &Path, file: &TestFile) -> (Setup, Vec<Problem>) {
+    let builtin = Notifiers::builtin(Arc::new(SystemClock));
+    let mut setup = Setup {
+        schema: Schema::default(),
+        flap: FlapPolicy::default(),
+        rule_timeout: DEFAULT_RULE_TIMEOUT,
+        notify: Vec::new(),
+        notifiers: None,
+        builtin,
+    };
+    let mut problems = Vec::new();
+    let Some(jobs) = &file.jobs else {
+        setup.schema = schema_from_input(
+            file.scenarios
+                .iter()
+                .flat_map(|s| s.input.keys().chain(s.seed.keys()))
+                .cloned(),
+        );
+        return (setup, problems);
+    };
+    let jobs_file = resolve_path(base, &jobs.value);
+    match load_job(&jobs_file, file.job.as_ref().map(|j| j.value.as_str())) {
+        Ok((config, job)) => {
+            if let Some(JobKind::Monitor(spec)) = config.job(&job).map(|j| &j.kind) {
+                setup.schema = Schema::for_probes(&spec.probes);
+                setup.flap = spec.flap;
+                setup.rule_timeout = spec.rule_timeout;
+                setup.notify = spec.notify.clone();
+            }
+            setup.notifiers = Some(Notifiers::renderers(&config, Arc::new(SystemClock)));
+        }
+        Err(message) => problems.push(at_position(
+            path,
+            jobs.referenced.line(),
+            jobs.referenced.column(),
+            message,
+        )),
+    }
+    for scenario in &file.scenarios {
+        for (metric, series) in &scenario.input {
+            if let Err(message) = setup.schema.check_name(metric) {
+                problems.push(at_position(
+                    path,
+                    series.referenced.line(),
+                    series.referenced.column(),
+                    format!("input `{metric}`: {message}"),
+                ));
+            }
+        }
+    }
+    (setup, problems)
+}
+
+/// The jobs file and the name of the monitor job the test runs as.
+fn load_job(jobs_file: &Path, job: Option<&str>) -> Result<(Config, String), String> {
+    let config = Config::load(jobs_file).map_err(|p| {
+        format!(
+            "the jobs file {} has problems:\n{}",
+            jobs_file.display(),
+            p.render()
+        )
+    })?;
+    let monitors: Vec<&String> = config
+        .jobs
+        .iter()
+        .filter(|(_, spec)| matches!(spec.kind, JobKind::Monitor(_)))
+        .map(|(name, _)| name)
+        .collect();
+    let chosen = match job {
+        Some(job) => monitors.iter().find(|n| n.as_str() == job),
+        None if monitors.len() == 1 => monitors.first(),
+        None => None,
+    };
+    match chosen {
+        Some(name) => {
+            let name = name.to_string();
+            Ok((config, name))
+        }
+        None => Err(format!(
+            "name the monitor job with `job:` (monitor jobs in {}: {})",
+            jobs_file.display(),
+            monitors
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The schema a test's rules are checked against when it names no jobs file: the metrics it
+/// feeds, with their instances.
+fn schema_from_input(names: impl Iterator<Item = String>) -> Schema {
+    let mut schema = Schema::default();
+    for name in names {
+        let parts: Vec<&str> = name.split('.').collect();
+        let family = schema
+            .families
+            .entry(parts[0].to_string())
+            .or_insert_with(|| FamilySchema {
+                flat: parts.len() == 2,
+                instances: Some(BTreeSet::new()),
+                fields: Some(BTreeSet::new()),
+            });
+        if let (Some(instances), Some(fields)) = (&mut family.instances, &mut family.fields) {
+            if parts.len() >= 3 {
+                instances.insert(parts[1].to_string());
+            }
+            if let Some(field) = parts.last() {
+                fields.insert(field.to_string());
+            }
+        }
+    }
+    schema
+}
+
+/// The rules under test, checked against the job's scope (or the metrics the scenarios feed).
+fn load_rules(
+    path: &Path,
+    base: &Path,
+    file: &TestFile,
+    setup: &Setup,
+) -> Result<RuleSet, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let patterns: Vec<PathBuf> = file
+        .rules
+        .iter()
+        .map(|r| resolve_path(base, &r.value))
+        .collect();
+    for (pattern, spanned) in patterns.iter().zip(&file.rules) {
+        if !crate::glob::has_wildcards(&pattern.to_string_lossy()) && !pattern.exists() {
+            problems.push(at_position(
+                path,
+                spanned.referenced.line(),
+                spanned.referenced.column(),
+                format!("no rule file {}", pattern.display()),
+            ));
+        }
+    }
+    let (rules, rule_problems) = RuleSet::load(&patterns, setup.schema.clone(), setup.rule_timeout);
+    problems.extend(rule_problems);
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
+    }
+}
+
+struct Prepared {
+    interval: Duration,
+    start: DateTime<Utc>,
+    inputs: Vec<(MetricName, Vec<Option<f64>>)>,
+    seeds: Vec<(String, u32, Vec<f64>)>,
+}
+
+fn prepare(path: &Path, scenario: &Scenario) -> Result<Prepared, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let interval = match parse_duration(&scenario.interval.value) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            problems.push(at_position(
+                path,
+                scenario.interval.referenced.line(),
+                scenario.interval.referenced.column(),
+                "`interval` must be above zero".into(),
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(at_position(
+                path,
+                scenario.interval.referenced.line(),
+                scenario.interval.referenced.column(),
+                e.to_string(),
+            ));
+            None
+        }
+    };
+    let start = match DateTime::parse_from_rfc3339(&scenario.start.value) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(e) => {
+            problems.push(at_position(
+                path,
+                scenario.start.referenced.line(),
+                scenario.start.referenced.column(),
+                format!("`start` is not an RFC 3339 time ({e}), e.g. `2026-11-23T09:00:00Z`"),
+            ));
+            None
+        }
+    };
+    let mut inputs = Vec::new();
+    for (metric, series) in &scenario.input {
+        match expand_series(&series.value) {
+            Ok(values) => inputs.push((MetricName::from(metric.as_str()), values)),
+            Err(e) => problems.push(at_position(
+                path,
+                series.referenced.line(),
+                series.referenced.column(),
+                format!("input `{metric}`: {e}"),
+            )),
+        }
+    }
+    let mut seeds = Vec::new();
+    for (metric, seed) in &scenario.seed {
+        match expand_series(&seed.series) {
+            Ok(values) if values.iter().all(Option::is_some) && !values.is_empty() => seeds.push((
+                metric.clone(),
+                seed.weeks,
+                values.into_iter().flatten().collect(),
+            )),
+            Ok(_) => problems.push(Problem::error(
+                path,
+                format!("seed `{metric}`: a seed series needs values, not `_`"),
+            )),
+            Err(e) => problems.push(Problem::error(path, format!("seed `{metric}`: {e}"))),
+        }
+    }
+    match (interval, start, problems.is_empty()) {
+        (Some(interval), Some(start), true) => Ok(Prepared {
+            interval,
+            start,
+            inputs,
+            seeds,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Writes seeded hourly rollups: `weeks` weeks before `start`, one rollup per hour.
+fn write_seeds(
+    store: &mut RollupStore,
+    start: DateTime<Utc>,
+    interval: Duration,
+    seeds: &[(String, u32, Vec<f64>)],
+) {
+    let hour = |t: DateTime<Utc>| {
+        DateTime::from_timestamp(t.timestamp().div_euclid(3600) * 3600, 0).unwrap_or(t)
+    };
+    let weeks = seeds.iter().map(|(_, w, _)| *w).max().unwrap_or(0);
+    let first = hour(start) - chrono::Duration::weeks(i64::from(weeks));
+    let per_hour = (3600 / interval.as_secs().max(1)).max(1);
+    let mut t = first;
+    let mut index = 0usize;
+    while t < hour(start) {
+        let mut metrics = BTreeMap::new();
+        for (metric, seed_weeks, values) in seeds {
+            if t < hour(start) - chrono::Duration::weeks(i64::from(*seed_weeks)) {
+                continue;
+            }
+            let v = values[index % values.len()];
+            let mut rollup = Rollup::default();
+            for _ in 0..per_hour {
+                rollup.add(v);
+            }
+            metrics.insert(metric.clone(), rollup);
+        }
+        if !metrics.is_empty() {
+            let _ = store.append(&HourRollup { hour: t, metrics });
+        }
+        t += chrono::Duration::hours(1);
+        index += 1;
+    }
+}
+
+fn simulate(
+    prepared: Prepared,
+    rules: Arc<RuleSet>,
+    setup: &Setup,
+    scenario: &Scenario,
+    report: &mut Report,
+) {
+    let Prepared {
+        interval,
+        start,
+        inputs,
+        seeds,
+    } = prepared;
+    let scratch = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            report.failures.push(Failure {
+                line: 0,
+                message: format!("cannot make a scratch folder: {e}"),
+            });
+            return;
+        }
+    };
+    let mut seed_store = RollupStore::new(scratch.path(), "test");
+    write_seeds(&mut seed_store, start, interval, &seeds);
+    let history = History::new(
+        HistoryConfig::default(),
+        Some(RollupStore::new(scratch.path(), "test")),
+    );
+    let host = scenario
+        .host
+        .clone()
+        .unwrap_or_else(|| "test-host".to_string());
+    let alerts = AlertStore::in_memory(&host, "test", setup.flap, Lifecycle::default());
+    let mut pipeline = Pipeline::new(history, rules, alerts);
+    let ticks = inputs.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    let step = chrono::Duration::from_std(interval).unwrap_or_default();
+
+    let mut checks: Vec<(DateTime<Utc>, &Spanned<Expectation>)> = Vec::new();
+    for expectation in &scenario.tests {
+        let at = &expectation.value.at;
+        let when = parse_duration(at)
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| start + d)
+            .or_else(|| {
+                DateTime::parse_from_rfc3339(at)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            });
+        match when {
+            Some(when) => checks.push((when, expectation)),
+            None => report.failures.push(Failure {
+                line: expectation.referenced.line(),
+                message: format!("`at: {at}` is neither an offset like `15m` nor an RFC 3339 time"),
+            }),
+        }
+    }
+    checks.sort_by_key(|(t, _)| *t);
+
+    let mut sent: Vec<AlertEvent> = Vec::new();
+    // Rule files that failed at run time, said once each: a rule that fails keeps its alerts
+    // as they were, which would otherwise pass assertions about them by accident.
+    let mut failed_rules: BTreeSet<Arc<str>> = BTreeSet::new();
+    let mut next_check = 0;
+    let mut tick = 0usize;
+    loop {
+        let now = start + step * tick as i32;
+        // Assertions due before this tick see the state after the previous one.
+        while next_check < checks.len() && checks[next_check].0 < now {
+            let (when, expectation) = checks[next_check];
+            verify(
+                setup,
+                &scenario.name,
+                when,
+                expectation,
+                pipeline.lock_alerts().lifecycle(),
+                &mut sent,
+                report,
+            );
+            next_check += 1;
+        }
+        if tick >= ticks && next_check >= checks.len() {
+            break;
+        }
+        // Past the input, time goes on without data until the last assertion.
+        if tick >= ticks && !checks.get(next_check).is_some_and(|(t, _)| *t >= now) {
+            break;
+        }
+        let metrics: Vec<(MetricName, f64)> = inputs
+            .iter()
+            .filter_map(|(name, values)| {
+                values
+                    .get(tick)
+                    .copied()
+                    .flatten()
+                    .map(|v| (name.clone(), v))
+            })
+            .collect();
+        let stepped = pipeline.step(now, &metrics, |events| sent.extend_from_slice(events));
+        for outcome in stepped.evaluation.outcomes {
+            if let Some(error) = outcome.error
+                && failed_rules.insert(outcome.rule_file.clone())
+            {
+                report.failures.push(Failure {
+                    line: scenario.interval.referenced.line(),
+                    message: format!(
+                        "{}: at {}: {} failed: {error}",
+                        scenario.name,
+                        now.format("%Y-%m-%d %H:%M:%S UTC"),
+                        outcome.rule_file
+                    ),
+                });
+            }
+        }
+        tick += 1;
+    }
+}
+
+fn verify(
+    setup: &Setup,
+    scenario: &str,
+    when: DateTime<Utc>,
+    spanned: &Spanned<Expectation>,
+    lifecycle: &Lifecycle,
+    sent: &mut Vec<AlertEvent>,
+    report: &mut Report,
+) {
+    let e = &spanned.value;
+    let line = spanned.referenced.line();
+    let label = format!(
+        "{scenario}: at {} ({})",
+        e.at,
+        when.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let in_phase = |phase: Phase| -> Vec<(String, BTreeMap<String, String>)> {
+        lifecycle
+            .states
+            .values()
+            .filter(|s| s.phase == phase)
+            .map(|s| (s.name.clone(), s.labels.clone()))
+            .collect()
+    };
+    let mut failures = Vec::new();
+    if let Some(expected) = &e.pending {
+        failures.extend(compare_set("pending", expected, &in_phase(Phase::Pending)));
+    }
+    if let Some(expected) = &e.firing {
+        failures.extend(compare_set("firing", expected, &in_phase(Phase::Firing)));
+    }
+    if let Some(expected) = &e.flapping {
+        let flapping: Vec<(String, BTreeMap<String, String>)> = lifecycle
+            .states
+            .values()
+            .filter(|s| s.flapping)
+            .map(|s| (s.name.clone(), s.labels.clone()))
+            .collect();
+        failures.extend(compare_set("flapping", expected, &flapping));
+    }
+    if let Some(expected) = &e.resolved {
+        let resolved: Vec<(String, BTreeMap<String, String>)> = sent
+            .iter()
+            .filter(|ev| ev.kind == EventKind::Resolved)
+            .map(|ev| (ev.name.clone(), ev.labels.clone()))
+            .collect();
+        failures.extend(compare_set("resolved", expected, &resolved));
+    }
+    if let Some(expected) = &e.events {
+        let got: Vec<String> = sent
+            .iter()
+            .map(|ev| format!("{} {}", ev.name, ev.kind))
+            .collect();
+        let want: Vec<String> = expected
+            .iter()
+            .map(|ev| format!("{} {}", ev.alert, ev.kind))
+            .collect();
+        if got != want {
+            failures.push(format!(
+                "events: expected [{}], got [{}]",
+                want.join(", "),
+                got.join(", ")
+            ));
+        } else {
+            for (ev, want) in sent.iter().zip(expected) {
+                if let Some(severity) = want.severity
+                    && ev.severity != severity
+                {
+                    failures.push(format!(
+                        "{} {}: severity: expected {}, got {}",
+                        ev.name,
+                        ev.kind,
+                        severity.as_str(),
+                        ev.severity.as_str()
+                    ));
+                }
+                if let Some(text) = &want.summary_contains
+                    && !ev.summary.contains(text.as_str())
+                {
+                    failures.push(format!(
+                        "{} {}: summary: expected it to contain `{text}`, got `{}`",
+                        ev.name, ev.kind, ev.summary
+                    ));
+                }
+                if let Some(text) = &want.explanation_contains
+                    && !ev.explanation.contains(text.as_str())
+                {
+                    failures.push(format!(
+                        "{} {}: explanation: expected it to contain `{text}`, got `{}`",
+                        ev.name, ev.kind, ev.explanation
+                    ));
+                }
+                for (notifier, text) in &want.messages {
+                    if let Err(failure) = check_message(setup, notifier, ev, text) {
+                        failures.push(format!("{} {}: {failure}", ev.name, ev.kind));
+                    }
+                }
+            }
+        }
+    }
+    sent.clear();
+    if failures.is_empty() {
+        report.passed += 1;
+    } else {
+        for message in failures {
+            report.failures.push(Failure {
+                line,
+                message: format!("{label}: {message}"),
+            });
+        }
+    }
+}
+
+/// Renders `event` through `notifier` (a notifier of the job's jobs file, as configured, or a
+/// type's built-in message) and checks that it contains `text`.
+fn check_message(
+    setup: &Setup,
+    notifier: &str,
+    event: &AlertEvent,
+    text: &str,
+) -> Result<(), String> {
+    let configured = setup
+        .notifiers
+        .as_ref()
+        .filter(|n| n.names().contains(&notifier));
+    let message = match configured {
+        Some(notifiers) => {
+            if !notifiers.targets(&setup.notify, event).contains(&notifier) {
+                return Err(format!(
+                    "`{notifier}` message: the job does not send this event to `{notifier}` (its `notify` list or the notifier's `min_severity` leaves it out)"
+                ));
+            }
+            notifiers.message(notifier, event)
+        }
+        None if setup.builtin.names().contains(&notifier) => setup.builtin.message(notifier, event),
+        None => {
+            let mut known: Vec<&str> = setup
+                .notifiers
+                .as_ref()
+                .map(Notifiers::names)
+                .unwrap_or_default();
+            known.extend(setup.builtin.names());
+            known.sort_unstable();
+            known.dedup();
+            return Err(format!(
+                "unknown notifier `{notifier}` in `messages` (notifiers and types: {})",
+                known.join(", ")
+            ));
+        }
+    };
+    match message {
+        Some(message) if message.contains(text) => Ok(()),
+        Some(message) => Err(format!(
+            "{notifier} message: expected it to contain `{text}`, got:\n{}",
+            message
+                .lines()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )),
+        None => Err(format!(
+            "`{notifier}` sends nothing for a {} event",
+            event.kind
+        )),
+    }
+}
