@@ -61,12 +61,10 @@ fn rule_set(files: usize) -> (RuleSet, tempfile::TempDir) {
         }
         std::fs::write(dir.path().join(format!("r{f:04}.rhai")), source).unwrap();
     }
-    let schema = Schema::for_probes(&[runner::config::probe_spec::ProbeSpec {
-        type_name: "cpu",
-        name: None,
-        timeout: None,
-        kind: runner::config::probe_spec::ProbeKind::Cpu { per_core: true },
-    }]);
+    let schema = Schema::for_probes(&[runner::config::probes::ProbeSpec::new(
+        None,
+        runner::config::probes::ProbeKind::Cpu(runner::config::probes::CpuSpec { per_core: true }),
+    )]);
     let (set, problems) = RuleSet::load(
         &[dir.path().join("*.rhai")],
         schema,

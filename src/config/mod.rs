@@ -2,9 +2,9 @@
 //! uses. Every problem found is returned at once, each with file, line, column and field path.
 
 pub mod build;
+pub mod host;
 
 pub mod env;
-pub mod probe_spec;
 pub mod probes;
 pub mod raw;
 pub mod sections;
@@ -220,7 +220,7 @@ pub const DEFAULT_RULE_TIMEOUT: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub struct MonitorSpec {
-    pub probes: Vec<probe_spec::ProbeSpec>,
+    pub probes: Vec<probes::ProbeSpec>,
     /// Rule file patterns, resolved against the jobs file's folder.
     pub rules: Vec<PathBuf>,
     pub notify: Vec<String>,

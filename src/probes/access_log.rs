@@ -17,20 +17,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{Names, Output};
-use crate::config::probe_spec::{AccessLogFormat, AccessLogSpec};
 use crate::config::probes::TimeUnit;
+use crate::config::probes::access_log::TYPE;
+use crate::config::probes::{AccessLogFormat, AccessLogSpec};
 
-pub const FIELDS: &[&str] = &[
-    "requests_per_sec",
-    "client_errors_per_sec",
-    "server_errors_per_sec",
-    "error_ratio",
-    "request_p50_ms",
-    "request_p95_ms",
-    "request_p99_ms",
-    "clients_count",
-    "sessions_count",
-];
 const CHUNK: usize = 256 * 1024;
 
 /// The parts of one log line the probe uses.
@@ -310,7 +300,7 @@ impl AccessLogProbe {
             Err(e) => return Err(format!("cannot stat {}: {e}", self.path().display())),
         }
 
-        let names = self.names.get(&self.instance, FIELDS);
+        let names = self.names.get(&self.instance, TYPE.fields);
         if let Some(last) = self.last_read {
             let secs = now.duration_since(last).as_secs_f64();
             if secs > 0.0 {
@@ -370,6 +360,12 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
     let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
     let (_, v, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
     Some(*v)
+}
+
+impl super::Read for AccessLogProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
+    }
 }
 
 #[cfg(test)]

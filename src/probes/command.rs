@@ -8,11 +8,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::{MetricName, Output};
-use crate::config::probe_spec::CommandSpec;
+use crate::config::probes::CommandSpec;
 use crate::config::probes::OutputFormat;
-
-/// Fields every command probe has; the output adds its own keys.
-pub const FIELDS: &[&str] = &["value", "duration_ms"];
 
 /// A key from the output as a metric field: lowercase, `[a-z0-9_]`.
 pub fn field_name(key: &str) -> String {
@@ -175,6 +172,12 @@ impl CommandProbe {
             out.push(name, value);
         }
         Ok(())
+    }
+}
+
+impl super::Wait for CommandProbe {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out, timeout))
     }
 }
 

@@ -7,12 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::procfs::{ProcRoot, read_into};
 use super::{Names, Output};
+use crate::config::probes::connections::TYPE;
 
-pub const FIELDS: &[&str] = &[
-    "established",
-    "remote_addresses_count",
-    "max_per_remote_count",
-];
 const ESTABLISHED: &str = "01";
 
 /// `0100007F:1F90` → (127.0.0.1, 8080). The kernel prints each 32-bit word of the address in
@@ -102,7 +98,7 @@ impl ConnectionsProbe {
         for ip in &remotes {
             *per_remote.entry(*ip).or_default() += 1;
         }
-        let names = self.names.get(&self.instance, FIELDS);
+        let names = self.names.get(&self.instance, TYPE.fields);
         out.push(&names[0], remotes.len() as f64);
         out.push(&names[1], per_remote.len() as f64);
         out.push(
@@ -110,6 +106,12 @@ impl ConnectionsProbe {
             per_remote.values().copied().max().unwrap_or(0) as f64,
         );
         Ok(())
+    }
+}
+
+impl super::Read for ConnectionsProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
     }
 }
 

@@ -4,16 +4,21 @@ use std::time::Instant;
 
 use super::procfs::{PressureFile, ProcFile, ProcRoot};
 use super::{Names, Output};
+use crate::config::probes::Field;
+use crate::config::probes::cpu::TYPE;
 
-pub const TOTAL_FIELDS: &[&str] = &[
-    "usage_percent",
-    "user_percent",
-    "system_percent",
-    "iowait_percent",
-    "steal_percent",
-];
-pub const CORE_FIELDS: &[&str] = &["usage_percent"];
-pub const PRESSURE_FIELDS: &[&str] = &["some_avg10_percent"];
+/// The description lists the totals' fields first, then pressure's; cores have the first.
+fn total_fields() -> &'static [Field] {
+    &TYPE.fields[..5]
+}
+
+fn core_fields() -> &'static [Field] {
+    &TYPE.fields[..1]
+}
+
+fn pressure_fields() -> &'static [Field] {
+    &TYPE.fields[5..]
+}
 
 /// One line of `/proc/stat`, in clock ticks since boot.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -134,7 +139,7 @@ impl CpuProbe {
         // The first reading is the average since boot: keep it only as the baseline.
         if let Some((prev_total, prev_cores, _)) = &self.prev {
             if let Some(s) = total.shares_since(prev_total) {
-                let names = self.names.get("total", TOTAL_FIELDS);
+                let names = self.names.get("total", total_fields());
                 for (name, value) in names
                     .iter()
                     .zip([s.usage, s.user, s.system, s.iowait, s.steal])
@@ -145,7 +150,7 @@ impl CpuProbe {
             if self.per_core {
                 for (i, (now, before)) in cores.iter().zip(prev_cores).enumerate() {
                     if let Some(s) = now.shares_since(before) {
-                        let names = self.names.get(&format!("core{i}"), CORE_FIELDS);
+                        let names = self.names.get(&format!("core{i}"), core_fields());
                         out.push(&names[0], s.usage);
                     }
                 }
@@ -153,10 +158,16 @@ impl CpuProbe {
         }
         self.prev = Some((total, cores, Instant::now()));
         if let Some(avg10) = self.pressure.some_avg10(&mut self.buf) {
-            let names = self.names.get("pressure", PRESSURE_FIELDS);
+            let names = self.names.get("pressure", pressure_fields());
             out.push(&names[0], avg10);
         }
         Ok(())
+    }
+}
+
+impl super::Read for CpuProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
     }
 }
 

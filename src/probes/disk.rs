@@ -17,8 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
 use super::{Names, Output};
-
-pub const FIELDS: &[&str] = &["used_percent", "free_bytes", "inodes_used_percent"];
+use crate::config::probes::disk::TYPE;
 
 /// Filesystems that hold data; everything else (proc, tmpfs, overlay, cgroup, ...) is skipped
 /// unless listed in `mounts:`.
@@ -246,7 +245,7 @@ impl DiskProbe {
             };
             match result {
                 Ok(usage) => {
-                    let names = self.names.get(&instance, FIELDS);
+                    let names = self.names.get(&instance, TYPE.fields);
                     out.push(&names[0], usage.used_percent);
                     out.push(&names[1], usage.free_bytes);
                     if let Some(inodes) = usage.inodes_used_percent {
@@ -289,6 +288,12 @@ impl DiskProbe {
                 Err(message)
             }
         }
+    }
+}
+
+impl super::Wait for DiskProbe {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out, timeout))
     }
 }
 

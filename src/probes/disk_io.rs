@@ -11,15 +11,7 @@ use std::time::Instant;
 use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
 use super::rate::growth;
 use super::{Names, Output};
-
-pub const FIELDS: &[&str] = &[
-    "read_bytes_per_sec",
-    "write_bytes_per_sec",
-    "reads_per_sec",
-    "writes_per_sec",
-    "util_percent",
-    "await_ms",
-];
+use crate::config::probes::disk_io::TYPE;
 
 /// The counters of one `/proc/diskstats` line that runner uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -196,7 +188,7 @@ impl DiskIoProbe {
                         continue;
                     };
                     let util = d.busy_ms as f64 / (secs * 1000.0) * 100.0;
-                    let names = self.names.get(&sanitize_instance(name), FIELDS);
+                    let names = self.names.get(&sanitize_instance(name), TYPE.fields);
                     push_rates(out, &names, &d, secs, util);
                     if !self.topology.stacked.contains(name) {
                         total.reads += d.reads;
@@ -211,13 +203,19 @@ impl DiskIoProbe {
                 }
                 if counted > 0 {
                     // The total's utilisation is the busiest device's: the bottleneck.
-                    let names = self.names.get("total", FIELDS);
+                    let names = self.names.get("total", TYPE.fields);
                     push_rates(out, &names, &total, secs, busiest);
                 }
             }
         }
         self.prev = Some((now, at));
         Ok(())
+    }
+}
+
+impl super::Read for DiskIoProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
     }
 }
 
@@ -270,7 +268,7 @@ mod tests {
         let mut names = Names::new("disk_io");
         push_rates(
             &mut out,
-            &names.get("vda", FIELDS),
+            &names.get("vda", TYPE.fields),
             &d,
             2.0,
             d.busy_ms as f64 / 2000.0 * 100.0,

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::{MetricName, Names, Output, x509};
-use crate::config::probe_spec::HttpSpec;
+use crate::config::probes::HttpSpec;
+use crate::config::probes::http::TYPE;
 use crate::http::{client_builder, describe_error};
 
-pub const FIELDS: &[&str] = &["up", "status", "latency_ms", "ttfb_ms", "cert_expiry_days"];
 /// Body bytes kept for matching and extraction; the rest is read (to time it) and dropped.
 const KEEP_BODY: usize = 1 << 20;
 
@@ -78,7 +78,7 @@ impl HttpProbe {
             .saturating_sub(Duration::from_millis(50))
             .max(Duration::from_millis(10));
         let client = self.client(limit)?;
-        let names = self.names.get(&self.instance, FIELDS);
+        let names = self.names.get(&self.instance, TYPE.fields);
         let key = format!("http.{}", self.instance);
         let method =
             reqwest::Method::from_bytes(self.spec.method.as_bytes()).map_err(|e| e.to_string())?;
@@ -221,5 +221,11 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl super::Wait for HttpProbe {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out, timeout))
     }
 }

@@ -2,8 +2,7 @@
 
 use super::procfs::{self, ProcFile, ProcRoot};
 use super::{Names, Output};
-
-pub const FIELDS: &[&str] = &["load1", "load5", "load15", "load1_per_core"];
+use crate::config::probes::load::TYPE;
 
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().ok());
@@ -28,12 +27,18 @@ impl LoadProbe {
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
         self.loadavg.read_required(&mut self.buf)?;
         let [l1, l5, l15] = parse_loadavg(&self.buf).ok_or("cannot parse /proc/loadavg")?;
-        let names = self.names.get_flat(FIELDS);
+        let names = self.names.get_flat(TYPE.fields);
         out.push(&names[0], l1);
         out.push(&names[1], l5);
         out.push(&names[2], l15);
         out.push(&names[3], l1 / procfs::online_cpus() as f64);
         Ok(())
+    }
+}
+
+impl super::Read for LoadProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
     }
 }
 

@@ -5,17 +5,7 @@ use std::time::Instant;
 use super::procfs::{PressureFile, ProcFile, ProcRoot, field_u64};
 use super::rate::{Reading, per_sec};
 use super::{Names, Output};
-
-pub const FIELDS: &[&str] = &[
-    "used_percent",
-    "available_bytes",
-    "total_bytes",
-    "swap_used_percent",
-    "swap_in_per_sec",
-    "swap_out_per_sec",
-    "major_faults_per_sec",
-    "pressure_some_avg10_percent",
-];
+use crate::config::probes::memory::TYPE;
 
 /// What `/proc/meminfo` says, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,7 +73,7 @@ impl MemoryProbe {
         self.meminfo.read_required(&mut self.buf)?;
         let info = MemInfo::parse(&self.buf)
             .ok_or("/proc/meminfo lacks MemTotal or MemAvailable".to_string())?;
-        let names = self.names.get_flat(FIELDS);
+        let names = self.names.get_flat(TYPE.fields);
         if let Some(v) = info.used_percent() {
             out.push(&names[0], v);
         }
@@ -119,6 +109,12 @@ impl MemoryProbe {
             out.push(&names[7], avg10);
         }
         Ok(())
+    }
+}
+
+impl super::Read for MemoryProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
     }
 }
 

@@ -1,6 +1,9 @@
 //! Probes: what a monitor job measures each tick. Each probe type has its own file and keeps
-//! its own state (previous counters for rates); a `ProbeSet` runs a job's probes concurrently,
-//! each under its own timeout, and gathers what they measured and what went wrong.
+//! its own state (previous counters for rates). A probe either reads (kernel files under
+//! `/proc` and `/sys`, a log file: synchronous work) or waits (on the network, on a child
+//! process). A `ProbeSet` runs a tick's readers one after another on a blocking thread while
+//! its waiters run concurrently on the runtime, so no synchronous work ever sits inside a
+//! network probe's timed section, and each probe has its own timeout.
 
 pub mod access_log;
 pub mod command;
@@ -20,21 +23,16 @@ pub mod tcp;
 pub mod x509;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::config::probe_spec::{ProbeKind, ProbeSpec};
+use crate::config::probes::{Field, ProbeKind, ProbeSpec};
 
 pub use procfs::ProcRoot;
 
 use crate::vocab::MetricName;
-
-const SYSTEM_TIMEOUT: Duration = Duration::from_millis(1_000);
-const DISK_TIMEOUT: Duration = Duration::from_millis(2_000);
-const TCP_TIMEOUT: Duration = Duration::from_millis(3_000);
-const HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
-const PROCESS_TIMEOUT: Duration = Duration::from_millis(2_000);
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(10_000);
 
 /// What one probe measured in one tick, and what went wrong for parts of it.
 #[derive(Debug, Default)]
@@ -73,46 +71,49 @@ impl Names {
     }
 
     /// `family.instance.field` for each field, in the order given.
-    pub fn get(&mut self, instance: &str, fields: &[&str]) -> Arc<[MetricName]> {
+    pub fn get(&mut self, instance: &str, fields: &[Field]) -> Arc<[MetricName]> {
         if let Some(names) = self.by_instance.get(instance) {
             return names.clone();
         }
         let names: Arc<[MetricName]> = fields
             .iter()
-            .map(|f| MetricName::from(format!("{}.{instance}.{f}", self.family)))
+            .map(|f| MetricName::from(format!("{}.{instance}.{}", self.family, f.name)))
             .collect();
         self.by_instance.insert(instance.to_string(), names.clone());
         names
     }
 
     /// `family.field` for families without instances (`memory.used_percent`).
-    pub fn get_flat(&mut self, fields: &[&str]) -> Arc<[MetricName]> {
+    pub fn get_flat(&mut self, fields: &[Field]) -> Arc<[MetricName]> {
         if let Some(names) = self.by_instance.get("") {
             return names.clone();
         }
         let names: Arc<[MetricName]> = fields
             .iter()
-            .map(|f| MetricName::from(format!("{}.{f}", self.family)))
+            .map(|f| MetricName::from(format!("{}.{}", self.family, f.name)))
             .collect();
         self.by_instance.insert(String::new(), names.clone());
         names
     }
 }
 
-enum Kind {
-    Cpu(cpu::CpuProbe),
-    Memory(memory::MemoryProbe),
-    Load(load::LoadProbe),
-    Disk(disk::DiskProbe),
-    DiskIo(disk_io::DiskIoProbe),
-    NetIo(net_io::NetIoProbe),
-    Ping(ping::PingProbe),
-    Tcp(tcp::TcpProbe),
-    Http(Box<http::HttpProbe>),
-    Process(process::ProcessProbe),
-    Connections(connections::ConnectionsProbe),
-    AccessLog(Box<access_log::AccessLogProbe>),
-    Command(command::CommandProbe),
+/// A probe that reads files: synchronous and quick, run on a blocking thread. `deadline` is when
+/// its timeout runs out; one that may read for long (a log) stops there and goes on next tick.
+pub trait Read: Send + 'static {
+    fn read(&mut self, out: &mut Output, deadline: Instant) -> Result<(), String>;
+}
+
+/// What a waiting probe returns: resolves when it has measured.
+pub type Waiting<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A probe that waits on the network or on another process, on the runtime.
+pub trait Wait: Send {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> Waiting<'a>;
+}
+
+enum Runner {
+    Read(Box<dyn Read>),
+    Wait(Box<dyn Wait>),
 }
 
 /// One configured probe with its state.
@@ -120,76 +121,46 @@ pub struct Probe {
     /// `cpu`, `ping.gateway`: the key of its errors in a sample.
     key: String,
     timeout: Duration,
-    kind: Kind,
+    /// `None` only while a tick has lent it to the blocking thread.
+    runner: Option<Runner>,
+}
+
+fn reads(probe: impl Read) -> Runner {
+    Runner::Read(Box::new(probe))
+}
+
+fn waits(probe: impl Wait + 'static) -> Runner {
+    Runner::Wait(Box::new(probe))
 }
 
 impl Probe {
+    /// The running probe for a checked spec: one line per probe type.
     pub fn build(spec: &ProbeSpec, root: &ProcRoot) -> Probe {
         let root = root.clone();
-        let instance = spec.name.clone().unwrap_or_default();
-        let (kind, default_timeout) = match &spec.kind {
-            ProbeKind::Cpu { per_core } => (
-                Kind::Cpu(cpu::CpuProbe::new(root, *per_core)),
-                SYSTEM_TIMEOUT,
-            ),
-            ProbeKind::Memory => (Kind::Memory(memory::MemoryProbe::new(root)), SYSTEM_TIMEOUT),
-            ProbeKind::Load => (Kind::Load(load::LoadProbe::new(root)), SYSTEM_TIMEOUT),
-            ProbeKind::Disk { mounts } => (
-                Kind::Disk(disk::DiskProbe::new(root, mounts.clone())),
-                DISK_TIMEOUT,
-            ),
-            ProbeKind::DiskIo { devices } => (
-                Kind::DiskIo(disk_io::DiskIoProbe::new(root, devices.clone())),
-                SYSTEM_TIMEOUT,
-            ),
-            ProbeKind::NetIo { interfaces } => (
-                Kind::NetIo(net_io::NetIoProbe::new(root, interfaces.clone())),
-                SYSTEM_TIMEOUT,
-            ),
-            ProbeKind::Ping(p) => {
-                // Every echo sent, and a second for the last reply.
-                let default = p.interval * p.count.saturating_sub(1) + Duration::from_secs(1);
-                (
-                    Kind::Ping(ping::PingProbe::new(p.clone(), &instance)),
-                    default,
-                )
-            }
-            ProbeKind::Tcp { host, port } => (
-                Kind::Tcp(tcp::TcpProbe::new(host.clone(), *port, &instance)),
-                TCP_TIMEOUT,
-            ),
-            ProbeKind::Http(h) => (
-                Kind::Http(Box::new(http::HttpProbe::new((**h).clone(), &instance))),
-                HTTP_TIMEOUT,
-            ),
-            ProbeKind::Process(m) => (
-                Kind::Process(process::ProcessProbe::new(root, m.clone(), &instance)),
-                PROCESS_TIMEOUT,
-            ),
-            ProbeKind::Connections { ports } => (
-                Kind::Connections(connections::ConnectionsProbe::new(
-                    root,
-                    ports.clone(),
-                    &instance,
-                )),
-                PROCESS_TIMEOUT,
-            ),
-            ProbeKind::AccessLog(a) => (
-                Kind::AccessLog(Box::new(access_log::AccessLogProbe::new(
-                    a.clone(),
-                    &instance,
-                ))),
-                PROCESS_TIMEOUT,
-            ),
-            ProbeKind::Command(c) => (
-                Kind::Command(command::CommandProbe::new(c.clone(), &instance)),
-                COMMAND_TIMEOUT,
-            ),
+        let name = spec.name.as_deref().unwrap_or_default();
+        let runner = match &spec.kind {
+            ProbeKind::Cpu(s) => reads(cpu::CpuProbe::new(root, s.per_core)),
+            ProbeKind::Memory(_) => reads(memory::MemoryProbe::new(root)),
+            ProbeKind::Load(_) => reads(load::LoadProbe::new(root)),
+            ProbeKind::Disk(s) => waits(disk::DiskProbe::new(root, s.mounts.clone())),
+            ProbeKind::DiskIo(s) => reads(disk_io::DiskIoProbe::new(root, s.devices.clone())),
+            ProbeKind::NetIo(s) => reads(net_io::NetIoProbe::new(root, s.interfaces.clone())),
+            ProbeKind::Ping(s) => waits(ping::PingProbe::new(s.clone(), name)),
+            ProbeKind::Tcp(s) => waits(tcp::TcpProbe::new(s.host.clone(), s.port, name)),
+            ProbeKind::Http(s) => waits(http::HttpProbe::new(s.clone(), name)),
+            ProbeKind::Process(s) => reads(process::ProcessProbe::new(root, s.clone(), name)),
+            ProbeKind::Connections(s) => reads(connections::ConnectionsProbe::new(
+                root,
+                s.ports.clone(),
+                name,
+            )),
+            ProbeKind::AccessLog(s) => reads(access_log::AccessLogProbe::new(s.clone(), name)),
+            ProbeKind::Command(s) => waits(command::CommandProbe::new(s.clone(), name)),
         };
         Probe {
             key: spec.key(),
-            timeout: spec.timeout.unwrap_or(default_timeout),
-            kind,
+            timeout: spec.timeout,
+            runner: Some(runner),
         }
     }
 
@@ -201,41 +172,24 @@ impl Probe {
         self.timeout
     }
 
-    /// Measures once; a failure or timeout becomes an error entry, never a panic or a 0.
-    pub async fn collect(&mut self) -> Output {
-        let timeout = self.timeout;
-        let mut out = Output::default();
-        let work = async {
-            match &mut self.kind {
-                Kind::Cpu(p) => p.collect(&mut out),
-                Kind::Memory(p) => p.collect(&mut out),
-                Kind::Load(p) => p.collect(&mut out),
-                Kind::Disk(p) => p.collect(&mut out, timeout).await,
-                Kind::DiskIo(p) => p.collect(&mut out),
-                Kind::NetIo(p) => p.collect(&mut out),
-                Kind::Ping(p) => p.collect(&mut out, timeout).await,
-                Kind::Tcp(p) => p.collect(&mut out, timeout).await,
-                Kind::Http(p) => p.collect(&mut out, timeout).await,
-                Kind::Process(p) => p.collect(&mut out),
-                Kind::Connections(p) => p.collect(&mut out),
-                Kind::AccessLog(p) => p.collect(&mut out),
-                Kind::Command(p) => p.collect(&mut out, timeout).await,
-            }
-        };
-        let result = tokio::time::timeout(timeout, work).await;
-        let key = self.key.clone();
-        match result {
-            Ok(Ok(())) => out,
-            Ok(Err(message)) => {
-                out.metrics.clear();
-                out.error(key, message);
-                out
-            }
-            Err(_) => Output {
-                metrics: Vec::new(),
-                errors: vec![(key, format!("timed out after {} ms", timeout.as_millis()))],
-            },
+    fn timed_out(&self) -> Output {
+        Output {
+            metrics: Vec::new(),
+            errors: vec![(
+                self.key.clone(),
+                format!("timed out after {} ms", self.timeout.as_millis()),
+            )],
         }
+    }
+
+    /// What a probe's work came to: its output, or its error alone (a failure or a timeout is
+    /// an error entry, never a panic or a 0).
+    fn finish(&self, mut out: Output, result: Result<(), String>) -> Output {
+        if let Err(message) = result {
+            out.metrics.clear();
+            out.error(self.key.clone(), message);
+        }
+        out
     }
 }
 
@@ -259,12 +213,84 @@ impl ProbeSet {
         self.probes.is_empty()
     }
 
-    /// Runs every probe concurrently and merges what they found, in probe order.
+    /// Runs every probe once, readers on a blocking thread and waiters concurrently on the
+    /// runtime, and merges what they found in probe order.
     pub async fn collect(&mut self) -> Output {
-        let outputs =
-            futures_util::future::join_all(self.probes.iter_mut().map(Probe::collect)).await;
+        let mut lent: Vec<(usize, Box<dyn Read>, Duration)> = Vec::new();
+        for (i, probe) in self.probes.iter_mut().enumerate() {
+            if let Some(Runner::Read(reader)) =
+                probe.runner.take_if(|r| matches!(r, Runner::Read(_)))
+            {
+                lent.push((i, reader, probe.timeout));
+            }
+        }
+        let reading = tokio::task::spawn_blocking(move || {
+            let results: Vec<_> = lent
+                .into_iter()
+                .map(|(i, mut reader, timeout)| {
+                    let started = Instant::now();
+                    let mut out = Output::default();
+                    // A reader that panics fails its own reading only; the others go on.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        reader.read(&mut out, started + timeout)
+                    }))
+                    .unwrap_or_else(|_| Err("the probe failed unexpectedly (a bug)".to_string()));
+                    let late = started.elapsed() > timeout;
+                    (i, reader, out, result, late)
+                })
+                .collect();
+            results
+        });
+        let waiting = futures_util::future::join_all(
+            self.probes.iter_mut().enumerate().filter_map(|(i, probe)| {
+                let timeout = probe.timeout;
+                let Some(Runner::Wait(waiter)) = probe.runner.as_mut() else {
+                    return None;
+                };
+                Some(async move {
+                    let mut out = Output::default();
+                    let result =
+                        tokio::time::timeout(timeout, waiter.wait(&mut out, timeout)).await;
+                    (i, out, result)
+                })
+            }),
+        )
+        .await;
+        let mut outputs: Vec<Option<Output>> = (0..self.probes.len()).map(|_| None).collect();
+        for (i, out, result) in waiting {
+            let probe = &self.probes[i];
+            outputs[i] = Some(match result {
+                Ok(result) => probe.finish(out, result),
+                Err(_) => probe.timed_out(),
+            });
+        }
+        match reading.await {
+            Ok(results) => {
+                for (i, reader, out, result, late) in results {
+                    let probe = &mut self.probes[i];
+                    probe.runner = Some(Runner::Read(reader));
+                    outputs[i] = Some(if late {
+                        probe.timed_out()
+                    } else {
+                        probe.finish(out, result)
+                    });
+                }
+            }
+            Err(e) => {
+                // The blocking thread itself went away: the readers are lost until the next
+                // start; say so each tick.
+                for (i, probe) in self.probes.iter().enumerate() {
+                    if probe.runner.is_none() {
+                        outputs[i] = Some(probe.finish(
+                            Output::default(),
+                            Err(format!("the probe stopped working: {e}")),
+                        ));
+                    }
+                }
+            }
+        }
         let mut merged = Output::default();
-        for out in outputs {
+        for out in outputs.into_iter().flatten() {
             merged.metrics.extend(out.metrics);
             merged.errors.extend(out.errors);
         }

@@ -7,15 +7,7 @@ use std::time::Instant;
 use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
 use super::rate::growth;
 use super::{Names, Output};
-
-pub const FIELDS: &[&str] = &[
-    "rx_bytes_per_sec",
-    "tx_bytes_per_sec",
-    "rx_packets_per_sec",
-    "tx_packets_per_sec",
-    "errors_per_sec",
-    "drops_per_sec",
-];
+use crate::config::probes::net_io::TYPE;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NetCounters {
@@ -130,7 +122,7 @@ impl NetIoProbe {
                     };
                     push_rates(
                         out,
-                        &self.names.get(&sanitize_instance(name), FIELDS),
+                        &self.names.get(&sanitize_instance(name), TYPE.fields),
                         &d,
                         secs,
                     );
@@ -145,12 +137,18 @@ impl NetIoProbe {
                     }
                 }
                 if counted > 0 {
-                    push_rates(out, &self.names.get("total", FIELDS), &total, secs);
+                    push_rates(out, &self.names.get("total", TYPE.fields), &total, secs);
                 }
             }
         }
         self.prev = Some((now, at));
         Ok(())
+    }
+}
+
+impl super::Read for NetIoProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
     }
 }
 

@@ -13,15 +13,9 @@ use std::time::Duration;
 use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
 
 use super::{Names, Output};
-use crate::config::probe_spec::PingSpec;
+use crate::config::probes::PingSpec;
+use crate::config::probes::ping::TYPE;
 
-pub const FIELDS: &[&str] = &[
-    "rtt_min_ms",
-    "rtt_avg_ms",
-    "rtt_max_ms",
-    "jitter_ms",
-    "loss_percent",
-];
 const PAYLOAD: [u8; 16] = *b"runner-ping-0123";
 
 /// Identifiers differ per probe so concurrent probes to one host never take each other's replies.
@@ -149,7 +143,7 @@ impl PingProbe {
             }
         }
         let summary = summarize(&rtts);
-        let names = self.names.get(&self.instance, FIELDS);
+        let names = self.names.get(&self.instance, TYPE.fields);
         for (name, value) in names.iter().zip([
             summary.min_ms,
             summary.avg_ms,
@@ -176,6 +170,12 @@ pub async fn resolve(host: &str) -> Result<IpAddr, String> {
             .map(|a| a.ip())
             .ok_or_else(|| format!("`{host}` resolves to no address")),
         Err(e) => Err(format!("cannot resolve `{host}`: {e}")),
+    }
+}
+
+impl super::Wait for PingProbe {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out, timeout))
     }
 }
 

@@ -9,16 +9,8 @@ use std::time::Instant;
 
 use super::procfs::{ProcRoot, read_into};
 use super::{Names, Output};
-use crate::config::probe_spec::ProcessMatch;
-
-pub const FIELDS: &[&str] = &[
-    "count",
-    "cpu_percent",
-    "rss_bytes",
-    "threads",
-    "open_fds",
-    "restarts_count",
-];
+use crate::config::probes::ProcessMatch;
+use crate::config::probes::process::TYPE;
 
 /// What `/proc/<pid>/stat` says of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +121,7 @@ impl ProcessProbe {
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
         let pids = self.matching_pids()?;
         let at = Instant::now();
-        let names = self.names.get(&self.instance, FIELDS);
+        let names = self.names.get(&self.instance, TYPE.fields);
         let mut cpu: HashMap<u32, u64> = HashMap::new();
         let (mut rss, mut threads, mut fds, mut fds_readable) = (0u64, 0u64, 0u64, true);
         for &pid in &pids {
@@ -189,6 +181,12 @@ fn count_fds(dir: &Path) -> Option<u64> {
     std::fs::read_dir(dir.join("fd"))
         .ok()
         .map(|d| d.count() as u64)
+}
+
+impl super::Read for ProcessProbe {
+    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
+        self.collect(out)
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::ping::resolve;
 use super::{Names, Output};
-
-pub const FIELDS: &[&str] = &["up", "connect_ms"];
+use crate::config::probes::tcp::TYPE;
 
 /// The kind of failure, in the words an operator searches for.
 pub fn failure_kind(error: &io::Error) -> &'static str {
@@ -42,7 +41,7 @@ impl TcpProbe {
 
     pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
         let addr = SocketAddr::new(resolve(&self.host).await?, self.port);
-        let names = self.names.get(&self.instance, FIELDS);
+        let names = self.names.get(&self.instance, TYPE.fields);
         let started = Instant::now();
         // Leave a little of the probe's time to report a timeout as "down", not as a probe failure.
         let limit = timeout
@@ -76,6 +75,12 @@ impl TcpProbe {
             }
         }
         Ok(())
+    }
+}
+
+impl super::Wait for TcpProbe {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out, timeout))
     }
 }
 

@@ -448,7 +448,7 @@ fn simulate(
             break;
         }
         // Past the input, time goes on without data until the last assertion.
-        if tick >= ticks && !checks.get(next_check).is_some_and(|(t, _)| *t >= now) {
+        if tick >= ticks && checks.get(next_check).is_none_or(|(t, _)| *t < now) {
             break;
         }
         let metrics: Vec<(MetricName, f64)> = inputs

@@ -244,21 +244,15 @@ fn compile_message(error: &rhai::ParseErrorType, schema: &Schema) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::probe_spec::{ProbeKind, ProbeSpec};
+    use crate::config::probes::{CpuSpec, DiskSpec, MemorySpec, ProbeKind, ProbeSpec};
     use crate::store::history::HistoryConfig;
     use crate::vocab::MetricName;
 
     fn schema() -> Schema {
-        let spec = |type_name, kind| ProbeSpec {
-            type_name,
-            name: None,
-            timeout: None,
-            kind,
-        };
         Schema::for_probes(&[
-            spec("cpu", ProbeKind::Cpu { per_core: true }),
-            spec("memory", ProbeKind::Memory),
-            spec("disk", ProbeKind::Disk { mounts: None }),
+            ProbeSpec::new(None, ProbeKind::Cpu(CpuSpec { per_core: true })),
+            ProbeSpec::new(None, ProbeKind::Memory(MemorySpec)),
+            ProbeSpec::new(None, ProbeKind::Disk(DiskSpec { mounts: None })),
         ])
     }
 

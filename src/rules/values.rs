@@ -12,11 +12,11 @@ use std::sync::Arc;
 use rhai::{Dynamic, ImmutableString};
 
 use super::context;
-use crate::config::probe_spec::{ProbeKind, ProbeSpec};
-use crate::probes::{
-    access_log, command, connections, cpu, disk, disk_io, http, load, memory, net_io, ping,
-    process, tcp,
-};
+use crate::config::probes::{Instances, PROBE_TYPES, ProbeSpec};
+
+/// Numbered instances (`core0`...) given a getter of their own; higher ones still work, through
+/// the slower indexer.
+const NUMBERED_INSTANCES: usize = 64;
 
 /// The metric names one family can have.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -35,95 +35,31 @@ pub struct Schema {
     pub families: BTreeMap<String, FamilySchema>,
 }
 
-fn set(items: &[&str]) -> Option<BTreeSet<String>> {
-    Some(items.iter().map(|s| s.to_string()).collect())
-}
-
 impl Schema {
+    /// The families a job's probes produce, from each probe type's description.
     pub fn for_probes(specs: &[ProbeSpec]) -> Schema {
         let mut schema = Schema::default();
         for spec in specs {
-            let name = spec.name.clone().unwrap_or_default();
-            match &spec.kind {
-                ProbeKind::Cpu { .. } => {
-                    let mut fields: BTreeSet<String> =
-                        cpu::TOTAL_FIELDS.iter().map(|s| s.to_string()).collect();
-                    fields.extend(
-                        cpu::CORE_FIELDS
-                            .iter()
-                            .chain(cpu::PRESSURE_FIELDS)
-                            .map(|s| s.to_string()),
-                    );
-                    schema.discovered("cpu", Some(fields));
-                }
-                ProbeKind::Memory => schema.flat("memory", memory::FIELDS),
-                ProbeKind::Load => schema.flat("load", load::FIELDS),
-                ProbeKind::Disk { .. } => schema.discovered("disk", set(disk::FIELDS)),
-                ProbeKind::DiskIo { .. } => schema.discovered("disk_io", set(disk_io::FIELDS)),
-                ProbeKind::NetIo { .. } => schema.discovered("net_io", set(net_io::FIELDS)),
-                ProbeKind::Ping(_) => schema.named("ping", &name, ping::FIELDS),
-                ProbeKind::Tcp { .. } => schema.named("tcp", &name, tcp::FIELDS),
-                ProbeKind::Http(h) => {
-                    schema.named("http", &name, http::FIELDS);
-                    if let Some(fields) = schema
-                        .families
-                        .get_mut("http")
-                        .and_then(|f| f.fields.as_mut())
-                    {
-                        fields.extend(h.extract.iter().map(|(field, _)| field.clone()));
-                    }
-                }
-                ProbeKind::Process(_) => schema.named("process", &name, process::FIELDS),
-                ProbeKind::Connections { .. } => {
-                    schema.named("connections", &name, connections::FIELDS)
-                }
-                ProbeKind::AccessLog(_) => schema.named("access_log", &name, access_log::FIELDS),
-                ProbeKind::Command(_) => {
-                    schema.named("command", &name, command::FIELDS);
-                    // Its keys come from the command's output.
-                    if let Some(f) = schema.families.get_mut("command") {
-                        f.fields = None;
-                    }
-                }
+            let described = spec.kind.describe();
+            let family = schema
+                .families
+                .entry(described.name.to_string())
+                .or_insert_with(|| FamilySchema {
+                    flat: matches!(described.instances, Instances::None),
+                    instances: match described.instances {
+                        Instances::Named => Some(BTreeSet::new()),
+                        Instances::None | Instances::Discovered { .. } => None,
+                    },
+                    fields: (!described.open_fields).then(BTreeSet::new),
+                });
+            if let (Some(instances), Some(name)) = (&mut family.instances, &spec.name) {
+                instances.insert(name.clone());
+            }
+            if let Some(fields) = &mut family.fields {
+                fields.extend(spec.fields());
             }
         }
         schema
-    }
-
-    fn flat(&mut self, family: &str, fields: &[&str]) {
-        self.families.insert(
-            family.to_string(),
-            FamilySchema {
-                flat: true,
-                instances: None,
-                fields: set(fields),
-            },
-        );
-    }
-
-    fn discovered(&mut self, family: &str, fields: Option<BTreeSet<String>>) {
-        self.families.insert(
-            family.to_string(),
-            FamilySchema {
-                flat: false,
-                instances: None,
-                fields,
-            },
-        );
-    }
-
-    fn named(&mut self, family: &str, instance: &str, fields: &[&str]) {
-        let entry = self
-            .families
-            .entry(family.to_string())
-            .or_insert_with(|| FamilySchema {
-                flat: false,
-                instances: Some(BTreeSet::new()),
-                fields: set(fields),
-            });
-        if let Some(instances) = &mut entry.instances {
-            instances.insert(instance.to_string());
-        }
     }
 
     /// Every instance and field name a rule may write after a dot: known instances, the
@@ -133,17 +69,15 @@ impl Schema {
         for (family, schema) in &self.families {
             names.extend(schema.instances.iter().flatten().cloned());
             names.extend(schema.fields.iter().flatten().cloned());
-            if schema.instances.is_none() && !schema.flat {
-                names.insert("total".to_string());
-                match family.as_str() {
-                    "cpu" => {
-                        names.insert("pressure".to_string());
-                        names.extend((0..64).map(|i| format!("core{i}")));
-                    }
-                    "disk" => {
-                        names.insert("root".to_string());
-                    }
-                    _ => {}
+            let described = PROBE_TYPES.iter().find(|t| t.name == family);
+            if let Some(Instances::Discovered {
+                well_known,
+                numbered,
+            }) = described.map(|t| &t.instances)
+            {
+                names.extend(well_known.iter().map(|n| n.to_string()));
+                if let Some(prefix) = numbered {
+                    names.extend((0..NUMBERED_INSTANCES).map(|i| format!("{prefix}{i}")));
                 }
             }
         }
@@ -372,21 +306,14 @@ impl InstanceNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::probe_spec::PingSpec;
+    use crate::config::probes::{CpuSpec, DiskSpec, MemorySpec, PingSpec, ProbeKind};
 
     fn schema() -> Schema {
-        let spec = |type_name, name: Option<&str>, kind| ProbeSpec {
-            type_name,
-            name: name.map(str::to_string),
-            timeout: None,
-            kind,
-        };
         Schema::for_probes(&[
-            spec("cpu", None, ProbeKind::Cpu { per_core: true }),
-            spec("memory", None, ProbeKind::Memory),
-            spec("disk", None, ProbeKind::Disk { mounts: None }),
-            spec(
-                "ping",
+            ProbeSpec::new(None, ProbeKind::Cpu(CpuSpec { per_core: true })),
+            ProbeSpec::new(None, ProbeKind::Memory(MemorySpec)),
+            ProbeSpec::new(None, ProbeKind::Disk(DiskSpec { mounts: None })),
+            ProbeSpec::new(
                 Some("gateway"),
                 ProbeKind::Ping(PingSpec {
                     host: "x".into(),

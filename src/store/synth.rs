@@ -40,16 +40,16 @@ pub fn metric_names(count: usize) -> Vec<MetricName> {
     for f in ["load1", "load5", "load15", "load1_per_core"] {
         names.push(format!("load.{f}"));
     }
-    for f in crate::probes::disk::FIELDS {
-        names.push(format!("disk.root.{f}"));
+    for f in crate::config::probes::disk::TYPE.fields {
+        names.push(format!("disk.root.{}", f.name));
     }
     for dev in ["sda", "total"] {
-        for f in crate::probes::disk_io::FIELDS {
-            names.push(format!("disk_io.{dev}.{f}"));
+        for f in crate::config::probes::disk_io::TYPE.fields {
+            names.push(format!("disk_io.{dev}.{}", f.name));
         }
     }
-    for f in crate::probes::net_io::FIELDS {
-        names.push(format!("net_io.eth0.{f}"));
+    for f in crate::config::probes::net_io::TYPE.fields {
+        names.push(format!("net_io.eth0.{}", f.name));
     }
     let mut i = 0;
     while names.len() < count {

@@ -3,6 +3,7 @@
 mod config_files;
 mod fake_servicenow;
 mod http_server;
+mod layers;
 mod monitor;
 mod notify;
 mod notify_process;

@@ -1,0 +1,324 @@
+//! Checking each job: its schedule and timeout, and the settings of its type (a monitor's
+//! rules, notifiers and probes; a report's window and templates; a fetch's ServiceNow
+//! notifier; a rotation's paths, ages and sizes).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::Builder;
+use crate::config::raw::{self, GroupBy, JobConfig, Text};
+use crate::config::{
+    DEFAULT_RULE_TIMEOUT, FetchSpec, FlapPolicy, JobKind, JobSpec, MonitorSpec, NotifierSettings,
+    NotifierSpec, ReportSpec, RotateSpec,
+};
+use crate::scheduler::schedule::Schedule;
+use crate::vocab::size::parse_size;
+use crate::vocab::suggest::closest;
+
+const DEFAULT_REPORT_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const DEFAULT_COMPRESSION: u32 = 6;
+const SCHEDULE_HELP: &str = "examples: `*/5 * * * *` (every 5 minutes), `0 8 * * Mon` (Mondays 08:00), `30 2 * * *`, `@daily`, `@every 10s`";
+
+/// Job and notifier names name files and locks: lowercase letters, digits, `-` and `_`.
+pub(super) fn valid_job_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+impl Builder<'_> {
+    fn notify_list(
+        &mut self,
+        list: Option<&Vec<Text>>,
+        field: &str,
+        known: &[String],
+        default: &[&str],
+        refuse: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
+        let Some(list) = list else {
+            return default.iter().map(|s| s.to_string()).collect();
+        };
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            if let Some(why) = refuse(&item.value) {
+                self.error_help(
+                    &item.referenced,
+                    &format!("{field}.notify[{i}]"),
+                    why,
+                    "reports go to slack, webhook, gdrive or log; alerts to every type but gdrive",
+                );
+            } else if known.contains(&item.value) {
+                out.push(item.value.clone());
+            } else {
+                let help = match closest(&item.value, known.iter().map(String::as_str)) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "define it under `notifiers:` or use one of the defined names".into(),
+                };
+                self.error_help(
+                    &item.referenced,
+                    &format!("{field}.notify[{i}]"),
+                    format!(
+                        "unknown notifier `{}` (defined: {})",
+                        item.value,
+                        known.join(", ")
+                    ),
+                    &help,
+                );
+            }
+        }
+        out
+    }
+
+    pub(super) fn job(
+        &mut self,
+        name: &str,
+        config: JobConfig,
+        known_notifiers: &[String],
+        notifiers: &IndexMap<String, NotifierSpec>,
+        data_dir: Option<&Path>,
+    ) -> Option<JobSpec> {
+        let field = format!("jobs.{name}");
+        let common = config.common();
+        let schedule = match Schedule::parse(&common.schedule.value) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error_help(
+                    &common.schedule.referenced,
+                    &format!("{field}.schedule"),
+                    format!("invalid schedule `{}`: {}", common.schedule.value, e.reason),
+                    SCHEDULE_HELP,
+                );
+                None
+            }
+        };
+        let timeout = match common.timeout {
+            Some(t) => Some(self.duration(t, &format!("{field}.timeout"))?),
+            None => None,
+        };
+        let description = common.description.map(str::to_string);
+        let enabled = common.enabled;
+        let mut off = None;
+        let kind = match config {
+            JobConfig::Monitor(job) => {
+                let flap_default = FlapPolicy::default();
+                JobKind::Monitor(MonitorSpec {
+                    rules: job
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| self.path(r, &format!("{field}.rules[{i}]")))
+                        .collect(),
+                    notify: self.notify_list(
+                        job.notify.as_ref(),
+                        &field,
+                        known_notifiers,
+                        &["log"],
+                        &|name| match notifiers.get(name).map(|n| &n.settings) {
+                            Some(NotifierSettings::Gdrive(_)) => Some(format!(
+                                "`{name}` is a gdrive notifier: it takes reports, not alerts"
+                            )),
+                            _ => None,
+                        },
+                    ),
+                    rule_timeout: self.optional_duration(
+                        job.rule_timeout.as_ref(),
+                        &format!("{field}.rule_timeout"),
+                        DEFAULT_RULE_TIMEOUT,
+                    )?,
+                    flap: FlapPolicy {
+                        max_transitions: job
+                            .flap_transitions
+                            .map_or(flap_default.max_transitions, |n| n as usize),
+                        window: self.optional_duration(
+                            job.flap_window.as_ref(),
+                            &format!("{field}.flap_window"),
+                            flap_default.window,
+                        )?,
+                    },
+                    probes: self.probes(job.probes, &field),
+                })
+            }
+            JobConfig::Report(job) => {
+                let window = self.optional_duration(
+                    job.window.as_ref(),
+                    &format!("{field}.window"),
+                    DEFAULT_REPORT_WINDOW,
+                )?;
+                JobKind::Report(ReportSpec {
+                    title: job.title.clone().unwrap_or_else(|| {
+                        if window == DEFAULT_REPORT_WINDOW {
+                            "Weekly performance report"
+                        } else {
+                            "Performance report"
+                        }
+                        .to_string()
+                    }),
+                    window,
+                    templates: job
+                        .templates
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, t)| self.path(t, &format!("{field}.templates[{i}]")))
+                        .collect(),
+                    notify: self.notify_list(
+                        job.notify.as_ref(),
+                        &field,
+                        known_notifiers,
+                        &[],
+                        &|name| match notifiers.get(name).map(|n| &n.settings) {
+                            Some(
+                                s @ (NotifierSettings::Servicenow(_)
+                                | NotifierSettings::Alertmanager { .. }),
+                            ) => Some(format!(
+                                "`{name}` is a {} notifier: it takes alerts, not reports",
+                                s.type_name()
+                            )),
+                            _ => None,
+                        },
+                    ),
+                })
+            }
+            JobConfig::ServicenowFetch(job) => {
+                let from = &job.from;
+                let servicenow = match notifiers.get(&from.value) {
+                    Some(NotifierSpec {
+                        settings: NotifierSettings::Servicenow(settings),
+                        off: notifier_off,
+                        ..
+                    }) => {
+                        if let Some(reason) = notifier_off {
+                            off = Some(format!(
+                                "its ServiceNow notifier `{}` is off: {reason}",
+                                from.value
+                            ));
+                        }
+                        Some(settings.clone())
+                    }
+                    Some(other) => {
+                        self.error(
+                            &from.referenced,
+                            &format!("{field}.from"),
+                            format!(
+                                "`from` must name a notifier of type `servicenow`; `{}` is a {} notifier",
+                                from.value,
+                                other.settings.type_name()
+                            ),
+                        );
+                        None
+                    }
+                    None => {
+                        let servicenow_names: Vec<&str> = notifiers
+                            .values()
+                            .filter(|n| matches!(n.settings, NotifierSettings::Servicenow(_)))
+                            .map(|n| n.name.as_str())
+                            .collect();
+                        self.error_help(
+                            &from.referenced,
+                            &format!("{field}.from"),
+                            format!("unknown notifier `{}` in `from`", from.value),
+                            &if servicenow_names.is_empty() {
+                                "define a notifier with `type: servicenow` under `notifiers:`"
+                                    .to_string()
+                            } else {
+                                format!("servicenow notifiers: {}", servicenow_names.join(", "))
+                            },
+                        );
+                        None
+                    }
+                };
+                let page_size = job.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+                if !(1..=10_000).contains(&page_size) {
+                    let at = from.referenced;
+                    self.error(
+                        &at,
+                        &format!("{field}.page_size"),
+                        format!("`page_size` must be between 1 and 10000, not {page_size}"),
+                    );
+                }
+                JobKind::ServicenowFetch(Box::new(FetchSpec {
+                    from: from.value.clone(),
+                    delivery: notifiers.get(&from.value).map(|n| n.delivery.clone()),
+                    servicenow: if off.is_some() { None } else { servicenow },
+                    query: job.query,
+                    fields: job.fields,
+                    page_size,
+                }))
+            }
+            JobConfig::Rotate(job) => self.rotate(job, &field, data_dir)?,
+        };
+        Some(JobSpec {
+            name: name.to_string(),
+            schedule: schedule?,
+            description,
+            enabled,
+            timeout,
+            kind,
+            off,
+        })
+    }
+
+    fn rotate(
+        &mut self,
+        job: raw::RotateJobConfig,
+        field: &str,
+        data_dir: Option<&Path>,
+    ) -> Option<JobKind> {
+        let paths: Vec<PathBuf> = job
+            .paths
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.path(p, &format!("{field}.paths[{i}]")))
+            .collect();
+        let max_age = self.duration(&job.max_age, &format!("{field}.max_age"));
+        let max_size = match &job.max_size {
+            None => None,
+            Some(text) => match parse_size(&text.value) {
+                Ok(size) => Some(size),
+                Err(e) => {
+                    self.error(
+                        &text.referenced,
+                        &format!("{field}.max_size"),
+                        e.to_string(),
+                    );
+                    None
+                }
+            },
+        };
+        let archive_dir = match &job.archive_dir {
+            Some(dir) => self.path(dir, &format!("{field}.archive_dir")),
+            None => data_dir.map(|d| d.join("archive")),
+        };
+        let archive_max_age = match &job.archive_max_age {
+            Some(t) => Some(self.duration(t, &format!("{field}.archive_max_age"))?),
+            None => None,
+        };
+        let compression = match &job.compression {
+            Some(level) if level.value > 9 => {
+                self.error(
+                    &level.referenced,
+                    &format!("{field}.compression"),
+                    format!(
+                        "`compression` is a deflate level from 0 to 9, not {}",
+                        level.value
+                    ),
+                );
+                DEFAULT_COMPRESSION
+            }
+            Some(level) => level.value,
+            None => DEFAULT_COMPRESSION,
+        };
+        Some(JobKind::Rotate(RotateSpec {
+            paths,
+            max_age: max_age?,
+            max_size,
+            archive_dir: archive_dir?,
+            archive_max_age,
+            keep_archives: job.keep_archives,
+            group_by: job.group_by.unwrap_or(GroupBy::Day),
+            compression,
+        }))
+    }
+}

@@ -1,0 +1,488 @@
+//! From the jobs file's text to a checked `Config`: parse (one pass per section), expand
+//! `${VAR}`, resolve paths, check every value, and collect every problem on the way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_saphyr::Location;
+
+use super::env::{EnvError, Expanded, expand_with};
+use super::host::local_hostname;
+use super::raw::{JobConfig, NotifierConfig, RawConfig, Text};
+use super::{Config, resolve_path};
+use crate::diagnostic::{Problem, Problems};
+use crate::scheduler::schedule::Zone;
+use crate::vocab::duration::parse_duration;
+use jobs::valid_job_name;
+use yaml::parse_sections;
+
+mod jobs;
+mod notifiers;
+mod yaml;
+
+pub use notifiers::instance_url;
+
+/// Reads an environment variable; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Reads `file` and builds the config, or returns every problem found.
+/// On success, warnings (a notifier left off) are in `Config::warnings`.
+pub fn load(file: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
+    let source = std::fs::read_to_string(file).map_err(|e| {
+        Problem::error(file, format!("cannot read the jobs file: {e}"))
+            .help("pass the jobs file with `--jobs FILE` (default: jobs/jobs.yaml)")
+    })?;
+    parse(file, &source, env)
+}
+
+/// Builds the config from a jobs file's text; `file` names it in problems and anchors
+/// relative paths.
+pub fn parse(file: &Path, source: &str, env: EnvLookup<'_>) -> Result<Config, Problems> {
+    let raw = parse_sections(file, source)?;
+    let mut builder = Builder {
+        file,
+        base_dir: file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        env,
+        problems: raw.problems,
+    };
+    let config = builder.config(raw.top, raw.notifiers, raw.jobs);
+    if builder.problems.has_errors() {
+        return Err(builder.problems.sorted());
+    }
+    config.ok_or_else(|| builder.problems.sorted())
+}
+
+pub(in crate::config) struct Builder<'a> {
+    file: &'a Path,
+    base_dir: PathBuf,
+    env: EnvLookup<'a>,
+    problems: Problems,
+}
+
+impl Builder<'_> {
+    pub(in crate::config) fn problem(
+        &self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem::error(self.file, message)
+            .at(at.line(), at.column(), at.span().len())
+            .field(field)
+    }
+
+    pub(in crate::config) fn error(
+        &mut self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+    ) {
+        let problem = self.problem(at, field, message);
+        self.problems.push(problem);
+    }
+
+    pub(in crate::config) fn error_help(
+        &mut self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+        help: &str,
+    ) {
+        let problem = self.problem(at, field, message).help(help);
+        self.problems.push(problem);
+    }
+
+    pub(in crate::config) fn warn(
+        &mut self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+        help: String,
+    ) {
+        let mut problem = self.problem(at, field, message).help(help);
+        problem.severity = crate::diagnostic::Severity::Warning;
+        self.problems.push(problem);
+    }
+
+    /// `${VAR}` expanded, or a problem recorded at the string's position.
+    pub(in crate::config) fn expand(&mut self, text: &Text, field: &str) -> Option<Expanded> {
+        match expand_with(&text.value, self.env) {
+            Ok(expanded) => Some(expanded),
+            Err(e) => {
+                let help = e.help();
+                let message = match &e {
+                    EnvError::Unset(_) => format!("{e} (used in `{field}`)"),
+                    _ => format!("{e} in `{}`", text.value),
+                };
+                self.error_help(&text.referenced, field, message, help);
+                None
+            }
+        }
+    }
+
+    pub(in crate::config) fn string(&mut self, text: &Text, field: &str) -> Option<String> {
+        self.expand(text, field).map(|e| e.value)
+    }
+
+    pub(in crate::config) fn path(&mut self, text: &Text, field: &str) -> Option<PathBuf> {
+        self.string(text, field)
+            .map(|p| resolve_path(&self.base_dir, &p))
+    }
+
+    pub(in crate::config) fn duration(&mut self, text: &Text, field: &str) -> Option<Duration> {
+        let value = self.string(text, field)?;
+        match parse_duration(&value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(&text.referenced, field, e.to_string());
+                None
+            }
+        }
+    }
+
+    pub(in crate::config) fn optional_duration(
+        &mut self,
+        text: Option<&Text>,
+        field: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        match text {
+            Some(text) => self.duration(text, field),
+            None => Some(default),
+        }
+    }
+
+    fn config(
+        &mut self,
+        top: RawConfig,
+        notifiers: Vec<(Text, Option<NotifierConfig>)>,
+        jobs: Vec<(Text, Option<JobConfig>)>,
+    ) -> Option<Config> {
+        let data_dir = self.path(&top.data_dir, "data_dir");
+        let zone = match &top.timezone {
+            None => Some(Zone::local()),
+            Some(tz) => match Zone::parse(tz.value.trim()) {
+                Ok(zone) => Some(zone),
+                Err(message) => {
+                    self.error(&tz.referenced, "timezone", message);
+                    None
+                }
+            },
+        };
+        let host = match &top.host {
+            Some(host) => self.string(host, "host"),
+            None => Some(local_hostname()),
+        };
+        let shutdown_grace = self.optional_duration(
+            top.shutdown_grace.as_ref(),
+            "shutdown_grace",
+            DEFAULT_SHUTDOWN_GRACE,
+        );
+        if top.jobs.is_empty() {
+            let at = top.data_dir.referenced;
+            self.error_help(
+                &at,
+                "jobs",
+                "the jobs file has no jobs",
+                "add at least one job under `jobs:`; jobs/jobs.yaml is a commented example",
+            );
+        }
+
+        let mut built_notifiers = IndexMap::new();
+        for (name, config) in notifiers {
+            if !valid_job_name(&name.value) || name.value == "log" {
+                let message = if name.value == "log" {
+                    "`log` is built in and cannot be redefined; pick another name".to_string()
+                } else {
+                    format!(
+                        "invalid notifier name `{}`: use lowercase letters, digits, `-` and `_`",
+                        name.value
+                    )
+                };
+                self.error(
+                    &name.referenced,
+                    &format!("notifiers.{}", name.value),
+                    message,
+                );
+                continue;
+            }
+            if let Some(spec) = config.and_then(|c| self.notifier(&name, c)) {
+                built_notifiers.insert(name.value.clone(), spec);
+            }
+        }
+        let known_notifiers: Vec<String> = std::iter::once("log".to_string())
+            .chain(built_notifiers.keys().cloned())
+            .collect();
+
+        let mut built_jobs = IndexMap::new();
+        for (name, config) in jobs {
+            let field = format!("jobs.{}", name.value);
+            if !valid_job_name(&name.value) {
+                self.error(
+                    &name.referenced,
+                    &field,
+                    format!(
+                        "invalid job name `{}`: use lowercase letters, digits, `-` and `_` (it names files and locks)",
+                        name.value
+                    ),
+                );
+                continue;
+            }
+            let Some(config) = config else { continue };
+            if let Some(spec) = self.job(
+                &name.value,
+                config,
+                &known_notifiers,
+                &built_notifiers,
+                data_dir.as_deref(),
+            ) {
+                built_jobs.insert(name.value.clone(), spec);
+            }
+        }
+
+        Some(Config {
+            file: self.file.to_path_buf(),
+            base_dir: self.base_dir.clone(),
+            data_dir: data_dir?,
+            zone: zone?,
+            host: host?,
+            shutdown_grace: shutdown_grace?,
+            notifiers: built_notifiers,
+            jobs: built_jobs,
+            warnings: self.problems.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JobKind, NotifierSettings, ServicenowAuth};
+    use crate::vocab::Severity;
+
+    fn load_str(yaml: &str, env: &[(&str, &str)]) -> Result<Config, Problems> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jobs.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        load(&file, &lookup)
+    }
+
+    fn messages(result: Result<Config, Problems>) -> Vec<String> {
+        result
+            .unwrap_err()
+            .iter()
+            .map(|p| format!("{}:{} {} [{}]", p.line, p.column, p.message, p.field))
+            .collect()
+    }
+
+    #[test]
+    fn alerts_and_reports_go_only_where_they_can() {
+        let yaml = "data_dir: var\nnotifiers:\n  drive: { type: gdrive, folder_id: f, client_id: c, client_secret: s, refresh_token: r }\n  sn: { type: servicenow, instance: dev1, username: u, password: p }\njobs:\n  m: { type: monitor, schedule: \"@every 10s\", notify: [log, drive] }\n  w: { type: report, schedule: \"@weekly\", notify: [drive, sn] }\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(
+            got,
+            [
+                "6:61 `drive` is a gdrive notifier: it takes reports, not alerts [jobs.m.notify[1]]",
+                "7:59 `sn` is a servicenow notifier: it takes alerts, not reports [jobs.w.notify[1]]",
+            ]
+        );
+    }
+
+    const MINIMAL: &str =
+        "data_dir: var\njobs:\n  monitor:\n    type: monitor\n    schedule: \"@every 10s\"\n";
+
+    #[test]
+    fn minimal_file_builds_with_defaults() {
+        let config = load_str(MINIMAL, &[]).unwrap();
+        assert_eq!(config.zone, Zone::local());
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        let job = config.job("monitor").unwrap();
+        assert_eq!(job.type_name(), "monitor");
+        match &job.kind {
+            JobKind::Monitor(m) => assert_eq!(m.notify, vec!["log".to_string()]),
+            other => panic!("{other:?}"),
+        }
+        assert!(config.data_dir.ends_with("var"));
+    }
+
+    #[test]
+    fn reports_problems_of_every_section_at_once() {
+        let yaml = "data_dir: var\nnotifiers:\n  chat: { type: slak, url: x }\njobs:\n  a:\n    type: monitor\n    schedule: \"61 * * * *\"\n  b:\n    type: rotate\n    schedule: \"@daily\"\n    paths: [x]\n    max_age: 15x\n  c:\n    type: monitor\n    schedule: \"@hourly\"\n    bogus: 1\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(
+            got[0].starts_with("3:17 unknown notifier type `slak`"),
+            "{got:#?}"
+        );
+        assert!(got[0].ends_with("[notifiers.chat]"), "{got:#?}");
+        assert!(
+            got[1].starts_with(
+                "7:15 invalid schedule `61 * * * *`: the minute field `61` is out of range (0-59)"
+            ),
+            "{got:#?}"
+        );
+        assert!(got[1].ends_with("[jobs.a.schedule]"), "{got:#?}");
+        assert!(
+            got[2].starts_with("12:14 invalid duration `15x`"),
+            "{got:#?}"
+        );
+        assert!(got[3].starts_with("16:5 unknown field `bogus`"), "{got:#?}");
+        assert!(got[3].ends_with("[jobs.c.bogus]"), "{got:#?}");
+    }
+
+    #[test]
+    fn empty_secret_turns_a_notifier_off_with_a_warning() {
+        let yaml = "data_dir: var\nnotifiers:\n  slack: { type: slack, webhook_url: \"${SLACK_WEBHOOK_URL:-}\" }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    notify: [log, slack]\n";
+        let config = load_str(yaml, &[]).unwrap();
+        let slack = &config.notifiers["slack"];
+        assert_eq!(slack.off.as_deref(), Some("`webhook_url` is empty"));
+        let warnings: Vec<_> = config.warnings.warnings().collect();
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(
+            warnings[0].message,
+            "notifier `slack` is off: `webhook_url` is empty"
+        );
+        assert_eq!(
+            warnings[0].help.as_deref(),
+            Some("set SLACK_WEBHOOK_URL to turn the notifier on")
+        );
+        let on = load_str(
+            yaml,
+            &[("SLACK_WEBHOOK_URL", "https://hooks.example/T/B/X")],
+        )
+        .unwrap();
+        assert!(on.notifiers["slack"].off.is_none());
+        assert!(on.warnings.is_empty());
+    }
+
+    #[test]
+    fn fetch_job_is_off_without_servicenow() {
+        let yaml = "data_dir: var\nnotifiers:\n  sn: { type: servicenow, instance: \"${SN:-}\" }\njobs:\n  sync:\n    type: servicenow_fetch\n    schedule: \"@hourly\"\n    from: sn\n";
+        let config = load_str(yaml, &[]).unwrap();
+        let job = config.job("sync").unwrap();
+        assert_eq!(
+            job.inactive_reason().as_deref(),
+            Some("its ServiceNow notifier `sn` is off: `instance` is empty")
+        );
+        let config = load_str(yaml, &[("SN", "dev123")]).unwrap();
+        assert!(
+            config.notifiers["sn"]
+                .off
+                .as_deref()
+                .unwrap()
+                .starts_with("no credentials")
+        );
+    }
+
+    #[test]
+    fn servicenow_instance_and_auth() {
+        assert_eq!(
+            instance_url("dev12345").as_deref(),
+            Some("https://dev12345.service-now.com")
+        );
+        assert_eq!(
+            instance_url("http://127.0.0.1:8080/").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(instance_url("not a name"), None);
+        let yaml = "data_dir: var\nnotifiers:\n  sn: { type: servicenow, instance: dev1, username: u, password: \"${PW}\" }\njobs:\n  sync: { type: servicenow_fetch, schedule: \"@hourly\", from: sn }\n";
+        let config = load_str(yaml, &[("PW", "secret")]).unwrap();
+        match &config.notifiers["sn"].settings {
+            NotifierSettings::Servicenow(s) => {
+                assert!(
+                    matches!(&s.auth, ServicenowAuth::Basic { username, password } if username == "u" && password.expose() == "secret")
+                );
+                assert_eq!(config.notifiers["sn"].min_severity, Severity::Critical);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unset_variable_is_an_error_at_its_place() {
+        let yaml =
+            "data_dir: \"${RUNNER_DATA}\"\njobs:\n  m: { type: monitor, schedule: \"@hourly\" }\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(
+            got,
+            ["1:11 environment variable `RUNNER_DATA` is not set (used in `data_dir`) [data_dir]"]
+        );
+        let config = load_str(yaml, &[("RUNNER_DATA", "/srv/runner")]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/runner"));
+    }
+
+    #[test]
+    fn probe_names_are_checked() {
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@hourly\"\n    probes:\n      - { type: cpu }\n      - { type: cpu }\n      - { type: ping, name: Gateway, host: 127.0.0.1 }\n      - { type: ping, name: gw, host: 127.0.0.1 }\n      - { type: ping, name: gw, host: ::1 }\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(
+            got[0].contains("the `cpu` probe is listed twice"),
+            "{got:#?}"
+        );
+        assert!(got[1].contains("invalid probe name `Gateway`"), "{got:#?}");
+        assert!(
+            got[2].contains("two `ping` probes are named `gw`"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn probe_settings_are_checked() {
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@hourly\"\n    probes:\n      - { type: disk, mounts: [/, var/log] }\n      - { type: cpu, timeout_ms: 0 }\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(
+            got,
+            [
+                "7:35 `var/log` is not an absolute path; mount points start with `/` [jobs.m.probes[0].mounts[1]]",
+                "8:34 `timeout_ms` must be above 0 [jobs.m.probes[1].timeout_ms]",
+            ]
+        );
+    }
+
+    #[test]
+    fn service_probe_settings_are_checked() {
+        let yaml = r#"data_dir: var
+jobs:
+  m:
+    type: monitor
+    schedule: "@hourly"
+    probes:
+      - { type: http, name: a, url: "ftp://x/y" }
+      - { type: http, name: b, url: "http://x/", extract: { p95: "items[x]" }, body_regex: "(" }
+      - { type: process, name: c }
+      - { type: process, name: d, process_name: a-very-long-process-name }
+      - { type: command, name: e, command: [a], shell: "b" }
+      - { type: access_log, name: f, path: x.log, regex: '(?P<client>\S+)' }
+      - { type: tcp, name: g, host: "http://db", port: 5432 }
+"#;
+        let got: Vec<String> = messages(load_str(yaml, &[]))
+            .into_iter()
+            .map(|m| m.split_once(' ').unwrap().1.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "the URL's scheme must be http or https [jobs.m.probes[0].url]",
+                "`items[x]` is not a JSON path [jobs.m.probes[1].extract.p95]",
+                "invalid regex `(`: error: unclosed group [jobs.m.probes[1].body_regex]",
+                "a process probe matches by exactly one of `process_name`, `cmdline` or `pid_file` [jobs.m.probes[2]]",
+                "`a-very-long-process-name` is longer than the 15 bytes the kernel keeps of a process name [jobs.m.probes[3].process_name]",
+                "a command probe needs exactly one of `command` (a program and its arguments) or `shell` (a shell line) [jobs.m.probes[4]]",
+                "the regex has no `status` group [jobs.m.probes[5].regex]",
+                "`http://db` is not a host name or address [jobs.m.probes[6].host]",
+            ]
+        );
+    }
+}

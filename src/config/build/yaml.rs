@@ -1,0 +1,230 @@
+//! Reading the jobs file's YAML: one pass for the top level and one per job and notifier (so
+//! one broken section does not hide problems in the others), and serde's terse errors reworded
+//! for people, with the caret on the offending value and the field path named.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use serde_saphyr::MessageFormatter;
+
+use crate::config::raw::{JobConfig, NotifierConfig, RawConfig, Text};
+use crate::config::sections;
+use crate::diagnostic::{Problem, Problems};
+use crate::vocab::suggest::closest;
+
+pub(super) struct ParsedSections {
+    pub top: RawConfig,
+    pub notifiers: Vec<(Text, Option<NotifierConfig>)>,
+    pub jobs: Vec<(Text, Option<JobConfig>)>,
+    pub problems: Problems,
+}
+
+/// Parses the top level once, then each job and notifier in a pass of its own, so one broken
+/// section does not hide problems in the others.
+pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections, Problems> {
+    if is_blank(source) {
+        return Err(Problem::error(file, "the jobs file is empty")
+            .at(1, 1, 1)
+            .help(
+                "it needs at least `data_dir:` and `jobs:`; jobs/jobs.yaml is a commented example",
+            )
+            .into());
+    }
+    let (top, section_count) = sections::pass(None, || parse_raw(source));
+    let top = top.map_err(|e| Problems::from(yaml_problem(file, source, e)))?;
+    let mut notifiers: Vec<(Text, Option<NotifierConfig>)> =
+        top.notifiers.keys().map(|k| (k.clone(), None)).collect();
+    let mut jobs: Vec<(Text, Option<JobConfig>)> =
+        top.jobs.keys().map(|k| (k.clone(), None)).collect();
+    // Sections are counted in document order; their keys' positions give that order, and so
+    // the name of the section each pass reads (serde_path_to_error cannot name `Spanned` keys).
+    let mut order: Vec<(&str, &Text)> = top
+        .notifiers
+        .keys()
+        .map(|k| ("notifiers", k))
+        .chain(top.jobs.keys().map(|k| ("jobs", k)))
+        .collect();
+    order.sort_by_key(|(_, k)| (k.referenced.line(), k.referenced.column()));
+    let mut problems = Problems::default();
+    for index in 0..section_count {
+        match sections::pass(Some(index), || parse_raw(source)).0 {
+            Err(mut e) => {
+                if let Some((kind, name)) = order.get(index) {
+                    e.path = name_section(&e.path, kind, &name.value);
+                }
+                problems.push(yaml_problem(file, source, e));
+            }
+            Ok(parsed) => {
+                for (slot, section) in notifiers.iter_mut().zip(parsed.notifiers.into_values()) {
+                    if let Some(value) = section.into_parsed() {
+                        slot.1 = Some(value);
+                    }
+                }
+                for (slot, section) in jobs.iter_mut().zip(parsed.jobs.into_values()) {
+                    if let Some(value) = section.into_parsed() {
+                        slot.1 = Some(value);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ParsedSections {
+        top,
+        notifiers,
+        jobs,
+        problems,
+    })
+}
+
+/// A YAML or shape error with the field path where it happened.
+struct YamlError {
+    error: Box<serde_saphyr::Error>,
+    path: String,
+}
+
+fn parse_raw(source: &str) -> Result<RawConfig, YamlError> {
+    let path = RefCell::new(String::new());
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::with_deserializer_from_str_with_options(source, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            *path.borrow_mut() = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|error| YamlError {
+        error: Box::new(error),
+        path: path.into_inner(),
+    })
+}
+
+fn yaml_problem(file: &Path, source: &str, e: YamlError) -> Problem {
+    let message = serde_saphyr::DefaultMessageFormatter
+        .format_message(e.error.without_snippet())
+        .into_owned();
+    let mut problem = Problem::error(file, message).field(clean_field_path(&e.path));
+    if let Some(loc) = e.error.location() {
+        problem = problem.at(loc.line(), loc.column(), loc.span().len());
+    }
+    refine(problem, source)
+}
+
+/// Rewords serde's terse messages for people and points the caret at the offending value.
+fn refine(mut problem: Problem, source: &str) -> Problem {
+    let line_text = source
+        .lines()
+        .nth(problem.line.saturating_sub(1) as usize)
+        .unwrap_or_default();
+    let at_caret: String = line_text
+        .chars()
+        .skip(problem.column.saturating_sub(1) as usize)
+        .take(problem.width as usize)
+        .collect();
+    let expected = match problem.message.as_str() {
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" => {
+            Some("a whole number of zero or more")
+        }
+        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" => Some("a whole number"),
+        "invalid f32" | "invalid f64" => Some("a number"),
+        "invalid bool" | "invalid boolean" => Some("`true` or `false`"),
+        _ => None,
+    };
+    if let Some(expected) = expected {
+        problem.message = format!("expected {expected}, found `{at_caret}`");
+        return problem;
+    }
+    if let Some(rest) = problem.message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set ").next().unwrap_or(rest).to_string();
+        problem.message = format!("duplicate key `{key}`");
+        return problem.help("a key may appear once per mapping; keep the one you mean");
+    }
+    // `unknown job type `monitr` (...)`: serde points at the mapping; point at the value.
+    if let Some(rest) = problem.message.strip_prefix("unknown ")
+        && let Some(start) = rest.find(" type `")
+        && rest.contains(" (expected")
+    {
+        let value = rest[start + 7..].split('`').next().unwrap_or_default();
+        let from = problem.line.saturating_sub(1) as usize;
+        for (offset, text) in source.lines().skip(from).take(3).enumerate() {
+            if let Some(col) = find_type_value(text, value) {
+                problem.line = (from + offset + 1) as u64;
+                problem.column = col as u64 + 1;
+                problem.width = value.chars().count().max(1) as u64;
+                break;
+            }
+        }
+    }
+    // `unknown field `probe`, expected one of schedule, ..., probes`: suggest the near miss.
+    let suggestion = problem
+        .message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| {
+            let (field, expected) = rest.split_once("`, expected one of ")?;
+            closest(field, expected.split(", ")).map(|best| format!("did you mean `{best}`?"))
+        });
+    match suggestion {
+        Some(help) => problem.help(help),
+        None => problem,
+    }
+}
+
+/// Column (0-based, in chars) of `value` after `type:` on this line, if it is there.
+fn find_type_value(line: &str, value: &str) -> Option<usize> {
+    let key = line.find("type:")?;
+    let after = &line[key + 5..];
+    let offset = after.find(value)?;
+    Some(line[..key + 5 + offset].chars().count())
+}
+
+/// `jobs.?.bogus` → `jobs.monitor.bogus`: puts the section's name where the path has none.
+fn name_section(path: &str, kind: &str, name: &str) -> String {
+    let path = path.trim_start_matches('.');
+    match path.strip_prefix(kind) {
+        Some("") | Some(".?") => format!("{kind}.{name}"),
+        Some(rest) => match rest.strip_prefix(".?.") {
+            Some(tail) => format!("{kind}.{name}.{tail}"),
+            None => path.to_string(),
+        },
+        None => path.to_string(),
+    }
+}
+
+/// serde_path_to_error's path without the parts only our wrappers add: `.` for the root, `?`
+/// for a key it could not name, and the `value` field of a `Spanned` list item.
+fn clean_field_path(path: &str) -> String {
+    path.trim_matches('.')
+        .replace("].value", "]")
+        .split('.')
+        .filter(|part| *part != "?")
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn is_blank(source: &str) -> bool {
+    source
+        .lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#') || line == "---")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_are_clean() {
+        assert_eq!(clean_field_path("."), "");
+        assert_eq!(
+            clean_field_path("jobs.a.probes[1].value.count"),
+            "jobs.a.probes[1].count"
+        );
+        assert_eq!(clean_field_path("jobs.a.?"), "jobs.a");
+        assert_eq!(clean_field_path("jobs.?"), "jobs");
+        assert_eq!(name_section("jobs.?.bogus", "jobs", "c"), "jobs.c.bogus");
+        assert_eq!(
+            name_section("notifiers.?", "notifiers", "chat"),
+            "notifiers.chat"
+        );
+        assert_eq!(name_section("jobs", "jobs", "c"), "jobs.c");
+        assert_eq!(name_section("data_dir", "jobs", "c"), "data_dir");
+    }
+}
