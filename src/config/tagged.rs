@@ -2,10 +2,200 @@
 //! errors inside keep their exact line, column and field path.
 //!
 //! serde's `#[serde(tag = "type")]` buffers the whole mapping before choosing the variant, which
-//! loses every position inside it (errors point at the mapping's first line). Reading `type` as
-//! the first key and handing the rest of the same mapping to the variant's struct keeps the
-//! YAML deserializer, and its positions, all the way down. The price is that `type` comes first,
-//! which every example and shipped file does anyway; the error says so when it does not.
+//! loses every position inside it (errors point at the mapping's first line). Here the variant's
+//! struct reads the rest of the same mapping from the YAML deserializer, keeping its positions.
+//! When `type` comes first (as in every shipped file) that is all. When it does not (files
+//! written by tools that sort keys: Helm's `toYaml`, PyYAML, Ansible), a scan of the document's
+//! events before parsing (`scan`) has noted, for each such mapping, the position of its first
+//! key and its `type`; the visitor finds its tag by that position, hands the first key back to
+//! the variant's struct and skips the later `type` entry, so positions stay exact there too.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::de::{DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess};
+use serde_saphyr::granit_parser::{Event, Parser};
+
+/// `(line, column)` of a mapping's first key (both 1-based, as `Spanned` reports them) → the
+/// value of the mapping's later `type` key.
+pub type LateTags = HashMap<(u64, u64), String>;
+
+thread_local! {
+    static LATE_TAGS: RefCell<LateTags> = RefCell::new(HashMap::new());
+}
+
+/// Every mapping of `source` with a `type` key that is not its first, by its first key's
+/// position. A document that does not parse yields what was found before the error: the
+/// parse itself reports the error.
+pub fn scan(source: &str) -> LateTags {
+    /// What the scan knows about each open collection.
+    enum Frame {
+        Sequence,
+        Mapping {
+            /// Entries seen so far, counting the one being read.
+            entries: usize,
+            /// The next node is a key (else a value).
+            at_key: bool,
+            first_key: Option<(u64, u64)>,
+            /// The key just read was `type` (not first): the next scalar is the tag.
+            tag_next: bool,
+        },
+    }
+    let mut tags = LateTags::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    // A node (scalar, alias or whole collection) was read where the top frame expected one.
+    fn node_done(stack: &mut [Frame]) {
+        if let Some(Frame::Mapping {
+            at_key, tag_next, ..
+        }) = stack.last_mut()
+        {
+            *at_key = !*at_key;
+            if *at_key {
+                *tag_next = false;
+            }
+        }
+    }
+    for item in Parser::new_from_str(source) {
+        let Ok((event, span)) = item else { break };
+        match event {
+            Event::MappingStart(..) => {
+                if let Some(Frame::Mapping { tag_next, .. }) = stack.last_mut() {
+                    *tag_next = false;
+                }
+                stack.push(Frame::Mapping {
+                    entries: 0,
+                    at_key: true,
+                    first_key: None,
+                    tag_next: false,
+                });
+            }
+            Event::SequenceStart(..) => {
+                if let Some(Frame::Mapping { tag_next, .. }) = stack.last_mut() {
+                    *tag_next = false;
+                }
+                stack.push(Frame::Sequence);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                node_done(&mut stack);
+            }
+            Event::Scalar(value, ..) => {
+                if let Some(Frame::Mapping {
+                    entries,
+                    at_key,
+                    first_key,
+                    tag_next,
+                }) = stack.last_mut()
+                {
+                    if *at_key {
+                        *entries += 1;
+                        let position = (span.start.line() as u64, span.start.col() as u64 + 1);
+                        if *entries == 1 {
+                            *first_key = Some(position);
+                        } else if value == "type" {
+                            *tag_next = true;
+                        }
+                    } else if *tag_next && let Some(first) = first_key {
+                        tags.insert(*first, value.to_string());
+                    }
+                }
+                node_done(&mut stack);
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => node_done(&mut stack),
+            _ => {}
+        }
+    }
+    tags
+}
+
+/// Runs `parse` with `tags` (from `scan` of the same text) available to tagged configs.
+pub fn with_late_tags<R>(tags: &LateTags, parse: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            LATE_TAGS.with(|t| t.borrow_mut().clear());
+        }
+    }
+    let _reset = Reset;
+    LATE_TAGS.with(|t| *t.borrow_mut() = tags.clone());
+    parse()
+}
+
+/// The `type` of the mapping whose first key is at `line`, `column`, if the scan found one.
+pub fn late_tag(line: u64, column: u64) -> Option<String> {
+    LATE_TAGS.with(|t| t.borrow().get(&(line, column)).cloned())
+}
+
+/// The rest of a mapping after its tag, read from the same deserializer.
+pub struct AfterTag<A> {
+    pub state: AfterTagState,
+    pub rest: A,
+}
+
+pub enum AfterTagState {
+    /// `type` came first: the rest is the variant's, as it is.
+    Direct,
+    /// `type` comes later: give back this first key (read already) before the others.
+    FirstKey(String),
+    /// `type` comes later and the first key was given back: skip `type` when it comes.
+    SkipType,
+}
+
+/// A map key that is either the late `type` (skipped; the seed comes back for the next key) or
+/// one the variant's struct reads. Reading the key through this seed keeps an error in it (an
+/// unknown field) inside the deserializer's own key handling, so its path is kept.
+enum Key<K, V> {
+    Type(K),
+    Other(V),
+}
+
+struct KeySeed<K>(K);
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<K> {
+    type Value = Key<K, K::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let key = <String as serde::Deserialize>::deserialize(d)?;
+        if key == "type" {
+            return Ok(Key::Type(self.0));
+        }
+        self.0.deserialize(key.into_deserializer()).map(Key::Other)
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for AfterTag<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        match std::mem::replace(&mut self.state, AfterTagState::SkipType) {
+            AfterTagState::Direct => {
+                self.state = AfterTagState::Direct;
+                self.rest.next_key_seed(seed)
+            }
+            AfterTagState::FirstKey(first) => seed.deserialize(first.into_deserializer()).map(Some),
+            AfterTagState::SkipType => {
+                let mut seed = seed;
+                loop {
+                    match self.rest.next_key_seed(KeySeed(seed))? {
+                        None => return Ok(None),
+                        Some(Key::Other(value)) => return Ok(Some(value)),
+                        Some(Key::Type(back)) => {
+                            self.rest.next_value::<IgnoredAny>()?;
+                            seed = back;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.rest.next_value_seed(seed)
+    }
+}
 
 /// Defines an enum whose variants wrap config structs and are picked by the `type` key.
 ///
@@ -55,17 +245,23 @@ macro_rules! tagged_config {
 
                     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
                         use serde::de::Error as _;
-                        let first: Option<String> = map.next_key()?;
-                        match first.as_deref() {
-                            Some("type") => {}
-                            Some(other) => return Err(A::Error::custom(format!(
-                                "`type` must be the first key of a {} (found `{}` first); move the `type:` line up",
-                                $noun, other
-                            ))),
-                            None => return Err(A::Error::missing_field("type")),
-                        }
-                        let tag: String = map.next_value()?;
-                        let rest = serde::de::value::MapAccessDeserializer::new(map);
+                        let first: Option<serde_saphyr::Spanned<String>> = map.next_key()?;
+                        let Some(first) = first else {
+                            return Err(A::Error::missing_field("type"));
+                        };
+                        use $crate::config::tagged::{AfterTag, AfterTagState, late_tag};
+                        let (tag, state) = if first.value == "type" {
+                            (map.next_value::<String>()?, AfterTagState::Direct)
+                        } else {
+                            // `type` comes later: the scan before parsing knows its value.
+                            let at = &first.referenced;
+                            match late_tag(at.line(), at.column()) {
+                                Some(tag) => (tag, AfterTagState::FirstKey(first.value)),
+                                None => return Err(A::Error::missing_field("type")),
+                            }
+                        };
+                        let rest = AfterTag { state, rest: map };
+                        let rest = serde::de::value::MapAccessDeserializer::new(rest);
                         match tag.as_str() {
                             $( $tag => <$ty as serde::Deserialize>::deserialize(rest).map($name::$variant), )+
                             other => Err(A::Error::custom(format!(
@@ -107,7 +303,8 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> Result<Vec<Probe>, String> {
-        serde_saphyr::from_str(yaml).map_err(|e| {
+        let tags = super::scan(yaml);
+        super::with_late_tags(&tags, || serde_saphyr::from_str(yaml)).map_err(|e| {
             let loc = e.location().expect("location");
             format!("{}:{} {}", loc.line(), loc.column(), e.without_snippet())
         })
@@ -147,8 +344,49 @@ mod tests {
     }
 
     #[test]
-    fn type_must_come_first() {
-        let err = parse("- host: a\n  type: ping\n").unwrap_err();
-        assert!(err.contains("`type` must be the first key"), "{err}");
+    fn type_may_come_anywhere_and_positions_stay_exact() {
+        // As a tool that sorts keys writes it: `type` last, in block and flow mappings.
+        assert_eq!(
+            parse("- count: 2\n  host: a\n  type: ping\n- {host: b, type: ping}\n- type: cpu\n"),
+            Ok(vec![
+                Probe::Ping(Ping {
+                    host: "a".into(),
+                    count: Some(2)
+                }),
+                Probe::Ping(Ping {
+                    host: "b".into(),
+                    count: None
+                }),
+                Probe::Cpu(Cpu {}),
+            ])
+        );
+        let err = parse("- count: many\n  host: a\n  type: ping\n").unwrap_err();
+        assert!(err.starts_with("1:10 "), "{err}");
+        let err = parse("- host: a\n  bogus: 1\n  type: ping\n").unwrap_err();
+        assert!(err.starts_with("2:3 unknown field `bogus`"), "{err}");
+        let err = parse("- bogus: 1\n  host: a\n  type: ping\n").unwrap_err();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+        assert!(err.starts_with("1:"), "{err}");
+        let err = parse("- host: a\n  type: pong\n").unwrap_err();
+        assert!(err.contains("unknown probe type `pong`"), "{err}");
+        let err = parse("- host: a\n").unwrap_err();
+        assert!(err.contains("missing field `type`"), "{err}");
+    }
+
+    #[test]
+    fn the_scan_finds_late_types_by_first_key() {
+        let tags = super::scan(
+            "a:\n  b: 1\n  type: x\nc: [{d: 1, type: y}, {type: z, e: 1}]\nf: {g: {type: w}, type: v}\n",
+        );
+        let mut found: Vec<((u64, u64), String)> = tags.into_iter().collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ((2, 3), "x".to_string()),
+                ((4, 6), "y".to_string()),
+                ((5, 5), "v".to_string())
+            ]
+        );
     }
 }

@@ -252,3 +252,63 @@ fn a_missing_jobs_file_says_how_to_pass_one() {
         "{err}"
     );
 }
+
+/// Tools that sort keys (PyYAML's `dump`, Helm's `toYaml`, Ansible) put `type` wherever the
+/// alphabet does; such a file loads like the hand-written one, and a mistake in it is still
+/// reported at its own line.
+#[test]
+fn a_jobs_file_with_sorted_keys_loads_and_points_at_its_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sorted = "data_dir: var
+jobs:
+  monitor:
+    notify:
+    - log
+    probes:
+    - type: cpu
+    - host: 127.0.0.1
+      name: gateway
+      type: ping
+    rules: []
+    schedule: '@every 10s'
+    type: monitor
+  weekly-report:
+    schedule: 0 8 * * Mon
+    type: report
+notifiers:
+  chat:
+    min_severity: warning
+    type: slack
+    webhook_url: ''
+";
+    let file = dir.path().join("jobs.yaml");
+    std::fs::write(&file, sorted).unwrap();
+    let output = run(&["check", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = run(&["jobs", "--jobs", file.to_str().unwrap()]);
+    let out = stdout(&output);
+    assert!(
+        out.contains("monitor (monitor)") && out.contains("weekly-report (report)"),
+        "{out}"
+    );
+
+    let broken = sorted
+        .replace(
+            "      name: gateway\n",
+            "      name: gateway\n      count: many\n",
+        )
+        .replace("    schedule: 0 8 * * Mon\n", "    schedul: 0 8 * * Mon\n");
+    std::fs::write(&file, broken).unwrap();
+    let output = run(&["check", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!(" --> {}:10:14\n", file.display())),
+        "the bad count is on line 10: {err}"
+    );
+    assert!(
+        err.contains(&format!(" --> {}:16:5\n", file.display()))
+            && err.contains("did you mean `schedule`?"),
+        "the misspelt key is on line 16: {err}"
+    );
+}

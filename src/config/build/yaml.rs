@@ -8,9 +8,12 @@ use std::path::Path;
 use serde_saphyr::MessageFormatter;
 
 use crate::config::raw::{JobConfig, NotifierConfig, RawConfig, Text};
-use crate::config::sections;
+use crate::config::{sections, tagged};
 use crate::diagnostic::{Problem, Problems};
 use crate::vocab::suggest::closest;
+
+/// How far below a mapping's start its `type:` line is looked for, to point at a bad type.
+const TYPE_SEARCH_LINES: usize = 64;
 
 pub(super) struct ParsedSections {
     pub top: RawConfig,
@@ -30,7 +33,10 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
             )
             .into());
     }
-    let (top, section_count) = sections::pass(None, || parse_raw(source));
+    // Where `type` is not a mapping's first key, its value is found once, for every pass.
+    let late_tags = tagged::scan(source);
+    let parse = || tagged::with_late_tags(&late_tags, || parse_raw(source));
+    let (top, section_count) = sections::pass(None, parse);
     let top = top.map_err(|e| Problems::from(yaml_problem(file, source, e)))?;
     let mut notifiers: Vec<(Text, Option<NotifierConfig>)> =
         top.notifiers.keys().map(|k| (k.clone(), None)).collect();
@@ -47,7 +53,7 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
     order.sort_by_key(|(_, k)| (k.referenced.line(), k.referenced.column()));
     let mut problems = Problems::default();
     for index in 0..section_count {
-        match sections::pass(Some(index), || parse_raw(source)).0 {
+        match sections::pass(Some(index), parse).0 {
             Err(mut e) => {
                 if let Some((kind, name)) = order.get(index) {
                     e.path = name_section(&e.path, kind, &name.value);
@@ -144,7 +150,13 @@ fn refine(mut problem: Problem, source: &str) -> Problem {
     {
         let value = rest[start + 7..].split('`').next().unwrap_or_default();
         let from = problem.line.saturating_sub(1) as usize;
-        for (offset, text) in source.lines().skip(from).take(3).enumerate() {
+        // `type:` is usually the mapping's first line, but may come anywhere in it.
+        for (offset, text) in source
+            .lines()
+            .skip(from)
+            .take(TYPE_SEARCH_LINES)
+            .enumerate()
+        {
             if let Some(col) = find_type_value(text, value) {
                 problem.line = (from + offset + 1) as u64;
                 problem.column = col as u64 + 1;
