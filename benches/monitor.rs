@@ -1,6 +1,9 @@
 //! `cargo bench --bench monitor`: one tick of the default system probes, and the metrics
 //! reader's throughput over a synthetic week.
 
+// A harness, not the product: a panic here is the failure, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

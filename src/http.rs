@@ -30,9 +30,9 @@ pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
 
 /// `a=1&b=x%20y`: an `application/x-www-form-urlencoded` body (OAuth token requests).
 pub fn form_body(pairs: &[(&str, &str)]) -> String {
-    let mut url = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
-    url.query_pairs_mut().extend_pairs(pairs);
-    url.query().unwrap_or_default().to_string()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// What an OAuth token endpoint answers.

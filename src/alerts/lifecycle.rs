@@ -8,6 +8,7 @@
 //! and did not), hold (nothing is known: the rule failed, or `on_missing: keep`, or value
 //! hysteresis keeps it), or missing (its data is gone: `on_missing` decides).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -159,10 +160,12 @@ impl Lifecycle {
             .collect();
         for fp in fingerprints {
             let activation = activations.get(&fp);
-            let state = self.states.entry(fp.clone()).or_insert_with(|| {
-                let a = activation.expect("a new state comes from an activation");
-                new_state(&fp, a)
-            });
+            let state = match (self.states.entry(fp.clone()), activation) {
+                (Entry::Occupied(known), _) => known.into_mut(),
+                (Entry::Vacant(new), Some(a)) => new.insert(new_state(&fp, a)),
+                // Every fingerprint here has a state or an activation.
+                (Entry::Vacant(_), None) => continue,
+            };
             if let Some(a) = activation {
                 state.absorb(a);
             }

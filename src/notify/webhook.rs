@@ -35,15 +35,19 @@ pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
 }
 
 /// `v1,<base64 signature>` of `<id>.<timestamp>.<body>`.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    // HMAC takes keys of any length; the error exists for other MACs.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .map_err(|e| format!("cannot sign with the signing secret: {e}"))?;
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// The JSON body for one event.
@@ -93,10 +97,14 @@ impl Webhook {
         }
         if let Some(key) = &self.key {
             let timestamp = chrono::Utc::now().timestamp();
+            let signature = match sign(key, id, timestamp, &bytes) {
+                Ok(signature) => signature,
+                Err(reason) => return super::destination::Delivery::Refused { reason },
+            };
             request = request
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", sign(key, id, timestamp, &bytes));
+                .header("webhook-signature", signature);
         }
         classify(request.body(bytes).send().await).await
     }
@@ -169,7 +177,7 @@ mod tests {
         let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
-            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).unwrap(),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
         assert_eq!(signing_key("plain").unwrap(), b"plain");

@@ -333,10 +333,43 @@ mod tests {
         ));
     }
 
+    /// The root filesystem as `df` (coreutils, an independent reading) reports it. Files come
+    /// and go while tests run, so the two readings may differ by a little.
     #[test]
-    fn statvfs_of_root_is_sane() {
+    fn statvfs_agrees_with_df() {
         let usage = statvfs(Path::new("/")).unwrap();
-        assert!((0.0..=100.0).contains(&usage.used_percent));
-        assert!(usage.free_bytes >= 0.0);
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=used,avail,iused,iavail", "/"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let numbers: Vec<f64> = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let [used, avail, iused, iavail] = numbers[..] else {
+            panic!("{text}")
+        };
+        let df_percent = used / (used + avail) * 100.0;
+        assert!(
+            (usage.used_percent - df_percent).abs() < 0.5,
+            "{} against df {df_percent}",
+            usage.used_percent
+        );
+        assert!(
+            (usage.free_bytes - avail).abs() < 256.0 * 1024.0 * 1024.0,
+            "{} against df {avail}",
+            usage.free_bytes
+        );
+        match usage.inodes_used_percent {
+            Some(p) => {
+                let df_inodes = iused / (iused + iavail) * 100.0;
+                assert!((p - df_inodes).abs() < 0.5, "{p} against df {df_inodes}");
+            }
+            None => assert_eq!(iused + iavail, 0.0, "df knows inodes: {text}"),
+        }
     }
 }

@@ -21,63 +21,34 @@ const KEEP_BODY: usize = 1 << 20;
 pub struct HttpProbe {
     spec: HttpSpec,
     instance: String,
-    client: Option<reqwest::Client>,
+    /// Built with the probe, not in a tick: building reads CA files and sets up TLS, which
+    /// must not count against the first tick's timeout. A client that cannot be built (an
+    /// unreadable `ca_file`) is that probe's error every tick.
+    client: Result<reqwest::Client, String>,
     names: Names,
     extract_names: Vec<MetricName>,
 }
 
 impl HttpProbe {
-    pub fn new(spec: HttpSpec, instance: &str) -> Self {
+    /// A probe whose request, from connecting to the last byte of the body, takes at most
+    /// `timeout`: a server that does not answer in time reads as down.
+    pub fn new(spec: HttpSpec, instance: &str, timeout: Duration) -> Self {
         let extract_names = spec
             .extract
             .iter()
             .map(|(field, _)| MetricName::from(format!("http.{instance}.{field}")))
             .collect();
         HttpProbe {
+            client: client(&spec, timeout),
             spec,
             instance: instance.to_string(),
-            client: None,
             names: Names::new("http"),
             extract_names,
         }
     }
 
-    fn client(&mut self, timeout: Duration) -> Result<reqwest::Client, String> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
-        }
-        let mut builder = client_builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .tls_info(true)
-            .redirect(if self.spec.follow_redirects {
-                reqwest::redirect::Policy::limited(5)
-            } else {
-                reqwest::redirect::Policy::none()
-            })
-            .tls_danger_accept_invalid_certs(!self.spec.tls_verify);
-        if let Some(path) = &self.spec.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {}", path.display(), describe_error(e)))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(describe_error)?;
-        self.client = Some(client.clone());
-        Ok(client)
-    }
-
-    pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
-        // reqwest's own limit comes first, so a hung server reads as down, not as a lost probe.
-        let limit = timeout
-            .saturating_sub(Duration::from_millis(50))
-            .max(Duration::from_millis(10));
-        let client = self.client(limit)?;
+    pub async fn collect(&mut self, out: &mut Output) -> Result<(), String> {
+        let client = self.client.clone()?;
         let names = self.names.get(&self.instance, TYPE.fields);
         let key = format!("http.{}", self.instance);
         let method =
@@ -224,8 +195,36 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The probe's HTTP client: no pooling (every tick connects anew, as a user's first request
+/// does), no proxy (it measures the path from this host), the probe's timeout for the whole
+/// request, and the probe's TLS and redirect settings.
+fn client(spec: &HttpSpec, timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut builder = client_builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .tls_info(true)
+        .redirect(if spec.follow_redirects {
+            reqwest::redirect::Policy::limited(5)
+        } else {
+            reqwest::redirect::Policy::none()
+        })
+        .tls_danger_accept_invalid_certs(!spec.tls_verify);
+    if let Some(path) = &spec.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("ca_file {}: {}", path.display(), describe_error(e)))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(describe_error)
+}
+
 impl super::Wait for HttpProbe {
-    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
-        Box::pin(self.collect(out, timeout))
+    fn wait<'a>(&'a mut self, out: &'a mut Output, _timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out))
     }
 }

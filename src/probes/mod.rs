@@ -106,7 +106,12 @@ pub trait Read: Send + 'static {
 /// What a waiting probe returns: resolves when it has measured.
 pub type Waiting<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-/// A probe that waits on the network or on another process, on the runtime.
+/// How long past its timeout a waiting probe is given to report before it counts as lost: its
+/// own timeout should have ended it, and on a busy host that takes a moment.
+const WAITER_MARGIN: Duration = Duration::from_millis(500);
+
+/// A probe that waits on the network or on another process, on the runtime. It ends its own
+/// work at `timeout` and reports what that means (down, killed), rather than being cut off.
 pub trait Wait: Send {
     fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> Waiting<'a>;
 }
@@ -147,7 +152,7 @@ impl Probe {
             ProbeKind::NetIo(s) => reads(net_io::NetIoProbe::new(root, s.interfaces.clone())),
             ProbeKind::Ping(s) => waits(ping::PingProbe::new(s.clone(), name)),
             ProbeKind::Tcp(s) => waits(tcp::TcpProbe::new(s.host.clone(), s.port, name)),
-            ProbeKind::Http(s) => waits(http::HttpProbe::new(s.clone(), name)),
+            ProbeKind::Http(s) => waits(http::HttpProbe::new(s.clone(), name, spec.timeout)),
             ProbeKind::Process(s) => reads(process::ProcessProbe::new(root, s.clone(), name)),
             ProbeKind::Connections(s) => reads(connections::ConnectionsProbe::new(
                 root,
@@ -249,8 +254,10 @@ impl ProbeSet {
                 };
                 Some(async move {
                     let mut out = Output::default();
-                    let result =
-                        tokio::time::timeout(timeout, waiter.wait(&mut out, timeout)).await;
+                    // A waiter keeps its own timeout (a hung server reads as down, a slow
+                    // command is killed); this one only catches a probe that does not.
+                    let limit = timeout + (timeout / 4).max(WAITER_MARGIN);
+                    let result = tokio::time::timeout(limit, waiter.wait(&mut out, timeout)).await;
                     (i, out, result)
                 })
             }),

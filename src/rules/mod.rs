@@ -151,9 +151,14 @@ impl RuleSet {
                 error,
             });
         }
-        let context = context::take().expect("the context installed above");
-        evaluation.activations = context.activations;
-        (context.history, evaluation)
+        // Only this function installs and takes the context, so it is there.
+        match context::take() {
+            Some(context) => {
+                evaluation.activations = context.activations;
+                (context.history, evaluation)
+            }
+            None => (History::default(), evaluation),
+        }
     }
 }
 

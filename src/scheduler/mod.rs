@@ -170,8 +170,11 @@ impl Scheduler {
             let names: Vec<&str> = still_running.iter().map(|(n, _)| n.as_str()).collect();
             info!(jobs = ?names, grace_s = grace.as_secs_f64(), "waiting for running jobs to finish");
         }
-        // Real time on purpose: the grace period protects a real shutdown, even in tests.
-        if tokio::time::timeout(grace, runs.wait()).await.is_ok() {
+        let finished = tokio::select! {
+            _ = runs.wait() => true,
+            _ = self.clock.sleep(grace) => false,
+        };
+        if finished {
             Shutdown::Clean
         } else {
             let names: Vec<String> = self.state.running().into_iter().map(|(n, _)| n).collect();

@@ -48,7 +48,7 @@ pub struct Response {
 
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    base: Url,
     auth: ServicenowAuth,
     token: TokenCache,
 }
@@ -56,7 +56,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base)
+            .field("base", &crate::http::redact_url(self.base.as_str()))
             .finish_non_exhaustive()
     }
 }
@@ -64,27 +64,36 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(settings: &ServicenowSettings) -> Result<Client, String> {
         let http = crate::http::client(settings.timeout)?;
+        // The URL's text is a secret as a whole (it may carry credentials): never echoed.
+        let base = Url::parse(settings.base_url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| "the ServiceNow instance is not an http(s) URL".to_string())?;
         Ok(Client {
             http,
-            base: settings.base_url.trim_end_matches('/').to_string(),
+            base,
             auth: settings.auth.clone(),
             token: TokenCache::default(),
         })
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.base.as_str()
+    }
+
+    /// `<base>/<segments...>`, below whatever path the instance URL has.
+    fn endpoint<'a>(&self, segments: impl IntoIterator<Item = &'a str>) -> Url {
+        let mut url = self.base.clone();
+        // An http(s) URL always has path segments (checked in `new`).
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
     }
 
     /// `<base>/api/now/table/<table>[/<sys_id>]` with query parameters.
     pub fn table_url(&self, table: &str, sys_id: Option<&str>, query: &[(&str, &str)]) -> Url {
-        let mut text = format!("{}/api/now/table/{table}", self.base);
-        if let Some(id) = sys_id {
-            text.push('/');
-            text.push_str(id);
-        }
-        let mut url = Url::parse(&text)
-            .unwrap_or_else(|_| Url::parse("http://invalid.invalid/").expect("a valid URL"));
+        let mut url = self.endpoint(["api", "now", "table", table].into_iter().chain(sys_id));
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -174,7 +183,7 @@ impl Client {
         };
         let response = self
             .http
-            .post(format!("{}/oauth_token.do", self.base))
+            .post(self.endpoint(["oauth_token.do"]))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .body(body)

@@ -15,8 +15,6 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// When it arrived.
-    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -218,7 +216,6 @@ fn serve(conn: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>, sto
         target,
         headers,
         body,
-        at: std::time::Instant::now(),
     };
     requests.lock().unwrap().push(request.clone());
     let response = handler(&request);

@@ -1,8 +1,6 @@
 //! The monitor job through the binary: ticks land in the metrics log, rates from the second on.
 
-use std::time::Duration;
-
-use crate::support::{Running, command, jobs_file};
+use crate::support::{PATIENCE, Running, command, jobs_file};
 
 #[test]
 fn ticks_are_logged_with_rates_from_the_second_tick() {
@@ -13,10 +11,10 @@ fn ticks_are_logged_with_rates_from_the_second_tick() {
     );
     let mut runner = Running::spawn(command(&["--jobs", file.to_str().unwrap(), "-v"]));
     for _ in 0..3 {
-        runner.wait_for_line("run finished", Duration::from_secs(5));
+        runner.wait_for_line("run finished", PATIENCE);
     }
     runner.signal("TERM");
-    assert_eq!(runner.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(runner.wait_exit(PATIENCE).0, Some(0));
 
     let metrics_dir = dir.path().join("var/metrics");
     let mut text = String::new();

@@ -2,6 +2,7 @@
 //! (ServiceNow is in `servicenow.rs`): deliveries, retries with `Retry-After`, refusals kept as
 //! dead letters, outages, grouping, and nothing lost or sent twice.
 
+use crate::support::PATIENCE;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use runner::alerts::event::{AlertEvent, EventKind};
 use runner::config::Config;
 use runner::notify::Notifiers;
-use runner::scheduler::clock::{SharedClock, SystemClock, VirtualClock};
+use runner::scheduler::clock::{Clock, SharedClock, VirtualClock};
 use runner::vocab::Severity;
 use tokio_util::sync::CancellationToken;
 
@@ -52,17 +53,30 @@ pub(crate) fn slack_ok() -> Response {
     Response::new(200, "ok").header("Content-Type", "text/plain")
 }
 
-/// A jobs file with these notifiers, its config and notifiers; delivery started.
+/// Where the harness's virtual clock starts: shortly after the test events.
+const START: &str = "2026-11-28T09:10:00Z";
+
+/// Virtual time that passes for each millisecond of real time while a test waits.
+const STEP: Duration = Duration::from_millis(20);
+
+/// A jobs file with these notifiers, its config and notifiers; delivery started on a virtual
+/// clock, so backoff, rate limits, grouping and keepalives take no real time.
 pub(crate) struct Harness {
     _dir: tempfile::TempDir,
     pub config: Arc<Config>,
     pub notifiers: Arc<Notifiers>,
+    pub clock: Arc<VirtualClock>,
     stop: CancellationToken,
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Harness {
-    pub fn new(notifiers_yaml: &str, clock: SharedClock) -> Harness {
+    pub fn new(notifiers_yaml: &str) -> Harness {
+        Harness::with_clock(notifiers_yaml, virtual_clock())
+    }
+
+    pub fn with_clock(notifiers_yaml: &str, clock: Arc<VirtualClock>) -> Harness {
+        let shared: SharedClock = clock.clone();
         let dir = tempfile::tempdir().unwrap();
         let file = crate::support::jobs_file(
             dir.path(),
@@ -71,15 +85,37 @@ impl Harness {
             ),
         );
         let config = Arc::new(Config::load(&file).unwrap_or_else(|p| panic!("{}", p.render())));
-        let notifiers = Arc::new(Notifiers::new(&config, clock));
+        let notifiers = Arc::new(Notifiers::new(&config, shared));
         let stop = CancellationToken::new();
         let handles = notifiers.start(stop.clone());
         Harness {
             _dir: dir,
             config,
             notifiers,
+            clock,
             stop,
             handles,
+        }
+    }
+
+    /// Lets virtual time pass until `cond` holds (a real-time limit catches a hang).
+    pub async fn drive(&self, what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+            self.clock.advance(STEP);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Lets `by` of virtual time pass, a step at a time, so whatever it wakes gets to run.
+    pub async fn pass(&self, by: Duration) {
+        let mut left = by;
+        while !left.is_zero() {
+            let step = left.min(STEP);
+            self.clock.advance(step);
+            left -= step;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -108,6 +144,31 @@ impl Harness {
     }
 }
 
+/// A virtual clock at the harness's start, for a test that needs it before the harness.
+pub(crate) fn virtual_clock() -> Arc<VirtualClock> {
+    VirtualClock::new(DateTime::parse_from_rfc3339(START).unwrap().to_utc())
+}
+
+/// When requests arrived, in virtual time.
+pub(crate) type Arrivals = Arc<Mutex<Vec<DateTime<Utc>>>>;
+
+/// A handler that also notes the virtual time each request arrives at.
+pub(crate) fn stamped(
+    clock: &Arc<VirtualClock>,
+    handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+) -> (
+    impl Fn(&Request) -> Response + Send + Sync + 'static,
+    Arrivals,
+) {
+    let times: Arrivals = Arc::default();
+    let (clock, seen) = (clock.clone(), times.clone());
+    let stamped = move |r: &Request| {
+        seen.lock().unwrap().push(clock.now());
+        handler(r)
+    };
+    (stamped, times)
+}
+
 /// Polls `cond` every 10 ms for up to `timeout` of real time.
 pub(crate) async fn wait_for(timeout: Duration, what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
@@ -124,10 +185,6 @@ pub(crate) fn block_on_wait(timeout: Duration, what: &str, cond: impl Fn() -> bo
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn system() -> SharedClock {
-    Arc::new(SystemClock)
 }
 
 fn slack_yaml(url: &str, extra: &str) -> String {
@@ -154,18 +211,12 @@ fn summaries(request: &Request) -> Vec<String> {
 #[tokio::test]
 async fn slack_gets_a_block_kit_message_and_the_queue_empties() {
     let server = TestServer::start(scripted(vec![], slack_ok()));
-    let h = Harness::new(
-        &slack_yaml(&server.url("/services/T0/B0/secret"), ""),
-        system(),
-    );
+    let h = Harness::new(&slack_yaml(&server.url("/services/T0/B0/secret"), ""));
     h.send(
         &["log", "slack"],
         &[event(1, EventKind::Firing, Severity::Critical)],
     );
-    wait_for(Duration::from_secs(5), "the delivery", || {
-        h.delivered("slack") == 1
-    })
-    .await;
+    h.drive("the delivery", || h.delivered("slack") == 1).await;
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
@@ -204,13 +255,13 @@ async fn slack_429_with_retry_after_waits_then_sends_once() {
         vec![Response::new(429, "rate_limited").header("Retry-After", "2")],
         slack_ok(),
     ));
-    let clock = VirtualClock::new(Utc::now());
-    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""), clock.clone());
+    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""));
+    let clock = h.clock.clone();
     h.send(
         &["slack"],
         &[event(1, EventKind::Firing, Severity::Warning)],
     );
-    wait_for(Duration::from_secs(5), "the first attempt", || {
+    wait_for(PATIENCE, "the first attempt", || {
         server.requests().len() == 1
     })
     .await;
@@ -221,10 +272,7 @@ async fn slack_429_with_retry_after_waits_then_sends_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.requests().len(), 1, "retried before Retry-After");
     clock.advance(Duration::from_millis(200));
-    wait_for(Duration::from_secs(5), "the retry", || {
-        h.delivered("slack") == 1
-    })
-    .await;
+    h.drive("the retry", || h.delivered("slack") == 1).await;
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].body, requests[1].body, "the same message again");
@@ -236,23 +284,25 @@ async fn slack_429_with_retry_after_waits_then_sends_once() {
 
 #[tokio::test]
 async fn slack_500_three_times_then_ok_is_delivered_once() {
-    let server = TestServer::start(scripted(
-        vec![
-            Response::new(500, "rollup_error"),
-            Response::new(503, ""),
-            Response::new(500, "rollup_error"),
-        ],
-        slack_ok(),
-    ));
-    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""), system());
+    let clock = virtual_clock();
+    let (handler, times) = stamped(
+        &clock,
+        scripted(
+            vec![
+                Response::new(500, "rollup_error"),
+                Response::new(503, ""),
+                Response::new(500, "rollup_error"),
+            ],
+            slack_ok(),
+        ),
+    );
+    let server = TestServer::start(handler);
+    let h = Harness::with_clock(&slack_yaml(&server.url("/hook"), ""), clock);
     h.send(
         &["slack"],
         &[event(1, EventKind::Firing, Severity::Warning)],
     );
-    wait_for(Duration::from_secs(5), "the delivery", || {
-        h.delivered("slack") == 1
-    })
-    .await;
+    h.drive("the delivery", || h.delivered("slack") == 1).await;
     assert_eq!(server.requests().len(), 4);
     let stats = h.notifiers.stats("slack").unwrap();
     assert_eq!(
@@ -261,10 +311,10 @@ async fn slack_500_three_times_then_ok_is_delivered_once() {
             .load(std::sync::atomic::Ordering::Relaxed),
         3
     );
-    // Backoff: the attempts were spaced out, not hammered.
-    let at: Vec<Instant> = server.requests().iter().map(|r| r.at).collect();
+    // Backoff: the retries waited at least half of 20, 40 and 80 ms, not hammered.
+    let at = times.lock().unwrap().clone();
     assert!(
-        at[3] - at[0] >= Duration::from_millis(30),
+        at[3] - at[0] >= chrono::Duration::milliseconds(70),
         "{:?}",
         at[3] - at[0]
     );
@@ -274,15 +324,12 @@ async fn slack_500_three_times_then_ok_is_delivered_once() {
 #[tokio::test]
 async fn slack_404_no_service_is_a_dead_letter_and_the_queue_moves_on() {
     let server = TestServer::start(scripted(vec![Response::new(404, "no_service")], slack_ok()));
-    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""), system());
+    let h = Harness::new(&slack_yaml(&server.url("/hook"), ""));
     h.send(
         &["slack"],
         &[event(1, EventKind::Firing, Severity::Warning)],
     );
-    wait_for(Duration::from_secs(5), "the refusal", || {
-        h.dead("slack") == 1
-    })
-    .await;
+    h.drive("the refusal", || h.dead("slack") == 1).await;
     let dead = std::fs::read_to_string(h.outbox().join("dead/slack.jsonl")).unwrap();
     let letter: serde_json::Value = serde_json::from_str(dead.trim()).unwrap();
     assert!(
@@ -298,10 +345,8 @@ async fn slack_404_no_service_is_a_dead_letter_and_the_queue_moves_on() {
         &["slack"],
         &[event(2, EventKind::Firing, Severity::Warning)],
     );
-    wait_for(Duration::from_secs(5), "the next delivery", || {
-        h.delivered("slack") == 1
-    })
-    .await;
+    h.drive("the next delivery", || h.delivered("slack") == 1)
+        .await;
     h.stop().await;
 }
 
@@ -313,28 +358,24 @@ async fn a_destination_down_for_a_while_gets_everything_once_in_order() {
         .local_addr()
         .unwrap();
     let url = format!("http://{addr}/hook");
-    let h = Harness::new(&slack_yaml(&url, ""), system());
+    let h = Harness::new(&slack_yaml(&url, ""));
     for n in 0..12 {
         h.send(
             &["slack"],
             &[event(n, EventKind::Firing, Severity::Warning)],
         );
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        h.pass(Duration::from_millis(15)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = h.notifiers.stats("slack").unwrap();
+    let failed = || {
+        stats
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    h.drive("it to keep trying", || failed() >= 3).await;
     assert_eq!(h.delivered("slack"), 0);
-    let failed = h
-        .notifiers
-        .stats("slack")
-        .unwrap()
-        .failed_attempts
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(failed >= 2, "it kept trying: {failed}");
     let server = TestServer::start_at(addr, scripted(vec![], slack_ok()));
-    wait_for(Duration::from_secs(5), "the backlog", || {
-        h.delivered("slack") == 12
-    })
-    .await;
+    h.drive("the backlog", || h.delivered("slack") == 12).await;
     let got: Vec<String> = server.requests().iter().flat_map(summaries).collect();
     let want: Vec<String> = (0..12).map(|n| format!("event {n}")).collect();
     assert_eq!(got, want, "every event once, in order");
@@ -343,23 +384,22 @@ async fn a_destination_down_for_a_while_gets_everything_once_in_order() {
 
 #[tokio::test]
 async fn a_burst_of_50_alerts_becomes_a_few_grouped_messages_within_the_rate_limit() {
-    let server = TestServer::start(scripted(vec![], slack_ok()));
+    let clock = virtual_clock();
+    let (handler, times) = stamped(&clock, scripted(vec![], slack_ok()));
+    let server = TestServer::start(handler);
     // Slack's defaults: one message a second, a burst of three; group for 300 ms.
     let yaml = format!(
         "  slack: {{ type: slack, webhook_url: \"{}\", group_wait: 300ms }}\n",
         server.url("/hook")
     );
-    let h = Harness::new(&yaml, system());
+    let h = Harness::with_clock(&yaml, clock);
     for n in 0..50 {
         h.send(
             &["slack"],
             &[event(n, EventKind::Firing, Severity::Warning)],
         );
     }
-    wait_for(Duration::from_secs(5), "the burst", || {
-        h.delivered("slack") == 50
-    })
-    .await;
+    h.drive("the burst", || h.delivered("slack") == 50).await;
     let requests = server.requests();
     assert_eq!(requests.len(), 3, "20 + 20 + 10 alerts a message");
     let got: Vec<String> = requests.iter().flat_map(summaries).collect();
@@ -375,16 +415,13 @@ async fn a_burst_of_50_alerts_becomes_a_few_grouped_messages_within_the_rate_lim
         &["slack"],
         &[event(50, EventKind::Firing, Severity::Warning)],
     );
-    wait_for(Duration::from_secs(5), "one more", || {
-        h.delivered("slack") == 51
-    })
-    .await;
-    let requests = server.requests();
+    h.drive("one more", || h.delivered("slack") == 51).await;
     // The burst allowance was spent: the fourth message waited for the rate.
+    let at = times.lock().unwrap().clone();
     assert!(
-        requests[3].at - requests[0].at >= Duration::from_millis(900),
+        at[3] - at[0] >= chrono::Duration::milliseconds(900),
         "{:?}",
-        requests[3].at - requests[0].at
+        at[3] - at[0]
     );
     h.stop().await;
 }
@@ -401,13 +438,10 @@ async fn webhook_posts_signed_standard_webhooks_with_the_same_id_on_retry() {
         "  hook: {{ type: webhook, url: \"{}\", signing_secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", headers: {{ X-Team: ops }}, retry_initial: 20ms }}\n",
         server.url("/in")
     );
-    let h = Harness::new(&yaml, system());
+    let h = Harness::new(&yaml);
     let e = event(7, EventKind::Resolved, Severity::Critical);
     h.send(&["hook"], std::slice::from_ref(&e));
-    wait_for(Duration::from_secs(5), "the delivery", || {
-        h.delivered("hook") == 1
-    })
-    .await;
+    h.drive("the delivery", || h.delivered("hook") == 1).await;
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(
@@ -437,6 +471,7 @@ async fn webhook_posts_signed_standard_webhooks_with_the_same_id_on_retry() {
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     );
     assert_eq!(r.header("webhook-signature"), Some(expected.as_str()));
+    // The timestamp is the real time of sending: receivers hold it against their own clock.
     let age = Utc::now().timestamp() - timestamp.parse::<i64>().unwrap();
     assert!((0..30).contains(&age), "timestamp is now: {age}");
     h.stop().await;
@@ -453,13 +488,10 @@ async fn alertmanager_gets_labels_annotations_and_times_and_resolves_with_ends_a
         "  am: {{ type: alertmanager, urls: [\"http://{down}\", \"{}\"], resend_interval: 100ms }}\n",
         server.url("")
     );
-    let h = Harness::new(&yaml, system());
+    let h = Harness::new(&yaml);
     let firing = event(3, EventKind::Firing, Severity::Critical);
     h.send(&["am"], std::slice::from_ref(&firing));
-    wait_for(Duration::from_secs(5), "the firing alert", || {
-        h.delivered("am") == 1
-    })
-    .await;
+    h.drive("the firing alert", || h.delivered("am") == 1).await;
     let first = &server.requests()[0];
     assert_eq!(first.path(), "/api/v2/alerts");
     let alerts = first.json();
@@ -473,22 +505,16 @@ async fn alertmanager_gets_labels_annotations_and_times_and_resolves_with_ends_a
     assert_eq!(alert["startsAt"], "2026-11-28T08:55:03.000Z");
     let ends = DateTime::parse_from_rfc3339(alert["endsAt"].as_str().unwrap()).unwrap();
     assert!(
-        ends > Utc::now(),
+        ends > h.clock.now(),
         "a firing alert ends in the future: {ends}"
     );
     // Re-sent while firing, so Alertmanager keeps it.
-    wait_for(Duration::from_secs(5), "a resend", || {
-        server.requests().len() >= 3
-    })
-    .await;
+    h.drive("a resend", || server.requests().len() >= 3).await;
     let mut resolved = firing.clone();
     resolved.kind = EventKind::Resolved;
     resolved.at = firing.at + chrono::Duration::minutes(1);
     h.send(&["am"], &[resolved]);
-    wait_for(Duration::from_secs(5), "the resolve", || {
-        h.delivered("am") == 2
-    })
-    .await;
+    h.drive("the resolve", || h.delivered("am") == 2).await;
     let last = server
         .requests()
         .into_iter()
@@ -507,7 +533,7 @@ async fn routing_takes_the_job_list_the_rule_list_and_min_severity() {
         slack_yaml(&server.url("/slack"), ", min_severity: warning"),
         server.url("/hook")
     );
-    let h = Harness::new(&yaml, system());
+    let h = Harness::new(&yaml);
     let job = vec!["log".to_string(), "slack".to_string(), "hook".to_string()];
     let info = event(1, EventKind::Firing, Severity::Info);
     let warning = event(2, EventKind::Firing, Severity::Warning);

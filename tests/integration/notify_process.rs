@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::fake_servicenow::FakeServiceNow;
 use crate::http_server::TestServer;
 use crate::notify::{scripted, slack_ok};
-use crate::support::{Running, command, jobs_file, root, run, stderr, stdout};
+use crate::support::{PATIENCE, Running, command, jobs_file, root, run, stderr, stdout};
 
 fn rule(dir: &std::path::Path, options: &str) -> std::path::PathBuf {
     let path = dir.join("seen.rhai");
@@ -44,20 +44,20 @@ fn killed_with_a_notification_queued_then_restarted_it_is_delivered_once() {
     );
     let file = file.to_str().unwrap();
     let mut first = Running::spawn(command(&["--jobs", file]));
-    first.wait_for_line("memory is measured", Duration::from_secs(10));
-    first.wait_for_line("delivery failed", Duration::from_secs(10));
+    first.wait_for_line("memory is measured", PATIENCE);
+    first.wait_for_line("delivery failed", PATIENCE);
     first.signal("KILL");
-    first.wait_exit(Duration::from_secs(5));
+    first.wait_exit(PATIENCE);
     let queued = std::fs::read_to_string(dir.path().join("var/outbox/slack.jsonl")).unwrap();
     assert_eq!(queued.lines().count(), 1, "{queued}");
 
     let server = TestServer::start_at(addr, scripted(vec![], slack_ok()));
     let mut second = Running::spawn(command(&["--jobs", file, "-v"]));
     for _ in 0..3 {
-        second.wait_for_line("run finished", Duration::from_secs(10));
+        second.wait_for_line("run finished", PATIENCE);
     }
     second.signal("TERM");
-    assert_eq!(second.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(second.wait_exit(PATIENCE).0, Some(0));
     let requests = server.requests();
     assert_eq!(
         requests.len(),
@@ -87,7 +87,7 @@ fn an_incident_number_is_kept_in_the_alert_state_and_shown_in_later_messages() {
     let mut cmd = command(&["--jobs", file.to_str().unwrap()]);
     cmd.env("SN_PASSWORD", "pw");
     let mut running = Running::spawn(cmd);
-    running.wait_for_line("incident INC0010001 created", Duration::from_secs(10));
+    running.wait_for_line("incident INC0010001 created", PATIENCE);
     crate::notify::block_on_wait(
         Duration::from_secs(10),
         "a message with the incident",
@@ -99,7 +99,7 @@ fn an_incident_number_is_kept_in_the_alert_state_and_shown_in_later_messages() {
         },
     );
     running.signal("TERM");
-    assert_eq!(running.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
     assert_eq!(sn.incidents().len(), 1);
     let state = std::fs::read_to_string(dir.path().join("var/state/alerts/m.json")).unwrap();
     assert!(state.contains("INC0010001"), "{state}");
@@ -116,9 +116,9 @@ fn an_incident_number_is_kept_in_the_alert_state_and_shown_in_later_messages() {
     let mut cmd = command(&["--jobs", file.to_str().unwrap()]);
     cmd.env("SN_PASSWORD", "pw");
     let mut again = Running::spawn(cmd);
-    again.wait_for_line("incident INC0010001 already open", Duration::from_secs(10));
+    again.wait_for_line("incident INC0010001 already open", PATIENCE);
     again.signal("TERM");
-    again.wait_exit(Duration::from_secs(5));
+    again.wait_exit(PATIENCE);
     assert_eq!(sn.incidents().len(), 1, "no second incident");
 }
 

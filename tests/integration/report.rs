@@ -19,7 +19,7 @@ use runner::vocab::Severity;
 
 use crate::http_server::{Request, Response, TestServer};
 use crate::notify::{scripted, slack_ok, wait_for};
-use crate::support::{jobs_file, root, run, stderr, stdout};
+use crate::support::{PATIENCE, jobs_file, root, run, stderr, stdout};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -312,27 +312,58 @@ fn the_summary_of_a_known_week_is_exact_where_it_says_so() {
 #[test]
 fn the_shipped_templates_render_the_week_and_the_job_writes_them() {
     let week = write_week("", "log");
-    let output = run(&[
-        "run",
-        "weekly",
-        "--jobs",
-        week.root.join("jobs.yaml").to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let md = std::fs::read_to_string(week.root.join("var/reports/weekly-2026-11-30.md"));
-    // The run ends now, not at END: the file is named after today.
-    let today = Utc::now().format("%Y-%m-%d").to_string();
-    let md = md
-        .or_else(|_| {
-            std::fs::read_to_string(week.root.join(format!("var/reports/weekly-{today}.md")))
-        })
-        .unwrap();
-    assert!(
-        stdout(&output).contains("var/reports/weekly-"),
-        "{}",
-        stdout(&output)
-    );
+    // The job as the scheduler runs it, at the fixture's own "now": the files are named after
+    // that day, and they hold the week's figures.
+    let JobKind::Report(spec) = &week.config.job("weekly").unwrap().kind else {
+        panic!("a report job")
+    };
+    let notifiers = runner::notify::Notifiers::render_only(&week.config, Arc::new(SystemClock));
+    let line = runner::report::run_job(&week.config, "weekly", spec, t(END), &notifiers).unwrap();
+    assert!(line.contains("var/reports/weekly-2026-11-30.md"), "{line}");
+    let reports = week.root.join("var/reports");
+    let mut written: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["weekly-2026-11-30.html", "weekly-2026-11-30.md"]);
+    let md = std::fs::read_to_string(reports.join("weekly-2026-11-30.md")).unwrap();
     assert!(md.starts_with("# Weekly performance report\n"), "{md}");
+    // The figures the test knows, formatted as the template prints them.
+    let samples = week.cpu.len();
+    let grouped = |n: usize| {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    assert!(
+        md.contains(&format!("{} samples", grouped(samples))),
+        "{md}"
+    );
+    let min = week.cpu.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = week.cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let avg = week.cpu.iter().sum::<f64>() / samples as f64;
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| `cpu.total.usage_percent` |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let percent = |v: f64| runner::template::measure(v, "percent");
+    assert_eq!(cells[2], percent(min), "{row}");
+    assert_eq!(cells[3], percent(avg), "{row}");
+    assert_eq!(cells[6], percent(max), "{row}");
+    assert_eq!(cells[7], percent(*week.cpu.last().unwrap()), "{row}");
+    let html = std::fs::read_to_string(reports.join("weekly-2026-11-30.html")).unwrap();
+    assert!(
+        html.contains(&percent(avg)),
+        "the html report shows the mean"
+    );
 
     let s = build(&week);
     let zone = week.config.zone.clone();
@@ -500,11 +531,11 @@ async fn the_report_goes_to_slack_and_google_drive_through_the_outbox() {
     };
     let line = runner::report::run_job(&config, "weekly", spec, t(END), &notifiers).unwrap();
     assert!(line.contains("weekly-2026-11-30.md"), "{line}");
-    wait_for(Duration::from_secs(10), "the Slack message", || {
+    wait_for(PATIENCE, "the Slack message", || {
         !slack.requests().is_empty()
     })
     .await;
-    wait_for(Duration::from_secs(10), "two uploads", || {
+    wait_for(PATIENCE, "two uploads", || {
         google
             .requests()
             .iter()

@@ -1,9 +1,7 @@
 //! Rules through the binary: shipped rules pass their tests, failures read well, `check`
 //! points into rule files, dry runs change nothing, and alerts survive restarts.
 
-use std::time::Duration;
-
-use crate::support::{Running, command, jobs_file, root, run, stderr, stdout};
+use crate::support::{PATIENCE, Running, command, jobs_file, root, run, stderr, stdout};
 
 #[test]
 fn every_shipped_rule_has_tests_and_they_pass() {
@@ -119,18 +117,18 @@ fn a_restart_neither_loses_a_firing_alert_nor_sends_it_again() {
     let file = always_job(dir.path(), "@every 1s");
     let file = file.to_str().unwrap();
     let mut first = Running::spawn(command(&["--jobs", file]));
-    first.wait_for_line("memory is measured", Duration::from_secs(10));
+    first.wait_for_line("memory is measured", PATIENCE);
     first.signal("TERM");
-    assert_eq!(first.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(first.wait_exit(PATIENCE).0, Some(0));
     let state = std::fs::read_to_string(dir.path().join("var/state/alerts/m.json")).unwrap();
     assert!(state.contains("\"phase\": \"firing\""), "{state}");
 
     let mut second = Running::spawn(command(&["--jobs", file, "-v"]));
     for _ in 0..2 {
-        second.wait_for_line("run finished", Duration::from_secs(10));
+        second.wait_for_line("run finished", PATIENCE);
     }
     second.signal("TERM");
-    assert_eq!(second.wait_exit(Duration::from_secs(5)).0, Some(0));
+    assert_eq!(second.wait_exit(PATIENCE).0, Some(0));
     assert!(
         !second.seen.iter().any(|l| l.contains("memory is measured")),
         "sent again:\n{}",

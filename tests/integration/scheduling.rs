@@ -32,8 +32,6 @@ enum Behaviour {
     PanicOnce,
     /// Fails every run.
     Fail,
-    /// Takes this long in real time.
-    Sleep(Duration),
 }
 
 impl Task for Probe {
@@ -49,7 +47,6 @@ impl Task for Probe {
                 Behaviour::PanicOnce if run == 0 => panic!("probe exploded"),
                 Behaviour::PanicOnce => {}
                 Behaviour::Fail => anyhow::bail!("disk on fire"),
-                Behaviour::Sleep(d) => tokio::time::sleep(*d).await,
             }
             Ok(Outcome::Done("ok".into()))
         })
@@ -133,6 +130,12 @@ impl Harness {
     fn clock_now_minus(&self) -> DateTime<Utc> {
         use runner::scheduler::clock::Clock;
         self.clock.now()
+    }
+
+    /// Stops scheduling; the handle ends when the shutdown does.
+    fn begin_shutdown(self) -> tokio::task::JoinHandle<Shutdown> {
+        self.stop.cancel();
+        self.handle
     }
 
     async fn shutdown(self) -> Shutdown {
@@ -341,19 +344,25 @@ async fn a_clock_jump_runs_once_and_counts_the_missed_runs() {
 
 #[tokio::test]
 async fn shutdown_waits_for_a_running_job_within_the_grace_period() {
+    let gate = Arc::new(Semaphore::new(0));
     let mut h = start(
         "2026-11-28T10:00:00Z",
         "UTC",
         "@every 10s",
-        Behaviour::Sleep(Duration::from_millis(300)),
+        Behaviour::WaitFor(gate.clone()),
     );
     h.fire_next().await;
-    let began = Instant::now();
-    assert_eq!(h.shutdown().await, Shutdown::Clean);
-    assert!(
-        began.elapsed() >= Duration::from_millis(250),
-        "did not wait for the run"
-    );
+    let clock = h.clock.clone();
+    let shutdown = h.begin_shutdown();
+    // Within the grace period (virtual time stands still), the run is waited for...
+    tokio::task::yield_now().await;
+    assert!(!shutdown.is_finished(), "did not wait for the run");
+    clock.advance(Duration::from_millis(1900));
+    tokio::task::yield_now().await;
+    assert!(!shutdown.is_finished(), "did not wait for the run");
+    // ...and once it ends, the shutdown is clean.
+    gate.add_permits(1);
+    assert_eq!(shutdown.await.unwrap(), Shutdown::Clean);
 }
 
 #[tokio::test]
@@ -366,14 +375,16 @@ async fn shutdown_abandons_a_job_that_outlives_the_grace_period() {
         Behaviour::WaitFor(gate),
     );
     h.fire_next().await;
-    let began = Instant::now();
+    let clock = h.clock.clone();
+    let shutdown = h.begin_shutdown();
+    // The 2 s grace passes on the virtual clock; the run never ends.
+    until("the grace period to run out", || {
+        clock.advance(Duration::from_millis(500));
+        shutdown.is_finished()
+    })
+    .await;
     assert_eq!(
-        h.shutdown().await,
+        shutdown.await.unwrap(),
         Shutdown::Abandoned(vec!["job".to_string()])
-    );
-    let took = began.elapsed();
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
-        "{took:?}"
     );
 }

@@ -2,16 +2,12 @@
 //! restarts, resolve with the close fields, OAuth refresh, and the error paths (401, 403, 429,
 //! an HTML page from a hibernating instance).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use runner::alerts::event::EventKind;
-use runner::scheduler::clock::SystemClock;
 use runner::vocab::Severity;
 
 use crate::fake_servicenow::{FakeServiceNow, error_body};
 use crate::http_server::Response;
-use crate::notify::{Harness, event, wait_for};
+use crate::notify::{Harness, event};
 
 fn basic_yaml(url: &str, password: &str) -> String {
     format!(
@@ -20,7 +16,7 @@ fn basic_yaml(url: &str, password: &str) -> String {
 }
 
 fn harness(yaml: &str) -> Harness {
-    Harness::new(yaml, Arc::new(SystemClock))
+    Harness::new(yaml)
 }
 
 #[tokio::test]
@@ -30,10 +26,7 @@ async fn firing_opens_one_incident_even_after_a_restart_and_resolved_resolves_it
     let firing = event(1, EventKind::Firing, Severity::Critical);
     let h = harness(&yaml);
     h.send(&["sn"], std::slice::from_ref(&firing));
-    wait_for(Duration::from_secs(5), "the incident", || {
-        h.delivered("sn") == 1
-    })
-    .await;
+    h.drive("the incident", || h.delivered("sn") == 1).await;
     let incidents = sn.incidents();
     assert_eq!(incidents.len(), 1);
     let i = &incidents[0];
@@ -55,20 +48,18 @@ async fn firing_opens_one_incident_even_after_a_restart_and_resolved_resolves_it
     let mut repeat = firing.clone();
     repeat.kind = EventKind::Repeat;
     again.send(&["sn"], &[repeat]);
-    wait_for(Duration::from_secs(5), "the lookup", || {
-        again.delivered("sn") == 1
-    })
-    .await;
+    again
+        .drive("the lookup", || again.delivered("sn") == 1)
+        .await;
     assert_eq!(sn.incidents().len(), 1, "no second incident");
 
     let mut resolved = firing.clone();
     resolved.kind = EventKind::Resolved;
     resolved.explanation = "resolved after firing for 12m".into();
     again.send(&["sn"], &[resolved]);
-    wait_for(Duration::from_secs(5), "the resolve", || {
-        again.delivered("sn") == 2
-    })
-    .await;
+    again
+        .drive("the resolve", || again.delivered("sn") == 2)
+        .await;
     let i = &sn.incidents()[0];
     assert_eq!(i["state"], "6");
     assert_eq!(i["close_code"], "Solved (Permanently)");
@@ -98,10 +89,9 @@ async fn firing_opens_one_incident_even_after_a_restart_and_resolved_resolves_it
 
     // Firing again after it was resolved opens a new incident.
     again.send(&["sn"], &[event(1, EventKind::Firing, Severity::Critical)]);
-    wait_for(Duration::from_secs(5), "a new incident", || {
-        again.delivered("sn") == 3
-    })
-    .await;
+    again
+        .drive("a new incident", || again.delivered("sn") == 3)
+        .await;
     assert_eq!(sn.incidents().len(), 2);
     again.stop().await;
 }
@@ -111,7 +101,7 @@ async fn a_wrong_password_is_a_dead_letter_that_says_why() {
     let sn = FakeServiceNow::start(Some("admin:pw"), None);
     let h = harness(&basic_yaml(&sn.url(), "wrong"));
     h.send(&["sn"], &[event(1, EventKind::Firing, Severity::Critical)]);
-    wait_for(Duration::from_secs(5), "the refusal", || h.dead("sn") == 1).await;
+    h.drive("the refusal", || h.dead("sn") == 1).await;
     let dead = std::fs::read_to_string(h.outbox().join("dead/sn.jsonl")).unwrap();
     assert!(dead.contains("HTTP 401: User Not Authenticated"), "{dead}");
     assert!(dead.contains("check the credentials"), "{dead}");
@@ -132,17 +122,13 @@ async fn oauth_tokens_are_fetched_and_refreshed_when_refused() {
     );
     let h = harness(&yaml);
     h.send(&["sn"], &[event(1, EventKind::Firing, Severity::Critical)]);
-    wait_for(Duration::from_secs(5), "the first incident", || {
-        h.delivered("sn") == 1
-    })
-    .await;
+    h.drive("the first incident", || h.delivered("sn") == 1)
+        .await;
     assert_eq!(sn.state.lock().unwrap().issued, 1);
     sn.expire_tokens();
     h.send(&["sn"], &[event(2, EventKind::Firing, Severity::Critical)]);
-    wait_for(Duration::from_secs(5), "the second incident", || {
-        h.delivered("sn") == 2
-    })
-    .await;
+    h.drive("the second incident", || h.delivered("sn") == 2)
+        .await;
     assert_eq!(
         sn.state.lock().unwrap().issued,
         2,
@@ -174,10 +160,7 @@ async fn rate_limits_and_a_hibernating_instance_are_retried_not_lost() {
     sn.answer_next(error_body(500, "Internal error", ""));
     let h = harness(&basic_yaml(&sn.url(), "pw"));
     h.send(&["sn"], &[event(1, EventKind::Firing, Severity::Critical)]);
-    wait_for(Duration::from_secs(5), "the incident", || {
-        h.delivered("sn") == 1
-    })
-    .await;
+    h.drive("the incident", || h.delivered("sn") == 1).await;
     assert_eq!(sn.incidents().len(), 1);
     assert_eq!(h.dead("sn"), 0);
     let stats = h.notifiers.stats("sn").unwrap();
@@ -196,10 +179,7 @@ async fn a_data_policy_refusal_on_resolve_keeps_servicenow_words() {
     let h = harness(&basic_yaml(&sn.url(), "pw"));
     let firing = event(1, EventKind::Firing, Severity::Critical);
     h.send(&["sn"], std::slice::from_ref(&firing));
-    wait_for(Duration::from_secs(5), "the incident", || {
-        h.delivered("sn") == 1
-    })
-    .await;
+    h.drive("the incident", || h.delivered("sn") == 1).await;
     sn.answer_next(error_body(
         403,
         "Operation Failed",
@@ -208,7 +188,7 @@ async fn a_data_policy_refusal_on_resolve_keeps_servicenow_words() {
     let mut resolved = firing;
     resolved.kind = EventKind::Resolved;
     h.send(&["sn"], &[resolved]);
-    wait_for(Duration::from_secs(5), "the refusal", || h.dead("sn") == 1).await;
+    h.drive("the refusal", || h.dead("sn") == 1).await;
     let dead = std::fs::read_to_string(h.outbox().join("dead/sn.jsonl")).unwrap();
     assert!(
         dead.contains(

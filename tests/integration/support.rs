@@ -6,6 +6,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for something that will happen before it calls it a hang. Generous:
+/// passing tests return as soon as it happens, and a busy CI machine is slow.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 pub fn runner_bin() -> &'static str {
     env!("CARGO_BIN_EXE_runner")
 }
