@@ -1,7 +1,9 @@
 //! runner: a declarative rules-engine job runner for system performance monitoring.
 //!
-//! The modules follow the pipeline: `config` reads the jobs file, `scheduler` fires jobs,
-//! `job` runs one, and `cli` is the command line on top.
+//! Modules import downwards only: `vocab` and the plumbing below everything, then `config`
+//! (the jobs file), `probes` and `store` (measuring, the metrics log and history), `rules`,
+//! `alerts`, `servicenow` and `notify`, then the jobs (`monitor`, `report`, `rotate`,
+//! `rule_test`, `job`), and `cli` on top. `tests/integration/layers.rs` holds that order.
 
 pub mod alerts;
 pub mod cli;

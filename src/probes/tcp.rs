@@ -43,10 +43,7 @@ impl TcpProbe {
         let addr = SocketAddr::new(resolve(&self.host).await?, self.port);
         let names = self.names.get(&self.instance, TYPE.fields);
         let started = Instant::now();
-        // Leave a little of the probe's time to report a timeout as "down", not as a probe failure.
-        let limit = timeout
-            .saturating_sub(Duration::from_millis(20))
-            .max(Duration::from_millis(1));
+        let limit = timeout;
         let result = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await;
         let key = format!("tcp.{}", self.instance);
         match result {

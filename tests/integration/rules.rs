@@ -148,30 +148,43 @@ fn a_restart_neither_loses_a_firing_alert_nor_sends_it_again() {
     assert_eq!(event["fingerprint"].as_str().unwrap().len(), 64);
 }
 
+/// Writes `files` (name, text) into a new folder.
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// `runner test FILE` in `dir`: the exit code and what it printed.
+fn test_in(dir: &std::path::Path, file: &str) -> (Option<i32>, String) {
+    let output = command(&["test", file]).current_dir(dir).output().unwrap();
+    (output.status.code(), stdout(&output))
+}
+
 /// A rule test that names a job runs the rules as that job does: its flap policy, its rule
 /// timeout, and its notifiers' messages, a Slack `template` included (off for want of a
 /// webhook URL, it still renders).
 #[test]
 fn rule_tests_run_as_the_named_job_with_its_flap_policy_timeout_and_template() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = folder(&[
+        (
+            "slack.hbs",
+            "TEMPLATED{{#each events}} {{this.name}}/{{this.kind}}{{/each}}",
+        ),
+        (
+            "high.rhai",
+            "if memory.used_percent > 50 { alert(\"high\", #{ severity: \"critical\" }) }\n",
+        ),
+        // Tens of thousands of operations: longer than the 50 ms default deadline in a debug
+        // build, well within the job's 10 s.
+        (
+            "slow.rhai",
+            "let x = 0;\nfor i in 0..40000 { x += 1; }\nif memory.used_percent > 50 { alert(\"slow_high\") }\n",
+        ),
+    ]);
     let d = dir.path();
-    std::fs::write(
-        d.join("slack.hbs"),
-        "TEMPLATED{{#each events}} {{this.name}}/{{this.kind}}{{/each}}",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("high.rhai"),
-        "if memory.used_percent > 50 { alert(\"high\", #{ severity: \"critical\" }) }\n",
-    )
-    .unwrap();
-    // Tens of thousands of operations: longer than the 50 ms default deadline in a debug
-    // build, well within the job's 10 s.
-    std::fs::write(
-        d.join("slow.rhai"),
-        "let x = 0;\nfor i in 0..40000 { x += 1; }\nif memory.used_percent > 50 { alert(\"slow_high\") }\n",
-    )
-    .unwrap();
     jobs_file(
         d,
         "notifiers:\n  slack: { type: slack, webhook_url: \"${SLACK_WEBHOOK_URL:-}\", template: slack.hbs }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes: [{ type: memory }]\n    rules: [high.rhai, slow.rhai]\n    notify: [log, slack]\n    rule_timeout: 10s\n    flap_transitions: 1\n    flap_window: 1h\n",
@@ -207,12 +220,8 @@ scenarios:
 "#,
     )
     .unwrap();
-    let output = command(&["test", "high.test.yaml"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    let (code, out) = test_in(d, "high.test.yaml");
+    assert_eq!(code, Some(0), "{out}");
     assert_eq!(out, "ok   high.test.yaml (2 checks)\n2 passed, 0 failed\n");
 
     // The same test against a job with a 1 ms rule timeout: the slow rule is stopped, and a
@@ -223,12 +232,8 @@ scenarios:
         jobs.replace("rule_timeout: 10s", "rule_timeout: 1ms"),
     )
     .unwrap();
-    let output = command(&["test", "high.test.yaml"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let (code, out) = test_in(d, "high.test.yaml");
+    assert_eq!(code, Some(1), "{out}");
     // Where in the loop the deadline stops it varies; the line and the reason do not.
     let failure = out
         .lines()
@@ -246,13 +251,11 @@ scenarios:
 /// so, not a message rendered for nobody.
 #[test]
 fn a_message_check_for_a_notifier_that_does_not_get_the_event_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(
-        d.join("warn.rhai"),
+    let dir = folder(&[(
+        "warn.rhai",
         "if memory.used_percent > 50 { alert(\"warm\", #{ severity: \"warning\" }) }\n",
-    )
-    .unwrap();
+    )]);
+    let d = dir.path();
     jobs_file(
         d,
         "notifiers:\n  sn: { type: servicenow, instance: \"${SN:-}\" }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes: [{ type: memory }]\n    rules: [warn.rhai]\n    notify: [log, sn]\n",
@@ -262,12 +265,8 @@ fn a_message_check_for_a_notifier_that_does_not_get_the_event_fails() {
         "rules: [warn.rhai]\njobs: jobs.yaml\nscenarios:\n  - name: warning\n    interval: 10s\n    start: \"2026-11-23T09:00:00Z\"\n    input: { memory.used_percent: \"60\" }\n    tests:\n      - at: 5s\n        events:\n          - { alert: warm, kind: firing, messages: { sn: \"warm\", servicenow: \"[WARNING]\" } }\n",
     )
     .unwrap();
-    let output = command(&["test", "warn.test.yaml"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    let (code, out) = test_in(d, "warn.test.yaml");
+    assert_eq!(code, Some(1), "{out}");
     // `sn` takes critical alerts only (ServiceNow's default); the `servicenow` type's built-in
     // message is still rendered for whoever wants to see it.
     assert_eq!(
