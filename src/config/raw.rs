@@ -1,7 +1,8 @@
-//! The jobs file exactly as written: serde types that mirror the YAML, one per section.
+//! The jobs file exactly as written: serde types that mirror the YAML, one per section (probes
+//! are in `probes/`, one file per type).
 //!
 //! Strings that are checked after parsing (schedules, durations, names, anything that may hold
-//! `${VAR}`) are kept `Spanned`, so the build step can point at them. `build.rs` turns these into
+//! `${VAR}`) are kept `Spanned`, so the build step can point at them. `build/` turns these into
 //! the runtime types the rest of runner uses.
 
 use indexmap::IndexMap;
