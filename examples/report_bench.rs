@@ -39,7 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("templates/weekly.md.hbs"),
         root.join("templates/weekly.html.hbs"),
     ];
-    let (outputs, problems) = runner::report::render_all(&templates, &summary, &config.zone);
+    let (outputs, problems) = runner::report::render_all(
+        &templates,
+        &summary,
+        &config.zone,
+        &runner::template::bounds::Limits::report(),
+    );
     if !problems.is_empty() {
         return Err(format!("{problems:?}").into());
     }

@@ -219,9 +219,38 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// A text file the user wrote, read whole; a file that is not UTF-8 is a problem at the line
+/// and column of its first bad byte, not a bare "stream did not contain valid UTF-8".
+pub fn read_text(path: &Path, what: &str) -> Result<String, Problem> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Problem::error(path, format!("cannot read the {what}: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // Everything before the bad byte is valid text: count its lines and characters.
+        let text = String::from_utf8_lossy(good);
+        let line = text.matches('\n').count() as u64 + 1;
+        let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+        Problem::error(path, format!("the {what} is not UTF-8 text"))
+            .at(line, column, 1)
+            .help("save the file as UTF-8")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_is_not_utf8_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.yaml");
+        std::fs::write(&path, b"data_dir: var\njobs:\n  m\xff: x\n").unwrap();
+        let problem = read_text(&path, "jobs file").unwrap_err();
+        assert_eq!(problem.message, "the jobs file is not UTF-8 text");
+        assert_eq!((problem.line, problem.column), (3, 4));
+        std::fs::write(&path, "fine ✓").unwrap();
+        assert_eq!(read_text(&path, "jobs file").unwrap(), "fine ✓");
+    }
 
     #[test]
     fn renders_caret_under_the_place() {

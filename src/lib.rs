@@ -6,6 +6,7 @@
 //! `rule_test`, `job`), and `cli` on top. `tests/integration/layers.rs` holds that order.
 
 pub mod alerts;
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
@@ -27,3 +28,7 @@ pub mod servicenow;
 pub mod store;
 pub mod template;
 pub mod vocab;
+
+/// Counts memory per thread, so a rule that grows memory without bound is stopped.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;

@@ -2,6 +2,7 @@
 
 use clap::ValueEnum;
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::field::MakeExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -22,6 +23,39 @@ pub fn level(verbose: u8, quiet: u8) -> LevelFilter {
     }
 }
 
+/// `text` with control characters written as escapes (`\n`, `\u{1b}`), so a value that holds
+/// a newline (a rule's `print`, an alert summary, a server's answer) cannot start a line of its
+/// own that reads like another log line.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// The human format's fields: the message first as it is, the others as `name=value`, and
+/// every control character escaped in both.
+fn human_fields(
+    writer: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    field: &tracing::field::Field,
+    value: &dyn std::fmt::Debug,
+) -> std::fmt::Result {
+    let text = format!("{value:?}");
+    if field.name() == "message" {
+        write!(writer, "{}", escape_controls(&text))
+    } else {
+        write!(writer, "{}={}", field.name(), escape_controls(&text))
+    }
+}
+
 /// Installs the global subscriber, writing to stderr so stdout stays for command output.
 pub fn init(format: LogFormat, level: LevelFilter) {
     let builder = tracing_subscriber::fmt()
@@ -31,6 +65,7 @@ pub fn init(format: LogFormat, level: LevelFilter) {
     let result = match format {
         LogFormat::Human => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(human_fields).delimited(" "))
             .try_init(),
         LogFormat::Json => builder
             .json()
@@ -40,4 +75,18 @@ pub fn init(format: LogFormat, level: LevelFilter) {
     };
     // A second init (tests calling the CLI in-process) keeps the first subscriber.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain text"), "plain text");
+        assert_eq!(
+            escape_controls("a\n2026-12-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
+            "a\\n2026-12-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+        );
+    }
 }

@@ -9,6 +9,16 @@ use crate::config::{Config, JobKind, NotifierSettings};
 use crate::diagnostic::Problem;
 use crate::rules::RuleSet;
 use crate::rules::values::Schema;
+use crate::template::bounds::Limits;
+
+/// A report template renders against the example summary in well under a second; one that
+/// takes ten is looping over loops, and `check` says so rather than run on.
+fn check_limits() -> Limits {
+    Limits {
+        time: std::time::Duration::from_secs(10),
+        ..Limits::report()
+    }
+}
 
 pub fn run(file: &Path) -> u8 {
     let config = match Config::load(file) {
@@ -41,12 +51,14 @@ pub fn run(file: &Path) -> u8 {
             }
         }
     }
+    // Slack templates load and render against example alerts: one that fails would fall back
+    // to the built-in message at every alert.
     for spec in config.notifiers.values() {
         if let NotifierSettings::Slack {
             template: Some(path),
             ..
         } = &spec.settings
-            && let Err(problem) = crate::notify::slack::load_template(path)
+            && let Err(problem) = crate::notify::slack::check_template(path)
         {
             problems.push(problem.to_problem(
                 &format!("notifiers.{}.template", spec.name),
@@ -61,6 +73,7 @@ pub fn run(file: &Path) -> u8 {
                 &report.templates,
                 &crate::report::summary::example(&config),
                 &config.zone,
+                &check_limits(),
             );
             for problem in failed {
                 problems.push(problem.to_problem(

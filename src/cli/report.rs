@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{exit, load};
 use crate::config::{Config, JobKind, ReportSpec};
+use crate::template::bounds::Limits;
 use crate::vocab::duration::parse_duration;
 
 /// The window a report looks back over when neither the job nor `--window` says.
@@ -69,7 +70,8 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
             }
         };
     }
-    let (outputs, problems) = crate::report::render_all(&templates, &summary, &config.zone);
+    let (outputs, problems) =
+        crate::report::render_all(&templates, &summary, &config.zone, &Limits::report());
     for problem in &problems {
         eprintln!("error: {problem}");
     }

@@ -176,7 +176,7 @@ impl Monitor {
     }
 }
 
-/// Logs each failure when it starts (or its message changes) and when it clears, not every
+/// Logs each failure when it starts (or its kind changes) and when it clears, not every
 /// tick: the sample records probe errors every tick anyway.
 fn report_changes(
     job: &str,
@@ -184,13 +184,84 @@ fn report_changes(
     before: &mut BTreeMap<String, String>,
     now: BTreeMap<String, String>,
 ) {
-    for (key, message) in &now {
-        if before.get(key) != Some(message) {
-            warn!(job, what, source = %key, error = %message, "{what} failing");
-        }
+    let (started, recovered) = changes(before, &now);
+    for (key, message) in started {
+        warn!(job, what, source = %key, error = %message, "{what} failing");
     }
-    for key in before.keys().filter(|k| !now.contains_key(*k)) {
+    for key in recovered {
         info!(job, what, source = %key, "{what} recovered");
     }
     *before = now;
+}
+
+/// What started failing (or fails differently) and what recovered, between two ticks. A
+/// failure whose text only differs in its numbers (a column, a count, a size) is the same
+/// failure going on, not a new one.
+fn changes<'a>(
+    before: &BTreeMap<String, String>,
+    now: &'a BTreeMap<String, String>,
+) -> (Vec<(&'a String, &'a String)>, Vec<String>) {
+    let started = now
+        .iter()
+        .filter(|(key, message)| before.get(*key).map(|m| kind_of(m)) != Some(kind_of(message)))
+        .collect();
+    let recovered = before
+        .keys()
+        .filter(|k| !now.contains_key(*k))
+        .cloned()
+        .collect();
+    (started, recovered)
+}
+
+/// A failure's text with every number replaced: its kind.
+fn kind_of(message: &str) -> String {
+    let mut kind = String::with_capacity(message.len());
+    let mut in_number = false;
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                kind.push('#');
+            }
+            in_number = true;
+        } else {
+            kind.push(c);
+            in_number = false;
+        }
+    }
+    kind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_failure_that_only_changes_its_numbers_is_said_once() {
+        let tick1 = map(&[(
+            "rules/x.rhai",
+            "line 2, column 21: took longer than its deadline and was stopped",
+        )]);
+        let tick2 = map(&[(
+            "rules/x.rhai",
+            "line 2, column 23: took longer than its deadline and was stopped",
+        )]);
+        let (started, _) = changes(&BTreeMap::new(), &tick1);
+        assert_eq!(started.len(), 1);
+        let (started, recovered) = changes(&tick1, &tick2);
+        assert!(started.is_empty() && recovered.is_empty());
+        let counted = map(&[("access_log.web", "3 lines did not match the format")]);
+        let more = map(&[("access_log.web", "17 lines did not match the format")]);
+        assert!(changes(&counted, &more).0.is_empty());
+        // Another kind of failure is said, and so is the recovery.
+        let other = map(&[("access_log.web", "cannot open the log: permission denied")]);
+        assert_eq!(changes(&more, &other).0.len(), 1);
+        assert_eq!(changes(&other, &BTreeMap::new()).1, ["access_log.web"]);
+    }
 }

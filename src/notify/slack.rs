@@ -14,6 +14,7 @@ use super::notice::ReportNotice;
 use crate::alerts::event::{AlertEvent, EventKind};
 use crate::config::{DeliverySpec, Secret};
 use crate::http::redact_url;
+use crate::template::bounds::Limits;
 use crate::template::{Escape, escape_mrkdwn, register_file, registry};
 use crate::vocab::Severity;
 use crate::vocab::words::{format_for, format_value};
@@ -76,7 +77,7 @@ impl Slack {
     }
 }
 
-/// Loads and checks a Slack template (also used by `runner check`).
+/// Loads a Slack template.
 pub fn load_template(
     path: &Path,
 ) -> Result<(Handlebars<'static>, String), crate::template::TemplateProblem> {
@@ -85,21 +86,51 @@ pub fn load_template(
     Ok((hb, name))
 }
 
-/// Renders a user's template: a JSON object is the whole payload, anything else the text.
-pub fn render_template(
-    hb: &Handlebars<'static>,
-    name: &str,
-    events: &[AlertEvent],
-) -> Result<Value, String> {
-    let context = json!({
+/// Loads a Slack template and renders it against example alerts (a firing one and a resolved
+/// one), as `runner check` does: a template that would fail at every alert fails here.
+pub fn check_template(path: &Path) -> Result<(), crate::template::TemplateProblem> {
+    let (hb, name) = load_template(path)?;
+    let at = chrono::Utc::now();
+    let events = [
+        AlertEvent::example("cpu_high", EventKind::Firing, Severity::Critical, at),
+        AlertEvent::example("cpu_high", EventKind::Resolved, Severity::Critical, at),
+    ];
+    crate::template::render(
+        &hb,
+        &name,
+        path,
+        &template_data(&events),
+        &Limits::message(),
+    )?;
+    Ok(())
+}
+
+/// What a template sees.
+fn template_data(events: &[AlertEvent]) -> Value {
+    json!({
         "events": events,
         "count": events.len(),
         "firing": count(events, |k| matches!(k, EventKind::Firing | EventKind::Repeat)),
         "resolved": count(events, |k| k == EventKind::Resolved),
         "flapping": count(events, |k| k == EventKind::Flapping),
         "severity": top_severity(events).as_str(),
-    });
-    let out = hb.render(name, &context).map_err(|e| e.to_string())?;
+    })
+}
+
+/// Renders a user's template: a JSON object is the whole payload, anything else the text.
+pub fn render_template(
+    hb: &Handlebars<'static>,
+    name: &str,
+    events: &[AlertEvent],
+) -> Result<Value, String> {
+    let out = crate::template::render(
+        hb,
+        name,
+        Path::new(name),
+        &template_data(events),
+        &Limits::message(),
+    )
+    .map_err(|problem| problem.to_string())?;
     let trimmed = out.trim();
     if trimmed.starts_with('{')
         && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(trimmed)

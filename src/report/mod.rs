@@ -18,6 +18,7 @@ use crate::config::{Config, ReportSpec};
 use crate::notify::notice::ReportNotice;
 use crate::scheduler::schedule::Zone;
 use crate::template::TemplateProblem;
+use crate::template::bounds::Limits;
 use render::Output;
 use summary::Summary;
 
@@ -27,11 +28,12 @@ pub fn render_all(
     templates: &[PathBuf],
     summary: &Summary,
     zone: &Zone,
+    limits: &Limits,
 ) -> (Vec<Output>, Vec<TemplateProblem>) {
     let mut outputs = Vec::new();
     let mut problems = Vec::new();
     for template in templates {
-        match render::render(template, summary, zone) {
+        match render::render(template, summary, zone, limits) {
             Ok(output) => outputs.push(output),
             Err(problem) => problems.push(problem),
         }
@@ -57,7 +59,8 @@ pub fn prepare(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Prepared> {
     let summary = summary::build(config, job, &spec.title, spec.window, now);
-    let (mut outputs, problems) = render_all(&spec.templates, &summary, &config.zone);
+    let (mut outputs, problems) =
+        render_all(&spec.templates, &summary, &config.zone, &Limits::report());
     if spec.templates.is_empty() {
         outputs.push(Output {
             template: PathBuf::from("summary.json"),

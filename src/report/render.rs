@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::summary::Summary;
 use crate::scheduler::schedule::Zone;
+use crate::template::bounds::Limits;
 use crate::template::{Escape, TemplateProblem, register_file, registry_in};
 
 /// One rendered template.
@@ -43,14 +44,11 @@ pub fn render(
     template: &Path,
     data: &impl serde::Serialize,
     zone: &Zone,
+    limits: &Limits,
 ) -> Result<Output, TemplateProblem> {
     let mut hb = registry_in(escape_for(template), zone.clone());
     let name = register_file(&mut hb, template)?;
-    let text = hb.render(&name, data).map_err(|e| TemplateProblem {
-        path: template.to_path_buf(),
-        message: e.reason().to_string(),
-        at: e.line_no.zip(e.column_no),
-    })?;
+    let text = crate::template::render(&hb, &name, template, data, limits)?;
     Ok(Output {
         template: template.to_path_buf(),
         extension: extension_of(template),

@@ -45,13 +45,10 @@ struct Setup {
 /// that did not hold.
 pub fn run_file(path: &Path) -> Report {
     let mut report = Report::default();
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::diagnostic::read_text(path, "test file") {
         Ok(text) => text,
-        Err(e) => {
-            report.problems.push(Problem::error(
-                path,
-                format!("cannot read the test file: {e}"),
-            ));
+        Err(problem) => {
+            report.problems.push(problem);
             return report;
         }
     };

@@ -8,6 +8,7 @@ use rhai::{AST, ASTNode, Expr, Position};
 use super::activation::OPTIONS;
 use super::engine::METRIC_FUNCTIONS;
 use super::values::Schema;
+use super::window::{self, Span};
 use crate::vocab::duration::parse_duration;
 
 /// A problem in a rule, at a place in it.
@@ -58,6 +59,18 @@ fn property_chain(expr: &Expr) -> Option<(&str, Position, Vec<String>)> {
     Some((var.1.as_str(), *pos, parts))
 }
 
+/// A number written as a literal (`95`, `99.9`, `-5`).
+fn number_arg(args: &[Expr], index: usize) -> Option<(f64, Position)> {
+    match args.get(index) {
+        Some(Expr::IntegerConstant(i, pos)) => Some((*i as f64, *pos)),
+        Some(Expr::FloatConstant(f, pos)) => Some((**f, *pos)),
+        Some(Expr::FnCall(call, pos)) if call.name.as_str() == "-" && call.args.len() == 1 => {
+            number_arg(&call.args, 0).map(|(v, _)| (-v, *pos))
+        }
+        _ => None,
+    }
+}
+
 fn string_arg(args: &[Expr], index: usize) -> Option<(&str, Position)> {
     match args.get(index) {
         Some(Expr::StringConstant(s, pos)) => Some((s.as_str(), *pos)),
@@ -97,20 +110,28 @@ fn check_call(name: &str, args: &[Expr], schema: &Schema, problems: &mut Vec<Rul
     {
         problems.push(at(pos, metric.len() + 2, message));
     }
-    // Window and duration arguments: the last one or two strings, depending on the function.
-    let windows: &[usize] = match name {
-        "avg" | "min" | "max" | "sum" | "count" | "stddev" | "zscore" | "ewma" | "rate"
-        | "delta" => &[1],
-        "percentile" => &[2],
-        "predict" => &[1, 2],
+    // Window and duration arguments, by position, with what bounds each.
+    let spans: &[(usize, Span)] = match name {
+        "avg" | "min" | "max" | "sum" | "count" | "stddev" | "zscore" | "rate" | "delta" => {
+            &[(1, Span::Window)]
+        }
+        "ewma" => &[(1, Span::HalfLife)],
+        "percentile" => &[(2, Span::Window)],
+        "predict" => &[(1, Span::Window), (2, Span::Ahead)],
         _ => &[],
     };
-    for &i in windows {
+    for &(i, span) in spans {
         if let Some((text, pos)) = string_arg(args, i)
-            && let Err(e) = parse_duration(text)
+            && let Err(message) = window::parse(text, span)
         {
-            problems.push(at(pos, text.len() + 2, e.to_string()));
+            problems.push(at(pos, text.len() + 2, message));
         }
+    }
+    if name == "percentile"
+        && let Some((p, pos)) = number_arg(args, 1)
+        && let Err(message) = window::percent(p)
+    {
+        problems.push(at(pos, p.to_string().len(), message));
     }
     if name == "instances"
         && let Some((family, pos)) = string_arg(args, 0)

@@ -22,6 +22,13 @@ pub struct TickContext {
     pub rule_file: Arc<str>,
     /// When the current rule file's evaluation must stop.
     pub deadline: Option<Instant>,
+    /// What the thread held when the current rule file started (`alloc`), to stop one that
+    /// grows memory past `MAX_RULE_MEMORY`.
+    pub held_at_start: isize,
+    /// `print`/`debug` lines of the current rule file so far this tick.
+    pub printed: usize,
+    /// `alert()` calls of the current rule file so far this tick.
+    pub raised: usize,
     pub activations: Vec<Activation>,
     /// Metrics the current rule file read that this tick lacks.
     pub missing: BTreeSet<String>,
@@ -49,4 +56,18 @@ pub fn note_missing(name: String) {
     with(|c| {
         c.missing.insert(name);
     });
+}
+
+/// How much memory one rule file's evaluation may add before it is stopped.
+pub const MAX_RULE_MEMORY: isize = 16 << 20;
+
+/// Whether the rule being evaluated holds more memory than it may.
+pub fn past_memory_limit() -> bool {
+    with(|c| crate::alloc::held_by_this_thread() - c.held_at_start > MAX_RULE_MEMORY)
+        .unwrap_or(false)
+}
+
+/// Whether the rule being evaluated ran past its deadline.
+pub fn past_deadline() -> bool {
+    with(|c| c.deadline.is_some_and(|d| Instant::now() > d)).unwrap_or(false)
 }

@@ -2,8 +2,6 @@
 //! a wall-clock deadline per evaluation, no `import`), `print`/`debug` to the log with the
 //! rule's name, strict variables, and every function a rule can call.
 
-use std::time::Instant;
-
 use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Map};
 use tracing::{debug, info};
 
@@ -11,10 +9,37 @@ use super::activation::Activation;
 use super::context;
 use super::functions::{self, BASELINE_MIN_WEEKS};
 use super::values::{FamilyNode, InstanceNode, Schema};
+use super::window::Span;
 use crate::store::history::History;
-use crate::vocab::duration::parse_duration;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Alerts one rule file may raise in one tick. Each is state to keep, log and send; a rule
+/// that raises thousands (one per client address, say) floods every receiver.
+pub const MAX_ALERTS_PER_FILE: usize = 1_000;
+
+/// `print` and `debug` lines one rule file may log per tick; the rest are counted and said
+/// once (a `print` in a loop must not flood the log).
+pub const MAX_PRINTS: usize = 10;
+
+/// The longest `print` line logged; longer ones are cut, visibly.
+const MAX_PRINT_CHARS: usize = 500;
+
+/// The rule file's name if it may print one more line this tick.
+fn may_print() -> Option<std::sync::Arc<str>> {
+    context::with(|c| {
+        c.printed += 1;
+        (c.printed <= MAX_PRINTS).then(|| c.rule_file.clone())
+    })
+    .flatten()
+}
+
+fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
 
 /// Names of the functions that take a metric name as their first argument, for the checks.
 pub const METRIC_FUNCTIONS: &[&str] = &[
@@ -37,21 +62,37 @@ pub const METRIC_FUNCTIONS: &[&str] = &[
     "value",
 ];
 
-/// A window or duration argument, in milliseconds.
+/// A window argument, in milliseconds; the same bounds as `runner check` holds literals to.
 fn window(text: &str) -> RhaiResult<i64> {
-    match parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d.as_millis() as i64),
-        Ok(_) => Err(format!("a window must be longer than zero, not `{text}`").into()),
-        Err(e) => Err(e.to_string().into()),
-    }
+    span(text, Span::Window)
 }
 
-/// Runs `f` on the tick's history; `()` outside an evaluation.
-fn on_history(f: impl FnOnce(&History, i64) -> Option<f64>) -> Dynamic {
-    context::with(|c| f(&c.history, c.now_ms))
-        .flatten()
-        .map_or(Dynamic::UNIT, Dynamic::from_float)
+fn span(text: &str, span: Span) -> RhaiResult<i64> {
+    super::window::parse(text, span)
+        .map(|d| d.as_millis() as i64)
+        .map_err(Into::into)
 }
+
+/// Runs `f` on the tick's history; `()` outside an evaluation. A function that ran past the
+/// rule's deadline (reading long history from disk) stops the rule as its loops would.
+fn on_history(f: impl FnOnce(&History, i64) -> Option<f64>) -> RhaiResult<Dynamic> {
+    let value = context::with(|c| f(&c.history, c.now_ms)).flatten();
+    if context::past_deadline() {
+        return Err(deadline_error());
+    }
+    Ok(value.map_or(Dynamic::UNIT, Dynamic::from_float))
+}
+
+/// The error a rule stopped at its deadline ends with.
+pub fn deadline_error() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(Dynamic::from(DEADLINE), rhai::Position::NONE).into()
+}
+
+/// What a rule stopped at its deadline is terminated with.
+pub const DEADLINE: &str = "deadline";
+
+/// What a rule stopped for growing memory is terminated with.
+pub const MEMORY: &str = "memory";
 
 fn current(name: &str) -> Option<f64> {
     context::with(|c| c.values.get(name)).flatten()
@@ -80,17 +121,20 @@ pub fn build(schema: &Schema) -> Engine {
         if ops % 256 != 0 {
             return None;
         }
-        let late =
-            context::with(|c| c.deadline.is_some_and(|d| Instant::now() > d)).unwrap_or(false);
-        late.then(|| Dynamic::from("deadline"))
+        if context::past_deadline() {
+            return Some(Dynamic::from(DEADLINE));
+        }
+        context::past_memory_limit().then(|| Dynamic::from(MEMORY))
     });
     engine.on_print(|text| {
-        let rule = context::with(|c| c.rule_file.to_string()).unwrap_or_default();
-        info!(rule = %rule, "{text}");
+        if let Some(rule) = may_print() {
+            info!(rule = %rule, "{}", truncate(text, MAX_PRINT_CHARS));
+        }
     });
     engine.on_debug(|text, _source, pos| {
-        let rule = context::with(|c| c.rule_file.to_string()).unwrap_or_default();
-        debug!(rule = %rule, line = pos.line().unwrap_or(0), "{text}");
+        if let Some(rule) = may_print() {
+            debug!(rule = %rule, line = pos.line().unwrap_or(0), "{}", truncate(text, MAX_PRINT_CHARS));
+        }
     });
 
     engine
@@ -128,9 +172,7 @@ pub fn build(schema: &Schema) -> Engine {
         ($name:literal, $pick:expr) => {
             engine.register_fn($name, |m: &str, w: &str| -> RhaiResult<Dynamic> {
                 let w = window(w)?;
-                Ok(on_history(|h, now| {
-                    $pick(&functions::aggregate(h, m, now, w))
-                }))
+                on_history(|h, now| $pick(&functions::aggregate(h, m, now, w)))
             });
         };
     }
@@ -141,15 +183,13 @@ pub fn build(schema: &Schema) -> Engine {
     agg_fn!("count", |a: &functions::Agg| Some(a.count));
     engine.register_fn("stddev", |m: &str, w: &str| -> RhaiResult<Dynamic> {
         let w = window(w)?;
-        Ok(on_history(|h, now| functions::stddev(h, m, now, w)))
+        on_history(|h, now| functions::stddev(h, m, now, w))
     });
 
     fn percentile(m: &str, p: FLOAT, w: &str) -> RhaiResult<Dynamic> {
-        if !(0.0..=100.0).contains(&p) {
-            return Err(format!("percentile takes a percent from 0 to 100, not {p}").into());
-        }
+        let p = super::window::percent(p)?;
         let w = window(w)?;
-        Ok(on_history(|h, now| functions::percentile(h, m, p, now, w)))
+        on_history(|h, now| functions::percentile(h, m, p, now, w))
     }
     engine.register_fn("percentile", percentile);
     engine.register_fn("percentile", |m: &str, p: INT, w: &str| {
@@ -161,41 +201,42 @@ pub fn build(schema: &Schema) -> Engine {
         let Some(now_value) = current(m) else {
             return Ok(Dynamic::UNIT);
         };
-        Ok(on_history(|h, now| {
-            functions::zscore(h, m, now_value, now, w)
-        }))
+        on_history(|h, now| functions::zscore(h, m, now_value, now, w))
     });
     engine.register_fn("ewma", |m: &str, half_life: &str| -> RhaiResult<Dynamic> {
-        let hl = window(half_life)?;
-        Ok(on_history(|h, now| functions::ewma(h, m, now, hl)))
+        let hl = span(half_life, Span::HalfLife)?;
+        on_history(|h, now| functions::ewma(h, m, now, hl))
     });
     engine.register_fn("rate", |m: &str, w: &str| -> RhaiResult<Dynamic> {
         let w = window(w)?;
-        Ok(on_history(|h, now| functions::rate(h, m, now, w)))
+        on_history(|h, now| functions::rate(h, m, now, w))
     });
     engine.register_fn("delta", |m: &str, w: &str| -> RhaiResult<Dynamic> {
         let w = window(w)?;
-        Ok(on_history(|h, now| functions::delta(h, m, now, w)))
+        on_history(|h, now| functions::delta(h, m, now, w))
     });
     engine.register_fn(
         "predict",
         |m: &str, w: &str, ahead: &str| -> RhaiResult<Dynamic> {
-            let (w, ahead) = (window(w)?, window(ahead)?);
-            Ok(on_history(|h, now| functions::predict(h, m, now, w, ahead)))
+            let (w, ahead) = (window(w)?, span(ahead, Span::Ahead)?);
+            on_history(|h, now| functions::predict(h, m, now, w, ahead))
         },
     );
 
-    fn baseline(m: &str, min_weeks: INT) -> Dynamic {
-        context::with(|c| functions::baseline(&c.history, m, c.now_ms, min_weeks))
-            .flatten()
-            .map_or(Dynamic::UNIT, |b| {
-                let mut map = Map::new();
-                map.insert("mean".into(), Dynamic::from_float(b.mean));
-                map.insert("stddev".into(), Dynamic::from_float(b.stddev));
-                map.insert("p95".into(), Dynamic::from_float(b.p95));
-                map.insert("weeks".into(), Dynamic::from_int(b.weeks));
-                Dynamic::from_map(map)
-            })
+    fn baseline(m: &str, min_weeks: INT) -> RhaiResult<Dynamic> {
+        let found =
+            context::with(|c| functions::baseline(&c.history, m, c.now_ms, min_weeks)).flatten();
+        if context::past_deadline() {
+            return Err(deadline_error());
+        }
+        Ok(found.map_or(Dynamic::UNIT, |b| {
+            let mut map = Map::new();
+            map.insert("mean".into(), Dynamic::from_float(b.mean));
+            map.insert("stddev".into(), Dynamic::from_float(b.stddev));
+            map.insert("p95".into(), Dynamic::from_float(b.p95));
+            map.insert("weeks".into(), Dynamic::from_int(b.weeks));
+            Dynamic::from_map(map)
+        }))
     }
     engine.register_fn("baseline", |m: &str| baseline(m, BASELINE_MIN_WEEKS));
     engine.register_fn("baseline", baseline);
@@ -229,7 +270,18 @@ pub fn build(schema: &Schema) -> Engine {
     fn alert(name: &str, opts: Map) -> RhaiResult<()> {
         let rule_file = context::with(|c| c.rule_file.clone()).unwrap_or_else(|| "".into());
         let activation = Activation::from_map(name, rule_file, &opts)?;
-        context::with(|c| c.activations.push(activation));
+        let raised = context::with(|c| {
+            c.activations.push(activation);
+            c.raised += 1;
+            c.raised
+        })
+        .unwrap_or(0);
+        if raised > MAX_ALERTS_PER_FILE {
+            return Err(format!(
+                "raised more than {MAX_ALERTS_PER_FILE} alerts in one tick; a rule that needs more is likely looping over something unbounded"
+            )
+            .into());
+        }
         Ok(())
     }
     engine.register_fn("alert", alert);

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod functions;
 
 pub mod values;
+pub mod window;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -128,21 +129,43 @@ impl RuleSet {
             values,
             rule_file: "".into(),
             deadline: None,
+            held_at_start: 0,
+            printed: 0,
+            raised: 0,
             activations: Vec::new(),
             missing: BTreeSet::new(),
         });
         let mut evaluation = Evaluation::default();
         for file in &self.files {
-            context::with(|c| {
+            let raised_before = context::with(|c| {
+                let deadline = Instant::now() + self.deadline;
                 c.rule_file = file.name.clone();
-                c.deadline = Some(Instant::now() + self.deadline);
+                c.deadline = Some(deadline);
+                c.history.set_deadline(Some(deadline));
+                c.held_at_start = crate::alloc::held_by_this_thread();
+                c.printed = 0;
+                c.raised = 0;
                 c.missing.clear();
-            });
+                c.activations.len()
+            })
+            .unwrap_or_default();
             let result = self.engine.run_ast_with_scope(&mut scope, &file.ast);
             scope.rewind(base);
-            let missing = context::with(|c| std::mem::take(&mut c.missing)).unwrap_or_default();
+            let (missing, printed) =
+                context::with(|c| (std::mem::take(&mut c.missing), c.printed)).unwrap_or_default();
+            if printed > engine::MAX_PRINTS {
+                tracing::info!(
+                    rule = %file.name,
+                    left_out = printed - engine::MAX_PRINTS,
+                    "more print/debug lines this tick than the {} a rule may log; the rest were left out",
+                    engine::MAX_PRINTS
+                );
+            }
             let error = result.err().map(|e| {
                 file.failures.fetch_add(1, Ordering::Relaxed);
+                // A file that did not finish said nothing reliable: the alerts it raised before
+                // failing are dropped, so they keep their state.
+                context::with(|c| c.activations.truncate(raised_before));
                 describe_runtime_error(&e)
             });
             evaluation.outcomes.push(RuleOutcome {
@@ -153,8 +176,9 @@ impl RuleSet {
         }
         // Only this function installs and takes the context, so it is there.
         match context::take() {
-            Some(context) => {
+            Some(mut context) => {
                 evaluation.activations = context.activations;
+                context.history.set_deadline(None);
                 (context.history, evaluation)
             }
             None => (History::default(), evaluation),
@@ -166,8 +190,14 @@ impl RuleSet {
 pub fn describe_runtime_error(e: &EvalAltResult) -> String {
     let pos = e.position();
     let message = match e {
-        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == "deadline" => {
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == engine::DEADLINE => {
             "took longer than its deadline and was stopped".to_string()
+        }
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == engine::MEMORY => {
+            format!(
+                "held more than {} MiB of memory and was stopped",
+                context::MAX_RULE_MEMORY >> 20
+            )
         }
         EvalAltResult::ErrorTooManyOperations(_) => {
             "ran too many operations (a loop that does not end?) and was stopped".to_string()
@@ -190,12 +220,7 @@ pub fn describe_runtime_error(e: &EvalAltResult) -> String {
 
 /// Compiles one rule file against the job's families and checks it.
 fn compile(engine: &Engine, path: &Path, schema: &Schema) -> Result<RuleFile, Problems> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        Problems::from(Problem::error(
-            path,
-            format!("cannot read the rule file: {e}"),
-        ))
-    })?;
+    let source = crate::diagnostic::read_text(path, "rule file").map_err(Problems::from)?;
     let mut scope = Scope::new();
     for family in schema.families.keys() {
         scope.push_constant(family.as_str(), Dynamic::UNIT);

@@ -248,6 +248,9 @@ pub struct History {
     /// While warming up: hours already on disk, not to be written again.
     skip_hours: Option<std::collections::BTreeSet<DateTime<Utc>>>,
     read_only: bool,
+    /// While a rule runs: past this, hours not read yet are not read from disk (the rule is
+    /// being stopped at its deadline).
+    deadline: Option<std::time::Instant>,
 }
 
 /// What a warm-up read.
@@ -268,7 +271,13 @@ impl History {
             store,
             skip_hours: None,
             read_only: false,
+            deadline: None,
         }
+    }
+
+    /// Until when reading past hours from disk may go on (a rule's deadline); `None`: always.
+    pub fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
     }
 
     pub fn config(&self) -> HistoryConfig {
@@ -485,6 +494,9 @@ impl History {
             return self.current_hour(name).map(|r| Arc::new(r.clone()));
         }
         let store = self.store.as_ref()?;
+        if self.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return None;
+        }
         let mut cache = self
             .hour_cache
             .lock()

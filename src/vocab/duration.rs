@@ -11,6 +11,11 @@ const UNITS: &[(&str, u64)] = &[
     ("w", 604_800_000),
 ];
 
+/// The longest duration runner reads: a century. Longer values are typos or attempts to
+/// overflow the arithmetic on times (`18446744073709551615ms`), and nothing runner does needs
+/// them.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Why a duration did not parse; the message is shown after the offending text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration `{text}`: {reason}")]
@@ -62,7 +67,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             .ok_or_else(|| fail("the duration is too large"))?;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_millis(total_ms))
+    let duration = Duration::from_millis(total_ms);
+    if duration > MAX_DURATION {
+        return Err(fail(
+            "it is longer than 100 years; write a shorter duration",
+        ));
+    }
+    Ok(duration)
 }
 
 /// The shortest exact spelling that `parse_duration` reads back: `90s` → `1m30s`.
@@ -121,6 +132,16 @@ mod tests {
         assert!(reason("").is_some());
         assert!(reason("-5s").is_some());
         assert!(reason("99999999999999999999s").is_some());
+        // Beyond a century: refused before any arithmetic on times can overflow.
+        assert_eq!(
+            reason("18446744073709551615ms"),
+            Some("it is longer than 100 years; write a shorter duration")
+        );
+        assert_eq!(
+            reason("9999999999w"),
+            Some("it is longer than 100 years; write a shorter duration")
+        );
+        assert!(parse_duration("5200w").is_ok());
     }
 
     #[test]

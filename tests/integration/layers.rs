@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("logging", 1),
     ("http", 1),
     ("lock", 1),
+    ("alloc", 1),
     ("scheduler", 2),
     ("template", 3),
     ("config", 4),

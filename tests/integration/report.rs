@@ -14,6 +14,7 @@ use runner::report::summary::{self, Summary};
 use runner::scheduler::clock::SystemClock;
 use runner::store::rollups::{HourRollup, Rollup, RollupStore};
 use runner::store::sample::Sample;
+use runner::template::bounds::Limits;
 use runner::vocab::MetricName;
 use runner::vocab::Severity;
 
@@ -367,17 +368,27 @@ fn the_shipped_templates_render_the_week_and_the_job_writes_them() {
 
     let s = build(&week);
     let zone = week.config.zone.clone();
-    let md = runner::report::render::render(&root().join("templates/weekly.md.hbs"), &s, &zone)
-        .unwrap()
-        .text;
+    let md = runner::report::render::render(
+        &root().join("templates/weekly.md.hbs"),
+        &s,
+        &zone,
+        &Limits::report(),
+    )
+    .unwrap()
+    .text;
     assert!(md.contains("| `cpu.total.usage_percent` |"), "{md}");
     assert!(md.contains("| tcp | db | "), "{md}");
     assert!(md.contains("INC0010002"), "{md}");
     assert!(md.contains("db_down"), "{md}");
     assert!(!md.contains("{{"), "{md}");
-    let html = runner::report::render::render(&root().join("templates/weekly.html.hbs"), &s, &zone)
-        .unwrap()
-        .text;
+    let html = runner::report::render::render(
+        &root().join("templates/weekly.html.hbs"),
+        &s,
+        &zone,
+        &Limits::report(),
+    )
+    .unwrap()
+    .text;
     assert!(html.starts_with("<!doctype html>"), "{html}");
     assert!(html.matches("<svg").count() >= 3, "a chart per metric");
     assert!(html.contains("<path d=\"M"), "{html}");
@@ -395,13 +406,15 @@ fn template_errors_name_the_template_line_and_column() {
         "# {{title}}\n\n{{#each families}}\n{{titel}}\n{{/each}}\n",
     )
     .unwrap();
-    let err = runner::report::render::render(&unknown, &s, &week.config.zone).unwrap_err();
+    let err = runner::report::render::render(&unknown, &s, &week.config.zone, &Limits::report())
+        .unwrap_err();
     assert_eq!(err.path, unknown);
     assert_eq!(err.at, Some((4, 1)), "{err}");
     assert!(err.message.contains("titel"), "{err}");
     let syntax = dir.path().join("syntax.html.hbs");
     std::fs::write(&syntax, "<h1>{{title}}</h1>\n<p>{{#if samples}}</p>\n").unwrap();
-    let err = runner::report::render::render(&syntax, &s, &week.config.zone).unwrap_err();
+    let err = runner::report::render::render(&syntax, &s, &week.config.zone, &Limits::report())
+        .unwrap_err();
     assert_eq!(err.path, syntax);
     assert!(err.at.is_some_and(|(line, _)| line >= 2), "{err}");
 
@@ -482,7 +495,13 @@ fn without_servicenow_the_report_says_so() {
     );
     // Every shipped template renders even an empty week.
     for template in ["templates/weekly.md.hbs", "templates/weekly.html.hbs"] {
-        let out = runner::report::render::render(&root().join(template), &s, &config.zone).unwrap();
+        let out = runner::report::render::render(
+            &root().join(template),
+            &s,
+            &config.zone,
+            &Limits::report(),
+        )
+        .unwrap();
         assert!(out.text.contains("ServiceNow not configured"), "{template}");
     }
 }

@@ -31,9 +31,12 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Reads `file` and builds the config, or returns every problem found.
 /// On success, warnings (a notifier left off) are in `Config::warnings`.
 pub fn load(file: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
-    let source = std::fs::read_to_string(file).map_err(|e| {
-        Problem::error(file, format!("cannot read the jobs file: {e}"))
-            .help("pass the jobs file with `--jobs FILE` (default: jobs/jobs.yaml)")
+    let source = crate::diagnostic::read_text(file, "jobs file").map_err(|problem| {
+        if problem.line == 0 {
+            problem.help("pass the jobs file with `--jobs FILE` (default: jobs/jobs.yaml)")
+        } else {
+            problem
+        }
     })?;
     parse(file, &source, env)
 }

@@ -1,6 +1,8 @@
 //! Handlebars templates as ops write them: strict (a misspelt field is an error with its line
 //! and column, not an empty string), and helpers for what templates show.
 
+pub mod bounds;
+
 use std::path::Path;
 
 use handlebars::{
@@ -38,6 +40,8 @@ pub fn registry_in(escape: Escape, zone: Zone) -> Handlebars<'static> {
     if escape == Escape::None {
         hb.register_escape_fn(handlebars::no_escape);
     }
+    // Ours: it stops at the render's limits, which handlebars' own `each` cannot.
+    hb.register_helper("each", Box::new(bounds::BoundedEach));
     hb.register_helper("mrkdwn", Box::new(mrkdwn_helper));
     hb.register_helper("value", Box::new(value_helper));
     hb.register_helper("duration", Box::new(duration_helper));
@@ -371,7 +375,9 @@ impl TemplateProblem {
     }
 }
 
-/// Reads and registers the template at `path` under its path; the error says where.
+/// Reads and registers the template at `path` under its path; the error says where. A
+/// template that could take the process down is refused here: too big or nested too deep to
+/// parse safely, or with partials that include themselves.
 pub fn register_file(hb: &mut Handlebars<'static>, path: &Path) -> Result<String, TemplateProblem> {
     let name = path.display().to_string();
     let problem = |message: String, at| TemplateProblem {
@@ -379,11 +385,41 @@ pub fn register_file(hb: &mut Handlebars<'static>, path: &Path) -> Result<String
         message,
         at,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| problem(format!("cannot read the template: {e}"), None))?;
+    let text = crate::diagnostic::read_text(path, "template").map_err(|p| {
+        let at = (p.line > 0).then_some((p.line as usize, p.column as usize));
+        problem(p.message, at)
+    })?;
+    bounds::check_source(&text).map_err(|p| problem(p.message, p.at))?;
     hb.register_template_string(&name, text)
         .map_err(|e| problem(e.reason().to_string(), e.pos()))?;
+    if let Err(p) = bounds::check_structure(hb) {
+        hb.unregister_template(&name);
+        return Err(problem(p.message, p.at));
+    }
     Ok(name)
+}
+
+/// Renders the template registered as `name` (from `path`) within `limits`; a template error
+/// or a limit reached is a problem naming the template.
+pub fn render(
+    hb: &Handlebars<'static>,
+    name: &str,
+    path: &Path,
+    data: &impl serde::Serialize,
+    limits: &bounds::Limits,
+) -> Result<String, TemplateProblem> {
+    bounds::render(hb, name, data, limits).map_err(|failure| match failure {
+        bounds::RenderFailure::Exceeded(exceeded) => TemplateProblem {
+            path: path.to_path_buf(),
+            message: exceeded.to_string(),
+            at: None,
+        },
+        bounds::RenderFailure::Template(e) => TemplateProblem {
+            path: path.to_path_buf(),
+            message: e.reason().to_string(),
+            at: e.line_no.zip(e.column_no),
+        },
+    })
 }
 
 /// `&`, `<` and `>` as Slack's mrkdwn wants them (everything else is literal).
