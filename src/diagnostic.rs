@@ -221,7 +221,7 @@ impl std::error::Error for Problems {}
 
 /// A text file the user wrote, read whole; a file that is not UTF-8 is a problem at the line
 /// and column of its first bad byte, not a bare "stream did not contain valid UTF-8".
-pub fn read_text(path: &Path, what: &str) -> Result<String, Problem> {
+pub fn read_text(path: &Path, what: &str) -> Result<String, Box<Problem>> {
     let bytes = std::fs::read(path)
         .map_err(|e| Problem::error(path, format!("cannot read the {what}: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
@@ -230,9 +230,11 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, Problem> {
         let text = String::from_utf8_lossy(good);
         let line = text.matches('\n').count() as u64 + 1;
         let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
-        Problem::error(path, format!("the {what} is not UTF-8 text"))
-            .at(line, column, 1)
-            .help("save the file as UTF-8")
+        Box::new(
+            Problem::error(path, format!("the {what} is not UTF-8 text"))
+                .at(line, column, 1)
+                .help("save the file as UTF-8"),
+        )
     })
 }
 

@@ -48,7 +48,7 @@ pub fn run_file(path: &Path) -> Report {
     let text = match crate::diagnostic::read_text(path, "test file") {
         Ok(text) => text,
         Err(problem) => {
-            report.problems.push(problem);
+            report.problems.push(*problem);
             return report;
         }
     };

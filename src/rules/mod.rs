@@ -220,7 +220,7 @@ pub fn describe_runtime_error(e: &EvalAltResult) -> String {
 
 /// Compiles one rule file against the job's families and checks it.
 fn compile(engine: &Engine, path: &Path, schema: &Schema) -> Result<RuleFile, Problems> {
-    let source = crate::diagnostic::read_text(path, "rule file").map_err(Problems::from)?;
+    let source = crate::diagnostic::read_text(path, "rule file").map_err(|p| Problems::from(*p))?;
     let mut scope = Scope::new();
     for family in schema.families.keys() {
         scope.push_constant(family.as_str(), Dynamic::UNIT);

@@ -35,7 +35,7 @@ pub fn load(file: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
         if problem.line == 0 {
             problem.help("pass the jobs file with `--jobs FILE` (default: jobs/jobs.yaml)")
         } else {
-            problem
+            *problem
         }
     })?;
     parse(file, &source, env)
