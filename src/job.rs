@@ -9,6 +9,7 @@ use crate::monitor::Monitor;
 use crate::notify::Notifiers;
 use crate::scheduler::clock::{BoxFuture, SharedClock};
 use crate::scheduler::{Outcome, RunInfo, Task};
+use crate::template::bounds::Limits;
 
 /// One job of the jobs file, runnable by the scheduler or by `runner run`.
 pub struct Job {
@@ -72,7 +73,7 @@ impl Job {
                 self.name
             )));
         }
-        let _ = info;
+        let cancel = info.cancel.clone();
         let line = match &spec.kind {
             JobKind::Monitor(monitor) => {
                 let mut guard = self.body.lock().await;
@@ -98,22 +99,31 @@ impl Job {
                     self.notifiers.clone(),
                 );
                 let now = self.clock.now();
+                let limits = Limits {
+                    cancel: Some(cancel),
+                    ..Limits::report()
+                };
                 tokio::task::spawn_blocking(move || match config.job(&name).map(|j| &j.kind) {
                     Some(JobKind::Report(report)) => {
-                        crate::report::run_job(&config, &name, report, now, &notifiers)
+                        crate::report::run_job(&config, &name, report, now, &notifiers, &limits)
                     }
                     _ => anyhow::bail!("job `{name}` is not a report job"),
                 })
                 .await??
             }
             JobKind::ServicenowFetch(fetch) => {
-                crate::servicenow::fetch::run_job(
+                let fetching = crate::servicenow::fetch::run_job(
                     &self.name,
                     fetch,
                     &self.config.data_dir,
                     self.clock.clone(),
-                )
-                .await?
+                );
+                // The cache is written once, at the end: a fetch stopped on the way leaves it
+                // as it was.
+                tokio::select! {
+                    done = fetching => done?,
+                    _ = cancel.cancelled() => anyhow::bail!("cancelled before the fetch finished"),
+                }
             }
             JobKind::Rotate(rotate) => {
                 // File copying and fsync block: keep them off the runtime's workers.
@@ -124,7 +134,7 @@ impl Job {
                 );
                 let now = self.clock.now();
                 tokio::task::spawn_blocking(move || {
-                    crate::rotate::run_job(&name, &spec, &data_dir, now)
+                    crate::rotate::run_job(&name, &spec, &data_dir, now, &cancel)
                 })
                 .await?
                 .line()

@@ -84,6 +84,13 @@ impl LockFile {
     }
 }
 
+impl Drop for LockFile {
+    /// A clean release empties the file: the pid left in it means its holder died holding it.
+    fn drop(&mut self) {
+        let _ = self._file.set_len(0);
+    }
+}
+
 /// A lock taken for every run of a job: the file stays open between runs, and each run only
 /// locks it, writes its pid in place and unlocks it. A 1 s monitor would otherwise open,
 /// truncate and close a file every second (truncation is a journal write on ext4).

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use super::{exit, summary_line};
 use crate::config::{Config, JobKind, NotifierSettings};
-use crate::diagnostic::Problem;
 use crate::rules::RuleSet;
 use crate::rules::values::Schema;
 use crate::template::bounds::Limits;
@@ -30,25 +29,19 @@ pub fn run(file: &Path) -> u8 {
         }
     };
     let mut problems = config.warnings.clone();
+    // Rule and template files that are not there, at the line of the jobs file naming them.
+    problems.extend(config.missing_files.clone());
+    let present = |path: &&std::path::PathBuf| {
+        crate::glob::has_wildcards(&path.to_string_lossy()) || path.is_file()
+    };
     let mut rule_files = 0;
     for spec in config.jobs.values() {
         if let JobKind::Monitor(monitor) = &spec.kind {
             let schema = Schema::for_probes(&monitor.probes);
-            let (rules, found) = RuleSet::load(&monitor.rules, schema, monitor.rule_timeout);
+            let patterns: Vec<_> = monitor.rules.iter().filter(present).cloned().collect();
+            let (rules, found) = RuleSet::load(&patterns, schema, monitor.rule_timeout);
             rule_files += rules.files().len();
             problems.extend(found);
-            for pattern in &monitor.rules {
-                if crate::glob::expand(pattern).is_ok_and(|m| m.is_empty()) {
-                    problems.push(Problem::warning(
-                        &config.file,
-                        format!(
-                            "no rule file matches `{}` (job `{}`)",
-                            pattern.display(),
-                            spec.name
-                        ),
-                    ));
-                }
-            }
         }
     }
     // Slack templates load and render against example alerts: one that fails would fall back
@@ -58,6 +51,7 @@ pub fn run(file: &Path) -> u8 {
             template: Some(path),
             ..
         } = &spec.settings
+            && path.is_file()
             && let Err(problem) = crate::notify::slack::check_template(path)
         {
             problems.push(problem.to_problem(
@@ -69,8 +63,9 @@ pub fn run(file: &Path) -> u8 {
     // Report templates render against an example summary, so a typo shows now, not on Monday.
     for spec in config.jobs.values() {
         if let JobKind::Report(report) = &spec.kind {
+            let templates: Vec<_> = report.templates.iter().filter(present).cloned().collect();
             let (_, failed) = crate::report::render_all(
-                &report.templates,
+                &templates,
                 &crate::report::summary::example(&config),
                 &config.zone,
                 &check_limits(),

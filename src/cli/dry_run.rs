@@ -99,7 +99,8 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
 
 /// Renders the report to stdout and shows what its notifiers would get; writes and sends nothing.
 fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
-    let prepared = match crate::report::prepare(config, job, spec, Utc::now()) {
+    let limits = crate::template::bounds::Limits::report();
+    let prepared = match crate::report::prepare(config, job, spec, Utc::now(), &limits) {
         Ok(prepared) => prepared,
         Err(e) => {
             eprintln!("error: {e:#}");

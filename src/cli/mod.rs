@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::diagnostic::Problems;
@@ -125,6 +125,9 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(cli.log_format, logging::level(cli.verbose, cli.quiet));
+    if cli.command.is_some() {
+        end_quietly_on_a_closed_pipe();
+    }
     ExitCode::from(match &cli.command {
         None => serve::run(&cli.jobs),
         Some(Command::Check) => check::run(&cli.jobs),
@@ -149,6 +152,17 @@ pub fn main() -> ExitCode {
             },
         ),
     })
+}
+
+/// A command that prints ends quietly when the reader of its output goes away (`runner jobs |
+/// head -1`), as Unix tools do, rather than panic on the broken pipe: Rust ignores SIGPIPE, so
+/// its default is restored. The scheduler keeps ignoring it: a log reader that goes away must
+/// not stop the monitor.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Loads the jobs file, printing every problem to stderr when it cannot be used.
@@ -205,7 +219,9 @@ fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
     }
 }
 
-/// Each notifier left off, said once, naming what to set.
+/// Each notifier left off, said once, naming what to set; and each rule or template file the
+/// jobs file names that is not there (the jobs that need it run without it or fail, the others
+/// run as usual).
 fn log_warnings(config: &Config) {
     for warning in config.warnings.warnings() {
         warn!(
@@ -213,6 +229,14 @@ fn log_warnings(config: &Config) {
             help = warning.help.as_deref().unwrap_or(""),
             "{}",
             warning.message
+        );
+    }
+    for missing in config.missing_files.iter() {
+        error!(
+            at = %missing.location(),
+            help = missing.help.as_deref().unwrap_or(""),
+            "{}",
+            missing.message
         );
     }
 }

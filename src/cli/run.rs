@@ -29,6 +29,7 @@ pub fn run(file: &Path, name: &str) -> u8 {
             .run_once(RunInfo {
                 scheduled: now,
                 started: now,
+                cancel: tokio_util::sync::CancellationToken::new(),
             })
             .await;
         // Send what the run queued before leaving; what cannot go now stays queued.

@@ -22,16 +22,21 @@ pub fn run(file: &Path) -> u8 {
     let lock_path = scheduler_lock_path(&config.data_dir);
     let _lock = match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
         Ok(lock) => lock,
-        Err(e) => {
+        Err(e @ LockError::Held { .. }) => {
             error!(data_dir = %config.data_dir.display(), "{e}");
             eprintln!(
                 "error: another runner is already running on {}: {e}",
                 config.data_dir.display()
             );
-            return match e {
-                LockError::Held { .. } => exit::BUSY,
-                LockError::Io { .. } => exit::FAILED,
-            };
+            return exit::BUSY;
+        }
+        Err(e @ LockError::Io { .. }) => {
+            error!(data_dir = %config.data_dir.display(), "{e}");
+            eprintln!(
+                "error: cannot use data_dir {}: {e}\n  = help: data_dir must be a folder this user can write (runner creates it when missing)",
+                config.data_dir.display()
+            );
+            return exit::FAILED;
         }
     };
     if let Some(pid) = _lock.took_over_from {

@@ -36,6 +36,10 @@ pub struct Config {
     pub jobs: IndexMap<String, JobSpec>,
     /// Things worth saying once at start that do not stop runner (a notifier left off).
     pub warnings: Problems,
+    /// Files the jobs file names that are not there (a rule, a template), at the line that
+    /// names them: errors for `runner check`; the scheduler says them at start and runs every
+    /// job that can run without them.
+    pub missing_files: Problems,
 }
 
 /// A secret from the config (URL, token, password): usable, never printed.

@@ -23,6 +23,10 @@ use crate::config::probes::{AccessLogFormat, AccessLogSpec};
 
 const CHUNK: usize = 256 * 1024;
 
+/// The longest line read; a longer one (a binary file, a log line gone wrong) is skipped and
+/// counted, so a line never holds more memory than this.
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// The parts of one log line the probe uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Line<'a> {
@@ -107,7 +111,7 @@ pub fn parse_combined(
     Some(parsed)
 }
 
-fn parse_regex<'a>(re: &regex::Regex, line: &'a str) -> Option<Line<'a>> {
+pub fn parse_regex<'a>(re: &regex::Regex, line: &'a str) -> Option<Line<'a>> {
     let caps = re.captures(line)?;
     let group = |name: &str| caps.name(name).map(|m| m.as_str()).filter(|s| *s != "-");
     Some(Line {
@@ -127,6 +131,10 @@ struct Tally {
     times_ms: Vec<f64>,
     unparsed: u64,
     first_unparsed: Option<String>,
+    /// Lines longer than `MAX_LINE`, skipped.
+    too_long: u64,
+    /// Reading stopped at the probe's timeout; the rest is read next tick.
+    out_of_time: bool,
 }
 
 /// Distinct keys (clients, sessions) seen within a sliding window.
@@ -159,7 +167,10 @@ pub struct AccessLogProbe {
     instance: String,
     names: Names,
     open: Option<OpenLog>,
+    /// The start of a line whose end has not been read yet (at most `MAX_LINE` bytes).
     partial: Vec<u8>,
+    /// The line being read is longer than `MAX_LINE`: drop bytes up to its newline.
+    skipping: bool,
     chunk: Vec<u8>,
     clients: Distinct,
     sessions: Distinct,
@@ -175,6 +186,7 @@ impl AccessLogProbe {
             names: Names::new("access_log"),
             open: None,
             partial: Vec::new(),
+            skipping: false,
             chunk: vec![0; CHUNK],
             clients: Distinct::default(),
             sessions: Distinct::default(),
@@ -201,9 +213,16 @@ impl AccessLogProbe {
         })
     }
 
-    /// Reads what was appended to the open file, in chunks, tallying whole lines.
-    fn drain(&mut self, tally: &mut Tally, now_ms: u64) -> Result<(), String> {
+    /// Reads what was appended to the open file, in chunks, tallying whole lines, until the
+    /// end or `deadline` (the rest is read next tick). Each byte is looked at once: a line is
+    /// taken from the chunk where it lies, and only the unfinished one at a chunk's end is
+    /// kept, up to `MAX_LINE`.
+    fn drain(&mut self, tally: &mut Tally, now_ms: u64, deadline: Instant) -> Result<(), String> {
         loop {
+            if Instant::now() > deadline {
+                tally.out_of_time = true;
+                return Ok(());
+            }
             let Some(open) = &mut self.open else {
                 return Ok(());
             };
@@ -215,16 +234,50 @@ impl AccessLogProbe {
                 return Ok(());
             }
             open.offset += n as u64;
-            let mut data = std::mem::take(&mut self.partial);
-            data.extend_from_slice(&self.chunk[..n]);
-            let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            for line in data[..complete].split(|&b| b == b'\n') {
-                if !line.is_empty() {
-                    self.tally_line(line, tally, now_ms);
+            let chunk = std::mem::take(&mut self.chunk);
+            let mut start = 0;
+            while let Some(newline) = chunk[start..n].iter().position(|&b| b == b'\n') {
+                let end = start + newline;
+                if self.skipping {
+                    self.skipping = false;
+                } else if self.partial.is_empty() {
+                    self.tally_nonempty(&chunk[start..end], tally, now_ms);
+                } else if self.partial.len() + (end - start) > MAX_LINE {
+                    tally.too_long += 1;
+                    self.partial.clear();
+                } else {
+                    let mut line = std::mem::take(&mut self.partial);
+                    line.extend_from_slice(&chunk[start..end]);
+                    self.tally_nonempty(&line, tally, now_ms);
+                    line.clear();
+                    self.partial = line;
+                }
+                start = end + 1;
+            }
+            let rest = &chunk[start..n];
+            if !self.skipping && !rest.is_empty() {
+                if self.partial.len() + rest.len() > MAX_LINE {
+                    tally.too_long += 1;
+                    self.partial.clear();
+                    self.skipping = true;
+                } else {
+                    self.partial.extend_from_slice(rest);
                 }
             }
-            self.partial = data[complete..].to_vec();
+            self.chunk = chunk;
         }
+    }
+
+    fn tally_nonempty(&mut self, line: &[u8], tally: &mut Tally, now_ms: u64) {
+        if !line.is_empty() {
+            self.tally_line(line, tally, now_ms);
+        }
+    }
+
+    /// Forgets a line in progress: the file it came from is gone.
+    fn restart_line(&mut self) {
+        self.partial.clear();
+        self.skipping = false;
     }
 
     fn tally_line(&mut self, raw: &[u8], tally: &mut Tally, now_ms: u64) {
@@ -266,7 +319,7 @@ impl AccessLogProbe {
         }
     }
 
-    pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
+    pub fn collect(&mut self, out: &mut Output, deadline: Instant) -> Result<(), String> {
         let now = Instant::now();
         let now_ms = now.duration_since(self.started).as_millis() as u64;
         let mut tally = Tally::default();
@@ -275,23 +328,25 @@ impl AccessLogProbe {
             // at its start when it appeared later (those lines are new).
             let from_end = self.last_read.is_none();
             self.open = Some(self.open_at(from_end)?);
-            self.partial.clear();
+            self.restart_line();
         }
-        self.drain(&mut tally, now_ms)?;
+        self.drain(&mut tally, now_ms, deadline)?;
         match std::fs::metadata(self.path()) {
             Ok(meta) => {
                 let open = self.open.as_ref().map(|o| (o.inode, o.offset));
                 if let Some((inode, offset)) = open {
-                    if meta.ino() != inode {
+                    if tally.out_of_time {
+                        // The old file is not read to its end yet: switch next tick.
+                    } else if meta.ino() != inode {
                         // Rotated: the old file is read to its end above; go on with the new one.
                         self.open = Some(self.open_at(false)?);
-                        self.partial.clear();
-                        self.drain(&mut tally, now_ms)?;
+                        self.restart_line();
+                        self.drain(&mut tally, now_ms, deadline)?;
                     } else if meta.len() < offset {
                         // Truncated in place: read it again from the start.
                         self.open = Some(self.open_at(false)?);
-                        self.partial.clear();
-                        self.drain(&mut tally, now_ms)?;
+                        self.restart_line();
+                        self.drain(&mut tally, now_ms, deadline)?;
                     }
                 }
             }
@@ -337,15 +392,26 @@ impl AccessLogProbe {
                 self.sessions.count(now_ms, self.spec.window) as f64,
             );
         }
+        let mut notes = Vec::new();
         if tally.unparsed > 0 {
-            out.error(
-                format!("access_log.{}", self.instance),
-                format!(
-                    "{} lines did not match the format; the first: `{}`",
-                    tally.unparsed,
-                    tally.first_unparsed.unwrap_or_default()
-                ),
-            );
+            notes.push(format!(
+                "{} lines did not match the format; the first: `{}`",
+                tally.unparsed,
+                tally.first_unparsed.unwrap_or_default()
+            ));
+        }
+        if tally.too_long > 0 {
+            notes.push(format!(
+                "{} lines longer than {} KiB were skipped",
+                tally.too_long,
+                MAX_LINE >> 10
+            ));
+        }
+        if tally.out_of_time {
+            notes.push("reading stopped at the probe's timeout; the rest is read next tick".into());
+        }
+        if !notes.is_empty() {
+            out.error(format!("access_log.{}", self.instance), notes.join("; "));
         }
         self.last_read = Some(now);
         Ok(())
@@ -363,8 +429,10 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
 }
 
 impl super::Read for AccessLogProbe {
-    fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
-        self.collect(out)
+    fn read(&mut self, out: &mut Output, deadline: Instant) -> Result<(), String> {
+        // Stop reading a little before the deadline, so what was read is still reported.
+        let budget = deadline.saturating_duration_since(Instant::now());
+        self.collect(out, Instant::now() + budget * 4 / 5)
     }
 }
 
@@ -413,6 +481,99 @@ mod tests {
             })
         );
         assert_eq!(parse_regex(&re, "nope"), None);
+    }
+
+    fn probe(path: &std::path::Path) -> AccessLogProbe {
+        AccessLogProbe::new(
+            AccessLogSpec {
+                path: path.to_path_buf(),
+                format: AccessLogFormat::Combined {
+                    request_time: Some(0),
+                    session: None,
+                },
+                time_unit: TimeUnit::S,
+                window: Duration::from_secs(900),
+            },
+            "web",
+        )
+    }
+
+    fn append(path: &std::path::Path, bytes: &[u8]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn a_huge_line_is_skipped_and_counted_with_memory_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"");
+        let mut p = probe(&path);
+        p.collect(&mut Output::default(), later()).unwrap();
+        let line = format!("{LINE}\n");
+        append(&path, line.as_bytes());
+        append(&path, &vec![b'x'; 10 << 20]);
+        append(&path, b"\n");
+        append(&path, line.as_bytes());
+        // 40 MiB more without a newline: the line in progress, never held whole.
+        append(&path, &vec![b'y'; 40 << 20]);
+        let before = crate::alloc::held_by_this_thread();
+        let mut out = Output::default();
+        p.collect(&mut out, later()).unwrap();
+        let grew = crate::alloc::held_by_this_thread() - before;
+        assert!(grew < 2 << 20, "reading 50 MiB held {grew} more bytes");
+        let requests = out
+            .metrics
+            .iter()
+            .find(|(n, _)| n.ends_with("requests_per_sec"))
+            .map(|(_, v)| *v)
+            .unwrap();
+        assert!(requests > 0.0);
+        assert_eq!(
+            out.errors,
+            [(
+                "access_log.web".to_string(),
+                "2 lines longer than 64 KiB were skipped".to_string()
+            )]
+        );
+        // The skipped line's end arrives, then a good line: it counts again.
+        append(&path, b"\n");
+        append(&path, line.as_bytes());
+        let mut out = Output::default();
+        p.collect(&mut out, later()).unwrap();
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(p.partial.len(), 0);
+    }
+
+    #[test]
+    fn reading_stops_at_the_deadline_and_goes_on_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"");
+        let mut p = probe(&path);
+        p.collect(&mut Output::default(), later()).unwrap();
+        let text = format!("{LINE}\n").repeat(1000);
+        append(&path, text.as_bytes());
+        let mut out = Output::default();
+        // A deadline already past: nothing is read this tick, and that is said.
+        p.collect(&mut out, Instant::now()).unwrap();
+        assert_eq!(
+            out.errors[0].1,
+            "reading stopped at the probe's timeout; the rest is read next tick"
+        );
+        let mut out = Output::default();
+        p.collect(&mut out, later()).unwrap();
+        assert!(out.errors.is_empty());
+        assert_eq!(p.open.as_ref().unwrap().offset, text.len() as u64);
     }
 
     #[test]

@@ -7,9 +7,23 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 use super::{MetricName, Output};
 use crate::config::probes::CommandSpec;
 use crate::config::probes::OutputFormat;
+
+/// The most standard output read: numbers for a monitor fit in far less.
+pub const MAX_STDOUT: usize = 1 << 20;
+
+/// The most standard error read, to quote its first line.
+const MAX_STDERR: usize = 64 << 10;
+
+/// How much of a line is quoted in an error.
+const MAX_QUOTE: usize = 200;
+
+/// The most metrics one command may report per tick.
+pub const MAX_KEYS: usize = 500;
 
 /// A key from the output as a metric field: lowercase, `[a-z0-9_]`.
 pub fn field_name(key: &str) -> String {
@@ -38,11 +52,16 @@ pub fn field_name(key: &str) -> String {
 /// Numbers in a command's output, named; `Err` says what is wrong with it.
 pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64)>, String> {
     let trimmed = text.trim();
-    let number = || {
-        trimmed
-            .parse::<f64>()
-            .map(|v| vec![("value".to_string(), v)])
-            .map_err(|_| format!("the output is not a number: `{}`", first_line(trimmed)))
+    let number = || match trimmed.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(vec![("value".to_string(), v)]),
+        Ok(_) => Err(format!(
+            "the output is not a finite number: `{}`",
+            first_line(trimmed)
+        )),
+        Err(_) => Err(format!(
+            "the output is not a number: `{}`",
+            first_line(trimmed)
+        )),
     };
     let json = || -> Result<Vec<(String, f64)>, String> {
         let value: serde_json::Value =
@@ -51,10 +70,18 @@ pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64
             .as_object()
             .ok_or("the JSON output is not an object")?;
         let mut out = Vec::new();
+        if object.len() > MAX_KEYS {
+            return Err(too_many_keys(object.len()));
+        }
         for (key, value) in object {
-            match value.as_f64() {
+            match value.as_f64().filter(|v| v.is_finite()) {
                 Some(v) => out.push((field_name(key), v)),
-                None => return Err(format!("`{key}` in the JSON output is not a number")),
+                None => {
+                    return Err(format!(
+                        "`{}` in the JSON output is not a number",
+                        quote(key)
+                    ));
+                }
             }
         }
         Ok(out)
@@ -67,10 +94,12 @@ pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64
                 .rsplit_once(['=', ':', ' ', '\t'])
                 .map(|(k, v)| (k.trim().trim_end_matches(['=', ':']).trim(), v.trim()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("not a `key value` line: `{line}`"))?;
-            let value: f64 = value
-                .parse()
-                .map_err(|_| format!("not a `key value` line: `{line}`"))?;
+                .ok_or_else(|| format!("not a `key value` line: `{}`", quote(line)))?;
+            let value = finite(value)
+                .ok_or_else(|| format!("not a `key value` line: `{}`", quote(line)))?;
+            if out.len() == MAX_KEYS {
+                return Err(too_many_keys(trimmed.lines().count()));
+            }
             out.push((field_name(key), value));
         }
         if out.is_empty() {
@@ -88,11 +117,89 @@ pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64
     }
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
+/// A number that is one: `inf`, `NaN` and digits beyond `f64`'s range are not measurements.
+fn finite(text: &str) -> Option<f64> {
+    text.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn too_many_keys(count: usize) -> String {
+    format!("the output has {count} keys; a command may report at most {MAX_KEYS}")
+}
+
+/// `text` cut to what an error quotes.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTE) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    quote(
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim(),
+    )
+}
+
+/// What to do when a child writes more than is kept.
+enum Excess {
+    /// Stop it: what it writes is its answer, and too much of it is an error.
+    Kill(i32),
+    /// Read on and drop the rest, so the child is not blocked on a full pipe.
+    Drain,
+}
+
+/// Reads at most `max` bytes; `Err` with what was kept when there was more.
+async fn read_capped(
+    source: Option<impl AsyncRead + Unpin>,
+    max: usize,
+    excess: Excess,
+) -> Result<Vec<u8>, Vec<u8>> {
+    let Some(mut source) = source else {
+        return Ok(Vec::new());
+    };
+    let mut bytes = Vec::new();
+    let read = (&mut source)
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await;
+    if read.is_err() || bytes.len() <= max {
+        return Ok(bytes);
+    }
+    bytes.truncate(max);
+    match excess {
+        // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
+        Excess::Kill(pgid) => unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        },
+        Excess::Drain => {
+            let _ = tokio::io::copy(&mut source, &mut tokio::io::sink()).await;
+        }
+    }
+    Err(bytes)
+}
+
+/// The child's process group, killed whole when the probe is done with it: a `shell:` line's
+/// own children go with it, whatever happens to the probe (a timeout, a runner that stops).
+struct Group(Option<i32>);
+
+impl Group {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 pub struct CommandProbe {
@@ -121,25 +228,57 @@ impl CommandProbe {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         for (name, value) in &self.spec.env {
             command.env(name, value.expose());
         }
         let started = Instant::now();
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-        // Our limit comes first, so the child is killed and the timeout is reported here.
-        let limit = timeout.saturating_sub(Duration::from_millis(20));
-        let output = match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(e)) => return Err(format!("`{program}` failed: {e}")),
+        // Its pid is its process group's id (`process_group(0)`).
+        let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+        let mut group = Group(pgid);
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let on_too_much = match pgid {
+            Some(pgid) => Excess::Kill(pgid),
+            None => Excess::Drain,
+        };
+        let run = async {
+            let (stdout, stderr, status) = tokio::join!(
+                read_capped(stdout, MAX_STDOUT, on_too_much),
+                read_capped(stderr, MAX_STDERR, Excess::Drain),
+                child.wait()
+            );
+            (stdout, stderr.unwrap_or_else(|cut| cut), status)
+        };
+        let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
+            Ok(done) => done,
             Err(_) => {
+                group.kill();
                 return Err(format!(
                     "`{program}` did not finish within {} ms and was killed",
-                    limit.as_millis()
+                    timeout.as_millis()
                 ));
             }
+        };
+        // Whatever it started in the background goes with it.
+        group.kill();
+        let status = status.map_err(|e| format!("`{program}` failed: {e}"))?;
+        let stdout = match stdout {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return Err(format!(
+                    "`{program}` wrote more than {} KiB to standard output; a monitor command writes numbers",
+                    MAX_STDOUT >> 10
+                ));
+            }
+        };
+        let output = std::process::Output {
+            status,
+            stdout,
+            stderr,
         };
         let elapsed = started.elapsed();
         let stdout = String::from_utf8_lossy(&output.stdout);

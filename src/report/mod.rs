@@ -57,10 +57,10 @@ pub fn prepare(
     job: &str,
     spec: &ReportSpec,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> anyhow::Result<Prepared> {
     let summary = summary::build(config, job, &spec.title, spec.window, now);
-    let (mut outputs, problems) =
-        render_all(&spec.templates, &summary, &config.zone, &Limits::report());
+    let (mut outputs, problems) = render_all(&spec.templates, &summary, &config.zone, limits);
     if spec.templates.is_empty() {
         outputs.push(Output {
             template: PathBuf::from("summary.json"),
@@ -91,8 +91,9 @@ pub fn write(
     job: &str,
     spec: &ReportSpec,
     now: DateTime<Utc>,
+    limits: &Limits,
 ) -> anyhow::Result<Written> {
-    let prepared = prepare(config, job, spec, now)?;
+    let prepared = prepare(config, job, spec, now, limits)?;
     let mut files = Vec::new();
     for (output, path) in &prepared.outputs {
         crate::store::atomic::write(path, output.text.as_bytes())?;
@@ -132,9 +133,10 @@ pub fn run_job(
     spec: &ReportSpec,
     now: DateTime<Utc>,
     notifiers: &crate::notify::Notifiers,
+    limits: &Limits,
 ) -> anyhow::Result<String> {
     let started = std::time::Instant::now();
-    let written = write(config, job, spec, now)?;
+    let written = write(config, job, spec, now, limits)?;
     for problem in &written.problems {
         error!(job, template = %problem.path.display(), "template failed, its file was not written: {problem}");
     }

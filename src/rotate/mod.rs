@@ -20,6 +20,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::RotateSpec;
@@ -548,14 +549,28 @@ pub struct Plan {
     pub summary: Summary,
 }
 
-/// Runs a rotate job and logs its summary line (and the same as structured fields).
-pub fn run_job(job: &str, spec: &RotateSpec, data_dir: &Path, now: DateTime<Utc>) -> Summary {
+/// Runs a rotate job and logs its summary line (and the same as structured fields). A
+/// cancelled run stops at its next step, which is as safe as a crash there: the next run
+/// finishes or undoes what it left.
+pub fn run_job(
+    job: &str,
+    spec: &RotateSpec,
+    data_dir: &Path,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> Summary {
     let rotation = Rotation {
         job,
         spec,
         data_dir,
     };
-    let summary = rotation.run(now, &mut |_| Flow::Continue);
+    let summary = rotation.run(now, &mut |_| {
+        if cancel.is_cancelled() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    });
     for problem in &summary.problems {
         warn!(job, problem = %problem, "rotation problem");
     }

@@ -28,6 +28,13 @@ use crate::store::rollups::{HourRollup, Rollup, RollupStore};
 use crate::vocab::MetricName;
 use crate::vocab::duration::parse_duration;
 
+/// The most ticks one scenario runs: a million ticks is a week at 1 s or 115 days at 10 s. More
+/// is a typo (`at: 9999-12-31T00:00:00Z`, a tiny interval) that would run for hours.
+const MAX_TICKS: i64 = 1_000_000;
+
+/// Weeks of seeded history: what the hourly rollups keep.
+const MAX_SEED_WEEKS: u32 = 5;
+
 /// How the rules under test run: as a monitor job of a jobs file, or with the defaults.
 struct Setup {
     schema: Schema,
@@ -299,6 +306,15 @@ fn prepare(path: &Path, scenario: &Scenario) -> Result<Prepared, Vec<Problem>> {
     }
     let mut seeds = Vec::new();
     for (metric, seed) in &scenario.seed {
+        if seed.weeks > MAX_SEED_WEEKS {
+            problems.push(Problem::error(
+                path,
+                format!(
+                    "seed `{metric}`: `weeks` may be at most {MAX_SEED_WEEKS}: history keeps five weeks of hours, and baseline() reads no further"
+                ),
+            ));
+            continue;
+        }
         match expand_series(&seed.series) {
             Ok(values) if values.iter().all(Option::is_some) && !values.is_empty() => seeds.push((
                 metric.clone(),
@@ -396,6 +412,10 @@ fn simulate(
     let mut pipeline = Pipeline::new(history, rules, alerts);
     let ticks = inputs.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
     let step = chrono::Duration::from_std(interval).unwrap_or_default();
+    let at_tick = |tick: i64| {
+        step.checked_mul(i32::try_from(tick).ok()?)
+            .and_then(|offset| start.checked_add_signed(offset))
+    };
 
     let mut checks: Vec<(DateTime<Utc>, &Spanned<Expectation>)> = Vec::new();
     for expectation in &scenario.tests {
@@ -403,7 +423,7 @@ fn simulate(
         let when = parse_duration(at)
             .ok()
             .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| start + d)
+            .and_then(|d| start.checked_add_signed(d))
             .or_else(|| {
                 DateTime::parse_from_rfc3339(at)
                     .ok()
@@ -418,6 +438,26 @@ fn simulate(
         }
     }
     checks.sort_by_key(|(t, _)| *t);
+    // The scenario runs until its input ends and its last check is due: not beyond a bound.
+    let last_check_tick = checks.last().map_or(0, |(when, _)| {
+        let span = (*when - start).num_milliseconds();
+        span.checked_div(step.num_milliseconds())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1)
+    });
+    let needed = last_check_tick.max(ticks as i64);
+    if needed > MAX_TICKS {
+        report.failures.push(Failure {
+            line: checks
+                .last()
+                .map_or(scenario.interval.referenced.line(), |(_, e)| e.referenced.line()),
+            message: format!(
+                "{}: this scenario would run {needed} ticks of {} (to its last check); a scenario may run at most {MAX_TICKS}: use a longer interval or an earlier `at`",
+                scenario.name, scenario.interval.value
+            ),
+        });
+        return;
+    }
 
     let mut sent: Vec<AlertEvent> = Vec::new();
     // Rule files that failed at run time, said once each: a rule that fails keeps its alerts
@@ -426,7 +466,9 @@ fn simulate(
     let mut next_check = 0;
     let mut tick = 0usize;
     loop {
-        let now = start + step * tick as i32;
+        let Some(now) = at_tick(tick as i64) else {
+            break;
+        };
         // Assertions due before this tick see the state after the previous one.
         while next_check < checks.len() && checks[next_check].0 < now {
             let (when, expectation) = checks[next_check];

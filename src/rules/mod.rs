@@ -202,6 +202,8 @@ pub fn describe_runtime_error(e: &EvalAltResult) -> String {
         EvalAltResult::ErrorTooManyOperations(_) => {
             "ran too many operations (a loop that does not end?) and was stopped".to_string()
         }
+        // What a native function refused (a window too long): its words as they are.
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         other => {
             // Rhai appends the position in parentheses; it is given separately here.
             let text = other.to_string();
@@ -435,6 +437,57 @@ mod tests {
             e.outcomes[1]
         );
         assert_eq!(set.files()[0].failures.load(Ordering::Relaxed), 1);
+    }
+
+    fn rules_with(source: &str, deadline: Duration) -> RuleSet {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.rhai");
+        std::fs::write(&path, source).unwrap();
+        let (set, problems) = RuleSet::load(&[path], schema(), deadline);
+        assert!(problems.is_empty(), "{problems:?}");
+        set
+    }
+
+    #[test]
+    fn a_file_that_fails_keeps_its_alerts_as_they_were() {
+        let set = rules("alert(\"x\", #{ severity: \"critical\" });\nlet y = 1 / 0;").unwrap();
+        let e = run(&set, &[]);
+        assert!(e.outcomes[0].error.is_some());
+        assert!(e.activations.is_empty(), "{:?}", e.activations);
+    }
+
+    #[test]
+    fn a_rule_that_grows_memory_is_stopped_whatever_the_path() {
+        // Function pointers hold curried values outside Rhai's size limits: 60 KB each.
+        let set = rules_with(
+            "let big = \"\"; for i in 0..6000 { big += \"0123456789\"; }\nlet fs = []; for i in 0..10000 { fs.push(Fn(\"to_string\").curry(big + i)); }",
+            Duration::from_secs(60),
+        );
+        let before = crate::alloc::held_by_this_thread();
+        let e = run(&set, &[]);
+        let left = crate::alloc::held_by_this_thread() - before;
+        let error = e.outcomes[0].error.as_deref().unwrap();
+        assert!(
+            error.ends_with("held more than 16 MiB of memory and was stopped"),
+            "{error}"
+        );
+        assert!(left < 8 << 20, "what it held is freed: {left}");
+    }
+
+    #[test]
+    fn a_rule_may_not_raise_thousands_of_alerts() {
+        let set = rules("for i in 0..1500 { alert(\"a\", #{ labels: #{ n: `${i}` } }); }").unwrap();
+        let e = run(&set, &[]);
+        assert!(
+            e.outcomes[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("raised more than 1000 alerts in one tick"),
+            "{:?}",
+            e.outcomes[0]
+        );
+        assert!(e.activations.is_empty());
     }
 
     #[test]

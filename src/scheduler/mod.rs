@@ -22,12 +22,15 @@ use self::clock::{BoxFuture, SharedClock};
 use self::schedule::{Schedule, Zone};
 
 /// What one scheduled run is told about itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunInfo {
     /// The occurrence this run is for.
     pub scheduled: DateTime<Utc>,
     /// When it actually started.
     pub started: DateTime<Utc>,
+    /// Cancelled when the run is out of time (`timeout`) or runner is stopping: the work stops
+    /// at its next check (between files, entries, rows, template steps).
+    pub cancel: CancellationToken,
 }
 
 /// How a run ended when it did not fail.
@@ -150,8 +153,11 @@ impl Scheduler {
     pub async fn run(self, stop: CancellationToken, grace: Duration) -> Shutdown {
         let runs = TaskTracker::new();
         let loops = TaskTracker::new();
+        // Runs are cancelled when the grace period ends, not at the first signal.
+        let cancel_runs = CancellationToken::new();
         for entry in self.entries {
             let job = JobLoop {
+                cancel_runs: cancel_runs.clone(),
                 stats: self.state.stats(&entry.name).unwrap_or_default(),
                 entry: Arc::new(entry),
                 clock: self.clock.clone(),
@@ -177,6 +183,7 @@ impl Scheduler {
         if finished {
             Shutdown::Clean
         } else {
+            cancel_runs.cancel();
             let names: Vec<String> = self.state.running().into_iter().map(|(n, _)| n).collect();
             warn!(jobs = ?names, "grace period over; abandoning jobs still running");
             Shutdown::Abandoned(names)
@@ -186,6 +193,7 @@ impl Scheduler {
 
 struct JobLoop {
     entry: Arc<Entry>,
+    cancel_runs: CancellationToken,
     clock: SharedClock,
     zone: Zone,
     state: Arc<SchedulerState>,
@@ -247,6 +255,7 @@ impl JobLoop {
             let info = RunInfo {
                 scheduled: next,
                 started: now,
+                cancel: self.cancel_runs.child_token(),
             };
             self.runs.spawn(run_once(
                 self.entry.clone(),
@@ -278,6 +287,8 @@ async fn run_once(
         / 1e3;
     debug!(job = name, scheduled = %info.scheduled.to_rfc3339(), lateness_ms, "run started");
 
+    let cancel = info.cancel.clone();
+    let started = info.started;
     let mut handle = tokio::spawn(entry.task.clone().run(info));
     let result = match entry.timeout {
         None => Some((&mut handle).await),
@@ -286,16 +297,24 @@ async fn run_once(
             _ = clock.sleep(limit) => None,
         },
     };
-    let elapsed_ms = (clock.now() - info.started).num_milliseconds();
+    let elapsed_ms = (clock.now() - started).num_milliseconds();
     match result {
         None => {
-            handle.abort();
             stats.timed_out.fetch_add(1, Ordering::Relaxed);
             stats.failed.fetch_add(1, Ordering::Relaxed);
             error!(
                 job = name,
                 timeout_ms = entry.timeout.map(|t| t.as_millis() as u64),
-                "run timed out and was cancelled"
+                "run timed out; cancelling it"
+            );
+            // The work stops at its next check; until it has, the job counts as running, so
+            // no later run overlaps it.
+            cancel.cancel();
+            let _ = handle.await;
+            info!(
+                job = name,
+                elapsed_ms = (clock.now() - started).num_milliseconds(),
+                "cancelled run ended"
             );
         }
         Some(Ok(Ok(Outcome::Done(summary)))) => {

@@ -6,7 +6,11 @@ use std::io::{self, Write};
 use std::path::Path;
 
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // `rel.html` has the parent `""`: the working folder.
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(dir)?;
     let file_name = path
         .file_name()

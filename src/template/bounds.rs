@@ -8,8 +8,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use handlebars::template::{Parameter, Template, TemplateElement};
@@ -18,6 +16,7 @@ use handlebars::{
     RenderContext, RenderErrorReason, Renderable, to_json,
 };
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 /// The largest template text accepted.
 pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
@@ -30,8 +29,8 @@ pub const MAX_NESTING: usize = 32;
 pub struct Limits {
     pub time: Duration,
     pub max_bytes: usize,
-    /// Set from outside (a job's timeout, a shutdown) to stop the render at its next step.
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Cancelled from outside (a job's timeout, a shutdown) to stop the render at its next step.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl Limits {
@@ -110,7 +109,7 @@ fn may_go_on(extra_bytes: usize) -> bool {
             .limits
             .cancel
             .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
+            .is_some_and(CancellationToken::is_cancelled)
         {
             Some(Exceeded::Cancelled)
         } else if Instant::now() > budget.deadline {
@@ -533,8 +532,10 @@ mod tests {
             render(&hb, "t", &data, &small),
             Err(RenderFailure::Exceeded(Exceeded::Size(100_000)))
         ));
+        let token = CancellationToken::new();
+        token.cancel();
         let cancelled = Limits {
-            cancel: Some(Arc::new(AtomicBool::new(true))),
+            cancel: Some(token),
             ..small
         };
         assert!(matches!(

@@ -5,6 +5,8 @@
 
 mod config_files;
 mod fake_servicenow;
+mod fuzz_inputs;
+mod hostile;
 mod http_server;
 mod layers;
 mod monitor;

@@ -50,11 +50,25 @@ fn a_second_scheduler_on_the_same_data_dir_is_refused_with_the_pid() {
     );
     first.signal("TERM");
     assert_eq!(first.wait_exit(PATIENCE).0, Some(0));
-    // Once the first is gone, its lock file is left behind and simply taken over.
+    // After a clean stop there is nothing to take over, and nothing is said about it.
     let mut third = Running::spawn(command(&["--jobs", file]));
-    third.wait_for_line("took over the lock", PATIENCE);
-    third.signal("TERM");
-    assert_eq!(third.wait_exit(PATIENCE).0, Some(0));
+    third.wait_for_line("job scheduled", PATIENCE);
+    assert!(
+        !third.seen.iter().any(|l| l.contains("took over")),
+        "{}",
+        third.seen.join("\n")
+    );
+    // A runner killed outright leaves its pid in the lock file: the next one takes it over.
+    third.signal("KILL");
+    third.wait_exit(PATIENCE);
+    let mut fourth = Running::spawn(command(&["--jobs", file]));
+    let line = fourth.wait_for_line("took over the lock", PATIENCE);
+    assert!(
+        line.contains(&format!("pid={}", third.child.id())),
+        "{line}"
+    );
+    fourth.signal("TERM");
+    assert_eq!(fourth.wait_exit(PATIENCE).0, Some(0));
 }
 
 #[test]

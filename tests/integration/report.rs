@@ -319,7 +319,15 @@ fn the_shipped_templates_render_the_week_and_the_job_writes_them() {
         panic!("a report job")
     };
     let notifiers = runner::notify::Notifiers::render_only(&week.config, Arc::new(SystemClock));
-    let line = runner::report::run_job(&week.config, "weekly", spec, t(END), &notifiers).unwrap();
+    let line = runner::report::run_job(
+        &week.config,
+        "weekly",
+        spec,
+        t(END),
+        &notifiers,
+        &Limits::report(),
+    )
+    .unwrap();
     assert!(line.contains("var/reports/weekly-2026-11-30.md"), "{line}");
     let reports = week.root.join("var/reports");
     let mut written: Vec<String> = std::fs::read_dir(&reports)
@@ -548,7 +556,15 @@ async fn the_report_goes_to_slack_and_google_drive_through_the_outbox() {
     let JobKind::Report(spec) = &config.job("weekly").unwrap().kind else {
         panic!()
     };
-    let line = runner::report::run_job(&config, "weekly", spec, t(END), &notifiers).unwrap();
+    let line = runner::report::run_job(
+        &config,
+        "weekly",
+        spec,
+        t(END),
+        &notifiers,
+        &Limits::report(),
+    )
+    .unwrap();
     assert!(line.contains("weekly-2026-11-30.md"), "{line}");
     wait_for(PATIENCE, "the Slack message", || {
         !slack.requests().is_empty()

@@ -109,7 +109,9 @@ impl Builder<'_> {
                         .rules
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, r)| self.path(r, &format!("{field}.rules[{i}]")))
+                        .filter_map(|(i, r)| {
+                            self.existing_path(r, &format!("{field}.rules[{i}]"), "rule file")
+                        })
                         .collect(),
                     notify: self.notify_list(
                         job.notify.as_ref(),
@@ -161,7 +163,9 @@ impl Builder<'_> {
                         .templates
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, t)| self.path(t, &format!("{field}.templates[{i}]")))
+                        .filter_map(|(i, t)| {
+                            self.existing_path(t, &format!("{field}.templates[{i}]"), "template")
+                        })
                         .collect(),
                     notify: self.notify_list(
                         job.notify.as_ref(),

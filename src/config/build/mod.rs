@@ -23,6 +23,16 @@ mod yaml;
 
 pub use notifiers::instance_url;
 
+/// Whether this process may create files in `dir`.
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 /// Reads an environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -53,6 +63,7 @@ pub fn parse(file: &Path, source: &str, env: EnvLookup<'_>) -> Result<Config, Pr
             .unwrap_or_else(|| PathBuf::from(".")),
         env,
         problems: raw.problems,
+        missing_files: Problems::default(),
     };
     let config = builder.config(raw.top, raw.notifiers, raw.jobs);
     if builder.problems.has_errors() {
@@ -66,6 +77,7 @@ pub(in crate::config) struct Builder<'a> {
     base_dir: PathBuf,
     env: EnvLookup<'a>,
     problems: Problems,
+    missing_files: Problems,
 }
 
 impl Builder<'_> {
@@ -138,6 +150,54 @@ impl Builder<'_> {
             .map(|p| resolve_path(&self.base_dir, &p))
     }
 
+    /// A path that names a file runner reads (a rule, a template): resolved, and when no such
+    /// file exists (or a pattern matches none), a problem at the line that names it.
+    pub(in crate::config) fn existing_path(
+        &mut self,
+        text: &Text,
+        field: &str,
+        what: &str,
+    ) -> Option<PathBuf> {
+        let path = self.path(text, field)?;
+        let pattern = path.to_string_lossy();
+        if crate::glob::has_wildcards(&pattern) {
+            if crate::glob::expand(&path).is_ok_and(|found| found.is_empty()) {
+                let problem = self
+                    .problem(
+                        &text.referenced,
+                        field,
+                        format!("no {what} matches `{}`", path.display()),
+                    )
+                    .help(format!("check the pattern; {}", self.relative_to()));
+                self.missing_files.push(crate::diagnostic::Problem {
+                    severity: crate::diagnostic::Severity::Warning,
+                    ..problem
+                });
+            }
+        } else if !path.is_file() {
+            let problem = self
+                .problem(
+                    &text.referenced,
+                    field,
+                    format!("no {what} at `{}`", path.display()),
+                )
+                .help(format!("check the path; {}", self.relative_to()));
+            self.missing_files.push(problem);
+        }
+        Some(path)
+    }
+
+    /// How relative paths in the file are read, for help texts.
+    fn relative_to(&self) -> String {
+        match self.base_dir.as_os_str().is_empty() {
+            true => "relative paths start at the jobs file's folder".to_string(),
+            false => format!(
+                "relative paths start at the jobs file's folder, {}",
+                self.base_dir.display()
+            ),
+        }
+    }
+
     pub(in crate::config) fn duration(&mut self, text: &Text, field: &str) -> Option<Duration> {
         let value = self.string(text, field)?;
         match parse_duration(&value) {
@@ -161,6 +221,45 @@ impl Builder<'_> {
         }
     }
 
+    /// A data_dir that is a file is an error; one this user cannot write (or create) is a
+    /// warning: `check` may run as another user than the scheduler.
+    fn check_data_dir(&mut self, dir: &Path, text: &Text) {
+        let mut existing = dir;
+        while !existing.exists() {
+            match existing.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+                _ => {
+                    existing = Path::new(".");
+                    break;
+                }
+            }
+        }
+        if !existing.is_dir() {
+            self.error_help(
+                &text.referenced,
+                "data_dir",
+                format!("`{}` is a file, not a folder", existing.display()),
+                "data_dir is the folder where runner keeps everything it writes",
+            );
+        } else if !writable(existing) {
+            let what = if existing == dir {
+                format!("this user cannot write data_dir `{}`", dir.display())
+            } else {
+                format!(
+                    "this user cannot create data_dir `{}` (`{}` is not writable)",
+                    dir.display(),
+                    existing.display()
+                )
+            };
+            self.warn(
+                &text.referenced,
+                "data_dir",
+                what,
+                "run runner as a user that may write it, or choose another folder".into(),
+            );
+        }
+    }
+
     fn config(
         &mut self,
         top: RawConfig,
@@ -168,6 +267,9 @@ impl Builder<'_> {
         jobs: Vec<(Text, Option<JobConfig>)>,
     ) -> Option<Config> {
         let data_dir = self.path(&top.data_dir, "data_dir");
+        if let Some(dir) = &data_dir {
+            self.check_data_dir(dir, &top.data_dir);
+        }
         let zone = match &top.timezone {
             None => Some(Zone::local()),
             Some(tz) => match Zone::parse(tz.value.trim()) {
@@ -259,6 +361,7 @@ impl Builder<'_> {
             notifiers: built_notifiers,
             jobs: built_jobs,
             warnings: self.problems.clone(),
+            missing_files: self.missing_files.clone(),
         })
     }
 }

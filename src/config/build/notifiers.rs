@@ -56,7 +56,9 @@ impl Builder<'_> {
                 NotifierSettings::Slack {
                     webhook_url: Secret::new(url.value),
                     template: match &n.template {
-                        Some(t) => Some(self.path(t, &format!("{field}.template"))?),
+                        Some(t) => {
+                            Some(self.existing_path(t, &format!("{field}.template"), "template")?)
+                        }
                         None => None,
                     },
                 }

@@ -1,0 +1,9 @@
+//! `cargo fuzz run rule_test_file`: see `fuzz/targets.rs`.
+#![no_main]
+
+// Each binary uses one target of the shared file.
+#[allow(dead_code)]
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::rule_test_file(data));
