@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod disk;
 pub mod disk_io;
 pub mod http;
+pub mod icmp;
 pub mod load;
 pub mod memory;
 pub mod net_io;
@@ -150,7 +151,7 @@ impl Probe {
             ProbeKind::Disk(s) => waits(disk::DiskProbe::new(root, s.mounts.clone())),
             ProbeKind::DiskIo(s) => reads(disk_io::DiskIoProbe::new(root, s.devices.clone())),
             ProbeKind::NetIo(s) => reads(net_io::NetIoProbe::new(root, s.interfaces.clone())),
-            ProbeKind::Ping(s) => waits(ping::PingProbe::new(s.clone(), name)),
+            ProbeKind::Ping(s) => waits(ping::PingProbe::new(s.clone(), root, name)),
             ProbeKind::Tcp(s) => waits(tcp::TcpProbe::new(s.host.clone(), s.port, name)),
             ProbeKind::Http(s) => waits(http::HttpProbe::new(s.clone(), name, spec.timeout)),
             ProbeKind::Process(s) => reads(process::ProcessProbe::new(root, s.clone(), name)),

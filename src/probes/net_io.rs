@@ -72,6 +72,8 @@ fn push_rates(out: &mut Output, names: &[super::MetricName], d: &NetCounters, se
 }
 
 pub struct NetIoProbe {
+    /// `/sys/class/net`: whether each interface is up.
+    class_net: std::path::PathBuf,
     net_dev: ProcFile,
     interfaces: Option<Vec<String>>,
     prev: Option<(HashMap<String, NetCounters>, Instant)>,
@@ -82,6 +84,7 @@ pub struct NetIoProbe {
 impl NetIoProbe {
     pub fn new(root: ProcRoot, interfaces: Option<Vec<String>>) -> Self {
         NetIoProbe {
+            class_net: root.sys.join("class/net"),
             net_dev: ProcFile::new(root.proc.join("net/dev")),
             interfaces,
             prev: None,
@@ -95,10 +98,12 @@ impl NetIoProbe {
         let at = Instant::now();
         let now: HashMap<String, NetCounters> = parse_net_dev(&self.buf)
             .into_iter()
-            .filter(|(name, _)| {
-                self.interfaces
-                    .as_ref()
-                    .is_none_or(|list| list.iter().any(|i| i == name))
+            .filter(|(name, _)| match &self.interfaces {
+                // Named in the job: reported whatever its state.
+                Some(list) => list.iter().any(|i| i == name),
+                // Otherwise only interfaces that are up and have a link: one that is down
+                // carries nothing, and its zeros are not a measurement.
+                None => is_live(&self.class_net.join(name)),
             })
             .collect();
         if let Some(list) = &self.interfaces {
@@ -146,6 +151,18 @@ impl NetIoProbe {
     }
 }
 
+/// Whether an interface is administratively up and its link is not down
+/// (`/sys/class/net/<iface>/{flags,operstate}`). Loopback and tunnels say `unknown`: live.
+fn is_live(dir: &std::path::Path) -> bool {
+    const IFF_UP: u32 = 0x1;
+    let up = std::fs::read_to_string(dir.join("flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_none_or(|flags| flags & IFF_UP != 0);
+    let operstate = std::fs::read_to_string(dir.join("operstate")).unwrap_or_default();
+    up && !matches!(operstate.trim(), "down" | "lowerlayerdown" | "notpresent")
+}
+
 impl super::Read for NetIoProbe {
     fn read(&mut self, out: &mut Output, _deadline: std::time::Instant) -> Result<(), String> {
         self.collect(out)
@@ -155,6 +172,52 @@ impl super::Read for NetIoProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interfaces_that_are_down_are_left_out_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = ProcRoot {
+            proc: dir.path().join("proc"),
+            sys: dir.path().join("sys"),
+        };
+        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        let dev = |bytes: u64| {
+            format!(
+                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: {bytes} 10 0 0 0 0 0 0 {bytes} 10 0 0 0 0 0 0\n  eth1: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n  eth2: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+            )
+        };
+        for (iface, flags, state) in [
+            ("eth0", "0x1003", "up"),
+            ("eth1", "0x1002", "down"),
+            ("eth2", "0x1003", "lowerlayerdown"),
+        ] {
+            let d = root.sys.join("class/net").join(iface);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("flags"), format!("{flags}\n")).unwrap();
+            std::fs::write(d.join("operstate"), format!("{state}\n")).unwrap();
+        }
+        let instances = |interfaces: Option<Vec<String>>| {
+            let mut probe = NetIoProbe::new(root.clone(), interfaces);
+            std::fs::write(root.proc.join("net/dev"), dev(1000)).unwrap();
+            probe.collect(&mut Output::default()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::fs::write(root.proc.join("net/dev"), dev(2000)).unwrap();
+            let mut out = Output::default();
+            probe.collect(&mut out).unwrap();
+            let mut seen: Vec<String> = out
+                .metrics
+                .iter()
+                .map(|(n, _)| n.split('.').nth(1).unwrap().to_string())
+                .collect();
+            seen.dedup();
+            seen
+        };
+        assert_eq!(instances(None), ["eth0", "total"]);
+        assert_eq!(
+            instances(Some(vec!["eth0".into(), "eth1".into()])),
+            ["eth0", "eth1", "total"]
+        );
+    }
 
     #[test]
     fn parses_net_dev() {

@@ -19,6 +19,8 @@ pub struct ProcStat {
     pub cpu_ticks: u64,
     pub threads: u64,
     pub rss_pages: u64,
+    /// When it started, in clock ticks since boot.
+    pub start_ticks: u64,
 }
 
 /// Fields of `/proc/<pid>/stat`, read after the command name (which may hold spaces and
@@ -32,6 +34,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         cpu_ticks: get(14)? + get(15)?,
         threads: get(20)?,
         rss_pages: get(24)?,
+        start_ticks: get(22)?,
     })
 }
 
@@ -40,7 +43,9 @@ pub struct ProcessProbe {
     matcher: ProcessMatch,
     instance: String,
     names: Names,
-    prev: Option<(HashMap<u32, u64>, Instant)>,
+    /// The previous reading: CPU ticks per pid, when it was taken, and the kernel's uptime
+    /// then (in clock ticks, to compare with a process's start).
+    prev: Option<(HashMap<u32, u64>, Instant, u64)>,
     buf: String,
     page_size: u64,
     ticks_per_sec: f64,
@@ -118,9 +123,19 @@ impl ProcessProbe {
         Ok(pids)
     }
 
+    /// The kernel's uptime in clock ticks, the clock of a process's start time.
+    fn uptime_ticks(&mut self) -> Option<u64> {
+        read_into(&self.root.proc.join("uptime"), &mut self.buf).ok()?;
+        let secs: f64 = self.buf.split_whitespace().next()?.parse().ok()?;
+        Some((secs * self.ticks_per_sec) as u64)
+    }
+
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
+        // Before listing: a process that starts after this reading is new to the next tick.
+        let uptime = self.uptime_ticks();
         let pids = self.matching_pids()?;
         let at = Instant::now();
+        let mut started: HashMap<u32, u64> = HashMap::new();
         let names = self.names.get(&self.instance, TYPE.fields);
         let mut cpu: HashMap<u32, u64> = HashMap::new();
         let (mut rss, mut threads, mut fds, mut fds_readable) = (0u64, 0u64, 0u64, true);
@@ -134,6 +149,7 @@ impl ProcessProbe {
                 continue;
             };
             cpu.insert(pid, stat.cpu_ticks);
+            started.insert(pid, stat.start_ticks);
             rss += stat.rss_pages * self.page_size;
             threads += stat.threads;
             match count_fds(&dir) {
@@ -155,15 +171,24 @@ impl ProcessProbe {
                 );
             }
         }
-        if let Some((prev, prev_at)) = &self.prev {
+        if let Some((prev, prev_at, prev_uptime)) = &self.prev {
             let secs = at.duration_since(*prev_at).as_secs_f64();
-            if !cpu.is_empty() && secs > 0.0 {
-                let used: u64 = cpu
-                    .iter()
-                    .filter_map(|(pid, now)| {
-                        prev.get(pid).and_then(|before| now.checked_sub(*before))
-                    })
-                    .sum();
+            // CPU used in the interval: what each pid added since the last reading; a pid
+            // that started since then used all it has within the interval. A pid whose share
+            // of the interval cannot be known (it existed before but was not matched) leaves
+            // the value absent rather than make one up.
+            let used: Option<u64> = cpu
+                .iter()
+                .map(|(pid, now)| match prev.get(pid) {
+                    Some(before) => now.checked_sub(*before),
+                    None if started.get(pid).is_some_and(|s| *s >= *prev_uptime) => Some(*now),
+                    None => None,
+                })
+                .sum();
+            if let Some(used) = used
+                && !cpu.is_empty()
+                && secs > 0.0
+            {
                 out.push(&names[1], used as f64 / self.ticks_per_sec / secs * 100.0);
             }
             let gone = prev.keys().filter(|p| !cpu.contains_key(p)).count();
@@ -172,7 +197,7 @@ impl ProcessProbe {
                 out.push(&names[5], gone.min(new) as f64);
             }
         }
-        self.prev = Some((cpu, at));
+        self.prev = uptime.map(|uptime| (cpu, at, uptime));
         Ok(())
     }
 }
@@ -201,7 +226,8 @@ mod tests {
             Some(ProcStat {
                 cpu_ticks: 150,
                 threads: 7,
-                rss_pages: 2048
+                rss_pages: 2048,
+                start_ticks: 100,
             })
         );
         assert_eq!(parse_stat("garbage"), None);

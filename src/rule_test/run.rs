@@ -465,10 +465,7 @@ fn simulate(
     let mut failed_rules: BTreeSet<Arc<str>> = BTreeSet::new();
     let mut next_check = 0;
     let mut tick = 0usize;
-    loop {
-        let Some(now) = at_tick(tick as i64) else {
-            break;
-        };
+    while let Some(now) = at_tick(tick as i64) {
         // Assertions due before this tick see the state after the previous one.
         while next_check < checks.len() && checks[next_check].0 < now {
             let (when, expectation) = checks[next_check];

@@ -12,6 +12,7 @@ mod layers;
 mod monitor;
 mod notify;
 mod notify_process;
+mod ping;
 mod probes;
 mod process;
 mod report;

@@ -559,3 +559,45 @@ async fn command_outputs_exit_codes_and_timeouts() {
             .starts_with("cannot run `/no/such/program`")
     );
 }
+
+/// A copy of `sh` under a name of its own, to run a busy loop that only this test matches.
+fn uniquely_named_shell(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join(format!("busy{}", std::process::id() % 100_000));
+    std::fs::copy("/bin/sh", &path).unwrap();
+    path
+}
+
+/// A process that restarted between two ticks: the new pid's CPU since it started counts, rather
+/// than a 0 for the pid the previous tick did not know.
+#[tokio::test]
+async fn a_restarted_process_shows_the_new_pids_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let shell = uniquely_named_shell(dir.path());
+    let name = shell.file_name().unwrap().to_str().unwrap().to_string();
+    let busy = || {
+        std::process::Command::new(&shell)
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap()
+    };
+    let mut set = probes(
+        dir.path(),
+        &format!("- {{ type: process, name: busy, process_name: {name} }}"),
+    );
+    let mut first = busy();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tick(&mut set).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = busy();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = tick(&mut set).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(t.get("process.busy.restarts_count"), Some(1.0));
+    let cpu = t
+        .get("process.busy.cpu_percent")
+        .expect("the new pid's CPU");
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    assert!(cpu > 0.0 && cpu <= 100.0 * cores, "{cpu} %");
+}
