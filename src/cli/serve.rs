@@ -20,7 +20,7 @@ pub fn run(file: &Path) -> u8 {
         Err(code) => return code,
     };
     let lock_path = scheduler_lock_path(&config.data_dir);
-    let _lock = match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
+    let lock = match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
             error!(data_dir = %config.data_dir.display(), "{e}");
@@ -39,9 +39,6 @@ pub fn run(file: &Path) -> u8 {
             return exit::FAILED;
         }
     };
-    if let Some(pid) = _lock.took_over_from {
-        info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
-    }
     block_on(async move {
         // Listen for signals before saying anything is scheduled: a SIGTERM that arrives in
         // between must stop runner gracefully, not kill it.
@@ -52,6 +49,11 @@ pub fn run(file: &Path) -> u8 {
                 return exit::FAILED;
             }
         };
+        // Said only once signals are ours, like everything after it: a supervisor that sees
+        // this line may stop runner at once.
+        if let Some(pid) = lock.took_over_from {
+            info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
+        }
         let clock: SharedClock = Arc::new(SystemClock);
         info!(
             host = %config.host,
@@ -95,6 +97,7 @@ pub fn run(file: &Path) -> u8 {
         }
         let stop = CancellationToken::new();
         tokio::spawn(signals.watch(stop.clone()));
+        tokio::spawn(crate::footprint::release_periodically(stop.clone()));
         let scheduler = Scheduler::new(clock, config.zone.clone(), entries);
         let shutdown = scheduler.run(stop, config.shutdown_grace).await;
         // What is still queued stays in the outbox and goes out after the next start.
