@@ -219,7 +219,7 @@ impl ProbeSet {
         self.probes.is_empty()
     }
 
-    /// Runs every probe once, readers on a blocking thread and waiters concurrently on the
+    /// Runs every probe once: readers first, on a blocking thread, then waiters concurrently on the
     /// runtime, and merges what they found in probe order.
     pub async fn collect(&mut self) -> Output {
         let mut lent: Vec<(usize, Box<dyn Read>, Duration)> = Vec::new();
@@ -247,6 +247,10 @@ impl ProbeSet {
                 .collect();
             results
         });
+        // Readers first, waiters after: a reader's CPU (parsing 20,000 sockets' lines takes
+        // milliseconds) would otherwise compete with a network probe for the cores while its
+        // timer runs, and the timing would measure this host's busyness, not the network.
+        let reading = reading.await;
         let waiting = futures_util::future::join_all(
             self.probes.iter_mut().enumerate().filter_map(|(i, probe)| {
                 let timeout = probe.timeout;
@@ -272,7 +276,7 @@ impl ProbeSet {
                 Err(_) => probe.timed_out(),
             });
         }
-        match reading.await {
+        match reading {
             Ok(results) => {
                 for (i, reader, out, result, late) in results {
                     let probe = &mut self.probes[i];
@@ -303,5 +307,71 @@ impl ProbeSet {
             merged.errors.extend(out.errors);
         }
         merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// When each fake probe's work began and ended.
+    type Log = Arc<Mutex<Vec<(&'static str, Instant)>>>;
+
+    struct SlowReader(Log);
+
+    impl Read for SlowReader {
+        fn read(&mut self, out: &mut Output, _deadline: Instant) -> Result<(), String> {
+            // Stands for parsing /proc/net/tcp with 20,000 sockets: CPU for milliseconds.
+            std::thread::sleep(Duration::from_millis(30));
+            self.0.lock().unwrap().push(("read ended", Instant::now()));
+            out.push(&MetricName::from("fake.read"), 1.0);
+            Ok(())
+        }
+    }
+
+    struct Timed(Log);
+
+    impl Wait for Timed {
+        fn wait<'a>(&'a mut self, out: &'a mut Output, _timeout: Duration) -> Waiting<'a> {
+            Box::pin(async move {
+                self.0.lock().unwrap().push(("wait began", Instant::now()));
+                out.push(&MetricName::from("fake.wait"), 1.0);
+                Ok(())
+            })
+        }
+    }
+
+    fn probe(key: &str, runner: Runner) -> Probe {
+        Probe {
+            key: key.into(),
+            timeout: Duration::from_secs(5),
+            runner: Some(runner),
+        }
+    }
+
+    #[tokio::test]
+    async fn network_timers_start_after_the_readers_cpu_work() {
+        let log = Log::default();
+        let mut set = ProbeSet {
+            probes: vec![
+                probe("wait", waits(Timed(log.clone()))),
+                probe("read", reads(SlowReader(log.clone()))),
+            ],
+        };
+        for _ in 0..2 {
+            log.lock().unwrap().clear();
+            let out = set.collect().await;
+            // Probe order is kept in the output whatever ran first.
+            let names: Vec<_> = out.metrics.iter().map(|(n, _)| n.to_string()).collect();
+            assert_eq!(names, ["fake.wait", "fake.read"]);
+            let events = log.lock().unwrap().clone();
+            assert_eq!(
+                events.iter().map(|(what, _)| *what).collect::<Vec<_>>(),
+                ["read ended", "wait began"]
+            );
+            assert!(events[0].1 <= events[1].1);
+        }
     }
 }
