@@ -59,7 +59,7 @@ fn week() -> &'static Week {
             from,
             7,
             Duration::from_secs(10),
-            40,
+            &runner::store::synth::metric_names(40),
         )
         .unwrap();
         let reader = MetricsReader::new(dir.path(), vec![]);

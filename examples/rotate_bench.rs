@@ -46,7 +46,14 @@ fn generate(dir: &Path, total_mib: u64, files: u32) -> Result<(), Box<dyn std::e
         .and_utc();
     let from = today - chrono::Duration::days(30 + i64::from(files));
     let data = dir.join("var");
-    let bytes = runner::store::synth::write_log(&data, "monitor", from, files, interval, 40)?;
+    let bytes = runner::store::synth::write_log(
+        &data,
+        "monitor",
+        from,
+        files,
+        interval,
+        &runner::store::synth::metric_names(40),
+    )?;
     let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
     for entry in std::fs::read_dir(data.join("metrics"))? {
         std::fs::File::options()

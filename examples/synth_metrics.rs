@@ -2,6 +2,8 @@
 //!
 //!   cargo run --release --example synth_metrics -- DATA_DIR DAYS INTERVAL METRICS [END]
 //!   e.g. `... -- /tmp/var 1 1s 60` writes the 24 h before now at 1 s with 60 metrics.
+//!   METRICS is a count (a 4-core host's names, then application metrics) or a file of names,
+//!   one per line (`scripts/overhead.sh` passes the names this host's probes write).
 
 // A harness, not the product: a panic here is the failure, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,7 +20,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let days: u32 = days.parse()?;
     let interval: Duration = runner::vocab::duration::parse_duration(interval)?;
-    let metrics: usize = metrics.parse()?;
+    let names = match metrics.parse::<usize>() {
+        Ok(count) => runner::store::synth::metric_names(count),
+        Err(_) => std::fs::read_to_string(metrics)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(runner::vocab::MetricName::from)
+            .collect(),
+    };
     let end = match rest.first() {
         Some(end) => chrono::DateTime::parse_from_rfc3339(end)?.with_timezone(&chrono::Utc),
         None => chrono::Utc::now(),
@@ -30,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         from,
         days,
         interval,
-        metrics,
+        &names,
     )?;
     println!("wrote {bytes} bytes of samples from {from} to {end}");
     Ok(())

@@ -1,49 +1,85 @@
 #!/usr/bin/env bash
-# Prints runner's cost as a monitoring agent: the default monitor's probes at a 1 s interval
-# for 60 s, after warming history from a synthetic 24 h metrics log (1 s, 65 metrics).
-# Figures: CPU % of one core over the 60 s (after warm-up), peak RSS (VmHWM, warm-up included),
-# and the warm-up time.
+# runner's cost as a monitoring agent: the shipped monitor's probes and rules at a 1 s tick,
+# warmed from 24 h of history (scripts/agent-setup.sh). Prints CPU (% of one core, from the
+# scheduler's nanosecond counters), RSS, PSS and anonymous memory at the end, and where the
+# resident pages are (/proc/PID/smaps). When collectd is installed, measures it the same way
+# with the same measurements (cpu, memory, load, df, disk, interface, ping).
 #
-#   scripts/overhead.sh [SECONDS]
+#   scripts/overhead.sh [SECONDS]      (default 60)
+#   RUNNER=/path/to/runner scripts/overhead.sh     measures another build, e.g. an older commit's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
-cargo build --release --quiet --bin runner --example synth_metrics
+# The binary as `cargo build --release` builds it (an example in the same command can change
+# dependencies' features, and with them the symbols build/hot-functions.txt names).
+cargo build --release --quiet --bin runner
+cargo build --release --quiet --example synth_metrics
+runner=${RUNNER:-$PWD/target/release/runner}
 dir=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-./target/release/examples/synth_metrics "$dir/var" 1 1s 65 > /dev/null
-cat > "$dir/jobs.yaml" <<YAML
-data_dir: var
-jobs:
-  monitor:
-    type: monitor
-    schedule: "@every 1s"
-    probes:
-      - type: cpu
-      - type: memory
-      - type: load
-      - type: disk
-      - type: disk_io
-      - type: net_io
-      - { type: ping, name: gateway, host: 127.0.0.1, count: 3 }
-    rules: ["$PWD/rules/*.rhai"]
-YAML
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
+
+. scripts/agent-setup.sh
+
+# CPU nanoseconds of a process, summed over its threads (clock ticks are too coarse here).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/smaps_rollup"; }
+
+# measure NAME PID: CPU over $secs after 5 s of settling; RSS sampled every second of them
+# (mean and highest), PSS and anonymous memory at the end.
+measure() {
+  local name=$1 pid=$2 start end samples=()
+  sleep 5
+  start=$(cpu_ns "$pid")
+  for _ in $(seq "$secs"); do
+    sleep 1
+    samples+=("$(kib "$pid" Rss)")
+  done
+  end=$(cpu_ns "$pid")
+  awk -v n="$name" -v s="$start" -v e="$end" -v secs="$secs" -v rss="${samples[*]}" \
+    -v pss="$(kib "$pid" Pss)" -v anon="$(kib "$pid" Anonymous)" \
+    -v hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")" 'BEGIN {
+    k = split(rss, r, " "); sum = 0; top = 0
+    for (i = 1; i <= k; i++) { sum += r[i]; if (r[i] > top) top = r[i] }
+    printf "%-9s CPU %.3f %% of one core (%.0f us a tick)  RSS mean %.1f MiB, highest %.1f MiB  PSS %.1f MiB  anonymous %.1f MiB  (peak RSS %.1f MiB, at start-up)\n",
+      n, (e - s) / 1e9 / secs * 100, (e - s) / 1e3 / secs, sum / k / 1024, top / 1024, pss / 1024, anon / 1024, hwm / 1024 }'
+}
+
 log="$dir/runner.log"
-./target/release/runner --jobs "$dir/jobs.yaml" 2> "$log" &
-pid=$!
+"$runner" --jobs "$dir/jobs.yaml" 2> "$log" & pids+=($!)
+pid=${pids[-1]}
 until grep -q "history warmed" "$log"; do
   kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.1
 done
-warm_ms=$(grep "history warmed" "$log" | sed -E 's/.*elapsed_ms=([0-9]+).*/\1/')
-# Nanoseconds on CPU, summed over the threads (schedstat): clock ticks are too coarse here.
-cpu_ns() { cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%d", s }'; }
-start=$(cpu_ns)
-sleep "$secs"
-end=$(cpu_ns)
-hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
-rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+grep "history warmed" "$log" | sed -E 's/.*samples=([0-9]+) metrics=([0-9]+).*elapsed_ms=([0-9]+).*/warm-up: \1 samples of \2 metrics in \3 ms/'
+measure runner "$pid"
+echo "resident pages of runner by mapping (KiB):"
+awk '/^[0-9a-f]+-[0-9a-f]+ / { what = ($6 == "" ? "[anonymous]" : $6) " " $2 }
+     /^Rss:/ { rss[what] += $2 }
+     END { for (w in rss) if (rss[w] >= 64) printf "  %6d  %s\n", rss[w], w }' "/proc/$pid/smaps" | sort -rn
 kill -TERM "$pid"; wait "$pid" || true
-awk -v s="$start" -v e="$end" -v secs="$secs" -v hwm="$hwm" -v rss="$rss" -v warm="$warm_ms" 'BEGIN {
-  printf "monitor at 1 s for %d s: CPU %.3f %% of one core (%.0f us a tick)\n", secs, (e - s) / 1e9 / secs * 100, (e - s) / 1e3 / secs;
-  printf "peak RSS %.1f MiB (now %.1f MiB); warm-up from 24 h of samples: %d ms\n", hwm / 1024, rss / 1024, warm }'
+
+if command -v collectd > /dev/null; then
+  cat > "$dir/collectd.conf" <<CONF
+Interval 1
+LoadPlugin cpu
+LoadPlugin memory
+LoadPlugin load
+LoadPlugin df
+LoadPlugin disk
+LoadPlugin interface
+LoadPlugin ping
+LoadPlugin csv
+<Plugin ping>
+  Host "127.0.0.1"
+</Plugin>
+<Plugin csv>
+  DataDir "$dir/collectd"
+</Plugin>
+CONF
+  collectd -f -C "$dir/collectd.conf" & pids+=($!)
+  measure collectd "${pids[-1]}"
+else
+  echo "collectd is not installed: runner measured alone"
+fi

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::alerts::AlertStore;
 use crate::alerts::event::AlertEvent;
@@ -113,6 +113,7 @@ impl Monitor {
             job = %self.job,
             samples = stats.samples,
             metrics = self.pipeline.history().metric_count(),
+            memory_kib = self.pipeline.history().bytes() / 1024,
             bad_lines = stats.bad_lines,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "history warmed from the metrics log"
@@ -123,6 +124,13 @@ impl Monitor {
         let firing = self.pipeline.lock_alerts().firing_events(now);
         self.notifiers.restore(&self.notify, &firing);
         self.warmed = true;
+        // The warm-up was the last of start-up's one-off work (config, rules, history).
+        let released = crate::footprint::release_unused_pages();
+        debug!(
+            job = %self.job,
+            mapped_kib = released.mapped_bytes / 1024,
+            "start-up code pages released"
+        );
     }
 
     /// Measures once, records the sample and steps the pipeline; returns the sample and the

@@ -333,18 +333,16 @@ pub fn baseline(h: &History, name: &str, now_ms: i64, min_weeks: i64) -> Option<
 
 /// How many of the last `n` ticks were above `threshold` ("3 of the last 5").
 pub fn ticks_above(h: &History, name: &str, threshold: f64, n: usize) -> usize {
-    h.raw_since(name, i64::MIN)
-        .rev()
-        .take(n)
+    h.raw_last(name, n)
+        .iter()
         .filter(|(_, v)| *v > threshold)
         .count()
 }
 
 /// How many of the last `n` ticks were below `threshold` ("down 3 of the last 5").
 pub fn ticks_below(h: &History, name: &str, threshold: f64, n: usize) -> usize {
-    h.raw_since(name, i64::MIN)
-        .rev()
-        .take(n)
+    h.raw_last(name, n)
+        .iter()
         .filter(|(_, v)| *v < threshold)
         .count()
 }

@@ -2,6 +2,7 @@
 //! in-memory history the rules read, and the hourly rollups on disk.
 
 pub mod atomic;
+pub mod chunk;
 pub mod daily;
 pub mod history;
 pub mod rollups;

@@ -86,11 +86,10 @@ pub fn write_log(
     from: DateTime<Utc>,
     days: u32,
     interval: Duration,
-    metric_count: usize,
+    names: &[MetricName],
 ) -> io::Result<u64> {
     let dir = data_dir.join("metrics");
     std::fs::create_dir_all(&dir)?;
-    let names = metric_names(metric_count);
     let step = chrono::Duration::from_std(interval).map_err(io::Error::other)?;
     let ticks_per_day = (86_400_000 / interval.as_millis().max(1)) as u64;
     let end = from + chrono::Duration::days(i64::from(days));

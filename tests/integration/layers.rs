@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http", 1),
     ("lock", 1),
     ("alloc", 1),
+    ("footprint", 1),
     ("scheduler", 2),
     ("template", 3),
     ("config", 4),
