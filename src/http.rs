@@ -114,6 +114,49 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The parts of a URL that may be secret, for scrubbing text a destination sends back (an
+/// Express 404 quotes the path: `Cannot POST /services/T0/B0/<token>`): the user and password,
+/// the path and the query as a whole, and each path segment and query value of four characters
+/// or more. Longest first, so a part inside another is scrubbed with it.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return vec![url.to_string()];
+    };
+    let mut parts = vec![parsed.username().to_string()];
+    parts.extend(parsed.password().map(str::to_string));
+    let path = parsed.path();
+    if path.len() > 1 {
+        parts.push(path.to_string());
+        parts.extend(path.split('/').map(str::to_string));
+    }
+    if let Some(query) = parsed.query() {
+        parts.push(query.to_string());
+        parts.extend(
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_string())),
+        );
+    }
+    let mut secrets: Vec<String> = parts
+        .into_iter()
+        .filter(|p| p.chars().count() >= 4)
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// `text` with every one of `secrets` replaced by `***`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        if !secret.is_empty() && text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
+}
+
 /// The wait a `Retry-After` header asks for: seconds, or an HTTP date. Capped at an hour, so
 /// a broken header cannot park a queue for days.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {

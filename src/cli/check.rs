@@ -60,6 +60,17 @@ pub fn run(file: &Path) -> u8 {
             ));
         }
     }
+    // Every notifier that is on can be built: one that cannot would be left out at run time.
+    for (name, why) in crate::notify::Notifiers::problems(&config) {
+        problems.push(
+            crate::diagnostic::Problem::error(
+                &config.file,
+                format!("notifier `{name}` cannot work: {why}"),
+            )
+            .field(format!("notifiers.{name}"))
+            .help("fix its settings; until then runner starts without it and says so"),
+        );
+    }
     // Report templates render against an example summary, so a typo shows now, not on Monday.
     for spec in config.jobs.values() {
         if let JobKind::Report(report) = &spec.kind {

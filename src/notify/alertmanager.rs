@@ -3,7 +3,10 @@
 //! description), `startsAt` and `endsAt`. Alertmanager forgets an alert whose `endsAt` passed,
 //! so firing alerts are sent again every `resend_interval` with `endsAt` four intervals ahead;
 //! a resolved alert is sent with `endsAt` = when it resolved, and repeated for a few intervals
-//! in case one Alertmanager of an HA pair missed it. Delivered when any of the URLs accepted.
+//! in case one Alertmanager of an HA pair missed it. `severity` is a label, so an escalation
+//! is a new Alertmanager alert: the label set it replaces goes in the same POST, resolved
+//! (`endsAt` = now), so it does not linger until its own `endsAt`. Delivered when any of the
+//! URLs accepted.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -100,6 +103,32 @@ impl Alertmanager {
         })
     }
 
+    /// What one delivery posts: the label sets these events replace (an alert whose severity
+    /// changed since Alertmanager last heard of it), resolved now, then the events.
+    fn body(&self, events: &[AlertEvent], now: DateTime<Utc>) -> Value {
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut alerts = Vec::new();
+        for event in events {
+            if event.kind == EventKind::Flapping {
+                continue;
+            }
+            if let Some(sent) = known.get(&event.fingerprint)
+                && sent.until.is_none()
+                && sent.event.severity != event.severity
+            {
+                let mut replaced = sent.event.clone();
+                replaced.kind = EventKind::Resolved;
+                replaced.at = now;
+                alerts.push(self.alert(&replaced, now));
+            }
+        }
+        alerts.extend(events.iter().map(|e| self.alert(e, now)));
+        Value::Array(alerts)
+    }
+
     fn remember(&self, events: &[AlertEvent], now: DateTime<Utc>) {
         let mut known = self
             .known
@@ -186,6 +215,21 @@ impl Destination for Alertmanager {
         &self.name
     }
 
+    fn secrets(&self) -> Vec<String> {
+        // Alertmanager's own paths are not secret; credentials in a URL are.
+        self.urls
+            .iter()
+            .filter_map(|url| reqwest::Url::parse(url).ok())
+            .flat_map(|url| {
+                [
+                    url.username().to_string(),
+                    url.password().unwrap_or_default().to_string(),
+                ]
+            })
+            .filter(|s| s.chars().count() >= 4)
+            .collect()
+    }
+
     fn max_group(&self) -> usize {
         // One POST takes a list; a backlog goes out in few requests.
         100
@@ -193,7 +237,7 @@ impl Destination for Alertmanager {
 
     fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
         let now = self.clock.now();
-        let body = Value::Array(events.iter().map(|e| self.alert(e, now)).collect());
+        let body = self.body(events, now);
         self.urls
             .iter()
             .take(1)
@@ -213,7 +257,7 @@ impl Destination for Alertmanager {
     fn deliver<'a>(&'a self, events: &'a [AlertEvent]) -> DeliverFuture<'a> {
         Box::pin(async move {
             let now = self.clock.now();
-            let body = Value::Array(events.iter().map(|e| self.alert(e, now)).collect());
+            let body = self.body(events, now);
             let outcome = self.post(&body).await;
             if matches!(outcome, Delivery::Delivered { .. }) {
                 self.remember(events, now);

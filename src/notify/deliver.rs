@@ -58,6 +58,8 @@ pub enum Mode {
 }
 
 pub struct Deliverer {
+    /// What the destination's answers are scrubbed of.
+    secrets: Vec<String>,
     dest: Arc<dyn Destination>,
     queue: Arc<Queue>,
     spec: DeliverySpec,
@@ -85,6 +87,7 @@ impl Deliverer {
         stats: Arc<Stats>,
     ) -> Deliverer {
         Deliverer {
+            secrets: dest.secrets(),
             backoff: Backoff::new(spec.retry_initial, spec.retry_max),
             bucket: TokenBucket::new(spec.max_per_second, spec.burst),
             breaker: Breaker::new(BREAKER_THRESHOLD),
@@ -201,7 +204,8 @@ impl Deliverer {
             let outcome = match &first.entry.message {
                 Message::Report(notice) => self.dest.deliver_report(notice).await,
                 Message::Event(_) => self.dest.deliver(&events).await,
-            };
+            }
+            .scrubbed(&self.secrets);
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let now = self.clock.now();
             match outcome {
@@ -297,7 +301,7 @@ impl Deliverer {
                 _ = clock.sleep(interval) => {}
                 _ = stop.cancelled() => return,
             }
-            match dest.keepalive().await {
+            match dest.keepalive().await.scrubbed(&dest.secrets()) {
                 Delivery::Delivered { .. } => {
                     if failing {
                         info!(notifier = dest.name(), "keepalive works again");

@@ -29,6 +29,23 @@ impl Delivery {
     pub fn delivered() -> Delivery {
         Delivery::Delivered { note: None }
     }
+
+    /// The same outcome with `secrets` removed from what the destination said, before it is
+    /// logged or kept as a dead letter.
+    pub fn scrubbed(self, secrets: &[String]) -> Delivery {
+        match self {
+            Delivery::Retry { reason, after } => Delivery::Retry {
+                reason: crate::http::scrub(&reason, secrets),
+                after,
+            },
+            Delivery::Refused { reason } => Delivery::Refused {
+                reason: crate::http::scrub(&reason, secrets),
+            },
+            Delivery::Delivered { note } => Delivery::Delivered {
+                note: note.map(|n| crate::http::scrub(&n, secrets)),
+            },
+        }
+    }
 }
 
 /// A request as it would be sent, secrets removed: the URL shows scheme and host only.
@@ -45,6 +62,12 @@ pub struct Rendered {
 pub trait Destination: Send + Sync {
     /// The notifier's name in the jobs file.
     fn name(&self) -> &str;
+
+    /// Every secret part of this notifier's settings (URL path and query, user info, tokens,
+    /// passwords), scrubbed from whatever the destination answers.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Most events one message carries; more than one only where the API groups well.
     fn max_group(&self) -> usize {

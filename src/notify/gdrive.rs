@@ -212,6 +212,14 @@ impl Destination for Gdrive {
         &self.name
     }
 
+    fn secrets(&self) -> Vec<String> {
+        [&self.settings.client_secret, &self.settings.refresh_token]
+            .into_iter()
+            .map(|s| s.expose().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     fn render(&self, _events: &[AlertEvent]) -> Vec<Rendered> {
         Vec::new()
     }

@@ -151,6 +151,24 @@ impl Notifiers {
         Notifiers::build(config, clock, true)
     }
 
+    /// Notifiers that are on but could not be built (a CA file that cannot be read, a client
+    /// that cannot be set up), with why: `runner check` reports them, so no notifier is left
+    /// out at run time without having been called an error first.
+    pub fn problems(config: &Config) -> Vec<(String, String)> {
+        let clock: SharedClock = Arc::new(crate::scheduler::clock::SystemClock);
+        let nowhere: servicenow::AttachIncident = Arc::new(|_, _| {});
+        config
+            .notifiers
+            .values()
+            .filter(|spec| spec.off.is_none())
+            .filter_map(|spec| {
+                build(spec, clock.clone(), nowhere.clone())
+                    .err()
+                    .map(|e| (spec.name.clone(), e))
+            })
+            .collect()
+    }
+
     /// Notifiers that only render what they would send: no outbox is opened or written.
     pub fn render_only(config: &Config, clock: SharedClock) -> Notifiers {
         Notifiers::build(config, clock, false)

@@ -62,7 +62,8 @@ impl TokenBucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
     Closed,
-    /// Failing since then: attempts go on at the backoff's pace, reported once.
+    /// Failing since then (the first failure of the run that opened it): attempts go on at
+    /// the backoff's pace, reported once.
     Open {
         since: DateTime<Utc>,
     },
@@ -73,6 +74,9 @@ pub enum BreakerState {
 pub struct Breaker {
     threshold: u32,
     failures: u32,
+    /// When the current run of failures began: an outage is as long as that, not as long as
+    /// the breaker has been open.
+    first_failure: Option<DateTime<Utc>>,
     state: BreakerState,
 }
 
@@ -89,6 +93,7 @@ impl Breaker {
         Breaker {
             threshold: threshold.max(1),
             failures: 0,
+            first_failure: None,
             state: BreakerState::Closed,
         }
     }
@@ -99,8 +104,9 @@ impl Breaker {
 
     pub fn failure(&mut self, now: DateTime<Utc>) -> Transition {
         self.failures += 1;
+        let since = *self.first_failure.get_or_insert(now);
         if self.failures >= self.threshold && self.state == BreakerState::Closed {
-            self.state = BreakerState::Open { since: now };
+            self.state = BreakerState::Open { since };
             return Transition::Opened;
         }
         Transition::None
@@ -108,6 +114,7 @@ impl Breaker {
 
     pub fn success(&mut self, now: DateTime<Utc>) -> Transition {
         self.failures = 0;
+        self.first_failure = None;
         match std::mem::replace(&mut self.state, BreakerState::Closed) {
             BreakerState::Open { since } => Transition::Closed {
                 down_for: now - since,
@@ -157,13 +164,21 @@ mod tests {
         assert_eq!(b.failure(t(1)), Transition::None);
         assert_eq!(b.failure(t(2)), Transition::Opened);
         assert_eq!(b.failure(t(3)), Transition::None, "reported once");
-        assert_eq!(b.state(), BreakerState::Open { since: t(2) });
+        // Down since the first of the failures that opened it.
+        assert_eq!(b.state(), BreakerState::Open { since: t(0) });
         assert_eq!(
             b.success(t(62)),
             Transition::Closed {
-                down_for: chrono::Duration::seconds(60)
+                down_for: chrono::Duration::seconds(62)
             }
         );
         assert_eq!(b.success(t(63)), Transition::None);
+        // A success in between starts the count afresh.
+        assert_eq!(b.failure(t(70)), Transition::None);
+        b.success(t(71));
+        b.failure(t(80));
+        b.failure(t(81));
+        assert_eq!(b.failure(t(82)), Transition::Opened);
+        assert_eq!(b.state(), BreakerState::Open { since: t(80) });
     }
 }

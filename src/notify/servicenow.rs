@@ -125,6 +125,30 @@ impl Destination for ServicenowNotifier {
         &self.name
     }
 
+    fn secrets(&self) -> Vec<String> {
+        use crate::config::ServicenowAuth;
+        let mut secrets = crate::http::url_secrets(self.client.base_url());
+        secrets.retain(|s| s != "/");
+        match &self.settings.auth {
+            ServicenowAuth::Basic { password, .. } => secrets.push(password.expose().to_string()),
+            ServicenowAuth::Bearer(token) => secrets.push(token.expose().to_string()),
+            ServicenowAuth::OAuthClientCredentials { client_secret, .. } => {
+                secrets.push(client_secret.expose().to_string())
+            }
+            ServicenowAuth::OAuthPassword {
+                client_secret,
+                password,
+                ..
+            } => {
+                secrets.push(client_secret.expose().to_string());
+                secrets.push(password.expose().to_string());
+            }
+        }
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets
+    }
+
     fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
         let base = redact_url(self.client.base_url());
         let mut out = Vec::new();

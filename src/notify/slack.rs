@@ -383,6 +383,10 @@ impl Destination for Slack {
         &self.name
     }
 
+    fn secrets(&self) -> Vec<String> {
+        crate::http::url_secrets(self.url.expose())
+    }
+
     fn max_group(&self) -> usize {
         MAX_GROUP
     }

@@ -13,6 +13,7 @@ use sha2::Sha256;
 use super::destination::{DeliverFuture, Destination, Rendered, classify};
 use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
+use crate::config::build::signing_key;
 use crate::config::{DeliverySpec, Secret};
 use crate::http::redact_url;
 
@@ -22,16 +23,6 @@ pub struct Webhook {
     headers: Vec<(String, Secret)>,
     key: Option<Vec<u8>>,
     http: reqwest::Client,
-}
-
-/// The signing key: the base64 after `whsec_` (Standard Webhooks' format), or the raw text.
-pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
-    match secret.strip_prefix("whsec_") {
-        Some(encoded) => STANDARD.decode(encoded).map_err(|e| {
-            format!("`signing_secret` starts with `whsec_` but the rest is not base64: {e}")
-        }),
-        None => Ok(secret.as_bytes().to_vec()),
-    }
 }
 
 /// `v1,<base64 signature>` of `<id>.<timestamp>.<body>`.
@@ -141,6 +132,18 @@ impl Destination for Webhook {
         &self.name
     }
 
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = crate::http::url_secrets(self.url.expose());
+        secrets.extend(
+            self.headers
+                .iter()
+                .map(|(_, value)| value.expose().to_string())
+                .filter(|v| v.chars().count() >= 4),
+        );
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets
+    }
+
     fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
         events
             .iter()
@@ -182,5 +185,10 @@ mod tests {
         );
         assert_eq!(signing_key("plain").unwrap(), b"plain");
         assert!(signing_key("whsec_!!!").is_err());
+        // Without its padding, as the reference libraries accept it: the same key.
+        let unpadded = signing_key("whsec_c2VjcmV0").unwrap();
+        assert_eq!(unpadded, b"secret");
+        assert_eq!(signing_key("whsec_c2VjcmV0IQ").unwrap(), b"secret!");
+        assert_eq!(signing_key("whsec_c2VjcmV0IQ==").unwrap(), b"secret!");
     }
 }

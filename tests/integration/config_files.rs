@@ -312,3 +312,19 @@ notifiers:
         "the misspelt key is on line 16: {err}"
     );
 }
+
+#[test]
+fn a_signing_secret_that_cannot_work_is_a_check_error_and_an_unpadded_one_is_fine() {
+    invalid(
+        "bad-signing-secret",
+        "error: `signing_secret` starts with `whsec_` but the rest is not base64: Invalid symbol 42, offset 3.
+  --> FILE:10:21
+   |
+10 |     signing_secret: \"whsec_not*base64\"
+   |                     ^^^^^^^^^^^^^^^^^^
+   = field: notifiers.broken.signing_secret
+   = help: a Standard Webhooks secret is `whsec_` and base64 of random bytes; any other text is used as the key as it is
+
+",
+    );
+}

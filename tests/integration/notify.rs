@@ -526,6 +526,83 @@ async fn alertmanager_gets_labels_annotations_and_times_and_resolves_with_ends_a
 }
 
 #[tokio::test]
+async fn an_escalation_resolves_the_label_set_it_replaces_in_the_same_post() {
+    let server = TestServer::start(scripted(vec![], Response::new(200, "")));
+    let yaml = format!(
+        "  am: {{ type: alertmanager, urls: [\"{}\"], resend_interval: 1s }}\n",
+        server.url("")
+    );
+    let h = Harness::new(&yaml);
+    let warning = event(5, EventKind::Firing, Severity::Warning);
+    h.send(&["am"], std::slice::from_ref(&warning));
+    h.drive("the warning", || h.delivered("am") == 1).await;
+    let mut critical = warning.clone();
+    critical.kind = EventKind::Repeat;
+    critical.severity = Severity::Critical;
+    critical.at = warning.at + chrono::Duration::minutes(2);
+    h.send(&["am"], &[critical]);
+    h.drive("the escalation", || h.delivered("am") == 2).await;
+    let posted = server.requests().len();
+    let escalation = server
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .find(|body| body[1]["labels"]["severity"] == "critical")
+        .expect("the escalation's POST");
+    let alerts = escalation.as_array().unwrap();
+    assert_eq!(alerts.len(), 2, "{escalation}");
+    assert_eq!(alerts[0]["labels"]["severity"], "warning");
+    let ended = DateTime::parse_from_rfc3339(alerts[0]["endsAt"].as_str().unwrap()).unwrap();
+    assert!(
+        ended <= h.clock.now(),
+        "the old label set ends now: {ended}"
+    );
+    let ends = DateTime::parse_from_rfc3339(alerts[1]["endsAt"].as_str().unwrap()).unwrap();
+    assert!(ends > h.clock.now());
+    // Keepalives carry only the current label set.
+    h.drive("a keepalive", || server.requests().len() > posted)
+        .await;
+    let keepalive = server.requests().last().unwrap().json();
+    assert_eq!(keepalive.as_array().unwrap().len(), 1, "{keepalive}");
+    assert_eq!(keepalive[0]["labels"]["severity"], "critical");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn what_a_destination_says_back_is_scrubbed_of_the_notifiers_secrets() {
+    // Express answers an unknown route by quoting it, token and all.
+    let server = TestServer::start(|r: &Request| {
+        // ... and some echo the credentials they were given.
+        let auth = r.header("authorization").unwrap_or_default();
+        Response::new(404, format!("<pre>Cannot POST {} ({auth})</pre>", r.target))
+            .header("Content-Type", "text/html")
+    });
+    let yaml = format!(
+        "{}  hook: {{ type: webhook, url: \"{}\", headers: {{ Authorization: \"Bearer HEADERTOKEN42\" }}, retry_initial: 20ms }}\n",
+        slack_yaml(&server.url("/services/T000/B000/SECRETTOKEN123"), ""),
+        server.url("/in?token=QUERYSECRET99")
+    );
+    let h = Harness::new(&yaml);
+    h.send(
+        &["slack", "hook"],
+        &[event(1, EventKind::Firing, Severity::Critical)],
+    );
+    h.drive("both refusals", || {
+        h.dead("slack") == 1 && h.dead("hook") == 1
+    })
+    .await;
+    for name in ["slack", "hook"] {
+        let dead = std::fs::read_to_string(h.outbox().join(format!("dead/{name}.jsonl"))).unwrap();
+        assert!(dead.contains("HTTP 404"), "{dead}");
+        assert!(dead.contains("Cannot POST"), "what it said is kept: {dead}");
+        for secret in ["SECRETTOKEN123", "T000", "QUERYSECRET99", "HEADERTOKEN42"] {
+            assert!(!dead.contains(secret), "{secret} in {dead}");
+        }
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn routing_takes_the_job_list_the_rule_list_and_min_severity() {
     let server = TestServer::start(scripted(vec![], slack_ok()));
     let yaml = format!(

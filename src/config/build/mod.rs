@@ -21,7 +21,7 @@ mod jobs;
 mod notifiers;
 mod yaml;
 
-pub use notifiers::instance_url;
+pub use notifiers::{instance_url, signing_key};
 
 /// Whether this process may create files in `dir`.
 fn writable(dir: &Path) -> bool {

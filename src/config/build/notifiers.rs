@@ -83,6 +83,16 @@ impl Builder<'_> {
                     .filter(|s| !s.is_empty()),
                     None => None,
                 };
+                if let (Some(secret), Some(written)) = (&signing_secret, &n.signing_secret)
+                    && let Err(e) = signing_key(secret.expose())
+                {
+                    self.error_help(
+                        &written.referenced,
+                        &format!("{field}.signing_secret"),
+                        &e,
+                        "a Standard Webhooks secret is `whsec_` and base64 of random bytes; any other text is used as the key as it is",
+                    );
+                }
                 NotifierSettings::Webhook {
                     url: Secret::new(url.value),
                     headers,
@@ -341,6 +351,23 @@ impl Builder<'_> {
                 "check the value (or the environment variable it comes from)",
             );
         }
+    }
+}
+
+/// The signing key of a webhook secret: the base64 after `whsec_` (Standard Webhooks' format),
+/// with or without its `=` padding as the reference libraries take it, or the raw text.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    match secret.strip_prefix("whsec_") {
+        Some(encoded) => LENIENT.decode(encoded).map_err(|e| {
+            format!("`signing_secret` starts with `whsec_` but the rest is not base64: {e}")
+        }),
+        None => Ok(secret.as_bytes().to_vec()),
     }
 }
 
