@@ -205,14 +205,25 @@ impl Lifecycle {
         events
     }
 
-    /// Attaches a fact (e.g. `incident`) to an alert; `false` if it is not known.
-    pub fn attach(&mut self, fingerprint: &str, key: &str, value: serde_json::Value) -> bool {
+    /// Attaches a fact (e.g. `incident`) to the firing spell of an alert that became active at
+    /// `spell` (an event's `active_since`); `false` if that spell is over. A fact learned late,
+    /// after its spell resolved or while a later spell fires, belongs to no later event.
+    pub fn attach(
+        &mut self,
+        fingerprint: &str,
+        spell: DateTime<Utc>,
+        key: &str,
+        value: serde_json::Value,
+    ) -> bool {
         match self.states.get_mut(fingerprint) {
-            Some(state) => {
+            Some(state)
+                if state.phase == Phase::Firing
+                    && state.pending_since.or(state.firing_since) == Some(spell) =>
+            {
                 state.facts.insert(key.to_string(), value);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -355,6 +366,8 @@ impl AlertState {
     ) {
         self.phase = Phase::Firing;
         self.firing_since = Some(now);
+        // A new spell: what notifiers attached to the last one (its incident) is not this one's.
+        self.facts.clear();
         self.transition(now, origin, flap, events);
         if !self.flapping {
             events.push(self.event(EventKind::Firing, now, origin));
@@ -385,6 +398,8 @@ impl AlertState {
             self.notified = Notified::Resolved;
             self.last_notified = Some(now);
         }
+        // The spell is over; its resolved notice carried its facts.
+        self.facts.clear();
     }
 
     /// While firing: again every `repeat_interval`, and at once when the severity rose.

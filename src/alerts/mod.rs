@@ -132,10 +132,16 @@ impl AlertStore {
         events
     }
 
-    /// Attaches a fact to an alert for its later events, saved at once; `false` if the alert
-    /// is no longer known.
-    pub fn attach(&mut self, fingerprint: &str, key: &str, value: serde_json::Value) -> bool {
-        let known = self.lifecycle.attach(fingerprint, key, value);
+    /// Attaches a fact to an alert's firing spell (`spell` = the event's `active_since`) for
+    /// its later events, saved at once; `false` if that spell is over.
+    pub fn attach(
+        &mut self,
+        fingerprint: &str,
+        spell: DateTime<Utc>,
+        key: &str,
+        value: serde_json::Value,
+    ) -> bool {
+        let known = self.lifecycle.attach(fingerprint, spell, key, value);
         if known {
             self.saved = None;
             self.save();
@@ -466,6 +472,7 @@ mod tests {
         let fp = s.lifecycle().states.keys().next().unwrap().clone();
         assert!(s.attach(
             &fp,
+            t(0),
             "incident",
             serde_json::json!({"number": "INC0010001", "sys_id": "abc"})
         ));
@@ -479,6 +486,46 @@ mod tests {
                 sys_id: "abc".into()
             })
         );
-        assert!(!s.attach("unknown", "incident", serde_json::json!({})));
+        assert!(!s.attach("unknown", t(0), "incident", serde_json::json!({})));
+    }
+
+    #[test]
+    fn each_firing_spell_has_its_own_facts() {
+        let mut s = store();
+        let incident = |n: &str| serde_json::json!({"number": n, "sys_id": n});
+        let first = s.step(
+            t(0),
+            &eval(vec![activation(true, Some(93.0))], &[], false),
+            |_| true,
+            |_| {},
+        );
+        assert_eq!(first[0].kind, EventKind::Firing);
+        let fp = first[0].fingerprint.clone();
+        assert!(s.attach(&fp, first[0].active_since, "incident", incident("INC0")));
+        let resolved = s.step(t(10), &eval(vec![], &[], false), |_| true, |_| {});
+        assert_eq!(
+            resolved[0].incident.as_ref().map(|i| i.number.as_str()),
+            Some("INC0")
+        );
+        // The second spell's notices do not show the first spell's incident...
+        let second = s.step(
+            t(20),
+            &eval(vec![activation(true, Some(93.0))], &[], false),
+            |_| true,
+            |_| {},
+        );
+        assert_eq!(second[0].kind, EventKind::Firing);
+        assert_eq!(second[0].incident, None);
+        // ... a late answer about the first spell is not taken for the second's ...
+        assert!(!s.attach(&fp, first[0].active_since, "incident", incident("INC0")));
+        // ... and its resolve carries its own incident, or none to look up by correlation.
+        assert!(s.attach(&fp, second[0].active_since, "incident", incident("INC2")));
+        let resolved = s.step(t(30), &eval(vec![], &[], false), |_| true, |_| {});
+        assert_eq!(
+            resolved[0].incident.as_ref().map(|i| i.number.as_str()),
+            Some("INC2")
+        );
+        // Nothing attaches to a spell that is over.
+        assert!(!s.attach(&fp, second[0].active_since, "incident", incident("INC3")));
     }
 }

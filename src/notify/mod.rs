@@ -534,7 +534,7 @@ fn attach_incident(
             store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .attach(&event.fingerprint, "incident", value);
+                .attach(&event.fingerprint, event.active_since, "incident", value);
         }
     })
 }

@@ -1,8 +1,10 @@
-//! The ServiceNow notifier: one incident per problem. Firing (and a repeat, which also
+//! The ServiceNow notifier: one incident per firing spell. Firing (and a repeat, which also
 //! carries an escalation) finds the open incident whose `correlation_id` is the alert's
-//! fingerprint, or creates one; resolved resolves it with the configured close fields. So a
-//! restart, a retry after a timeout or a second runner never opens a second incident. The
-//! incident's number is attached to the alert state and shown in later messages.
+//! fingerprint, or creates one; resolved resolves that spell's incident with the configured
+//! close fields. So a restart or a retry after a timeout never opens a second incident, and a
+//! second runner that created one at the same moment cancels its own as a duplicate. The
+//! incident's number is attached to the spell in the alert state and shown in its later
+//! messages; the next spell opens its own.
 
 use std::sync::Arc;
 
@@ -88,15 +90,65 @@ impl ServicenowNotifier {
         })
     }
 
-    async fn open(&self, event: &AlertEvent) -> Result<(IncidentRef, bool), Error> {
-        if let Some(found) = self.client.find_open_incident(&event.fingerprint).await? {
-            return Ok((found, false));
+    /// The problem's open incident, created if there is none. Find-then-create is not atomic:
+    /// two runners (an HA pair) that look at the same moment both create one. So after
+    /// creating, the open incidents are listed again and the earliest stays, everywhere: a
+    /// runner whose incident came second cancels it as a duplicate of the first.
+    async fn open(&self, event: &AlertEvent) -> Result<(IncidentRef, String), Error> {
+        let open = self.client.open_incidents(&event.fingerprint).await?;
+        if let Some(first) = open.first() {
+            let note = self.cancel_later(&open).await?;
+            return Ok((
+                first.clone(),
+                format!("incident {} already open{note}", first.number),
+            ));
         }
         let created = self
             .client
             .create_incident(&incident_fields(&self.settings.category, event))
             .await?;
-        Ok((created, true))
+        let open = self.client.open_incidents(&event.fingerprint).await?;
+        match open.first() {
+            Some(first) if first.sys_id != created.sys_id => {
+                self.client.cancel_duplicate(&created.sys_id, first).await?;
+                Ok((
+                    first.clone(),
+                    format!(
+                        "incident {} already open: {} created at the same moment was canceled as its duplicate",
+                        first.number, created.number
+                    ),
+                ))
+            }
+            _ => Ok((
+                created.clone(),
+                format!("incident {} created", created.number),
+            )),
+        }
+    }
+
+    /// Cancels every open incident of the problem but the earliest (left by a runner that
+    /// stopped between creating and checking); what to add to the log note.
+    async fn cancel_later(&self, open: &[IncidentRef]) -> Result<String, Error> {
+        let Some((first, later)) = open.split_first() else {
+            return Ok(String::new());
+        };
+        for duplicate in later {
+            self.client
+                .cancel_duplicate(&duplicate.sys_id, first)
+                .await?;
+        }
+        Ok(if later.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; canceled {} as duplicates",
+                later
+                    .iter()
+                    .map(|i| i.number.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     }
 
     async fn resolve(&self, event: &AlertEvent) -> Result<Option<IncidentRef>, Error> {
@@ -106,7 +158,12 @@ impl ServicenowNotifier {
         });
         let incident = match known {
             Some(incident) => Some(incident),
-            None => self.client.find_open_incident(&event.fingerprint).await?,
+            None => self
+                .client
+                .open_incidents(&event.fingerprint)
+                .await?
+                .into_iter()
+                .next(),
         };
         let Some(incident) = incident else {
             return Ok(None);
@@ -200,7 +257,7 @@ impl Destination for ServicenowNotifier {
             };
             match event.kind {
                 EventKind::Firing | EventKind::Repeat => match self.open(event).await {
-                    Ok((incident, created)) => {
+                    Ok((incident, note)) => {
                         (self.attach)(
                             event,
                             &Incident {
@@ -208,13 +265,7 @@ impl Destination for ServicenowNotifier {
                                 sys_id: incident.sys_id.clone(),
                             },
                         );
-                        Delivery::Delivered {
-                            note: Some(if created {
-                                format!("incident {} created", incident.number)
-                            } else {
-                                format!("incident {} already open", incident.number)
-                            }),
-                        }
+                        Delivery::Delivered { note: Some(note) }
                     }
                     Err(e) => to_delivery(e),
                 },

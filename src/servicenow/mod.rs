@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 pub const ENDED_STATES: &str = "6,7,8";
 /// The state a resolve sets.
 pub const RESOLVED_STATE: &str = "6";
+/// The state of a duplicate runner closes.
+pub const CANCELED_STATE: &str = "8";
 
 /// Enough of an incident to show and to update it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +39,12 @@ fn missing_result(what: &str) -> Error {
 }
 
 impl Client {
-    /// The newest incident with this correlation id that is not resolved, closed or canceled.
-    pub async fn find_open_incident(
-        &self,
-        correlation_id: &str,
-    ) -> Result<Option<IncidentRef>, Error> {
+    /// Every incident with this correlation id that is not resolved, closed or canceled, the
+    /// earliest first (by creation, then number): the order every runner sees alike, so two
+    /// runners that created one each at the same moment agree which one stays.
+    pub async fn open_incidents(&self, correlation_id: &str) -> Result<Vec<IncidentRef>, Error> {
         let query = format!(
-            "correlation_id={correlation_id}^stateNOT IN{ENDED_STATES}^ORDERBYDESCsys_created_on"
+            "correlation_id={correlation_id}^stateNOT IN{ENDED_STATES}^ORDERBYsys_created_on^ORDERBYnumber"
         );
         let url = self.table_url(
             "incident",
@@ -51,7 +52,7 @@ impl Client {
             &[
                 ("sysparm_query", &query),
                 ("sysparm_fields", "sys_id,number,state"),
-                ("sysparm_limit", "1"),
+                ("sysparm_limit", "20"),
                 ("sysparm_exclude_reference_link", "true"),
             ],
         );
@@ -61,7 +62,32 @@ impl Client {
             .get("result")
             .and_then(Value::as_array)
             .ok_or_else(|| missing_result("incident lookup"))?;
-        Ok(rows.first().and_then(incident_ref))
+        Ok(rows.iter().filter_map(incident_ref).collect())
+    }
+
+    /// Cancels an incident opened for a problem that already had one, saying which.
+    pub async fn cancel_duplicate(&self, sys_id: &str, of: &IncidentRef) -> Result<(), Error> {
+        let url = self.table_url(
+            "incident",
+            Some(sys_id),
+            &[("sysparm_fields", "sys_id,number,state")],
+        );
+        let note = format!(
+            "Duplicate of {}: opened for the same problem at the same moment by another runner.",
+            of.number
+        );
+        let body = json!({
+            "state": CANCELED_STATE,
+            "close_notes": note,
+            "work_notes": note,
+        });
+        match self.call(Method::PATCH, url, Some(&body)).await {
+            Ok(_)
+            | Err(Error::Permanent {
+                status: Some(404), ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates an incident from `fields` (a JSON object).

@@ -42,6 +42,48 @@ pub struct State {
 pub struct FakeServiceNow {
     pub server: TestServer,
     pub state: Arc<Mutex<State>>,
+    gate: Arc<Gate>,
+}
+
+/// Where lookups meet in pairs when `on`.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    met: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    on: bool,
+    waiting: bool,
+    generation: u64,
+}
+
+impl Gate {
+    fn meet(&self) {
+        let mut s = self.state.lock().unwrap();
+        if !s.on {
+            return;
+        }
+        if s.waiting {
+            s.waiting = false;
+            s.generation += 1;
+            self.met.notify_all();
+            return;
+        }
+        s.waiting = true;
+        let generation = s.generation;
+        // A lookup with no partner goes on alone after a while.
+        let (mut s, _) = self
+            .met
+            .wait_timeout_while(s, std::time::Duration::from_millis(300), |s| {
+                s.generation == generation
+            })
+            .unwrap();
+        if s.generation == generation {
+            s.waiting = false;
+        }
+    }
 }
 
 pub fn error_body(status: u16, message: &str, detail: &str) -> Response {
@@ -61,8 +103,25 @@ impl FakeServiceNow {
             ..State::default()
         }));
         let handler_state = state.clone();
-        let server = TestServer::start(move |r| handle(&handler_state, r));
-        FakeServiceNow { server, state }
+        let gate = Arc::new(Gate::default());
+        let handler_gate = gate.clone();
+        let server = TestServer::start(move |r| {
+            if r.method == "GET" && r.target.contains("correlation_id") {
+                handler_gate.meet();
+            }
+            handle(&handler_state, r)
+        });
+        FakeServiceNow {
+            server,
+            state,
+            gate,
+        }
+    }
+
+    /// From now on an incident lookup waits (a little) for a second one and both are answered
+    /// together: two runners that look up at the same moment, as an HA pair's aligned ticks do.
+    pub fn pair_lookups(&self) {
+        self.gate.state.lock().unwrap().on = true;
     }
 
     pub fn url(&self) -> String {

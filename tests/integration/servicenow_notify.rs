@@ -78,6 +78,8 @@ async fn firing_opens_one_incident_even_after_a_restart_and_resolved_resolves_it
         [
             "GET /api/now/table/incident",
             "POST /api/now/table/incident",
+            // After creating: did another runner create one at the same moment?
+            "GET /api/now/table/incident",
             "GET /api/now/table/incident",
             "GET /api/now/table/incident",
             &format!(
@@ -197,4 +199,59 @@ async fn a_data_policy_refusal_on_resolve_keeps_servicenow_words() {
         "{dead}"
     );
     h.stop().await;
+}
+
+#[tokio::test]
+async fn two_runners_firing_at_the_same_moment_leave_one_incident_per_alert() {
+    let sn = FakeServiceNow::start(Some("admin:pw"), None);
+    sn.pair_lookups();
+    let yaml = basic_yaml(&sn.url(), "pw");
+    // An HA pair: the same host's alerts, two data_dirs, one instance.
+    let (a, b) = (harness(&yaml), harness(&yaml));
+    let alerts: Vec<_> = (1..=20)
+        .map(|n| event(n, EventKind::Firing, Severity::Critical))
+        .collect();
+    a.send(&["sn"], &alerts);
+    b.send(&["sn"], &alerts);
+    let start = std::time::Instant::now();
+    while a.delivered("sn") < 20 || b.delivered("sn") < 20 {
+        assert!(start.elapsed() < crate::support::PATIENCE, "timed out");
+        a.pass(std::time::Duration::from_millis(20)).await;
+        b.pass(std::time::Duration::from_millis(20)).await;
+    }
+    let incidents = sn.incidents();
+    let open: Vec<_> = incidents
+        .iter()
+        .filter(|i| !["6", "7", "8"].contains(&i["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(open.len(), 20, "one open incident per alert");
+    for alert in &alerts {
+        let mine: Vec<_> = open
+            .iter()
+            .filter(|i| i["correlation_id"] == alert.fingerprint.as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "{}", alert.name);
+    }
+    // The race happened (the lookups were paired), and its duplicates say what they duplicate.
+    let canceled: Vec<_> = incidents.iter().filter(|i| i["state"] == "8").collect();
+    assert!(
+        !canceled.is_empty(),
+        "both runners created: the test made them race"
+    );
+    for duplicate in canceled {
+        let keeper = open
+            .iter()
+            .find(|i| i["correlation_id"] == duplicate["correlation_id"])
+            .unwrap();
+        let note = duplicate["work_notes"].as_str().unwrap();
+        assert!(
+            note.starts_with(&format!(
+                "Duplicate of {}",
+                keeper["number"].as_str().unwrap()
+            )),
+            "{note}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
 }
