@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod failpoint;
 pub mod footprint;
 
 pub mod glob;

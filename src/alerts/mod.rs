@@ -2,6 +2,13 @@
 //! restored on start so a restart neither loses a firing alert nor sends it again), the alert
 //! log (`alerts/<UTC day>.jsonl`, every event), and the small API through which a notifier
 //! attaches facts (a ServiceNow incident) that later events carry.
+//!
+//! A tick with events is a transaction with a write-ahead record: its events and the state
+//! after them go to `state/alerts/<job>.journal` (fsynced) before anything else; then the
+//! alert log, the outbox and the state file are written, and the journal is removed. A crash
+//! anywhere in between leaves the journal, and the next start finishes the tick from it:
+//! events the alert log or an outbox already has (by event id) are not written again. So each
+//! transition is logged and queued exactly once, whatever step a `kill -9` interrupts.
 
 pub mod event;
 pub mod lifecycle;
@@ -30,11 +37,25 @@ pub struct AlertStore {
     /// Where state is saved and events logged; `None` for dry runs and rule tests.
     disk: Option<Disk>,
     saved: Option<String>,
+    /// Events of a tick a crash interrupted, found in its journal at start: to be logged and
+    /// queued where they are not yet ([`AlertStore::take_unfinished`]).
+    unfinished: Vec<AlertEvent>,
 }
 
 struct Disk {
     state: PathBuf,
     log: DailyWriter,
+}
+
+/// A tick's events and the state after them, written before either is acted on.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    events: Vec<AlertEvent>,
+    state: Lifecycle,
+}
+
+fn journal_path(state: &Path) -> PathBuf {
+    state.with_extension("journal")
 }
 
 pub fn state_path(data_dir: &Path, job: &str) -> PathBuf {
@@ -70,7 +91,7 @@ impl AlertStore {
             Err(_) => Lifecycle::default(),
         };
         let saved = serde_json::to_string(&significant(&lifecycle)).ok();
-        AlertStore {
+        let mut store = AlertStore {
             host: host.to_string(),
             job: job.to_string(),
             flap,
@@ -80,6 +101,62 @@ impl AlertStore {
                 log: DailyWriter::new(data_dir.join("alerts")),
             }),
             saved,
+            unfinished: Vec::new(),
+        };
+        store.recover(data_dir);
+        store
+    }
+
+    /// Takes over a tick a crash interrupted: its state is the newest, and its events go to
+    /// the alert log now unless already there; the outbox is the caller's (it has the
+    /// notifiers), through [`AlertStore::take_unfinished`].
+    fn recover(&mut self, data_dir: &Path) {
+        let Some(disk) = &mut self.disk else { return };
+        let path = journal_path(&disk.state);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return;
+        };
+        let journal = match serde_json::from_slice::<Journal>(&bytes) {
+            Ok(journal) => journal,
+            Err(e) => {
+                // Torn while being written: the tick it began had not acted yet.
+                warn!(job = %self.job, file = %path.display(), error = %e, "an unfinished alert journal could not be read; its tick had not been acted on");
+                let _ = std::fs::remove_file(&path);
+                return;
+            }
+        };
+        let logged = logged_ids(&data_dir.join("alerts"), &journal.events);
+        for event in journal.events.iter().filter(|e| !logged.contains(&e.id)) {
+            if let Ok(line) = serde_json::to_string(event)
+                && let Err(e) = disk.log.append(event.at, &line)
+            {
+                warn!(job = %self.job, error = %e, "cannot append to the alert log");
+            }
+        }
+        warn!(job = %self.job, events = journal.events.len(), "finishing the alert tick a stop interrupted");
+        self.lifecycle = journal.state;
+        self.saved = None;
+        self.unfinished = journal.events;
+        if self.unfinished.is_empty() {
+            self.finish_tick();
+        }
+    }
+
+    /// Events of an interrupted tick, for the outbox (which skips those it has); the tick is
+    /// finished once the caller has queued them: [`AlertStore::finish_tick`].
+    pub fn take_unfinished(&mut self) -> Vec<AlertEvent> {
+        std::mem::take(&mut self.unfinished)
+    }
+
+    /// Saves the state and removes the journal: the tick is done.
+    pub fn finish_tick(&mut self) {
+        let saved = self.save();
+        crate::failpoint::hit("after-state");
+        // Until the state is saved, the journal is what a restart must start from.
+        if let Some(disk) = &self.disk
+            && saved
+        {
+            let _ = std::fs::remove_file(journal_path(&disk.state));
         }
     }
 
@@ -92,6 +169,7 @@ impl AlertStore {
             lifecycle,
             disk: None,
             saved: None,
+            unfinished: Vec::new(),
         }
     }
 
@@ -112,10 +190,24 @@ impl AlertStore {
             host: &self.host,
             job: &self.job,
         };
-        let events = self
+        let mut events = self
             .lifecycle
             .step(now, evaluation, present, &origin, self.flap);
         if let Some(disk) = &mut self.disk {
+            if !events.is_empty() {
+                let journal = Journal {
+                    events,
+                    state: self.lifecycle.clone(),
+                };
+                let written = serde_json::to_vec(&journal)
+                    .map_err(std::io::Error::other)
+                    .and_then(|bytes| atomic::write(&journal_path(&disk.state), &bytes));
+                if let Err(e) = written {
+                    warn!(job = %self.job, error = %e, "cannot write the alert journal; a crash in this tick could repeat or lose its notices");
+                }
+                events = journal.events;
+                crate::failpoint::hit("after-journal");
+            }
             for event in &events {
                 match serde_json::to_string(event) {
                     Ok(line) => {
@@ -127,8 +219,14 @@ impl AlertStore {
                 }
             }
         }
+        crate::failpoint::hit("after-alert-log");
         sink(&events);
-        self.save();
+        crate::failpoint::hit("after-outbox");
+        if events.is_empty() {
+            self.save();
+        } else {
+            self.finish_tick();
+        }
         events
     }
 
@@ -150,22 +248,26 @@ impl AlertStore {
     }
 
     /// Writes the state if something that matters after a restart changed (not every tick's
-    /// latest value).
-    fn save(&mut self) {
-        let Some(disk) = &self.disk else { return };
+    /// latest value); `false` if it could not.
+    fn save(&mut self) -> bool {
+        let Some(disk) = &self.disk else { return true };
         let Ok(now) = serde_json::to_string(&significant(&self.lifecycle)) else {
-            return;
+            return false;
         };
         if self.saved.as_deref() == Some(now.as_str()) {
-            return;
+            return true;
         }
         let result = serde_json::to_vec_pretty(&self.lifecycle)
             .map_err(std::io::Error::other)
             .and_then(|bytes| atomic::write(&disk.state, &bytes));
         match result {
-            Ok(()) => self.saved = Some(now),
+            Ok(()) => {
+                self.saved = Some(now);
+                true
+            }
             Err(e) => {
-                warn!(job = %self.job, file = %disk.state.display(), error = %e, "cannot save alert state; will retry next tick")
+                warn!(job = %self.job, file = %disk.state.display(), error = %e, "cannot save alert state; will retry next tick");
+                false
             }
         }
     }
@@ -190,6 +292,29 @@ impl AlertStore {
             .filter(|s| s.phase == Phase::Firing)
             .count()
     }
+}
+
+/// Which of `events` the alert log already has: their day files (and the next day's, for a
+/// tick at midnight) searched for their ids.
+fn logged_ids(dir: &Path, events: &[AlertEvent]) -> std::collections::HashSet<String> {
+    let mut days: Vec<_> = events
+        .iter()
+        .flat_map(|e| [e.at.date_naive(), e.at.date_naive() + chrono::Days::new(1)])
+        .collect();
+    days.sort();
+    days.dedup();
+    let mut found = std::collections::HashSet::new();
+    for day in days {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{day}.jsonl"))) else {
+            continue;
+        };
+        for event in events {
+            if text.contains(&format!("\"id\":\"{}\"", event.id)) {
+                found.insert(event.id.clone());
+            }
+        }
+    }
+    found
 }
 
 /// The parts of the state a restart must not lose.

@@ -121,6 +121,12 @@ impl Monitor {
         for problem in stats.unreadable {
             warn!(job = %self.job, source = %problem, "part of the metrics log could not be read");
         }
+        // A tick a crash interrupted: queue what the outboxes do not have yet, then finish it.
+        let unfinished = self.pipeline.lock_alerts().take_unfinished();
+        if !unfinished.is_empty() {
+            self.notifiers.redispatch(&self.notify, &unfinished);
+            self.pipeline.lock_alerts().finish_tick();
+        }
         let firing = self.pipeline.lock_alerts().firing_events(now);
         self.notifiers.restore(&self.notify, &firing);
         self.warmed = true;

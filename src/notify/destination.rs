@@ -125,6 +125,11 @@ pub async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Deli
         }
     };
     let status = response.status();
+    if status.is_success() {
+        // Accepted as soon as the status line says so: reading the body first would widen the
+        // window in which a kill makes the next start send it again.
+        return Delivery::delivered();
+    }
     let after = retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
     let said = snippet(&body);
@@ -134,7 +139,6 @@ pub async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Deli
         format!("HTTP {} {said}", status.as_u16())
     };
     match status.as_u16() {
-        200..=299 => Delivery::delivered(),
         408 | 429 | 500..=599 => Delivery::Retry { reason, after },
         _ => Delivery::Refused { reason },
     }

@@ -317,13 +317,47 @@ impl Notifiers {
     /// are on disk. A queue that cannot be written is reported loudly (the event is still in
     /// the alert log).
     pub fn dispatch(&self, job_notify: &[String], events: &[AlertEvent]) {
+        for event in events {
+            if self.targets(job_notify, event).contains(&LOG) {
+                log_event(event);
+            }
+        }
+        self.queue_events(job_notify, events, |_, _| true);
+    }
+
+    /// Queues the events of an alert tick a crash interrupted, for every notifier that has not
+    /// taken them yet (by event id): nothing is lost, nothing sent twice.
+    pub fn redispatch(&self, job_notify: &[String], events: &[AlertEvent]) {
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let mut taken: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+        self.queue_events(job_notify, events, |queue, event| {
+            !taken
+                .entry(queue.name().to_string())
+                .or_insert_with(|| queue.has_events(&ids).unwrap_or_default())
+                .contains(&event.id)
+        });
+    }
+
+    /// Queues each event for every notifier (other than `log`) it goes to and `wanted` lets
+    /// through, one append per notifier.
+    fn queue_events(
+        &self,
+        job_notify: &[String],
+        events: &[AlertEvent],
+        mut wanted: impl FnMut(&Queue, &AlertEvent) -> bool,
+    ) {
         let now = self.clock.now();
         let mut queued: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
         for event in events {
             for target in self.targets(job_notify, event) {
-                if target == LOG {
-                    log_event(event);
-                } else {
+                let Some(route) = self.routes.get(target) else {
+                    continue;
+                };
+                if route
+                    .queue
+                    .as_deref()
+                    .is_none_or(|queue| wanted(queue, event))
+                {
                     queued.entry(target).or_default().push(Entry {
                         queued_at: now,
                         message: Message::Event(event.clone()),

@@ -295,8 +295,28 @@ impl Queue {
         &self.dead_path
     }
 
+    /// Which of `ids` this queue has taken: in its entries file, or in the last one emptied.
+    /// An interrupted alert tick asks before queueing its events again.
+    pub fn has_events(&self, ids: &[&str]) -> io::Result<std::collections::HashSet<String>> {
+        let mut text = std::fs::read_to_string(&self.path)?;
+        if let Ok(recent) = std::fs::read_to_string(self.recent_path()) {
+            text.push_str(&recent);
+        }
+        Ok(ids
+            .iter()
+            .filter(|id| text.contains(&format!("\"id\":\"{id}\"")))
+            .map(|id| id.to_string())
+            .collect())
+    }
+
+    /// The event ids of the last emptied entries file.
+    fn recent_path(&self) -> PathBuf {
+        self.path.with_extension("recent")
+    }
+
     /// Empties the entries file when everything in it is delivered and it has grown; returns
-    /// whether it did.
+    /// whether it did. The ids of its events are kept (`<notifier>.recent`), so an alert tick
+    /// interrupted just before still finds what it queued.
     pub fn compact_if_delivered(&self) -> io::Result<bool> {
         let file = self.lock_file();
         let _flock = Flock::exclusive(&file)?;
@@ -304,6 +324,17 @@ impl Queue {
         if size < COMPACT_FROM_BYTES || self.done_offset()? != size {
             return Ok(false);
         }
+        let mut ids = String::new();
+        for line in std::fs::read_to_string(&self.path)?.lines() {
+            if let Ok(Entry {
+                message: Message::Event(event),
+                ..
+            }) = serde_json::from_str::<Entry>(line)
+            {
+                ids.push_str(&format!("{{\"id\":\"{}\"}}\n", event.id));
+            }
+        }
+        crate::store::atomic::write(&self.recent_path(), ids.as_bytes())?;
         file.set_len(0)?;
         file.sync_all()?;
         self.mark_done(0)?;
@@ -330,6 +361,26 @@ mod tests {
             queued_at: event(n).at,
             message: Message::Event(event(n)),
         }
+    }
+
+    #[test]
+    fn a_queue_knows_the_events_it_took_also_after_emptying() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), "hook").unwrap();
+        let entries: Vec<Entry> = (0..1000).map(entry).collect();
+        q.append(&entries).unwrap();
+        let asked = ["id-1", "id-999", "id-1000"];
+        let has = q.has_events(&asked).unwrap();
+        assert!(has.contains("id-1") && has.contains("id-999") && !has.contains("id-1000"));
+        q.mark_done(std::fs::metadata(q.path()).unwrap().len())
+            .unwrap();
+        assert!(q.compact_if_delivered().unwrap(), "big enough to empty");
+        assert_eq!(std::fs::metadata(q.path()).unwrap().len(), 0);
+        assert_eq!(
+            q.has_events(&asked).unwrap(),
+            has,
+            "remembered after emptying"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("lock", 1),
     ("alloc", 1),
     ("footprint", 1),
+    ("failpoint", 1),
     ("scheduler", 2),
     ("template", 3),
     ("config", 4),
