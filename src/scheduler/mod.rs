@@ -3,9 +3,10 @@
 //!
 //! Why not tokio-cron-scheduler: 0.15 freezes the UTC offset when a job is created (its DST bug
 //! #87), polls every 500 ms (runs fire about 230 ms late), lets runs of one job overlap, and its
-//! shutdown does not wait for running jobs. croner parses; this loop does the rest.
+//! shutdown does not wait for running jobs. `cron` computes occurrences; this loop does the rest.
 
 pub mod clock;
+pub mod cron;
 pub mod schedule;
 
 use std::collections::BTreeMap;

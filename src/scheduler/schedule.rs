@@ -1,19 +1,16 @@
-//! When a job runs: cron expressions (via croner) in the jobs file's timezone, or `@every`
-//! intervals that follow real elapsed time.
-//!
-//! DST is croner's job for cron: a fixed time (`0 9 * * *`) stays at 09:00 local on both sides
-//! of a switch, a fixed time skipped by spring-forward runs once at the first valid time after
-//! the gap, and runs once in a repeated hour; wildcard and step fields (`*/10 * * * * *`) keep
-//! matching in both passes of a repeated hour, so they follow elapsed time. `@every` is computed
-//! on UTC instants, aligned to multiples of the interval since the epoch, so a 10 s monitor ticks
-//! at :00, :10, :20 on every host and never notices a DST switch.
+//! When a job runs: cron expressions in the jobs file's timezone (`cron.rs` says how DST is
+//! handled), or `@every` intervals that follow real elapsed time. `@every` is computed on UTC
+//! instants, aligned to multiples of the interval since the epoch, so a 10 s monitor ticks at
+//! :00, :10, :20 on every host and never notices a DST switch. croner only describes a cron
+//! expression in words for `runner jobs`.
 
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+
+use super::cron::CronSpec;
 
 use crate::vocab::duration::{format_duration, parse_duration};
 
@@ -30,7 +27,12 @@ const SHORTCUTS: &[&str] = &[
 /// A parsed `schedule:`.
 #[derive(Clone)]
 pub enum Schedule {
-    Cron { text: String, cron: Box<Cron> },
+    Cron {
+        text: String,
+        spec: CronSpec,
+        /// In words, for `runner jobs`.
+        words: String,
+    },
     Every(Duration),
 }
 
@@ -77,33 +79,26 @@ impl Schedule {
                 "unknown shortcut `{trimmed}` (expected one of: @hourly, @daily, @weekly, @monthly, @yearly, or @every <duration>)"
             )));
         }
-        let fields = trimmed.split_whitespace().count();
-        if !trimmed.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(fail(format!(
-                "a cron expression has 5 fields (minute hour day month weekday) or 6 (seconds first); this one has {fields}"
-            )));
-        }
-        if !trimmed.starts_with('@') {
-            check_field_ranges(trimmed).map_err(fail)?;
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(trimmed)
-            .map_err(|e| fail(format!("invalid cron expression: {e}")))?;
-        // croner accepts patterns that never match (`0 0 30 2 *`); refuse them here rather than
-        // at the first run.
-        if cron
-            .find_next_occurrence(&jiff::Zoned::now(), false)
-            .is_err()
+        let spec = CronSpec::parse(trimmed).map_err(fail)?;
+        // A pattern that never matches (`0 0 30 2 *`) is refused here rather than never run.
+        if spec
+            .next_after(jiff::Timestamp::now(), &jiff::tz::TimeZone::UTC)
+            .is_none()
         {
             return Err(fail(
                 "this cron expression never matches a real date".into(),
             ));
         }
+        let words = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(trimmed)
+            .map(|cron| cron.describe())
+            .unwrap_or_else(|_| trimmed.to_string());
         Ok(Schedule::Cron {
             text: trimmed.to_string(),
-            cron: Box::new(cron),
+            spec,
+            words,
         })
     }
 
@@ -116,9 +111,10 @@ impl Schedule {
                 let next = (now.div_euclid(step) + 1) * step;
                 DateTime::from_timestamp_millis(next)
             }
-            Schedule::Cron { cron, .. } => {
-                let next = cron.find_next_occurrence(&zone.zoned(after)?, false).ok()?;
-                DateTime::from_timestamp_millis(next.timestamp().as_millisecond())
+            Schedule::Cron { spec, .. } => {
+                let after = jiff::Timestamp::from_millisecond(after.timestamp_millis()).ok()?;
+                let next = spec.next_after(after, &zone.tz)?;
+                DateTime::from_timestamp_millis(next.as_millisecond())
             }
         }
     }
@@ -142,44 +138,10 @@ impl Schedule {
     /// A sentence for `runner jobs`: "At 08:00 AM, only on Monday".
     pub fn describe(&self) -> String {
         match self {
-            Schedule::Cron { cron, .. } => cron.describe(),
+            Schedule::Cron { words, .. } => words.clone(),
             Schedule::Every(every) => format!("Every {}", format_duration(*every)),
         }
     }
-}
-
-/// Names each field and its range when a number is out of it: croner's own message for this
-/// ("Number out of bounds") does not say which field.
-fn check_field_ranges(expression: &str) -> Result<(), String> {
-    const FIELDS: [(&str, u32, u32); 6] = [
-        ("second", 0, 59),
-        ("minute", 0, 59),
-        ("hour", 0, 23),
-        ("day-of-month", 1, 31),
-        ("month", 1, 12),
-        ("day-of-week", 0, 7),
-    ];
-    let parts: Vec<&str> = expression.split_whitespace().collect();
-    let fields = if parts.len() == 5 {
-        &FIELDS[1..]
-    } else {
-        &FIELDS[..]
-    };
-    for (part, (field, min, max)) in parts.iter().zip(fields) {
-        for item in part.split(',') {
-            let range = item.split('/').next().unwrap_or_default();
-            for bound in range.split('-') {
-                if let Ok(n) = bound.parse::<u32>()
-                    && (n < *min || n > *max)
-                {
-                    return Err(format!(
-                        "the {field} field `{item}` is out of range ({min}-{max})"
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The timezone schedules and reports are read in: the machine's (`Local`: `TZ`, else
@@ -434,7 +396,18 @@ mod tests {
             err("0 9 * 1-13 *"),
             "the month field `1-13` is out of range (1-12)"
         );
-        assert!(err("0 9 * * Mox").starts_with("invalid cron expression: "));
+        assert_eq!(
+            err("0 9 * * Mox"),
+            "the day-of-week field `Mox` is not a number (names: sun, mon, tue, wed, thu, fri, sat)"
+        );
+        assert_eq!(
+            err("0 8 * * Mon,"),
+            "the day-of-week field `Mon,` has an empty item (a stray comma?)"
+        );
+        assert_eq!(
+            err("0 8 L * *"),
+            "the day-of-month field `L` is not a number (`L`, `W` and `#` are not supported)"
+        );
         assert!(err("@sometimes").starts_with("unknown shortcut `@sometimes`"));
         assert!(err("@every soon").starts_with("`@every` needs a duration"));
         assert_eq!(
