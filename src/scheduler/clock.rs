@@ -15,10 +15,14 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// clock means a clock step (NTP, a VM resumed) delays a run by at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// A backwards move of the wall clock larger than this ends a sleep early.
+const STEP_BACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 
-    /// Resolves once `now() >= deadline`.
+    /// Resolves once `now() >= deadline`, or early when the clock steps backwards (NTP, an
+    /// operator): the caller re-reads the time and plans again, instead of waiting out the step.
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<()>;
 
     fn sleep(&self, duration: Duration) -> BoxFuture<()> {
@@ -40,11 +44,13 @@ impl Clock for SystemClock {
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<()> {
         Box::pin(async move {
+            let mut last = Utc::now();
             loop {
                 let now = Utc::now();
-                if now >= deadline {
+                if now >= deadline || now < last - STEP_BACK {
                     return;
                 }
+                last = now;
                 let remaining = (deadline - now).to_std().unwrap_or_default();
                 tokio::time::sleep(remaining.min(MAX_SLEEP)).await;
             }
@@ -83,10 +89,13 @@ impl Clock for VirtualClock {
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<()> {
         let mut rx = self.now.subscribe();
         Box::pin(async move {
+            let mut last = *rx.borrow();
             loop {
-                if *rx.borrow_and_update() >= deadline {
+                let now = *rx.borrow_and_update();
+                if now >= deadline || now < last - STEP_BACK {
                     return;
                 }
+                last = now;
                 if rx.changed().await.is_err() {
                     // The clock is gone: its time will never come.
                     std::future::pending::<()>().await;

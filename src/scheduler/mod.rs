@@ -224,6 +224,13 @@ impl JobLoop {
                 return;
             }
             let now = self.clock.now();
+            if now < next {
+                // Woken early: the clock stepped back. Plan again from the new time, or the job
+                // would wait out the whole step.
+                info!(job = name, now = %now.to_rfc3339(), planned = %next.to_rfc3339(), "the clock stepped back; next run planned again");
+                cursor = now;
+                continue;
+            }
             cursor = next;
             // Woken long after `next` (suspend, clock step): run once now, not once per missed
             // occurrence.
@@ -247,7 +254,7 @@ impl JobLoop {
                 let since = lock(&self.state.running).get(name).copied();
                 warn!(
                     job = name,
-                    running_since = ?since.map(|t| t.to_rfc3339()),
+                    running_since = %since.map(|t| t.to_rfc3339()).unwrap_or_default(),
                     skipped = JobStats::get(&self.stats.skipped_overlap),
                     "previous run still going; this run is skipped"
                 );

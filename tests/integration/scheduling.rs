@@ -317,6 +317,32 @@ async fn a_failing_job_is_counted_and_runs_again() {
 }
 
 #[tokio::test]
+async fn a_backward_clock_step_does_not_stop_the_job() {
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 5s",
+        Behaviour::Finish,
+    );
+    assert_eq!(h.fire_next().await, utc("2026-11-28T10:00:05Z"));
+    h.next_after(utc("2026-11-28T10:00:05Z")).await;
+    // NTP (or an operator) sets the clock back an hour.
+    h.clock.set(utc("2026-11-28T09:00:06Z"));
+    let state = h.state.clone();
+    until("the next run planned from the new time", || {
+        state.next_run("job") == Some(utc("2026-11-28T09:00:10Z"))
+    })
+    .await;
+    let mut fired = Vec::new();
+    for _ in 0..5 {
+        fired.push(h.fire_next().await);
+    }
+    assert_eq!(fired.first(), Some(&utc("2026-11-28T09:00:10Z")));
+    assert_eq!(fired.last(), Some(&utc("2026-11-28T09:00:30Z")));
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_clock_jump_runs_once_and_counts_the_missed_runs() {
     let mut h = start(
         "2026-11-28T10:00:00Z",
