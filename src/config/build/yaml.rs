@@ -1,6 +1,7 @@
-//! Reading the jobs file's YAML: one pass for the top level and one per job and notifier (so
-//! one broken section does not hide problems in the others), and serde's terse errors reworded
-//! for people, with the caret on the offending value and the field path named.
+//! Reading the jobs file's YAML: one pass for the top level, then passes over every job and
+//! notifier that skip the broken ones (so one broken section does not hide problems in the
+//! others), and serde's terse errors reworded for people, with the caret on the offending value
+//! and the field path named.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -22,8 +23,8 @@ pub(super) struct ParsedSections {
     pub problems: Problems,
 }
 
-/// Parses the top level once, then each job and notifier in a pass of its own, so one broken
-/// section does not hide problems in the others.
+/// Parses the top level once, then every job and notifier, skipping each broken one in the
+/// next pass, so one broken section does not hide problems in the others.
 pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections, Problems> {
     if is_blank(source) {
         return Err(Problem::error(file, "the jobs file is empty")
@@ -36,8 +37,11 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
     // Where `type` is not a mapping's first key, its value is found once, for every pass.
     let late_tags = tagged::scan(source);
     let parse = || tagged::with_late_tags(&late_tags, || parse_raw(source));
-    let (top, section_count) = sections::pass(None, parse);
-    let top = top.map_err(|e| Problems::from(yaml_problem(file, source, e)))?;
+    let top = sections::pass(sections::Focus::Nothing, parse);
+    let section_count = top.sections;
+    let top = top
+        .result
+        .map_err(|e| Problems::from(yaml_problem(file, source, e)))?;
     let mut notifiers: Vec<(Text, Option<NotifierConfig>)> =
         top.notifiers.keys().map(|k| (k.clone(), None)).collect();
     let mut jobs: Vec<(Text, Option<JobConfig>)> =
@@ -52,25 +56,30 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
         .collect();
     order.sort_by_key(|(_, k)| (k.referenced.line(), k.referenced.column()));
     let mut problems = Problems::default();
-    for index in 0..section_count {
-        match sections::pass(Some(index), parse).0 {
+    // Every section at once; a broken one is reported and skipped in the next pass.
+    let mut broken = std::collections::BTreeSet::new();
+    while broken.len() <= section_count {
+        let attempt = sections::pass(sections::Focus::AllBut(broken.clone()), parse);
+        match attempt.result {
+            Ok(parsed) => {
+                for (slot, section) in notifiers.iter_mut().zip(parsed.notifiers.into_values()) {
+                    slot.1 = section.into_parsed();
+                }
+                for (slot, section) in jobs.iter_mut().zip(parsed.jobs.into_values()) {
+                    slot.1 = section.into_parsed();
+                }
+                break;
+            }
             Err(mut e) => {
+                let Some(index) = attempt.failed.filter(|i| broken.insert(*i)) else {
+                    // Not inside a section (the top pass would have said so): report it once.
+                    problems.push(yaml_problem(file, source, e));
+                    break;
+                };
                 if let Some((kind, name)) = order.get(index) {
                     e.path = name_section(&e.path, kind, &name.value);
                 }
                 problems.push(yaml_problem(file, source, e));
-            }
-            Ok(parsed) => {
-                for (slot, section) in notifiers.iter_mut().zip(parsed.notifiers.into_values()) {
-                    if let Some(value) = section.into_parsed() {
-                        slot.1 = Some(value);
-                    }
-                }
-                for (slot, section) in jobs.iter_mut().zip(parsed.jobs.into_values()) {
-                    if let Some(value) = section.into_parsed() {
-                        slot.1 = Some(value);
-                    }
-                }
             }
         }
     }
