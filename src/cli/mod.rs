@@ -211,7 +211,14 @@ fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(work),
+        Ok(rt) => {
+            let code = rt.block_on(work);
+            // Work abandoned after the grace (a render, a rotation on a blocking thread) must
+            // not hold the exit, and no command a probe started outlives runner.
+            rt.shutdown_background();
+            crate::probes::command::kill_running_commands();
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             exit::FAILED

@@ -147,6 +147,7 @@ impl Signals {
             _ = self.int.recv() => {},
         }
         warn!("second signal: leaving without waiting for running jobs");
+        crate::probes::command::kill_running_commands();
         std::process::exit(i32::from(exit::INTERRUPTED));
     }
 }

@@ -185,9 +185,35 @@ async fn read_capped(
 /// own children go with it, whatever happens to the probe (a timeout, a runner that stops).
 struct Group(Option<i32>);
 
+/// Process groups of commands running now, so that runner leaves none behind when it exits,
+/// whatever its tasks were doing then ([`kill_running_commands`]).
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kills every command probe's process group still running: called on the way out.
+pub fn kill_running_commands() {
+    for pgid in running().drain(..) {
+        // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
 impl Group {
+    fn new(pgid: Option<i32>) -> Group {
+        running().extend(pgid);
+        Group(pgid)
+    }
+
     fn kill(&mut self) {
         if let Some(pgid) = self.0.take() {
+            running().retain(|g| *g != pgid);
             // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);
@@ -239,7 +265,7 @@ impl CommandProbe {
             .map_err(|e| format!("cannot run `{program}`: {e}"))?;
         // Its pid is its process group's id (`process_group(0)`).
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-        let mut group = Group(pgid);
+        let mut group = Group::new(pgid);
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let on_too_much = match pgid {
             Some(pgid) => Excess::Kill(pgid),

@@ -1,6 +1,7 @@
 //! The binary as a process: signals, exit codes and locks.
 
 use crate::support::{PATIENCE, Running, command, jobs_file, run, stderr, stdout};
+use std::time::Duration;
 
 const EVERY_SECOND: &str = "jobs:\n  tick:\n    type: monitor\n    schedule: \"@every 1s\"\n";
 
@@ -167,4 +168,54 @@ fn usage_errors_exit_2() {
     let output = run(&["--version"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(stdout(&output).starts_with("runner "));
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
+#[test]
+fn no_command_a_probe_started_outlives_runner() {
+    for (marker, second_signal) in [("31.4159", false), ("31.2718", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = jobs_file(
+            dir.path(),
+            &format!(
+                "shutdown_grace: 1s\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: command, name: slow, shell: \"sleep {marker}; echo 1\", timeout_ms: 60000 }}]\n"
+            ),
+        );
+        let mut runner = Running::spawn(command(&["--jobs", file.to_str().unwrap()]));
+        runner.wait_for_line("job scheduled", PATIENCE);
+        let start = std::time::Instant::now();
+        while processes_with(marker).is_empty() {
+            assert!(start.elapsed() < PATIENCE, "the command never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        runner.signal("TERM");
+        if second_signal {
+            runner.wait_for_line("stopping", PATIENCE);
+            runner.signal("TERM");
+        }
+        let (code, _) = runner.wait_exit(PATIENCE);
+        assert_eq!(code, Some(if second_signal { 130 } else { 0 }), "{marker}");
+        // Killed with SIGKILL on the way out: gone, or a zombie of an exited parent for an
+        // instant; give the kernel a moment.
+        let start = std::time::Instant::now();
+        while !processes_with(marker).is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{marker}: `sleep` outlived runner: {:?}",
+                processes_with(marker)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
