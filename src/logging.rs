@@ -56,8 +56,16 @@ fn human_fields(
     }
 }
 
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Whether stderr carries JSON lines: then everything runner says there must be one.
+pub fn is_json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
 /// Installs the global subscriber, writing to stderr so stdout stays for command output.
 pub fn init(format: LogFormat, level: LevelFilter) {
+    let _ = FORMAT.set(format);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)

@@ -23,7 +23,7 @@ pub fn run(file: &Path) -> u8 {
     let config = match Config::load(file) {
         Ok(config) => config,
         Err(problems) => {
-            eprint!("{}", problems.render());
+            super::print_problems(&problems);
             println!("{}", summary_line(file, &problems));
             return exit::FAILED;
         }
@@ -90,7 +90,7 @@ pub fn run(file: &Path) -> u8 {
         }
     }
     let problems = problems.sorted();
-    eprint!("{}", problems.render());
+    super::print_problems(&problems);
     println!(
         "{} ({} jobs, {} notifiers, {} rule files)",
         summary_line(file, &problems),

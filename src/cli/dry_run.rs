@@ -103,7 +103,7 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
     let prepared = match crate::report::prepare(config, job, spec, Utc::now(), &limits) {
         Ok(prepared) => prepared,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            super::fail(format_args!("{e:#}"));
             return exit::FAILED;
         }
     };
@@ -117,7 +117,7 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
         println!();
     }
     for problem in &prepared.problems {
-        eprintln!("error: {problem}");
+        super::fail(format_args!("{problem}"));
     }
     let paths: Vec<std::path::PathBuf> = prepared.outputs.iter().map(|(_, p)| p.clone()).collect();
     let (summary, problems) = (&prepared.summary, &prepared.problems);
@@ -163,7 +163,7 @@ async fn fetch_dry_run(config: &Config, job: &str, spec: &FetchSpec) -> u8 {
     let client = match crate::servicenow::Client::new(settings) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::fail(format_args!("{e}"));
             return exit::FAILED;
         }
     };
@@ -183,7 +183,7 @@ async fn fetch_dry_run(config: &Config, job: &str, spec: &FetchSpec) -> u8 {
             exit::OK
         }
         Err((_, e)) => {
-            eprintln!("error: {e}");
+            super::fail(format_args!("{e}"));
             exit::FAILED
         }
     }
@@ -227,9 +227,9 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
                 sample
             }
             None => {
-                eprintln!(
-                    "error: the metrics log has no sample of `{job}` from today or yesterday; run without --from-log to measure now"
-                );
+                super::fail(format_args!(
+                    "the metrics log has no sample of `{job}` from today or yesterday; run without --from-log to measure now"
+                ));
                 return exit::FAILED;
             }
         }

@@ -165,11 +165,47 @@ fn end_quietly_on_a_closed_pipe() {
     }
 }
 
+/// A command's own error on stderr: `error: …`, or with `--log-format json` one JSON object
+/// like every other line there.
+fn fail(message: impl std::fmt::Display) {
+    if crate::logging::is_json() {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// A line for the person at the terminal on stderr, or one JSON object in JSON mode.
+fn say(message: impl std::fmt::Display) {
+    if crate::logging::is_json() {
+        tracing::info!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Problems on stderr: rendered with source lines and carets, or with `--log-format json` one
+/// object per problem with its file, line, column and field.
+fn print_problems(problems: &crate::diagnostic::Problems) {
+    if !crate::logging::is_json() {
+        eprint!("{}", problems.render());
+        return;
+    }
+    for p in problems.iter() {
+        let (file, help) = (p.file.display(), p.help.as_deref().unwrap_or_default());
+        if p.is_error() {
+            tracing::error!(file = %file, line = p.line, column = p.column, field = %p.field, help, "{}", p.message);
+        } else {
+            tracing::warn!(file = %file, line = p.line, column = p.column, field = %p.field, help, "{}", p.message);
+        }
+    }
+}
+
 /// Loads the jobs file, printing every problem to stderr when it cannot be used.
 fn load(file: &Path) -> Result<Config, u8> {
     Config::load(file).map_err(|problems| {
-        eprint!("{}", problems.render());
-        eprintln!("{}", summary_line(file, &problems));
+        print_problems(&problems);
+        say(summary_line(file, &problems));
         exit::FAILED
     })
 }
@@ -178,11 +214,11 @@ fn load(file: &Path) -> Result<Config, u8> {
 fn find_job<'a>(config: &'a Config, name: &str) -> Result<&'a crate::config::JobSpec, u8> {
     config.job(name).ok_or_else(|| {
         let names: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
-        eprintln!(
-            "error: no job named `{name}` in {} (jobs: {})",
+        fail(format_args!(
+            "no job named `{name}` in {} (jobs: {})",
             config.file.display(),
             names.join(", ")
-        );
+        ));
         exit::USAGE
     })
 }
@@ -220,7 +256,7 @@ fn block_on(work: impl std::future::Future<Output = u8>) -> u8 {
             code
         }
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            fail(format_args!("cannot start the async runtime: {e}"));
             exit::FAILED
         }
     }

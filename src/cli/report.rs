@@ -43,13 +43,15 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
         request.templates.to_vec()
     };
     if templates.is_empty() && !request.as_json {
-        eprintln!(
-            "error: no template: name a report job that has templates, or give --template FILE (or --summary for the JSON)"
-        );
+        super::fail(format_args!(
+            "no template: name a report job that has templates, or give --template FILE (or --summary for the JSON)"
+        ));
         return exit::USAGE;
     }
     if request.out.is_some() && templates.len() > 1 {
-        eprintln!("error: --out takes one rendered report; give one --template");
+        super::fail(format_args!(
+            "--out takes one rendered report; give one --template"
+        ));
         return exit::USAGE;
     }
     let name = chosen.map_or("report", |(n, _)| n);
@@ -65,7 +67,7 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
                 exit::OK
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                super::fail(format_args!("{e}"));
                 exit::FAILED
             }
         };
@@ -73,16 +75,16 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
     let (outputs, problems) =
         crate::report::render_all(&templates, &summary, &config.zone, &Limits::report());
     for problem in &problems {
-        eprintln!("error: {problem}");
+        super::fail(format_args!("{problem}"));
     }
     for output in &outputs {
         match request.out {
             Some(path) => {
                 if let Err(e) = crate::store::atomic::write(path, output.text.as_bytes()) {
-                    eprintln!("error: cannot write {}: {e}", path.display());
+                    super::fail(format_args!("cannot write {}: {e}", path.display()));
                     return exit::FAILED;
                 }
-                eprintln!("wrote {}", path.display());
+                super::say(format_args!("wrote {}", path.display()));
             }
             None => print!("{}", output.text),
         }
@@ -113,11 +115,11 @@ fn choose_job<'a>(
             Some(found) => Ok(Some(*found)),
             None => {
                 let names: Vec<&str> = reports.iter().map(|(n, _)| *n).collect();
-                eprintln!(
-                    "error: no report job named `{name}` in {} (report jobs: {})",
+                super::fail(format_args!(
+                    "no report job named `{name}` in {} (report jobs: {})",
                     config.file.display(),
                     names.join(", ")
-                );
+                ));
                 Err(exit::USAGE)
             }
         },
@@ -131,11 +133,11 @@ fn parse_window(text: &str) -> Result<Duration, u8> {
     match parse_duration(text) {
         Ok(w) if !w.is_zero() => Ok(w),
         Ok(_) => {
-            eprintln!("error: --window must be above zero");
+            super::fail(format_args!("--window must be above zero"));
             Err(exit::USAGE)
         }
         Err(e) => {
-            eprintln!("error: --window: {e}");
+            super::fail(format_args!("--window: {e}"));
             Err(exit::USAGE)
         }
     }

@@ -45,11 +45,11 @@ pub fn run(file: &Path, name: &str) -> u8 {
                 exit::OK
             }
             Ok(Outcome::Busy(reason)) => {
-                eprintln!("error: {reason}");
+                super::fail(format_args!("{reason}"));
                 exit::BUSY
             }
             Err(e) => {
-                eprintln!("error: job `{name}` failed: {e:#}");
+                super::fail(format_args!("job `{name}` failed: {e:#}"));
                 exit::FAILED
             }
         }

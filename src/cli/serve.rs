@@ -24,18 +24,18 @@ pub fn run(file: &Path) -> u8 {
         Ok(lock) => lock,
         Err(e @ LockError::Held { .. }) => {
             error!(data_dir = %config.data_dir.display(), "{e}");
-            eprintln!(
-                "error: another runner is already running on {}: {e}",
+            super::fail(format_args!(
+                "another runner is already running on {}: {e}",
                 config.data_dir.display()
-            );
+            ));
             return exit::BUSY;
         }
         Err(e @ LockError::Io { .. }) => {
             error!(data_dir = %config.data_dir.display(), "{e}");
-            eprintln!(
-                "error: cannot use data_dir {}: {e}\n  = help: data_dir must be a folder this user can write (runner creates it when missing)",
+            super::fail(format_args!(
+                "cannot use data_dir {}: {e}\n  = help: data_dir must be a folder this user can write (runner creates it when missing)",
                 config.data_dir.display()
-            );
+            ));
             return exit::FAILED;
         }
     };

@@ -14,14 +14,14 @@ pub fn run(paths: &[PathBuf]) -> u8 {
     };
     let files = find_test_files(&paths);
     if files.is_empty() {
-        eprintln!(
-            "error: no rule tests (`*.test.yaml`) in {}",
+        super::fail(format_args!(
+            "no rule tests (`*.test.yaml`) in {}",
             paths
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ));
         return exit::USAGE;
     }
     let (mut passed, mut failed) = (0, 0);

@@ -161,6 +161,66 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
+/// Every line of stderr is a JSON object with a level and a message.
+#[track_caller]
+fn all_json(err: &str) -> Vec<serde_json::Value> {
+    assert!(!err.is_empty());
+    err.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+            assert!(
+                value.get("level").is_some() && value.get("message").is_some(),
+                "{line}"
+            );
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn in_json_mode_errors_and_diagnostics_are_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "data_dir: var\njobs:\n  m:\n    type: monitr\n    schedule: \"@every 1s\"\n",
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    // A broken file at start, and `check` of it: each problem located.
+    for args in [vec!["--jobs", bad], vec!["check", "--jobs", bad]] {
+        let output = run(&[&args[..], &["--log-format", "json"]].concat());
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let lines = all_json(&stderr(&output));
+        let problem = lines
+            .iter()
+            .find(|l| l["message"].as_str().unwrap().contains("monitr"))
+            .expect("the problem");
+        assert_eq!(problem["line"], 4, "{problem}");
+        assert_eq!(problem["field"], "jobs.m", "{problem}");
+        assert!(problem["file"].as_str().unwrap().ends_with("bad.yaml"));
+    }
+    // An unknown job name, and the lock held by a running scheduler.
+    let file = jobs_file(dir.path(), EVERY_SECOND);
+    let file = file.to_str().unwrap();
+    let output = run(&["run", "nosuch", "--jobs", file, "--log-format", "json"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        all_json(&stderr(&output))[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no job named `nosuch`")
+    );
+    let mut first = Running::spawn(command(&["--jobs", file]));
+    first.wait_for_line("job scheduled", PATIENCE);
+    let output = run(&["--jobs", file, "--log-format", "json"]);
+    assert_eq!(output.status.code(), Some(3));
+    all_json(&stderr(&output));
+    first.signal("TERM");
+    first.wait_exit(PATIENCE);
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let output = run(&["--no-such-flag"]);
