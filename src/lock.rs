@@ -17,12 +17,9 @@ pub enum LockError {
         pid: Option<u32>,
         path: PathBuf,
     },
-    #[error("cannot open lock file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The cause is in the message and not also a `source`, or `{:#}` would say it twice.
+    #[error("cannot open lock file {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 /// A held lock; released when dropped (or when the process dies).
@@ -37,9 +34,9 @@ pub struct LockFile {
 impl LockFile {
     /// Takes the lock without waiting. `what` names the thing locked, for the error.
     pub fn try_acquire(path: &Path, what: &str) -> Result<LockFile, LockError> {
-        let io_err = |source| LockError::Io {
+        let io_err = |cause| LockError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err)?;
@@ -123,9 +120,9 @@ impl RunLock {
     }
 
     pub fn try_acquire(&self) -> Result<RunLockGuard, LockError> {
-        let io_err = |source| LockError::Io {
+        let io_err = |cause| LockError::Io {
             path: self.path.clone(),
-            source,
+            cause,
         };
         let file = {
             let mut slot = self
@@ -198,6 +195,16 @@ pub fn job_lock_path(data_dir: &Path, job: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unusable_lock_path_says_its_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let err = LockFile::try_acquire(&file.join("x.lock"), "test").unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(text.matches("(os error").count(), 1, "{text}");
+    }
+
     use super::*;
 
     #[test]

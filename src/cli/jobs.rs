@@ -34,6 +34,15 @@ pub fn run(file: &Path) -> u8 {
         match spec.inactive_reason() {
             Some(reason) => println!("  off:      {reason}"),
             None => {
+                // `@every 500ms` runs twice a second: whole seconds would print equal times.
+                let format = match spec.schedule {
+                    crate::scheduler::schedule::Schedule::Every(every)
+                        if every.subsec_nanos() != 0 =>
+                    {
+                        "%Y-%m-%d %H:%M:%S%.3f %:z"
+                    }
+                    _ => "%Y-%m-%d %H:%M:%S %:z",
+                };
                 for (i, at) in spec
                     .schedule
                     .upcoming(now, &config.zone, 3)
@@ -41,7 +50,7 @@ pub fn run(file: &Path) -> u8 {
                     .enumerate()
                 {
                     let label = if i == 0 { "next:" } else { "" };
-                    println!("  {label:<9} {}", config.zone.format(at));
+                    println!("  {label:<9} {}", config.zone.strftime(at, format));
                 }
             }
         }

@@ -12,6 +12,13 @@ pub fn run(paths: &[PathBuf]) -> u8 {
     } else {
         paths.to_vec()
     };
+    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+        super::fail(format_args!(
+            "no such file or folder: {} (give rule test files or folders holding them)",
+            missing.display()
+        ));
+        return exit::USAGE;
+    }
     let files = find_test_files(&paths);
     if files.is_empty() {
         super::fail(format_args!(

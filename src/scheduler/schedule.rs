@@ -168,6 +168,15 @@ impl Zone {
         }
     }
 
+    /// Why the zone `TZ` names cannot be used, in which case [`Zone::local`] is UTC. (Without
+    /// `TZ` and `/etc/localtime`, UTC is the machine's zone, not a mistake.)
+    pub fn local_problem() -> Option<String> {
+        std::env::var_os("TZ")?;
+        jiff::tz::TimeZone::try_system()
+            .err()
+            .map(|e| e.to_string())
+    }
+
     pub fn utc() -> Zone {
         Zone {
             name: "UTC".to_string(),

@@ -222,6 +222,41 @@ fn in_json_mode_errors_and_diagnostics_are_json_too() {
 }
 
 #[test]
+fn small_messages_say_what_holds() {
+    // A path that is not there is a usage error, not a failed test.
+    let output = run(&["test", "/nonexistent/rules"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no such file or folder: /nonexistent/rules"));
+    // Sub-second schedules list distinct times.
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        "timezone: UTC\njobs:\n  fast:\n    type: monitor\n    schedule: \"@every 500ms\"\n",
+    );
+    let output = run(&["jobs", "--jobs", file.to_str().unwrap()]);
+    let listing = stdout(&output);
+    let times: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("+00:00"))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut distinct = times.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{times:?}");
+    // A TZ that names no zone is said, not silently UTC.
+    let file = jobs_file(dir.path(), EVERY_SECOND);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.args(["check", "--jobs", file.to_str().unwrap()])
+        .env("TZ", "Not/AZone");
+    let output = cmd.output().unwrap();
+    assert!(
+        stderr(&output).contains("the machine's timezone cannot be determined"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let output = run(&["--no-such-flag"]);
     assert_eq!(output.status.code(), Some(2));

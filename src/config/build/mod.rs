@@ -64,6 +64,7 @@ pub fn parse(file: &Path, source: &str, env: EnvLookup<'_>) -> Result<Config, Pr
         env,
         problems: raw.problems,
         missing_files: Problems::default(),
+        off_notifiers: Vec::new(),
     };
     let config = builder.config(raw.top, raw.notifiers, raw.jobs);
     if builder.problems.has_errors() {
@@ -78,6 +79,8 @@ pub(in crate::config) struct Builder<'a> {
     env: EnvLookup<'a>,
     problems: Problems,
     missing_files: Problems,
+    /// "Notifier X is off" warnings, said only for notifiers a job sends to.
+    off_notifiers: Vec<(String, Problem)>,
 }
 
 impl Builder<'_> {
@@ -270,6 +273,22 @@ impl Builder<'_> {
         if let Some(dir) = &data_dir {
             self.check_data_dir(dir, &top.data_dir);
         }
+        let wants_local = top
+            .timezone
+            .as_ref()
+            .is_none_or(|tz| tz.value.trim().eq_ignore_ascii_case("local"));
+        if wants_local && let Some(why) = Zone::local_problem() {
+            let at = top
+                .timezone
+                .as_ref()
+                .map_or(&top.data_dir.referenced, |tz| &tz.referenced);
+            self.warn(
+                at,
+                "timezone",
+                format!("the machine's timezone cannot be determined ({why}); schedules and reports use UTC"),
+                "set `timezone:` to an IANA name such as `Europe/Berlin`, or fix `TZ` or /etc/localtime".to_string(),
+            );
+        }
         let zone = match &top.timezone {
             None => Some(Zone::local()),
             Some(tz) => match Zone::parse(tz.value.trim()) {
@@ -351,6 +370,21 @@ impl Builder<'_> {
             }
         }
 
+        // An off notifier matters only where a job sends to it; one nothing uses is not news.
+        let used: std::collections::HashSet<&str> = built_jobs
+            .values()
+            .flat_map(|job: &crate::config::JobSpec| match &job.kind {
+                crate::config::JobKind::Monitor(m) => m.notify.as_slice(),
+                crate::config::JobKind::Report(r) => r.notify.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
+            .collect();
+        for (name, warning) in std::mem::take(&mut self.off_notifiers) {
+            if used.contains(name.as_str()) {
+                self.problems.push(warning);
+            }
+        }
         Some(Config {
             file: self.file.to_path_buf(),
             base_dir: self.base_dir.clone(),
@@ -445,6 +479,14 @@ mod tests {
         );
         assert!(got[3].starts_with("16:5 unknown field `bogus`"), "{got:#?}");
         assert!(got[3].ends_with("[jobs.c.bogus]"), "{got:#?}");
+    }
+
+    #[test]
+    fn an_off_notifier_no_job_sends_to_is_not_a_warning() {
+        let yaml = "data_dir: var\nnotifiers:\n  slack: { type: slack, webhook_url: \"${SLACK_WEBHOOK_URL:-}\" }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    notify: [log]\n";
+        let config = load_str(yaml, &[]).unwrap();
+        assert!(config.notifiers["slack"].off.is_some());
+        assert_eq!(config.warnings.warnings().count(), 0);
     }
 
     #[test]

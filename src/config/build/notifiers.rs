@@ -171,12 +171,15 @@ impl Builder<'_> {
             _ => Severity::Info,
         };
         let off = off.map(|(reason, at, help)| {
-            self.warn(
-                &at,
-                &field,
-                format!("notifier `{}` is off: {reason}", name.value),
-                help,
-            );
+            let mut warning = self
+                .problem(
+                    &at,
+                    &field,
+                    format!("notifier `{}` is off: {reason}", name.value),
+                )
+                .help(help);
+            warning.severity = crate::diagnostic::Severity::Warning;
+            self.off_notifiers.push((name.value.clone(), warning));
             reason
         });
         Some(NotifierSpec {
