@@ -17,13 +17,24 @@ use crate::vocab::Severity;
 /// A string with its position in the jobs file.
 pub type Text = Spanned<String>;
 
+/// The top-level keys of a jobs file. Unknown keys are found by the loader (against this list)
+/// rather than by serde, whose error would end the parse and hide every job's problems.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir",
+    "timezone",
+    "host",
+    "shutdown_grace",
+    "notifiers",
+    "jobs",
+];
+
 /// The whole jobs file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Where runner keeps all it writes (metrics, alerts, state, reports, archives), relative to
-    /// the jobs file's folder.
-    pub data_dir: Text,
+    /// the jobs file's folder. Required; missing, it is reported with the other problems.
+    #[serde(default)]
+    pub data_dir: Option<Text>,
     /// Timezone of schedules and reports: `Local` (default) or an IANA name like `Europe/Berlin`.
     #[serde(default)]
     pub timezone: Option<Text>,
@@ -37,6 +48,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub notifiers: IndexMap<Text, Section<NotifierConfig>>,
     /// Named jobs, each with a `type` and a `schedule`.
+    #[serde(default)]
     pub jobs: IndexMap<Text, Section<JobConfig>>,
 }
 

@@ -168,7 +168,7 @@ fn duplicate_key() {
   |
 6 |     schedule: \"@every 1m\"
   |     ^^^^^^^^
-  = field: jobs
+  = field: jobs.monitor.schedule
   = help: a key may appear once per mapping; keep the one you mean
 
 ",
@@ -327,4 +327,39 @@ fn a_signing_secret_that_cannot_work_is_a_check_error_and_an_unpadded_one_is_fin
 
 ",
     );
+}
+
+#[test]
+fn every_problem_of_the_file_at_once() {
+    let path = "tests/fixtures/invalid/everything-at-once.yaml";
+    let output = run(&["check", "--jobs", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    for (message, field) in [
+        ("unknown field `timezon`", "timezon"),
+        ("missing field `data_dir`", "data_dir"),
+        ("unknown job type `monitr`", "jobs.first"),
+        (
+            "the hour field `25` is out of range",
+            "jobs.second.schedule",
+        ),
+        ("unknown field `schedul`", "jobs.third.schedul"),
+        ("duplicate key `second`", "jobs.second"),
+        ("invalid duration `5x`", "jobs.fourth.timeout"),
+        ("invalid duration `15`", "jobs.fourth.max_age"),
+        ("invalid duration `3q`", "jobs.fourth.archive_max_age"),
+        ("invalid duration `2z`", "jobs.fifth.rule_timeout"),
+    ] {
+        let at = err
+            .find(message)
+            .unwrap_or_else(|| panic!("{message} missing:\n{err}"));
+        let rest = &err[at..];
+        let end = rest.find("\n\n").map_or(rest.len(), |e| e + 1);
+        assert!(
+            rest[..end].contains(&format!("= field: {field}\n")),
+            "{message}: {}",
+            &rest[..end]
+        );
+    }
+    assert!(stdout(&output).contains("10 errors"), "{}", stdout(&output));
 }

@@ -608,3 +608,26 @@ fn runners_own_log_past_max_size_is_split_and_still_reads_in_order() {
         all
     );
 }
+
+#[test]
+fn a_cancelled_rotation_stops_at_its_next_step_and_leaves_everything_whole() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("app.log");
+    let original = fx.file(&log, &log_text("a", 3000), "2026-11-10T12:00:00Z");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let summary = runner::rotate::run_job(
+        "logs",
+        &fx.spec,
+        &fx.data,
+        t("2026-11-28T09:00:00Z"),
+        &cancel,
+    );
+    assert_eq!(summary.archived_files, 0, "{}", summary.line());
+    assert!(summary.archives_written.is_empty());
+    assert_eq!(std::fs::read(&log).unwrap(), original);
+    // The next run, not cancelled, does the work.
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 1);
+    assert_eq!(fx.copies(&log, "app.log", &original), 1);
+}

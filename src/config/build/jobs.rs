@@ -94,16 +94,26 @@ impl Builder<'_> {
                 None
             }
         };
-        let timeout = match common.timeout {
-            Some(t) => Some(self.duration(t, &format!("{field}.timeout"))?),
-            None => None,
-        };
+        // Every setting is checked before any failure ends this job, so each is reported.
+        let timeout = common
+            .timeout
+            .map(|t| self.duration(t, &format!("{field}.timeout")));
         let description = common.description.map(str::to_string);
         let enabled = common.enabled;
         let mut off = None;
         let kind = match config {
             JobConfig::Monitor(job) => {
                 let flap_default = FlapPolicy::default();
+                let rule_timeout = self.optional_duration(
+                    job.rule_timeout.as_ref(),
+                    &format!("{field}.rule_timeout"),
+                    DEFAULT_RULE_TIMEOUT,
+                );
+                let flap_window = self.optional_duration(
+                    job.flap_window.as_ref(),
+                    &format!("{field}.flap_window"),
+                    flap_default.window,
+                );
                 JobKind::Monitor(MonitorSpec {
                     rules: job
                         .rules
@@ -125,22 +135,14 @@ impl Builder<'_> {
                             _ => None,
                         },
                     ),
-                    rule_timeout: self.optional_duration(
-                        job.rule_timeout.as_ref(),
-                        &format!("{field}.rule_timeout"),
-                        DEFAULT_RULE_TIMEOUT,
-                    )?,
+                    probes: self.probes(job.probes, &field),
+                    rule_timeout: rule_timeout?,
                     flap: FlapPolicy {
                         max_transitions: job
                             .flap_transitions
                             .map_or(flap_default.max_transitions, |n| n as usize),
-                        window: self.optional_duration(
-                            job.flap_window.as_ref(),
-                            &format!("{field}.flap_window"),
-                            flap_default.window,
-                        )?,
+                        window: flap_window?,
                     },
-                    probes: self.probes(job.probes, &field),
                 })
             }
             JobConfig::Report(job) => {
@@ -258,7 +260,7 @@ impl Builder<'_> {
             schedule: schedule?,
             description,
             enabled,
-            timeout,
+            timeout: timeout.map_or(Some(None), |t| t.map(Some))?,
             kind,
             off,
         })
@@ -295,10 +297,10 @@ impl Builder<'_> {
             Some(dir) => self.path(dir, &format!("{field}.archive_dir")),
             None => data_dir.map(|d| d.join("archive")),
         };
-        let archive_max_age = match &job.archive_max_age {
-            Some(t) => Some(self.duration(t, &format!("{field}.archive_max_age"))?),
-            None => None,
-        };
+        let archive_max_age = job
+            .archive_max_age
+            .as_ref()
+            .map(|t| self.duration(t, &format!("{field}.archive_max_age")));
         let compression = match &job.compression {
             Some(level) if level.value > 9 => {
                 self.error(
@@ -319,7 +321,7 @@ impl Builder<'_> {
             max_age: max_age?,
             max_size,
             archive_dir: archive_dir?,
-            archive_max_age,
+            archive_max_age: archive_max_age.map_or(Some(None), |a| a.map(Some))?,
             keep_archives: job.keep_archives,
             group_by: job.group_by.unwrap_or(GroupBy::Day),
             compression,

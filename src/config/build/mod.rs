@@ -269,25 +269,44 @@ impl Builder<'_> {
         notifiers: Vec<(Text, Option<NotifierConfig>)>,
         jobs: Vec<(Text, Option<JobConfig>)>,
     ) -> Option<Config> {
-        let data_dir = self.path(&top.data_dir, "data_dir");
-        if let Some(dir) = &data_dir {
-            self.check_data_dir(dir, &top.data_dir);
-        }
+        let data_dir = match &top.data_dir {
+            Some(text) => {
+                let dir = self.path(text, "data_dir");
+                if let Some(dir) = &dir {
+                    self.check_data_dir(dir, text);
+                }
+                dir
+            }
+            None => {
+                self.problems.push(
+                    Problem::error(self.file, "missing field `data_dir`")
+                        .at(1, 1, 1)
+                        .field("data_dir")
+                        .help("data_dir is the folder where runner keeps everything it writes: add `data_dir: var` (relative to this file)"),
+                );
+                None
+            }
+        };
         let wants_local = top
             .timezone
             .as_ref()
             .is_none_or(|tz| tz.value.trim().eq_ignore_ascii_case("local"));
         if wants_local && let Some(why) = Zone::local_problem() {
-            let at = top
-                .timezone
-                .as_ref()
-                .map_or(&top.data_dir.referenced, |tz| &tz.referenced);
-            self.warn(
-                at,
-                "timezone",
-                format!("the machine's timezone cannot be determined ({why}); schedules and reports use UTC"),
-                "set `timezone:` to an IANA name such as `Europe/Berlin`, or fix `TZ` or /etc/localtime".to_string(),
+            let message = format!(
+                "the machine's timezone cannot be determined ({why}); schedules and reports use UTC"
             );
+            let help = "set `timezone:` to an IANA name such as `Europe/Berlin`, or fix `TZ` or /etc/localtime";
+            match top.timezone.as_ref().or(top.data_dir.as_ref()) {
+                Some(at) => self.warn(&at.referenced, "timezone", message, help.to_string()),
+                None => {
+                    self.problems.push(
+                        Problem::warning(self.file, message)
+                            .at(1, 1, 1)
+                            .field("timezone")
+                            .help(help),
+                    );
+                }
+            }
         }
         let zone = match &top.timezone {
             None => Some(Zone::local()),
@@ -309,12 +328,17 @@ impl Builder<'_> {
             DEFAULT_SHUTDOWN_GRACE,
         );
         if top.jobs.is_empty() {
-            let at = top.data_dir.referenced;
-            self.error_help(
-                &at,
-                "jobs",
-                "the jobs file has no jobs",
-                "add at least one job under `jobs:`; jobs/jobs.yaml is a commented example",
+            self.problems.push(
+                Problem::error(self.file, "the jobs file has no jobs")
+                    .at(
+                        top.data_dir.as_ref().map_or(1, |d| d.referenced.line()),
+                        1,
+                        1,
+                    )
+                    .field("jobs")
+                    .help(
+                        "add at least one job under `jobs:`; jobs/jobs.yaml is a commented example",
+                    ),
             );
         }
 

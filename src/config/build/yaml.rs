@@ -34,14 +34,19 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
             )
             .into());
     }
+    let mut problems = Problems::default();
+    duplicate_keys(file, source, &mut problems);
     // Where `type` is not a mapping's first key, its value is found once, for every pass.
     let late_tags = tagged::scan(source);
     let parse = || tagged::with_late_tags(&late_tags, || parse_raw(source));
     let top = sections::pass(sections::Focus::Nothing, parse);
     let section_count = top.sections;
-    let top = top
-        .result
-        .map_err(|e| Problems::from(yaml_problem(file, source, e)))?;
+    let top = top.result.map_err(|e| {
+        let mut found = problems.clone();
+        found.push(yaml_problem(file, source, e));
+        found
+    })?;
+    unknown_top_level_keys(file, source, &mut problems);
     let mut notifiers: Vec<(Text, Option<NotifierConfig>)> =
         top.notifiers.keys().map(|k| (k.clone(), None)).collect();
     let mut jobs: Vec<(Text, Option<JobConfig>)> =
@@ -55,7 +60,6 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
         .chain(top.jobs.keys().map(|k| ("jobs", k)))
         .collect();
     order.sort_by_key(|(_, k)| (k.referenced.line(), k.referenced.column()));
-    let mut problems = Problems::default();
     // Every section at once; a broken one is reported and skipped in the next pass.
     let mut broken = std::collections::BTreeSet::new();
     while broken.len() <= section_count {
@@ -91,6 +95,137 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
     })
 }
 
+/// Every key that appears twice in one mapping, at its second (and later) place, with the
+/// field path: found by walking the YAML's events, so all of them are reported at once, while
+/// the parse itself keeps the first and goes on.
+fn duplicate_keys(file: &Path, source: &str, problems: &mut Problems) {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    enum Frame {
+        Sequence(usize),
+        Mapping {
+            keys: std::collections::HashSet<String>,
+            at_key: bool,
+            key: String,
+        },
+    }
+    fn path(stack: &[Frame]) -> String {
+        let mut out = String::new();
+        for frame in stack {
+            match frame {
+                Frame::Mapping { key, .. } if !key.is_empty() => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                }
+                Frame::Sequence(i) => out.push_str(&format!("[{}]", i.saturating_sub(1))),
+                Frame::Mapping { .. } => {}
+            }
+        }
+        out
+    }
+    // A node was read where the top frame expected one.
+    fn node_done(stack: &mut [Frame]) {
+        match stack.last_mut() {
+            Some(Frame::Mapping { at_key, .. }) => *at_key = !*at_key,
+            Some(Frame::Sequence(_)) | None => {}
+        }
+    }
+    fn node_start(stack: &mut [Frame]) {
+        if let Some(Frame::Sequence(i)) = stack.last_mut() {
+            *i += 1;
+        }
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    for item in Parser::new_from_str(source) {
+        let Ok((event, span)) = item else { break };
+        match event {
+            Event::MappingStart(..) => {
+                node_start(&mut stack);
+                stack.push(Frame::Mapping {
+                    keys: Default::default(),
+                    at_key: true,
+                    key: String::new(),
+                });
+            }
+            Event::SequenceStart(..) => {
+                node_start(&mut stack);
+                stack.push(Frame::Sequence(0));
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                node_done(&mut stack);
+            }
+            Event::Scalar(value, ..) => {
+                node_start(&mut stack);
+                let duplicate = match stack.last_mut() {
+                    Some(Frame::Mapping {
+                        keys,
+                        at_key: true,
+                        key,
+                    }) => {
+                        *key = value.to_string();
+                        !keys.insert(value.to_string())
+                    }
+                    _ => false,
+                };
+                if duplicate {
+                    problems.push(
+                        Problem::error(file, format!("duplicate key `{value}`"))
+                            .at(
+                                span.start.line() as u64,
+                                span.start.col() as u64 + 1,
+                                value.chars().count().max(1) as u64,
+                            )
+                            .field(path(&stack))
+                            .help("a key may appear once per mapping; keep the one you mean"),
+                    );
+                }
+                node_done(&mut stack);
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => {
+                node_start(&mut stack);
+                node_done(&mut stack);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Top-level keys the jobs file does not know, each an error at the key with the nearest known
+/// one suggested. Found here rather than by serde so they do not hide the jobs' problems.
+fn unknown_top_level_keys(file: &Path, source: &str, problems: &mut Problems) {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::FirstWins,
+    };
+    let Ok(keys) = serde_saphyr::from_str_with_options::<
+        indexmap::IndexMap<Text, serde::de::IgnoredAny>,
+    >(source, options) else {
+        return;
+    };
+    let known = crate::config::raw::TOP_LEVEL_KEYS;
+    for key in keys.keys().filter(|k| !known.contains(&k.value.as_str())) {
+        let mut problem = Problem::error(
+            file,
+            format!(
+                "unknown field `{}`, expected one of {}",
+                key.value,
+                known.join(", ")
+            ),
+        )
+        .at(
+            key.referenced.line(),
+            key.referenced.column(),
+            key.value.chars().count().max(1) as u64,
+        )
+        .field(key.value.clone());
+        if let Some(near) = closest(&key.value, known.iter().copied()) {
+            problem = problem.help(format!("did you mean `{near}`?"));
+        }
+        problems.push(problem);
+    }
+}
+
 /// A YAML or shape error with the field path where it happened.
 struct YamlError {
     error: Box<serde_saphyr::Error>,
@@ -99,7 +234,12 @@ struct YamlError {
 
 fn parse_raw(source: &str) -> Result<RawConfig, YamlError> {
     let path = RefCell::new(String::new());
-    let options = serde_saphyr::options! { with_snippet: false };
+    // Duplicate keys are all reported by `duplicate_keys`; the parse keeps the first and goes
+    // on, so they do not hide other problems.
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::FirstWins,
+    };
     serde_saphyr::with_deserializer_from_str_with_options(source, options, |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
             *path.borrow_mut() = e.path().to_string();
