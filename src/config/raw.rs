@@ -208,9 +208,10 @@ job_config! {
         /// Archives older than this are deleted (`90d`); kept forever when absent.
         #[serde(default)]
         pub archive_max_age: Option<Text>,
-        /// Keep at most this many archives of this job, newest first.
+        /// Keep at most this many archives of this job, newest first (at least 1; the
+        /// archives a run writes are never deleted by that run).
         #[serde(default)]
-        pub keep_archives: Option<u32>,
+        pub keep_archives: Option<Spanned<u32>>,
         /// `day` (one zip per run, default) or `file` (one zip per file).
         #[serde(default)]
         pub group_by: Option<GroupBy>,

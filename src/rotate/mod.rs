@@ -483,9 +483,15 @@ impl Rotation<'_> {
     }
 
     /// The archives to delete at `now`: older than `archive_max_age`, then the oldest beyond
-    /// `keep_archives`, counting `unwritten` archives this run has still to write.
-    fn expired(&self, now: DateTime<Utc>, unwritten: usize) -> Vec<PathBuf> {
-        let mut kept = self.own_archives();
+    /// `keep_archives`, counting the archives this run wrote (`written`, never deleted by the
+    /// run that made them) and those it has still to write (`unwritten`). The run and its dry
+    /// run both ask this, so they agree.
+    fn expired(&self, now: DateTime<Utc>, written: &[PathBuf], unwritten: usize) -> Vec<PathBuf> {
+        let mut kept: Vec<_> = self
+            .own_archives()
+            .into_iter()
+            .filter(|(_, p)| !written.contains(p))
+            .collect();
         let mut doomed = Vec::new();
         if let Some(max_age) = self.spec.archive_max_age {
             let oldest = now - chrono::Duration::from_std(max_age).unwrap_or_default();
@@ -494,7 +500,7 @@ impl Rotation<'_> {
             kept = young;
         }
         if let Some(keep) = self.spec.keep_archives {
-            let excess = (kept.len() + unwritten)
+            let excess = (kept.len() + written.len() + unwritten)
                 .saturating_sub(keep as usize)
                 .min(kept.len());
             doomed.extend(kept.drain(..excess).map(|(_, p)| p));
@@ -504,7 +510,7 @@ impl Rotation<'_> {
 
     /// Deletes archives older than `archive_max_age`, then all but the newest `keep_archives`.
     fn expire(&self, now: DateTime<Utc>, summary: &mut Summary) {
-        for path in self.expired(now, 0) {
+        for path in self.expired(now, &summary.archives_written, 0) {
             match std::fs::remove_file(&path) {
                 Ok(()) => summary.archives_deleted.push(path),
                 Err(e) => summary
@@ -520,7 +526,7 @@ impl Rotation<'_> {
         let candidates = self.candidates(now, &mut summary);
         let archives = self.groups(candidates.clone()).len();
         // The archives this run would write count towards `keep_archives` too.
-        let doomed = self.expired(now, archives);
+        let doomed = self.expired(now, &[], archives);
         let expired = doomed
             .into_iter()
             .map(|p| {

@@ -349,6 +349,7 @@ fn every_problem_of_the_file_at_once() {
         ("invalid duration `15`", "jobs.fourth.max_age"),
         ("invalid duration `3q`", "jobs.fourth.archive_max_age"),
         ("invalid duration `2z`", "jobs.fifth.rule_timeout"),
+        ("`keep_archives: 0` would delete every archive", "jobs.fourth.keep_archives"),
     ] {
         let at = err
             .find(message)
@@ -361,5 +362,5 @@ fn every_problem_of_the_file_at_once() {
             &rest[..end]
         );
     }
-    assert!(stdout(&output).contains("10 errors"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("11 errors"), "{}", stdout(&output));
 }

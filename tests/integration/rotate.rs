@@ -631,3 +631,24 @@ fn a_cancelled_rotation_stops_at_its_next_step_and_leaves_everything_whole() {
     assert_eq!(summary.archived_files, 1);
     assert_eq!(fx.copies(&log, "app.log", &original), 1);
 }
+
+#[test]
+fn a_run_never_expires_the_archives_it_wrote_and_its_plan_agrees() {
+    let mut fx = Fixture::new();
+    fx.spec.keep_archives = Some(1);
+    fx.spec.group_by = runner::config::raw::GroupBy::File;
+    for name in ["a.log", "b.log", "c.log"] {
+        fx.file(&fx.logs.join(name), &log_text(name, 50), "2026-11-10T12:00:00Z");
+    }
+    let plan = fx.rotation().plan(t("2026-11-28T09:00:00Z"));
+    assert_eq!((plan.archives, plan.expired.len()), (3, 0));
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 3);
+    assert!(summary.archives_deleted.is_empty(), "{:?}", summary.archives_deleted);
+    assert_eq!(fx.archives().len(), 3);
+    // The next run keeps one, the newest.
+    fx.file(&fx.logs.join("d.log"), "d\n", "2026-11-11T12:00:00Z");
+    let summary = fx.run("2026-11-29T09:00:00Z");
+    assert_eq!(summary.archives_deleted.len(), 3);
+    assert_eq!(fx.archives().len(), 1);
+}

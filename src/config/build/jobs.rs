@@ -316,13 +316,26 @@ impl Builder<'_> {
             Some(level) => level.value,
             None => DEFAULT_COMPRESSION,
         };
+        let keep_archives = match &job.keep_archives {
+            Some(keep) if keep.value == 0 => {
+                self.error_help(
+                    &keep.referenced,
+                    &format!("{field}.keep_archives"),
+                    "`keep_archives: 0` would delete every archive, the ones this run writes too",
+                    "give 1 or more, or leave it out to keep every archive (`archive_max_age` expires them by age)",
+                );
+                None
+            }
+            Some(keep) => Some(keep.value),
+            None => None,
+        };
         Some(JobKind::Rotate(RotateSpec {
             paths,
             max_age: max_age?,
             max_size,
             archive_dir: archive_dir?,
             archive_max_age: archive_max_age.map_or(Some(None), |a| a.map(Some))?,
-            keep_archives: job.keep_archives,
+            keep_archives,
             group_by: job.group_by.unwrap_or(GroupBy::Day),
             compression,
         }))
