@@ -250,14 +250,14 @@ pub struct ArchiveIndex {
 
 impl ArchiveIndex {
     /// Reads the central directory of every `<prefix>*.zip` in `dir` (not the data).
-    pub fn scan(dir: &Path, prefix: &str, problems: &mut Vec<String>) -> ArchiveIndex {
+    pub fn scan(dir: &Path, job: &str, problems: &mut Vec<String>) -> ArchiveIndex {
         let mut index = ArchiveIndex::default();
         let Ok(entries) = std::fs::read_dir(dir) else {
             return index;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(prefix) || !name.ends_with(".zip") {
+            if archive_stamp(&name, job, ".zip").is_none() {
                 continue;
             }
             let path = entry.path();
@@ -312,4 +312,21 @@ impl ArchiveIndex {
 /// Makes a rename or delete in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// When a file of `job` named `<job>-<YYYYMMDDTHHMMSS>-<n><suffix>` was written, and its `n`;
+/// `None` for any other name. Exact, so that job `rot` never takes job `rot-x`'s files (or a
+/// user's `rot-mine.zip.tmp`) for its own.
+pub fn archive_stamp(
+    name: &str,
+    job: &str,
+    suffix: &str,
+) -> Option<(chrono::DateTime<chrono::Utc>, u32)> {
+    let stamp = name.strip_prefix(job)?.strip_prefix('-')?.strip_suffix(suffix)?;
+    let (time, n) = stamp.split_once('-')?;
+    if time.len() != 15 || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S").ok()?;
+    Some((time.and_utc(), n.parse().ok()?))
 }

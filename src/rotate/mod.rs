@@ -284,11 +284,7 @@ impl Rotation<'_> {
         let index = if candidates.is_empty() {
             ArchiveIndex::default()
         } else {
-            ArchiveIndex::scan(
-                &self.spec.archive_dir,
-                &self.archive_prefix(),
-                &mut summary.problems,
-            )
+            ArchiveIndex::scan(&self.spec.archive_dir, self.job, &mut summary.problems)
         };
         // An original whose archive already exists (the last run stopped before deleting it)
         // is checked against that archive and deleted; it is not archived twice.
@@ -334,7 +330,7 @@ impl Rotation<'_> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&self.archive_prefix()) && name.ends_with(".zip.tmp") {
+            if archive::archive_stamp(&name, self.job, ".zip.tmp").is_some() {
                 // Never renamed, so never verified, so its originals were never deleted.
                 if let Err(e) = std::fs::remove_file(entry.path()) {
                     summary
@@ -464,17 +460,11 @@ impl Rotation<'_> {
         let Ok(entries) = std::fs::read_dir(&self.spec.archive_dir) else {
             return Vec::new();
         };
-        let prefix = self.archive_prefix();
         let mut out: Vec<(DateTime<Utc>, PathBuf)> = entries
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let stamp = name.strip_prefix(&prefix)?.strip_suffix(".zip")?;
-                let (time, n) = stamp.rsplit_once('-')?;
-                n.parse::<u32>().ok()?;
-                let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S")
-                    .ok()?
-                    .and_utc();
+                let (time, _) = archive::archive_stamp(&name, self.job, ".zip")?;
                 Some((time, e.path()))
             })
             .collect();

@@ -652,3 +652,29 @@ fn a_run_never_expires_the_archives_it_wrote_and_its_plan_agrees() {
     assert_eq!(summary.archives_deleted.len(), 3);
     assert_eq!(fx.archives().len(), 1);
 }
+
+#[test]
+fn another_jobs_or_a_users_files_are_never_taken_for_this_jobs() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(&fx.spec.archive_dir).unwrap();
+    let dir = &fx.spec.archive_dir;
+    // Job `rotate-logs-x` is writing; a user keeps a file with a similar name.
+    let others = [
+        dir.join("rotate-logs-x-20261128T085959-1.zip.tmp"),
+        dir.join("rotate-logs-mine.zip.tmp"),
+        dir.join("rotate-logs-x-20261001T090000-1.zip"),
+    ];
+    for path in &others {
+        std::fs::write(path, "not ours").unwrap();
+    }
+    // This job's own leftover from a stopped run goes.
+    let leftover = dir.join("rotate-logs-20261127T090000-1.zip.tmp");
+    std::fs::write(&leftover, "partial").unwrap();
+    fx.file(&fx.logs.join("app.log"), &log_text("a", 10), "2026-11-10T12:00:00Z");
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.problems, Vec::<String>::new());
+    assert!(!leftover.exists());
+    for path in &others {
+        assert_eq!(std::fs::read(path).unwrap(), b"not ours", "{}", path.display());
+    }
+}
