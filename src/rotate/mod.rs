@@ -121,6 +121,17 @@ pub struct Rotation<'a> {
 /// the history reader finds `metrics/2026-11-20.jsonl`), relative to its pattern's folder
 /// otherwise.
 fn entry_name(path: &Path, data_dir: &Path, base: &Path) -> (String, PathBuf) {
+    // Compared as the file system resolves them: `/srv/var` and `../var` (or a symlinked
+    // folder) are the same data_dir, and its files must keep their `metrics/…` names.
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let path_resolved = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => canonical(parent).join(name),
+        _ => path.to_path_buf(),
+    };
+    let data_resolved = canonical(data_dir);
+    if let Ok(rel) = path_resolved.strip_prefix(&data_resolved) {
+        return (rel.to_string_lossy().into_owned(), data_dir.to_path_buf());
+    }
     match path.strip_prefix(data_dir) {
         Ok(rel) => (rel.to_string_lossy().into_owned(), data_dir.to_path_buf()),
         Err(_) => (

@@ -678,3 +678,16 @@ fn another_jobs_or_a_users_files_are_never_taken_for_this_jobs() {
         assert_eq!(std::fs::read(path).unwrap(), b"not ours", "{}", path.display());
     }
 }
+
+#[test]
+fn runners_own_files_keep_their_names_however_the_paths_are_spelled() {
+    let mut fx = Fixture::new();
+    // The same folder as data_dir/metrics, spelled another way.
+    fx.spec.paths = vec![fx.logs.join("../var/./metrics/*.jsonl")];
+    let day = fx.data.join("metrics/2026-11-10.jsonl");
+    fx.file(&day, &log_text("m", 20), "2026-11-10T23:59:58Z");
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 1, "{:?}", summary.problems);
+    let names: Vec<String> = fx.entries().into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["metrics/2026-11-10.jsonl"]);
+}
