@@ -63,12 +63,20 @@ impl<R> Tally<R> {
     }
 }
 
-/// Opens an original without following a symlink swapped in since it was selected.
+/// Opens an original without following a symlink swapped in since it was selected, and
+/// without waiting: a FIFO swapped in would block `open` for a writer forever. Only a regular
+/// file is read.
 fn open_original(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "not a regular file any more (swapped since it was selected)",
+        ));
+    }
+    Ok(file)
 }
 
 /// The DOS time of an entry, in local time as unzip tools expect (the exact UTC time is in

@@ -209,6 +209,14 @@ impl Rotation<'_> {
                     continue;
                 }
                 if !meta.is_file() {
+                    let what = if meta.is_dir() {
+                        "a folder"
+                    } else {
+                        "not a regular file (a FIFO, socket or device)"
+                    };
+                    summary
+                        .skipped
+                        .push(format!("{} is {what}; not archived", path.display()));
                     continue;
                 }
                 let too_old = meta.mtime() < oldest;

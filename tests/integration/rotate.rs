@@ -691,3 +691,40 @@ fn runners_own_files_keep_their_names_however_the_paths_are_spelled() {
     let names: Vec<String> = fx.entries().into_iter().map(|e| e.0).collect();
     assert_eq!(names, ["metrics/2026-11-10.jsonl"]);
 }
+
+#[test]
+fn a_fifo_swapped_in_after_selection_is_reported_and_nothing_hangs() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("app.log");
+    fx.file(&log, &log_text("a", 10), "2026-11-10T12:00:00Z");
+    // A FIFO matched by a pattern from the start is reported too.
+    let fifo = fx.logs.join("pipe.log");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (done, finished) = std::sync::mpsc::channel();
+    let spec = fx.spec.clone();
+    let (data, swapped) = (fx.data.clone(), log.clone());
+    std::thread::spawn(move || {
+        let rotation = Rotation { job: "rotate-logs", spec: &spec, data_dir: &data };
+        let summary = rotation.run(t("2026-11-28T09:00:00Z"), &mut |step| {
+            if matches!(step, runner::rotate::Step::Selected) {
+                std::fs::remove_file(&swapped).unwrap();
+                assert!(std::process::Command::new("mkfifo").arg(&swapped).status().unwrap().success());
+            }
+            Flow::Continue
+        });
+        let _ = done.send(summary);
+    });
+    let summary = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the rotation finished instead of waiting on a FIFO");
+    assert_eq!(summary.archived_files, 0);
+    assert!(
+        summary.skipped.iter().any(|s| s.contains("pipe.log is not a regular file")),
+        "{:?}",
+        summary.skipped
+    );
+    assert!(
+        summary.problems.iter().chain(&summary.skipped).any(|s| s.contains("app.log")),
+        "the swapped file is reported: {summary:?}"
+    );
+}
