@@ -128,7 +128,9 @@ pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written
             .last_modified_time(dos_time(mtime))
             .unix_permissions(candidate.mode)
             .large_file(before.len() >= ZIP64_FROM)
-            .with_extended_timestamp(u32::try_from(mtime).ok(), None, None)
+            // The extended timestamp is a signed 32-bit time_t as Info-ZIP reads it, so a
+            // time before 1970 keeps its value (and crash recovery can match the file).
+            .with_extended_timestamp(i32::try_from(mtime).ok().map(|t| t as u32), None, None)
             .map_err(|e| format!("{}: {e}", candidate.path.display()))?;
         zip.start_file(candidate.entry.as_str(), options)
             .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
@@ -288,7 +290,7 @@ impl ArchiveIndex {
                     continue;
                 };
                 let mtime = file.extra_data_fields().find_map(|field| match field {
-                    ExtraField::ExtendedTimestamp(ts) => ts.mod_time().map(i64::from),
+                    ExtraField::ExtendedTimestamp(ts) => ts.mod_time().map(|t| i64::from(t as i32)),
                     _ => None,
                 });
                 index
@@ -330,7 +332,10 @@ pub fn archive_stamp(
     job: &str,
     suffix: &str,
 ) -> Option<(chrono::DateTime<chrono::Utc>, u32)> {
-    let stamp = name.strip_prefix(job)?.strip_prefix('-')?.strip_suffix(suffix)?;
+    let stamp = name
+        .strip_prefix(job)?
+        .strip_prefix('-')?
+        .strip_suffix(suffix)?;
     let (time, n) = stamp.split_once('-')?;
     if time.len() != 15 || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -349,7 +349,10 @@ fn every_problem_of_the_file_at_once() {
         ("invalid duration `15`", "jobs.fourth.max_age"),
         ("invalid duration `3q`", "jobs.fourth.archive_max_age"),
         ("invalid duration `2z`", "jobs.fifth.rule_timeout"),
-        ("`keep_archives: 0` would delete every archive", "jobs.fourth.keep_archives"),
+        (
+            "`keep_archives: 0` would delete every archive",
+            "jobs.fourth.keep_archives",
+        ),
     ] {
         let at = err
             .find(message)

@@ -89,8 +89,11 @@ impl Fixture {
             let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
             for i in 0..zip.len() {
                 let mut entry = zip.by_index(i).unwrap();
+                // Info-ZIP reads it as a signed 32-bit time_t.
                 let mtime = entry.extra_data_fields().find_map(|f| match f {
-                    zip::ExtraField::ExtendedTimestamp(ts) => ts.mod_time().map(i64::from),
+                    zip::ExtraField::ExtendedTimestamp(ts) => {
+                        ts.mod_time().map(|t| i64::from(t as i32))
+                    }
                     _ => None,
                 });
                 let mode = entry.unix_mode();
@@ -638,13 +641,21 @@ fn a_run_never_expires_the_archives_it_wrote_and_its_plan_agrees() {
     fx.spec.keep_archives = Some(1);
     fx.spec.group_by = runner::config::raw::GroupBy::File;
     for name in ["a.log", "b.log", "c.log"] {
-        fx.file(&fx.logs.join(name), &log_text(name, 50), "2026-11-10T12:00:00Z");
+        fx.file(
+            &fx.logs.join(name),
+            &log_text(name, 50),
+            "2026-11-10T12:00:00Z",
+        );
     }
     let plan = fx.rotation().plan(t("2026-11-28T09:00:00Z"));
     assert_eq!((plan.archives, plan.expired.len()), (3, 0));
     let summary = fx.run("2026-11-28T09:00:00Z");
     assert_eq!(summary.archived_files, 3);
-    assert!(summary.archives_deleted.is_empty(), "{:?}", summary.archives_deleted);
+    assert!(
+        summary.archives_deleted.is_empty(),
+        "{:?}",
+        summary.archives_deleted
+    );
     assert_eq!(fx.archives().len(), 3);
     // The next run keeps one, the newest.
     fx.file(&fx.logs.join("d.log"), "d\n", "2026-11-11T12:00:00Z");
@@ -670,12 +681,21 @@ fn another_jobs_or_a_users_files_are_never_taken_for_this_jobs() {
     // This job's own leftover from a stopped run goes.
     let leftover = dir.join("rotate-logs-20261127T090000-1.zip.tmp");
     std::fs::write(&leftover, "partial").unwrap();
-    fx.file(&fx.logs.join("app.log"), &log_text("a", 10), "2026-11-10T12:00:00Z");
+    fx.file(
+        &fx.logs.join("app.log"),
+        &log_text("a", 10),
+        "2026-11-10T12:00:00Z",
+    );
     let summary = fx.run("2026-11-28T09:00:00Z");
     assert_eq!(summary.problems, Vec::<String>::new());
     assert!(!leftover.exists());
     for path in &others {
-        assert_eq!(std::fs::read(path).unwrap(), b"not ours", "{}", path.display());
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            b"not ours",
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -699,16 +719,32 @@ fn a_fifo_swapped_in_after_selection_is_reported_and_nothing_hangs() {
     fx.file(&log, &log_text("a", 10), "2026-11-10T12:00:00Z");
     // A FIFO matched by a pattern from the start is reported too.
     let fifo = fx.logs.join("pipe.log");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let (done, finished) = std::sync::mpsc::channel();
     let spec = fx.spec.clone();
     let (data, swapped) = (fx.data.clone(), log.clone());
     std::thread::spawn(move || {
-        let rotation = Rotation { job: "rotate-logs", spec: &spec, data_dir: &data };
+        let rotation = Rotation {
+            job: "rotate-logs",
+            spec: &spec,
+            data_dir: &data,
+        };
         let summary = rotation.run(t("2026-11-28T09:00:00Z"), &mut |step| {
             if matches!(step, runner::rotate::Step::Selected) {
                 std::fs::remove_file(&swapped).unwrap();
-                assert!(std::process::Command::new("mkfifo").arg(&swapped).status().unwrap().success());
+                assert!(
+                    std::process::Command::new("mkfifo")
+                        .arg(&swapped)
+                        .status()
+                        .unwrap()
+                        .success()
+                );
             }
             Flow::Continue
         });
@@ -719,12 +755,39 @@ fn a_fifo_swapped_in_after_selection_is_reported_and_nothing_hangs() {
         .expect("the rotation finished instead of waiting on a FIFO");
     assert_eq!(summary.archived_files, 0);
     assert!(
-        summary.skipped.iter().any(|s| s.contains("pipe.log is not a regular file")),
+        summary
+            .skipped
+            .iter()
+            .any(|s| s.contains("pipe.log is not a regular file")),
         "{:?}",
         summary.skipped
     );
     assert!(
-        summary.problems.iter().chain(&summary.skipped).any(|s| s.contains("app.log")),
+        summary
+            .problems
+            .iter()
+            .chain(&summary.skipped)
+            .any(|s| s.contains("app.log")),
         "the swapped file is reported: {summary:?}"
     );
+}
+
+#[test]
+fn a_file_from_before_1970_keeps_its_time_and_is_recovered_not_archived_twice() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("old.log");
+    let bytes = fx.file(&log, &log_text("o", 30), "1965-03-01T12:00:00Z");
+    let crashed = fx.rotation().run(t("2026-11-28T09:00:00Z"), &mut |step| {
+        if step == Step::Verified {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    });
+    assert!(crashed.problems.is_empty(), "{:?}", crashed.problems);
+    let entries = fx.entries();
+    assert_eq!(entries[0].2, Some(t("1965-03-01T12:00:00Z").timestamp()));
+    let next = fx.run("2026-11-28T09:05:00Z");
+    assert_eq!((next.recovered, next.archived_files), (1, 0), "{next:?}");
+    assert_eq!(fx.copies(&log, "old.log", &bytes), 1);
 }
