@@ -343,3 +343,80 @@ pub fn archive_stamp(
     let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S").ok()?;
     Some((time.and_utc(), n.parse().ok()?))
 }
+
+/// For each of `files` (device and inode), the processes that have it open for writing, from
+/// one pass over `/proc/*/fd` and the `flags` of `/proc/*/fdinfo`: all processes as root, this
+/// user's otherwise (the others' folders cannot be read, and are passed over). runner itself is
+/// not counted: its own writers check the file's identity before every append and never write
+/// to a renamed file.
+pub fn writers_of(files: &[(u64, u64)]) -> HashMap<(u64, u64), Vec<u32>> {
+    let me = std::process::id();
+    let mut found: HashMap<(u64, u64), Vec<u32>> = HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for process in procs.flatten() {
+        let Some(pid) = process
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|pid| *pid != me)
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            // `metadata` follows the fd's link to the open file itself.
+            let Ok(open) = std::fs::metadata(fd.path()) else {
+                continue;
+            };
+            let id = (open.dev(), open.ino());
+            if !files.contains(&id) {
+                continue;
+            }
+            let info = process.path().join("fdinfo").join(fd.file_name());
+            let writes = std::fs::read_to_string(info).is_ok_and(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
+                    .is_some_and(|flags| flags & libc::O_ACCMODE != libc::O_RDONLY)
+            });
+            let pids = found.entry(id).or_default();
+            if writes && !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    found.retain(|_, pids| !pids.is_empty());
+    found
+}
+
+/// The processes that have the file `meta` describes open for writing ([`writers_of`]).
+pub fn writers(meta: &std::fs::Metadata) -> Vec<u32> {
+    writers_of(&[(meta.dev(), meta.ino())])
+        .into_values()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Whether an archived original may be deleted now: it is still exactly what the archive
+/// holds (size and time) and no process has it open for writing (`held`, from one
+/// [`writers_of`] pass over the group just before); else why not.
+pub fn deletable(member: &Member, held: &HashMap<(u64, u64), Vec<u32>>) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(&member.path).map_err(|e| e.to_string())?;
+    if meta.len() != member.size || Some(meta.mtime()) != member.mtime {
+        return Err("it changed after it was archived".into());
+    }
+    match held.get(&(meta.dev(), meta.ino())).map(Vec::as_slice) {
+        None | Some([]) => Ok(()),
+        Some(pids) => Err(format!(
+            "process {} has it open for writing",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}

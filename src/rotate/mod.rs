@@ -309,6 +309,15 @@ impl Rotation<'_> {
         // is checked against that archive and deleted; it is not archived twice.
         candidates.retain(|c| match index.find(&c.entry, c.size, c.mtime) {
             Some(found) => match archive::verify_member(found, c) {
+                Ok(()) if std::fs::symlink_metadata(&c.path)
+                    .is_ok_and(|meta| !archive::writers(&meta).is_empty()) =>
+                {
+                    summary.skipped.push(format!(
+                        "{} is archived but kept: a process has it open for writing",
+                        c.path.display()
+                    ));
+                    false
+                }
                 Ok(()) => {
                     match std::fs::remove_file(&c.path) {
                         Ok(()) => summary.recovered += 1,
@@ -446,9 +455,26 @@ impl Rotation<'_> {
             return Ok(Flow::Stop);
         }
         let archive_bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
+        let identities: Vec<(u64, u64)> = written
+            .members
+            .iter()
+            .filter_map(|m| std::fs::symlink_metadata(&m.path).ok())
+            .map(|meta| (meta.dev(), meta.ino()))
+            .collect();
+        let held = archive::writers_of(&identities);
         for (i, member) in written.members.iter().enumerate() {
             if i == 1 && hook(Step::MidDelete) == Flow::Stop {
                 return Ok(Flow::Stop);
+            }
+            // Checked at the moment of deletion: a line appended since the archive was
+            // verified, or a writer that still holds the file, keeps it. The next run finds
+            // it unchanged in this archive and deletes it, or archives what it has become.
+            if let Err(why) = archive::deletable(member, &held) {
+                summary.skipped.push(format!(
+                    "{} is archived but kept: {why}",
+                    member.path.display()
+                ));
+                continue;
             }
             match std::fs::remove_file(&member.path) {
                 Ok(()) => {

@@ -791,3 +791,52 @@ fn a_file_from_before_1970_keeps_its_time_and_is_recovered_not_archived_twice() 
     assert_eq!((next.recovered, next.archived_files), (1, 0), "{next:?}");
     assert_eq!(fx.copies(&log, "old.log", &bytes), 1);
 }
+
+#[test]
+fn a_file_a_process_holds_open_for_writing_is_archived_but_not_deleted() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("held.log");
+    let bytes = fx.file(&log, &log_text("h", 40), "2026-11-10T12:00:00Z");
+    // A logger that keeps its file open (for appending) and writes nothing for now.
+    let mut writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3>>'{}'; echo ready; exec sleep 60",
+            log.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    set_mtime(&log, t("2026-11-10T12:00:00Z"));
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.archived_files, 0, "{summary:?}");
+    assert!(
+        summary
+            .skipped
+            .iter()
+            .any(|s| s.contains("held.log is archived but kept: process")),
+        "{:?}",
+        summary.skipped
+    );
+    assert_eq!(
+        fx.copies(&log, "held.log", &bytes),
+        2,
+        "in the archive and still in place"
+    );
+    // Still held: the next run neither deletes it nor archives it again.
+    let again = fx.run("2026-11-28T09:10:00Z");
+    assert_eq!((again.recovered, again.archived_files), (0, 0), "{again:?}");
+    assert_eq!(fx.archives().len(), 1);
+    // Once the writer is gone, the next run deletes it: it is in the archive already.
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let last = fx.run("2026-11-28T09:20:00Z");
+    assert_eq!(last.recovered, 1, "{last:?}");
+    assert_eq!(fx.copies(&log, "held.log", &bytes), 1);
+}
