@@ -84,6 +84,15 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
     for (path, size) in &plan.expired {
         println!("  {}  {}", path.display(), format_size(*size));
     }
+    if !plan.leftover_tmp.is_empty() {
+        println!(
+            "would remove {} a stopped run left (never verified; their originals are in place)",
+            plural(plan.leftover_tmp.len(), "unfinished archive")
+        );
+        for path in &plan.leftover_tmp {
+            println!("  {}", path.display());
+        }
+    }
     for skipped in &plan.summary.skipped {
         println!("skipped: {skipped}");
     }

@@ -502,6 +502,12 @@ impl Rotation<'_> {
 
     /// This job's archives, oldest first, with the time in their name.
     fn own_archives(&self) -> Vec<(DateTime<Utc>, PathBuf)> {
+        self.own_files(".zip")
+    }
+
+    /// This job's files in `archive_dir` ending in `suffix` (`.zip`, `.zip.tmp`,
+    /// `.zip.corrupt`), oldest first, with the time in their name.
+    fn own_files(&self, suffix: &str) -> Vec<(DateTime<Utc>, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.spec.archive_dir) else {
             return Vec::new();
         };
@@ -509,7 +515,7 @@ impl Rotation<'_> {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let (time, _) = archive::archive_stamp(&name, self.job, ".zip")?;
+                let (time, _) = archive::archive_stamp(&name, self.job, suffix)?;
                 Some((time, e.path()))
             })
             .collect();
@@ -530,6 +536,13 @@ impl Rotation<'_> {
         let mut doomed = Vec::new();
         if let Some(max_age) = self.spec.archive_max_age {
             let oldest = now - chrono::Duration::from_std(max_age).unwrap_or_default();
+            // Archives set aside as corrupt (their originals were kept) expire by age too.
+            doomed.extend(
+                self.own_files(".zip.corrupt")
+                    .into_iter()
+                    .filter(|(t, _)| *t < oldest)
+                    .map(|(_, p)| p),
+            );
             let (old, young): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(t, _)| *t < oldest);
             doomed.extend(old.into_iter().map(|(_, p)| p));
             kept = young;
@@ -558,7 +571,21 @@ impl Rotation<'_> {
     /// What a run would do now, changing nothing.
     pub fn plan(&self, now: DateTime<Utc>) -> Plan {
         let mut summary = Summary::default();
-        let candidates = self.candidates(now, &mut summary);
+        let mut candidates = self.candidates(now, &mut summary);
+        // A young file past max_size is archived under the name the run renames it to.
+        let stamp = now.format("%Y%m%dT%H%M%S").to_string();
+        for c in candidates.iter_mut().filter(|c| c.too_big_only) {
+            let name = c.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let Some(name) = name.filter(|n| !has_rotation_stamp(n)) {
+                c.path = c.path.with_file_name(stamped_name(&name, &stamp));
+                c.entry = stamped_name(&c.entry, &stamp);
+            }
+        }
+        let leftover_tmp = self
+            .own_files(".zip.tmp")
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
         let archives = self.groups(candidates.clone()).len();
         // The archives this run would write count towards `keep_archives` too.
         let doomed = self.expired(now, &[], archives);
@@ -573,6 +600,7 @@ impl Rotation<'_> {
             candidates,
             archives,
             expired,
+            leftover_tmp,
             summary,
         }
     }
@@ -584,6 +612,8 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
     /// How many archives the candidates would go into.
     pub archives: usize,
+    /// Unfinished archives a stopped run left, which the run removes first.
+    pub leftover_tmp: Vec<PathBuf>,
     /// Archives that would be deleted, with their size.
     pub expired: Vec<(PathBuf, u64)>,
     /// Files skipped and problems met while selecting.

@@ -840,3 +840,36 @@ fn a_file_a_process_holds_open_for_writing_is_archived_but_not_deleted() {
     assert_eq!(last.recovered, 1, "{last:?}");
     assert_eq!(fx.copies(&log, "held.log", &bytes), 1);
 }
+
+#[test]
+fn the_plan_names_leftovers_and_renamed_files_and_corrupt_archives_expire() {
+    let mut fx = Fixture::new();
+    fx.spec.max_size = Some(100);
+    std::fs::create_dir_all(&fx.spec.archive_dir).unwrap();
+    let leftover = fx
+        .spec
+        .archive_dir
+        .join("rotate-logs-20261127T090000-1.zip.tmp");
+    std::fs::write(&leftover, "partial").unwrap();
+    let corrupt = fx
+        .spec
+        .archive_dir
+        .join("rotate-logs-20260101T090000-1.zip.corrupt");
+    std::fs::write(&corrupt, "bad").unwrap();
+    fx.file(
+        &fx.logs.join("big.log"),
+        &log_text("b", 50),
+        "2026-11-28T08:59:00Z",
+    );
+    let plan = fx.rotation().plan(t("2026-11-28T09:00:00Z"));
+    assert_eq!(plan.leftover_tmp, vec![leftover.clone()]);
+    assert_eq!(plan.candidates.len(), 1);
+    assert_eq!(plan.candidates[0].entry, "big.20261128T090000.log");
+    assert_eq!(
+        plan.expired.iter().map(|e| e.0.clone()).collect::<Vec<_>>(),
+        vec![corrupt.clone()]
+    );
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(fx.entries()[0].0, plan.candidates[0].entry);
+    assert!(!leftover.exists() && !corrupt.exists(), "{summary:?}");
+}
