@@ -133,11 +133,20 @@ impl Job {
                     self.config.data_dir.clone(),
                 );
                 let now = self.clock.now();
-                tokio::task::spawn_blocking(move || {
+                let summary = tokio::task::spawn_blocking(move || {
                     crate::rotate::run_job(&name, &spec, &data_dir, now, &cancel)
                 })
-                .await?
-                .line()
+                .await?;
+                // A run with problems (a full disk, an archive that does not verify) failed,
+                // though the rest was rotated: the scheduler counts it and `runner run` exits 1.
+                if let Some(first) = summary.problems.first() {
+                    anyhow::bail!(
+                        "{}; {} problem(s), the first: {first}",
+                        summary.line(),
+                        summary.problems.len()
+                    );
+                }
+                summary.line()
             }
         };
         Ok(Outcome::Done(line))

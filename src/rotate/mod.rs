@@ -117,6 +117,31 @@ pub struct Rotation<'a> {
     pub data_dir: &'a Path,
 }
 
+/// A path as an archive entry name, without losing any byte: zip names are text, so a name
+/// that is not UTF-8 keeps its other bytes as `%XX` (and `%` itself as `%25`). Two files whose
+/// names differ only in such bytes (`bad\xff.log`, `bad\xfe.log`) keep distinct names.
+fn lossless(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '%' {
+                out.push_str("%25");
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The name a file gets inside an archive: relative to `data_dir` for runner's own files (so
 /// the history reader finds `metrics/2026-11-20.jsonl`), relative to its pattern's folder
 /// otherwise.
@@ -130,15 +155,12 @@ fn entry_name(path: &Path, data_dir: &Path, base: &Path) -> (String, PathBuf) {
     };
     let data_resolved = canonical(data_dir);
     if let Ok(rel) = path_resolved.strip_prefix(&data_resolved) {
-        return (rel.to_string_lossy().into_owned(), data_dir.to_path_buf());
+        return (lossless(rel), data_dir.to_path_buf());
     }
     match path.strip_prefix(data_dir) {
-        Ok(rel) => (rel.to_string_lossy().into_owned(), data_dir.to_path_buf()),
+        Ok(rel) => (lossless(rel), data_dir.to_path_buf()),
         Err(_) => (
-            path.strip_prefix(base)
-                .unwrap_or(path)
-                .to_string_lossy()
-                .into_owned(),
+            lossless(path.strip_prefix(base).unwrap_or(path)),
             base.to_path_buf(),
         ),
     }
@@ -423,7 +445,14 @@ impl Rotation<'_> {
         summary: &mut Summary,
     ) -> Result<Flow, String> {
         let tmp = PathBuf::from(format!("{}.tmp", target.display()));
-        let written = archive::write(&tmp, group, self.spec.compression)?;
+        let written = match archive::write(&tmp, group, self.spec.compression) {
+            Ok(written) => written,
+            Err(e) => {
+                // A partial archive (a full disk) is removed at once, not left to fill it.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         // Files that could not be read were reported and left out; the rest go ahead.
         summary.problems.extend(written.unreadable.iter().cloned());
         if written.members.is_empty() {

@@ -873,3 +873,61 @@ fn the_plan_names_leftovers_and_renamed_files_and_corrupt_archives_expire() {
     assert_eq!(fx.entries()[0].0, plan.candidates[0].entry);
     assert!(!leftover.exists() && !corrupt.exists(), "{summary:?}");
 }
+
+#[test]
+fn names_that_are_not_utf8_stay_distinct_and_do_not_stop_the_others() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let odd = |b: u8| {
+        fx.logs.join(std::ffi::OsStr::from_bytes(&[
+            b'b', b'a', b'd', b, b'.', b'l', b'o', b'g',
+        ]))
+    };
+    let a = fx.file(&odd(0xff), "ff\n", "2026-11-10T12:00:00Z");
+    let b = fx.file(&odd(0xfe), "fe\n", "2026-11-10T12:00:00Z");
+    let good = fx.file(&fx.logs.join("good.log"), "good\n", "2026-11-10T12:00:00Z");
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.problems, Vec::<String>::new());
+    assert_eq!(summary.archived_files, 3);
+    let mut entries: Vec<(String, Vec<u8>)> =
+        fx.entries().into_iter().map(|e| (e.0, e.1)).collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            ("bad%FE.log".to_string(), b),
+            ("bad%FF.log".to_string(), a),
+            ("good.log".to_string(), good)
+        ]
+    );
+    assert!(
+        !fx.archives()
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".tmp"))
+    );
+}
+
+#[test]
+fn a_rotation_with_problems_is_a_failed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("app.log");
+    std::fs::write(&log, "old\n").unwrap();
+    set_mtime(&log, t("2026-01-01T00:00:00Z"));
+    // The archive folder cannot be made: a file is where it should be.
+    std::fs::write(dir.path().join("blocked"), "").unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        "jobs:\n  rot:\n    type: rotate\n    schedule: \"@daily\"\n    paths: [logs/*.log]\n    max_age: 1d\n    archive_dir: blocked/archive\n",
+    );
+    let output = crate::support::run(&["run", "rot", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    assert!(crate::support::stderr(&output).contains("cannot create"));
+    assert!(log.exists(), "nothing is lost");
+}
