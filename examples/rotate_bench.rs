@@ -79,6 +79,8 @@ fn rotate(dir: &Path, level: u32) -> Result<(), Box<dyn std::error::Error>> {
         keep_archives: None,
         group_by: GroupBy::Day,
         compression: level,
+        postrotate: None,
+        settle: Duration::ZERO,
     };
     let rotation = Rotation {
         job: "bench",

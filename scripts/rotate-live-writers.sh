@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Lines lost while rotating a log a program writes all the time: a writer opens, appends one
-# numbered line and closes, every 10 ms (as many loggers do), while `runner run` rotates the
-# file (past max_size: renamed, archived, verified, deleted) ROTATIONS times. Then every line
-# number is looked for in the live files and in every archive: prints written, found, lost and
-# duplicated (a line in two archives, when a file changed after it was archived and was archived
-# again whole).
+# Lines lost while rotating logs programs write all the time, two kinds of writer: one opens,
+# appends one numbered line and closes, every 10 ms (as many loggers do); one keeps its log open
+# and reopens it on SIGUSR1 (as nginx does), which the job's `postrotate` sends. `runner run`
+# rotates both files (past max_size: renamed, postrotate, settle, archived, verified, deleted)
+# ROTATIONS times. Then every line number is looked for in the live files and in every archive:
+# prints written, found, lost and found twice, for each writer. (The held writer's count of
+# lines written is the highest number found plus one: a lost last line would not show.)
 #
 #   scripts/rotate-live-writers.sh [ROTATIONS]      (default 20)
 set -euo pipefail

@@ -15,7 +15,16 @@ jobs:
     max_age: 1h
     max_size: 300B
     archive_dir: {work}/archive
+    settle: 300ms
+    postrotate: {{ signal: USR1, pid_file: {work}/held.pid }}
 """)
+
+# The second kind: keeps its log open and reopens it on SIGUSR1 (as nginx does).
+held = subprocess.Popen(["bash", "-c",
+    f"trap 'exec 3>>{work}/logs/held.log' USR1; exec 3>>{work}/logs/held.log; echo $$ > {work}/held.pid; "
+    "i=0; while :; do echo \"held $i\" >&3; i=$((i+1)); sleep 0.01; done"])
+while not os.path.exists(f"{work}/held.pid") or not open(f"{work}/held.pid").read().strip():
+    time.sleep(0.01)
 
 written = 0
 stop = threading.Event()
@@ -39,6 +48,8 @@ for _ in range(rotations):
     failed += run.returncode != 0
 stop.set()
 thread.join()
+held.kill()
+held.wait()
 
 found = []
 for path in glob.glob(f"{work}/logs/*"):
@@ -48,9 +59,17 @@ for path in archives:
     with zipfile.ZipFile(path) as z:
         for name in z.namelist():
             found += z.read(name).decode().split("\n")
-numbers = [int(l.split()[1]) for l in found if l.startswith("line ")]
-distinct = set(numbers)
-lost = written - len(distinct & set(range(written)))
-print(f"{rotations} rotations ({failed} reported problems) of a file appended every 10 ms: "
-      f"{written} lines written, {len(distinct)} found in {len(archives)} archives and the live files")
-print(f"lost: {lost}; found more than once: {len(numbers) - len(distinct)}")
+def tally(prefix):
+    return [int(l.split()[1]) for l in found if l.startswith(prefix + " ")]
+
+
+lines = tally("line")
+held_lines = tally("held")
+held_written = max(held_lines) + 1 if held_lines else 0
+print(f"{rotations} rotations ({failed} reported problems), {len(archives)} archives")
+for kind, numbers, total in [("open-append-close every 10 ms", lines, written),
+                             ("held open, reopened on SIGUSR1 by postrotate", held_lines, held_written)]:
+    distinct = set(numbers)
+    lost = total - len(distinct & set(range(total)))
+    print(f"{kind}: {total} lines written, {len(distinct)} found; lost {lost}, "
+          f"found more than once {len(numbers) - len(distinct)}")

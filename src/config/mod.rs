@@ -262,6 +262,29 @@ pub struct RotateSpec {
     pub keep_archives: Option<u32>,
     pub group_by: raw::GroupBy,
     pub compression: u32,
+    /// Run after files past `max_size` were renamed, so writers reopen their logs.
+    pub postrotate: Option<Postrotate>,
+    /// How long a renamed file must be quiet before it is archived.
+    pub settle: Duration,
+}
+
+/// How a rotate job tells writers to reopen their logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Postrotate {
+    /// A program and its arguments, no shell.
+    Command(Vec<String>),
+    /// A signal (`libc::SIGHUP`…) to the pid in a file or to every process of a name.
+    Signal {
+        signal: i32,
+        name: String,
+        target: SignalTarget,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalTarget {
+    PidFile(PathBuf),
+    Process(String),
 }
 
 impl Config {

@@ -218,7 +218,33 @@ job_config! {
         /// Deflate level from 0 (store) to 9 (smallest); default 6.
         #[serde(default)]
         pub compression: Option<Spanned<u32>>,
+        /// What tells writers to reopen their logs after files past `max_size` were renamed,
+        /// as logrotate's `postrotate`.
+        #[serde(default)]
+        pub postrotate: Option<Spanned<PostrotateConfig>>,
+        /// How long a renamed file must go unmodified before it is archived (default `1s`);
+        /// one still written after `settle` × 10 waits for the next run.
+        #[serde(default)]
+        pub settle: Option<Text>,
     }
+}
+
+/// `postrotate:` of a rotate job: a command, or a signal to a pid file's or a named process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostrotateConfig {
+    /// A program and its arguments, run without a shell (`[systemctl, reload, nginx]`).
+    #[serde(default)]
+    pub command: Option<Vec<Text>>,
+    /// A signal to send instead: `HUP`, `USR1` or `USR2`.
+    #[serde(default)]
+    pub signal: Option<Text>,
+    /// The file holding the pid to signal.
+    #[serde(default)]
+    pub pid_file: Option<Text>,
+    /// The process name (as in `/proc/PID/comm`) whose processes are signalled.
+    #[serde(default)]
+    pub process: Option<Text>,
 }
 
 tagged_config! {

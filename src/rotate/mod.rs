@@ -14,6 +14,7 @@
 //! written in between); symlinks are never followed.
 
 pub mod archive;
+mod postrotate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -42,6 +43,9 @@ pub enum Step {
     Verified,
     /// Some originals of the archive are deleted, not all.
     MidDelete,
+    /// Waiting for renamed files to go quiet (`settle`); asked again while it waits, so a
+    /// cancelled run stops waiting.
+    Settling,
 }
 
 /// Whether the run goes on after a step; tests return `Stop` to simulate a crash there.
@@ -320,7 +324,16 @@ impl Rotation<'_> {
         if hook(Step::Selected) == Flow::Stop {
             return summary;
         }
-        self.rename_large(&mut candidates, now, &mut summary);
+        let renamed = self.rename_large(&mut candidates, now, &mut summary);
+        if !renamed.is_empty() {
+            // Writers reopen their logs, then what they wrote to the renamed files settles.
+            if let Some(postrotate) = &self.spec.postrotate {
+                postrotate::run(self.job, postrotate, &mut summary);
+            }
+            if self.settle(&mut candidates, &renamed, hook, &mut summary) == Flow::Stop {
+                return summary;
+            }
+        }
         // Only a run with files to archive needs to know what the archives already hold.
         let index = if candidates.is_empty() {
             ArchiveIndex::default()
@@ -396,13 +409,61 @@ impl Rotation<'_> {
     /// and the renamed file is archived. runner's own writers open a new file on their next
     /// line; another program keeps writing the renamed file until it reopens its log, and until
     /// then the file changes while it is copied and is left in place, reported.
+    /// Waits until every renamed file has gone unmodified for `settle` (a writer that reopens
+    /// its log on the postrotate signal, or on its own, writes its last lines to the renamed
+    /// file first), at most ten times `settle`; a file still written then is left for the next
+    /// run. The files' sizes and times are taken afresh.
+    fn settle(
+        &self,
+        candidates: &mut Vec<Candidate>,
+        renamed: &[PathBuf],
+        hook: &mut dyn FnMut(Step) -> Flow,
+        summary: &mut Summary,
+    ) -> Flow {
+        let settle = self.spec.settle;
+        let quiet = |path: &Path| {
+            std::fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= settle))
+        };
+        let give_up = std::time::Instant::now() + settle * 10;
+        while !settle.is_zero() && !renamed.iter().all(|p| quiet(p)) {
+            if hook(Step::Settling) == Flow::Stop {
+                return Flow::Stop;
+            }
+            if std::time::Instant::now() >= give_up {
+                candidates.retain(|c| {
+                    let busy = renamed.contains(&c.path) && !quiet(&c.path);
+                    if busy {
+                        summary.skipped.push(format!(
+                            "{} is still written {} after it was renamed; archived by a later run",
+                            c.path.display(),
+                            crate::vocab::duration::format_duration(settle * 10)
+                        ));
+                    }
+                    !busy
+                });
+                break;
+            }
+            std::thread::sleep((settle / 4).min(std::time::Duration::from_millis(50)));
+        }
+        for c in candidates.iter_mut().filter(|c| renamed.contains(&c.path)) {
+            if let Ok(meta) = std::fs::symlink_metadata(&c.path) {
+                c.size = meta.len();
+                c.mtime = meta.mtime();
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Renames young files past `max_size` (see below); returns their new paths.
     fn rename_large(
         &self,
         candidates: &mut [Candidate],
         now: DateTime<Utc>,
         summary: &mut Summary,
-    ) {
-        let stamp = now.format("%Y%m%dT%H%M%S").to_string();
+    ) -> Vec<PathBuf> {
+        let mut renamed_paths = Vec::new();
         for c in candidates.iter_mut().filter(|c| c.too_big_only) {
             let Some(name) = c.path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
@@ -410,8 +471,22 @@ impl Rotation<'_> {
             if has_rotation_stamp(&name) {
                 continue;
             }
-            let renamed_name = stamped_name(&name, &stamp);
-            let renamed = c.path.with_file_name(&renamed_name);
+            // Two renames of one file within a second (a fast writer, frequent runs) take the
+            // next free second: names stay unique and in order.
+            let (stamp, renamed) = (0..60)
+                .map(|ahead| {
+                    let stamp = (now + chrono::Duration::seconds(ahead))
+                        .format("%Y%m%dT%H%M%S")
+                        .to_string();
+                    let renamed = c.path.with_file_name(stamped_name(&name, &stamp));
+                    (stamp, renamed)
+                })
+                .find(|(_, renamed)| !renamed.exists())
+                .unwrap_or_else(|| {
+                    let stamp = now.format("%Y%m%dT%H%M%S").to_string();
+                    let renamed = c.path.with_file_name(stamped_name(&name, &stamp));
+                    (stamp, renamed)
+                });
             if renamed.exists() {
                 summary.problems.push(format!(
                     "cannot rename {}: {} exists",
@@ -423,6 +498,7 @@ impl Rotation<'_> {
             match std::fs::rename(&c.path, &renamed) {
                 Ok(()) => {
                     c.entry = stamped_name(&c.entry, &stamp);
+                    renamed_paths.push(renamed.clone());
                     c.path = renamed;
                     // Lines appended since selection are in the renamed file: take it as it is now.
                     if let Ok(meta) = std::fs::symlink_metadata(&c.path) {
@@ -435,6 +511,7 @@ impl Rotation<'_> {
                     .push(format!("cannot rename {}: {e}", c.path.display())),
             }
         }
+        renamed_paths
     }
 
     fn archive_group(

@@ -43,6 +43,8 @@ impl Fixture {
             keep_archives: None,
             group_by: GroupBy::Day,
             compression: 6,
+            postrotate: None,
+            settle: std::time::Duration::ZERO,
         };
         Fixture {
             _dir: dir,
@@ -930,4 +932,118 @@ fn a_rotation_with_problems_is_a_failed_run() {
     );
     assert!(crate::support::stderr(&output).contains("cannot create"));
     assert!(log.exists(), "nothing is lost");
+}
+
+/// A writer that keeps its log open and reopens it on SIGUSR1, as nginx does; its pid goes to
+/// `pid_file`. Returns the child (kill it to stop).
+fn reopening_writer(log: &Path, pid_file: &Path) -> std::process::Child {
+    let script = format!(
+        "trap 'exec 3>>\"{log}\"' USR1; exec 3>>\"{log}\"; echo $$ > \"{pid}\"; i=0; while :; do echo \"line $i\" >&3; i=$((i+1)); sleep 0.02; done",
+        log = log.display(),
+        pid = pid_file.display()
+    );
+    let child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(pid_file).map_or(true, |p| p.trim().is_empty()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the writer did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn a_writer_told_to_reopen_by_postrotate_loses_no_line() {
+    let mut fx = Fixture::new();
+    let log = fx.logs.join("app.log");
+    let pid_file = fx.logs.join("../writer.pid");
+    fx.spec.max_size = Some(100);
+    fx.spec.settle = Duration::from_millis(150);
+    fx.spec.postrotate = Some(runner::config::Postrotate::Signal {
+        signal: libc::SIGUSR1,
+        name: "SIGUSR1".into(),
+        target: runner::config::SignalTarget::PidFile(pid_file.clone()),
+    });
+    let mut writer = reopening_writer(&log, &pid_file);
+    let mut archived = 0;
+    // Until three renamed files were archived, however slowly a busy machine writes.
+    for _ in 0..100 {
+        if archived >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
+        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+        archived += summary.archived_files;
+    }
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert!(
+        archived >= 3,
+        "renamed, reopened, settled and archived: {archived}"
+    );
+    // Every line the writer wrote is in the live file or in exactly one archive entry.
+    let mut lines: Vec<u64> = fx
+        .entries()
+        .into_iter()
+        .flat_map(|e| {
+            String::from_utf8(e.1)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .chain(
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string),
+        )
+        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+        .collect();
+    lines.sort();
+    let last = *lines.last().unwrap();
+    assert_eq!(
+        lines,
+        (0..=last).collect::<Vec<_>>(),
+        "lost or doubled lines"
+    );
+}
+
+#[test]
+fn a_postrotate_command_runs_after_renames_and_its_failure_is_a_problem() {
+    let mut fx = Fixture::new();
+    fx.spec.max_size = Some(10);
+    let marker = fx.logs.join("../reopened");
+    fx.spec.postrotate = Some(runner::config::Postrotate::Command(vec![
+        "touch".into(),
+        marker.display().to_string(),
+    ]));
+    fx.file(
+        &fx.logs.join("big.log"),
+        &log_text("b", 5),
+        "2026-11-28T08:59:00Z",
+    );
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+    assert!(marker.exists());
+    assert_eq!(summary.archived_files, 1);
+    fx.spec.postrotate = Some(runner::config::Postrotate::Command(vec!["false".into()]));
+    fx.file(
+        &fx.logs.join("big.log"),
+        &log_text("c", 5),
+        "2026-11-28T09:59:00Z",
+    );
+    let summary = fx.run("2026-11-28T10:00:00Z");
+    assert!(
+        summary.problems[0].starts_with("postrotate `false`: exit status: 1"),
+        "{:?}",
+        summary.problems
+    );
 }

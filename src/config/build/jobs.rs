@@ -266,6 +266,77 @@ impl Builder<'_> {
         })
     }
 
+    /// `postrotate:` checked: a command, or a signal with one target. `Some(None)` never.
+    fn postrotate(
+        &mut self,
+        written: &serde_saphyr::Spanned<raw::PostrotateConfig>,
+        field: &str,
+    ) -> Option<Option<crate::config::Postrotate>> {
+        use crate::config::{Postrotate, SignalTarget};
+        let p = &written.value;
+        let at = &written.referenced;
+        match (&p.command, &p.signal) {
+            (Some(argv), None) if p.pid_file.is_none() && p.process.is_none() => {
+                let argv: Vec<String> = argv
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| self.string(a, &format!("{field}.command[{i}]")))
+                    .collect();
+                if argv.is_empty() {
+                    self.error(at, field, "`command` needs at least the program");
+                    return None;
+                }
+                Some(Some(Postrotate::Command(argv)))
+            }
+            (None, Some(signal)) => {
+                let number = match signal.value.trim().trim_start_matches("SIG") {
+                    "HUP" => libc::SIGHUP,
+                    "USR1" => libc::SIGUSR1,
+                    "USR2" => libc::SIGUSR2,
+                    other => {
+                        self.error(
+                            &signal.referenced,
+                            &format!("{field}.signal"),
+                            format!("`{other}` is not a reopen signal runner sends (expected HUP, USR1 or USR2)"),
+                        );
+                        return None;
+                    }
+                };
+                let target = match (&p.pid_file, &p.process) {
+                    (Some(file), None) => {
+                        SignalTarget::PidFile(self.path(file, &format!("{field}.pid_file"))?)
+                    }
+                    (None, Some(name)) => {
+                        SignalTarget::Process(self.string(name, &format!("{field}.process"))?)
+                    }
+                    _ => {
+                        self.error_help(
+                            at,
+                            field,
+                            "a `signal` needs exactly one of `pid_file` and `process`",
+                            "`pid_file: /run/nginx.pid`, or `process: nginx` for every process of that name",
+                        );
+                        return None;
+                    }
+                };
+                Some(Some(Postrotate::Signal {
+                    signal: number,
+                    name: format!("SIG{}", signal.value.trim().trim_start_matches("SIG")),
+                    target,
+                }))
+            }
+            _ => {
+                self.error_help(
+                    at,
+                    field,
+                    "`postrotate` is either a `command` or a `signal` (with `pid_file` or `process`)",
+                    "`postrotate: { command: [systemctl, reload, nginx] }` or `postrotate: { signal: USR1, pid_file: /run/app.pid }`",
+                );
+                None
+            }
+        }
+    }
+
     fn rotate(
         &mut self,
         job: raw::RotateJobConfig,
@@ -329,7 +400,18 @@ impl Builder<'_> {
             Some(keep) => Some(keep.value),
             None => None,
         };
+        let settle = self.optional_duration(
+            job.settle.as_ref(),
+            &format!("{field}.settle"),
+            std::time::Duration::from_secs(1),
+        );
+        let postrotate = match &job.postrotate {
+            Some(p) => self.postrotate(p, &format!("{field}.postrotate")),
+            None => Some(None),
+        };
         Some(JobKind::Rotate(RotateSpec {
+            postrotate: postrotate?,
+            settle: settle?,
             paths,
             max_age: max_age?,
             max_size,

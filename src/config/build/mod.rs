@@ -506,6 +506,61 @@ mod tests {
     }
 
     #[test]
+    fn postrotate_is_a_command_or_a_signal_with_one_target() {
+        let job = |postrotate: &str| {
+            format!(
+                "data_dir: var\njobs:\n  r:\n    type: rotate\n    schedule: \"@daily\"\n    paths: [/tmp/x.log]\n    max_age: 1d\n    settle: 2s\n    postrotate: {postrotate}\n"
+            )
+        };
+        let config = load_str(&job("{ signal: USR1, pid_file: /run/app.pid }"), &[]).unwrap();
+        let JobKind::Rotate(spec) = &config.jobs["r"].kind else {
+            panic!("a rotate job")
+        };
+        assert_eq!(spec.settle, std::time::Duration::from_secs(2));
+        assert_eq!(
+            spec.postrotate,
+            Some(crate::config::Postrotate::Signal {
+                signal: libc::SIGUSR1,
+                name: "SIGUSR1".into(),
+                target: crate::config::SignalTarget::PidFile("/run/app.pid".into()),
+            })
+        );
+        let config = load_str(&job("{ command: [systemctl, reload, nginx] }"), &[]).unwrap();
+        let JobKind::Rotate(spec) = &config.jobs["r"].kind else {
+            panic!("a rotate job")
+        };
+        assert_eq!(
+            spec.postrotate,
+            Some(crate::config::Postrotate::Command(vec![
+                "systemctl".into(),
+                "reload".into(),
+                "nginx".into()
+            ]))
+        );
+        for (bad, says) in [
+            (
+                "{ signal: KILL, process: app }",
+                "`KILL` is not a reopen signal",
+            ),
+            (
+                "{ signal: HUP }",
+                "a `signal` needs exactly one of `pid_file` and `process`",
+            ),
+            (
+                "{ command: [x], signal: HUP }",
+                "`postrotate` is either a `command` or a `signal`",
+            ),
+        ] {
+            let problems = load_str(&job(bad), &[]).unwrap_err();
+            assert!(
+                problems.render().contains(says),
+                "{bad}: {}",
+                problems.render()
+            );
+        }
+    }
+
+    #[test]
     fn an_off_notifier_no_job_sends_to_is_not_a_warning() {
         let yaml = "data_dir: var\nnotifiers:\n  slack: { type: slack, webhook_url: \"${SLACK_WEBHOOK_URL:-}\" }\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    notify: [log]\n";
         let config = load_str(yaml, &[]).unwrap();
