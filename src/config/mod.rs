@@ -7,6 +7,7 @@ pub mod host;
 pub mod env;
 pub mod probes;
 pub mod raw;
+pub mod scan;
 pub mod sections;
 
 pub mod tagged;

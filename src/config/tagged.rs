@@ -6,7 +6,7 @@
 //! struct reads the rest of the same mapping from the YAML deserializer, keeping its positions.
 //! When `type` comes first (as in every shipped file) that is all. When it does not (files
 //! written by tools that sort keys: Helm's `toYaml`, PyYAML, Ansible), a scan of the document's
-//! events before parsing (`scan`) has noted, for each such mapping, the position of its first
+//! events before parsing (`super::scan`) has noted, for each such mapping, the position of its first
 //! key and its `type`; the visitor finds its tag by that position, hands the first key back to
 //! the variant's struct and skips the later `type` entry, so positions stay exact there too.
 
@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use serde::de::{DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess};
-use serde_saphyr::granit_parser::{Event, Parser};
 
 /// `(line, column)` of a mapping's first key (both 1-based, as `Spanned` reports them) → the
 /// value of the mapping's later `type` key.
@@ -22,90 +21,6 @@ pub type LateTags = HashMap<(u64, u64), String>;
 
 thread_local! {
     static LATE_TAGS: RefCell<LateTags> = RefCell::new(HashMap::new());
-}
-
-/// Every mapping of `source` with a `type` key that is not its first, by its first key's
-/// position. A document that does not parse yields what was found before the error: the
-/// parse itself reports the error.
-pub fn scan(source: &str) -> LateTags {
-    /// What the scan knows about each open collection.
-    enum Frame {
-        Sequence,
-        Mapping {
-            /// Entries seen so far, counting the one being read.
-            entries: usize,
-            /// The next node is a key (else a value).
-            at_key: bool,
-            first_key: Option<(u64, u64)>,
-            /// The key just read was `type` (not first): the next scalar is the tag.
-            tag_next: bool,
-        },
-    }
-    let mut tags = LateTags::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    // A node (scalar, alias or whole collection) was read where the top frame expected one.
-    fn node_done(stack: &mut [Frame]) {
-        if let Some(Frame::Mapping {
-            at_key, tag_next, ..
-        }) = stack.last_mut()
-        {
-            *at_key = !*at_key;
-            if *at_key {
-                *tag_next = false;
-            }
-        }
-    }
-    for item in Parser::new_from_str(source) {
-        let Ok((event, span)) = item else { break };
-        match event {
-            Event::MappingStart(..) => {
-                if let Some(Frame::Mapping { tag_next, .. }) = stack.last_mut() {
-                    *tag_next = false;
-                }
-                stack.push(Frame::Mapping {
-                    entries: 0,
-                    at_key: true,
-                    first_key: None,
-                    tag_next: false,
-                });
-            }
-            Event::SequenceStart(..) => {
-                if let Some(Frame::Mapping { tag_next, .. }) = stack.last_mut() {
-                    *tag_next = false;
-                }
-                stack.push(Frame::Sequence);
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                node_done(&mut stack);
-            }
-            Event::Scalar(value, ..) => {
-                if let Some(Frame::Mapping {
-                    entries,
-                    at_key,
-                    first_key,
-                    tag_next,
-                }) = stack.last_mut()
-                {
-                    if *at_key {
-                        *entries += 1;
-                        let position = (span.start.line() as u64, span.start.col() as u64 + 1);
-                        if *entries == 1 {
-                            *first_key = Some(position);
-                        } else if value == "type" {
-                            *tag_next = true;
-                        }
-                    } else if *tag_next && let Some(first) = first_key {
-                        tags.insert(*first, value.to_string());
-                    }
-                }
-                node_done(&mut stack);
-            }
-            Event::Alias(_) | Event::UnresolvedAlias(_) => node_done(&mut stack),
-            _ => {}
-        }
-    }
-    tags
 }
 
 /// Runs `parse` with `tags` (from `scan` of the same text) available to tagged configs.
@@ -303,7 +218,7 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> Result<Vec<Probe>, String> {
-        let tags = super::scan(yaml);
+        let tags = crate::config::scan::scan(yaml).late_tags;
         super::with_late_tags(&tags, || serde_saphyr::from_str(yaml)).map_err(|e| {
             let loc = e.location().expect("location");
             format!("{}:{} {}", loc.line(), loc.column(), e.without_snippet())
@@ -375,9 +290,10 @@ mod tests {
 
     #[test]
     fn the_scan_finds_late_types_by_first_key() {
-        let tags = super::scan(
+        let tags = crate::config::scan::scan(
             "a:\n  b: 1\n  type: x\nc: [{d: 1, type: y}, {type: z, e: 1}]\nf: {g: {type: w}, type: v}\n",
-        );
+        )
+        .late_tags;
         let mut found: Vec<((u64, u64), String)> = tags.into_iter().collect();
         found.sort();
         assert_eq!(

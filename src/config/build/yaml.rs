@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_saphyr::MessageFormatter;
 
 use crate::config::raw::{JobConfig, NotifierConfig, RawConfig, Text};
-use crate::config::{sections, tagged};
+use crate::config::{scan, sections, tagged};
 use crate::diagnostic::{Problem, Problems};
 use crate::vocab::suggest::closest;
 
@@ -34,10 +34,19 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
             )
             .into());
     }
+    // One walk over the events, for every pass: where `type` is not a mapping's first key, and
+    // every duplicate key (the parse keeps the first and goes on, so they hide nothing).
+    let scan = scan::scan(source);
     let mut problems = Problems::default();
-    duplicate_keys(file, source, &mut problems);
-    // Where `type` is not a mapping's first key, its value is found once, for every pass.
-    let late_tags = tagged::scan(source);
+    for d in &scan.duplicates {
+        problems.push(
+            Problem::error(file, format!("duplicate key `{}`", d.key))
+                .at(d.line, d.column, d.key.chars().count().max(1) as u64)
+                .field(d.path.clone())
+                .help("a key may appear once per mapping; keep the one you mean"),
+        );
+    }
+    let late_tags = scan.late_tags;
     let parse = || tagged::with_late_tags(&late_tags, || parse_raw(source));
     let top = sections::pass(sections::Focus::Nothing, parse);
     let section_count = top.sections;
@@ -95,103 +104,6 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
     })
 }
 
-/// Every key that appears twice in one mapping, at its second (and later) place, with the
-/// field path: found by walking the YAML's events, so all of them are reported at once, while
-/// the parse itself keeps the first and goes on.
-fn duplicate_keys(file: &Path, source: &str, problems: &mut Problems) {
-    use serde_saphyr::granit_parser::{Event, Parser};
-    enum Frame {
-        Sequence(usize),
-        Mapping {
-            keys: std::collections::HashSet<String>,
-            at_key: bool,
-            key: String,
-        },
-    }
-    fn path(stack: &[Frame]) -> String {
-        let mut out = String::new();
-        for frame in stack {
-            match frame {
-                Frame::Mapping { key, .. } if !key.is_empty() => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(key);
-                }
-                Frame::Sequence(i) => out.push_str(&format!("[{}]", i.saturating_sub(1))),
-                Frame::Mapping { .. } => {}
-            }
-        }
-        out
-    }
-    // A node was read where the top frame expected one.
-    fn node_done(stack: &mut [Frame]) {
-        match stack.last_mut() {
-            Some(Frame::Mapping { at_key, .. }) => *at_key = !*at_key,
-            Some(Frame::Sequence(_)) | None => {}
-        }
-    }
-    fn node_start(stack: &mut [Frame]) {
-        if let Some(Frame::Sequence(i)) = stack.last_mut() {
-            *i += 1;
-        }
-    }
-    let mut stack: Vec<Frame> = Vec::new();
-    for item in Parser::new_from_str(source) {
-        let Ok((event, span)) = item else { break };
-        match event {
-            Event::MappingStart(..) => {
-                node_start(&mut stack);
-                stack.push(Frame::Mapping {
-                    keys: Default::default(),
-                    at_key: true,
-                    key: String::new(),
-                });
-            }
-            Event::SequenceStart(..) => {
-                node_start(&mut stack);
-                stack.push(Frame::Sequence(0));
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                node_done(&mut stack);
-            }
-            Event::Scalar(value, ..) => {
-                node_start(&mut stack);
-                let duplicate = match stack.last_mut() {
-                    Some(Frame::Mapping {
-                        keys,
-                        at_key: true,
-                        key,
-                    }) => {
-                        *key = value.to_string();
-                        !keys.insert(value.to_string())
-                    }
-                    _ => false,
-                };
-                if duplicate {
-                    problems.push(
-                        Problem::error(file, format!("duplicate key `{value}`"))
-                            .at(
-                                span.start.line() as u64,
-                                span.start.col() as u64 + 1,
-                                value.chars().count().max(1) as u64,
-                            )
-                            .field(path(&stack))
-                            .help("a key may appear once per mapping; keep the one you mean"),
-                    );
-                }
-                node_done(&mut stack);
-            }
-            Event::Alias(_) | Event::UnresolvedAlias(_) => {
-                node_start(&mut stack);
-                node_done(&mut stack);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Top-level keys the jobs file does not know, each an error at the key with the nearest known
 /// one suggested. Found here rather than by serde so they do not hide the jobs' problems.
 fn unknown_top_level_keys(file: &Path, source: &str, problems: &mut Problems) {
@@ -234,8 +146,8 @@ struct YamlError {
 
 fn parse_raw(source: &str) -> Result<RawConfig, YamlError> {
     let path = RefCell::new(String::new());
-    // Duplicate keys are all reported by `duplicate_keys`; the parse keeps the first and goes
-    // on, so they do not hide other problems.
+    // Duplicate keys are all reported from the scan; the parse keeps the first and goes on, so
+    // they do not hide other problems.
     let options = serde_saphyr::options! {
         with_snippet: false,
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::FirstWins,
