@@ -324,14 +324,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// When a file of `job` named `<job>-<YYYYMMDDTHHMMSS>-<n><suffix>` was written, and its `n`;
-/// `None` for any other name. Exact, so that job `rot` never takes job `rot-x`'s files (or a
+/// When a file of `job` named `<job>-<YYYYMMDDTHHMMSS>-<n><suffix>` was written; `None` for
+/// any other name. Exact, so that job `rot` never takes job `rot-x`'s files (or a
 /// user's `rot-mine.zip.tmp`) for its own.
-pub fn archive_stamp(
-    name: &str,
-    job: &str,
-    suffix: &str,
-) -> Option<(chrono::DateTime<chrono::Utc>, u32)> {
+pub fn archive_stamp(name: &str, job: &str, suffix: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let stamp = name
         .strip_prefix(job)?
         .strip_prefix('-')?
@@ -341,7 +337,7 @@ pub fn archive_stamp(
         return None;
     }
     let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S").ok()?;
-    Some((time.and_utc(), n.parse().ok()?))
+    Some(time.and_utc())
 }
 
 /// For each of `files` (device and inode), the processes that have it open for writing, from

@@ -170,6 +170,24 @@ fn entry_name(path: &Path, data_dir: &Path, base: &Path) -> (String, PathBuf) {
     }
 }
 
+/// Where a young file past `max_size` at `path` (file name `name`) is renamed at `now`, and
+/// the stamp in that name: the run's time, or the next free second when a rename within the
+/// same second took it (a fast writer, frequent runs), so names stay unique and in order. The
+/// run and its dry run both ask this.
+fn rename_target(path: &Path, name: &str, now: DateTime<Utc>) -> (String, PathBuf) {
+    let at = |ahead: i64| {
+        let stamp = (now + chrono::Duration::seconds(ahead))
+            .format("%Y%m%dT%H%M%S")
+            .to_string();
+        let renamed = path.with_file_name(stamped_name(name, &stamp));
+        (stamp, renamed)
+    };
+    (0..60)
+        .map(at)
+        .find(|(_, renamed)| !renamed.exists())
+        .unwrap_or_else(|| at(0))
+}
+
 /// `name` with `.stamp` before its last extension: `app.log` becomes `app.<stamp>.log`, and
 /// `2026-11-20.jsonl` becomes `2026-11-20.<stamp>.jsonl`, a later part of that day.
 fn stamped_name(name: &str, stamp: &str) -> String {
@@ -388,18 +406,12 @@ impl Rotation<'_> {
     }
 
     fn remove_leftover_tmp(&self, summary: &mut Summary) {
-        let Ok(entries) = std::fs::read_dir(&self.spec.archive_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if archive::archive_stamp(&name, self.job, ".zip.tmp").is_some() {
-                // Never renamed, so never verified, so its originals were never deleted.
-                if let Err(e) = std::fs::remove_file(entry.path()) {
-                    summary
-                        .problems
-                        .push(format!("cannot remove {}: {e}", entry.path().display()));
-                }
+        // Never renamed, so never verified, so their originals were never deleted.
+        for (_, path) in self.own_files(".zip.tmp") {
+            if let Err(e) = std::fs::remove_file(&path) {
+                summary
+                    .problems
+                    .push(format!("cannot remove {}: {e}", path.display()));
             }
         }
     }
@@ -471,22 +483,7 @@ impl Rotation<'_> {
             if has_rotation_stamp(&name) {
                 continue;
             }
-            // Two renames of one file within a second (a fast writer, frequent runs) take the
-            // next free second: names stay unique and in order.
-            let (stamp, renamed) = (0..60)
-                .map(|ahead| {
-                    let stamp = (now + chrono::Duration::seconds(ahead))
-                        .format("%Y%m%dT%H%M%S")
-                        .to_string();
-                    let renamed = c.path.with_file_name(stamped_name(&name, &stamp));
-                    (stamp, renamed)
-                })
-                .find(|(_, renamed)| !renamed.exists())
-                .unwrap_or_else(|| {
-                    let stamp = now.format("%Y%m%dT%H%M%S").to_string();
-                    let renamed = c.path.with_file_name(stamped_name(&name, &stamp));
-                    (stamp, renamed)
-                });
+            let (stamp, renamed) = rename_target(&c.path, &name, now);
             if renamed.exists() {
                 summary.problems.push(format!(
                     "cannot rename {}: {} exists",
@@ -497,14 +494,10 @@ impl Rotation<'_> {
             }
             match std::fs::rename(&c.path, &renamed) {
                 Ok(()) => {
+                    // Its size and time are taken afresh once it has settled.
                     c.entry = stamped_name(&c.entry, &stamp);
                     renamed_paths.push(renamed.clone());
                     c.path = renamed;
-                    // Lines appended since selection are in the renamed file: take it as it is now.
-                    if let Ok(meta) = std::fs::symlink_metadata(&c.path) {
-                        c.size = meta.len();
-                        c.mtime = meta.mtime();
-                    }
                 }
                 Err(e) => summary
                     .problems
@@ -621,7 +614,7 @@ impl Rotation<'_> {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let (time, _) = archive::archive_stamp(&name, self.job, suffix)?;
+                let time = archive::archive_stamp(&name, self.job, suffix)?;
                 Some((time, e.path()))
             })
             .collect();
@@ -679,11 +672,11 @@ impl Rotation<'_> {
         let mut summary = Summary::default();
         let mut candidates = self.candidates(now, &mut summary);
         // A young file past max_size is archived under the name the run renames it to.
-        let stamp = now.format("%Y%m%dT%H%M%S").to_string();
         for c in candidates.iter_mut().filter(|c| c.too_big_only) {
             let name = c.path.file_name().map(|n| n.to_string_lossy().into_owned());
             if let Some(name) = name.filter(|n| !has_rotation_stamp(n)) {
-                c.path = c.path.with_file_name(stamped_name(&name, &stamp));
+                let (stamp, renamed) = rename_target(&c.path, &name, now);
+                c.path = renamed;
                 c.entry = stamped_name(&c.entry, &stamp);
             }
         }
