@@ -117,7 +117,7 @@ pub fn redact_url(url: &str) -> String {
 /// The parts of a URL that may be secret, for scrubbing text a destination sends back (an
 /// Express 404 quotes the path: `Cannot POST /services/T0/B0/<token>`): the user and password,
 /// the path and the query as a whole, and each path segment and query value of four characters
-/// or more. Longest first, so a part inside another is scrubbed with it.
+/// or more (shorter ones are words like `api`, not secrets).
 pub fn url_secrets(url: &str) -> Vec<String> {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return vec![url.to_string()];
@@ -137,24 +137,33 @@ pub fn url_secrets(url: &str) -> Vec<String> {
                 .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_string())),
         );
     }
-    let mut secrets: Vec<String> = parts
-        .into_iter()
-        .filter(|p| p.chars().count() >= 4)
-        .collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
-    secrets
+    parts.retain(|p| p.chars().count() >= 4);
+    parts
 }
 
-/// `text` with every one of `secrets` replaced by `***`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets {
-        if !secret.is_empty() && text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), "***");
-        }
+/// What a notifier's answers are scrubbed of: its secrets, longest first, so a secret inside
+/// another (a path segment inside the path) is scrubbed with it.
+#[derive(Debug, Default, Clone)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn new(parts: impl IntoIterator<Item = String>) -> Secrets {
+        let mut secrets: Vec<String> = parts.into_iter().filter(|s| !s.is_empty()).collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Secrets(secrets)
     }
-    text
+
+    /// `text` with every secret replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in &self.0 {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
+    }
 }
 
 /// The wait a `Retry-After` header asks for: seconds, or an HTTP date. Capped at an hour, so

@@ -50,6 +50,13 @@ pub struct Incident {
     pub sys_id: String,
 }
 
+/// Whether JSON lines (the alert log, an outbox) hold the event with `id`: an id is unique and
+/// written as `"id":"<id>"` in every line that carries the event, so a text search finds it
+/// without parsing each line.
+pub fn holds_event(json_lines: &str, id: &str) -> bool {
+    json_lines.contains(&format!("\"id\":\"{id}\""))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     pub schema_version: u32,

@@ -308,10 +308,8 @@ fn logged_ids(dir: &Path, events: &[AlertEvent]) -> std::collections::HashSet<St
         let Ok(text) = std::fs::read_to_string(dir.join(format!("{day}.jsonl"))) else {
             continue;
         };
-        for event in events {
-            if text.contains(&format!("\"id\":\"{}\"", event.id)) {
-                found.insert(event.id.clone());
-            }
+        for event in events.iter().filter(|e| event::holds_event(&text, &e.id)) {
+            found.insert(event.id.clone());
         }
     }
     found

@@ -19,6 +19,7 @@ use super::outbox::Queue;
 use super::policy::{Breaker, BreakerState, TokenBucket, Transition};
 use crate::alerts::event::AlertEvent;
 use crate::config::DeliverySpec;
+use crate::http::Secrets;
 use crate::scheduler::clock::SharedClock;
 use crate::vocab::Backoff;
 use crate::vocab::words::format_for;
@@ -59,7 +60,7 @@ pub enum Mode {
 
 pub struct Deliverer {
     /// What the destination's answers are scrubbed of.
-    secrets: Vec<String>,
+    secrets: Secrets,
     dest: Arc<dyn Destination>,
     queue: Arc<Queue>,
     spec: DeliverySpec,
@@ -87,7 +88,7 @@ impl Deliverer {
         stats: Arc<Stats>,
     ) -> Deliverer {
         Deliverer {
-            secrets: dest.secrets(),
+            secrets: Secrets::new(dest.secrets()),
             backoff: Backoff::new(spec.retry_initial, spec.retry_max),
             bucket: TokenBucket::new(spec.max_per_second, spec.burst),
             breaker: Breaker::new(BREAKER_THRESHOLD),
@@ -295,13 +296,14 @@ impl Deliverer {
         let Some(interval) = dest.keepalive_interval() else {
             return;
         };
+        let secrets = Secrets::new(dest.secrets());
         let mut failing = false;
         loop {
             tokio::select! {
                 _ = clock.sleep(interval) => {}
                 _ = stop.cancelled() => return,
             }
-            match dest.keepalive().await.scrubbed(&dest.secrets()) {
+            match dest.keepalive().await.scrubbed(&secrets) {
                 Delivery::Delivered { .. } => {
                     if failing {
                         info!(notifier = dest.name(), "keepalive works again");

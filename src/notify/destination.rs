@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::notice::ReportNotice;
 use crate::alerts::event::AlertEvent;
-use crate::http::{describe_error, retry_after, snippet};
+use crate::http::{Secrets, describe_error, retry_after, snippet};
 
 pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>>;
 
@@ -32,17 +32,17 @@ impl Delivery {
 
     /// The same outcome with `secrets` removed from what the destination said, before it is
     /// logged or kept as a dead letter.
-    pub fn scrubbed(self, secrets: &[String]) -> Delivery {
+    pub fn scrubbed(self, secrets: &Secrets) -> Delivery {
         match self {
             Delivery::Retry { reason, after } => Delivery::Retry {
-                reason: crate::http::scrub(&reason, secrets),
+                reason: secrets.scrub(&reason),
                 after,
             },
             Delivery::Refused { reason } => Delivery::Refused {
-                reason: crate::http::scrub(&reason, secrets),
+                reason: secrets.scrub(&reason),
             },
             Delivery::Delivered { note } => Delivery::Delivered {
-                note: note.map(|n| crate::http::scrub(&n, secrets)),
+                note: note.map(|n| secrets.scrub(&n)),
             },
         }
     }
@@ -64,7 +64,7 @@ pub trait Destination: Send + Sync {
     fn name(&self) -> &str;
 
     /// Every secret part of this notifier's settings (URL path and query, user info, tokens,
-    /// passwords), scrubbed from whatever the destination answers.
+    /// passwords), in any order: scrubbed from whatever the destination answers.
     fn secrets(&self) -> Vec<String> {
         Vec::new()
     }

@@ -216,7 +216,6 @@ impl Destination for Gdrive {
         [&self.settings.client_secret, &self.settings.refresh_token]
             .into_iter()
             .map(|s| s.expose().to_string())
-            .filter(|s| !s.is_empty())
             .collect()
     }
 

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::notice::Message;
-use crate::alerts::event::AlertEvent;
+use crate::alerts::event::{AlertEvent, holds_event};
 
 /// Emptied once everything is delivered and it is at least this big.
 const COMPACT_FROM_BYTES: u64 = 256 * 1024;
@@ -304,7 +304,7 @@ impl Queue {
         }
         Ok(ids
             .iter()
-            .filter(|id| text.contains(&format!("\"id\":\"{id}\"")))
+            .filter(|id| holds_event(&text, id))
             .map(|id| id.to_string())
             .collect())
     }

@@ -185,7 +185,6 @@ impl Destination for ServicenowNotifier {
     fn secrets(&self) -> Vec<String> {
         use crate::config::ServicenowAuth;
         let mut secrets = crate::http::url_secrets(self.client.base_url());
-        secrets.retain(|s| s != "/");
         match &self.settings.auth {
             ServicenowAuth::Basic { password, .. } => secrets.push(password.expose().to_string()),
             ServicenowAuth::Bearer(token) => secrets.push(token.expose().to_string()),
@@ -201,8 +200,6 @@ impl Destination for ServicenowNotifier {
                 secrets.push(password.expose().to_string());
             }
         }
-        secrets.retain(|s| !s.is_empty());
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets
     }
 

@@ -140,7 +140,6 @@ impl Destination for Webhook {
                 .map(|(_, value)| value.expose().to_string())
                 .filter(|v| v.chars().count() >= 4),
         );
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets
     }
 

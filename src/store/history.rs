@@ -422,14 +422,15 @@ impl History {
             first -= 1;
             held += s.raw[first].len();
         }
-        let points: Vec<(i64, f64)> = s
+        let mut points: Vec<(i64, f64)> = s
             .raw
             .range(first..)
             .flat_map(Chunk::points)
             .filter(|(t, _)| *t >= s.raw_from_ms)
             .map(|(t, v)| (t, f64::from(v)))
             .collect();
-        points[points.len().saturating_sub(n)..].to_vec()
+        points.drain(..points.len().saturating_sub(n));
+        points
     }
 
     /// One-minute buckets of `name` that start at or after `from_ms`, with their start.
