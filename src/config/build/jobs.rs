@@ -260,18 +260,18 @@ impl Builder<'_> {
             schedule: schedule?,
             description,
             enabled,
-            timeout: timeout.map_or(Some(None), |t| t.map(Some))?,
+            timeout: super::optional(timeout)?,
             kind,
             off,
         })
     }
 
-    /// `postrotate:` checked: a command, or a signal with one target. `Some(None)` never.
+    /// `postrotate:` checked: a command, or a signal with one target.
     fn postrotate(
         &mut self,
         written: &serde_saphyr::Spanned<raw::PostrotateConfig>,
         field: &str,
-    ) -> Option<Option<crate::config::Postrotate>> {
+    ) -> Option<crate::config::Postrotate> {
         use crate::config::{Postrotate, SignalTarget};
         let p = &written.value;
         let at = &written.referenced;
@@ -286,10 +286,11 @@ impl Builder<'_> {
                     self.error(at, field, "`command` needs at least the program");
                     return None;
                 }
-                Some(Some(Postrotate::Command(argv)))
+                Some(Postrotate::Command(argv))
             }
             (None, Some(signal)) => {
-                let number = match signal.value.trim().trim_start_matches("SIG") {
+                let bare = signal.value.trim().trim_start_matches("SIG");
+                let number = match bare {
                     "HUP" => libc::SIGHUP,
                     "USR1" => libc::SIGUSR1,
                     "USR2" => libc::SIGUSR2,
@@ -319,11 +320,11 @@ impl Builder<'_> {
                         return None;
                     }
                 };
-                Some(Some(Postrotate::Signal {
+                Some(Postrotate::Signal {
                     signal: number,
-                    name: format!("SIG{}", signal.value.trim().trim_start_matches("SIG")),
+                    name: format!("SIG{bare}"),
                     target,
-                }))
+                })
             }
             _ => {
                 self.error_help(
@@ -405,18 +406,18 @@ impl Builder<'_> {
             &format!("{field}.settle"),
             std::time::Duration::from_secs(1),
         );
-        let postrotate = match &job.postrotate {
-            Some(p) => self.postrotate(p, &format!("{field}.postrotate")),
-            None => Some(None),
-        };
+        let postrotate = job
+            .postrotate
+            .as_ref()
+            .map(|p| self.postrotate(p, &format!("{field}.postrotate")));
         Some(JobKind::Rotate(RotateSpec {
-            postrotate: postrotate?,
+            postrotate: super::optional(postrotate)?,
             settle: settle?,
             paths,
             max_age: max_age?,
             max_size,
             archive_dir: archive_dir?,
-            archive_max_age: archive_max_age.map_or(Some(None), |a| a.map(Some))?,
+            archive_max_age: super::optional(archive_max_age)?,
             keep_archives,
             group_by: job.group_by.unwrap_or(GroupBy::Day),
             compression,

@@ -23,6 +23,15 @@ mod yaml;
 
 pub use notifiers::{instance_url, signing_key};
 
+/// A setting that may be left out, checked: `Some(None)` when it was left out, `Some(Some(v))`
+/// when it is valid, `None` when it was given and is wrong (the problem is recorded).
+fn optional<T>(checked: Option<Option<T>>) -> Option<Option<T>> {
+    match checked {
+        None => Some(None),
+        Some(value) => value.map(Some),
+    }
+}
+
 /// Whether this process may create files in `dir`.
 fn writable(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -123,9 +132,21 @@ impl Builder<'_> {
         message: impl Into<String>,
         help: String,
     ) {
+        let problem = self.warning(at, field, message, help);
+        self.problems.push(problem);
+    }
+
+    /// A warning at `at`, for the caller to keep or push.
+    pub(in crate::config) fn warning(
+        &self,
+        at: &Location,
+        field: &str,
+        message: impl Into<String>,
+        help: String,
+    ) -> Problem {
         let mut problem = self.problem(at, field, message).help(help);
         problem.severity = crate::diagnostic::Severity::Warning;
-        self.problems.push(problem);
+        problem
     }
 
     /// `${VAR}` expanded, or a problem recorded at the string's position.

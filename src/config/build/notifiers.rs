@@ -171,14 +171,12 @@ impl Builder<'_> {
             _ => Severity::Info,
         };
         let off = off.map(|(reason, at, help)| {
-            let mut warning = self
-                .problem(
-                    &at,
-                    &field,
-                    format!("notifier `{}` is off: {reason}", name.value),
-                )
-                .help(help);
-            warning.severity = crate::diagnostic::Severity::Warning;
+            let warning = self.warning(
+                &at,
+                &field,
+                format!("notifier `{}` is off: {reason}", name.value),
+                help,
+            );
             self.off_notifiers.push((name.value.clone(), warning));
             reason
         });
