@@ -131,10 +131,6 @@ impl CronSpec {
         })
     }
 
-    pub fn is_fixed_time(&self) -> bool {
-        self.fixed
-    }
-
     fn day_matches(&self, date: Date) -> bool {
         let day = has(self.days, date.day() as u32);
         let weekday = has(self.weekdays, date.weekday().to_sunday_zero_offset() as u32);
@@ -255,7 +251,9 @@ impl CronSpec {
         };
         let mut best: Option<Timestamp> = None;
         loop {
-            let candidate = self.next_civil(cursor)?;
+            let Some(candidate) = self.next_civil(cursor) else {
+                return best;
+            };
             if let Some(best) = best
                 && candidate > tz.to_datetime(best).checked_add(SHIFT_MARGIN).ok()?
             {
