@@ -17,6 +17,7 @@ pub mod load;
 pub mod memory;
 pub mod net_io;
 pub mod ping;
+pub mod postgres;
 pub mod process;
 pub mod procfs;
 pub mod rate;
@@ -162,6 +163,7 @@ impl Probe {
             )),
             ProbeKind::AccessLog(s) => reads(access_log::AccessLogProbe::new(s.clone(), name)),
             ProbeKind::Command(s) => waits(command::CommandProbe::new(s.clone(), name)),
+            ProbeKind::Postgres(s) => waits(postgres::PostgresProbe::new(s.clone(), name)),
         };
         Probe {
             key: spec.key(),

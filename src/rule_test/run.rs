@@ -205,7 +205,11 @@ fn schema_from_input(names: impl Iterator<Item = String>) -> Schema {
                 flat: parts.len() == 2,
                 instances: Some(BTreeSet::new()),
                 fields: Some(BTreeSet::new()),
+                nested_fields: BTreeSet::new(),
             });
+        if parts.len() == 4 {
+            family.nested_fields.insert(parts[3].to_string());
+        }
         if let (Some(instances), Some(fields)) = (&mut family.instances, &mut family.fields) {
             if parts.len() >= 3 {
                 instances.insert(parts[1].to_string());

@@ -27,6 +27,9 @@ pub struct FamilySchema {
     pub instances: Option<BTreeSet<String>>,
     /// Known fields; `None` when the probe's output decides (`command`).
     pub fields: Option<BTreeSet<String>>,
+    /// Fields of parts found at run time inside an instance (`postgres.main.<db>.<field>`),
+    /// read by full name (`value("postgres.main.shop.commits_per_sec")`).
+    pub nested_fields: BTreeSet<String>,
 }
 
 /// Every family a monitor job's probes can produce.
@@ -51,6 +54,11 @@ impl Schema {
                         Instances::None | Instances::Discovered { .. } => None,
                     },
                     fields: (!described.open_fields).then(BTreeSet::new),
+                    nested_fields: described
+                        .nested_fields
+                        .iter()
+                        .map(|f| f.name.to_string())
+                        .collect(),
                 });
             if let (Some(instances), Some(name)) = (&mut family.instances, &spec.name) {
                 instances.insert(name.clone());
@@ -129,6 +137,22 @@ impl Schema {
         let parts: Vec<&str> = name.split('.').collect();
         let depth = match self.families.get(parts[0]) {
             Some(f) if f.flat => 2,
+            Some(f) if parts.len() == 4 && !f.nested_fields.is_empty() => {
+                self.check_parts(&parts[..2])?;
+                if !f.nested_fields.contains(parts[3]) {
+                    return Err(format!(
+                        "`{}.<instance>.<part>` has no field `{}` (fields: {})",
+                        parts[0],
+                        parts[3],
+                        f.nested_fields
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                return Ok(());
+            }
             Some(_) => 3,
             None => return self.check_parts(&parts),
         };

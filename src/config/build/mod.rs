@@ -169,6 +169,12 @@ impl Builder<'_> {
         self.expand(text, field).map(|e| e.value)
     }
 
+    /// A path written inside another setting (`sslrootcert=` in a connection string), resolved
+    /// like every path of the jobs file.
+    pub(in crate::config) fn resolve(&self, path: &str) -> PathBuf {
+        resolve_path(&self.base_dir, path)
+    }
+
     pub(in crate::config) fn path(&mut self, text: &Text, field: &str) -> Option<PathBuf> {
         self.string(text, field)
             .map(|p| resolve_path(&self.base_dir, &p))

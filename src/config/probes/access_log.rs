@@ -55,6 +55,7 @@ pub const TYPE: ProbeType = ProbeType {
         },
     ],
     open_fields: false,
+    nested_fields: &[],
     default_timeout: Duration::from_millis(2_000),
 };
 

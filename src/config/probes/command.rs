@@ -26,6 +26,7 @@ pub const TYPE: ProbeType = ProbeType {
     ],
     // `key value` lines and JSON objects name their own fields.
     open_fields: true,
+    nested_fields: &[],
     default_timeout: Duration::from_millis(10_000),
 };
 

@@ -40,6 +40,7 @@ pub const TYPE: ProbeType = ProbeType {
         },
     ],
     open_fields: false,
+    nested_fields: &[],
     default_timeout: Duration::from_millis(1_000),
 };
 

@@ -30,6 +30,7 @@ pub const TYPE: ProbeType = ProbeType {
         },
     ],
     open_fields: false,
+    nested_fields: &[],
     default_timeout: Duration::from_millis(2_000),
 };
 

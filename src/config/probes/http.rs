@@ -42,6 +42,7 @@ pub const TYPE: ProbeType = ProbeType {
         },
     ],
     open_fields: false,
+    nested_fields: &[],
     default_timeout: Duration::from_millis(10_000),
 };
 

@@ -18,6 +18,7 @@ pub mod load;
 pub mod memory;
 pub mod net_io;
 pub mod ping;
+pub mod postgres;
 pub mod process;
 pub mod tcp;
 
@@ -42,6 +43,7 @@ pub use load::LoadSpec;
 pub use memory::MemorySpec;
 pub use net_io::NetIoSpec;
 pub use ping::PingSpec;
+pub use postgres::PostgresSpec;
 pub use process::ProcessMatch;
 pub use tcp::TcpSpec;
 
@@ -55,6 +57,9 @@ pub struct ProbeType {
     pub fields: &'static [Field],
     /// Field names come from what it reads (a command's output keys): any name goes.
     pub open_fields: bool,
+    /// Fields reported for parts of one named instance (a database or a replica of a
+    /// `postgres` probe): `<type>.<name>.<part>.<field>`, where parts are found at run time.
+    pub nested_fields: &'static [Field],
     /// How long one reading may take when `timeout_ms` does not say.
     pub default_timeout: Duration,
 }
@@ -75,7 +80,7 @@ pub enum Instances {
 }
 
 /// One field a probe type reports.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Field {
     pub name: &'static str,
     /// A line for people: the `/metrics` help text and the docs.
@@ -168,6 +173,7 @@ probe_types! {
     "connections" => Connections(connections::ConnectionsProbeConfig, ConnectionsSpec),
     "access_log" => AccessLog(access_log::AccessLogProbeConfig, AccessLogSpec),
     "command" => Command(command::CommandProbeConfig, CommandSpec),
+    "postgres" => Postgres(postgres::PostgresProbeConfig, PostgresSpec),
 }
 
 /// One probe of a monitor job, checked and ready to build.

@@ -37,6 +37,7 @@ pub const TYPE: ProbeType = ProbeType {
         },
     ],
     open_fields: false,
+    nested_fields: &[],
     // Without settings: the default count and interval, and a second for the last reply.
     default_timeout: Duration::from_millis(1_800),
 };

@@ -1,0 +1,479 @@
+//! `postgres`: a PostgreSQL server as its clients meet it: connections by state and against the
+//! limit, lock waits and who blocks, long transactions and statements, throughput, deadlocks,
+//! cache hits, and replication lag.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_saphyr::Location;
+
+use super::{Check, Field, Instances, ProbeType, Settings, named_probe_config};
+use crate::config::build::Builder;
+use crate::config::raw::Text;
+
+/// The rates and ratios a database and the whole server both report.
+const THROUGHPUT: [Field; 6] = [
+    Field {
+        name: "commits_per_sec",
+        help: "transactions committed per second",
+    },
+    Field {
+        name: "rollbacks_per_sec",
+        help: "transactions rolled back per second",
+    },
+    Field {
+        name: "deadlocks",
+        help: "deadlocks detected since the previous tick",
+    },
+    Field {
+        name: "deadlocks_per_sec",
+        help: "deadlocks detected per second",
+    },
+    Field {
+        name: "temp_bytes_per_sec",
+        help: "bytes written to temporary files per second (sorts and hashes that did not fit work_mem)",
+    },
+    Field {
+        name: "cache_hit_percent",
+        help: "share of block reads served from shared buffers since the previous tick (absent when nothing was read)",
+    },
+];
+
+pub const TYPE: ProbeType = ProbeType {
+    name: "postgres",
+    instances: Instances::Named,
+    fields: &[
+        Field {
+            name: "up",
+            help: "1 if the probe connected and its queries ran, else 0",
+        },
+        Field {
+            name: "version_num",
+            help: "the server's version as `server_version_num` gives it (150018 for 15.18)",
+        },
+        Field {
+            name: "is_replica",
+            help: "1 on a standby (in recovery), 0 on a primary",
+        },
+        Field {
+            name: "connections",
+            help: "client connections, the probe's own included",
+        },
+        Field {
+            name: "connections_active",
+            help: "client sessions running a statement (the probe excluded)",
+        },
+        Field {
+            name: "connections_idle",
+            help: "client sessions waiting for a command",
+        },
+        Field {
+            name: "connections_idle_in_transaction",
+            help: "sessions inside a transaction doing nothing: they hold locks and snapshots",
+        },
+        Field {
+            name: "connections_idle_in_transaction_aborted",
+            help: "sessions in a failed transaction nobody rolled back",
+        },
+        Field {
+            name: "connections_max",
+            help: "`max_connections`",
+        },
+        Field {
+            name: "connections_reserved",
+            help: "connections only superusers (and `pg_use_reserved_connections`) may use",
+        },
+        Field {
+            name: "connections_used_percent",
+            help: "client connections against those ordinary roles may use (max minus reserved)",
+        },
+        Field {
+            name: "lock_waiting",
+            help: "sessions waiting on a heavyweight lock",
+        },
+        Field {
+            name: "lock_wait_max_ms",
+            help: "the longest current lock wait (0 when none waits)",
+        },
+        Field {
+            name: "lock_blocked",
+            help: "sessions another session blocks (`pg_blocking_pids`)",
+        },
+        Field {
+            name: "lock_blockers",
+            help: "sessions at the head of a wait chain: blocking others while waiting on no lock",
+        },
+        Field {
+            name: "oldest_transaction_s",
+            help: "age of the oldest open transaction of a client session (0 when none)",
+        },
+        Field {
+            name: "longest_statement_s",
+            help: "run time of the longest running statement of a client session (0 when none)",
+        },
+        THROUGHPUT[0],
+        THROUGHPUT[1],
+        THROUGHPUT[2],
+        THROUGHPUT[3],
+        THROUGHPUT[4],
+        THROUGHPUT[5],
+        Field {
+            name: "replicas",
+            help: "standbys streaming from this primary",
+        },
+        Field {
+            name: "replication_lag_s",
+            help: "on a standby, how far replay is behind; on a primary, the largest replay lag of its standbys",
+        },
+        Field {
+            name: "replication_lag_bytes",
+            help: "WAL received but not replayed (standby), or not yet replayed by the furthest standby (primary)",
+        },
+    ],
+    open_fields: false,
+    nested_fields: &[
+        Field {
+            name: "connections",
+            help: "client connections to this database",
+        },
+        THROUGHPUT[0],
+        THROUGHPUT[1],
+        THROUGHPUT[2],
+        THROUGHPUT[3],
+        THROUGHPUT[4],
+        THROUGHPUT[5],
+        Field {
+            name: "replication_lag_s",
+            help: "this standby's replay lag (`pg_stat_replication`, by `application_name`)",
+        },
+        Field {
+            name: "replication_lag_bytes",
+            help: "WAL this standby has not replayed yet",
+        },
+    ],
+    default_timeout: Duration::from_millis(5_000),
+};
+
+named_probe_config! {
+    /// A PostgreSQL server, through one connection kept open across ticks.
+    pub struct PostgresProbeConfig {
+        /// A libpq connection string: a URL (`postgres://runner@db1:5432/shop?sslmode=require`)
+        /// or `key=value` pairs (`host=db1 user=runner dbname=shop`). A password only through
+        /// `${VAR}`: the whole string (`"${PG_DSN}"`) or the `password` setting.
+        pub dsn: Text,
+        /// The role's password, from the environment (`"${PG_PASSWORD}"`).
+        #[serde(default)]
+        pub password: Option<Text>,
+        /// CA certificates (PEM) that sign the server's certificate; the same as `sslrootcert`.
+        #[serde(default)]
+        pub ca_file: Option<Text>,
+    }
+}
+
+/// How the connection is protected, as libpq's `sslmode` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    /// TLS when the server offers it, without checking its certificate (libpq's `allow` and
+    /// `prefer`, the default).
+    Prefer,
+    /// TLS or no connection; the certificate is checked against the CA when one is given.
+    Require,
+    /// TLS, and the certificate must chain to the CA.
+    VerifyCa,
+    /// TLS, chained to the CA and naming the host.
+    VerifyFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresSpec {
+    /// Without `sslmode` and `sslrootcert`, which runner handles itself. Its `Debug` hides
+    /// the password.
+    pub config: tokio_postgres::Config,
+    pub tls: TlsMode,
+    pub ca_file: Option<PathBuf>,
+    /// `host:port/dbname`, for messages: never the user's password.
+    pub target: String,
+}
+
+impl Settings for PostgresSpec {}
+
+/// Options runner takes out of a connection string before tokio-postgres reads it: it knows
+/// only three `sslmode`s and no `sslrootcert`.
+const TLS_OPTIONS: &[&str] = &["sslmode", "sslrootcert"];
+
+impl Check for PostgresProbeConfig {
+    type Spec = PostgresSpec;
+
+    fn check(self, b: &mut Builder<'_>, field: &str, _: Location) -> Option<PostgresSpec> {
+        let dsn_field = format!("{field}.dsn");
+        let dsn = b.string(&self.dsn, &dsn_field)?;
+        let (rest, taken) = match take_options(&dsn, TLS_OPTIONS) {
+            Ok(split) => split,
+            Err(e) => {
+                b.error(&self.dsn.referenced, &dsn_field, e);
+                return None;
+            }
+        };
+        let mut config: tokio_postgres::Config = match rest.parse() {
+            Ok(config) => config,
+            Err(e) => {
+                b.error_help(
+                    &self.dsn.referenced,
+                    &dsn_field,
+                    format!("not a PostgreSQL connection string: {e}"),
+                    "write a URL (`postgres://runner@db1:5432/shop?sslmode=require`) or key=value pairs (`host=db1 user=runner dbname=shop`)",
+                );
+                return None;
+            }
+        };
+        if let Some(password) = config.get_password()
+            && !password.is_empty()
+            && written_in(&self.dsn.value, password)
+        {
+            b.error_help(
+                &self.dsn.referenced,
+                &dsn_field,
+                "a password is written in the jobs file",
+                "give it through the environment: `dsn: \"${PG_DSN}\"` or `password: \"${PG_PASSWORD}\"`",
+            );
+        }
+        if let Some(text) = &self.password {
+            let password_field = format!("{field}.password");
+            if let Some(expanded) = b.expand(text, &password_field) {
+                if expanded.vars.is_empty() {
+                    b.error_help(
+                        &text.referenced,
+                        &password_field,
+                        "a password is written in the jobs file",
+                        "give it through the environment: `password: \"${PG_PASSWORD}\"`",
+                    );
+                }
+                config.password(expanded.value);
+            }
+        }
+        let mut tls = TlsMode::Prefer;
+        let mut ca_file = None;
+        for (key, value) in taken {
+            match key.as_str() {
+                "sslmode" => match tls_mode(&value) {
+                    Some(mode) => tls = mode,
+                    None => b.error_help(
+                        &self.dsn.referenced,
+                        &dsn_field,
+                        format!("unknown sslmode `{value}`"),
+                        "use disable, allow, prefer, require, verify-ca or verify-full",
+                    ),
+                },
+                _ => ca_file = Some(b.resolve(&value)),
+            }
+        }
+        if let Some(text) = &self.ca_file {
+            ca_file = b.path(text, &format!("{field}.ca_file"));
+        }
+        if let Some(path) = &ca_file
+            && let Err(e) = std::fs::metadata(path)
+        {
+            b.error(
+                self.ca_file
+                    .as_ref()
+                    .map_or(&self.dsn.referenced, |t| &t.referenced),
+                &format!("{field}.ca_file"),
+                format!("cannot read the CA file `{}`: {e}", path.display()),
+            );
+        }
+        if matches!(tls, TlsMode::VerifyCa | TlsMode::VerifyFull) && ca_file.is_none() {
+            b.error_help(
+                &self.dsn.referenced,
+                &dsn_field,
+                "sslmode verify-ca and verify-full need the CA that signed the server's certificate",
+                "add `ca_file: /etc/ssl/certs/db-ca.pem` to the probe (or `sslrootcert=` to the string)",
+            );
+        }
+        // `Require` with a CA checks the chain, as libpq does.
+        if tls == TlsMode::Require && ca_file.is_some() {
+            tls = TlsMode::VerifyCa;
+        }
+        config.ssl_mode(match tls {
+            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_application_name().is_none() {
+            config.application_name("runner");
+        }
+        Some(PostgresSpec {
+            target: target(&config),
+            config,
+            tls,
+            ca_file,
+        })
+    }
+}
+
+fn tls_mode(value: &str) -> Option<TlsMode> {
+    Some(match value {
+        "disable" => TlsMode::Disable,
+        "allow" | "prefer" => TlsMode::Prefer,
+        "require" => TlsMode::Require,
+        "verify-ca" => TlsMode::VerifyCa,
+        "verify-full" => TlsMode::VerifyFull,
+        _ => return None,
+    })
+}
+
+/// Whether the password appears as written in the jobs file (rather than from `${VAR}`), as is
+/// or percent-encoded in a URL.
+fn written_in(raw: &str, password: &[u8]) -> bool {
+    let Ok(password) = std::str::from_utf8(password) else {
+        return true;
+    };
+    let encoded: String = form_urlencoded::byte_serialize(password.as_bytes()).collect();
+    raw.contains(password) || raw.contains(&encoded)
+}
+
+/// `host:port/dbname` of the first host, for messages.
+pub fn target(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or_default();
+    format!("{host}:{port}/{db}")
+}
+
+/// Removes `keys` from a connection string in either form and returns them with their values.
+pub fn take_options(dsn: &str, keys: &[&str]) -> Result<(String, Vec<(String, String)>), String> {
+    let mut taken = Vec::new();
+    let trimmed = dsn.trim();
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        let Some((base, query)) = trimmed.split_once('?') else {
+            return Ok((trimmed.to_string(), taken));
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if keys.contains(&key) {
+                let value: String = form_urlencoded::parse(format!("v={value}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                taken.push((key.to_string(), value));
+            } else {
+                kept.push(pair);
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return Ok((rest, taken));
+    }
+    // key=value pairs: values are bare words or single-quoted with backslash escapes.
+    let mut rest = String::new();
+    let mut chars = trimmed.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("`{key}` has no `=value` in the connection string"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut written = String::new();
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            written.push('\'');
+            loop {
+                match chars.next() {
+                    Some('\\') => {
+                        let escaped = chars.next().ok_or("a `\\` ends the connection string")?;
+                        written.push('\\');
+                        written.push(escaped);
+                        value.push(escaped);
+                    }
+                    Some('\'') => {
+                        written.push('\'');
+                        break;
+                    }
+                    Some(c) => {
+                        written.push(c);
+                        value.push(c);
+                    }
+                    None => return Err(format!("the quoted value of `{key}` is not closed")),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                written.push(c);
+                value.push(c);
+            }
+        }
+        if keys.contains(&key.as_str()) {
+            taken.push((key, value));
+        } else {
+            if !rest.is_empty() {
+                rest.push(' ');
+            }
+            rest.push_str(&key);
+            rest.push('=');
+            rest.push_str(&written);
+        }
+    }
+    Ok((rest, taken))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_options_come_out_of_both_forms_and_the_rest_stays_as_written() {
+        let (rest, taken) = take_options(
+            "postgres://runner@db1:5433/shop?sslmode=verify-full&connect_timeout=3&sslrootcert=%2Fetc%2Fca.pem",
+            TLS_OPTIONS,
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://runner@db1:5433/shop?connect_timeout=3");
+        assert_eq!(
+            taken,
+            [
+                ("sslmode".to_string(), "verify-full".to_string()),
+                ("sslrootcert".to_string(), "/etc/ca.pem".to_string())
+            ]
+        );
+        let (rest, taken) = take_options(
+            "host=db1  sslmode = require application_name='my app\\'s' sslrootcert='/a b/ca.pem'",
+            TLS_OPTIONS,
+        )
+        .unwrap();
+        assert_eq!(rest, "host=db1 application_name='my app\\'s'");
+        assert_eq!(taken[0], ("sslmode".to_string(), "require".to_string()));
+        assert_eq!(taken[1].1, "/a b/ca.pem");
+        let config: tokio_postgres::Config = rest.parse().unwrap();
+        assert_eq!(config.get_application_name(), Some("my app's"));
+        assert!(take_options("host=db1 port", TLS_OPTIONS).is_err());
+        assert!(take_options("host='db1", TLS_OPTIONS).is_err());
+    }
+
+    #[test]
+    fn a_password_counts_as_written_in_the_file_as_is_or_encoded() {
+        assert!(written_in("postgres://u:s3cret@h/db", b"s3cret"));
+        assert!(written_in("postgres://u:a%2Fb@h/db", b"a/b"));
+        assert!(!written_in("${PG_DSN}", b"s3cret"));
+        assert!(!written_in("postgres://u:${PG_PASSWORD}@h/db", b"s3cret"));
+    }
+}

@@ -1,0 +1,500 @@
+//! `postgres`: one connection kept open across ticks (opened again after an error), one round
+//! trip per tick, counters turned into rates between ticks. A server that cannot be reached or
+//! refuses the probe reads `up 0` with PostgreSQL's own message and SQLSTATE.
+
+mod sql;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+
+use super::rate::growth;
+use super::{Names, Output};
+use crate::config::probes::postgres::{PostgresSpec, TYPE, TlsMode};
+use crate::vocab::MetricName;
+
+/// The open connection and the query made for its server.
+struct Connected {
+    client: Client,
+    tick_query: String,
+}
+
+/// One database's counters at one tick.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    commits: u64,
+    rollbacks: u64,
+    deadlocks: u64,
+    temp_bytes: u64,
+    blocks_hit: u64,
+    blocks_read: u64,
+}
+
+/// How much each counter grew, and over how long.
+#[derive(Debug, Default, Clone, Copy)]
+struct Growth {
+    commits: u64,
+    rollbacks: u64,
+    deadlocks: u64,
+    temp_bytes: u64,
+    blocks_hit: u64,
+    blocks_read: u64,
+}
+
+impl Growth {
+    fn between(prev: &Counters, now: &Counters) -> Option<Growth> {
+        Some(Growth {
+            commits: growth(prev.commits, now.commits)?,
+            rollbacks: growth(prev.rollbacks, now.rollbacks)?,
+            deadlocks: growth(prev.deadlocks, now.deadlocks)?,
+            temp_bytes: growth(prev.temp_bytes, now.temp_bytes)?,
+            blocks_hit: growth(prev.blocks_hit, now.blocks_hit)?,
+            blocks_read: growth(prev.blocks_read, now.blocks_read)?,
+        })
+    }
+
+    fn add(&mut self, other: &Growth) {
+        self.commits += other.commits;
+        self.rollbacks += other.rollbacks;
+        self.deadlocks += other.deadlocks;
+        self.temp_bytes += other.temp_bytes;
+        self.blocks_hit += other.blocks_hit;
+        self.blocks_read += other.blocks_read;
+    }
+
+    /// `commits_per_sec` ... `cache_hit_percent`, in the order of the type's throughput fields.
+    fn values(&self, secs: f64) -> [(&'static str, Option<f64>); 6] {
+        let blocks = self.blocks_hit + self.blocks_read;
+        [
+            ("commits_per_sec", Some(self.commits as f64 / secs)),
+            ("rollbacks_per_sec", Some(self.rollbacks as f64 / secs)),
+            ("deadlocks", Some(self.deadlocks as f64)),
+            ("deadlocks_per_sec", Some(self.deadlocks as f64 / secs)),
+            ("temp_bytes_per_sec", Some(self.temp_bytes as f64 / secs)),
+            (
+                "cache_hit_percent",
+                (blocks > 0).then(|| self.blocks_hit as f64 * 100.0 / blocks as f64),
+            ),
+        ]
+    }
+}
+
+pub struct PostgresProbe {
+    spec: PostgresSpec,
+    instance: String,
+    names: Names,
+    /// `postgres.<name>.<part>.<field>` names, made once per part and field.
+    part_names: HashMap<(String, &'static str), MetricName>,
+    connected: Option<Connected>,
+    /// Each database's counters at the previous successful tick, and when they were read.
+    previous: Option<(Instant, HashMap<String, Counters>)>,
+}
+
+impl PostgresProbe {
+    pub fn new(spec: PostgresSpec, instance: &str) -> Self {
+        PostgresProbe {
+            spec,
+            instance: instance.to_string(),
+            names: Names::new("postgres"),
+            part_names: HashMap::new(),
+            connected: None,
+            previous: None,
+        }
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<Connected, String> {
+        let mut config = self.spec.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(timeout);
+        }
+        let client = match self.spec.tls {
+            TlsMode::Disable => {
+                let (client, connection) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| describe(&e))?;
+                tokio::spawn(connection);
+                client
+            }
+            mode => {
+                let tls = tls::MakeRustls::new(mode, self.spec.ca_file.as_deref())?;
+                let (client, connection) = config.connect(tls).await.map_err(|e| describe(&e))?;
+                tokio::spawn(connection);
+                client
+            }
+        };
+        let rows = rows(
+            client
+                .simple_query(&sql::on_connect(timeout.as_millis()))
+                .await
+                .map_err(|e| describe(&e))?,
+        );
+        let first = rows.first().ok_or("the server answered no row")?;
+        let version_num = number(first, "version_num").unwrap_or(0.0) as u32;
+        let is_replica = number(first, "is_replica") == Some(1.0);
+        Ok(Connected {
+            client,
+            tick_query: sql::tick(version_num, is_replica),
+        })
+    }
+
+    pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
+        let names = self.names.get(&self.instance, TYPE.fields);
+        let up = &names[0];
+        let key = format!("postgres.{}", self.instance);
+        let work = async {
+            if self.connected.is_none() {
+                self.connected = Some(self.connect(timeout).await?);
+            }
+            let connected = self.connected.as_ref().ok_or("not connected")?;
+            let messages = connected.client.simple_query(&connected.tick_query).await;
+            let at = Instant::now();
+            match messages {
+                Ok(messages) => Ok((rows(messages), at)),
+                Err(e) => {
+                    // A server-side error (a statement timeout, a missing grant) leaves the
+                    // connection usable; anything else opens a new one next tick.
+                    if e.as_db_error().is_none() || connected.client.is_closed() {
+                        self.connected = None;
+                    }
+                    Err(describe(&e))
+                }
+            }
+        };
+        let result = tokio::time::timeout(timeout, work).await;
+        let (rows, at) = match result {
+            Ok(Ok(done)) => done,
+            Ok(Err(message)) => {
+                out.push(up, 0.0);
+                out.error(key, format!("{}: {message}", self.spec.target));
+                return Ok(());
+            }
+            Err(_) => {
+                // Mid-query the connection's state is unknown: start afresh next tick.
+                self.connected = None;
+                out.push(up, 0.0);
+                out.error(
+                    key,
+                    format!(
+                        "{}: no answer within {} ms",
+                        self.spec.target,
+                        timeout.as_millis()
+                    ),
+                );
+                return Ok(());
+            }
+        };
+        out.push(up, 1.0);
+        self.record(out, &names, &rows, at);
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        out: &mut Output,
+        names: &[MetricName],
+        rows: &[SimpleQueryRow],
+        at: Instant,
+    ) {
+        let field = |name: &str| {
+            TYPE.fields
+                .iter()
+                .position(|f| f.name == name)
+                .map(|i| &names[i])
+        };
+        let mut push = |out: &mut Output, name: &str, value: Option<f64>| {
+            if let (Some(metric), Some(value)) = (field(name), value) {
+                out.push(metric, value);
+            }
+        };
+        let mut states: HashMap<&str, f64> = HashMap::new();
+        let mut databases: HashMap<String, Counters> = HashMap::new();
+        let mut standbys: Vec<(String, Option<f64>, Option<f64>)> = Vec::new();
+        for row in rows {
+            match row.get("section") {
+                Some("server") => {
+                    let max = number(row, "max_connections");
+                    let reserved = number(row, "reserved");
+                    let connections = number(row, "connections");
+                    push(out, "version_num", number(row, "version_num"));
+                    push(out, "is_replica", number(row, "is_replica"));
+                    push(out, "connections", connections);
+                    push(out, "connections_max", max);
+                    push(out, "connections_reserved", reserved);
+                    if let (Some(max), Some(reserved), Some(connections)) =
+                        (max, reserved, connections)
+                        && max > reserved
+                    {
+                        push(
+                            out,
+                            "connections_used_percent",
+                            Some(connections * 100.0 / (max - reserved)),
+                        );
+                    }
+                    push(
+                        out,
+                        "oldest_transaction_s",
+                        number(row, "oldest_transaction_s"),
+                    );
+                    push(
+                        out,
+                        "longest_statement_s",
+                        number(row, "longest_statement_s"),
+                    );
+                }
+                Some("state") => {
+                    if let (Some(state), Some(n)) = (row.get("state"), number(row, "sessions")) {
+                        states.insert(state, n);
+                    }
+                }
+                Some("locks") => {
+                    push(out, "lock_waiting", number(row, "waiting"));
+                    push(out, "lock_blocked", number(row, "blocked"));
+                    push(out, "lock_blockers", number(row, "blockers"));
+                    push(out, "lock_wait_max_ms", number(row, "wait_max_ms"));
+                }
+                Some("database") => {
+                    let Some(name) = row.get("datname") else {
+                        continue;
+                    };
+                    let count = |column| whole(row, column).unwrap_or(0);
+                    databases.insert(
+                        name.to_string(),
+                        Counters {
+                            commits: count("xact_commit"),
+                            rollbacks: count("xact_rollback"),
+                            deadlocks: count("deadlocks"),
+                            temp_bytes: count("temp_bytes"),
+                            blocks_hit: count("blks_hit"),
+                            blocks_read: count("blks_read"),
+                        },
+                    );
+                    let part = self.part_name(name, "connections");
+                    if let Some(n) = number(row, "numbackends") {
+                        out.push(&part, n);
+                    }
+                }
+                Some("standby") => {
+                    standbys.push((
+                        row.get("application_name").unwrap_or("standby").to_string(),
+                        number(row, "lag_s"),
+                        number(row, "lag_bytes"),
+                    ));
+                }
+                Some("replay") => {
+                    push(out, "replication_lag_s", number(row, "lag_s"));
+                    push(out, "replication_lag_bytes", number(row, "lag_bytes"));
+                }
+                _ => {}
+            }
+        }
+        // Every state is reported, 0 when no session is in it, so a rule sees the drop to 0.
+        for (state, field) in [
+            ("active", "connections_active"),
+            ("idle", "connections_idle"),
+            ("idle in transaction", "connections_idle_in_transaction"),
+            (
+                "idle in transaction (aborted)",
+                "connections_idle_in_transaction_aborted",
+            ),
+        ] {
+            push(out, field, Some(states.get(state).copied().unwrap_or(0.0)));
+        }
+        if !rows.iter().any(|r| r.get("section") == Some("replay")) {
+            push(out, "replicas", Some(standbys.len() as f64));
+            let worst = |values: &mut dyn Iterator<Item = Option<f64>>| {
+                values
+                    .flatten()
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            };
+            let lag_s = worst(&mut standbys.iter().map(|s| s.1));
+            let lag_bytes = worst(&mut standbys.iter().map(|s| s.2));
+            push(
+                out,
+                "replication_lag_s",
+                lag_s.or(Some(0.0).filter(|_| standbys.is_empty())),
+            );
+            push(
+                out,
+                "replication_lag_bytes",
+                lag_bytes.or(Some(0.0).filter(|_| standbys.is_empty())),
+            );
+            for (standby, lag_s, lag_bytes) in &standbys {
+                for (field, value) in [
+                    ("replication_lag_s", lag_s),
+                    ("replication_lag_bytes", lag_bytes),
+                ] {
+                    if let Some(value) = value {
+                        let name = self.part_name(standby, field);
+                        out.push(&name, *value);
+                    }
+                }
+            }
+        }
+        self.rates(out, &mut push, databases, at);
+    }
+
+    /// Rates since the previous tick, per database and for the server (the sum of the databases
+    /// whose counters did not go back: a reset or a new database does not spike the total).
+    fn rates(
+        &mut self,
+        out: &mut Output,
+        push: &mut impl FnMut(&mut Output, &str, Option<f64>),
+        databases: HashMap<String, Counters>,
+        at: Instant,
+    ) {
+        if let Some((then, previous)) = self.previous.take() {
+            let secs = at.saturating_duration_since(then).as_secs_f64();
+            if secs > 0.0 {
+                let mut total = Growth::default();
+                for (name, now) in &databases {
+                    let Some(grew) = previous.get(name).and_then(|p| Growth::between(p, now))
+                    else {
+                        continue;
+                    };
+                    total.add(&grew);
+                    for (field, value) in grew.values(secs) {
+                        if let Some(value) = value {
+                            let metric = self.part_name(name, field);
+                            out.push(&metric, value);
+                        }
+                    }
+                }
+                for (field, value) in total.values(secs) {
+                    push(out, field, value);
+                }
+            }
+        }
+        self.previous = Some((at, databases));
+    }
+
+    /// `postgres.<name>.<part>.<field>`, with the part (a database, a standby's
+    /// `application_name`) written as a metric name part: lower case, `_` for anything else.
+    fn part_name(&mut self, part: &str, field: &'static str) -> MetricName {
+        self.part_names
+            .entry((part.to_string(), field))
+            .or_insert_with(|| {
+                MetricName::from(format!(
+                    "postgres.{}.{}.{field}",
+                    self.instance,
+                    metric_part(part)
+                ))
+            })
+            .clone()
+    }
+}
+
+/// A database or standby name as a metric name part: `Shop-EU` → `shop_eu`.
+pub fn metric_part(name: &str) -> String {
+    let part: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if part.is_empty() {
+        "_".to_string()
+    } else {
+        part
+    }
+}
+
+fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect()
+}
+
+fn number(row: &SimpleQueryRow, column: &str) -> Option<f64> {
+    row.try_get(column).ok().flatten()?.parse().ok()
+}
+
+fn whole(row: &SimpleQueryRow, column: &str) -> Option<u64> {
+    row.try_get(column).ok().flatten()?.parse().ok()
+}
+
+/// PostgreSQL's own words and SQLSTATE for a server error; the cause for a connection error.
+/// Neither holds the password: tokio-postgres never puts it in an error.
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut message = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(hint) = db.hint() {
+            message.push_str(&format!("; hint: {hint}"));
+        }
+        return message;
+    }
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(&format!(": {cause}"));
+        }
+        source = cause_of(source);
+    }
+    message
+}
+
+fn cause_of<'a>(
+    error: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    error.and_then(|e| e.source())
+}
+
+impl super::Wait for PostgresProbe {
+    fn wait<'a>(&'a mut self, out: &'a mut Output, timeout: Duration) -> super::Waiting<'a> {
+        Box::pin(self.collect(out, timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_become_metric_parts() {
+        assert_eq!(metric_part("shop"), "shop");
+        assert_eq!(metric_part("Shop-EU 2"), "shop_eu_2");
+        assert_eq!(metric_part(""), "_");
+    }
+
+    #[test]
+    fn growth_gives_rates_and_a_hit_ratio_only_when_blocks_were_read() {
+        let before = Counters {
+            commits: 100,
+            deadlocks: 1,
+            blocks_hit: 90,
+            blocks_read: 10,
+            ..Counters::default()
+        };
+        let after = Counters {
+            commits: 160,
+            deadlocks: 3,
+            blocks_hit: 180,
+            blocks_read: 20,
+            ..Counters::default()
+        };
+        let grew = Growth::between(&before, &after).unwrap();
+        let values: HashMap<_, _> = grew.values(2.0).into_iter().collect();
+        assert_eq!(values["commits_per_sec"], Some(30.0));
+        assert_eq!(values["deadlocks"], Some(2.0));
+        assert_eq!(values["deadlocks_per_sec"], Some(1.0));
+        assert_eq!(values["cache_hit_percent"], Some(90.0));
+        let idle = Growth::between(&after, &after).unwrap();
+        assert_eq!(idle.values(1.0)[5], ("cache_hit_percent", None));
+        assert!(
+            Growth::between(&after, &before).is_none(),
+            "a reset is no rate"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! What the `postgres` probe asks the server each tick: one simple-protocol query string of a few
+//! statements, so a tick costs one round trip. Each statement's first column names its section.
+//!
+//! Sessions are client backends other than the probe's own; ages are against the transaction's
+//! `now()`, clamped at 0 (a session may start after the probe's transaction did).
+
+/// Sent once per connection: the probe's own limits, then what decides the tick's query.
+pub fn on_connect(statement_timeout_ms: u128) -> String {
+    format!(
+        "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {statement_timeout_ms}; \
+         SELECT current_setting('server_version_num') AS version_num, pg_is_in_recovery()::int AS is_replica"
+    )
+}
+
+const SERVER: &str = "\
+SELECT 'server' AS section,
+  current_setting('server_version_num') AS version_num,
+  pg_is_in_recovery()::int AS is_replica,
+  current_setting('max_connections') AS max_connections,
+  current_setting('superuser_reserved_connections')::int
+    + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
+  (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections,
+  (SELECT coalesce(extract(epoch FROM greatest(max(now() - xact_start), '0'::interval)), 0)
+     FROM pg_stat_activity
+     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) AS oldest_transaction_s,
+  (SELECT coalesce(extract(epoch FROM greatest(max(now() - query_start), '0'::interval)), 0)
+     FROM pg_stat_activity
+     WHERE backend_type = 'client backend' AND state = 'active'
+       AND pid <> pg_backend_pid()) AS longest_statement_s";
+
+const STATES: &str = "\
+SELECT 'state' AS section, coalesce(state, '') AS state, count(*) AS sessions
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+GROUP BY 2";
+
+/// Lock waits. Blockers counted are the heads of wait chains: with one session holding a row
+/// and two waiting, the second waiter also waits behind the first (its tuple lock), yet the
+/// session to look at is the one holding the row.
+fn locks(version_num: u32) -> String {
+    // `pg_locks.waitstart` exists from 14; before it, a waiting statement's age stands in.
+    let wait_max = if version_num >= 140_000 {
+        "SELECT coalesce(extract(epoch FROM greatest(max(now() - waitstart), '0'::interval)) * 1000, 0)
+     FROM pg_locks WHERE NOT granted"
+    } else {
+        "SELECT coalesce(extract(epoch FROM greatest(max(now() - query_start), '0'::interval)) * 1000, 0)
+     FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    };
+    format!(
+        "\
+WITH waiting AS (
+  SELECT pid, pg_blocking_pids(pid) AS blocked_by FROM pg_stat_activity
+  WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid())
+SELECT 'locks' AS section,
+  (SELECT count(*) FROM waiting) AS waiting,
+  (SELECT count(*) FROM waiting WHERE cardinality(blocked_by) > 0) AS blocked,
+  (SELECT count(DISTINCT b) FROM waiting, unnest(blocked_by) AS b
+     WHERE b NOT IN (SELECT pid FROM waiting)) AS blockers,
+  ({wait_max}) AS wait_max_ms"
+    )
+}
+
+const DATABASES: &str = "\
+SELECT 'database' AS section, d.datname, d.numbackends, d.xact_commit, d.xact_rollback,
+  d.deadlocks, d.temp_bytes, d.blks_hit, d.blks_read
+FROM pg_stat_database d JOIN pg_database p ON p.oid = d.datid
+WHERE p.datallowconn";
+
+/// A primary's standbys; lag columns are null once a standby has caught up and nothing new
+/// came, which is no lag.
+const STANDBYS: &str = "\
+SELECT 'standby' AS section, application_name,
+  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS lag_bytes,
+  CASE WHEN replay_lsn = pg_current_wal_lsn() THEN 0
+       ELSE extract(epoch FROM replay_lag) END AS lag_s
+FROM pg_stat_replication";
+
+/// A standby's own replay lag: nothing to replay is no lag, however old the last transaction.
+const REPLAY: &str = "\
+SELECT 'replay' AS section,
+  pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) AS lag_bytes,
+  CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+       ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag_s";
+
+/// The tick's query for a server of this version and role.
+pub fn tick(version_num: u32, is_replica: bool) -> String {
+    let replication = if is_replica { REPLAY } else { STANDBYS };
+    format!(
+        "{SERVER};\n{STATES};\n{};\n{DATABASES};\n{replication}",
+        locks(version_num)
+    )
+}

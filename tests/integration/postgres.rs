@@ -1,0 +1,476 @@
+//! The `postgres` probe against a real PostgreSQL started by the test: the situations its rules
+//! are for (lock waits, a transaction left open, a deadlock, connections running out) made with
+//! real sessions, and the failures (a wrong password, a server that goes away).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runner::config::JobKind;
+use runner::probes::{ProbeSet, ProcRoot};
+
+use crate::pg_server::{PROBE_PASSWORD, PgServer};
+
+/// The probe as a jobs file declares it, through the real loader; the password comes from the
+/// environment the loader is given.
+fn probe(dir: &Path, dsn: &str, password: &str, extra: &str) -> ProbeSet {
+    let file = dir.join("jobs.yaml");
+    let yaml = format!(
+        "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - {{ type: postgres, name: main, dsn: \"{dsn}\", password: \"${{PG_PASSWORD}}\"{extra} }}\n"
+    );
+    let env = |key: &str| (key == "PG_PASSWORD").then(|| password.to_string());
+    let config = runner::config::build::parse(&file, &yaml, &env)
+        .unwrap_or_else(|p| panic!("{}", p.render()));
+    let JobKind::Monitor(monitor) = &config.job("m").unwrap().kind else {
+        panic!("monitor")
+    };
+    ProbeSet::build(&monitor.probes, &ProcRoot::default())
+}
+
+struct Tick {
+    metrics: BTreeMap<String, f64>,
+    errors: BTreeMap<String, String>,
+}
+
+impl Tick {
+    #[track_caller]
+    fn get(&self, field: &str) -> f64 {
+        let name = format!("postgres.main.{field}");
+        *self
+            .metrics
+            .get(&name)
+            .unwrap_or_else(|| panic!("no {name} in {:?} (errors {:?})", self.metrics, self.errors))
+    }
+}
+
+async fn tick(set: &mut ProbeSet) -> Tick {
+    let out = set.collect().await;
+    Tick {
+        metrics: out
+            .metrics
+            .iter()
+            .map(|(n, v)| (n.to_string(), *v))
+            .collect(),
+        errors: out.errors.into_iter().collect(),
+    }
+}
+
+/// Waits until the server shows `n` sessions waiting on a lock: the sessions the test started
+/// have sent their statements.
+async fn until_waiting(admin: &tokio_postgres::Client, n: i64) {
+    let started = Instant::now();
+    loop {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) == n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never {n} waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_row_held_while_two_sessions_wait_reads_two_waiting_one_blocker_and_a_growing_wait() {
+    let server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = server.admin("shop").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock VALUES (1, 10);",
+        )
+        .await
+        .unwrap();
+    let quiet = tick(&mut set).await;
+    assert!(quiet.errors.is_empty(), "{:?}", quiet.errors);
+    assert_eq!(quiet.get("up"), 1.0);
+    assert_eq!(quiet.get("lock_waiting"), 0.0);
+    assert_eq!(quiet.get("lock_wait_max_ms"), 0.0);
+
+    let holder = server.admin("shop").await;
+    holder
+        .batch_execute("BEGIN; UPDATE stock SET qty = qty - 1 WHERE id = 1;")
+        .await
+        .unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let waiter = server.admin("shop").await;
+        waiters.push(tokio::spawn(async move {
+            waiter
+                .execute("UPDATE stock SET qty = qty - 1 WHERE id = 1", &[])
+                .await
+        }));
+    }
+    until_waiting(&admin, 2).await;
+    let first = tick(&mut set).await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(first.get("lock_waiting"), 2.0);
+    assert_eq!(first.get("lock_blocked"), 2.0);
+    assert_eq!(
+        first.get("lock_blockers"),
+        1.0,
+        "the session holding the row"
+    );
+    assert_eq!(first.get("connections_active"), 2.0, "the two waiting");
+    assert_eq!(
+        first.get("connections_idle_in_transaction"),
+        1.0,
+        "the holder"
+    );
+    assert!(first.get("lock_wait_max_ms") > 0.0);
+    assert!(first.get("oldest_transaction_s") * 1000.0 >= first.get("lock_wait_max_ms"));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = tick(&mut set).await;
+    assert!(
+        later.get("lock_wait_max_ms") >= first.get("lock_wait_max_ms") + 300.0,
+        "the wait grows with time: {} then {}",
+        first.get("lock_wait_max_ms"),
+        later.get("lock_wait_max_ms")
+    );
+
+    holder.batch_execute("COMMIT").await.unwrap();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap().unwrap(), 1);
+    }
+    let after = tick(&mut set).await;
+    assert_eq!(after.get("lock_waiting"), 0.0);
+    assert_eq!(after.get("lock_blockers"), 0.0);
+    assert_eq!(after.get("lock_wait_max_ms"), 0.0);
+    assert!(
+        after.get("commits_per_sec") > 0.0,
+        "three updates committed"
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_left_open_reads_its_age_and_one_connection_serves_every_tick() {
+    let server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = server.admin("postgres").await;
+    let idle = server.admin("shop").await;
+    let before_begin = Instant::now();
+    idle.batch_execute("BEGIN; SELECT 1;").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let t = tick(&mut set).await;
+    let age = t.get("oldest_transaction_s");
+    assert!(
+        (1.2..=before_begin.elapsed().as_secs_f64()).contains(&age),
+        "open for {age} s"
+    );
+    assert_eq!(t.get("connections_idle_in_transaction"), 1.0);
+    assert_eq!(
+        t.get("longest_statement_s"),
+        0.0,
+        "the probe's own statement is not counted"
+    );
+
+    let probe_sessions = || async {
+        admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'runner'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i32>(0))
+            .collect::<Vec<_>>()
+    };
+    let pids = probe_sessions().await;
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    for _ in 0..3 {
+        tick(&mut set).await;
+    }
+    assert_eq!(
+        probe_sessions().await,
+        pids,
+        "the same connection, kept open"
+    );
+
+    idle.batch_execute("COMMIT").await.unwrap();
+    let t = tick(&mut set).await;
+    assert_eq!(t.get("oldest_transaction_s"), 0.0);
+    assert_eq!(t.get("connections_idle_in_transaction"), 0.0);
+}
+
+#[tokio::test]
+async fn a_deadlock_shows_on_the_tick_it_happened_in_and_in_its_database() {
+    let server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = server.admin("shop").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);",
+        )
+        .await
+        .unwrap();
+    let baseline = tick(&mut set).await;
+    assert_eq!(baseline.get("up"), 1.0);
+
+    let a = server.admin("shop").await;
+    let b = server.admin("shop").await;
+    a.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1;")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 2;")
+        .await
+        .unwrap();
+    let a_waits = tokio::spawn(async move {
+        let result = a.batch_execute("UPDATE t SET v = 2 WHERE id = 2").await;
+        (a, result)
+    });
+    until_waiting(&admin, 1).await;
+    let b_result = b.batch_execute("UPDATE t SET v = 2 WHERE id = 1").await;
+    let (a, a_result) = a_waits.await.unwrap();
+    let failed = [&a_result, &b_result]
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.code().map(|c| c.code().to_string()))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        failed,
+        [Some("40P01".to_string())],
+        "one side is the deadlock victim"
+    );
+    // A backend sends its statistics when it ends, without waiting for its next idle flush.
+    drop(a);
+    drop(b);
+
+    let mut seen = 0.0;
+    for _ in 0..50 {
+        let t = tick(&mut set).await;
+        let now = t.get("deadlocks");
+        if now > 0.0 {
+            assert!(t.get("deadlocks_per_sec") > 0.0);
+            assert_eq!(t.metrics.get("postgres.main.shop.deadlocks"), Some(&now));
+            assert_eq!(
+                t.metrics.get("postgres.main.postgres.deadlocks"),
+                Some(&0.0)
+            );
+            seen += now;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 1.0, "one deadlock, counted once");
+    let next = tick(&mut set).await;
+    assert_eq!(next.get("deadlocks"), 0.0);
+    assert!(next.get("rollbacks_per_sec") >= 0.0);
+}
+
+#[tokio::test]
+async fn connections_near_the_limit_read_against_what_ordinary_roles_may_use() {
+    let server = PgServer::start(&["max_connections=20", "superuser_reserved_connections=3"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let mut held = Vec::new();
+    for _ in 0..15 {
+        held.push(server.admin("shop").await);
+    }
+    let t = tick(&mut set).await;
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    // 15 held, and the probe's own.
+    assert_eq!(t.get("connections"), 16.0);
+    assert_eq!(t.get("connections_idle"), 15.0);
+    assert_eq!(t.get("connections_max"), 20.0);
+    assert_eq!(t.get("connections_reserved"), 3.0);
+    assert!((t.get("connections_used_percent") - 16.0 * 100.0 / 17.0).abs() < 1e-9);
+    assert_eq!(t.metrics.get("postgres.main.shop.connections"), Some(&16.0));
+}
+
+#[tokio::test]
+async fn a_wrong_password_reads_down_with_postgres_own_words_and_never_the_password() {
+    let server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "not-the-Password-123";
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), wrong, "");
+    let t = tick(&mut set).await;
+    assert_eq!(t.get("up"), 0.0);
+    let error = &t.errors["postgres.main"];
+    assert!(
+        error.contains("password authentication failed for user \"runner\"")
+            && error.contains("SQLSTATE 28P01"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("127.0.0.1:{}/shop", server.port)),
+        "{error}"
+    );
+    assert!(!error.contains(wrong), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_that_goes_away_reads_down_then_up_again_when_it_returns() {
+    let mut server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let t = tick(&mut set).await;
+    assert_eq!(t.get("up"), 1.0);
+    assert!(t.get("version_num") >= 100_000.0);
+    assert_eq!(t.get("is_replica"), 0.0);
+    assert_eq!(t.get("replicas"), 0.0);
+
+    server.halt();
+    let down = tick(&mut set).await;
+    assert_eq!(down.get("up"), 0.0);
+    assert!(!down.errors["postgres.main"].is_empty());
+    let again = tick(&mut set).await;
+    assert_eq!(again.get("up"), 0.0);
+    assert!(
+        again.errors["postgres.main"].contains("refused"),
+        "{}",
+        again.errors["postgres.main"]
+    );
+
+    server.resume().await;
+    let back = tick(&mut set).await;
+    assert!(back.errors.is_empty(), "{:?}", back.errors);
+    assert_eq!(back.get("up"), 1.0);
+}
+
+/// A CA and a server certificate for `localhost` signed by it, made with the `openssl` tool.
+fn certificates(dir: &Path, ca_name: &str) {
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl tool (Debian package openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let subject = format!("/CN={ca_name}");
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout", "ca.key", "-out", "ca.crt", "-subj", &subject, "-days", "2",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[tokio::test]
+async fn tls_is_checked_as_sslmode_says() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path(), "runner test CA");
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path(), "someone else's CA");
+    let key = certs.path().join("server.key");
+    crate::pg_server::give_key_to_server(&key);
+    let server = PgServer::start(&[
+        "ssl=on",
+        &format!(
+            "ssl_cert_file={}",
+            certs.path().join("server.crt").display()
+        ),
+        &format!("ssl_key_file={}", key.display()),
+    ])
+    .await;
+    let admin = server.admin("postgres").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("ca.crt");
+    let other_ca = other.path().join("ca.crt");
+    let dsn = |host: &str, mode: &str| {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={} user=runner dbname=shop sslmode={mode}",
+            server.port
+        )
+    };
+    let with_ca = |ca: &Path| format!(", ca_file: \"{}\"", ca.display());
+    let cases = [
+        (dsn("localhost", "verify-full"), with_ca(&ca), None),
+        (dsn("127.0.0.1", "verify-ca"), with_ca(&ca), None),
+        (dsn("localhost", "require"), String::new(), None),
+        (
+            dsn("127.0.0.1", "verify-full"),
+            with_ca(&ca),
+            Some("not valid for name"),
+        ),
+        (
+            dsn("localhost", "verify-full"),
+            with_ca(&other_ca),
+            Some("UnknownIssuer"),
+        ),
+    ];
+    for (dsn, extra, refused) in cases {
+        let mut set = probe(dir.path(), &dsn, PROBE_PASSWORD, &extra);
+        let t = tick(&mut set).await;
+        match refused {
+            None => {
+                assert!(t.errors.is_empty(), "{dsn}: {:?}", t.errors);
+                let encrypted: bool = admin
+                    .query_one(
+                        "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = 'runner'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert!(encrypted, "{dsn}");
+            }
+            Some(reason) => {
+                assert_eq!(t.get("up"), 0.0, "{dsn}");
+                let error = &t.errors["postgres.main"];
+                assert!(error.contains(reason), "{dsn}: {error}");
+            }
+        }
+    }
+}
