@@ -14,7 +14,7 @@ const MAX_DOWNTIME_GAP_MS: i64 = 10 * 60 * 1000;
 /// What makes a value of a check metric a failed check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// `tcp.*.up`, `http.*.up`: 0 is down.
+    /// `tcp.*.up`, `http.*.up`, `postgres.*.up`: 0 is down.
     Up,
     /// `ping.*.loss_percent`: every packet lost is down.
     Loss,
@@ -25,7 +25,7 @@ impl Check {
     pub fn of(name: &str) -> Option<Check> {
         let field = name.rsplit('.').next().unwrap_or(name);
         match (name.split('.').next(), field) {
-            (Some("tcp" | "http"), "up") => Some(Check::Up),
+            (Some("tcp" | "http" | "postgres"), "up") => Some(Check::Up),
             (Some("ping"), "loss_percent") => Some(Check::Loss),
             _ => None,
         }

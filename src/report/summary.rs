@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::alerts::{self, AlertsSummary};
+use super::database::{self, DatabaseServer};
 use super::incidents::{self, IncidentsSummary};
 use super::metrics::{MetricStats, MetricsPass};
 use crate::config::{Config, JobKind};
@@ -103,6 +104,8 @@ pub struct Summary {
     pub probe_error_total: u64,
     pub families: Vec<Family>,
     pub availability: Vec<Availability>,
+    /// One entry per `postgres` probe that reported in the window.
+    pub database: Vec<DatabaseServer>,
     pub alerts: AlertsSummary,
     pub incidents: IncidentsSummary,
     /// The few things worth a glance, in sentences.
@@ -127,6 +130,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("connections", "Connections and sessions"),
     ("access_log", "Web server traffic and sessions"),
     ("command", "Commands"),
+    ("postgres", "PostgreSQL"),
 ];
 
 /// The unit a field's name says.
@@ -303,6 +307,7 @@ pub fn build(
         samples,
         probe_error_total: probe_errors.iter().map(|p| p.count).sum(),
         probe_errors,
+        database: database::summarize(&families),
         families,
         availability,
         alerts,
@@ -398,6 +403,27 @@ fn highlights(s: &Summary) -> Vec<String> {
             m.p95.map(format_value).unwrap_or_else(|| "-".into())
         ));
     }
+    for server in &s.database {
+        let mut said = Vec::new();
+        if server.deadlocks > 0 {
+            said.push(crate::vocab::words::plural(
+                server.deadlocks as usize,
+                "deadlock",
+            ));
+        }
+        if let Some(longest) = server.longest_transaction_seconds.filter(|s| *s >= 300.0) {
+            said.push(format!("a transaction open {}", format_for(longest as i64)));
+        }
+        if let Some(waiting) = server.lock_waiting_max.filter(|w| *w >= 1.0) {
+            said.push(format!(
+                "up to {} sessions waiting on locks",
+                format_value(waiting)
+            ));
+        }
+        if !said.is_empty() {
+            out.push(format!("PostgreSQL {}: {}.", server.name, said.join(", ")));
+        }
+    }
     if !s.incidents.open.is_empty() {
         out.push(format!(
             "{} ServiceNow incidents open.",
@@ -488,6 +514,17 @@ pub fn example(config: &Config) -> Summary {
                 title: "Latency (ping)".into(),
                 metrics: vec![metric("ping.gateway.rtt_avg_ms", 0.4)],
             },
+            Family {
+                name: "postgres".into(),
+                title: "PostgreSQL".into(),
+                metrics: vec![
+                    metric("postgres.main.connections", 42.0),
+                    metric("postgres.main.deadlocks", 0.001),
+                    metric("postgres.main.lock_waiting", 0.5),
+                    metric("postgres.main.oldest_transaction_s", 120.0),
+                    metric("postgres.main.shop.commits_per_sec", 85.0),
+                ],
+            },
         ],
         availability: vec![Availability {
             probe: "ping".into(),
@@ -498,6 +535,7 @@ pub fn example(config: &Config) -> Summary {
             availability_percent: 99.98,
             downtime_seconds: 120,
         }],
+        database: Vec::new(),
         alerts: alerts::from_events(&events, from, to),
         incidents: IncidentsSummary {
             configured: true,
@@ -520,6 +558,7 @@ pub fn example(config: &Config) -> Summary {
         sources: Sources::default(),
     };
     summary.incidents.resolved = summary.incidents.opened.clone();
+    summary.database = database::summarize(&summary.families);
     summary.highlights = highlights(&summary);
     summary
 }

@@ -204,6 +204,38 @@ async fn a_transaction_left_open_reads_its_age_and_one_connection_serves_every_t
     assert_eq!(t.get("connections_idle_in_transaction"), 0.0);
 }
 
+/// Two sessions of `shop` taking rows 1 and 2 of `t` in opposite orders: one is the victim.
+/// Both end afterwards, which sends their statistics at once.
+async fn make_deadlock(server: &PgServer, admin: &tokio_postgres::Client) {
+    let a = server.admin("shop").await;
+    let b = server.admin("shop").await;
+    a.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1;")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 2;")
+        .await
+        .unwrap();
+    let a_waits = tokio::spawn(async move {
+        let result = a.batch_execute("UPDATE t SET v = 2 WHERE id = 2").await;
+        (a, result)
+    });
+    until_waiting(admin, 1).await;
+    let b_result = b.batch_execute("UPDATE t SET v = 2 WHERE id = 1").await;
+    let (a, a_result) = a_waits.await.unwrap();
+    let failed = [&a_result, &b_result]
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.code().map(|c| c.code().to_string()))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        failed,
+        [Some("40P01".to_string())],
+        "one side is the deadlock victim"
+    );
+    drop(a);
+    drop(b);
+}
+
 #[tokio::test]
 async fn a_deadlock_shows_on_the_tick_it_happened_in_and_in_its_database() {
     let server = PgServer::start(&[]).await;
@@ -219,34 +251,7 @@ async fn a_deadlock_shows_on_the_tick_it_happened_in_and_in_its_database() {
     let baseline = tick(&mut set).await;
     assert_eq!(baseline.get("up"), 1.0);
 
-    let a = server.admin("shop").await;
-    let b = server.admin("shop").await;
-    a.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1;")
-        .await
-        .unwrap();
-    b.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 2;")
-        .await
-        .unwrap();
-    let a_waits = tokio::spawn(async move {
-        let result = a.batch_execute("UPDATE t SET v = 2 WHERE id = 2").await;
-        (a, result)
-    });
-    until_waiting(&admin, 1).await;
-    let b_result = b.batch_execute("UPDATE t SET v = 2 WHERE id = 1").await;
-    let (a, a_result) = a_waits.await.unwrap();
-    let failed = [&a_result, &b_result]
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .map(|e| e.code().map(|c| c.code().to_string()))
-        .collect::<Vec<_>>();
-    assert_eq!(
-        failed,
-        [Some("40P01".to_string())],
-        "one side is the deadlock victim"
-    );
-    // A backend sends its statistics when it ends, without waiting for its next idle flush.
-    drop(a);
-    drop(b);
+    make_deadlock(&server, &admin).await;
 
     let mut seen = 0.0;
     for _ in 0..50 {
@@ -473,4 +478,90 @@ async fn tls_is_checked_as_sslmode_says() {
             }
         }
     }
+}
+
+/// Every `postgres.main.*` value of every sample the monitor wrote so far.
+fn written(dir: &Path, field: &str) -> Vec<f64> {
+    let mut values = Vec::new();
+    for entry in std::fs::read_dir(dir.join("var/metrics"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(sample) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(v) = sample["metrics"][format!("postgres.main.{field}")].as_f64()
+            {
+                values.push(v);
+            }
+        }
+    }
+    values
+}
+
+#[tokio::test]
+async fn the_scheduled_monitor_records_a_deadlock_its_rule_fires_and_the_report_has_a_database_section()
+ {
+    let server = PgServer::start(&[]).await;
+    let admin = server.admin("shop").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            "jobs:\n  db:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes:\n      - {{ type: postgres, name: main, dsn: \"{}\", password: \"${{PG_PASSWORD}}\" }}\n    rules: [\"{}\"]\n    notify: [log]\n  weekly:\n    type: report\n    schedule: \"0 8 * * Mon\"\n    window: 1h\n    templates: [\"{}\"]\n",
+            server.probe_dsn("shop"),
+            crate::support::root()
+                .join("rules/db/postgres.rhai")
+                .display(),
+            crate::support::root()
+                .join("templates/weekly.md.hbs")
+                .display(),
+        ),
+    );
+    let mut command = crate::support::command(&["--jobs", file.to_str().unwrap()]);
+    command.env("PG_PASSWORD", PROBE_PASSWORD);
+    let mut running = crate::support::Running::spawn(command);
+    let patience = Instant::now() + crate::support::PATIENCE;
+    while written(dir.path(), "up").len() < 2 {
+        assert!(Instant::now() < patience, "no samples: {:?}", running.seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    make_deadlock(&server, &admin).await;
+    while written(dir.path(), "deadlocks").iter().sum::<f64>() < 1.0 {
+        assert!(Instant::now() < patience, "the deadlock was never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.wait_for_line("deadlocks", crate::support::PATIENCE);
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(crate::support::PATIENCE).0, Some(0));
+    assert_eq!(written(dir.path(), "deadlocks").iter().sum::<f64>(), 1.0);
+    assert!(written(dir.path(), "up").iter().all(|up| *up == 1.0));
+
+    let output = crate::support::command(&["report", "--jobs", file.to_str().unwrap()])
+        .env("PG_PASSWORD", PROBE_PASSWORD)
+        .output()
+        .unwrap();
+    let report = crate::support::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    assert!(
+        report.contains("## Database\n\n### PostgreSQL main\n"),
+        "{report}"
+    );
+    assert!(report.contains("| deadlocks | 1 |"), "{report}");
+    assert!(report.contains("\n| shop | "), "{report}");
+    assert!(report.contains("PostgreSQL main: 1 deadlock"), "{report}");
+    assert!(report.contains("| postgres | main | 100.000 % | 0s | 0 of "), "{report}");
+    assert!(report.contains("| deadlocks | warning | 1 |"), "{report}");
 }

@@ -249,7 +249,10 @@ impl Check for PostgresProbeConfig {
                         "give it through the environment: `password: \"${PG_PASSWORD}\"`",
                     );
                 }
-                config.password(expanded.value);
+                // `${PG_PASSWORD:-}` left empty: no password (trust or peer authentication).
+                if !expanded.value.is_empty() {
+                    config.password(expanded.value);
+                }
             }
         }
         let mut tls = TlsMode::Prefer;

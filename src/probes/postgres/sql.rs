@@ -64,7 +64,7 @@ const DATABASES: &str = "\
 SELECT 'database' AS section, d.datname, d.numbackends, d.xact_commit, d.xact_rollback,
   d.deadlocks, d.temp_bytes, d.blks_hit, d.blks_read
 FROM pg_stat_database d JOIN pg_database p ON p.oid = d.datid
-WHERE p.datallowconn";
+WHERE p.datallowconn AND NOT p.datistemplate";
 
 /// A primary's standbys; lag columns are null once a standby has caught up and nothing new
 /// came, which is no lag.
