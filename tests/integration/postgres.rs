@@ -345,71 +345,24 @@ async fn a_server_that_goes_away_reads_down_then_up_again_when_it_returns() {
     assert_eq!(back.get("up"), 1.0);
 }
 
-/// A CA and a server certificate for `localhost` signed by it, made with the `openssl` tool.
+/// A CA (`ca.crt`) and a server certificate for `localhost` signed by it (`server.crt`,
+/// `server.key`).
 fn certificates(dir: &Path, ca_name: &str) {
-    let openssl = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("the openssl tool (Debian package openssl)");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let subject = format!("/CN={ca_name}");
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout", "ca.key", "-out", "ca.crt", "-subj", &subject, "-days", "2",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.crt"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
 }
 
 #[tokio::test]
@@ -452,7 +405,7 @@ async fn tls_is_checked_as_sslmode_says() {
         (
             dsn("localhost", "verify-full"),
             with_ca(&other_ca),
-            Some("UnknownIssuer"),
+            Some("not signed by the CA in ca_file"),
         ),
     ];
     for (dsn, extra, refused) in cases {
@@ -562,6 +515,40 @@ async fn the_scheduled_monitor_records_a_deadlock_its_rule_fires_and_the_report_
     assert!(report.contains("| deadlocks | 1 |"), "{report}");
     assert!(report.contains("\n| shop | "), "{report}");
     assert!(report.contains("PostgreSQL main: 1 deadlock"), "{report}");
-    assert!(report.contains("| postgres | main | 100.000 % | 0s | 0 of "), "{report}");
+    assert!(
+        report.contains("| postgres | main | 100.000 % | 0s | 0 of "),
+        "{report}"
+    );
     assert!(report.contains("| deadlocks | warning | 1 |"), "{report}");
+}
+
+#[test]
+fn a_password_in_the_file_a_wrong_sslmode_or_a_missing_ca_are_located_check_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.yaml");
+    let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - { type: postgres, name: a, dsn: \"postgres://runner:hunter2@db1/shop\" }\n      - { type: postgres, name: b, dsn: \"host=db1 user=runner sslmode=verify-full\" }\n      - { type: postgres, name: c, dsn: \"host=db1 sslmode=strict\" }\n      - { type: postgres, name: d, dsn: \"host=db1\", password: \"hunter2\" }\n      - { type: postgres, name: e, dsn: \"${PG_DSN}\" }\n      - { type: postgres, name: f, dsn: \"host=db1 colour=blue\" }\n";
+    let env = |key: &str| {
+        (key == "PG_DSN").then(|| "postgres://runner:from-the-env@db1/shop".to_string())
+    };
+    let problems = runner::config::build::parse(&file, yaml, &env)
+        .err()
+        .expect("refused")
+        .render();
+    for expected in [
+        "jobs.yaml:7:41",
+        "a password is written in the jobs file",
+        "field: jobs.m.probes[0].dsn",
+        "sslmode verify-ca and verify-full need the CA",
+        "field: jobs.m.probes[1].dsn",
+        "unknown sslmode `strict`",
+        "field: jobs.m.probes[3].password",
+        "not a PostgreSQL connection string: unknown option `colour`",
+    ] {
+        assert!(problems.contains(expected), "{expected}: {problems}");
+    }
+    assert!(
+        !problems.contains("probes[4]"),
+        "from the environment: {problems}"
+    );
+    assert!(!problems.contains("from-the-env"), "{problems}");
 }

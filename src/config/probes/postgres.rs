@@ -218,10 +218,13 @@ impl Check for PostgresProbeConfig {
         let mut config: tokio_postgres::Config = match rest.parse() {
             Ok(config) => config,
             Err(e) => {
+                // tokio-postgres says what is wrong (`unknown option`) in the error's source.
+                let reason = std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), |cause| cause.to_string());
                 b.error_help(
                     &self.dsn.referenced,
                     &dsn_field,
-                    format!("not a PostgreSQL connection string: {e}"),
+                    format!("not a PostgreSQL connection string: {reason}"),
                     "write a URL (`postgres://runner@db1:5432/shop?sslmode=require`) or key=value pairs (`host=db1 user=runner dbname=shop`)",
                 );
                 return None;

@@ -170,10 +170,33 @@ where
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             let connector = tokio_rustls::TlsConnector::from(self.config);
-            let tls = connector.connect(self.name, stream).await?;
+            let tls = connector
+                .connect(self.name, stream)
+                .await
+                .map_err(plain_words)?;
             Ok(RustlsStream(Box::new(tls)))
         })
     }
+}
+
+/// rustls names an unknown CA by its variant; say what it means for this probe.
+fn plain_words(error: io::Error) -> io::Error {
+    let unknown_issuer = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                Error::InvalidCertificate(CertificateError::UnknownIssuer)
+            )
+        });
+    if unknown_issuer {
+        return io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the server's certificate is not signed by the CA in ca_file (UnknownIssuer)",
+        );
+    }
+    error
 }
 
 pub struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
