@@ -531,8 +531,7 @@ fn a_password_in_the_file_a_wrong_sslmode_or_a_missing_ca_are_located_check_erro
         (key == "PG_DSN").then(|| "postgres://runner:from-the-env@db1/shop".to_string())
     };
     let problems = runner::config::build::parse(&file, yaml, &env)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .render();
     for expected in [
         "jobs.yaml:7:41",
