@@ -1,8 +1,9 @@
 //! `cargo bench --bench postgres` (or `scripts/postgres-probe-cost.sh`): what one tick of the
 //! `postgres` probe costs against a server with 200 client sessions (150 idle, 30 idle in a
-//! transaction, 10 running, 9 queued behind a row lock held by one more): the tick's wall time (one round trip),
-//! runner's CPU, and the CPU of the server process that answers the probe. Needs PostgreSQL's
-//! `initdb` and `postgres`, as the tests do; the server is started and removed here.
+//! transaction, 10 running, 9 queued behind a row lock held by one more): the tick's wall time
+//! (one round trip), runner's CPU, and the CPU of the server process that answers the probe.
+//! Needs PostgreSQL's `initdb` and `postgres`, as the tests do; the server is started and
+//! removed here.
 
 // A harness, not the product: a panic here is the failure, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -61,7 +62,9 @@ async fn main() {
     let server = PgServer::start(&["max_connections=250"]).await;
     let admin = server.admin("shop").await;
     admin
-        .batch_execute("CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock VALUES (1, 10);")
+        .batch_execute(
+            "CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock VALUES (1, 10);",
+        )
         .await
         .unwrap();
     let mut sessions = Vec::new();

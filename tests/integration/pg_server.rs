@@ -20,8 +20,13 @@ pub const PROBE_PASSWORD: &str = "probe-secret-Xy7";
 fn bin_dir() -> PathBuf {
     if let Ok(path) = std::env::var("PATH") {
         for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
-                return dir;
+            // A link on PATH (`/usr/local/bin/initdb`) stands for the folder it points into,
+            // which also has `pg_basebackup`.
+            if let Ok(initdb) = dir.join("initdb").canonicalize()
+                && let Some(real) = initdb.parent()
+                && real.join("postgres").is_file()
+            {
+                return real.to_path_buf();
             }
         }
     }
@@ -190,6 +195,48 @@ impl PgServer {
             .unwrap();
         admin.batch_execute("CREATE DATABASE shop").await.unwrap();
         server
+    }
+
+    /// A standby streaming from this server (`pg_basebackup -R`), its `cluster_name` the
+    /// `application_name` the primary sees.
+    pub async fn standby(&self, name: &str) -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("runner-pg-standby")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        give_to_server_user(dir.path());
+        let output = as_server_user(&mut Command::new(bin_dir().join("pg_basebackup")))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-D",
+            ])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut standby = PgServer {
+            dir,
+            port: free_port(),
+            settings: vec![format!("cluster_name={name}")],
+            child: None,
+        };
+        standby.resume().await;
+        standby
     }
 
     /// Starts the server (again) on its port and waits until it takes connections.

@@ -551,3 +551,93 @@ fn a_password_in_the_file_a_wrong_sslmode_or_a_missing_ca_are_located_check_erro
     );
     assert!(!problems.contains("from-the-env"), "{problems}");
 }
+
+#[tokio::test]
+async fn a_standby_whose_replay_is_paused_reads_lag_on_both_sides() {
+    let primary = PgServer::start(&[]).await;
+    let standby = primary.standby("replica1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut on_primary = probe(dir.path(), &primary.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let mut on_standby = probe(dir.path(), &standby.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = primary.admin("shop").await;
+    // The standby is connected once the primary lists it.
+    let patience = Instant::now() + crate::support::PATIENCE;
+    loop {
+        let t = tick(&mut on_primary).await;
+        if t.get("replicas") == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < patience, "the standby never streamed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = tick(&mut on_standby).await;
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(t.get("is_replica"), 1.0);
+
+    // A transaction replayed, so the standby knows when it last replayed one: lag in seconds
+    // is measured from it.
+    admin
+        .batch_execute("CREATE TABLE first (id int)")
+        .await
+        .unwrap();
+    loop {
+        let s = tick(&mut on_standby).await;
+        if s.metrics.get("postgres.main.replication_lag_s") == Some(&0.0) {
+            break;
+        }
+        assert!(Instant::now() < patience, "never replayed: {:?}", s.metrics);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    standby
+        .admin("postgres")
+        .await
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE TABLE filler AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Received, not replayed: the standby says how far behind it is, and so does the primary.
+    loop {
+        let s = tick(&mut on_standby).await;
+        let p = tick(&mut on_primary).await;
+        if s.get("replication_lag_bytes") > 1_000_000.0 {
+            assert!(s.get("replication_lag_s") >= 1.0, "{:?}", s.metrics);
+            assert!(
+                p.get("replication_lag_bytes") > 1_000_000.0,
+                "{:?}",
+                p.metrics
+            );
+            assert_eq!(
+                p.metrics
+                    .get("postgres.main.replica1.replication_lag_bytes"),
+                Some(&p.get("replication_lag_bytes"))
+            );
+            break;
+        }
+        assert!(Instant::now() < patience, "no lag seen: {:?}", s.metrics);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    standby
+        .admin("postgres")
+        .await
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    loop {
+        let s = tick(&mut on_standby).await;
+        if s.get("replication_lag_bytes") == 0.0 {
+            assert_eq!(s.get("replication_lag_s"), 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < patience,
+            "replay never caught up: {:?}",
+            s.metrics
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
