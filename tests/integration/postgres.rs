@@ -78,18 +78,41 @@ async fn until_waiting(admin: &tokio_postgres::Client, n: i64) {
     }
 }
 
+/// A fresh server with `settings`, a table made by `setup` in `shop`, the probe watching
+/// `shop`, and a superuser session there.
+struct Watched {
+    server: PgServer,
+    _dir: tempfile::TempDir,
+    set: ProbeSet,
+    admin: tokio_postgres::Client,
+}
+
+async fn watched(settings: &[&str], setup: &str) -> Watched {
+    let server = PgServer::start(settings).await;
+    let dir = tempfile::tempdir().unwrap();
+    let set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = server.admin("shop").await;
+    admin.batch_execute(setup).await.unwrap();
+    Watched {
+        server,
+        _dir: dir,
+        set,
+        admin,
+    }
+}
+
 #[tokio::test]
 async fn a_row_held_while_two_sessions_wait_reads_two_waiting_one_blocker_and_a_growing_wait() {
-    let server = PgServer::start(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
-    let admin = server.admin("shop").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock VALUES (1, 10);",
-        )
-        .await
-        .unwrap();
+    let Watched {
+        server,
+        mut set,
+        admin,
+        ..
+    } = watched(
+        &[],
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock VALUES (1, 10);",
+    )
+    .await;
     let quiet = tick(&mut set).await;
     assert!(quiet.errors.is_empty(), "{:?}", quiet.errors);
     assert_eq!(quiet.get("up"), 1.0);
@@ -238,16 +261,16 @@ async fn make_deadlock(server: &PgServer, admin: &tokio_postgres::Client) {
 
 #[tokio::test]
 async fn a_deadlock_shows_on_the_tick_it_happened_in_and_in_its_database() {
-    let server = PgServer::start(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
-    let admin = server.admin("shop").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);",
-        )
-        .await
-        .unwrap();
+    let Watched {
+        server,
+        mut set,
+        admin,
+        ..
+    } = watched(
+        &[],
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);",
+    )
+    .await;
     let baseline = tick(&mut set).await;
     assert_eq!(baseline.get("up"), 1.0);
 

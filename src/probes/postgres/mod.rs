@@ -436,19 +436,13 @@ fn describe(error: &tokio_postgres::Error) -> String {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !message.contains(&cause) {
-            message.push_str(&format!(": {cause}"));
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
         }
-        source = cause_of(source);
+        source = cause.source();
     }
     message
-}
-
-fn cause_of<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(|e| e.source())
 }
 
 impl super::Wait for PostgresProbe {
