@@ -423,7 +423,7 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+    let rank = crate::vocab::rank::nearest_rank(values.len() as u64, q) as usize;
     let (_, v, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
     Some(*v)
 }

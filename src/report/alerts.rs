@@ -79,32 +79,83 @@ fn labels_text(event: &AlertEvent) -> String {
         .join(", ")
 }
 
-/// Reads the alert events of `[from, to)` and sums them up.
-pub fn summarize(files: &DailyFiles, from: DateTime<Utc>, to: DateTime<Utc>) -> AlertsSummary {
+/// How far before a window the alert log is read for alerts still firing when it starts. A
+/// firing alert repeats its notice every `repeat_interval` (4 h by default), so its latest
+/// event lies well within this even when it began months ago.
+const LOOKBACK_DAYS: i64 = 35;
+
+/// Reads the alert events of `[from, to)` and sums them up. Alerts firing when the window
+/// begins count from when they began: from the alert log before the window, and from
+/// `firing_now` (the monitors' saved alert state, for a window ending now) for those the log
+/// no longer holds.
+pub fn summarize(
+    files: &DailyFiles,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    firing_now: &[AlertEvent],
+) -> AlertsSummary {
     let mut events = Vec::new();
+    // Fingerprint → its latest event before the window, and when its firing spell began.
+    let mut before: HashMap<String, (AlertEvent, Option<DateTime<Utc>>)> = HashMap::new();
     let mut bad_lines = 0;
     let last_day = (to - chrono::Duration::milliseconds(1)).date_naive();
-    files.for_each_line(from.date_naive(), last_day, |line| {
+    let first_day = (from - chrono::Duration::days(LOOKBACK_DAYS)).date_naive();
+    files.for_each_line(first_day, last_day, |line| {
         match serde_json::from_str::<AlertEvent>(line) {
             Ok(event) if event.at >= from && event.at < to => events.push(event),
+            Ok(event) if event.at < from => match before.get_mut(&event.fingerprint) {
+                Some((latest, began)) if latest.at <= event.at => {
+                    if event.kind == EventKind::Firing {
+                        *began = Some(event.at);
+                    }
+                    *latest = event;
+                }
+                Some(_) => {}
+                None => {
+                    let began = (event.kind == EventKind::Firing).then_some(event.at);
+                    before.insert(event.fingerprint.clone(), (event, began));
+                }
+            },
             Ok(_) => {}
             Err(_) => bad_lines += 1,
         }
         ControlFlow::Continue(())
     });
     events.sort_by_key(|e| e.at);
-    let mut summary = from_events(&events, from, to);
+    let mut open_at_start: Vec<(DateTime<Utc>, AlertEvent)> = before
+        .into_values()
+        .filter(|(latest, _)| matches!(latest.kind, EventKind::Firing | EventKind::Repeat))
+        .map(|(latest, began)| (began.unwrap_or(latest.active_since), latest))
+        .collect();
+    for event in firing_now {
+        let known = open_at_start
+            .iter()
+            .any(|(_, e)| e.fingerprint == event.fingerprint)
+            || events.iter().any(|e| e.fingerprint == event.fingerprint);
+        if !known && event.active_since < from {
+            open_at_start.push((event.active_since, event.clone()));
+        }
+    }
+    let mut summary = from_events(&events, &open_at_start, to);
     summary.bad_lines = bad_lines;
     summary
 }
 
-/// The summary of events already in time order.
-pub fn from_events(events: &[AlertEvent], from: DateTime<Utc>, to: DateTime<Utc>) -> AlertsSummary {
+/// The summary of events already in time order, with the alerts firing when the window began
+/// (each with the start of its spell).
+pub fn from_events(
+    events: &[AlertEvent],
+    open_at_start: &[(DateTime<Utc>, AlertEvent)],
+    to: DateTime<Utc>,
+) -> AlertsSummary {
     let mut s = AlertsSummary::default();
     let mut rules: BTreeMap<String, RuleCount> = BTreeMap::new();
     let mut noisy: HashMap<String, Noisy> = HashMap::new();
     // Fingerprint → the spell in progress (its start, and the event that started it).
-    let mut open: HashMap<String, (DateTime<Utc>, &AlertEvent)> = HashMap::new();
+    let mut open: HashMap<String, (DateTime<Utc>, &AlertEvent)> = open_at_start
+        .iter()
+        .map(|(began, e)| (e.fingerprint.clone(), (*began, e)))
+        .collect();
     let mut spells: Vec<Spell> = Vec::new();
     let mut resolve_times: Vec<i64> = Vec::new();
     for e in events {
@@ -139,11 +190,11 @@ pub fn from_events(events: &[AlertEvent], from: DateTime<Utc>, to: DateTime<Utc>
                 s.resolved += 1;
                 rule.resolved += 1;
                 resolve_times.push((e.at - e.active_since).num_seconds().max(0));
-                // Fired before the window: its spell starts when it became active, or with
-                // the window.
+                // Fired before the window and not found there: its spell starts when it became
+                // active.
                 let start = match open.remove(&e.fingerprint) {
                     Some((at, _)) => at,
-                    None => e.active_since.max(from),
+                    None => e.active_since,
                 };
                 spells.push(Spell {
                     name: e.name.clone(),
@@ -197,7 +248,7 @@ pub fn from_events(events: &[AlertEvent], from: DateTime<Utc>, to: DateTime<Utc>
         s.mean_time_to_resolve_seconds =
             Some(resolve_times.iter().sum::<i64>() / resolve_times.len() as i64);
         resolve_times.sort_unstable();
-        s.median_time_to_resolve_seconds = Some(resolve_times[resolve_times.len() / 2]);
+        s.median_time_to_resolve_seconds = crate::vocab::rank::median(&resolve_times);
     }
     s
 }
@@ -238,13 +289,14 @@ mod tests {
             event("cpu_high", EventKind::Firing, Severity::Critical, 50, 50),
             event("cpu_high", EventKind::Flapping, Severity::Critical, 55, 50),
         ];
-        let s = from_events(&events, at(0), at(120));
+        let s = from_events(&events, &[], at(120));
         assert_eq!((s.fired, s.resolved), (2, 2));
         assert_eq!((s.by_severity.critical, s.by_severity.warning), (1, 1));
         assert_eq!(s.by_rule[0].name, "cpu_high");
         assert_eq!(s.by_rule[0].fired, 2);
         assert_eq!(s.by_rule[0].severity, Severity::Critical);
-        // cpu_high from 50 to the window's end (70 min), then cpu_high 10-40, disk_full 0-30.
+        // disk_full from its true start (-100) to 30, cpu_high from 50 to the window's end
+        // (70 min), cpu_high 10-40.
         let longest: Vec<(&str, i64, bool)> = s
             .longest
             .iter()
@@ -253,16 +305,46 @@ mod tests {
         assert_eq!(
             longest,
             [
+                ("disk_full", 130, false),
                 ("cpu_high", 70, true),
                 ("cpu_high", 30, false),
-                ("disk_full", 30, false)
             ]
         );
         assert_eq!(s.still_firing.len(), 1);
         // Resolved after 35 min (active at 5) and 130 min (active at -100).
         assert_eq!(s.mean_time_to_resolve_seconds, Some((35 + 130) * 60 / 2));
+        assert_eq!(
+            s.median_time_to_resolve_seconds,
+            Some((35 + 130) * 60 / 2),
+            "an even count's median is the mean of its two middles"
+        );
         assert_eq!(s.flapping.len(), 1);
         assert_eq!(s.noisiest[0].name, "cpu_high");
         assert_eq!(s.noisiest[0].fired, 2);
+    }
+
+    #[test]
+    fn an_alert_the_saved_state_has_firing_counts_when_the_log_no_longer_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DailyFiles {
+            data_dir: dir.path().to_path_buf(),
+            kind: "alerts".into(),
+            archive_dirs: Vec::new(),
+        };
+        let began = at(-60 * 24 * 60);
+        let mut firing =
+            AlertEvent::example("disk_full", EventKind::Repeat, Severity::Critical, at(120));
+        firing.active_since = began;
+        let s = summarize(&files, at(0), at(120), std::slice::from_ref(&firing));
+        assert_eq!(s.still_firing.len(), 1);
+        assert_eq!(s.still_firing[0].from, began);
+        assert_eq!(s.fired, 0, "it fired before the window");
+        // Began inside the window without a firing event in the log: not invented.
+        firing.active_since = at(10);
+        assert!(
+            summarize(&files, at(0), at(120), &[firing])
+                .still_firing
+                .is_empty()
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! Report templates into text: HTML templates (`*.html.hbs`) escape what they print, others
-//! (Markdown, text) print as is; strict mode turns a misspelt field into an error with the
+//! Report templates into text: HTML templates (`*.html.hbs`) escape what they print for HTML,
+//! Markdown ones (`*.md.hbs`) for Markdown tables (`|`, line breaks, HTML), others print as is; strict mode turns a misspelt field into an error with the
 //! template's name, line and column. Files go to `data_dir/reports/<job>-<date>.<ext>`,
 //! written atomically.
 
@@ -35,6 +35,7 @@ pub fn extension_of(template: &Path) -> String {
 fn escape_for(template: &Path) -> Escape {
     match extension_of(template).as_str() {
         "html" | "htm" => Escape::Html,
+        "md" | "markdown" => Escape::Markdown,
         _ => Escape::None,
     }
 }

@@ -195,8 +195,8 @@ fn metric_summary(name: &str, s: &MetricStats, previous: Option<&Rollup>) -> Met
         samples: s.count,
         min: s.min,
         avg,
-        p50: s.sketch.quantile(0.5).map(|q| q.clamp(s.min, s.max)),
-        p95: s.sketch.quantile(0.95).map(|q| q.clamp(s.min, s.max)),
+        p50: s.sketch.quantile_between(0.5, s.min, s.max),
+        p95: s.sketch.quantile_between(0.95, s.min, s.max),
         max: s.max,
         last: s.last,
         change_percent: previous_avg
@@ -279,7 +279,7 @@ pub fn build(
         kind: "alerts".into(),
         archive_dirs: crate::store::archive_dirs(config),
     };
-    let alerts = alerts::summarize(&alert_files, from, to);
+    let alerts = alerts::summarize(&alert_files, from, to, &firing_now(config, to));
     let incidents = incidents::summarize(config, &config.data_dir, from, to);
     let probe_errors: Vec<ProbeErrors> = errors
         .into_iter()
@@ -324,6 +324,30 @@ pub fn build(
     };
     summary.highlights = highlights(&summary);
     summary
+}
+
+/// The alerts the monitors' saved state has firing, when the window ends now (a past window's
+/// end is not what the state describes).
+fn firing_now(config: &Config, to: DateTime<Utc>) -> Vec<crate::alerts::event::AlertEvent> {
+    if (Utc::now() - to).num_seconds().abs() > 60 {
+        return Vec::new();
+    }
+    let mut firing = Vec::new();
+    for job in config.jobs.values() {
+        if !matches!(job.kind, JobKind::Monitor(_)) {
+            continue;
+        }
+        let origin = crate::alerts::lifecycle::Origin {
+            host: &config.host,
+            job: &job.name,
+        };
+        for state in crate::alerts::read_state(&config.data_dir, &job.name).firing() {
+            let mut event = state.event(crate::alerts::event::EventKind::Repeat, to, &origin);
+            event.active_since = state.firing_since.unwrap_or(event.active_since);
+            firing.push(event);
+        }
+    }
+    firing
 }
 
 /// The metric of a summary by name.
@@ -536,7 +560,7 @@ pub fn example(config: &Config) -> Summary {
             downtime_seconds: 120,
         }],
         database: Vec::new(),
-        alerts: alerts::from_events(&events, from, to),
+        alerts: alerts::from_events(&events, &[], to),
         incidents: IncidentsSummary {
             configured: true,
             note: String::new(),
@@ -566,4 +590,42 @@ pub fn example(config: &Config) -> Summary {
 /// Where the report's files go.
 pub fn reports_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("reports")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sample::{LineParser, Sample};
+
+    /// The summary of one metric fed `values`, a minute apart.
+    fn summarized(values: &[f64]) -> MetricSummary {
+        let mut pass = MetricsPass::new(0, 86_400_000);
+        let mut parser = LineParser::default();
+        for (i, v) in values.iter().enumerate() {
+            let line = Sample {
+                ts: DateTime::from_timestamp_millis(i as i64 * 60_000).unwrap(),
+                host: "h".into(),
+                job: "m".into(),
+                metrics: vec![("cpu.total.usage_percent".into(), *v)],
+                errors: vec![],
+            }
+            .to_json();
+            pass.visit(&parser.parse(&line).unwrap());
+        }
+        let (name, stats) = pass.finish().remove(0);
+        metric_summary(&name, &stats, None)
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_and_exact_at_the_extremes() {
+        // Nearest rank: p95 of nine values is the ninth, p50 the fifth.
+        let s = summarized(&[0.5, 1.2, 1.9, 2.4, 2.8, 3.1, 3.3, 3.49, 5.46]);
+        assert_eq!(s.p95, Some(5.46));
+        assert!((s.p50.unwrap() - 2.8).abs() <= 2.8 * RELATIVE_ERROR);
+        // A 0/1 series that is mostly 1: p95 is 1, not 0.99...
+        let mut up = vec![1.0; 97];
+        up.extend([0.0; 3]);
+        let s = summarized(&up);
+        assert_eq!((s.p50, s.p95), (Some(1.0), Some(1.0)));
+    }
 }

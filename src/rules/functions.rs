@@ -200,7 +200,7 @@ pub fn percentile(h: &History, name: &str, p: f64, now_ms: i64, window_ms: i64) 
         if values.is_empty() {
             return None;
         }
-        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+        let rank = crate::vocab::rank::nearest_rank(values.len() as u64, q) as usize;
         let (_, v, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
         return Some(*v);
     }
@@ -216,8 +216,7 @@ pub fn percentile(h: &History, name: &str, p: f64, now_ms: i64, window_ms: i64) 
 /// A rollup's quantile from its sketch, held within the exact min and max it also keeps: a
 /// constant series reads as itself rather than as its bucket's midpoint.
 fn sketch_quantile(rollup: &Rollup, q: f64) -> Option<f64> {
-    let estimate = rollup.sketch.quantile(q)?;
-    Some(estimate.clamp(rollup.min, rollup.max))
+    rollup.sketch.quantile_between(q, rollup.min, rollup.max)
 }
 
 /// Standard deviation of the window: exact over raw points and hourly rollups, over the

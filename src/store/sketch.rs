@@ -76,14 +76,29 @@ impl Sketch {
         self.count() == 0
     }
 
+    /// The quantile of values known to lie in `[min, max]`: within them, and exactly one of them
+    /// when the estimate is within the sketch's error of it (a 0/1 series' p95 is 1, not
+    /// 0.99...).
+    pub fn quantile_between(&self, q: f64, min: f64, max: f64) -> Option<f64> {
+        let estimate = self.quantile(q)?.clamp(min, max);
+        let close = |exact: f64| (estimate - exact).abs() <= exact.abs() * RELATIVE_ERROR;
+        Some(if close(max) {
+            max
+        } else if close(min) {
+            min
+        } else {
+            estimate
+        })
+    }
+
     /// The value at quantile `q` (0 to 1), within `RELATIVE_ERROR` of the true one; `None` when
-    /// empty. Rank convention: the value with `floor(q·(n-1))` values below it.
+    /// empty. Nearest rank, as everywhere in runner (`vocab::rank`).
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let n = self.count();
         if n == 0 {
             return None;
         }
-        let rank = (q.clamp(0.0, 1.0) * (n - 1) as f64).floor() as u64;
+        let rank = crate::vocab::rank::nearest_rank(n, q);
         let mut seen = 0u64;
         // Most negative first: the largest magnitudes of the negative side.
         for (k, c) in self.neg.iter().rev() {
@@ -116,7 +131,7 @@ mod tests {
     use super::*;
 
     fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        sorted[crate::vocab::rank::nearest_rank(sorted.len() as u64, q) as usize]
     }
 
     #[test]

@@ -18,9 +18,29 @@ use crate::vocab::words::{format_for, format_value};
 /// How a template's `{{value}}` output is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
-    /// Plain text, Markdown, Slack mrkdwn (use `{{mrkdwn x}}` where Slack needs it).
+    /// Plain text, Slack mrkdwn (use `{{mrkdwn x}}` where Slack needs it).
     None,
     Html,
+    /// Markdown: what a value prints cannot break a table row or become markup.
+    Markdown,
+}
+
+/// `|` would end a table cell and a line break the row; `<` and `&` would start HTML, which
+/// Markdown passes through; `\\` would escape what follows it.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '\\' => out.push_str("\\\\"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 handlebars_helper!(mrkdwn_helper: |text: str| escape_mrkdwn(text));
@@ -37,8 +57,10 @@ pub fn registry(escape: Escape) -> Handlebars<'static> {
 pub fn registry_in(escape: Escape, zone: Zone) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
-    if escape == Escape::None {
-        hb.register_escape_fn(handlebars::no_escape);
+    match escape {
+        Escape::None => hb.register_escape_fn(handlebars::no_escape),
+        Escape::Markdown => hb.register_escape_fn(escape_markdown),
+        Escape::Html => {}
     }
     // Ours: it stops at the render's limits, which handlebars' own `each` cannot.
     hb.register_helper("each", Box::new(bounds::BoundedEach));
@@ -182,7 +204,7 @@ pub fn group_thousands(text: &str) -> String {
     let (int, frac) = rest
         .split_once('.')
         .map_or((rest, None), |(i, f)| (i, Some(f)));
-    if int.len() <= 4 || !int.bytes().all(|b| b.is_ascii_digit()) {
+    if int.len() <= 3 || !int.bytes().all(|b| b.is_ascii_digit()) {
         return text.to_string();
     }
     let mut grouped = String::new();
@@ -331,9 +353,18 @@ pub fn svg_chart(
         ));
     }
     for d in paths {
-        svg.push_str(&format!(
-            "<path d=\"{d}\" fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"1.5\"/>"
-        ));
+        // A lone point (one hour of data, or one between gaps) draws no line: a dot shows it.
+        match d.strip_prefix('M').filter(|rest| !rest.contains(" L")) {
+            Some(point) => {
+                let (x, y) = point.split_once(',').unwrap_or((point, "0"));
+                svg.push_str(&format!(
+                    "<circle cx=\"{x}\" cy=\"{y}\" r=\"2\" fill=\"#2a6fdb\"/>"
+                ));
+            }
+            None => svg.push_str(&format!(
+                "<path d=\"{d}\" fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"1.5\"/>"
+            )),
+        }
     }
     svg.push_str("</svg>");
     svg
@@ -476,10 +507,25 @@ mod tests {
             "{svg}"
         );
         assert_eq!(
-            svg.matches("<path").count(),
-            2,
-            "a gap splits the line: {svg}"
+            (svg.matches("<path").count(), svg.matches("<circle").count()),
+            (1, 1),
+            "a gap splits the line, and the lone point before it is a dot: {svg}"
         );
+        let one = hb
+            .render_template("{{chart one}}", &serde_json::json!({"one": [5.0]}))
+            .unwrap();
+        assert_eq!(
+            one.matches("<circle").count(),
+            1,
+            "one hour draws a dot: {one}"
+        );
+        let grouped = hb
+            .render_template(
+                "{{number k}}|{{number m}}",
+                &serde_json::json!({"k": 1234, "m": 999}),
+            )
+            .unwrap();
+        assert_eq!(grouped, "1,234|999");
         assert!(
             svg.contains(">3 ms</text>") && svg.contains(">1 ms</text>"),
             "{svg}"

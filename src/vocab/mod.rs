@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod duration;
+pub mod rank;
 pub mod severity;
 pub mod size;
 pub mod suggest;

@@ -667,3 +667,88 @@ fn dry_run_renders_to_stdout_shows_the_notice_and_writes_nothing() {
     assert!(!week.root.join("var/outbox").exists());
     assert!(hook.requests().is_empty());
 }
+
+#[test]
+fn alerts_firing_since_before_the_window_count_as_still_firing_from_their_true_start() {
+    let week = write_week("", "log");
+    // disk_full fired ten days before the window's end and repeats every 4 h, never resolved;
+    // memory_high fired before the window and resolved inside it.
+    let began = t(END) - chrono::Duration::days(10);
+    let mut by_day: BTreeMap<String, String> = BTreeMap::new();
+    let mut push = |name: &str, kind: EventKind, at: DateTime<Utc>, active: DateTime<Utc>| {
+        let mut e = AlertEvent::example(name, kind, Severity::Critical, at);
+        e.active_since = active;
+        e.host = "web-1".into();
+        by_day
+            .entry(at.format("%Y-%m-%d").to_string())
+            .or_default()
+            .push_str(&(serde_json::to_string(&e).unwrap() + "\n"));
+    };
+    push(
+        "disk_full",
+        EventKind::Firing,
+        began,
+        began - chrono::Duration::minutes(5),
+    );
+    let mut at = began + chrono::Duration::hours(4);
+    while at < t(END) {
+        push(
+            "disk_full",
+            EventKind::Repeat,
+            at,
+            began - chrono::Duration::minutes(5),
+        );
+        at += chrono::Duration::hours(4);
+    }
+    let memory = t(END) - chrono::Duration::days(8);
+    push("memory_high", EventKind::Firing, memory, memory);
+    push(
+        "memory_high",
+        EventKind::Resolved,
+        t(END) - chrono::Duration::days(6),
+        memory,
+    );
+    for (day, text) in by_day {
+        let path = week.root.join(format!("var/alerts/{day}.jsonl"));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    }
+    let s = build(&week);
+    let still: Vec<(&str, DateTime<Utc>)> = s
+        .alerts
+        .still_firing
+        .iter()
+        .map(|sp| (sp.name.as_str(), sp.from))
+        .collect();
+    assert_eq!(
+        still,
+        [
+            ("disk_full", began),
+            ("cpu_high", t("2026-11-29T10:00:00Z"))
+        ],
+        "both, the older first, each from its true start"
+    );
+    assert_eq!(s.alerts.longest[0].name, "disk_full");
+    assert_eq!(s.alerts.longest[0].seconds, 10 * 86_400);
+    let memory_spell = s
+        .alerts
+        .longest
+        .iter()
+        .find(|sp| sp.name == "memory_high")
+        .unwrap();
+    assert_eq!(
+        (memory_spell.from, memory_spell.seconds),
+        (memory, 2 * 86_400)
+    );
+    assert!(
+        s.highlights
+            .iter()
+            .any(|h| h == "2 still firing at the end of the window."),
+        "{:?}",
+        s.highlights
+    );
+}
