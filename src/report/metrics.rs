@@ -39,6 +39,16 @@ impl Check {
     }
 }
 
+/// An interval between checks, or `0` when it is longer than `MAX_DOWNTIME_GAP_MS`: then
+/// runner was not running, nothing was measured, and no one knows whether the target was down.
+fn measured(interval_ms: i64) -> i64 {
+    if (0..=MAX_DOWNTIME_GAP_MS).contains(&interval_ms) {
+        interval_ms
+    } else {
+        0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Availability {
     check: Check,
@@ -70,7 +80,7 @@ impl Availability {
             && prev_failed
         {
             // A failed check counts as down until the next check.
-            self.downtime_ms += (ts_ms - prev_ts).clamp(0, MAX_DOWNTIME_GAP_MS);
+            self.downtime_ms += measured(ts_ms - prev_ts);
         }
         self.prev = Some((ts_ms, failed));
     }
@@ -78,7 +88,7 @@ impl Availability {
     /// The window ended while the last check was failing.
     fn close(&mut self, end_ms: i64) {
         if let Some((prev_ts, true)) = self.prev {
-            self.downtime_ms += (end_ms - prev_ts).clamp(0, MAX_DOWNTIME_GAP_MS);
+            self.downtime_ms += measured(end_ms - prev_ts);
             self.prev = None;
         }
     }
@@ -301,5 +311,28 @@ mod tests {
             stats[0].1.availability.as_ref().unwrap().downtime_ms,
             600_000
         );
+    }
+
+    #[test]
+    fn time_when_nothing_was_measured_is_not_downtime() {
+        // Up at 23:00:00, down from 23:00:10 to 23:00:30, then runner stopped until 23:30:10.
+        let mut pass = MetricsPass::new(0, 7_200_000);
+        let mut parser = LineParser::default();
+        for (s, up) in [
+            (0, 1.0),
+            (10, 0.0),
+            (20, 0.0),
+            (30, 0.0),
+            (1810, 1.0),
+            (1820, 0.0),
+        ] {
+            let text = line(s * 1000, &[("tcp.db.up", up)]);
+            pass.visit(&parser.parse(&text).unwrap());
+        }
+        // The last check failed 98 minutes before the window's end: no more downtime either.
+        let stats = pass.finish();
+        let a = stats[0].1.availability.as_ref().unwrap();
+        assert_eq!((a.checks, a.failed), (6, 4));
+        assert_eq!(a.downtime_ms, 20_000);
     }
 }

@@ -16,7 +16,7 @@ use super::metrics::{MetricStats, MetricsPass};
 use crate::config::{Config, JobKind};
 use crate::store::MetricsReader;
 use crate::store::daily::DailyFiles;
-use crate::store::rollups::{Rollup, RollupStore};
+use crate::store::rollups::{HourRollup, Rollup, RollupStore};
 use crate::store::sketch::RELATIVE_ERROR;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -167,14 +167,20 @@ fn split_name(name: &str) -> (&str, &str, &str) {
     (family, instance, field)
 }
 
-/// The previous window's rollups of every monitor job, merged per metric.
+/// The previous window's rollups of every monitor job, merged per metric: the hours wholly
+/// inside it, so no hour that reaches into the current window counts.
 fn previous(config: &Config, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<String, Rollup> {
     let mut merged: BTreeMap<String, Rollup> = BTreeMap::new();
     for job in config.jobs.values() {
         if !matches!(job.kind, JobKind::Monitor(_)) {
             continue;
         }
-        for hour in RollupStore::new(&config.data_dir, &job.name).hours(from, to) {
+        let whole = |hour: &HourRollup| hour.hour + chrono::Duration::hours(1) <= to;
+        for hour in RollupStore::new(&config.data_dir, &job.name)
+            .hours(from, to)
+            .into_iter()
+            .filter(whole)
+        {
             for (name, rollup) in hour.metrics {
                 merged.entry(name).or_default().merge(&rollup);
             }

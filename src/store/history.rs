@@ -362,7 +362,18 @@ impl History {
     pub fn warm(&mut self, files: &DailyFiles, job: &str, now: DateTime<Utc>) -> WarmStats {
         let from = now - chrono::Duration::from_std(self.config.bucket_window).unwrap_or_default();
         let (from_ms, now_ms) = (from.timestamp_millis(), now.timestamp_millis());
-        self.skip_hours = self.store.as_ref().map(|s| s.stored_hours(from, now));
+        self.skip_hours = self.store.as_ref().map(|s| {
+            let mut skip = s.stored_hours(from, now);
+            // The warm-up reads from inside this hour: its rollup would hold a part of it and
+            // read as the whole.
+            let first = from_ms.div_euclid(HOUR_MS) * HOUR_MS;
+            if first < from_ms
+                && let Some(hour) = DateTime::from_timestamp_millis(first)
+            {
+                skip.insert(hour);
+            }
+            skip
+        });
         let mut stats = WarmStats::default();
         let mut parser = LineParser::default();
         let read = files.for_each_line(from.date_naive(), now.date_naive(), |line| {

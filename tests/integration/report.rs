@@ -752,3 +752,30 @@ fn alerts_firing_since_before_the_window_count_as_still_firing_from_their_true_s
         s.highlights
     );
 }
+
+#[test]
+fn the_previous_window_is_whole_hours_before_it_never_an_hour_reaching_into_it() {
+    let week = write_week("", "log");
+    // The hour the window starts in was rolled up with this window's data: 1000.
+    let start = t(END) - chrono::Duration::days(7);
+    let mut r = Rollup::default();
+    r.add(1000.0);
+    RollupStore::new(&week.root.join("var"), "monitor")
+        .append(&HourRollup {
+            hour: start,
+            metrics: [("cpu.total.usage_percent".to_string(), r)].into(),
+        })
+        .unwrap();
+    // A window that starts half an hour into that hour.
+    let s = summary::build(
+        &week.config,
+        "weekly",
+        "Weekly performance report",
+        Duration::from_secs(7 * 86_400),
+        t(END) + chrono::Duration::minutes(30),
+    );
+    let cpu = summary::metric(&s, "cpu.total.usage_percent").unwrap();
+    assert_eq!(cpu.previous_avg, Some(40.0));
+    let change = (cpu.avg - 40.0) / 40.0 * 100.0;
+    assert!((cpu.change_percent.unwrap() - change).abs() < 1e-9);
+}

@@ -203,3 +203,51 @@ fn history_warms_from_the_log_and_writes_missing_rollups_once() {
         std::fs::read_to_string(data.join("state/rollups/monitor/2026-11-28.jsonl")).unwrap();
     assert_eq!(text.lines().count(), 2);
 }
+
+#[test]
+fn a_warm_up_that_starts_inside_an_hour_does_not_write_that_hour_as_a_whole_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let now = t("2026-11-28T10:30:00Z");
+    let window = Duration::from_std(HistoryConfig::default().bucket_window).unwrap();
+    let warm_from = now - window;
+    // The log goes back further than the warm-up reads.
+    let all = samples(warm_from - Duration::hours(2), now, Duration::minutes(1));
+    std::fs::create_dir_all(data.join("metrics")).unwrap();
+    let mut by_day: std::collections::BTreeMap<String, Vec<Sample>> = Default::default();
+    for s in all {
+        by_day
+            .entry(s.ts.format("%Y-%m-%d").to_string())
+            .or_default()
+            .push(s);
+    }
+    for (day, day_samples) in by_day {
+        std::fs::write(
+            data.join(format!("metrics/{day}.jsonl")),
+            lines(&day_samples),
+        )
+        .unwrap();
+    }
+    let reader = MetricsReader::new(data, vec![]);
+    let mut history = History::new(
+        HistoryConfig::default(),
+        Some(RollupStore::new(data, "monitor")),
+    );
+    history.warm(reader.files(), "monitor", now);
+    let hours = RollupStore::new(data, "monitor").hours(warm_from - Duration::hours(3), now);
+    let partial = t("2026-11-26T10:00:00Z");
+    assert_eq!(warm_from, t("2026-11-26T10:30:00Z"));
+    assert!(
+        hours.iter().all(|h| h.hour != partial),
+        "the warm-up read only half of {partial}"
+    );
+    assert_eq!(
+        hours.first().map(|h| h.hour),
+        Some(t("2026-11-26T11:00:00Z"))
+    );
+    assert!(
+        hours
+            .iter()
+            .all(|h| h.metrics["cpu.total.usage_percent"].count == 60)
+    );
+}
