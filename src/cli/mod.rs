@@ -95,14 +95,21 @@ pub enum Command {
         /// A template to render instead of the job's (repeatable).
         #[arg(long = "template", value_name = "FILE")]
         templates: Vec<PathBuf>,
-        /// How far back the report looks, ending now (default: the job's window, or 7d).
+        /// How far back the report looks (default: the job's window, or 7d).
         #[arg(long, value_name = "DURATION")]
         window: Option<String>,
-        /// Write the rendered report to this file instead of stdout.
-        #[arg(long, value_name = "FILE")]
+        /// When the window ends (default: now): `2026-11-30 08:00` in the jobs file's
+        /// timezone, or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Write the one rendered report to this file instead of stdout.
+        #[arg(long, value_name = "FILE", conflicts_with = "out_dir")]
         out: Option<PathBuf>,
+        /// Write each template's report into this folder, named as the job names them.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
         /// Print the summary the templates see, as JSON, instead of rendering.
-        #[arg(long, conflicts_with_all = ["templates", "out"])]
+        #[arg(long, conflicts_with_all = ["templates", "out", "out_dir"])]
         summary: bool,
     },
     /// Run rule tests (`*.test.yaml`) in the given files or folders (default: `rules`).
@@ -139,7 +146,9 @@ pub fn main() -> ExitCode {
             job,
             templates,
             window,
+            at,
             out,
+            out_dir,
             summary,
         }) => report::run(
             &cli.jobs,
@@ -147,7 +156,9 @@ pub fn main() -> ExitCode {
                 job: job.as_deref(),
                 templates,
                 window: window.as_deref(),
+                at: at.as_deref(),
                 out: out.as_deref(),
+                out_dir: out_dir.as_deref(),
                 as_json: *summary,
             },
         ),

@@ -1,5 +1,6 @@
-//! `runner report`: the summary of a window ending now, rendered through templates or printed
-//! as JSON; which report job, which templates and which window, from the arguments.
+//! `runner report`: the summary of a window (ending now, or `--at`), rendered through
+//! templates or printed as JSON; which report job, which templates and which window, from the
+//! arguments; one report to stdout or `--out`, or each into `--out-dir`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +18,9 @@ pub struct Request<'a> {
     pub job: Option<&'a str>,
     pub templates: &'a [PathBuf],
     pub window: Option<&'a str>,
+    pub at: Option<&'a str>,
     pub out: Option<&'a Path>,
+    pub out_dir: Option<&'a Path>,
     pub as_json: bool,
 }
 
@@ -50,16 +53,26 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
     }
     if request.out.is_some() && templates.len() > 1 {
         super::fail(format_args!(
-            "--out takes one rendered report; give one --template"
+            "--out takes one rendered report; give one --template, or --out-dir DIR for each"
         ));
         return exit::USAGE;
     }
+    let to = match request.at {
+        Some(text) => match config.zone.parse_time(text) {
+            Ok(at) => at,
+            Err(e) => {
+                super::fail(format_args!("--at: {e}"));
+                return exit::USAGE;
+            }
+        },
+        None => chrono::Utc::now(),
+    };
     let name = chosen.map_or("report", |(n, _)| n);
     let title = chosen.map_or_else(
         || "Performance report".to_string(),
-        |(_, r)| r.title.clone(),
+        |(_, r)| r.title_for(window),
     );
-    let summary = crate::report::summary::build(&config, name, &title, window, chrono::Utc::now());
+    let summary = crate::report::summary::build(&config, name, &title, window, to);
     if request.as_json {
         return match serde_json::to_string_pretty(&summary) {
             Ok(text) => {
@@ -77,22 +90,75 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
     for problem in &problems {
         super::fail(format_args!("{problem}"));
     }
-    for output in &outputs {
-        match request.out {
-            Some(path) => {
-                if let Err(e) = crate::store::atomic::write(path, output.text.as_bytes()) {
-                    super::fail(format_args!("cannot write {}: {e}", path.display()));
-                    return exit::FAILED;
-                }
-                super::say(format_args!("wrote {}", path.display()));
-            }
-            None => print!("{}", output.text),
+    let written = match (request.out_dir, request.out) {
+        (Some(dir), _) => write_each(dir, name, &summary, &config, &templates, &outputs),
+        (None, Some(path)) => outputs
+            .first()
+            .map_or(Ok(()), |output| write_one(path, &output.text)),
+        (None, None) => {
+            print_one(&outputs);
+            Ok(())
         }
+    };
+    match written {
+        Err(code) => code,
+        Ok(()) if problems.is_empty() => exit::OK,
+        Ok(()) => exit::FAILED,
     }
-    if problems.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
+}
+
+fn write_one(path: &Path, text: &str) -> Result<(), u8> {
+    if let Err(e) = crate::store::atomic::write(path, text.as_bytes()) {
+        super::fail(format_args!("cannot write {}: {e}", path.display()));
+        return Err(exit::FAILED);
+    }
+    super::say(format_args!("wrote {}", path.display()));
+    Ok(())
+}
+
+/// Each rendered template into `dir`, under the name the job gives its files.
+fn write_each(
+    dir: &Path,
+    job: &str,
+    summary: &crate::report::summary::Summary,
+    config: &Config,
+    templates: &[PathBuf],
+    outputs: &[crate::report::render::Output],
+) -> Result<(), u8> {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        super::fail(format_args!("cannot create {}: {e}", dir.display()));
+        return Err(exit::FAILED);
+    }
+    for output in outputs {
+        let path =
+            crate::report::render::output_path(dir, job, summary, &config.zone, templates, output);
+        write_one(&path, &output.text)?;
+    }
+    Ok(())
+}
+
+/// One report on stdout: with several templates, the first that is not a web page (a terminal
+/// shows Markdown and text well), and a line saying how to get the others.
+fn print_one(outputs: &[crate::report::render::Output]) {
+    let Some(shown) = outputs
+        .iter()
+        .find(|o| !matches!(o.extension.as_str(), "html" | "htm"))
+        .or(outputs.first())
+    else {
+        return;
+    };
+    print!("{}", shown.text);
+    let others: Vec<String> = outputs
+        .iter()
+        .filter(|o| !std::ptr::eq(*o, shown))
+        .map(|o| o.template.display().to_string())
+        .collect();
+    if !others.is_empty() {
+        super::say(format_args!(
+            "printed {}; not printed: {} (--out-dir DIR writes each, --template FILE picks one)",
+            shown.template.display(),
+            others.join(", ")
+        ));
     }
 }
 

@@ -235,10 +235,28 @@ pub struct MonitorSpec {
 
 #[derive(Debug)]
 pub struct ReportSpec {
-    pub title: String,
+    /// `title:` as written; without it the title follows the window (`title_for`).
+    pub title: Option<String>,
     pub window: Duration,
     pub templates: Vec<PathBuf>,
     pub notify: Vec<String>,
+}
+
+impl ReportSpec {
+    /// The title of a report over `window`: the job's own, or one that says the window's
+    /// kind (`Weekly performance report` for 7 days, `Daily ...` for one, `Hourly ...`).
+    pub fn title_for(&self, window: Duration) -> String {
+        if let Some(title) = &self.title {
+            return title.clone();
+        }
+        match window.as_secs() {
+            604_800 => "Weekly performance report",
+            86_400 => "Daily performance report",
+            3_600 => "Hourly performance report",
+            _ => "Performance report",
+        }
+        .to_string()
+    }
 }
 
 #[derive(Debug)]

@@ -149,8 +149,8 @@ job_config! {
 job_config! {
     /// Renders the performance report of a past window through templates.
     pub struct ReportJobConfig {
-        /// The report's title (default `Weekly performance report` for a 7-day window,
-        /// `Performance report` otherwise).
+        /// The report's title (default: from the window, `Weekly performance report` for 7
+        /// days, `Daily ...` for one, `Hourly ...` for an hour, `Performance report` otherwise).
         #[serde(default)]
         pub title: Option<String>,
         /// How far back the report looks, ending at the run time (default `7d`).

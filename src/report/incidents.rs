@@ -18,7 +18,9 @@ pub struct IncidentRow {
     pub priority: String,
     pub opened_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
-    /// From opening to resolution, or to the window's end when still open.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// From opening to its end (resolved, closed, or the last update of one canceled), or to
+    /// the window's end while it is open.
     pub age_seconds: Option<i64>,
 }
 
@@ -35,11 +37,12 @@ pub struct IncidentsSummary {
 }
 
 fn row(i: &Incident, to: DateTime<Utc>) -> IncidentRow {
-    let end = i
-        .resolved_at
-        .or(i.closed_at)
-        .filter(|_| !i.is_open())
-        .unwrap_or(to);
+    // A canceled incident has no resolution time: it ended when it was last changed.
+    let end = if i.is_open() {
+        Some(to)
+    } else {
+        i.resolved_at.or(i.closed_at).or(i.updated_at)
+    };
     IncidentRow {
         number: i.number.clone(),
         short_description: i.short_description.clone(),
@@ -47,7 +50,11 @@ fn row(i: &Incident, to: DateTime<Utc>) -> IncidentRow {
         priority: i.priority_name.clone(),
         opened_at: i.opened_at,
         resolved_at: i.resolved_at,
-        age_seconds: i.opened_at.map(|o| (end - o).num_seconds().max(0)),
+        closed_at: i.closed_at,
+        age_seconds: i
+            .opened_at
+            .zip(end)
+            .map(|(o, end)| (end.min(to) - o).num_seconds().max(0)),
     }
 }
 
@@ -66,8 +73,10 @@ pub fn summarize(
     let on = fetch_jobs.iter().any(|j| j.inactive_reason().is_none());
     if !on {
         return IncidentsSummary {
+            // Plain words: the note goes into HTML and Markdown alike, where `code` marks
+            // would show as they are in one of them.
             note: match fetch_jobs.first().and_then(|j| j.inactive_reason()) {
-                Some(reason) => format!("ServiceNow not configured: {reason}."),
+                Some(reason) => format!("ServiceNow not configured: {}.", reason.replace('`', "")),
                 None => "ServiceNow not configured: no servicenow_fetch job.".into(),
             },
             ..IncidentsSummary::default()

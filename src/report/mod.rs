@@ -60,7 +60,7 @@ pub fn prepare(
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> anyhow::Result<Prepared> {
-    let summary = summary::build(config, job, &spec.title, spec.window, now);
+    let summary = summary::build(config, job, &spec.title_for(spec.window), spec.window, now);
     let (mut outputs, problems) = render_all(&spec.templates, &summary, &config.zone, limits);
     if spec.templates.is_empty() {
         outputs.push(Output {
@@ -70,10 +70,17 @@ pub fn prepare(
         });
     }
     let dir = summary::reports_dir(&config.data_dir);
-    let paths = render::output_paths(&dir, job, &summary, &config.zone, &outputs);
+    let outputs = outputs
+        .into_iter()
+        .map(|output| {
+            let path =
+                render::output_path(&dir, job, &summary, &config.zone, &spec.templates, &output);
+            (output, path)
+        })
+        .collect();
     Ok(Prepared {
         summary,
-        outputs: outputs.into_iter().zip(paths).collect(),
+        outputs,
         problems,
     })
 }

@@ -1,6 +1,7 @@
 //! Report templates into text: HTML templates (`*.html.hbs`) escape what they print for HTML,
-//! Markdown ones (`*.md.hbs`) for Markdown tables (`|`, line breaks, HTML), others print as is; strict mode turns a misspelt field into an error with the
-//! template's name, line and column. Files go to `data_dir/reports/<job>-<date>.<ext>`,
+//! Markdown ones (`*.md.hbs`) for Markdown tables (`|`, line breaks, HTML), others print as
+//! is; strict mode turns a misspelt field into an error with the template's name, line and
+//! column. Files go to `data_dir/reports/<job>-<date>.<ext>`,
 //! written atomically.
 
 use std::path::{Path, PathBuf};
@@ -57,35 +58,32 @@ pub fn render(
     })
 }
 
-/// `<dir>/<job>-<local date>.<ext>`; a second template with the same extension adds its
-/// name: `<job>-<date>-<template>.<ext>`.
-pub fn output_paths(
+/// `<dir>/<job>-<local date>.<ext>` for one of a job's `templates`; when two of them share an
+/// extension, each adds its name: `<job>-<date>-<template>.<ext>`. Names come from the job's
+/// list, not from what rendered, so one template failing never renames another's file.
+pub fn output_path(
     dir: &Path,
     job: &str,
     summary: &Summary,
     zone: &Zone,
-    outputs: &[Output],
-) -> Vec<PathBuf> {
+    templates: &[PathBuf],
+    output: &Output,
+) -> PathBuf {
     let date = zone.strftime(summary.period.to, "%Y-%m-%d");
-    outputs
+    let shared = templates
         .iter()
-        .map(|o| {
-            let shared = outputs
-                .iter()
-                .filter(|x| x.extension == o.extension)
-                .count()
-                > 1;
-            if shared {
-                let stem = o
-                    .template
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let stem = stem.split('.').next().unwrap_or("report").to_string();
-                dir.join(format!("{job}-{date}-{stem}.{}", o.extension))
-            } else {
-                dir.join(format!("{job}-{date}.{}", o.extension))
-            }
-        })
-        .collect()
+        .filter(|t| extension_of(t) == output.extension)
+        .count()
+        > 1;
+    if shared {
+        let stem = output
+            .template
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = stem.split('.').next().unwrap_or("report").to_string();
+        dir.join(format!("{job}-{date}-{stem}.{}", output.extension))
+    } else {
+        dir.join(format!("{job}-{date}.{}", output.extension))
+    }
 }

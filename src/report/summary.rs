@@ -26,6 +26,9 @@ pub struct Period {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub days: f64,
+    /// The window in words for sentences: `week`, `day`, `hour`, `30 days`, `12 hours`
+    /// ("over the {{period.label}}", "the {{period.label}} before").
+    pub label: String,
     pub previous_from: DateTime<Utc>,
     pub previous_to: DateTime<Utc>,
 }
@@ -132,6 +135,31 @@ const FAMILIES: &[(&str, &str)] = &[
     ("command", "Commands"),
     ("postgres", "PostgreSQL"),
 ];
+
+/// `week`, `day`, `hour`, or a count of the largest unit that divides the window.
+pub fn window_label(span: chrono::Duration) -> String {
+    let secs = span.num_seconds();
+    for (unit_secs, one, many) in [
+        (7 * 86_400, "week", "weeks"),
+        (86_400, "day", "days"),
+        (3_600, "hour", "hours"),
+        (60, "minute", "minutes"),
+    ] {
+        if secs > 0 && secs % unit_secs == 0 {
+            let n = secs / unit_secs;
+            // "2 weeks" reads worse than "14 days" in a report's sentences.
+            if one == "week" && n > 1 {
+                continue;
+            }
+            return if n == 1 {
+                one.to_string()
+            } else {
+                format!("{n} {many}")
+            };
+        }
+    }
+    format!("{secs} seconds")
+}
 
 /// The unit a field's name says.
 pub fn unit_of(field: &str) -> &'static str {
@@ -307,6 +335,7 @@ pub fn build(
             from,
             to,
             days: span.num_seconds() as f64 / 86_400.0,
+            label: window_label(span),
             previous_from: from - span,
             previous_to: from,
         },
@@ -518,6 +547,7 @@ pub fn example(config: &Config) -> Summary {
             from,
             to,
             days: 7.0,
+            label: "week".into(),
             previous_from: from - chrono::Duration::days(7),
             previous_to: from,
         },
@@ -578,6 +608,7 @@ pub fn example(config: &Config) -> Summary {
                 priority: "High".into(),
                 opened_at: Some(from + chrono::Duration::hours(10)),
                 resolved_at: Some(from + chrono::Duration::hours(12)),
+                closed_at: None,
                 age_seconds: Some(7200),
             }],
             resolved: Vec::new(),
@@ -620,6 +651,17 @@ mod tests {
         }
         let (name, stats) = pass.finish().remove(0);
         metric_summary(&name, &stats, None)
+    }
+
+    #[test]
+    fn windows_are_named_for_sentences() {
+        let label = |secs: i64| window_label(chrono::Duration::seconds(secs));
+        assert_eq!(label(7 * 86_400), "week");
+        assert_eq!(label(14 * 86_400), "14 days");
+        assert_eq!(label(86_400), "day");
+        assert_eq!(label(3_600), "hour");
+        assert_eq!(label(12 * 3_600), "12 hours");
+        assert_eq!(label(90 * 60), "90 minutes");
     }
 
     #[test]

@@ -217,6 +217,28 @@ impl Zone {
         }
     }
 
+    /// A time as people type it: RFC 3339 with its offset (`2026-11-30T08:00:00Z`), or a wall
+    /// time in this zone (`2026-11-30 08:00`, `2026-11-30T08:00:00`, `2026-11-30` for
+    /// midnight). A wall time the clock skipped or passed twice takes the earlier instant.
+    pub fn parse_time(&self, text: &str) -> Result<DateTime<Utc>, String> {
+        let text = text.trim();
+        if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+            return Ok(at.to_utc());
+        }
+        let civil: jiff::civil::DateTime = text
+            .replacen(' ', "T", 1)
+            .parse()
+            .or_else(|_| text.parse::<jiff::civil::Date>().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
+            .map_err(|_| {
+                format!("`{text}` is not a time: give `2026-11-30 08:00` (in {}) or RFC 3339 `2026-11-30T08:00:00Z`", self.name)
+            })?;
+        let zoned = civil
+            .to_zoned(self.tz.clone())
+            .map_err(|e| format!("`{text}` in {}: {e}", self.name))?;
+        DateTime::from_timestamp_millis(zoned.timestamp().as_millisecond())
+            .ok_or_else(|| format!("`{text}` is out of range"))
+    }
+
     /// `2026-11-30 08:00:00 +01:00`: local wall time with its offset, for people.
     pub fn format(&self, at: DateTime<Utc>) -> String {
         self.strftime(at, "%Y-%m-%d %H:%M:%S %:z")

@@ -422,7 +422,7 @@ pub fn register_file(hb: &mut Handlebars<'static>, path: &Path) -> Result<String
     })?;
     bounds::check_source(&text).map_err(|p| problem(p.message, p.at))?;
     hb.register_template_string(&name, text)
-        .map_err(|e| problem(e.reason().to_string(), e.pos()))?;
+        .map_err(|e| problem(syntax_words(&e.reason().to_string()), e.pos()))?;
     if let Err(p) = bounds::check_structure(hb) {
         hb.unregister_template(&name);
         return Err(problem(p.message, p.at));
@@ -447,10 +447,32 @@ pub fn render(
         },
         bounds::RenderFailure::Template(e) => TemplateProblem {
             path: path.to_path_buf(),
-            message: e.reason().to_string(),
+            message: render_words(e.reason()),
             at: e.line_no.zip(e.column_no),
         },
     })
+}
+
+/// handlebars' render errors in a template author's words (its own print Rust's `Some("x")`).
+fn render_words(reason: &RenderErrorReason) -> String {
+    match reason {
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` is not a field here (a misspelt name, or a field of another section)")
+        }
+        RenderErrorReason::MissingVariable(None) => "a field that is not here".to_string(),
+        RenderErrorReason::TemplateError(e) => syntax_words(&e.reason().to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// The parser lists every rule it expected; what it means for an author is shorter.
+fn syntax_words(message: &str) -> String {
+    match message.split_once(": expected ") {
+        Some((head, list)) if list.contains(", ") => format!(
+            "{head}: expected an expression (`{{{{name}}}}`), a block (`{{{{#if x}}}}...{{{{/if}}}}`) or a comment"
+        ),
+        _ => message.to_string(),
+    }
 }
 
 /// `&`, `<` and `>` as Slack's mrkdwn wants them (everything else is literal).

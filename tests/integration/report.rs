@@ -779,3 +779,160 @@ fn the_previous_window_is_whole_hours_before_it_never_an_hour_reaching_into_it()
     let change = (cpu.avg - 40.0) / 40.0 * 100.0;
     assert!((cpu.change_percent.unwrap() - change).abs() < 1e-9);
 }
+
+/// The incidents cache with one incident of each kind the report must show in full.
+fn write_incidents(root: &std::path::Path) {
+    let cache = serde_json::json!({
+        "schema_version": 1, "instance": "http://127.0.0.1:9", "query": "", "fetched_at": "2026-11-30T07:00:00Z",
+        "watermark": "2026-11-29 12:00:00",
+        "incidents": {
+            "a": { "sys_id": "a", "number": "INC0010001", "short_description": "Checkout | cart <b>slow</b>", "state": "6", "state_name": "Resolved",
+                   "priority": "2", "priority_name": "High", "opened_at": "2026-11-25T02:05:00Z", "resolved_at": "2026-11-25T03:05:00Z",
+                   "closed_at": null, "updated_at": null, "sys_updated_on": "2026-11-25 03:05:00" },
+            "b": { "sys_id": "b", "number": "INC0010002", "short_description": "Search timeouts", "state": "2", "state_name": "In Progress",
+                   "priority": "3", "priority_name": "Moderate", "opened_at": "2026-11-20T10:00:00Z", "resolved_at": null,
+                   "closed_at": null, "updated_at": null, "sys_updated_on": "2026-11-29 12:00:00" },
+            "c": { "sys_id": "c", "number": "INC0010003", "short_description": "Duplicate of INC0010002", "state": "8", "state_name": "Canceled",
+                   "priority": "4", "priority_name": "Low", "opened_at": "2026-11-26T09:00:00Z", "resolved_at": null,
+                   "closed_at": null, "updated_at": "2026-11-26T09:30:00Z", "sys_updated_on": "2026-11-26 09:30:00" }
+        }
+    });
+    std::fs::write(root.join("var/incidents/incidents.json"), cache.to_string()).unwrap();
+}
+
+#[test]
+fn runner_report_renders_a_past_window_into_files_with_every_incident_in_full() {
+    let week = write_week("", "log");
+    write_incidents(&week.root);
+    let jobs = week.root.join("jobs.yaml");
+    let out = week.root.join("out");
+    let output = run(&[
+        "report",
+        "--jobs",
+        jobs.to_str().unwrap(),
+        "--at",
+        END,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let md = std::fs::read_to_string(out.join("weekly-2026-11-30.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("weekly-2026-11-30.html")).unwrap();
+    assert!(md.starts_with("# Weekly performance report\n"), "{md}");
+    // The description's `|` and HTML cannot break the table: seven cells, escaped.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| INC0010001 |"))
+        .expect("the resolved incident's row");
+    assert_eq!(row.matches(" | ").count() + 2, 8, "{row}");
+    assert!(
+        row.contains("Checkout \\| cart &lt;b&gt;slow&lt;/b&gt;"),
+        "{row}"
+    );
+    // Every list has number, description, state, priority, opened, resolved and age.
+    let open = md
+        .lines()
+        .skip_while(|l| !l.starts_with("Still open at its end"))
+        .find(|l| l.starts_with("| INC0010002 |"))
+        .expect("the open incident, opened before the window");
+    assert!(
+        open.contains("| Search timeouts | In Progress | Moderate | 2026-11-20"),
+        "{open}"
+    );
+    // Canceled after half an hour: its age stops there.
+    let canceled = md
+        .lines()
+        .find(|l| l.starts_with("| INC0010003 |"))
+        .unwrap();
+    assert!(canceled.ends_with("| 30m |"), "{canceled}");
+    for heading in [
+        "<h3>Opened in the week</h3>",
+        "<h3>Resolved in the week</h3>",
+        "<h3>Still open at its end</h3>",
+    ] {
+        assert!(html.contains(heading), "{heading}");
+    }
+    assert!(
+        html.contains("<td>Checkout | cart &lt;b&gt;slow&lt;/b&gt;</td>"),
+        "{html}"
+    );
+
+    // Without --out-dir: one report on stdout (the Markdown), and a word on the other.
+    let output = run(&["report", "--jobs", jobs.to_str().unwrap(), "--at", END]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.starts_with("# Weekly performance report"),
+        "{printed}"
+    );
+    assert!(!printed.contains("<html"), "only one report is printed");
+    assert!(
+        stderr(&output).contains("not printed:"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn an_hour_long_report_speaks_of_the_hour_and_draws_its_one_point() {
+    let week = write_week("", "log");
+    let jobs = week.root.join("jobs.yaml");
+    let out = week.root.join("out");
+    let output = run(&[
+        "report",
+        "--jobs",
+        jobs.to_str().unwrap(),
+        "--window",
+        "1h",
+        "--at",
+        END,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let md = std::fs::read_to_string(out.join("weekly-2026-11-30.md")).unwrap();
+    let html = std::fs::read_to_string(out.join("weekly-2026-11-30.html")).unwrap();
+    assert!(md.starts_with("# Hourly performance report\n"), "{md}");
+    assert!(md.contains("Compared with the hour before"), "{md}");
+    assert!(md.contains("| over the hour |"), "{md}");
+    assert!(md.contains("No alert fired in the hour."), "{md}");
+    assert!(md.contains("Still firing at the end of the hour:"), "{md}");
+    assert!(!md.to_lowercase().contains("week"), "{md}");
+    assert!(
+        html.contains("<circle "),
+        "one hour of data is a dot, not an empty frame"
+    );
+}
+
+#[test]
+fn a_failing_template_is_said_in_plain_words_and_never_renames_the_others_file() {
+    let week = write_week("", "log");
+    std::fs::write(week.root.join("a.md.hbs"), "# {{title}}\n{{nosuch}}\n").unwrap();
+    std::fs::write(week.root.join("b.md.hbs"), "# {{title}} b\n").unwrap();
+    let jobs = jobs_file(
+        &week.root,
+        "jobs:\n  monitor: { type: monitor, schedule: \"@every 1m\", probes: [{ type: cpu }] }\n  r: { type: report, schedule: \"@daily\", templates: [a.md.hbs, b.md.hbs] }\n",
+    );
+    let out = week.root.join("out");
+    let output = run(&[
+        "report",
+        "--jobs",
+        jobs.to_str().unwrap(),
+        "--at",
+        END,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "a template failed");
+    let err = stderr(&output);
+    assert!(
+        err.contains("a.md.hbs:2:1: `nosuch` is not a field here"),
+        "{err}"
+    );
+    assert!(!err.contains("Some("), "{err}");
+    let written: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(written, ["r-2026-11-30-b.md"], "named as when both render");
+}

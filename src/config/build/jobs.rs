@@ -152,14 +152,7 @@ impl Builder<'_> {
                     DEFAULT_REPORT_WINDOW,
                 )?;
                 JobKind::Report(ReportSpec {
-                    title: job.title.clone().unwrap_or_else(|| {
-                        if window == DEFAULT_REPORT_WINDOW {
-                            "Weekly performance report"
-                        } else {
-                            "Performance report"
-                        }
-                        .to_string()
-                    }),
+                    title: job.title.clone(),
                     window,
                     templates: job
                         .templates
