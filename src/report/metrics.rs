@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::store::sample::SampleView;
-use crate::store::sketch::Sketch;
+use crate::store::sketch::{DenseSketch, Sketch};
 
 /// A gap between samples longer than this is not counted as downtime: runner was not running.
 const MAX_DOWNTIME_GAP_MS: i64 = 10 * 60 * 1000;
@@ -55,7 +55,9 @@ pub struct Availability {
     pub checks: u64,
     pub failed: u64,
     pub downtime_ms: i64,
-    /// The previous sample: its time and whether it failed.
+    /// The first and the previous sample: time and whether it failed (the first joins a pass
+    /// over earlier days to this one).
+    first: Option<(i64, bool)>,
     prev: Option<(i64, bool)>,
 }
 
@@ -66,8 +68,21 @@ impl Availability {
             checks: 0,
             failed: 0,
             downtime_ms: 0,
+            first: None,
             prev: None,
         }
+    }
+
+    /// Continues with what a pass over the following days found.
+    fn merge(&mut self, later: &Availability) {
+        if let (Some((prev_ts, true)), Some((first_ts, _))) = (self.prev, later.first) {
+            self.downtime_ms += measured(first_ts - prev_ts);
+        }
+        self.checks += later.checks;
+        self.failed += later.failed;
+        self.downtime_ms += later.downtime_ms;
+        self.first = self.first.or(later.first);
+        self.prev = later.prev.or(self.prev);
     }
 
     fn add(&mut self, ts_ms: i64, value: f64) {
@@ -83,6 +98,7 @@ impl Availability {
             self.downtime_ms += measured(ts_ms - prev_ts);
         }
         self.prev = Some((ts_ms, failed));
+        self.first.get_or_insert((ts_ms, failed));
     }
 
     /// The window ended while the last check was failing.
@@ -103,7 +119,9 @@ pub struct MetricStats {
     pub max: f64,
     pub last: f64,
     pub last_ts: i64,
+    /// Filled when the pass finishes, from `dense`.
     pub sketch: Sketch,
+    dense: DenseSketch,
     /// Sum and count per hour of the window, for charts.
     pub hours: Vec<(f64, u32)>,
     pub availability: Option<Availability>,
@@ -119,6 +137,7 @@ impl MetricStats {
             last: f64::NAN,
             last_ts: i64::MIN,
             sketch: Sketch::default(),
+            dense: DenseSketch::default(),
             hours: vec![(0.0, 0); hours],
             availability: check.map(Availability::new),
         }
@@ -221,7 +240,7 @@ impl MetricsPass {
                 s.last_ts = ts;
                 s.last = value;
             }
-            s.sketch.add(value);
+            s.dense.add(value);
             let h = &mut s.hours[hour];
             h.0 += value;
             h.1 += 1;
@@ -241,12 +260,44 @@ impl MetricsPass {
         }
     }
 
+    /// Continues with a pass over the days that follow this one's (the same window).
+    pub fn merge(&mut self, later: MetricsPass) {
+        self.samples += later.samples;
+        self.hosts.extend(later.hosts);
+        for (probe, (count, last)) in later.errors {
+            let entry = self.errors.entry(probe).or_insert((0, String::new()));
+            entry.0 += count;
+            entry.1 = last;
+        }
+        for (name, theirs) in later.names.iter().zip(later.stats) {
+            let slot = self.slot(name);
+            let ours = &mut self.stats[slot];
+            ours.count += theirs.count;
+            ours.sum += theirs.sum;
+            ours.min = ours.min.min(theirs.min);
+            ours.max = ours.max.max(theirs.max);
+            if theirs.last_ts >= ours.last_ts && theirs.count > 0 {
+                ours.last_ts = theirs.last_ts;
+                ours.last = theirs.last;
+            }
+            ours.dense.merge(&theirs.dense);
+            for (hour, (sum, n)) in ours.hours.iter_mut().zip(theirs.hours) {
+                hour.0 += sum;
+                hour.1 += n;
+            }
+            if let (Some(a), Some(b)) = (&mut ours.availability, &theirs.availability) {
+                a.merge(b);
+            }
+        }
+    }
+
     /// Every metric with its numbers, sorted by name.
     pub fn finish(mut self) -> Vec<(String, MetricStats)> {
         for s in &mut self.stats {
             if let Some(a) = &mut s.availability {
                 a.close(self.to_ms);
             }
+            s.sketch = std::mem::take(&mut s.dense).finish();
         }
         let mut out: Vec<(String, MetricStats)> = self.names.into_iter().zip(self.stats).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -334,5 +385,55 @@ mod tests {
         let a = stats[0].1.availability.as_ref().unwrap();
         assert_eq!((a.checks, a.failed), (6, 4));
         assert_eq!(a.downtime_ms, 20_000);
+    }
+
+    #[test]
+    fn passes_over_consecutive_days_merge_into_the_pass_over_all() {
+        // Down across the split: from 50 min to 70 min, with the split at 60.
+        let lines: Vec<String> = (0..24)
+            .map(|i| {
+                let minute = i * 5;
+                let up = if (50..70).contains(&minute) { 0.0 } else { 1.0 };
+                line(
+                    minute * 60_000,
+                    &[
+                        ("cpu.total.usage_percent", (i * 7 % 11) as f64),
+                        ("tcp.db.up", up),
+                    ],
+                )
+            })
+            .collect();
+        let mut parser = LineParser::default();
+        let mut whole = MetricsPass::new(0, 2 * 3_600_000);
+        let mut early = MetricsPass::new(0, 2 * 3_600_000);
+        let mut late = MetricsPass::new(0, 2 * 3_600_000);
+        for (i, text) in lines.iter().enumerate() {
+            let view = parser.parse(text).unwrap();
+            whole.visit(&view);
+            if i < 12 {
+                early.visit(&view)
+            } else {
+                late.visit(&view)
+            }
+        }
+        early.merge(late);
+        let (whole, merged) = (whole.finish(), early.finish());
+        assert_eq!(whole.len(), merged.len());
+        for ((name, a), (other, b)) in whole.iter().zip(&merged) {
+            assert_eq!(name, other);
+            assert_eq!(
+                (a.count, a.sum, a.min, a.max, a.last),
+                (b.count, b.sum, b.min, b.max, b.last)
+            );
+            assert_eq!(a.sketch, b.sketch);
+            assert_eq!(a.hours, b.hours);
+            let (x, y) = (a.availability.as_ref(), b.availability.as_ref());
+            assert_eq!(
+                x.map(|a| (a.checks, a.failed, a.downtime_ms)),
+                y.map(|a| (a.checks, a.failed, a.downtime_ms))
+            );
+        }
+        let db = merged.iter().find(|(n, _)| n == "tcp.db.up").unwrap();
+        assert_eq!(db.1.availability.as_ref().unwrap().downtime_ms, 20 * 60_000);
     }
 }

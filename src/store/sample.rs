@@ -247,67 +247,184 @@ impl LineParser {
     }
 }
 
-/// The exact shape runner writes; `None` on anything else (escapes, reordering, other types).
+/// A sample line in any JSON spelling of its shape: any whitespace, keys in any order, `ts`
+/// with or without fractions or with an offset, `errors` (or `host`, `job`) left out, numbers
+/// in any JSON form. `None` on what only serde_json handles (escapes in strings, keys runner
+/// does not know, values of other types), which then takes the slow path.
 fn parse_fast(line: &str, view: &mut LineParser) -> Option<()> {
     let bytes = line.as_bytes();
     let mut pos = 0;
-    let expect = |lit: &str, pos: &mut usize| -> Option<()> {
-        if bytes.get(*pos..*pos + lit.len())? == lit.as_bytes() {
-            *pos += lit.len();
-            Some(())
-        } else {
-            None
+    skip_space(bytes, &mut pos);
+    expect(bytes, &mut pos, b'{')?;
+    view.host = 0..0;
+    view.job = 0..0;
+    let mut ts = None;
+    let mut first = true;
+    loop {
+        skip_space(bytes, &mut pos);
+        if bytes.get(pos) == Some(&b'}') && first {
+            pos += 1;
+            break;
         }
-    };
-    expect("{\"ts\":", &mut pos)?;
-    let ts = plain_string(bytes, &mut pos)?;
-    view.ts_ms = parse_ts_ms(&line[ts.clone()]).or_else(|| parse_rfc3339_ms(&line[ts]))?;
-    expect(",\"host\":", &mut pos)?;
-    view.host = plain_string(bytes, &mut pos)?;
-    expect(",\"job\":", &mut pos)?;
-    view.job = plain_string(bytes, &mut pos)?;
-    expect(",\"metrics\":{", &mut pos)?;
-    if bytes.get(pos) == Some(&b'}') {
-        pos += 1;
-    } else {
-        loop {
-            let name = plain_string(bytes, &mut pos)?;
-            expect(":", &mut pos)?;
-            let start = pos;
-            while pos < bytes.len() && !matches!(bytes[pos], b',' | b'}') {
+        let key = plain_string(bytes, &mut pos)?;
+        skip_space(bytes, &mut pos);
+        expect(bytes, &mut pos, b':')?;
+        skip_space(bytes, &mut pos);
+        match &bytes[key] {
+            b"ts" => {
+                let text = plain_string(bytes, &mut pos)?;
+                ts = Some(
+                    parse_ts_ms(&line[text.clone()]).or_else(|| parse_rfc3339_ms(&line[text]))?,
+                );
+            }
+            b"host" => view.host = plain_string(bytes, &mut pos)?,
+            b"job" => view.job = plain_string(bytes, &mut pos)?,
+            b"metrics" => object(bytes, &mut pos, |name, bytes, pos| {
+                let value = number(line, bytes, pos)?;
+                view.metrics.push((name, value));
+                Some(())
+            })?,
+            b"errors" => object(bytes, &mut pos, |key, bytes, pos| {
+                let message = plain_string(bytes, pos)?;
+                view.errors.push((key, message));
+                Some(())
+            })?,
+            _ => return None,
+        }
+        first = false;
+        skip_space(bytes, &mut pos);
+        match bytes.get(pos)? {
+            b',' => pos += 1,
+            b'}' => {
                 pos += 1;
+                break;
             }
-            let value: f64 = line[start..pos].parse().ok()?;
-            view.metrics.push((name, value));
-            match bytes.get(pos)? {
-                b',' => pos += 1,
-                _ => {
-                    pos += 1;
-                    break;
-                }
-            }
+            _ => return None,
         }
     }
-    expect(",\"errors\":{", &mut pos)?;
-    if bytes.get(pos) == Some(&b'}') {
-        pos += 1;
-    } else {
-        loop {
-            let key = plain_string(bytes, &mut pos)?;
-            expect(":", &mut pos)?;
-            let message = plain_string(bytes, &mut pos)?;
-            view.errors.push((key, message));
-            match bytes.get(pos)? {
-                b',' => pos += 1,
-                _ => {
-                    pos += 1;
-                    break;
-                }
+    view.ts_ms = ts?;
+    skip_space(bytes, &mut pos);
+    (pos == bytes.len()).then_some(())
+}
+
+#[inline(always)]
+fn skip_space(bytes: &[u8], pos: &mut usize) {
+    // Runner's own lines have none: one comparison decides.
+    while let Some(&b) = bytes.get(*pos)
+        && b <= b' '
+        && matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+    {
+        *pos += 1;
+    }
+}
+
+#[inline(always)]
+fn expect(bytes: &[u8], pos: &mut usize, byte: u8) -> Option<()> {
+    (bytes.get(*pos) == Some(&byte)).then(|| *pos += 1)
+}
+
+/// `{"key": value, ...}` at `pos`, each value read by `value`.
+#[inline(always)]
+fn object(
+    bytes: &[u8],
+    pos: &mut usize,
+    mut value: impl FnMut(Range<usize>, &[u8], &mut usize) -> Option<()>,
+) -> Option<()> {
+    expect(bytes, pos, b'{')?;
+    skip_space(bytes, pos);
+    if bytes.get(*pos) == Some(&b'}') {
+        *pos += 1;
+        return Some(());
+    }
+    loop {
+        skip_space(bytes, pos);
+        let key = plain_string(bytes, pos)?;
+        skip_space(bytes, pos);
+        expect(bytes, pos, b':')?;
+        skip_space(bytes, pos);
+        value(key, bytes, pos)?;
+        skip_space(bytes, pos);
+        match bytes.get(*pos)? {
+            b',' => *pos += 1,
+            b'}' => {
+                *pos += 1;
+                return Some(());
             }
+            _ => return None,
         }
     }
-    expect("}", &mut pos)?;
-    line[pos..].trim().is_empty().then_some(())
+}
+
+/// Powers of ten a double holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A JSON number at `pos` (`-12.5`, `3e-7`); `None` for anything else (`null`, a string).
+/// Read in one pass: digits that fit a double exactly, scaled by an exact power of ten, are
+/// one correctly rounded operation (Clinger's fast path); anything longer goes to the
+/// standard parser.
+#[inline(always)]
+fn number(line: &str, bytes: &[u8], pos: &mut usize) -> Option<f64> {
+    let start = *pos;
+    let mut i = start;
+    let negative = bytes.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let mut mantissa: u64 = 0;
+    let mut exact = true;
+    let mut scale: i32 = 0;
+    let int_start = i;
+    while let Some(&b) = bytes.get(i)
+        && b.is_ascii_digit()
+    {
+        match mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(u64::from(b - b'0')))
+        {
+            Some(m) => mantissa = m,
+            None => exact = false,
+        }
+        i += 1;
+    }
+    if i == int_start {
+        return None;
+    }
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(&b) = bytes.get(i)
+            && b.is_ascii_digit()
+        {
+            match mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(u64::from(b - b'0')))
+            {
+                Some(m) => mantissa = m,
+                None => exact = false,
+            }
+            scale += 1;
+            i += 1;
+        }
+        if i == frac_start {
+            return None;
+        }
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        exact = false;
+        i += 1;
+        while matches!(bytes.get(i), Some(b'-' | b'+' | b'0'..=b'9')) {
+            i += 1;
+        }
+    }
+    *pos = i;
+    if exact && mantissa <= 1 << 53 && scale <= 22 {
+        let value = mantissa as f64 / POW10[scale as usize];
+        return Some(if negative { -value } else { value });
+    }
+    line[start..i].parse().ok()
 }
 
 /// A JSON string without escapes at `pos`; its content range.
@@ -316,10 +433,7 @@ fn plain_string(bytes: &[u8], pos: &mut usize) -> Option<Range<usize>> {
         return None;
     }
     let start = *pos + 1;
-    let len = bytes
-        .get(start..)?
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')?;
+    let len = memchr::memchr2(b'"', b'\\', bytes.get(start..)?)?;
     let end = start + len;
     if bytes[end] == b'\\' {
         return None;
@@ -479,6 +593,81 @@ mod tests {
         assert_eq!(view.ts().to_rfc3339(), "2026-11-28T09:00:00+00:00");
         assert_eq!(view.metrics().collect::<Vec<_>>(), [("a", 1.0)]);
         assert!(parser.parse("not json").is_err());
+    }
+
+    #[test]
+    fn other_spellings_of_the_same_sample_take_the_fast_path() {
+        let spellings = [
+            r#"{"ts": "2026-11-28T10:00:00Z", "host": "h", "job": "m", "metrics": {"a": 1.5, "b": -2e3}}"#,
+            r#"{ "metrics" : { "a" : 1.5 , "b" : -2000 } , "job" : "m" , "host" : "h" , "ts" : "2026-11-28T11:00:00+01:00" , "errors" : { } }"#,
+            "{\"ts\":\"2026-11-28T10:00:00.000Z\",\n\t\"host\":\"h\",\"job\":\"m\",\"metrics\":{\"a\":15e-1,\"b\":-2000.0},\"errors\":{}}",
+        ];
+        let mut parser = LineParser::default();
+        for line in spellings {
+            let view = parser.parse(line).unwrap();
+            assert!(!view.was_slow(), "{line}");
+            assert_eq!(view.ts_ms, 1_795_860_000_000, "{line}");
+            assert_eq!((view.host(), view.job()), ("h", "m"));
+            assert_eq!(view.metrics().collect::<Vec<_>>().len(), 2, "{line}");
+            let mut got: Vec<(&str, f64)> = view.metrics().collect();
+            got.sort_by(|a, b| a.0.cmp(b.0));
+            assert_eq!(got, [("a", 1.5), ("b", -2000.0)], "{line}");
+        }
+        // What serde_json would refuse, the fast path refuses too.
+        for bad in [
+            r#"{"ts":"2026-11-28T10:00:00Z","metrics":{"a":1},}"#,
+            r#"{"ts":"2026-11-28T10:00:00Z","metrics":{"a":+1}}"#,
+            r#"{"ts":"2026-11-28T10:00:00Z"} x"#,
+        ] {
+            assert!(parser.parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_read_in_one_pass_equal_the_standard_parser_bit_for_bit() {
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "1",
+            "42560000",
+            "49.019999999999996",
+            "0.1",
+            "0.30000000000000004",
+            "9007199254740993",
+            "123456789012345678901234",
+            "1e300",
+            "-2.5E-7",
+            "3.14159",
+            "1844674407370955161.5",
+            "0.0000000000000000000000001",
+            "99.99",
+            "-1234.5678",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let value = f64::from_bits(x);
+            if value.is_finite() {
+                texts.push(format!("{value}"));
+            }
+            texts.push(format!("{}.{}", x % 100_000, x % 1_000_000_007));
+            texts.push(format!("{}", (x % 1_000_000) as f64 / 100.0));
+        }
+        for text in texts {
+            let mut pos = 0;
+            let got = number(&text, text.as_bytes(), &mut pos).unwrap();
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{text}");
+            assert_eq!(pos, text.len(), "{text}");
+        }
+        for bad in ["-", ".5", "1.", "null", "\"1\""] {
+            assert_eq!(number(bad, bad.as_bytes(), &mut 0), None, "{bad}");
+        }
     }
 
     #[test]
