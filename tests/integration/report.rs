@@ -512,6 +512,22 @@ fn without_servicenow_the_report_says_so() {
         .unwrap();
         assert!(out.text.contains("ServiceNow not configured"), "{template}");
     }
+    // A fetch job whose notifier is off says why, in words that read the same in HTML.
+    let yaml = "data_dir: var\nnotifiers:\n  sn: { type: servicenow, instance: \"${SERVICENOW_INSTANCE:-}\", username: u, password: p }\njobs:\n  sync: { type: servicenow_fetch, schedule: \"@hourly\", from: sn }\n  weekly: { type: report, schedule: \"0 8 * * Mon\" }\n";
+    let config = runner::config::build::parse(&file, yaml, &|_| None).unwrap();
+    let s = summary::build(
+        &config,
+        "weekly",
+        "t",
+        Duration::from_secs(3_600),
+        Utc::now(),
+    );
+    assert!(
+        s.incidents.note.starts_with("ServiceNow not configured: "),
+        "{}",
+        s.incidents.note
+    );
+    assert!(!s.incidents.note.contains('`'), "{}", s.incidents.note);
 }
 
 #[tokio::test]
