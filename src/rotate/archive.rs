@@ -1,11 +1,13 @@
 //! Zip archives of rotated files: writing them streaming, reading every entry back to check it
 //! against what was written, and finding which originals an existing archive already holds.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use chrono::{Datelike, Local, TimeZone, Timelike};
 use zip::write::SimpleFileOptions;
@@ -35,6 +37,92 @@ pub struct Written {
     pub members: Vec<Member>,
     /// Originals left out, with the reason (they stay where they are).
     pub unreadable: Vec<String>,
+}
+
+/// Why an archive could not be written; `out_of_space` when the filesystem is full, so the
+/// caller can try fewer files at once.
+#[derive(Debug)]
+pub struct WriteFailure {
+    pub message: String,
+    pub out_of_space: bool,
+}
+
+impl WriteFailure {
+    fn new(message: String) -> WriteFailure {
+        WriteFailure {
+            message,
+            out_of_space: false,
+        }
+    }
+}
+
+fn is_out_of_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// The archive file, which stops writing after its first failure and keeps that failure: the
+/// zip writer, dropped after an error, would try to finish the archive into the same full
+/// disk and print its own line to stderr.
+struct Sink<W> {
+    inner: W,
+    failed: Rc<RefCell<Option<io::Error>>>,
+    /// Where writes would be once failed (the zip writer still seeks while it gives up).
+    position: u64,
+}
+
+impl<W> Sink<W> {
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        let copy = io::Error::new(e.kind(), e.to_string());
+        self.failed.borrow_mut().get_or_insert(e);
+        copy
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.borrow().is_some()
+    }
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.has_failed() {
+            self.position += buf.len() as u64;
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Ok(n) => {
+                self.position += n as u64;
+                Ok(n)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.has_failed() {
+            return Ok(());
+        }
+        self.inner.flush().map_err(|e| self.fail(e))
+    }
+}
+
+impl<W: Seek> Seek for Sink<W> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        if self.has_failed() {
+            self.position = match to {
+                SeekFrom::Start(n) => n,
+                SeekFrom::Current(d) => self.position.saturating_add_signed(d),
+                SeekFrom::End(_) => self.position,
+            };
+            return Ok(self.position);
+        }
+        match self.inner.seek(to) {
+            Ok(n) => {
+                self.position = n;
+                Ok(n)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
 }
 
 /// Counts and checksums bytes as they stream through.
@@ -99,13 +187,39 @@ fn dos_time(mtime: i64) -> zip::DateTime {
 /// Writes the candidates into a new archive at `tmp`, streaming each file (memory does not
 /// grow with file size), then finishes and fsyncs it. An original that cannot be read, or that
 /// changed while it was copied, is left out and reported.
-pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written, String> {
+pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written, WriteFailure> {
+    let failed = Rc::new(RefCell::new(None));
+    let written = write_into(tmp, candidates, level, &failed);
+    // A failed write of the archive, whatever the zip writer made of it, says what happened.
+    match (written, failed.borrow_mut().take()) {
+        (_, Some(e)) => Err(WriteFailure {
+            message: format!("cannot write {}: {e}", tmp.display()),
+            out_of_space: is_out_of_space(&e),
+        }),
+        (written, None) => written,
+    }
+}
+
+fn write_into(
+    tmp: &Path,
+    candidates: &[Candidate],
+    level: u32,
+    failed: &Rc<RefCell<Option<io::Error>>>,
+) -> Result<Written, WriteFailure> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(tmp)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let mut zip = ZipWriter::new(BufWriter::with_capacity(256 * 1024, file));
+        .map_err(|e| WriteFailure {
+            message: format!("cannot create {}: {e}", tmp.display()),
+            out_of_space: is_out_of_space(&e),
+        })?;
+    let sink = Sink {
+        inner: file,
+        failed: failed.clone(),
+        position: 0,
+    };
+    let mut zip = ZipWriter::new(BufWriter::with_capacity(256 * 1024, sink));
     let mut written = Written::default();
     let archive = tmp.with_extension("");
     for candidate in candidates {
@@ -120,20 +234,22 @@ pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written
         };
         let before = original
             .metadata()
-            .map_err(|e| format!("{}: {e}", candidate.path.display()))?;
+            .map_err(|e| WriteFailure::new(format!("{}: {e}", candidate.path.display())))?;
         let mtime = before.mtime();
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
             .compression_level(Some(i64::from(level)))
             .last_modified_time(dos_time(mtime))
-            .unix_permissions(candidate.mode)
+            // The whole mode: `unix_permissions` would keep only 0o777 and drop setuid, setgid
+            // and sticky.
+            .external_attributes((libc::S_IFREG | (candidate.mode & 0o7777)) << 16)
             .large_file(before.len() >= ZIP64_FROM)
             // The extended timestamp is a signed 32-bit time_t as Info-ZIP reads it, so a
             // time before 1970 keeps its value (and crash recovery can match the file).
             .with_extended_timestamp(i32::try_from(mtime).ok().map(|t| t as u32), None, None)
-            .map_err(|e| format!("{}: {e}", candidate.path.display()))?;
+            .map_err(|e| WriteFailure::new(format!("{}: {e}", candidate.path.display())))?;
         zip.start_file(candidate.entry.as_str(), options)
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            .map_err(|e| WriteFailure::new(format!("cannot write {}: {e}", tmp.display())))?;
         let mut tally = Tally::new(BufReader::with_capacity(256 * 1024, original));
         let copied = io::copy(&mut tally, &mut zip);
         let after = tally.inner.get_ref().metadata();
@@ -145,10 +261,14 @@ pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written
             }
             Err(_) => true,
         };
+        if failed.borrow().is_some() {
+            // The archive's own disk failed, not the original: `write` says so.
+            return Err(WriteFailure::new(String::new()));
+        }
         if let Err(e) = &copied {
             // A read error leaves the entry half written: take it out again.
             zip.abort_file()
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                .map_err(|e| WriteFailure::new(format!("cannot write {}: {e}", tmp.display())))?;
             written
                 .unreadable
                 .push(format!("{}: {e}; left in place", candidate.path.display()));
@@ -156,7 +276,7 @@ pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written
         }
         if changed {
             zip.abort_file()
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                .map_err(|e| WriteFailure::new(format!("cannot write {}: {e}", tmp.display())))?;
             written.unreadable.push(format!(
                 "{} changed while it was archived (is a program still writing it?); left in place",
                 candidate.path.display()
@@ -174,12 +294,16 @@ pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written
     }
     let buffered = zip
         .finish()
-        .map_err(|e| format!("cannot finish {}: {e}", tmp.display()))?;
-    let file = buffered
+        .map_err(|e| WriteFailure::new(format!("cannot finish {}: {e}", tmp.display())))?;
+    let sink = buffered
         .into_inner()
-        .map_err(|e| format!("cannot write {}: {}", tmp.display(), e.error()))?;
-    file.sync_all()
-        .map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
+        .map_err(|e| WriteFailure::new(format!("cannot write {}: {}", tmp.display(), e.error())))?;
+    if let Err(e) = sink.inner.sync_all() {
+        return Err(WriteFailure {
+            message: format!("cannot sync {}: {e}", tmp.display()),
+            out_of_space: is_out_of_space(&e),
+        });
+    }
     Ok(written)
 }
 

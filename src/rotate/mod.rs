@@ -55,6 +55,20 @@ pub enum Flow {
     Stop,
 }
 
+/// Why a group of files was not archived.
+#[derive(Debug)]
+enum GroupFailure {
+    /// The archive filesystem is full.
+    OutOfSpace(String),
+    Other(String),
+}
+
+impl From<String> for GroupFailure {
+    fn from(message: String) -> Self {
+        GroupFailure::Other(message)
+    }
+}
+
 /// A file chosen for archiving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -386,7 +400,9 @@ impl Rotation<'_> {
             None => true,
         });
         let mut taken: BTreeSet<String> = BTreeSet::new();
-        for group in self.groups(candidates) {
+        let mut pending: std::collections::VecDeque<Vec<Candidate>> =
+            self.groups(candidates).into_iter().collect();
+        while let Some(group) = pending.pop_front() {
             let target = self.fresh_name(now, &taken);
             taken.insert(
                 target
@@ -398,7 +414,25 @@ impl Rotation<'_> {
             match self.archive_group(&group, &target, hook, &mut summary) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return summary,
-                Err(e) => summary.problems.push(e),
+                // A full disk: the same files in two smaller archives may fit where one did
+                // not (nothing was deleted, and the partial archive is gone again).
+                Err(GroupFailure::OutOfSpace(e)) if group.len() > 1 => {
+                    warn!(job = self.job, error = %e, files = group.len(), "archive_dir is full; trying fewer files at once");
+                    let (first, second) = group.split_at(group.len() / 2);
+                    pending.push_front(second.to_vec());
+                    pending.push_front(first.to_vec());
+                }
+                Err(GroupFailure::OutOfSpace(e)) => {
+                    let left: usize = pending.iter().map(Vec::len).sum::<usize>() + 1;
+                    summary.problems.push(format!(
+                        "{e}: {} is full, and {} does not fit even alone. Nothing was deleted; {left} file(s) stay for the next run. Free space in {} or point archive_dir elsewhere",
+                        self.spec.archive_dir.display(),
+                        group[0].path.display(),
+                        self.spec.archive_dir.display(),
+                    ));
+                    break;
+                }
+                Err(GroupFailure::Other(e)) => summary.problems.push(e),
             }
         }
         self.expire(now, &mut summary);
@@ -513,14 +547,18 @@ impl Rotation<'_> {
         target: &Path,
         hook: &mut dyn FnMut(Step) -> Flow,
         summary: &mut Summary,
-    ) -> Result<Flow, String> {
+    ) -> Result<Flow, GroupFailure> {
         let tmp = PathBuf::from(format!("{}.tmp", target.display()));
         let written = match archive::write(&tmp, group, self.spec.compression) {
             Ok(written) => written,
             Err(e) => {
                 // A partial archive (a full disk) is removed at once, not left to fill it.
                 let _ = std::fs::remove_file(&tmp);
-                return Err(e);
+                return Err(if e.out_of_space {
+                    GroupFailure::OutOfSpace(e.message)
+                } else {
+                    GroupFailure::Other(e.message)
+                });
             }
         };
         // Files that could not be read were reported and left out; the rest go ahead.
@@ -544,11 +582,11 @@ impl Rotation<'_> {
             let aside = PathBuf::from(format!("{}.corrupt", target.display()));
             let _ = std::fs::rename(target, &aside);
             warn!(job = self.job, archive = %aside.display(), error = %e, "archive does not verify; originals kept");
-            return Err(format!(
+            return Err(GroupFailure::Other(format!(
                 "{} does not verify ({e}); originals kept, archive moved to {}",
                 target.display(),
                 aside.display()
-            ));
+            )));
         }
         if hook(Step::Verified) == Flow::Stop {
             return Ok(Flow::Stop);

@@ -98,7 +98,9 @@ impl Fixture {
                     }
                     _ => None,
                 });
-                let mode = entry.unix_mode();
+                // The whole mode as stored: `unix_mode()` clears setuid, setgid and sticky
+                // (the zip reader's guard for extracting).
+                let mode = Some(entry.external_attributes() >> 16).filter(|m| *m != 0);
                 let name = entry.name().unwrap().to_string();
                 let mut bytes = Vec::new();
                 entry.read_to_end(&mut bytes).unwrap();
@@ -154,7 +156,8 @@ fn old_files_are_archived_byte_for_byte_and_young_ones_left() {
     let m = fx.file(&old_metrics, &log_text("m", 2000), "2026-11-10T23:59:58Z");
     fx.file(&young_metrics, &log_text("y", 10), "2026-11-27T23:59:58Z");
     let a = fx.file(&old_log, &log_text("a", 3000), "2026-11-10T12:00:00Z");
-    std::fs::set_permissions(&old_log, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // setgid and sticky are kept with the permission bits.
+    std::fs::set_permissions(&old_log, std::fs::Permissions::from_mode(0o3640)).unwrap();
     fx.file(&young_log, "fresh\n", "2026-11-28T08:00:00Z");
 
     let summary = fx.run("2026-11-28T09:00:00Z");
@@ -175,7 +178,11 @@ fn old_files_are_archived_byte_for_byte_and_young_ones_left() {
     assert_eq!(entries[1].1, m);
     assert_eq!(entries[0].2, Some(t("2026-11-10T12:00:00Z").timestamp()));
     assert_eq!(entries[1].2, Some(t("2026-11-10T23:59:58Z").timestamp()));
-    assert_eq!(entries[0].3.map(|m| m & 0o777), Some(0o640));
+    assert_eq!(
+        entries[0].3,
+        Some(0o100000 | 0o3640),
+        "a regular file, setgid and sticky"
+    );
     for archive in &summary.archives_written {
         let name = archive.file_name().unwrap().to_string_lossy();
         assert!(name.starts_with("rotate-logs-20261128T090000-"), "{name}");
@@ -1046,4 +1053,101 @@ fn a_postrotate_command_runs_after_renames_and_its_failure_is_a_problem() {
         "{:?}",
         summary.problems
     );
+}
+
+#[test]
+fn a_full_archive_disk_takes_fewer_files_at_once_then_stops_with_a_clear_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let archive = dir.path().join("archive");
+    let out = dir.path().join("out");
+    for d in [&logs, &archive, &out] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // Six logs of 300 KB that do not compress, into a 1 MiB filesystem: three fit.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut originals = Vec::new();
+    for i in 0..6 {
+        let bytes: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let log = logs.join(format!("app{i}.log"));
+        std::fs::write(&log, &bytes).unwrap();
+        set_mtime(&log, t("2026-01-01T00:00:00Z"));
+        originals.push((format!("app{i}.log"), bytes));
+    }
+    let file = crate::support::jobs_file(
+        dir.path(),
+        "jobs:\n  rot:\n    type: rotate\n    schedule: \"@daily\"\n    paths: [logs/*.log]\n    max_age: 1d\n    archive_dir: archive\n",
+    );
+    // The archive folder is a small filesystem of its own, in a mount namespace of the run's
+    // own; what it holds afterwards is listed and copied out before the namespace goes.
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{a}' || exit 99; '{runner}' run rot --jobs '{f}'; code=$?; ls -A '{a}'; cp '{a}'/*.zip '{o}'/ 2>/dev/null; exit $code",
+        a = archive.display(),
+        runner = crate::support::runner_bin(),
+        f = file.display(),
+        o = out.display(),
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .current_dir(crate::support::root())
+        .output()
+        .expect("unshare runs (util-linux)");
+    let (stdout, stderr) = (
+        crate::support::stdout(&output),
+        crate::support::stderr(&output),
+    );
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "cannot mount a tmpfs: {stderr}"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a run with problems fails: {stderr}"
+    );
+    assert!(
+        stderr.contains("is full, and ") && stderr.contains("does not fit even alone"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ZipWriter"), "{stderr}");
+    assert!(
+        !stdout.contains(".tmp"),
+        "no partial archive is left: {stdout}"
+    );
+    // Every line of every original is in exactly one place: its log or one archive.
+    let mut archived: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(entry.unwrap().path()).unwrap()).unwrap();
+        for i in 0..zip.len() {
+            let mut member = zip.by_index(i).unwrap();
+            let name = member
+                .name()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut member, &mut bytes).unwrap();
+            assert!(archived.insert(name, bytes).is_none(), "archived twice");
+        }
+    }
+    assert!(!archived.is_empty(), "what fits is archived");
+    for (name, bytes) in &originals {
+        let left = std::fs::read(logs.join(name)).ok();
+        match (archived.get(name), left) {
+            (Some(kept), None) => assert_eq!(kept, bytes, "{name}"),
+            (None, Some(left)) => assert_eq!(&left, bytes, "{name}"),
+            (a, l) => panic!("{name}: archived {}, left {}", a.is_some(), l.is_some()),
+        }
+    }
 }
