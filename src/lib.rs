@@ -27,6 +27,7 @@ pub mod rule_test;
 pub mod rules;
 pub mod scheduler;
 pub mod servicenow;
+pub mod status;
 pub mod store;
 pub mod template;
 pub mod vocab;

@@ -63,6 +63,10 @@ pub struct Cli {
     /// Less log detail (-q warnings, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
+    /// Serve /metrics, /api/v1/alerts, health and a status page here (`127.0.0.1:9464`);
+    /// overrides `listen:` in the jobs file and the RUNNER_LISTEN variable.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -136,7 +140,7 @@ pub fn main() -> ExitCode {
         end_quietly_on_a_closed_pipe();
     }
     ExitCode::from(match &cli.command {
-        None => serve::run(&cli.jobs),
+        None => serve::run(&cli.jobs, cli.listen.as_deref()),
         Some(Command::Check) => check::run(&cli.jobs),
         Some(Command::Run { job }) => run::run(&cli.jobs, job),
         Some(Command::Jobs) => jobs::run(&cli.jobs),

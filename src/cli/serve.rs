@@ -8,16 +8,31 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{block_on, exit, load, log_warnings};
+use crate::config::ListenSpec;
 use crate::job::Job;
 use crate::lock::{LockError, LockFile, scheduler_lock_path};
 use crate::notify::Notifiers;
 use crate::scheduler::clock::{SharedClock, SystemClock};
 use crate::scheduler::{Entry, Scheduler, Shutdown};
 
-pub fn run(file: &Path) -> u8 {
+pub fn run(file: &Path, listen: Option<&str>) -> u8 {
     let config = match load(file) {
         Ok(config) => Arc::new(config),
         Err(code) => return code,
+    };
+    // `--listen`, else RUNNER_LISTEN, else the jobs file's `listen`.
+    let from_env = std::env::var("RUNNER_LISTEN")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let listen = match listen.map(str::to_string).or(from_env) {
+        Some(text) => match ListenSpec::parse(&text, config.listen_auth.clone()) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                super::fail(format_args!("--listen / RUNNER_LISTEN: {e}"));
+                return exit::USAGE;
+            }
+        },
+        None => config.listen.clone(),
     };
     let lock_path = scheduler_lock_path(&config.data_dir);
     let lock = match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
@@ -98,7 +113,30 @@ pub fn run(file: &Path) -> u8 {
         let stop = CancellationToken::new();
         tokio::spawn(signals.watch(stop.clone()));
         tokio::spawn(crate::footprint::release_periodically(stop.clone()));
-        let scheduler = Scheduler::new(clock, config.zone.clone(), entries);
+        let scheduler = Scheduler::new(clock.clone(), config.zone.clone(), entries);
+        if let Some(spec) = listen {
+            let listener = match tokio::net::TcpListener::bind(spec.address).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    error!(address = %spec.address, error = %e, "cannot listen");
+                    super::fail(format_args!("cannot listen on {}: {e}", spec.address));
+                    return exit::FAILED;
+                }
+            };
+            let address = listener.local_addr().unwrap_or(spec.address);
+            info!(
+                url = %format!("http://{address}/"),
+                "serving the status page, /metrics, /api/v1/alerts and /-/healthy"
+            );
+            let context = Arc::new(crate::status::Context {
+                config: config.clone(),
+                scheduler: scheduler.state(),
+                notifiers: notifiers.clone(),
+                clock: clock.clone(),
+                started: clock.now(),
+            });
+            tokio::spawn(crate::status::serve(listener, spec, context, stop.clone()));
+        }
         let shutdown = scheduler.run(stop, config.shutdown_grace).await;
         // What is still queued stays in the outbox and goes out after the next start.
         delivery_stop.cancel();

@@ -33,6 +33,10 @@ pub struct Config {
     pub zone: Zone,
     pub host: String,
     pub shutdown_grace: Duration,
+    /// Where to serve `/metrics`, health and alerts; `None`: nothing is served.
+    pub listen: Option<ListenSpec>,
+    /// `listen_auth`, kept apart so `--listen` can use it too.
+    pub listen_auth: Option<ListenAuth>,
     pub notifiers: IndexMap<String, NotifierSpec>,
     pub jobs: IndexMap<String, JobSpec>,
     /// Things worth saying once at start that do not stop runner (a notifier left off).
@@ -41,6 +45,35 @@ pub struct Config {
     /// names them: errors for `runner check`; the scheduler says them at start and runs every
     /// job that can run without them.
     pub missing_files: Problems,
+}
+
+/// The HTTP listener's address and who may read it.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    pub address: std::net::SocketAddr,
+    pub auth: Option<ListenAuth>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ListenAuth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+impl ListenSpec {
+    /// `--listen`, `RUNNER_LISTEN` or `listen:`: an address and port; anything but loopback
+    /// needs `auth`.
+    pub fn parse(text: &str, auth: Option<ListenAuth>) -> Result<ListenSpec, String> {
+        let address: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+            format!("`{text}` is not an address and port (`127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`)")
+        })?;
+        if !address.ip().is_loopback() && auth.is_none() {
+            return Err(format!(
+                "`{address}` is reachable from other machines: add `listen_auth` (a bearer_token, or username and password, from ${{VAR}}) or listen on 127.0.0.1"
+            ));
+        }
+        Ok(ListenSpec { address, auth })
+    }
 }
 
 /// A secret from the config (URL, token, password): usable, never printed.

@@ -24,6 +24,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "timezone",
     "host",
     "shutdown_grace",
+    "listen",
+    "listen_auth",
     "notifiers",
     "jobs",
 ];
@@ -44,12 +46,35 @@ pub struct RawConfig {
     /// How long running jobs may take to finish after SIGINT or SIGTERM (default `30s`).
     #[serde(default)]
     pub shutdown_grace: Option<Text>,
+    /// Where runner serves Prometheus `/metrics`, its health and its alerts over HTTP
+    /// (`127.0.0.1:9464`); nothing is served without it (or `--listen`).
+    #[serde(default)]
+    pub listen: Option<Text>,
+    /// Who may read what `listen` serves; required for an address other than loopback.
+    #[serde(default)]
+    pub listen_auth: Option<ListenAuthConfig>,
     /// Named destinations for alerts and reports; `log` is built in and needs no entry.
     #[serde(default)]
     pub notifiers: IndexMap<Text, Section<NotifierConfig>>,
     /// Named jobs, each with a `type` and a `schedule`.
     #[serde(default)]
     pub jobs: IndexMap<Text, Section<JobConfig>>,
+}
+
+/// `listen_auth`: a bearer token, or a user name and password (HTTP basic), each secret from
+/// the environment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenAuthConfig {
+    /// `Authorization: Bearer <token>`; from `${VAR}`.
+    #[serde(default)]
+    pub bearer_token: Option<Text>,
+    /// HTTP basic authentication's user name.
+    #[serde(default)]
+    pub username: Option<Text>,
+    /// HTTP basic authentication's password; from `${VAR}`.
+    #[serde(default)]
+    pub password: Option<Text>,
 }
 
 tagged_config! {

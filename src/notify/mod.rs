@@ -127,6 +127,16 @@ impl Route {
     }
 }
 
+/// One notifier's delivery figures, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct NotifierHealth {
+    pub name: String,
+    pub delivered: u64,
+    pub dead: u64,
+    pub failed_attempts: u64,
+    pub backlog_bytes: Option<u64>,
+}
+
 /// Every notifier of a jobs file, shared by the jobs of one process.
 pub struct Notifiers {
     routes: BTreeMap<String, Route>,
@@ -293,6 +303,37 @@ impl Notifiers {
     }
 
     /// The monitor's alerts, for incidents to be attached to.
+    /// Each monitor job's alerts, as the monitors registered them.
+    pub fn alert_stores(&self) -> Vec<(String, SharedAlerts)> {
+        let mut stores: Vec<(String, SharedAlerts)> = self
+            .alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(job, alerts)| (job.clone(), alerts.clone()))
+            .collect();
+        stores.sort_by(|a, b| a.0.cmp(&b.0));
+        stores
+    }
+
+    /// Each notifier's delivery figures: delivered and dead events, failed attempts, and the
+    /// bytes still queued (`None` for one without a queue or whose queue cannot be read).
+    pub fn health(&self) -> Vec<NotifierHealth> {
+        self.routes
+            .iter()
+            .map(|(name, route)| NotifierHealth {
+                name: name.clone(),
+                delivered: route.stats.delivered(),
+                dead: route.stats.dead(),
+                failed_attempts: route
+                    .stats
+                    .failed_attempts
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                backlog_bytes: route.queue.as_ref().and_then(|q| q.backlog_bytes().ok()),
+            })
+            .collect()
+    }
+
     pub fn register_alerts(&self, job: &str, alerts: SharedAlerts) {
         self.alerts
             .lock()

@@ -24,5 +24,6 @@ mod scheduling;
 mod service_probes;
 mod servicenow_fetch;
 mod servicenow_notify;
+mod status;
 mod store;
 mod support;

@@ -9,8 +9,8 @@ use serde_saphyr::Location;
 
 use super::env::{EnvError, Expanded, expand_with};
 use super::host::local_hostname;
-use super::raw::{JobConfig, NotifierConfig, RawConfig, Text};
-use super::{Config, resolve_path};
+use super::raw::{JobConfig, ListenAuthConfig, NotifierConfig, RawConfig, Text};
+use super::{Config, ListenAuth, ListenSpec, Secret, resolve_path};
 use crate::diagnostic::{Problem, Problems};
 use crate::scheduler::schedule::Zone;
 use crate::vocab::duration::parse_duration;
@@ -147,6 +147,58 @@ impl Builder<'_> {
         let mut problem = self.problem(at, field, message).help(help);
         problem.severity = crate::diagnostic::Severity::Warning;
         problem
+    }
+
+    /// A secret that must come from the environment: written in the file, it is a problem.
+    fn secret_from_env(&mut self, text: &Text, field: &str) -> Option<Secret> {
+        let expanded = self.expand(text, field)?;
+        if expanded.vars.is_empty() {
+            self.error_help(
+                &text.referenced,
+                field,
+                "a secret is written in the jobs file",
+                &format!(
+                    "give it through the environment: `{}: \"${{RUNNER_LISTEN_SECRET}}\"`",
+                    field.rsplit('.').next().unwrap_or(field)
+                ),
+            );
+            return None;
+        }
+        if expanded.value.is_empty() {
+            self.error(
+                &text.referenced,
+                field,
+                "is empty: set the environment variable it names",
+            );
+            return None;
+        }
+        Some(Secret::new(expanded.value))
+    }
+
+    fn listen_auth(&mut self, auth: &ListenAuthConfig) -> Option<ListenAuth> {
+        match (&auth.bearer_token, &auth.username, &auth.password) {
+            (Some(token), None, None) => self
+                .secret_from_env(token, "listen_auth.bearer_token")
+                .map(ListenAuth::Bearer),
+            (None, Some(username), Some(password)) => {
+                let username = self.string(username, "listen_auth.username");
+                let password = self.secret_from_env(password, "listen_auth.password");
+                Some(ListenAuth::Basic {
+                    username: username?,
+                    password: password?,
+                })
+            }
+            _ => {
+                self.problems.push(
+                    Problem::error(
+                        self.file,
+                        "`listen_auth` takes either `bearer_token`, or `username` and `password`",
+                    )
+                    .field("listen_auth"),
+                );
+                None
+            }
+        }
     }
 
     /// `${VAR}` expanded, or a problem recorded at the string's position.
@@ -354,6 +406,20 @@ impl Builder<'_> {
             "shutdown_grace",
             DEFAULT_SHUTDOWN_GRACE,
         );
+        let listen_auth = top.listen_auth.as_ref().and_then(|a| self.listen_auth(a));
+        let listen = match &top.listen {
+            Some(text) => match self.string(text, "listen") {
+                Some(address) => match ListenSpec::parse(&address, listen_auth.clone()) {
+                    Ok(spec) => Some(spec),
+                    Err(message) => {
+                        self.error(&text.referenced, "listen", message);
+                        None
+                    }
+                },
+                None => None,
+            },
+            None => None,
+        };
         if top.jobs.is_empty() {
             self.problems.push(
                 Problem::error(self.file, "the jobs file has no jobs")
@@ -443,6 +509,8 @@ impl Builder<'_> {
             zone: zone?,
             host: host?,
             shutdown_grace: shutdown_grace?,
+            listen,
+            listen_auth,
             notifiers: built_notifiers,
             jobs: built_jobs,
             warnings: self.problems.clone(),

@@ -1,0 +1,412 @@
+//! `/metrics` in the Prometheus text format (0.0.4): every value of each monitor's latest
+//! sample, and runner's own health (job runs, alerts, notifier delivery).
+//!
+//! Names follow Prometheus conventions: `runner_<family>_<field>`, base units (`_ms` becomes
+//! `_seconds`, `_days` `_seconds`, `_per_sec` `_per_second`; `_percent` stays 0-100), the
+//! instance as a label named for what it is (`cpu`, `mount`, `device`, `interface`, or `name`
+//! for probes of other things; `part` for a database or standby inside one), and `host` and
+//! `runner_job` (the monitor) on every series. `runner_job` because Prometheus sets `job`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+
+use crate::alerts::lifecycle::Phase;
+use crate::config::probes::{Instances, PROBE_TYPES};
+use crate::notify::NotifierHealth;
+use crate::scheduler::{JobStats, SchedulerState};
+use crate::store::sample::Sample;
+
+/// One series: its labels and value.
+type Series = (Vec<(&'static str, String)>, f64);
+
+/// The families of one exposition, by metric name: help, type and series.
+#[derive(Default)]
+struct Families {
+    families: BTreeMap<String, (String, &'static str, Vec<Series>)>,
+}
+
+impl Families {
+    fn add(&mut self, name: String, help: &str, kind: &'static str, series: Series) {
+        self.families
+            .entry(name)
+            .or_insert_with(|| (help.to_string(), kind, Vec::new()))
+            .2
+            .push(series);
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        for (name, (help, kind, series)) in &self.families {
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in series {
+                out.push_str(name);
+                if !labels.is_empty() {
+                    out.push('{');
+                    for (i, (key, value)) in labels.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{key}=\"{}\"", escape_label(value));
+                    }
+                    out.push('}');
+                }
+                let _ = writeln!(out, " {}", number(*value));
+            }
+        }
+        out
+    }
+}
+
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `[a-zA-Z0-9_]` only: the rest becomes `_`.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The label an instance of `family` gets.
+fn instance_label(family: &str) -> &'static str {
+    match family {
+        "cpu" => "cpu",
+        "disk" => "mount",
+        "disk_io" => "device",
+        "net_io" => "interface",
+        _ => "name",
+    }
+}
+
+/// A runner field's Prometheus name and the factor that brings its value to the base unit.
+pub fn prometheus_field(field: &str) -> (String, f64) {
+    let field = sanitize(field);
+    if let Some(stem) = field.strip_suffix("_ms") {
+        (format!("{stem}_seconds"), 0.001)
+    } else if let Some(stem) = field.strip_suffix("_days") {
+        (format!("{stem}_seconds"), 86_400.0)
+    } else if let Some(stem) = field.strip_suffix("_s") {
+        (format!("{stem}_seconds"), 1.0)
+    } else if let Some(stem) = field.strip_suffix("_per_sec") {
+        (format!("{stem}_per_second"), 1.0)
+    } else {
+        (field, 1.0)
+    }
+}
+
+/// How one of runner's metric names shows in Prometheus.
+#[derive(Debug)]
+pub struct PromName {
+    pub name: String,
+    pub labels: Vec<(&'static str, String)>,
+    /// What the value is multiplied by to be in the base unit.
+    pub factor: f64,
+    pub help: String,
+}
+
+/// `cpu.total.usage_percent` → `runner_cpu_usage_percent{cpu="total"}`.
+pub fn series_of(name: &str) -> Option<PromName> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let family = *parts.first()?;
+    let described = PROBE_TYPES.iter().find(|t| t.name == family);
+    let flat = described.is_some_and(|t| matches!(t.instances, Instances::None));
+    let (labels, field): (Vec<(&'static str, String)>, &str) = match (flat, parts.as_slice()) {
+        (true, [_, field]) => (Vec::new(), field),
+        (false, [_, instance, field]) => {
+            (vec![(instance_label(family), instance.to_string())], field)
+        }
+        (false, [_, instance, part, field]) => (
+            vec![
+                (instance_label(family), instance.to_string()),
+                ("part", part.to_string()),
+            ],
+            field,
+        ),
+        _ => return None,
+    };
+    let help = described
+        .and_then(|t| {
+            t.fields
+                .iter()
+                .chain(t.nested_fields)
+                .find(|f| f.name == field)
+        })
+        .map_or_else(
+            || format!("`{field}` of the {family} probe"),
+            |f| f.help.to_string(),
+        );
+    let (prom_field, factor) = prometheus_field(field);
+    Some(PromName {
+        name: format!("runner_{}_{prom_field}", sanitize(family)),
+        labels,
+        factor,
+        help,
+    })
+}
+
+/// One job as `/metrics` and the status page show it.
+pub struct JobView {
+    pub name: String,
+    pub stats: Option<std::sync::Arc<JobStats>>,
+    pub running: bool,
+    pub next: Option<DateTime<Utc>>,
+}
+
+impl JobView {
+    pub fn all<'a>(
+        state: &SchedulerState,
+        names: impl Iterator<Item = &'a String>,
+    ) -> Vec<JobView> {
+        let running: Vec<String> = state.running().into_iter().map(|(n, _)| n).collect();
+        names
+            .map(|name| JobView {
+                name: name.clone(),
+                stats: state.stats(name),
+                running: running.contains(name),
+                next: state.next_run(name),
+            })
+            .collect()
+    }
+}
+
+/// What `/metrics` reads.
+pub struct Snapshot<'a> {
+    pub host: &'a str,
+    pub started: DateTime<Utc>,
+    /// Each monitor's latest sample.
+    pub samples: &'a [Sample],
+    pub jobs: Vec<JobView>,
+    /// Each monitor's alerts: name, severity, phase.
+    pub alerts: Vec<(String, String, String, Phase)>,
+    pub notifiers: Vec<NotifierHealth>,
+}
+
+/// The whole exposition.
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut f = Families::default();
+    let host = || ("host", s.host.to_string());
+    f.add(
+        "runner_info".into(),
+        "runner's version; always 1",
+        "gauge",
+        (
+            vec![host(), ("version", env!("CARGO_PKG_VERSION").to_string())],
+            1.0,
+        ),
+    );
+    f.add(
+        "runner_start_time_seconds".into(),
+        "when this runner started, in seconds since the epoch",
+        "gauge",
+        (vec![host()], s.started.timestamp_millis() as f64 / 1000.0),
+    );
+    for sample in s.samples {
+        let monitor = || ("runner_job", sample.job.clone());
+        f.add(
+            "runner_sample_timestamp_seconds".into(),
+            "when the monitor's latest sample was taken: scrape this against time() for staleness",
+            "gauge",
+            (
+                vec![host(), monitor()],
+                sample.ts.timestamp_millis() as f64 / 1000.0,
+            ),
+        );
+        for (name, value) in &sample.metrics {
+            let Some(prom) = series_of(name.as_ref()) else {
+                continue;
+            };
+            let mut all = vec![host(), monitor()];
+            all.extend(prom.labels);
+            f.add(prom.name, &prom.help, "gauge", (all, value * prom.factor));
+        }
+        for (probe, _) in &sample.errors {
+            f.add(
+                "runner_probe_failing".into(),
+                "1 for each probe whose latest reading failed (the reason is in the metrics log's `errors`)",
+                "gauge",
+                (vec![host(), monitor(), ("probe", probe.clone())], 1.0),
+            );
+        }
+    }
+    for job in &s.jobs {
+        let label = || ("runner_job", job.name.clone());
+        if let Some(stats) = &job.stats {
+            for (result, counter) in [
+                ("succeeded", &stats.succeeded),
+                ("failed", &stats.failed),
+                ("timed_out", &stats.timed_out),
+                ("panicked", &stats.panicked),
+            ] {
+                f.add(
+                    "runner_job_runs_total".into(),
+                    "runs of each job since runner started, by result",
+                    "counter",
+                    (
+                        vec![host(), label(), ("result", result.into())],
+                        JobStats::get(counter) as f64,
+                    ),
+                );
+            }
+            for (reason, counter) in [
+                ("overlap", &stats.skipped_overlap),
+                ("busy", &stats.skipped_busy),
+                ("missed", &stats.missed),
+            ] {
+                f.add(
+                    "runner_job_skipped_total".into(),
+                    "runs not made: the previous still going (overlap), the job's lock held elsewhere (busy), or the machine asleep (missed)",
+                    "counter",
+                    (vec![host(), label(), ("reason", reason.into())], JobStats::get(counter) as f64),
+                );
+            }
+        }
+        f.add(
+            "runner_job_running".into(),
+            "1 while the job runs",
+            "gauge",
+            (vec![host(), label()], if job.running { 1.0 } else { 0.0 }),
+        );
+        if let Some(next) = job.next {
+            f.add(
+                "runner_job_next_run_timestamp_seconds".into(),
+                "when the job runs next, in seconds since the epoch",
+                "gauge",
+                (
+                    vec![host(), label()],
+                    next.timestamp_millis() as f64 / 1000.0,
+                ),
+            );
+        }
+    }
+    let mut alert_counts: BTreeMap<(String, String, String, &'static str), u64> = BTreeMap::new();
+    for (job, name, severity, phase) in &s.alerts {
+        let state = match phase {
+            Phase::Pending => "pending",
+            Phase::Firing => "firing",
+            _ => continue,
+        };
+        *alert_counts
+            .entry((job.clone(), name.clone(), severity.clone(), state))
+            .or_default() += 1;
+    }
+    for ((job, name, severity, state), count) in alert_counts {
+        f.add(
+            "runner_alerts".into(),
+            "alerts pending or firing now, by alert name, severity and state",
+            "gauge",
+            (
+                vec![
+                    host(),
+                    ("runner_job", job),
+                    ("alertname", name),
+                    ("severity", severity),
+                    ("state", state.into()),
+                ],
+                count as f64,
+            ),
+        );
+    }
+    for n in &s.notifiers {
+        let label = || ("notifier", n.name.clone());
+        f.add(
+            "runner_notifier_delivered_events_total".into(),
+            "events the notifier delivered since runner started",
+            "counter",
+            (vec![host(), label()], n.delivered as f64),
+        );
+        f.add(
+            "runner_notifier_dead_events_total".into(),
+            "events the notifier gave up on (kept in its dead letters)",
+            "counter",
+            (vec![host(), label()], n.dead as f64),
+        );
+        f.add(
+            "runner_notifier_failed_attempts_total".into(),
+            "delivery attempts that failed (each is retried)",
+            "counter",
+            (vec![host(), label()], n.failed_attempts as f64),
+        );
+        if let Some(bytes) = n.backlog_bytes {
+            f.add(
+                "runner_notifier_backlog_bytes".into(),
+                "bytes queued in the notifier's outbox and not yet delivered",
+                "gauge",
+                (vec![host(), label()], bytes as f64),
+            );
+        }
+    }
+    f.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_names_become_prometheus_series_in_base_units() {
+        let p = series_of("cpu.total.usage_percent").unwrap();
+        assert_eq!(p.name, "runner_cpu_usage_percent");
+        assert_eq!(p.labels, [("cpu", "total".to_string())]);
+        assert_eq!(p.factor, 1.0);
+        let p = series_of("ping.gateway.rtt_avg_ms").unwrap();
+        assert_eq!(p.name, "runner_ping_rtt_avg_seconds");
+        assert_eq!(p.labels, [("name", "gateway".to_string())]);
+        assert_eq!(p.factor, 0.001);
+        assert!(!p.help.is_empty());
+        let p = series_of("memory.used_percent").unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.labels.len()),
+            ("runner_memory_used_percent", 0)
+        );
+        let p = series_of("http.shop.cert_expiry_days").unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.factor),
+            ("runner_http_cert_expiry_seconds", 86_400.0)
+        );
+        assert_eq!(p.labels[0].0, "name");
+        let p = series_of("postgres.main.shop.commits_per_sec").unwrap();
+        assert_eq!(p.name, "runner_postgres_commits_per_second");
+        assert_eq!(p.labels[1], ("part", "shop".to_string()));
+        let p = series_of("postgres.main.oldest_transaction_s").unwrap();
+        assert_eq!(p.name, "runner_postgres_oldest_transaction_seconds");
+        assert_eq!(
+            series_of("disk_io.dm_0.await_ms").unwrap().labels[0].0,
+            "device"
+        );
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut f = Families::default();
+        f.add(
+            "runner_x".into(),
+            "a \\ b\nc",
+            "gauge",
+            (vec![("name", "say \"hi\"\n".into())], 1.5),
+        );
+        assert_eq!(
+            f.render(),
+            "# HELP runner_x a \\\\ b\\nc\n# TYPE runner_x gauge\nrunner_x{name=\"say \\\"hi\\\"\\n\"} 1.5\n"
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! What runner serves over HTTP when `listen` is set: Prometheus `/metrics`, `/-/healthy`,
+//! `/-/ready`, `/api/v1/alerts` (the alerts pending and firing, with their explanation) and a
+//! status page at `/` (plain HTML, no external assets). Loopback by default; any other
+//! address needs `listen_auth`. Nothing served holds a secret.
+
+pub mod exposition;
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::event::EventKind;
+use crate::alerts::lifecycle::{Origin, Phase};
+use crate::config::{Config, JobKind, ListenSpec};
+use crate::notify::Notifiers;
+use crate::scheduler::SchedulerState;
+use crate::scheduler::clock::SharedClock;
+use crate::store::sample::{LineParser, Sample};
+use http::{Request, Response};
+
+/// How much of the end of a day's metrics file is read for the latest samples: enough for
+/// dozens of monitor jobs' last lines.
+const TAIL_BYTES: u64 = 512 * 1024;
+
+/// What the pages are made from.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub scheduler: Arc<SchedulerState>,
+    pub notifiers: Arc<Notifiers>,
+    pub clock: SharedClock,
+    pub started: DateTime<Utc>,
+}
+
+/// Serves `spec` until `stop`; the listener is bound before, so a port in use is said at start.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    spec: ListenSpec,
+    context: Arc<Context>,
+    stop: CancellationToken,
+) {
+    let respond = Arc::new(move |request: Request| {
+        let context = context.clone();
+        let auth = spec.auth.clone();
+        async move {
+            if !matches!(request.method.as_str(), "GET" | "HEAD") {
+                let mut r = Response::text(405, "only GET and HEAD");
+                r.headers.push(("Allow", "GET, HEAD".into()));
+                return r;
+            }
+            if request.path == "/-/healthy" {
+                return Response::text(200, "runner is healthy");
+            }
+            if !http::authorized(auth.as_ref(), &request.authorization) {
+                let mut r = Response::text(401, "credentials needed (listen_auth)");
+                r.headers.push((
+                    "WWW-Authenticate",
+                    match auth {
+                        Some(crate::config::ListenAuth::Basic { .. }) => "Basic realm=\"runner\"",
+                        _ => "Bearer realm=\"runner\"",
+                    }
+                    .into(),
+                ));
+                return r;
+            }
+            let path = request.path.clone();
+            // Pages read files (the metrics log's tail, alert state): off the runtime.
+            tokio::task::spawn_blocking(move || page(&context, &path))
+                .await
+                .unwrap_or_else(|_| Response::text(500, "the page failed (a bug)"))
+        }
+        .boxed()
+    });
+    http::serve(listener, respond, stop).await;
+}
+
+fn page(context: &Context, path: &str) -> Response {
+    let now = context.clock.now();
+    match path {
+        "/-/ready" => Response::text(200, "runner is ready"),
+        "/metrics" => {
+            let samples = latest_samples(&context.config.data_dir, now);
+            let snapshot = exposition::Snapshot {
+                host: &context.config.host,
+                started: context.started,
+                samples: &samples,
+                jobs: exposition::JobView::all(&context.scheduler, context.config.jobs.keys()),
+                alerts: alert_phases(context),
+                notifiers: context.notifiers.health(),
+            };
+            Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                exposition::render(&snapshot),
+            )
+        }
+        "/api/v1/alerts" => Response::new(
+            200,
+            "application/json",
+            serde_json::json!({"status": "success", "data": {"alerts": alerts_json(context, now)}})
+                .to_string(),
+        ),
+        "/" => Response::new(200, "text/html; charset=utf-8", status_page(context, now)),
+        _ => Response::text(
+            404,
+            "not here: try /metrics, /api/v1/alerts, /-/healthy, /-/ready or /",
+        ),
+    }
+}
+
+fn alert_phases(context: &Context) -> Vec<(String, String, String, Phase)> {
+    let mut out = Vec::new();
+    for (job, store) in context.notifiers.alert_stores() {
+        let store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for state in store.lifecycle().states.values() {
+            out.push((
+                job.clone(),
+                state.name.clone(),
+                state.severity.as_str().to_string(),
+                state.phase,
+            ));
+        }
+    }
+    out
+}
+
+/// The pending and firing alerts in the shape of Prometheus' `/api/v1/alerts`.
+fn alerts_json(context: &Context, now: DateTime<Utc>) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for (job, store) in context.notifiers.alert_stores() {
+        let store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let origin = Origin {
+            host: &context.config.host,
+            job: &job,
+        };
+        for state in store.lifecycle().states.values() {
+            let phase = match state.phase {
+                Phase::Pending => "pending",
+                Phase::Firing => "firing",
+                _ => continue,
+            };
+            let event = state.event(EventKind::Repeat, now, &origin);
+            let mut labels: BTreeMap<String, String> = event.labels.clone();
+            labels.insert("alertname".into(), event.name.clone());
+            labels.insert("severity".into(), event.severity.as_str().into());
+            labels.insert("runner_job".into(), job.clone());
+            labels.insert("host".into(), context.config.host.clone());
+            out.push(serde_json::json!({
+                "labels": labels,
+                "annotations": {
+                    "summary": event.summary,
+                    "description": event.description,
+                    "explanation": event.explanation,
+                },
+                "state": phase,
+                "activeAt": event.active_since,
+                "value": event.value.map(|v| v.to_string()),
+            }));
+        }
+    }
+    out
+}
+
+/// Each monitor job's newest sample in the metrics log (today's file, and yesterday's for a
+/// job that has not written today).
+pub fn latest_samples(data_dir: &Path, now: DateTime<Utc>) -> Vec<Sample> {
+    let mut latest: BTreeMap<String, Sample> = BTreeMap::new();
+    let mut parser = LineParser::default();
+    for day in [
+        now.date_naive(),
+        now.date_naive() - chrono::Duration::days(1),
+    ] {
+        let path = data_dir.join("metrics").join(format!("{day}.jsonl"));
+        let Ok(text) = tail(&path) else { continue };
+        for line in text.lines() {
+            let Ok(view) = parser.parse(line) else {
+                continue;
+            };
+            let newer = latest
+                .get(view.job())
+                .is_none_or(|s| s.ts.timestamp_millis() < view.ts_ms);
+            if newer {
+                latest.insert(view.job().to_string(), view.to_sample());
+            }
+        }
+    }
+    latest.into_values().collect()
+}
+
+/// The last `TAIL_BYTES` of a file, from its first whole line.
+fn tail(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity((len - start) as usize);
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Ok(if start > 0 {
+        text.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    } else {
+        text
+    })
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One page, plain HTML and CSS: jobs, alerts, current values, notifiers.
+fn status_page(context: &Context, now: DateTime<Utc>) -> String {
+    let config = &context.config;
+    let zone = &config.zone;
+    let mut html = String::with_capacity(32 * 1024);
+    html.push_str(&format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"15\"><title>runner: {host}</title>\
+<style>body{{font:14px/1.45 system-ui,sans-serif;color:#222;max-width:1100px;margin:2em auto;padding:0 1em}}\
+table{{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}}th,td{{padding:.25em .5em;border-bottom:1px solid #eee;text-align:left}}\
+td.n{{text-align:right;font-variant-numeric:tabular-nums}}.firing{{color:#b3261e;font-weight:600}}.pending{{color:#a86b00}}.ok{{color:#1e7b34}}\
+h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{color:#666}}</style></head><body>\
+<h1>runner on {host}</h1><p class=\"meta\">{now} · up since {started} · jobs file {file}</p>",
+        host = escape(&config.host),
+        now = zone.format(now),
+        started = zone.format(context.started),
+        file = escape(&config.file.display().to_string()),
+    ));
+    html.push_str("<h2>Alerts</h2>");
+    let alerts = alerts_json(context, now);
+    if alerts.is_empty() {
+        html.push_str("<p class=\"ok\">No alert is pending or firing.</p>");
+    } else {
+        html.push_str("<table><tr><th>state</th><th>alert</th><th>severity</th><th>since</th><th>explanation</th></tr>");
+        for a in &alerts {
+            let state = a["state"].as_str().unwrap_or_default();
+            let since = a["activeAt"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| zone.format(t.to_utc()))
+                .unwrap_or_default();
+            html.push_str(&format!(
+                "<tr><td class=\"{state}\">{state}</td><td>{}</td><td>{}</td><td>{since}</td><td>{}</td></tr>",
+                escape(a["annotations"]["summary"].as_str().unwrap_or_default()),
+                escape(a["labels"]["severity"].as_str().unwrap_or_default()),
+                escape(a["annotations"]["explanation"].as_str().unwrap_or_default()),
+            ));
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<h2>Jobs</h2><table><tr><th>job</th><th>type</th><th>schedule</th><th>now</th><th>next run</th><th class=\"n\">runs ok</th><th class=\"n\">failed</th></tr>");
+    for job in exposition::JobView::all(&context.scheduler, config.jobs.keys()) {
+        let (name, running, next) = (job.name, job.running, job.next);
+        let Some(spec) = config.job(&name) else {
+            continue;
+        };
+        let (ok, failed) = job.stats.as_ref().map_or((0, 0), |s| {
+            (
+                crate::scheduler::JobStats::get(&s.succeeded),
+                crate::scheduler::JobStats::get(&s.failed),
+            )
+        });
+        let now_text = match (running, spec.inactive_reason()) {
+            (true, _) => "running".to_string(),
+            (false, Some(reason)) => format!("off: {reason}"),
+            (false, None) => "waiting".to_string(),
+        };
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{ok}</td><td class=\"n{}\">{failed}</td></tr>",
+            escape(&name),
+            spec.type_name(),
+            escape(&spec.schedule.to_string()),
+            escape(&now_text),
+            next.map(|t| zone.format(t)).unwrap_or_else(|| "–".into()),
+            if failed > 0 { " firing" } else { "" },
+        ));
+    }
+    html.push_str("</table>");
+    for sample in latest_samples(&config.data_dir, now) {
+        if !matches!(
+            config.job(&sample.job).map(|j| &j.kind),
+            Some(JobKind::Monitor(_))
+        ) {
+            continue;
+        }
+        html.push_str(&format!(
+            "<h2>{} <span class=\"meta\">at {}</span></h2><table><tr><th>metric</th><th class=\"n\">value</th></tr>",
+            escape(&sample.job),
+            zone.format(sample.ts)
+        ));
+        for (name, value) in &sample.metrics {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                escape(name.as_ref()),
+                crate::vocab::words::format_value(*value)
+            ));
+        }
+        for (probe, message) in &sample.errors {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td class=\"n firing\">{}</td></tr>",
+                escape(probe),
+                escape(message)
+            ));
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<h2>Notifiers</h2><table><tr><th>notifier</th><th class=\"n\">delivered</th><th class=\"n\">failed attempts</th><th class=\"n\">dead</th><th class=\"n\">queued</th></tr>");
+    for n in context.notifiers.health() {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&n.name),
+            n.delivered,
+            n.failed_attempts,
+            n.dead,
+            n.backlog_bytes
+                .map(crate::vocab::size::format_size)
+                .unwrap_or_else(|| "–".into()),
+        ));
+    }
+    html.push_str("</table></body></html>\n");
+    html
+}

@@ -1,0 +1,218 @@
+//! The HTTP listener of a running scheduler, as Prometheus, a browser and curl use it: the
+//! exposition checked by Prometheus' own `promtool`, the alerts API, the status page, health,
+//! and credentials for `listen_auth`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{PATIENCE, Running, command, jobs_file, root};
+
+/// One HTTP request; the status, the headers and the body.
+fn request(port: u16, method: &str, path: &str, headers: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+/// A scheduler with one monitor (every second, a rule that always fires) listening on a free
+/// port; returns it and the port from its start line.
+fn start(extra_top: &str, env: &[(&str, &str)]) -> (Running, u16, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        &format!(
+            "host: status-test\n{extra_top}notifiers:\n  hook: {{ type: webhook, url: \"http://127.0.0.1:9/nobody-listens\" }}\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: cpu }}, {{ type: memory }}, {{ type: tcp, name: closed, host: 127.0.0.1, port: 1 }}]\n    rules: [\"{}\"]\n    notify: [log, hook]\n",
+            root().join("tests/fixtures/rules/always.rhai").display()
+        ),
+    );
+    let mut cmd = command(&["--jobs", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut running = Running::spawn(cmd);
+    let line = running.wait_for_line("serving the status page", PATIENCE);
+    let port = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    (running, port, dir)
+}
+
+/// Waits until `/metrics` shows the monitor's second sample and its firing alert.
+fn metrics_when_ready(port: u16, headers: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = request(port, "GET", "/metrics", headers);
+        assert_eq!(status, 200, "{body}");
+        // CPU usage is a rate: it is there from the second tick on.
+        if body.contains("runner_cpu_usage_percent{") && body.contains("state=\"firing\"") {
+            return body;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no sample or alert yet: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
+    let (mut running, port, _dir) = start("", &[]);
+    let body = metrics_when_ready(port, "");
+    for expected in [
+        "# TYPE runner_cpu_usage_percent gauge",
+        "runner_cpu_usage_percent{host=\"status-test\",runner_job=\"m\",cpu=\"total\"} ",
+        "runner_tcp_up{host=\"status-test\",runner_job=\"m\",name=\"closed\"} 0",
+        "runner_probe_failing{host=\"status-test\",runner_job=\"m\",probe=\"tcp.closed\"} 1",
+        "runner_job_runs_total{host=\"status-test\",runner_job=\"m\",result=\"succeeded\"} ",
+        "runner_alerts{host=\"status-test\",runner_job=\"m\",alertname=\"memory_seen\",severity=\"info\",state=\"firing\"} 1",
+        "runner_notifier_delivered_events_total{host=\"status-test\",notifier=\"hook\"} 0",
+        "runner_notifier_backlog_bytes{host=\"status-test\",notifier=\"hook\"} ",
+        "runner_info{host=\"status-test\",version=\"",
+    ] {
+        assert!(body.contains(expected), "{expected}\n{body}");
+    }
+    // Prometheus' own linter has nothing to say.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let (status, head, alerts) = request(port, "GET", "/api/v1/alerts", "");
+    assert_eq!(status, 200);
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    let alerts: serde_json::Value = serde_json::from_str(&alerts).unwrap();
+    let first = &alerts["data"]["alerts"][0];
+    assert_eq!(first["labels"]["alertname"], "memory_seen");
+    assert_eq!(first["state"], "firing");
+    assert!(
+        first["annotations"]["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with("memory_seen "),
+        "{first}"
+    );
+
+    let (status, _, page) = request(port, "GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    assert!(page.contains("memory is measured") && page.contains("memory.used_percent"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no external assets"
+    );
+
+    assert_eq!(request(port, "GET", "/-/healthy", "").0, 200);
+    assert_eq!(request(port, "GET", "/-/ready", "").0, 200);
+    assert_eq!(request(port, "GET", "/nope", "").0, 404);
+    assert_eq!(request(port, "POST", "/metrics", "").0, 405);
+    let (status, head, body) = request(port, "HEAD", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(
+        body.is_empty() && head.contains("Content-Length: "),
+        "{head}"
+    );
+
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+#[test]
+fn with_listen_auth_only_health_is_open_and_no_secret_is_shown() {
+    let token = "tok-3f9a1c7e";
+    let (mut running, port, _dir) = start(
+        "listen_auth: { bearer_token: \"${STATUS_TEST_TOKEN}\" }\n",
+        &[("STATUS_TEST_TOKEN", token)],
+    );
+    let (status, head, _) = request(port, "GET", "/metrics", "");
+    assert_eq!(status, 401);
+    assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+    assert_eq!(
+        request(port, "GET", "/metrics", "Authorization: Bearer wrong\r\n").0,
+        401
+    );
+    assert_eq!(request(port, "GET", "/", "").0, 401);
+    assert_eq!(request(port, "GET", "/-/healthy", "").0, 200);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let body = metrics_when_ready(port, &auth);
+    let (_, _, page) = request(port, "GET", "/", &auth);
+    let (_, _, alerts) = request(port, "GET", "/api/v1/alerts", &auth);
+    for text in [&body, &page, &alerts] {
+        assert!(!text.contains(token), "the token is never shown");
+    }
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+#[test]
+fn an_address_other_than_loopback_needs_listen_auth_and_a_secret_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.yaml");
+    let parse = |yaml: &str| {
+        runner::config::build::parse(&file, yaml, &|key| {
+            (key == "TOKEN").then(|| "t0k3n".to_string())
+        })
+    };
+    let jobs = "jobs:\n  m: { type: monitor, schedule: \"@every 1s\", probes: [{ type: cpu }] }\n";
+    let problems = parse(&format!("data_dir: var\nlisten: 0.0.0.0:9464\n{jobs}"))
+        .expect_err("refused")
+        .render();
+    assert!(
+        problems.contains("jobs.yaml:2:9") && problems.contains("add `listen_auth`"),
+        "{problems}"
+    );
+    let problems = parse(&format!(
+        "data_dir: var\nlisten: 0.0.0.0:9464\nlisten_auth: {{ bearer_token: written-here }}\n{jobs}"
+    ))
+    .expect_err("refused")
+    .render();
+    assert!(
+        problems.contains("a secret is written in the jobs file"),
+        "{problems}"
+    );
+    let config = parse(&format!(
+        "data_dir: var\nlisten: 0.0.0.0:9464\nlisten_auth: {{ bearer_token: \"${{TOKEN}}\" }}\n{jobs}"
+    ))
+    .unwrap_or_else(|p| panic!("{}", p.render()));
+    assert_eq!(config.listen.unwrap().address.port(), 9464);
+    // --listen outside loopback without listen_auth is refused at start.
+    let plain = jobs_file(dir.path(), jobs);
+    let output = command(&["--jobs", plain.to_str().unwrap(), "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("add `listen_auth`"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
