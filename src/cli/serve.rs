@@ -70,11 +70,30 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
             info!(pid, lock = %lock_path.display(), "took over the lock left by a runner that is gone");
         }
         let clock: SharedClock = Arc::new(SystemClock);
+        // Bound before anything starts, so a port in use stops the start with that message.
+        let listener = match &listen {
+            Some(spec) => match tokio::net::TcpListener::bind(spec.address).await {
+                Ok(listener) => Some((listener, spec.clone())),
+                Err(e) => {
+                    error!(address = %spec.address, error = %e, "cannot listen");
+                    super::fail(format_args!("cannot listen on {}: {e}", spec.address));
+                    return exit::FAILED;
+                }
+            },
+            None => None,
+        };
+        let status = match &listener {
+            Some((l, spec)) => format!("http://{}/", l.local_addr().unwrap_or(spec.address)),
+            None => "off (`listen:` or --listen serves /metrics and a status page)".to_string(),
+        };
         info!(
             host = %config.host,
             jobs_file = %config.file.display(),
-            data_dir = %config.data_dir.display(),
             timezone = %config.zone.name(),
+            metrics = %config.data_dir.join("metrics").join("<UTC day>.jsonl").display(),
+            alerts = %config.data_dir.join("alerts").join("<UTC day>.jsonl").display(),
+            reports = %crate::report::summary::reports_dir(&config.data_dir).display(),
+            status = %status,
             "runner starting"
         );
         log_warnings(&config);
@@ -114,18 +133,9 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         tokio::spawn(signals.watch(stop.clone()));
         tokio::spawn(crate::footprint::release_periodically(stop.clone()));
         let scheduler = Scheduler::new(clock.clone(), config.zone.clone(), entries);
-        if let Some(spec) = listen {
-            let listener = match tokio::net::TcpListener::bind(spec.address).await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    error!(address = %spec.address, error = %e, "cannot listen");
-                    super::fail(format_args!("cannot listen on {}: {e}", spec.address));
-                    return exit::FAILED;
-                }
-            };
-            let address = listener.local_addr().unwrap_or(spec.address);
+        if let Some((listener, spec)) = listener {
             info!(
-                url = %format!("http://{address}/"),
+                url = %status,
                 "serving the status page, /metrics, /api/v1/alerts and /-/healthy"
             );
             let context = Arc::new(crate::status::Context {

@@ -14,6 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::alerts::AlertStore;
 use crate::alerts::event::AlertEvent;
+use crate::alerts::lifecycle::Phase;
 use crate::config::{Config, MonitorSpec};
 use crate::notify::Notifiers;
 use crate::probes::{ProbeSet, ProcRoot};
@@ -162,9 +163,11 @@ impl Monitor {
             warn!(job = %self.job, error = %e, "cannot append to the metrics log");
         }
         let (notifiers, notify) = (&self.notifiers, &self.notify);
+        let before = self.phases();
         let stepped = self.pipeline.step(at, &sample.metrics, |events| {
             notifiers.dispatch(notify, events)
         });
+        self.report_alert_changes(&before);
         self.report_rule_errors(&stepped.evaluation);
         let summary = TickSummary {
             metrics: sample.metrics.len(),
@@ -173,6 +176,52 @@ impl Monitor {
             firing: self.pipeline.lock_alerts().firing_count(),
         };
         Ok((sample, stepped.events, summary))
+    }
+
+    /// Each alert's phase, by fingerprint.
+    fn phases(&self) -> BTreeMap<String, (String, Phase)> {
+        self.pipeline
+            .lock_alerts()
+            .lifecycle()
+            .states
+            .iter()
+            .map(|(fp, s)| (fp.clone(), (s.name.clone(), s.phase)))
+            .collect()
+    }
+
+    /// Says at info level every alert that changed phase this tick (pending, firing, back to
+    /// inactive), whether or not the job notifies `log`.
+    fn report_alert_changes(&self, before: &BTreeMap<String, (String, Phase)>) {
+        let alerts = self.pipeline.lock_alerts();
+        for (fp, state) in &alerts.lifecycle().states {
+            let was = before.get(fp).map_or(Phase::Inactive, |(_, p)| *p);
+            if was != state.phase {
+                let labels: Vec<String> = state
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                info!(
+                    job = %self.job,
+                    alert = %state.name,
+                    labels = %labels.join(","),
+                    severity = state.severity.as_str(),
+                    from = ?was,
+                    to = ?state.phase,
+                    "alert {}",
+                    match state.phase {
+                        Phase::Pending => "pending",
+                        Phase::Firing => "firing",
+                        Phase::Inactive => "inactive",
+                    }
+                );
+            }
+        }
+        for (fp, (name, was)) in before {
+            if *was != Phase::Inactive && !alerts.lifecycle().states.contains_key(fp) {
+                info!(job = %self.job, alert = %name, from = ?was, to = ?Phase::Inactive, "alert inactive");
+            }
+        }
     }
 
     fn report_probe_errors(&mut self, sample: &Sample) {

@@ -70,7 +70,29 @@ fn metrics_when_ready(port: u16, headers: &str) -> String {
 
 #[test]
 fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
-    let (mut running, port, _dir) = start("", &[]);
+    let (mut running, port, dir) = start("", &[]);
+    // One line at start says where everything is.
+    let starting = running
+        .seen
+        .iter()
+        .find(|l| l.contains("runner starting"))
+        .cloned()
+        .unwrap();
+    let var = dir.path().join("var");
+    for expected in [
+        format!("metrics={}", var.join("metrics/<UTC day>.jsonl").display()),
+        format!("alerts={}", var.join("alerts/<UTC day>.jsonl").display()),
+        format!("reports={}", var.join("reports").display()),
+        format!("status=http://127.0.0.1:{port}/"),
+    ] {
+        assert!(starting.contains(&expected), "{expected} in {starting}");
+    }
+    // Alerts changing state are said at info level.
+    let line = running.wait_for_line("alert firing", PATIENCE);
+    assert!(
+        line.contains("alert=memory_seen") && line.contains("from=Inactive"),
+        "{line}"
+    );
     let body = metrics_when_ready(port, "");
     for expected in [
         "# TYPE runner_cpu_usage_percent gauge",
