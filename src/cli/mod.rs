@@ -8,6 +8,7 @@ mod dry_run;
 mod jobs;
 mod report;
 mod run;
+mod sd_notify;
 mod serve;
 mod test;
 
@@ -63,6 +64,13 @@ pub struct Cli {
     /// Less log detail (-q warnings, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
+    /// Where the host's /proc is (a containerised runner watching its host: `/host/proc`);
+    /// default HOST_PROC, else /proc.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
+    /// Where the host's /sys is; default HOST_SYS, else /sys.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub sys_root: Option<PathBuf>,
     /// Serve /metrics, /api/v1/alerts, health and a status page here (`127.0.0.1:9464`);
     /// overrides `listen:` in the jobs file and the RUNNER_LISTEN variable.
     #[arg(long, value_name = "ADDR")]
@@ -136,6 +144,7 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(cli.log_format, logging::level(cli.verbose, cli.quiet));
+    crate::probes::procfs::set_roots(cli.proc_root.clone(), cli.sys_root.clone());
     if cli.command.is_some() {
         end_quietly_on_a_closed_pipe();
     }

@@ -147,6 +147,15 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
             });
             tokio::spawn(crate::status::serve(listener, spec, context, stop.clone()));
         }
+        let scheduled = config
+            .jobs
+            .values()
+            .filter(|j| j.inactive_reason().is_none())
+            .count();
+        super::sd_notify::notify(&format!(
+            "READY=1\nSTATUS={} scheduled",
+            crate::vocab::words::plural(scheduled, "job")
+        ));
         let shutdown = scheduler.run(stop, config.shutdown_grace).await;
         // What is still queued stays in the outbox and goes out after the next start.
         delivery_stop.cancel();
@@ -189,6 +198,7 @@ impl Signals {
             signal = name,
             "stopping: no new runs; running jobs may finish"
         );
+        super::sd_notify::notify("STOPPING=1");
         stop.cancel();
         tokio::select! {
             _ = self.term.recv() => {},

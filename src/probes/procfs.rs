@@ -14,11 +14,33 @@ pub struct ProcRoot {
     pub sys: PathBuf,
 }
 
+/// The roots `--proc-root` and `--sys-root` gave, for every probe of this process.
+static GIVEN_ROOTS: std::sync::OnceLock<(Option<PathBuf>, Option<PathBuf>)> =
+    std::sync::OnceLock::new();
+
+/// Sets where the host's `/proc` and `/sys` are, once, at start (a containerised runner
+/// watching its host mounts them elsewhere).
+pub fn set_roots(proc: Option<PathBuf>, sys: Option<PathBuf>) {
+    let _ = GIVEN_ROOTS.set((proc, sys));
+}
+
 impl Default for ProcRoot {
+    /// `--proc-root`/`--sys-root`, else `HOST_PROC`/`HOST_SYS` (as Telegraf and gopsutil read
+    /// them), else `/proc` and `/sys`.
     fn default() -> Self {
+        let (given_proc, given_sys) = GIVEN_ROOTS.get().cloned().unwrap_or_default();
+        let from_env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         ProcRoot {
-            proc: PathBuf::from("/proc"),
-            sys: PathBuf::from("/sys"),
+            proc: given_proc
+                .or_else(|| from_env("HOST_PROC"))
+                .unwrap_or_else(|| PathBuf::from("/proc")),
+            sys: given_sys
+                .or_else(|| from_env("HOST_SYS"))
+                .unwrap_or_else(|| PathBuf::from("/sys")),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The binary as a process: signals, exit codes and locks.
 
-use crate::support::{PATIENCE, Running, command, jobs_file, run, stderr, stdout};
+use crate::support::{PATIENCE, Running, command, jobs_file, root, run, stderr, stdout};
 use std::time::Duration;
 
 const EVERY_SECOND: &str = "jobs:\n  tick:\n    type: monitor\n    schedule: \"@every 1s\"\n";
@@ -312,5 +312,104 @@ fn no_command_a_probe_started_outlives_runner() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+#[test]
+fn proc_root_and_host_proc_point_the_probes_at_another_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        "jobs:\n  m: { type: monitor, schedule: \"@every 10s\", probes: [{ type: memory }, { type: load }] }\n",
+    );
+    let fixture = root().join("tests/fixtures/host/proc");
+    let by_flag = run(&[
+        "run",
+        "m",
+        "--jobs",
+        file.to_str().unwrap(),
+        "--proc-root",
+        fixture.to_str().unwrap(),
+    ]);
+    assert_eq!(by_flag.status.code(), Some(0), "{}", stderr(&by_flag));
+    let by_env = command(&["run", "m", "--jobs", file.to_str().unwrap()])
+        .env("HOST_PROC", &fixture)
+        .output()
+        .unwrap();
+    assert_eq!(by_env.status.code(), Some(0), "{}", stderr(&by_env));
+    let mut samples = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("var/metrics")).unwrap() {
+        for line in std::fs::read_to_string(entry.unwrap().path())
+            .unwrap()
+            .lines()
+        {
+            samples.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+        }
+    }
+    assert_eq!(samples.len(), 2);
+    for sample in samples {
+        let m = &sample["metrics"];
+        assert_eq!(m["memory.used_percent"], 75.0, "{sample}");
+        assert_eq!(m["memory.total_bytes"], 4_096_000_000.0, "{sample}");
+        assert_eq!(m["load.load1"], 3.5, "{sample}");
+        assert_eq!(m["load.load15"], 1.0, "{sample}");
+    }
+}
+
+#[test]
+fn under_systemd_it_says_ready_once_its_jobs_are_scheduled_and_stopping_at_the_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        "jobs:\n  m: { type: monitor, schedule: \"@every 1h\", probes: [{ type: load }] }\n",
+    );
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut cmd = command(&["--jobs", file.to_str().unwrap()]);
+    cmd.env("NOTIFY_SOCKET", &socket_path);
+    let mut running = Running::spawn(cmd);
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("READY=1 within the patience");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(ready, "READY=1\nSTATUS=1 job scheduled");
+    running.signal("TERM");
+    let n = socket.recv(&mut buf).expect("STOPPING=1 at the signal");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+#[test]
+fn the_systemd_unit_asks_for_readiness_and_runs_flags_runner_takes() {
+    let unit = std::fs::read_to_string(root().join("dist/runner.service")).unwrap();
+    assert!(unit.contains("\nType=notify\n"), "{unit}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        "jobs:\n  m: { type: monitor, schedule: \"@every 1h\", probes: [{ type: load }] }\n",
+    );
+    for key in ["ExecStartPre=", "ExecStart="] {
+        let line = unit
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let args: Vec<String> = line[key.len()..]
+            .split_whitespace()
+            .skip(1)
+            .map(|a| {
+                if a == "/etc/runner/jobs/jobs.yaml" {
+                    file.display().to_string()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        // The same command line, checking only (the scheduler itself is tested elsewhere).
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if !args.contains(&"check") {
+            args.insert(0, "check");
+        }
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(0), "{line}: {}", stderr(&output));
     }
 }
