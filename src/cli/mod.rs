@@ -4,6 +4,7 @@
 //! documented in the README.
 
 mod check;
+mod completions;
 mod dry_run;
 mod jobs;
 mod report;
@@ -129,6 +130,14 @@ pub enum Command {
         /// Test files, or folders searched for `*.test.yaml`.
         paths: Vec<PathBuf>,
     },
+    /// Print shell completions: `runner completions bash > /etc/bash_completion.d/runner`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `runner man > /usr/local/share/man/man1/runner.1`.
+    Man,
 }
 
 pub fn main() -> ExitCode {
@@ -155,6 +164,8 @@ pub fn main() -> ExitCode {
         Some(Command::Jobs) => jobs::run(&cli.jobs),
         Some(Command::DryRun { job, from_log }) => dry_run::run(&cli.jobs, job, *from_log),
         Some(Command::Test { paths }) => test::run(paths),
+        Some(Command::Completions { shell }) => completions::completions(*shell),
+        Some(Command::Man) => completions::man(),
         Some(Command::Report {
             job,
             templates,

@@ -413,3 +413,55 @@ fn the_systemd_unit_asks_for_readiness_and_runs_flags_runner_takes() {
         assert_eq!(output.status.code(), Some(0), "{line}: {}", stderr(&output));
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_know_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = run(&["completions", shell]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        let script = stdout(&output);
+        for word in [
+            "dry-run",
+            "report",
+            "--listen",
+            "--proc-root",
+            "completions",
+        ] {
+            // fish writes long options as `-l listen`.
+            let word = match (shell, word.strip_prefix("--")) {
+                ("fish", Some(long)) => format!("-l {long}"),
+                _ => word.to_string(),
+            };
+            assert!(script.contains(&word), "{shell} lacks {word}");
+        }
+        if shell == "bash" {
+            // bash itself reads it without a syntax error.
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("runner.bash");
+            std::fs::write(&file, &script).unwrap();
+            let checked = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                checked.status.success(),
+                "{}",
+                String::from_utf8_lossy(&checked.stderr)
+            );
+        }
+    }
+    let output = run(&["man"]);
+    assert_eq!(output.status.code(), Some(0));
+    let page = stdout(&output);
+    assert!(page.contains(".TH runner 1"), "{page}");
+    for word in ["dry\\-run", "report", "\\-\\-listen"] {
+        assert!(page.contains(word), "the manual lacks {word}");
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+}
