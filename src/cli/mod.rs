@@ -7,6 +7,7 @@ mod check;
 mod completions;
 mod dry_run;
 mod jobs;
+mod notify_test;
 mod report;
 mod run;
 mod sd_notify;
@@ -138,6 +139,12 @@ pub enum Command {
     },
     /// Print the manual page (roff): `runner man > /usr/local/share/man/man1/runner.1`.
     Man,
+    /// Send a clearly marked test alert through one notifier now (it fires, then resolves),
+    /// to see a Slack, webhook or ServiceNow set-up work before the first real alert.
+    NotifyTest {
+        /// The notifier's name in the jobs file.
+        notifier: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -166,6 +173,7 @@ pub fn main() -> ExitCode {
         Some(Command::Test { paths }) => test::run(paths),
         Some(Command::Completions { shell }) => completions::completions(*shell),
         Some(Command::Man) => completions::man(),
+        Some(Command::NotifyTest { notifier }) => notify_test::run(&cli.jobs, notifier),
         Some(Command::Report {
             job,
             templates,

@@ -34,7 +34,7 @@ use crate::lock::LockFile;
 use crate::scheduler::clock::SharedClock;
 use crate::vocab::Severity;
 use deliver::{Deliverer, Mode, Stats};
-use destination::{Destination, Rendered};
+use destination::{Delivery, Destination, Rendered};
 use notice::{Message, ReportNotice};
 use outbox::{Entry, Queue};
 
@@ -450,6 +450,27 @@ impl Notifiers {
                     .then(|| (name.clone(), route.dest.render_report(notice)))
             })
             .collect()
+    }
+
+    /// Sends `events` through one notifier now, in order, outside the outbox, and says how each
+    /// went (`runner notify-test`). `None` when there is no such notifier with a queue.
+    pub async fn send_now(&self, name: &str, events: &[AlertEvent]) -> Option<Vec<Delivery>> {
+        let route = self.routes.get(name).filter(|r| !r.reports_only)?;
+        let secrets = crate::http::Secrets::new(route.dest.secrets());
+        let mut outcomes = Vec::new();
+        for event in events {
+            let outcome = route
+                .dest
+                .deliver(std::slice::from_ref(event))
+                .await
+                .scrubbed(&secrets);
+            let stop = !matches!(outcome, Delivery::Delivered { .. });
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        Some(outcomes)
     }
 
     /// The requests each notifier would make for `events` (dry runs, rule tests).

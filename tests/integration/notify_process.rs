@@ -220,3 +220,61 @@ fn a_kill_at_any_step_of_an_alert_tick_neither_loses_nor_repeats_its_notice() {
         );
     }
 }
+
+#[test]
+fn notify_test_sends_a_marked_test_alert_that_fires_and_resolves_and_says_how_it_went() {
+    let server =
+        crate::http_server::TestServer::start(|_| crate::http_server::Response::new(200, "ok"));
+    let refusing = crate::http_server::TestServer::start(|_| {
+        crate::http_server::Response::new(401, "{\"error\":\"bad token\"}")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            "notifiers:\n  hook: {{ type: webhook, url: \"{}\" }}\n  wrong: {{ type: webhook, url: \"{}\" }}\n  slack: {{ type: slack, webhook_url: \"${{NOTIFY_TEST_UNSET:-}}\" }}\njobs:\n  m: {{ type: monitor, schedule: \"@every 1m\", probes: [{{ type: load }}], notify: [hook, wrong, slack] }}\n",
+            server.url("/hook"),
+            refusing.url("/hook")
+        ),
+    );
+    let jobs = file.to_str().unwrap();
+    let output = crate::support::run(&["notify-test", "hook", "--jobs", jobs]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let (fired, resolved) = (requests[0].json(), requests[1].json());
+    assert_eq!(fired["type"], "alert.firing", "{fired}");
+    assert_eq!(resolved["type"], "alert.resolved", "{resolved}");
+    assert!(
+        fired
+            .to_string()
+            .contains("[TEST] runner notify-test from "),
+        "{fired}"
+    );
+    assert!(crate::support::stderr(&output).contains("hook: test firing delivered"));
+
+    let output = crate::support::run(&["notify-test", "wrong", "--jobs", jobs]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = crate::support::stderr(&output);
+    assert!(
+        err.contains("wrong: test firing refused") && err.contains("401"),
+        "{err}"
+    );
+    assert_eq!(
+        refusing.requests().len(),
+        1,
+        "the resolve is not sent after a refusal"
+    );
+
+    let output = crate::support::run(&["notify-test", "slack", "--jobs", jobs]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(crate::support::stderr(&output).contains("notifier `slack` is off"));
+    let output = crate::support::run(&["notify-test", "nope", "--jobs", jobs]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(crate::support::stderr(&output).contains("notifiers: hook, wrong, slack"));
+}
