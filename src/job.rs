@@ -20,6 +20,8 @@ pub struct Job {
     lock: RunLock,
     /// State that lives from run to run (a monitor's rates and history), built on first use.
     body: tokio::sync::Mutex<Option<Body>>,
+    /// Set by a reload: the monitor loads its rule files again before its next tick.
+    rules_stale: std::sync::atomic::AtomicBool,
 }
 
 enum Body {
@@ -43,11 +45,20 @@ impl Job {
             clock,
             notifiers,
             body: tokio::sync::Mutex::new(None),
+            rules_stale: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// For a reload that keeps this job: a monitor loads its rule files again at its next tick
+    /// (their text may have changed though the jobs file did not); its history, probe counters
+    /// and alerts stay. Returns at once, even while a tick runs.
+    pub fn reload_rules(&self) {
+        self.rules_stale
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Runs the job once under its lock; another process holding the lock skips this run.
@@ -85,6 +96,12 @@ impl Job {
                         self.notifiers.clone(),
                     )))
                 });
+                if self
+                    .rules_stale
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+                {
+                    state.reload_rules(monitor);
+                }
                 let (_, _, summary) = state.tick(self.clock.now()).await?;
                 format!(
                     "{} metrics, {} probe errors, {} alert events, {} alerts firing",

@@ -28,6 +28,25 @@ pub fn run(file: &Path) -> u8 {
             return exit::FAILED;
         }
     };
+    let (problems, rule_files) = problems(&config);
+    super::print_problems(&problems);
+    println!(
+        "{} ({} jobs, {} notifiers, {} rule files)",
+        summary_line(file, &problems),
+        config.jobs.len(),
+        config.notifiers.len(),
+        rule_files
+    );
+    if problems.has_errors() {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// Every problem `runner check` finds in a loaded config (its warnings included), sorted, and
+/// how many rule files load: the scheduler's reload holds a changed config to the same.
+pub fn problems(config: &Config) -> (crate::diagnostic::Problems, usize) {
     let mut problems = config.warnings.clone();
     // Rule and template files that are not there, at the line of the jobs file naming them.
     problems.extend(config.missing_files.clone());
@@ -61,7 +80,7 @@ pub fn run(file: &Path) -> u8 {
         }
     }
     // Every notifier that is on can be built: one that cannot would be left out at run time.
-    for (name, why) in crate::notify::Notifiers::problems(&config) {
+    for (name, why) in crate::notify::Notifiers::problems(config) {
         problems.push(
             crate::diagnostic::Problem::error(
                 &config.file,
@@ -77,7 +96,7 @@ pub fn run(file: &Path) -> u8 {
             let templates: Vec<_> = report.templates.iter().filter(present).cloned().collect();
             let (_, failed) = crate::report::render_all(
                 &templates,
-                &crate::report::summary::example(&config),
+                &crate::report::summary::example(config),
                 &config.zone,
                 &check_limits(),
             );
@@ -89,18 +108,5 @@ pub fn run(file: &Path) -> u8 {
             }
         }
     }
-    let problems = problems.sorted();
-    super::print_problems(&problems);
-    println!(
-        "{} ({} jobs, {} notifiers, {} rule files)",
-        summary_line(file, &problems),
-        config.jobs.len(),
-        config.notifiers.len(),
-        rule_files
-    );
-    if problems.has_errors() {
-        exit::FAILED
-    } else {
-        exit::OK
-    }
+    (problems.sorted(), rule_files)
 }

@@ -8,6 +8,7 @@ mod completions;
 mod dry_run;
 mod jobs;
 mod notify_test;
+mod reload;
 mod report;
 mod run;
 mod sd_notify;
@@ -139,6 +140,8 @@ pub enum Command {
     },
     /// Print the manual page (roff): `runner man > /usr/local/share/man/man1/runner.1`.
     Man,
+    /// Ask the scheduler running on this jobs file's data_dir to reload it (as SIGHUP does).
+    Reload,
     /// Send a clearly marked test alert through one notifier now (it fires, then resolves),
     /// to see a Slack, webhook or ServiceNow set-up work before the first real alert.
     NotifyTest {
@@ -173,6 +176,7 @@ pub fn main() -> ExitCode {
         Some(Command::Test { paths }) => test::run(paths),
         Some(Command::Completions { shell }) => completions::completions(*shell),
         Some(Command::Man) => completions::man(),
+        Some(Command::Reload) => reload::signal_running(&cli.jobs),
         Some(Command::NotifyTest { notifier }) => notify_test::run(&cli.jobs, notifier),
         Some(Command::Report {
             job,

@@ -9,11 +9,10 @@ use tracing::{error, info, warn};
 
 use super::{block_on, exit, load, log_warnings};
 use crate::config::ListenSpec;
-use crate::job::Job;
 use crate::lock::{LockError, LockFile, scheduler_lock_path};
 use crate::notify::Notifiers;
 use crate::scheduler::clock::{SharedClock, SystemClock};
-use crate::scheduler::{Entry, Scheduler, Shutdown};
+use crate::scheduler::{Scheduler, Shutdown};
 
 pub fn run(file: &Path, listen: Option<&str>) -> u8 {
     let config = match load(file) {
@@ -101,51 +100,72 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         // Delivery goes on through the shutdown grace, for what the last runs queue.
         let delivery_stop = CancellationToken::new();
         let deliverers = notifiers.start(delivery_stop.clone());
-        let now = clock.now();
-        let mut entries = Vec::new();
-        for spec in config.jobs.values() {
-            if let Some(reason) = spec.inactive_reason() {
-                info!(job = %spec.name, "job is off: {reason}");
-                continue;
-            }
-            let next = spec
-                .schedule
-                .next_after(now, &config.zone)
-                .map(|t| config.zone.format(t))
-                .unwrap_or_else(|| "never".into());
-            info!(job = %spec.name, r#type = spec.type_name(), schedule = %spec.schedule, next = %next, "job scheduled");
-            entries.push(Entry {
-                name: spec.name.clone(),
-                schedule: spec.schedule.clone(),
-                timeout: spec.timeout,
-                task: Arc::new(Job::new(
-                    config.clone(),
-                    &spec.name,
-                    clock.clone(),
-                    notifiers.clone(),
-                )),
-            });
-        }
+        let (entries, mut running, _) =
+            super::reload::entries(config.clone(), &clock, &notifiers, None);
         if entries.is_empty() {
             warn!("no job is on; runner waits for a signal and does nothing");
         }
         let stop = CancellationToken::new();
-        tokio::spawn(signals.watch(stop.clone()));
+        let (hup, mut hups) = tokio::sync::mpsc::unbounded_channel::<()>();
+        tokio::spawn(signals.watch(stop.clone(), hup));
         tokio::spawn(crate::footprint::release_periodically(stop.clone()));
         let scheduler = Scheduler::new(clock.clone(), config.zone.clone(), entries);
+        let mut context = None;
         if let Some((listener, spec)) = listener {
             info!(
                 url = %status,
                 "serving the status page, /metrics, /api/v1/alerts and /-/healthy"
             );
-            let context = Arc::new(crate::status::Context {
-                config: config.clone(),
+            let shared = Arc::new(crate::status::Context {
+                config: std::sync::RwLock::new(config.clone()),
                 scheduler: scheduler.state(),
                 notifiers: notifiers.clone(),
                 clock: clock.clone(),
                 started: clock.now(),
+                reloads: std::sync::Mutex::default(),
             });
-            tokio::spawn(crate::status::serve(listener, spec, context, stop.clone()));
+            tokio::spawn(crate::status::serve(
+                listener,
+                spec,
+                shared.clone(),
+                stop.clone(),
+            ));
+            context = Some(shared);
+        }
+        // SIGHUP: check the files again and swap in what changed.
+        let (to_scheduler, reloads) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let (file, clock, notifiers) = (config.file.clone(), clock.clone(), notifiers.clone());
+            tokio::spawn(async move {
+                while hups.recv().await.is_some() {
+                    info!(jobs_file = %file.display(), "reloading");
+                    let outcome = super::reload::reload(
+                        &file,
+                        &mut running,
+                        &clock,
+                        &notifiers,
+                        &to_scheduler,
+                    )
+                    .await;
+                    if let Some(context) = &context {
+                        let mut counts = context
+                            .reloads
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if outcome.ok {
+                            counts.succeeded += 1;
+                            *context
+                                .config
+                                .write()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                running.config.clone();
+                        } else {
+                            counts.failed += 1;
+                        }
+                        counts.last = Some((outcome.ok, clock.now()));
+                    }
+                }
+            });
         }
         let scheduled = config
             .jobs
@@ -156,7 +176,9 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
             "READY=1\nSTATUS={} scheduled",
             crate::vocab::words::plural(scheduled, "job")
         ));
-        let shutdown = scheduler.run(stop, config.shutdown_grace).await;
+        let shutdown = scheduler
+            .run_reloadable(stop, config.shutdown_grace, reloads)
+            .await;
         // What is still queued stays in the outbox and goes out after the next start.
         delivery_stop.cancel();
         futures_util::future::join_all(deliverers).await;
@@ -173,10 +195,11 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
     })
 }
 
-/// SIGTERM and SIGINT, listened for from the start.
+/// SIGTERM, SIGINT and SIGHUP, listened for from the start (SIGHUP's default would end runner).
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -185,14 +208,21 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    /// First signal: stop scheduling and let running jobs finish. Second: leave now.
-    async fn watch(mut self, stop: CancellationToken) {
-        let name = tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+    /// SIGHUP: reload. First SIGTERM or SIGINT: stop scheduling and let running jobs finish.
+    /// Second: leave now.
+    async fn watch(mut self, stop: CancellationToken, hup: tokio::sync::mpsc::UnboundedSender<()>) {
+        let name = loop {
+            tokio::select! {
+                _ = self.term.recv() => break "SIGTERM",
+                _ = self.int.recv() => break "SIGINT",
+                _ = self.hup.recv() => {
+                    let _ = hup.send(());
+                }
+            }
         };
         info!(
             signal = name,

@@ -98,6 +98,12 @@ impl Monitor {
         }
     }
 
+    /// Loads the job's rule files again (a reload), keeping history, alert state and probes.
+    pub fn reload_rules(&mut self, spec: &MonitorSpec) {
+        self.pipeline
+            .set_rules(Arc::new(load_rules(&self.job, spec)));
+    }
+
     pub fn history(&self) -> &History {
         self.pipeline.history()
     }

@@ -72,6 +72,11 @@ impl Pipeline {
         &self.rules
     }
 
+    /// Rules loaded again (a reload): history and alert state stay; the next step uses them.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     /// The alerts, shared with notifiers that attach facts to them (a ServiceNow incident).
     pub fn alerts(&self) -> SharedAlerts {
         self.alerts.clone()

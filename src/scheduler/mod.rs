@@ -152,22 +152,79 @@ impl Scheduler {
     /// Runs every job on its schedule until `stop` is cancelled, then waits up to `grace` for
     /// running jobs to finish.
     pub async fn run(self, stop: CancellationToken, grace: Duration) -> Shutdown {
+        let (_keep, reloads) = tokio::sync::mpsc::unbounded_channel();
+        self.run_reloadable(stop, grace, reloads).await
+    }
+
+    /// As `run`, and takes new sets of entries from `reloads` as it goes: an entry with the
+    /// same task, schedule and timeout as a running one keeps its loop (and its timer); a
+    /// changed one gets a new loop; one no longer there stops. A run in progress always
+    /// finishes, and a job's next run waits for it, whichever loop started it.
+    pub async fn run_reloadable(
+        self,
+        stop: CancellationToken,
+        grace: Duration,
+        mut reloads: tokio::sync::mpsc::UnboundedReceiver<Vec<Entry>>,
+    ) -> Shutdown {
         let runs = TaskTracker::new();
         let loops = TaskTracker::new();
         // Runs are cancelled when the grace period ends, not at the first signal.
         let cancel_runs = CancellationToken::new();
-        for entry in self.entries {
-            let job = JobLoop {
-                cancel_runs: cancel_runs.clone(),
-                stats: self.state.stats(&entry.name).unwrap_or_default(),
-                entry: Arc::new(entry),
-                clock: self.clock.clone(),
-                zone: self.zone.clone(),
-                state: self.state.clone(),
-                runs: runs.clone(),
-                running: Arc::new(AtomicBool::new(false)),
+        let mut active: HashMap<String, (CancellationToken, Arc<Entry>)> = HashMap::new();
+        let mut running: HashMap<String, Arc<AtomicBool>> = HashMap::new();
+        let mut start =
+            |entry: Arc<Entry>, active: &mut HashMap<String, (CancellationToken, Arc<Entry>)>| {
+                let loop_stop = stop.child_token();
+                let stats = {
+                    let mut all = lock(&self.state.stats);
+                    all.entry(entry.name.clone()).or_default().clone()
+                };
+                let job = JobLoop {
+                    cancel_runs: cancel_runs.clone(),
+                    stats,
+                    entry: entry.clone(),
+                    clock: self.clock.clone(),
+                    zone: self.zone.clone(),
+                    state: self.state.clone(),
+                    runs: runs.clone(),
+                    running: running.entry(entry.name.clone()).or_default().clone(),
+                };
+                loops.spawn(job.run(loop_stop.clone()));
+                active.insert(entry.name.clone(), (loop_stop, entry));
             };
-            loops.spawn(job.run(stop.clone()));
+        for entry in self.entries {
+            start(Arc::new(entry), &mut active);
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(entries) = reloads.recv() => {
+                    let names: std::collections::HashSet<String> =
+                        entries.iter().map(|e| e.name.clone()).collect();
+                    for (name, (loop_stop, _)) in active.iter() {
+                        if !names.contains(name) {
+                            info!(job = %name, "job removed: it stops after its current run");
+                            loop_stop.cancel();
+                            lock(&self.state.next_runs).remove(name);
+                        }
+                    }
+                    active.retain(|name, _| names.contains(name));
+                    for entry in entries {
+                        let same = active.get(&entry.name).is_some_and(|(_, old)| {
+                            Arc::ptr_eq(&old.task, &entry.task)
+                                && old.schedule == entry.schedule
+                                && old.timeout == entry.timeout
+                        });
+                        if same {
+                            continue;
+                        }
+                        if let Some((loop_stop, _)) = active.remove(&entry.name) {
+                            loop_stop.cancel();
+                        }
+                        start(Arc::new(entry), &mut active);
+                    }
+                }
+            }
         }
         loops.close();
         loops.wait().await;
@@ -191,6 +248,8 @@ impl Scheduler {
         }
     }
 }
+
+use std::collections::HashMap;
 
 struct JobLoop {
     entry: Arc<Entry>,

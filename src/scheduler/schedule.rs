@@ -36,6 +36,17 @@ pub enum Schedule {
     Every(Duration),
 }
 
+/// Two schedules are the same when written the same (`@every 10s`, or the cron text).
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Schedule::Cron { text: a, .. }, Schedule::Cron { text: b, .. }) => a == b,
+            (Schedule::Every(a), Schedule::Every(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Schedule({self})")

@@ -199,6 +199,7 @@ pub struct Snapshot<'a> {
     /// Each monitor's alerts: name, severity, phase.
     pub alerts: Vec<(String, String, String, Phase)>,
     pub notifiers: Vec<NotifierHealth>,
+    pub reloads: super::Reloads,
 }
 
 /// The whole exposition.
@@ -297,6 +298,31 @@ pub fn render(s: &Snapshot<'_>) -> String {
                 ),
             );
         }
+    }
+    for (result, count) in [
+        ("succeeded", s.reloads.succeeded),
+        ("failed", s.reloads.failed),
+    ] {
+        f.add(
+            "runner_config_reloads_total".into(),
+            "reloads of the jobs file since start (SIGHUP or runner reload), by result; a failed one keeps the running configuration",
+            "counter",
+            (vec![host(), ("result", result.into())], count as f64),
+        );
+    }
+    if let Some((ok, at)) = s.reloads.last {
+        f.add(
+            "runner_config_last_reload_successful".into(),
+            "1 if the last reload went in, 0 if it was refused",
+            "gauge",
+            (vec![host()], if ok { 1.0 } else { 0.0 }),
+        );
+        f.add(
+            "runner_config_last_reload_timestamp_seconds".into(),
+            "when the last reload was tried, in seconds since the epoch",
+            "gauge",
+            (vec![host()], at.timestamp_millis() as f64 / 1000.0),
+        );
     }
     let mut alert_counts: BTreeMap<(String, String, String, &'static str), u64> = BTreeMap::new();
     for (job, name, severity, phase) in &s.alerts {

@@ -30,11 +30,38 @@ const TAIL_BYTES: u64 = 512 * 1024;
 
 /// What the pages are made from.
 pub struct Context {
-    pub config: Arc<Config>,
+    /// The running configuration: a reload replaces it.
+    pub config: std::sync::RwLock<Arc<Config>>,
     pub scheduler: Arc<SchedulerState>,
     pub notifiers: Arc<Notifiers>,
     pub clock: SharedClock,
     pub started: DateTime<Utc>,
+    pub reloads: std::sync::Mutex<Reloads>,
+}
+
+/// How the reloads since start went.
+#[derive(Debug, Clone, Default)]
+pub struct Reloads {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// The last one: whether it went in, and when.
+    pub last: Option<(bool, DateTime<Utc>)>,
+}
+
+impl Context {
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn reloads(&self) -> Reloads {
+        self.reloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Serves `spec` until `stop`; the listener is bound before, so a port in use is said at start.
@@ -81,15 +108,24 @@ pub async fn serve(
 
 fn page(context: &Context, path: &str) -> Response {
     let now = context.clock.now();
+    let config = context.config();
     match path {
         "/-/ready" => Response::text(200, "runner is ready"),
         "/metrics" => {
-            let samples = latest_samples(&context.config.data_dir, now);
+            // Only jobs of the running configuration: a removed job's last sample is history.
+            let mut samples = latest_samples(&config.data_dir, now);
+            samples.retain(|s| {
+                matches!(
+                    config.job(&s.job).map(|j| &j.kind),
+                    Some(JobKind::Monitor(_))
+                )
+            });
             let snapshot = exposition::Snapshot {
-                host: &context.config.host,
+                host: &config.host,
                 started: context.started,
                 samples: &samples,
-                jobs: exposition::JobView::all(&context.scheduler, context.config.jobs.keys()),
+                jobs: exposition::JobView::all(&context.scheduler, config.jobs.keys()),
+                reloads: context.reloads(),
                 alerts: alert_phases(context),
                 notifiers: context.notifiers.health(),
             };
@@ -133,13 +169,14 @@ fn alert_phases(context: &Context) -> Vec<(String, String, String, Phase)> {
 
 /// The pending and firing alerts in the shape of Prometheus' `/api/v1/alerts`.
 fn alerts_json(context: &Context, now: DateTime<Utc>) -> Vec<serde_json::Value> {
+    let config = context.config();
     let mut out = Vec::new();
     for (job, store) in context.notifiers.alert_stores() {
         let store = store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let origin = Origin {
-            host: &context.config.host,
+            host: &config.host,
             job: &job,
         };
         for state in store.lifecycle().states.values() {
@@ -153,7 +190,7 @@ fn alerts_json(context: &Context, now: DateTime<Utc>) -> Vec<serde_json::Value> 
             labels.insert("alertname".into(), event.name.clone());
             labels.insert("severity".into(), event.severity.as_str().into());
             labels.insert("runner_job".into(), job.clone());
-            labels.insert("host".into(), context.config.host.clone());
+            labels.insert("host".into(), config.host.clone());
             out.push(serde_json::json!({
                 "labels": labels,
                 "annotations": {
@@ -223,7 +260,7 @@ fn escape(text: &str) -> String {
 
 /// One page, plain HTML and CSS: jobs, alerts, current values, notifiers.
 fn status_page(context: &Context, now: DateTime<Utc>) -> String {
-    let config = &context.config;
+    let config = &context.config();
     let zone = &config.zone;
     let mut html = String::with_capacity(32 * 1024);
     html.push_str(&format!(

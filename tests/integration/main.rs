@@ -17,6 +17,7 @@ mod ping;
 mod postgres;
 mod probes;
 mod process;
+mod reload;
 mod report;
 mod rotate;
 mod rules;
