@@ -1,7 +1,7 @@
 //! The command line: parse arguments, then hand over to one command, each in a file of its own.
 //! Every command loads the jobs file through `load` (which prints every problem when it cannot
 //! be used) and runs its async part on the one runtime `block_on` builds. Exit codes are
-//! documented in the README.
+//! documented in docs/operations.md.
 
 mod check;
 mod completions;

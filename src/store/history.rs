@@ -51,7 +51,7 @@ pub struct HistoryConfig {
 }
 
 impl Default for HistoryConfig {
-    // Keep in step with the README's History table.
+    // Keep in step with the History table of docs/metrics.md.
     fn default() -> Self {
         HistoryConfig {
             raw_window: Duration::from_secs(3_600),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod config_files;
+mod docs;
 mod fake_servicenow;
 mod fuzz_inputs;
 mod hostile;
