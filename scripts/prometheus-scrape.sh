@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A real Prometheus scraping two runners with different `host` names every second, then asked
+# through its query API for `up` and a CPU series of both. Installs Debian's `prometheus`
+# package when it is missing (and says so). Network traffic stays on 127.0.0.1.
+#
+#   scripts/prometheus-scrape.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v prometheus >/dev/null; then
+  echo "installing Debian's prometheus package (for this script only)"
+  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
+fi
+cargo build --release --quiet --bin runner
+dir=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+targets=()
+for host in web-1 db-1; do
+  port=$(free_port)
+  mkdir -p "$dir/$host"
+  cat > "$dir/$host/jobs.yaml" <<YAML
+data_dir: var
+host: $host
+listen: 127.0.0.1:$port
+jobs:
+  monitor: { type: monitor, schedule: "@every 1s", probes: [{ type: cpu }, { type: memory }] }
+YAML
+  ./target/release/runner --jobs "$dir/$host/jobs.yaml" >"$dir/$host/out.log" 2>&1 &
+  pids+=($!)
+  targets+=("\"127.0.0.1:$port\"")
+done
+prom_port=$(free_port)
+cat > "$dir/prometheus.yml" <<YAML
+global: { scrape_interval: 1s, evaluation_interval: 1s }
+scrape_configs:
+  - job_name: runner
+    static_configs: [{ targets: [$(IFS=,; echo "${targets[*]}")] }]
+YAML
+promtool check config "$dir/prometheus.yml" >/dev/null
+prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+  --web.listen-address="127.0.0.1:$prom_port" >"$dir/prometheus.log" 2>&1 &
+pids+=($!)
+sleep 8
+query() {
+  curl -s "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" |
+    python3 -c 'import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+for s in sorted(r, key=lambda s: s["metric"].get("instance", "")):
+    m = s["metric"]
+    print("  {} {} = {}".format(m.get("__name__", ""), {k: v for k, v in m.items() if k != "__name__"}, s["value"][1]))
+print("  ({} series)".format(len(r)))'
+}
+echo "up:"
+query 'up{job="runner"}'
+echo "runner_cpu_usage_percent{cpu=\"total\"} by host:"
+query 'runner_cpu_usage_percent{cpu="total"}'
+echo "memory used, averaged over the last 5 s, by host:"
+query 'avg_over_time(runner_memory_used_percent[5s])'
