@@ -375,27 +375,10 @@ fn number(line: &str, bytes: &[u8], pos: &mut usize) -> Option<f64> {
     }
     let mut mantissa: u64 = 0;
     let mut exact = true;
-    let mut scale: i32 = 0;
-    let int_start = i;
-    while let Some(&b) = bytes.get(i)
-        && b.is_ascii_digit()
-    {
-        match mantissa
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(u64::from(b - b'0')))
-        {
-            Some(m) => mantissa = m,
-            None => exact = false,
-        }
-        i += 1;
-    }
-    if i == int_start {
-        return None;
-    }
-    if bytes.get(i) == Some(&b'.') {
-        i += 1;
-        let frac_start = i;
-        while let Some(&b) = bytes.get(i)
+    // Digits from `i` into the mantissa; how many there were.
+    let mut digits = |i: &mut usize| {
+        let start = *i;
+        while let Some(&b) = bytes.get(*i)
             && b.is_ascii_digit()
         {
             match mantissa
@@ -405,10 +388,18 @@ fn number(line: &str, bytes: &[u8], pos: &mut usize) -> Option<f64> {
                 Some(m) => mantissa = m,
                 None => exact = false,
             }
-            scale += 1;
-            i += 1;
+            *i += 1;
         }
-        if i == frac_start {
+        *i - start
+    };
+    if digits(&mut i) == 0 {
+        return None;
+    }
+    let mut scale = 0;
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        scale = digits(&mut i);
+        if scale == 0 {
             return None;
         }
     }
@@ -421,7 +412,7 @@ fn number(line: &str, bytes: &[u8], pos: &mut usize) -> Option<f64> {
     }
     *pos = i;
     if exact && mantissa <= 1 << 53 && scale <= 22 {
-        let value = mantissa as f64 / POW10[scale as usize];
+        let value = mantissa as f64 / POW10[scale];
         return Some(if negative { -value } else { value });
     }
     line[start..i].parse().ok()
