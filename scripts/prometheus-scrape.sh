@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Prometheus scraping two runners with different `host` names every second, then asked
-# through its query API for `up` and a CPU series of both. Installs Debian's `prometheus`
+# through its query API for `up` and a CPU series of both, and for every query of
+# dist/grafana-dashboard.json (each must be accepted). Installs Debian's `prometheus`
 # package when it is missing (and says so). Network traffic stays on 127.0.0.1.
 #
 #   scripts/prometheus-scrape.sh
@@ -57,3 +58,21 @@ echo "runner_cpu_usage_percent{cpu=\"total\"} by host:"
 query 'runner_cpu_usage_percent{cpu="total"}'
 echo "memory used, averaged over the last 5 s, by host:"
 query 'avg_over_time(runner_memory_used_percent[5s])'
+echo "every query of dist/grafana-dashboard.json, with host=.*:"
+python3 - "$prom_port" <<'PY'
+import json, sys, urllib.parse, urllib.request
+port = sys.argv[1]
+dashboard = json.load(open("dist/grafana-dashboard.json"))
+bad = 0
+for panel in dashboard["panels"]:
+    for target in panel.get("targets", []):
+        expr = target["expr"].replace("$host", ".*")
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        answer = json.load(urllib.request.urlopen(url))
+        series = len(answer["data"]["result"]) if answer["status"] == "success" else -1
+        if series < 0:
+            bad += 1
+        print(f"  {panel['title']}: {expr} -> {answer['status']}, {series} series")
+print(f"  {bad} queries refused")
+sys.exit(1 if bad else 0)
+PY

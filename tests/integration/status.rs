@@ -238,3 +238,60 @@ fn an_address_other_than_loopback_needs_listen_auth_and_a_secret_from_the_enviro
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_grafana_dashboard_asks_only_for_series_runner_exposes() {
+    use runner::config::probes::{Instances, PROBE_TYPES};
+    use runner::status::exposition::series_of;
+    let text = std::fs::read_to_string(root().join("dist/grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut known: std::collections::BTreeSet<String> = [
+        "runner_info",
+        "runner_start_time_seconds",
+        "runner_sample_timestamp_seconds",
+        "runner_probe_failing",
+        "runner_job_runs_total",
+        "runner_job_skipped_total",
+        "runner_job_running",
+        "runner_job_next_run_timestamp_seconds",
+        "runner_alerts",
+        "runner_notifier_delivered_events_total",
+        "runner_notifier_dead_events_total",
+        "runner_notifier_failed_attempts_total",
+        "runner_notifier_backlog_bytes",
+        "runner_config_reloads_total",
+        "runner_config_last_reload_successful",
+        "runner_config_last_reload_timestamp_seconds",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for t in PROBE_TYPES {
+        for field in t.fields {
+            let name = match t.instances {
+                Instances::None => format!("{}.{}", t.name, field.name),
+                _ => format!("{}.x.{}", t.name, field.name),
+            };
+            known.insert(series_of(&name).unwrap().name);
+        }
+    }
+    let mut asked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("runner_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    known.contains(&name),
+                    "panel {}: no series {name}",
+                    panel["title"]
+                );
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked >= 20, "only {asked} series asked for");
+}
