@@ -25,7 +25,18 @@ data_dir: var
 host: $host
 listen: 127.0.0.1:$port
 jobs:
-  monitor: { type: monitor, schedule: "@every 1s", probes: [{ type: cpu }, { type: memory }] }
+  monitor:
+    type: monitor
+    schedule: "@every 1s"
+    probes:
+      - { type: cpu }
+      - { type: memory }
+      - { type: load }
+      - { type: disk }
+      - { type: disk_io }
+      - { type: net_io }
+      - { type: ping, name: loopback, host: 127.0.0.1, count: 2, interval_ms: 50 }
+      - { type: tcp, name: closed, host: 127.0.0.1, port: 1 }
 YAML
   ./target/release/runner --jobs "$dir/$host/jobs.yaml" >"$dir/$host/out.log" 2>&1 &
   pids+=($!)
