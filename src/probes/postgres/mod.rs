@@ -21,7 +21,7 @@ struct Connected {
     tick_query: String,
 }
 
-/// One database's counters at one tick.
+/// One database's counters at one tick, or how much they grew between two.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     commits: u64,
@@ -32,18 +32,10 @@ struct Counters {
     blocks_read: u64,
 }
 
-/// How much each counter grew, and over how long.
-#[derive(Debug, Default, Clone, Copy)]
-struct Growth {
-    commits: u64,
-    rollbacks: u64,
-    deadlocks: u64,
-    temp_bytes: u64,
-    blocks_hit: u64,
-    blocks_read: u64,
-}
+/// How much each counter grew between two ticks: the same counters, as differences.
+type Growth = Counters;
 
-impl Growth {
+impl Counters {
     fn between(prev: &Counters, now: &Counters) -> Option<Growth> {
         Some(Growth {
             commits: growth(prev.commits, now.commits)?,
