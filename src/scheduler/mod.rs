@@ -73,6 +73,11 @@ pub struct JobStats {
     pub skipped_busy: AtomicU64,
     /// Occurrences that passed while the process could not run them (suspend, clock jump).
     pub missed: AtomicU64,
+    /// Time spent in finished runs, and the last one's, in microseconds.
+    pub run_micros_total: AtomicU64,
+    pub last_run_micros: AtomicU64,
+    /// How late the last run started after its scheduled time, in microseconds.
+    pub last_lateness_micros: AtomicU64,
 }
 
 impl JobStats {
@@ -348,10 +353,14 @@ async fn run_once(
     let name = entry.name.as_str();
     lock(&state.running).insert(name.to_string(), info.started);
     stats.started.fetch_add(1, Ordering::Relaxed);
-    let lateness_ms = (info.started - info.scheduled)
+    let lateness_us = (info.started - info.scheduled)
         .num_microseconds()
-        .unwrap_or(0) as f64
-        / 1e3;
+        .unwrap_or(0)
+        .max(0) as u64;
+    stats
+        .last_lateness_micros
+        .store(lateness_us, Ordering::Relaxed);
+    let lateness_ms = lateness_us as f64 / 1e3;
     debug!(job = name, scheduled = %info.scheduled.to_rfc3339(), lateness_ms, "run started");
 
     let cancel = info.cancel.clone();
@@ -364,7 +373,13 @@ async fn run_once(
             _ = clock.sleep(limit) => None,
         },
     };
-    let elapsed_ms = (clock.now() - started).num_milliseconds();
+    let elapsed = clock.now() - started;
+    let elapsed_ms = elapsed.num_milliseconds();
+    let elapsed_us = elapsed.num_microseconds().unwrap_or(0).max(0) as u64;
+    stats
+        .run_micros_total
+        .fetch_add(elapsed_us, Ordering::Relaxed);
+    stats.last_run_micros.store(elapsed_us, Ordering::Relaxed);
     match result {
         None => {
             stats.timed_out.fetch_add(1, Ordering::Relaxed);

@@ -268,6 +268,26 @@ pub fn render(s: &Snapshot<'_>) -> String {
                     ),
                 );
             }
+            let seconds =
+                |counter: &std::sync::atomic::AtomicU64| JobStats::get(counter) as f64 / 1e6;
+            f.add(
+                "runner_job_run_seconds_total".into(),
+                "time spent in the job's runs since runner started (divide by the runs for the mean)",
+                "counter",
+                (vec![host(), label()], seconds(&stats.run_micros_total)),
+            );
+            f.add(
+                "runner_job_last_run_seconds".into(),
+                "how long the job's last run took",
+                "gauge",
+                (vec![host(), label()], seconds(&stats.last_run_micros)),
+            );
+            f.add(
+                "runner_job_last_lateness_seconds".into(),
+                "how late the job's last run started after its scheduled time (scheduler lateness)",
+                "gauge",
+                (vec![host(), label()], seconds(&stats.last_lateness_micros)),
+            );
             for (reason, counter) in [
                 ("overlap", &stats.skipped_overlap),
                 ("busy", &stats.skipped_busy),

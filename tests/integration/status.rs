@@ -103,10 +103,20 @@ fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
         "runner_alerts{host=\"status-test\",runner_job=\"m\",alertname=\"memory_seen\",severity=\"info\",state=\"firing\"} 1",
         "runner_notifier_delivered_events_total{host=\"status-test\",notifier=\"hook\"} 0",
         "runner_notifier_backlog_bytes{host=\"status-test\",notifier=\"hook\"} ",
+        "runner_job_run_seconds_total{host=\"status-test\",runner_job=\"m\"} ",
+        "runner_job_last_run_seconds{host=\"status-test\",runner_job=\"m\"} ",
+        "runner_job_last_lateness_seconds{host=\"status-test\",runner_job=\"m\"} ",
         "runner_info{host=\"status-test\",version=\"",
     ] {
         assert!(body.contains(expected), "{expected}\n{body}");
     }
+    let total: f64 = body
+        .lines()
+        .find(|l| l.starts_with("runner_job_run_seconds_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(total > 0.0, "two ticks took some time: {total}");
     // Prometheus' own linter has nothing to say.
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -254,6 +264,9 @@ fn the_grafana_dashboard_asks_only_for_series_runner_exposes() {
         "runner_job_skipped_total",
         "runner_job_running",
         "runner_job_next_run_timestamp_seconds",
+        "runner_job_run_seconds_total",
+        "runner_job_last_run_seconds",
+        "runner_job_last_lateness_seconds",
         "runner_alerts",
         "runner_notifier_delivered_events_total",
         "runner_notifier_dead_events_total",
