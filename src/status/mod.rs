@@ -233,11 +233,76 @@ pub fn latest_samples(data_dir: &Path, now: DateTime<Utc>) -> Vec<Sample> {
     latest.into_values().collect()
 }
 
+/// Most of today's metrics file read for the status page's sparklines: an hour of 1 s ticks
+/// with a hundred metrics fits many times over.
+const HOUR_TAIL_MAX: u64 = 64 * 1024 * 1024;
+
+/// Each monitor metric's last hour in one-minute means (`None` for minutes without samples),
+/// by job and name: read from the end of the metrics log, as far back as the hour goes.
+fn last_hour(data_dir: &Path, now: DateTime<Utc>) -> BTreeMap<(String, String), Vec<Option<f64>>> {
+    let from_ms = now.timestamp_millis() - 3_600_000;
+    let mut sums: BTreeMap<(String, String), Vec<(f64, u32)>> = BTreeMap::new();
+    let mut parser = LineParser::default();
+    for day in [
+        now.date_naive() - chrono::Duration::days(1),
+        now.date_naive(),
+    ] {
+        let path = data_dir.join("metrics").join(format!("{day}.jsonl"));
+        // Start with the last megabyte and go back until the hour is covered.
+        let mut size = 1024 * 1024;
+        let text = loop {
+            let Ok(text) = tail_of(&path, size) else {
+                break String::new();
+            };
+            let whole_file = std::fs::metadata(&path).map_or(true, |m| m.len() <= size);
+            let covered = text
+                .lines()
+                .next()
+                .and_then(crate::store::sample::peek_ts_ms)
+                .is_some_and(|ts| ts <= from_ms);
+            if covered || whole_file || size >= HOUR_TAIL_MAX {
+                break text;
+            }
+            size *= 4;
+        };
+        for line in text.lines() {
+            let Ok(view) = parser.parse(line) else {
+                continue;
+            };
+            if view.ts_ms < from_ms || view.ts_ms > now.timestamp_millis() {
+                continue;
+            }
+            let minute = (((view.ts_ms - from_ms) / 60_000) as usize).min(59);
+            for (name, value) in view.metrics() {
+                let slots = sums
+                    .entry((view.job().to_string(), name.to_string()))
+                    .or_insert_with(|| vec![(0.0, 0); 60]);
+                slots[minute].0 += value;
+                slots[minute].1 += 1;
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(key, slots)| {
+            let means = slots
+                .into_iter()
+                .map(|(sum, n)| (n > 0).then(|| sum / f64::from(n)))
+                .collect();
+            (key, means)
+        })
+        .collect()
+}
+
 /// The last `TAIL_BYTES` of a file, from its first whole line.
 fn tail(path: &Path) -> std::io::Result<String> {
+    tail_of(path, TAIL_BYTES)
+}
+
+/// The last `bytes` of a file, from its first whole line.
+fn tail_of(path: &Path, bytes: u64) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
-    let start = len.saturating_sub(TAIL_BYTES);
+    let start = len.saturating_sub(bytes);
     file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::with_capacity((len - start) as usize);
     file.read_to_end(&mut bytes)?;
@@ -325,6 +390,7 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
         ));
     }
     html.push_str("</table>");
+    let hour = last_hour(&config.data_dir, now);
     for sample in latest_samples(&config.data_dir, now) {
         if !matches!(
             config.job(&sample.job).map(|j| &j.kind),
@@ -333,13 +399,17 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
             continue;
         }
         html.push_str(&format!(
-            "<h2>{} <span class=\"meta\">at {}</span></h2><table><tr><th>metric</th><th class=\"n\">value</th></tr>",
+            "<h2>{} <span class=\"meta\">at {}</span></h2><table><tr><th>metric</th><th class=\"n\">value</th><th>last hour</th></tr>",
             escape(&sample.job),
             zone.format(sample.ts)
         ));
         for (name, value) in &sample.metrics {
+            let spark = hour
+                .get(&(sample.job.clone(), name.to_string()))
+                .map(|minutes| crate::template::svg_chart(minutes, 120, 24, false, ""))
+                .unwrap_or_default();
             html.push_str(&format!(
-                "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td class=\"n\">{}</td><td>{spark}</td></tr>",
                 escape(name.as_ref()),
                 crate::vocab::words::format_value(*value)
             ));
