@@ -184,13 +184,15 @@ impl Monitor {
         Ok((sample, stepped.events, summary))
     }
 
-    /// Each alert's phase, by fingerprint.
+    /// The phase of each alert that is pending or firing, by fingerprint (one not listed is
+    /// inactive): taken every tick, so it holds only the few that are not.
     fn phases(&self) -> BTreeMap<String, (String, Phase)> {
         self.pipeline
             .lock_alerts()
             .lifecycle()
             .states
             .iter()
+            .filter(|(_, s)| s.phase != Phase::Inactive)
             .map(|(fp, s)| (fp.clone(), (s.name.clone(), s.phase)))
             .collect()
     }
@@ -223,8 +225,9 @@ impl Monitor {
                 );
             }
         }
+        // An alert that was pending or firing and is gone (its rule file went away).
         for (fp, (name, was)) in before {
-            if *was != Phase::Inactive && !alerts.lifecycle().states.contains_key(fp) {
+            if !alerts.lifecycle().states.contains_key(fp) {
                 info!(job = %self.job, alert = %name, from = ?was, to = ?Phase::Inactive, "alert inactive");
             }
         }

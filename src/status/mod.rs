@@ -217,7 +217,9 @@ pub fn latest_samples(data_dir: &Path, now: DateTime<Utc>) -> Vec<Sample> {
         now.date_naive() - chrono::Duration::days(1),
     ] {
         let path = data_dir.join("metrics").join(format!("{day}.jsonl"));
-        let Ok(text) = tail(&path) else { continue };
+        let Ok(text) = tail_of(&path, TAIL_BYTES) else {
+            continue;
+        };
         for line in text.lines() {
             let Ok(view) = parser.parse(line) else {
                 continue;
@@ -293,11 +295,6 @@ fn last_hour(data_dir: &Path, now: DateTime<Utc>) -> BTreeMap<(String, String), 
         .collect()
 }
 
-/// The last `TAIL_BYTES` of a file, from its first whole line.
-fn tail(path: &Path) -> std::io::Result<String> {
-    tail_of(path, TAIL_BYTES)
-}
-
 /// The last `bytes` of a file, from its first whole line.
 fn tail_of(path: &Path, bytes: u64) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
@@ -316,11 +313,9 @@ fn tail_of(path: &Path, bytes: u64) -> std::io::Result<String> {
     })
 }
 
+/// What the page prints, as the HTML report templates escape it.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    handlebars::html_escape(text)
 }
 
 /// One page, plain HTML and CSS: jobs, alerts, current values, notifiers.
