@@ -24,6 +24,9 @@ for host in web-1 db-1; do
 data_dir: var
 host: $host
 listen: 127.0.0.1:$port
+notifiers:
+  # Nobody listens there: its outbox keeps what fires (backlog and oldest age series).
+  hook: { type: webhook, url: "http://127.0.0.1:9/" }
 jobs:
   monitor:
     type: monitor
@@ -37,6 +40,8 @@ jobs:
       - { type: net_io }
       - { type: ping, name: loopback, host: 127.0.0.1, count: 2, interval_ms: 50 }
       - { type: tcp, name: closed, host: 127.0.0.1, port: 1 }
+    rules: ["$PWD/rules/cpu.rhai", "$PWD/rules/memory.rhai", "$PWD/rules/disk.rhai"]
+    notify: [hook]
 YAML
   ./target/release/runner --jobs "$dir/$host/jobs.yaml" >"$dir/$host/out.log" 2>&1 &
   pids+=($!)

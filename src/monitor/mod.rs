@@ -81,7 +81,9 @@ impl Monitor {
             HistoryConfig::default(),
             Some(RollupStore::new(&config.data_dir, job)),
         );
-        let pipeline = Pipeline::new(history, Arc::new(load_rules(job, spec)), alerts);
+        let rules = load_rules(job, spec);
+        notifiers.register_rules(job, &rules);
+        let pipeline = Pipeline::new(history, Arc::new(rules), alerts);
         notifiers.register_alerts(job, pipeline.alerts());
         Monitor {
             job: job.to_string(),
@@ -100,8 +102,10 @@ impl Monitor {
 
     /// Loads the job's rule files again (a reload), keeping history, alert state and probes.
     pub fn reload_rules(&mut self, spec: &MonitorSpec) {
-        self.pipeline
-            .set_rules(Arc::new(load_rules(&self.job, spec)));
+        let mut rules = load_rules(&self.job, spec);
+        rules.keep_stats_of(self.pipeline.rules());
+        self.notifiers.register_rules(&self.job, &rules);
+        self.pipeline.set_rules(Arc::new(rules));
     }
 
     pub fn history(&self) -> &History {

@@ -135,6 +135,8 @@ pub struct NotifierHealth {
     pub dead: u64,
     pub failed_attempts: u64,
     pub backlog_bytes: Option<u64>,
+    /// When the oldest notice still queued was queued (`None`: nothing queued, or no queue).
+    pub oldest_queued: Option<DateTime<Utc>>,
 }
 
 /// Every notifier of a jobs file, shared by the jobs of one process.
@@ -144,7 +146,12 @@ pub struct Notifiers {
     data_dir: std::path::PathBuf,
     /// Each monitor's alerts, so the ServiceNow notifier can attach incidents to them.
     alerts: Arc<Mutex<HashMap<String, SharedAlerts>>>,
+    /// Each monitor's rule files and their evaluation counters, for `/metrics`.
+    rule_stats: Mutex<BTreeMap<String, RuleStats>>,
 }
+
+/// A monitor's rule files, by name, with how their evaluations went.
+pub type RuleStats = Vec<(Arc<str>, Arc<crate::rules::RuleFileStats>)>;
 
 /// What `Notifiers::drain` left.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -299,6 +306,7 @@ impl Notifiers {
             clock,
             data_dir: data_dir.to_path_buf(),
             alerts,
+            rule_stats: Mutex::default(),
         }
     }
 
@@ -330,8 +338,33 @@ impl Notifiers {
                     .failed_attempts
                     .load(std::sync::atomic::Ordering::Relaxed),
                 backlog_bytes: route.queue.as_ref().and_then(|q| q.backlog_bytes().ok()),
+                oldest_queued: route
+                    .queue
+                    .as_ref()
+                    .and_then(|q| q.oldest_queued().ok().flatten()),
             })
             .collect()
+    }
+
+    /// A monitor's rule files as it loaded them (at start and at each reload).
+    pub fn register_rules(&self, job: &str, rules: &crate::rules::RuleSet) {
+        let files = rules
+            .files()
+            .iter()
+            .map(|f| (f.name.clone(), f.stats.clone()))
+            .collect();
+        self.rule_stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job.to_string(), files);
+    }
+
+    /// Each monitor's rule files and their counters, by job.
+    pub fn rule_stats(&self) -> BTreeMap<String, RuleStats> {
+        self.rule_stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn register_alerts(&self, job: &str, alerts: SharedAlerts) {

@@ -242,6 +242,12 @@ impl Queue {
         Ok(size.saturating_sub(self.done_offset()?))
     }
 
+    /// When the first entry not yet delivered was queued, if there is one.
+    pub fn oldest_queued(&self) -> io::Result<Option<DateTime<Utc>>> {
+        let batch = self.read(self.done_offset()?, 1)?;
+        Ok(batch.pending.first().map(|p| p.entry.queued_at))
+    }
+
     /// Keeps entries the destination refused for good, with the reason.
     pub fn dead_letter(
         &self,

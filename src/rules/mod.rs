@@ -34,8 +34,29 @@ pub struct RuleFile {
     /// The path as shown in logs and alert events.
     pub name: Arc<str>,
     ast: AST,
-    /// Evaluations that failed since start.
+    /// How its evaluations went; kept across reloads of an unchanged path.
+    pub stats: Arc<RuleFileStats>,
+}
+
+/// One rule file's evaluations since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RuleFileStats {
+    pub evaluations: AtomicU64,
     pub failures: AtomicU64,
+    /// Time spent evaluating, in microseconds: all of it and the last evaluation's.
+    pub micros_total: AtomicU64,
+    pub last_micros: AtomicU64,
+}
+
+impl RuleFileStats {
+    fn record(&self, took: Duration, failed: bool) {
+        let micros = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
+        self.failures
+            .fetch_add(u64::from(failed), Ordering::Relaxed);
+        self.micros_total.fetch_add(micros, Ordering::Relaxed);
+        self.last_micros.store(micros, Ordering::Relaxed);
+    }
 }
 
 /// How one rule file's evaluation went this tick.
@@ -102,6 +123,15 @@ impl RuleSet {
         &self.schema
     }
 
+    /// After a reload: files loaded from the same path go on counting where `previous` was.
+    pub fn keep_stats_of(&mut self, previous: &RuleSet) {
+        for file in &mut self.files {
+            if let Some(old) = previous.files.iter().find(|f| f.path == file.path) {
+                file.stats = old.stats.clone();
+            }
+        }
+    }
+
     /// Runs every rule file against `metrics` at `now`. History is lent for the evaluation
     /// and handed back.
     pub fn evaluate<'a>(
@@ -149,7 +179,9 @@ impl RuleSet {
                 c.activations.len()
             })
             .unwrap_or_default();
+            let started = Instant::now();
             let result = self.engine.run_ast_with_scope(&mut scope, &file.ast);
+            file.stats.record(started.elapsed(), result.is_err());
             scope.rewind(base);
             let (missing, printed) =
                 context::with(|c| (std::mem::take(&mut c.missing), c.printed)).unwrap_or_default();
@@ -162,7 +194,6 @@ impl RuleSet {
                 );
             }
             let error = result.err().map(|e| {
-                file.failures.fetch_add(1, Ordering::Relaxed);
                 // A file that did not finish said nothing reliable: the alerts it raised before
                 // failing are dropped, so they keep their state.
                 context::with(|c| c.activations.truncate(raised_before));
@@ -253,7 +284,7 @@ fn compile(engine: &Engine, path: &Path, schema: &Schema) -> Result<RuleFile, Pr
         path: path.to_path_buf(),
         name: path.display().to_string().into(),
         ast,
-        failures: AtomicU64::new(0),
+        stats: Arc::default(),
     })
 }
 
@@ -436,7 +467,37 @@ mod tests {
             "{:?}",
             e.outcomes[1]
         );
-        assert_eq!(set.files()[0].failures.load(Ordering::Relaxed), 1);
+        let stats = |i: usize| &set.files()[i].stats;
+        assert_eq!(stats(0).failures.load(Ordering::Relaxed), 1);
+        assert_eq!(stats(0).evaluations.load(Ordering::Relaxed), 1);
+        assert_eq!(stats(1).failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_reloaded_file_goes_on_counting_and_a_new_one_starts_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, added) = (dir.path().join("kept.rhai"), dir.path().join("added.rhai"));
+        std::fs::write(&kept, "let y = 1 / 0;").unwrap();
+        let (first, _) = RuleSet::load(
+            std::slice::from_ref(&kept),
+            schema(),
+            Duration::from_secs(1),
+        );
+        run(&first, &[]);
+        run(&first, &[]);
+        std::fs::write(&added, "let x = 1;").unwrap();
+        let (mut second, _) = RuleSet::load(&[kept, added], schema(), Duration::from_secs(1));
+        second.keep_stats_of(&first);
+        run(&second, &[]);
+        let counted = |i: usize| {
+            let s = &second.files()[i].stats;
+            (
+                s.evaluations.load(Ordering::Relaxed),
+                s.failures.load(Ordering::Relaxed),
+            )
+        };
+        assert_eq!(counted(0), (3, 3));
+        assert_eq!(counted(1), (1, 0));
     }
 
     fn rules_with(source: &str, deadline: Duration) -> RuleSet {

@@ -1,5 +1,6 @@
-//! `/metrics` in the Prometheus text format (0.0.4): every value of each monitor's latest
-//! sample, and runner's own health (job runs, alerts, notifier delivery).
+//! `/metrics` in the Prometheus text format (0.0.4), or OpenMetrics 1.0 when the scraper's
+//! `Accept` prefers it: every value of each monitor's latest sample, and runner's own health
+//! (job runs, rule evaluations, alerts, notifier delivery).
 //!
 //! Names follow Prometheus conventions: `runner_<family>_<field>`, base units (`_ms` becomes
 //! `_seconds`, `_days` `_seconds`, `_per_sec` `_per_second`; `_percent` stays 0-100), the
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::alerts::lifecycle::Phase;
 use crate::config::probes::{Instances, PROBE_TYPES};
-use crate::notify::NotifierHealth;
+use crate::notify::{NotifierHealth, RuleStats};
 use crate::scheduler::{JobStats, SchedulerState};
 use crate::store::sample::Sample;
 
@@ -36,11 +37,16 @@ impl Families {
             .push(series);
     }
 
-    fn render(&self) -> String {
+    fn render(&self, format: Format) -> String {
         let mut out = String::with_capacity(64 * 1024);
         for (name, (help, kind, series)) in &self.families {
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+            // OpenMetrics names a counter's family without the `_total` its samples carry.
+            let family = match (format, *kind) {
+                (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
+                _ => name,
+            };
+            let _ = writeln!(out, "# HELP {family} {}", escape_help(help));
+            let _ = writeln!(out, "# TYPE {family} {kind}");
             for (labels, value) in series {
                 out.push_str(name);
                 if !labels.is_empty() {
@@ -56,7 +62,52 @@ impl Families {
                 let _ = writeln!(out, " {}", number(*value));
             }
         }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
         out
+    }
+}
+
+/// The two exposition formats Prometheus scrapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers: OpenMetrics when it is listed with a weight at
+    /// least that of the plain text format (Prometheus asks for it first), else text.
+    pub fn negotiate(accept: &str) -> Format {
+        let (mut open_metrics, mut text) = (0.0_f64, 0.0_f64);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let weight = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f64>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => open_metrics = open_metrics.max(weight),
+                "text/plain" | "text/*" | "*/*" => text = text.max(weight),
+                _ => {}
+            }
+        }
+        if open_metrics > 0.0 && open_metrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
     }
 }
 
@@ -192,6 +243,7 @@ impl JobView {
 /// What `/metrics` reads.
 pub struct Snapshot<'a> {
     pub host: &'a str,
+    pub now: DateTime<Utc>,
     pub started: DateTime<Utc>,
     /// Each monitor's latest sample.
     pub samples: &'a [Sample],
@@ -199,11 +251,13 @@ pub struct Snapshot<'a> {
     /// Each monitor's alerts: name, severity, phase.
     pub alerts: Vec<(String, String, String, Phase)>,
     pub notifiers: Vec<NotifierHealth>,
+    /// Each monitor's rule files and their evaluations.
+    pub rules: BTreeMap<String, RuleStats>,
     pub reloads: super::Reloads,
 }
 
 /// The whole exposition.
-pub fn render(s: &Snapshot<'_>) -> String {
+pub fn render(s: &Snapshot<'_>, format: Format) -> String {
     let mut f = Families::default();
     let host = || ("host", s.host.to_string());
     f.add(
@@ -319,6 +373,42 @@ pub fn render(s: &Snapshot<'_>) -> String {
             );
         }
     }
+    for (job, files) in &s.rules {
+        for (file, stats) in files {
+            let labels = || {
+                vec![
+                    host(),
+                    ("runner_job", job.clone()),
+                    ("rule_file", file.to_string()),
+                ]
+            };
+            let get = |counter: &std::sync::atomic::AtomicU64| JobStats::get(counter) as f64;
+            f.add(
+                "runner_rule_evaluations_total".into(),
+                "evaluations of each rule file since runner started (one per tick)",
+                "counter",
+                (labels(), get(&stats.evaluations)),
+            );
+            f.add(
+                "runner_rule_failures_total".into(),
+                "evaluations of each rule file that failed (an error, a limit, its deadline); the reason is logged",
+                "counter",
+                (labels(), get(&stats.failures)),
+            );
+            f.add(
+                "runner_rule_evaluation_seconds_total".into(),
+                "time spent evaluating each rule file since runner started (divide by the evaluations for the mean)",
+                "counter",
+                (labels(), get(&stats.micros_total) / 1e6),
+            );
+            f.add(
+                "runner_rule_last_evaluation_seconds".into(),
+                "how long the rule file's last evaluation took",
+                "gauge",
+                (labels(), get(&stats.last_micros) / 1e6),
+            );
+        }
+    }
     for (result, count) in [
         ("succeeded", s.reloads.succeeded),
         ("failed", s.reloads.failed),
@@ -399,9 +489,18 @@ pub fn render(s: &Snapshot<'_>) -> String {
                 "gauge",
                 (vec![host(), label()], bytes as f64),
             );
+            let age = n.oldest_queued.map_or(0.0, |queued| {
+                (s.now - queued).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            f.add(
+                "runner_notifier_oldest_queued_age_seconds".into(),
+                "how long the oldest notice still in the notifier's outbox has waited; 0 when none waits",
+                "gauge",
+                (vec![host(), label()], age),
+            );
         }
     }
-    f.render()
+    f.render(format)
 }
 
 #[cfg(test)]
@@ -442,6 +541,37 @@ mod tests {
     }
 
     #[test]
+    fn accept_chooses_openmetrics_only_when_preferred() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(prometheus), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(""), Format::Text);
+        assert_eq!(Format::negotiate("*/*"), Format::Text);
+        assert_eq!(
+            Format::negotiate("text/plain;version=0.0.4, application/openmetrics-text;q=0.5"),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate("application/openmetrics-text; version=1.0.0; q=0"),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let mut f = Families::default();
+        f.add("runner_runs_total".into(), "runs", "counter", (vec![], 3.0));
+        f.add("runner_up".into(), "up", "gauge", (vec![], 1.0));
+        assert_eq!(
+            f.render(Format::OpenMetrics),
+            "# HELP runner_runs runs\n# TYPE runner_runs counter\nrunner_runs_total 3\n# HELP runner_up up\n# TYPE runner_up gauge\nrunner_up 1\n# EOF\n"
+        );
+        assert!(
+            f.render(Format::Text)
+                .contains("# TYPE runner_runs_total counter\n")
+        );
+    }
+
+    #[test]
     fn label_values_and_help_are_escaped() {
         let mut f = Families::default();
         f.add(
@@ -451,7 +581,7 @@ mod tests {
             (vec![("name", "say \"hi\"\n".into())], 1.5),
         );
         assert_eq!(
-            f.render(),
+            f.render(Format::Text),
             "# HELP runner_x a \\\\ b\\nc\n# TYPE runner_x gauge\nrunner_x{name=\"say \\\"hi\\\"\\n\"} 1.5\n"
         );
     }

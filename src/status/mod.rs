@@ -95,9 +95,9 @@ pub async fn serve(
                 ));
                 return r;
             }
-            let path = request.path.clone();
+            let (path, accept) = (request.path.clone(), request.accept.clone());
             // Pages read files (the metrics log's tail, alert state): off the runtime.
-            tokio::task::spawn_blocking(move || page(&context, &path))
+            tokio::task::spawn_blocking(move || page(&context, &path, &accept))
                 .await
                 .unwrap_or_else(|_| Response::text(500, "the page failed (a bug)"))
         }
@@ -106,7 +106,7 @@ pub async fn serve(
     http::serve(listener, respond, stop).await;
 }
 
-fn page(context: &Context, path: &str) -> Response {
+fn page(context: &Context, path: &str, accept: &str) -> Response {
     let now = context.clock.now();
     let config = context.config();
     match path {
@@ -122,17 +122,25 @@ fn page(context: &Context, path: &str) -> Response {
             });
             let snapshot = exposition::Snapshot {
                 host: &config.host,
+                now,
                 started: context.started,
                 samples: &samples,
                 jobs: exposition::JobView::all(&context.scheduler, config.jobs.keys()),
                 reloads: context.reloads(),
                 alerts: alert_phases(context),
                 notifiers: context.notifiers.health(),
+                rules: context
+                    .notifiers
+                    .rule_stats()
+                    .into_iter()
+                    .filter(|(job, _)| config.job(job).is_some())
+                    .collect(),
             };
+            let format = exposition::Format::negotiate(accept);
             Response::new(
                 200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                exposition::render(&snapshot),
+                format.content_type(),
+                exposition::render(&snapshot, format),
             )
         }
         "/api/v1/alerts" => Response::new(

@@ -68,6 +68,15 @@ fn metrics_when_ready(port: u16, headers: &str) -> String {
     }
 }
 
+/// The value of the one series whose line starts with `series`.
+fn value_of(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+}
+
 #[test]
 fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
     let (mut running, port, dir) = start("", &[]);
@@ -110,13 +119,36 @@ fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
     ] {
         assert!(body.contains(expected), "{expected}\n{body}");
     }
-    let total: f64 = body
-        .lines()
-        .find(|l| l.starts_with("runner_job_run_seconds_total{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let total = value_of(&body, "runner_job_run_seconds_total{");
     assert!(total > 0.0, "two ticks took some time: {total}");
+    // Each rule file's evaluations: one per tick, none failed, some time spent.
+    let rule = format!(
+        "{{host=\"status-test\",runner_job=\"m\",rule_file=\"{}\"}}",
+        root().join("tests/fixtures/rules/always.rhai").display()
+    );
+    assert!(value_of(&body, &format!("runner_rule_evaluations_total{rule}")) >= 2.0);
+    assert_eq!(
+        value_of(&body, &format!("runner_rule_failures_total{rule}")),
+        0.0
+    );
+    assert!(
+        value_of(
+            &body,
+            &format!("runner_rule_evaluation_seconds_total{rule}")
+        ) > 0.0
+    );
+    assert!(value_of(&body, &format!("runner_rule_last_evaluation_seconds{rule}")) > 0.0);
+    // The webhook's port refuses: the firing notice waits in the outbox, and its age grows.
+    let age = |body: &str| {
+        value_of(
+            body,
+            "runner_notifier_oldest_queued_age_seconds{host=\"status-test\",notifier=\"hook\"}",
+        )
+    };
+    let first_age = age(&body);
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = age(&request(port, "GET", "/metrics", "").2);
+    assert!(later >= first_age + 1.0, "{first_age} then {later}");
     // Prometheus' own linter has nothing to say.
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -138,6 +170,25 @@ fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+
+    // What Prometheus 2.x asks for: OpenMetrics, with counters' families named without
+    // `_total` and the `# EOF` that tells a whole exposition from a cut one.
+    let (status, head, open) = request(
+        port,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(open.ends_with("\n# EOF\n"), "{open}");
+    assert!(open.contains("# TYPE runner_job_runs counter\n"), "{open}");
+    assert!(!open.contains("# TYPE runner_job_runs_total"), "{open}");
+    assert!(open.contains("\nrunner_job_runs_total{"), "{open}");
+    assert!(open.contains("# TYPE runner_cpu_usage_percent gauge\n"));
 
     let (status, head, alerts) = request(port, "GET", "/api/v1/alerts", "");
     assert_eq!(status, 200);
@@ -277,6 +328,11 @@ fn the_grafana_dashboard_asks_only_for_series_runner_exposes() {
         "runner_notifier_dead_events_total",
         "runner_notifier_failed_attempts_total",
         "runner_notifier_backlog_bytes",
+        "runner_notifier_oldest_queued_age_seconds",
+        "runner_rule_evaluations_total",
+        "runner_rule_failures_total",
+        "runner_rule_evaluation_seconds_total",
+        "runner_rule_last_evaluation_seconds",
         "runner_config_reloads_total",
         "runner_config_last_reload_successful",
         "runner_config_last_reload_timestamp_seconds",
