@@ -14,6 +14,7 @@ mod run;
 mod sd_notify;
 mod serve;
 mod test;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

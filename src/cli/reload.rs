@@ -179,7 +179,7 @@ pub async fn reload(
         kept = outcome.kept,
         changed_or_added = outcome.changed,
         removed = outcome.removed,
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        elapsed_ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
         "reloaded the jobs file, rules and templates"
     );
     outcome

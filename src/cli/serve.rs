@@ -107,6 +107,13 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         }
         let stop = CancellationToken::new();
         let (hup, mut hups) = tokio::sync::mpsc::unbounded_channel::<()>();
+        // The configuration that runs now, for the file watcher (`watch: true`).
+        let current = Arc::new(std::sync::RwLock::new(config.clone()));
+        tokio::spawn(super::watch::watch(
+            current.clone(),
+            hup.clone(),
+            stop.clone(),
+        ));
         tokio::spawn(signals.watch(stop.clone(), hup));
         tokio::spawn(crate::footprint::release_periodically(stop.clone()));
         let scheduler = Scheduler::new(clock.clone(), config.zone.clone(), entries);
@@ -147,6 +154,12 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
                         &to_scheduler,
                     )
                     .await;
+                    if outcome.ok {
+                        *current
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            running.config.clone();
+                    }
                     if let Some(context) = &context {
                         let mut counts = context
                             .reloads

@@ -37,6 +37,8 @@ pub struct Config {
     pub listen: Option<ListenSpec>,
     /// `listen_auth`, kept apart so `--listen` can use it too.
     pub listen_auth: Option<ListenAuth>,
+    /// `watch`: reload when the jobs file, a rule file or a template changes.
+    pub watch: bool,
     pub notifiers: IndexMap<String, NotifierSpec>,
     pub jobs: IndexMap<String, JobSpec>,
     /// Things worth saying once at start that do not stop runner (a notifier left off).

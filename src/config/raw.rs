@@ -26,6 +26,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace",
     "listen",
     "listen_auth",
+    "watch",
     "notifiers",
     "jobs",
 ];
@@ -53,6 +54,10 @@ pub struct RawConfig {
     /// Who may read what `listen` serves; required for an address other than loopback.
     #[serde(default)]
     pub listen_auth: Option<ListenAuthConfig>,
+    /// `true`: reload by itself when the jobs file, a rule file or a report template changes,
+    /// as SIGHUP does (default `false`).
+    #[serde(default)]
+    pub watch: bool,
     /// Named destinations for alerts and reports; `log` is built in and needs no entry.
     #[serde(default)]
     pub notifiers: IndexMap<Text, Section<NotifierConfig>>,

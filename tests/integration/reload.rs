@@ -183,3 +183,69 @@ fn reload_without_a_running_scheduler_says_so() {
         stderr(&output)
     );
 }
+
+#[test]
+fn with_watch_an_edited_rule_a_new_rule_file_and_a_broken_jobs_file_are_taken_as_sighup_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("a.rhai"), TWO_ALERTS).unwrap();
+    let file = dir.path().join("jobs.yaml");
+    let jobs_text = "data_dir: var\nlisten: 127.0.0.1:0\nwatch: true\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{ type: memory }]\n    rules: [\"rules/*.rhai\"]\n    notify: [log]\n";
+    std::fs::write(&file, jobs_text).unwrap();
+    let mut running = Running::spawn(command(&["--jobs", file.to_str().unwrap()]));
+    let line = running.wait_for_line("serving the status page", PATIENCE);
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    until("both alerts fire", || firing(port).len() == 2);
+
+    // Saved as editors save: a new file renamed over the old one.
+    let draft = dir.path().join("a.rhai.swp");
+    std::fs::write(&draft, ONE_ALERT).unwrap();
+    std::fs::rename(&draft, rules.join("a.rhai")).unwrap();
+    let changed = running.wait_for_line("a watched file changed", PATIENCE);
+    assert!(changed.contains("a.rhai"), "{changed}");
+    running.wait_for_line("reloaded the jobs file", PATIENCE);
+    until(
+        "the edited rule's alert fires, the dropped one resolves",
+        || {
+            let now = firing(port);
+            now.iter().any(|(n, _)| n == "added") && !now.iter().any(|(n, _)| n == "dropped")
+        },
+    );
+
+    // A new file the pattern matches is a change too.
+    std::fs::write(
+        rules.join("b.rhai"),
+        r#"alert("from_b", #{ severity: "info", value: memory.used_percent, threshold: 0, op: ">=", summary: "b" });"#,
+    )
+    .unwrap();
+    until("the new file's alert fires", || {
+        firing(port).iter().any(|(n, _)| n == "from_b")
+    });
+
+    // A broken jobs file is refused and the monitor goes on; fixed, it goes in.
+    std::fs::write(
+        &file,
+        "data_dir: var\nwatch: true\njobs:\n  m: { type: monitr }\n",
+    )
+    .unwrap();
+    let refused = running.wait_for_line("reload refused", PATIENCE);
+    assert!(refused.contains("jobs.yaml:4"), "{refused}");
+    std::fs::write(
+        &file,
+        jobs_text.replace("[{ type: memory }]", "[{ type: memory }, { type: load }]"),
+    )
+    .unwrap();
+    let line = running.wait_for_line("reloaded the jobs file", PATIENCE);
+    assert!(line.contains("changed_or_added=1"), "{line}");
+    until("the changed job's alerts fire again", || {
+        firing(port).len() == 3
+    });
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}

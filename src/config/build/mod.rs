@@ -511,6 +511,7 @@ impl Builder<'_> {
             shutdown_grace: shutdown_grace?,
             listen,
             listen_auth,
+            watch: top.watch,
             notifiers: built_notifiers,
             jobs: built_jobs,
             warnings: self.problems.clone(),
