@@ -122,13 +122,13 @@ pub struct MetricStats {
     /// Filled when the pass finishes, from `dense`.
     pub sketch: Sketch,
     dense: DenseSketch,
-    /// Sum and count per hour of the window, for charts.
-    pub hours: Vec<(f64, u32)>,
+    /// Sum and count per chart step of the window (see `chart_step_ms`).
+    pub points: Vec<(f64, u32)>,
     pub availability: Option<Availability>,
 }
 
 impl MetricStats {
-    fn new(hours: usize, check: Option<Check>) -> MetricStats {
+    fn new(points: usize, check: Option<Check>) -> MetricStats {
         MetricStats {
             count: 0,
             sum: 0.0,
@@ -138,7 +138,7 @@ impl MetricStats {
             last_ts: i64::MIN,
             sketch: Sketch::default(),
             dense: DenseSketch::default(),
-            hours: vec![(0.0, 0); hours],
+            points: vec![(0.0, 0); points],
             availability: check.map(Availability::new),
         }
     }
@@ -147,13 +147,26 @@ impl MetricStats {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
 
-    /// Hourly means; `None` for hours without samples.
+    /// The mean of each chart step; `None` for steps without samples.
     pub fn series(&self) -> Vec<Option<f64>> {
-        self.hours
+        self.points
             .iter()
             .map(|(sum, n)| (*n > 0).then(|| sum / f64::from(*n)))
             .collect()
     }
+}
+
+/// The step of a report's charts: the shortest round step that gives the window at most 168
+/// points, so a week is charted by the hour (as before), a day by the 10 minutes and an hour
+/// by the minute; a short window is a line, not one dot.
+pub fn chart_step_ms(window_ms: i64) -> i64 {
+    const MAX_POINTS: i64 = 168;
+    const STEPS_MIN: [i64; 12] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
+    STEPS_MIN
+        .iter()
+        .map(|minutes| minutes * 60_000)
+        .find(|step| step * MAX_POINTS >= window_ms)
+        .unwrap_or_else(|| (window_ms + MAX_POINTS - 1) / MAX_POINTS)
 }
 
 /// The pass itself: feed it samples, then take the results.
@@ -161,7 +174,9 @@ impl MetricStats {
 pub struct MetricsPass {
     from_ms: i64,
     to_ms: i64,
-    hours: usize,
+    /// The chart's step and how many steps the window has.
+    step_ms: i64,
+    points: usize,
     names: Vec<String>,
     stats: Vec<MetricStats>,
     index: HashMap<String, usize>,
@@ -176,11 +191,14 @@ pub struct MetricsPass {
 
 impl MetricsPass {
     pub fn new(from_ms: i64, to_ms: i64) -> MetricsPass {
-        let hours = ((to_ms - from_ms).max(0) as u64).div_ceil(3_600_000) as usize;
+        let window_ms = (to_ms - from_ms).max(0);
+        let step_ms = chart_step_ms(window_ms);
+        let points = (window_ms as u64).div_ceil(step_ms as u64) as usize;
         MetricsPass {
             from_ms,
             to_ms,
-            hours: hours.max(1),
+            step_ms,
+            points: points.max(1),
             names: Vec::new(),
             stats: Vec::new(),
             index: HashMap::new(),
@@ -198,7 +216,7 @@ impl MetricsPass {
         let slot = self.names.len();
         self.names.push(name.to_string());
         self.stats
-            .push(MetricStats::new(self.hours, Check::of(name)));
+            .push(MetricStats::new(self.points, Check::of(name)));
         self.index.insert(name.to_string(), slot);
         slot
     }
@@ -209,8 +227,8 @@ impl MetricsPass {
         if !self.hosts.contains(view.host()) {
             self.hosts.insert(view.host().to_string());
         }
-        let hour = (((ts - self.from_ms).max(0)) / 3_600_000) as usize;
-        let hour = hour.min(self.hours - 1);
+        let point = (((ts - self.from_ms).max(0)) / self.step_ms) as usize;
+        let point = point.min(self.points - 1);
         for (i, (name, value)) in view.metrics().enumerate() {
             let slot = match self.layout.get(i) {
                 Some(&slot) if self.names[slot] == name => slot,
@@ -241,9 +259,9 @@ impl MetricsPass {
                 s.last = value;
             }
             s.dense.add(value);
-            let h = &mut s.hours[hour];
-            h.0 += value;
-            h.1 += 1;
+            let p = &mut s.points[point];
+            p.0 += value;
+            p.1 += 1;
             if let Some(availability) = &mut s.availability {
                 availability.add(ts, value);
             }
@@ -281,9 +299,9 @@ impl MetricsPass {
                 ours.last = theirs.last;
             }
             ours.dense.merge(&theirs.dense);
-            for (hour, (sum, n)) in ours.hours.iter_mut().zip(theirs.hours) {
-                hour.0 += sum;
-                hour.1 += n;
+            for (point, (sum, n)) in ours.points.iter_mut().zip(theirs.points) {
+                point.0 += sum;
+                point.1 += n;
             }
             if let (Some(a), Some(b)) = (&mut ours.availability, &theirs.availability) {
                 a.merge(b);
@@ -322,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn exact_numbers_hourly_means_and_downtime() {
+    fn exact_numbers_chart_points_and_downtime() {
         let mut pass = MetricsPass::new(0, 2 * 3_600_000);
         let mut parser = LineParser::default();
         // A check that fails for the samples at 40 and 50 minutes.
@@ -341,7 +359,14 @@ mod tests {
         let cpu = &stats["cpu.total.usage_percent"];
         assert_eq!((cpu.count, cpu.min, cpu.max, cpu.last), (8, 0.0, 7.0, 7.0));
         assert_eq!(cpu.mean(), Some(3.5));
-        assert_eq!(cpu.series(), vec![Some(2.5), Some(6.5)]);
+        // Two hours are charted by the minute: a point where a sample is, none between.
+        let series = cpu.series();
+        assert_eq!(series.len(), 120);
+        assert_eq!(
+            (series[0], series[1], series[10]),
+            (Some(0.0), None, Some(1.0))
+        );
+        assert_eq!(series[70], Some(7.0));
         let db = stats["tcp.db.up"].availability.clone().unwrap();
         assert_eq!((db.checks, db.failed), (8, 2));
         assert_eq!(
@@ -349,6 +374,30 @@ mod tests {
             20 * 60_000,
             "from the first failure to the first success"
         );
+    }
+
+    #[test]
+    fn a_week_is_charted_by_the_hour_and_shorter_windows_finer() {
+        let (minute, hour, day) = (60_000, 3_600_000, 86_400_000);
+        assert_eq!(chart_step_ms(7 * day), hour);
+        assert_eq!(chart_step_ms(day), 10 * minute);
+        assert_eq!(chart_step_ms(hour), minute);
+        assert_eq!(chart_step_ms(30 * day), 6 * hour);
+        assert_eq!(chart_step_ms(0), minute);
+        // Beyond 168 days, a step that still gives 168 points.
+        assert_eq!(chart_step_ms(336 * day), 2 * day);
+        let mut pass = MetricsPass::new(0, 7 * day);
+        let mut parser = LineParser::default();
+        for minute_of_week in [0, 30, 90] {
+            let text = line(
+                minute_of_week * minute,
+                &[("load.load1", minute_of_week as f64)],
+            );
+            pass.visit(&parser.parse(&text).unwrap());
+        }
+        let series = pass.finish()[0].1.series();
+        assert_eq!(series.len(), 168);
+        assert_eq!(&series[..3], &[Some(15.0), Some(90.0), None]);
     }
 
     #[test]
@@ -426,7 +475,7 @@ mod tests {
                 (b.count, b.sum, b.min, b.max, b.last)
             );
             assert_eq!(a.sketch, b.sketch);
-            assert_eq!(a.hours, b.hours);
+            assert_eq!(a.points, b.points);
             let (x, y) = (a.availability.as_ref(), b.availability.as_ref());
             assert_eq!(
                 x.map(|a| (a.checks, a.failed, a.downtime_ms)),

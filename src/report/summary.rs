@@ -1,6 +1,6 @@
 //! The summary a report template sees: the window's metrics by family (exact min, mean, max and
 //! last; p50 and p95 from a sketch within 1 %; the change against the previous window from the
-//! hourly rollups; hourly means for charts), availability of every check, the alerts and the
+//! hourly rollups; means per chart step, at most 168 points), availability of every check, the alerts and the
 //! incidents of the window, and a few highlights for short messages.
 
 use std::collections::BTreeMap;
@@ -34,6 +34,9 @@ pub struct Period {
     pub label: String,
     pub previous_from: DateTime<Utc>,
     pub previous_to: DateTime<Utc>,
+    /// The step between two points of `series`, in seconds: an hour for a week, ten minutes
+    /// for a day, a minute for an hour (at most 168 points).
+    pub chart_step_s: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +58,8 @@ pub struct MetricSummary {
     pub previous_avg: Option<f64>,
     /// `(avg - previous_avg) / |previous_avg|` in percent.
     pub change_percent: Option<f64>,
-    /// Hourly means over the window (`null` where there were no samples).
+    /// Means over each chart step of the window (`period.chart_step_s`; `null` where there
+    /// were no samples).
     pub series: Vec<Option<f64>>,
 }
 
@@ -355,6 +359,7 @@ pub fn build(
             label: window_label(span),
             previous_from: from - span,
             previous_to: from,
+            chart_step_s: super::metrics::chart_step_ms(span.num_milliseconds()) / 1000,
         },
         samples,
         probe_error_total: probe_errors.iter().map(|p| p.count).sum(),
@@ -567,6 +572,7 @@ pub fn example(config: &Config) -> Summary {
             label: "week".into(),
             previous_from: from - chrono::Duration::days(7),
             previous_to: from,
+            chart_step_s: 3600,
         },
         samples: 60_480,
         probe_errors: vec![ProbeErrors {

@@ -327,6 +327,16 @@ fn escape(text: &str) -> String {
 }
 
 /// One page, plain HTML and CSS: jobs, alerts, current values, notifiers.
+/// A value as people read it, in the unit its name gives: `23.1 GiB`, `2.02 %`, `up`.
+fn readable(name: &str, value: f64) -> String {
+    let field = name.rsplit('.').next().unwrap_or(name);
+    match crate::report::summary::unit_of(field) {
+        "bool" if value >= 0.5 => "up".to_string(),
+        "bool" => "down".to_string(),
+        unit => crate::template::measure(value, unit),
+    }
+}
+
 fn status_page(context: &Context, now: DateTime<Utc>) -> String {
     let config = &context.config();
     let zone = &config.zone;
@@ -335,7 +345,7 @@ fn status_page(context: &Context, now: DateTime<Utc>) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"15\"><title>runner: {host}</title>\
 <style>body{{font:14px/1.45 system-ui,sans-serif;color:#222;max-width:1100px;margin:2em auto;padding:0 1em}}\
 table{{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}}th,td{{padding:.25em .5em;border-bottom:1px solid #eee;text-align:left}}\
-td.n{{text-align:right;font-variant-numeric:tabular-nums}}.firing{{color:#b3261e;font-weight:600}}.pending{{color:#a86b00}}.ok{{color:#1e7b34}}\
+td.n,th.n{{text-align:right;font-variant-numeric:tabular-nums}}.firing{{color:#b3261e;font-weight:600}}.pending{{color:#a86b00}}.ok{{color:#1e7b34}}\
 h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{color:#666}}</style></head><body>\
 <h1>runner on {host}</h1><p class=\"meta\">{now} · up since {started} · jobs file {file}</p>",
         host = escape(&config.host),
@@ -414,7 +424,7 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
             html.push_str(&format!(
                 "<tr><td>{}</td><td class=\"n\">{}</td><td>{spark}</td></tr>",
                 escape(name.as_ref()),
-                crate::vocab::words::format_value(*value)
+                readable(name.as_ref(), *value)
             ));
         }
         for (probe, message) in &sample.errors {
@@ -441,4 +451,23 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
     }
     html.push_str("</table></body></html>\n");
     html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_shown_in_their_units() {
+        assert_eq!(readable("memory.total_bytes", 25_276_059_648.0), "23.5 GiB");
+        assert_eq!(
+            readable("disk_io.vda.read_bytes_per_sec", 3_145_728.0),
+            "3.00 MiB/s"
+        );
+        assert_eq!(readable("cpu.total.usage_percent", 5.25), "5.25 %");
+        assert_eq!(readable("ping.db.rtt_avg_ms", 0.042), "0.042 ms");
+        assert_eq!(readable("tcp.redis.up", 0.0), "down");
+        assert_eq!(readable("http.shop.up", 1.0), "up");
+        assert_eq!(readable("load.load1", 0.47), "0.47");
+    }
 }

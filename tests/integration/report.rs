@@ -890,7 +890,7 @@ fn runner_report_renders_a_past_window_into_files_with_every_incident_in_full() 
 }
 
 #[test]
-fn an_hour_long_report_speaks_of_the_hour_and_draws_its_one_point() {
+fn an_hour_long_report_speaks_of_the_hour_and_charts_it_by_the_minute() {
     let week = write_week("", "log");
     let jobs = week.root.join("jobs.yaml");
     let out = week.root.join("out");
@@ -914,10 +914,19 @@ fn an_hour_long_report_speaks_of_the_hour_and_draws_its_one_point() {
     assert!(md.contains("No alert fired in the hour."), "{md}");
     assert!(md.contains("Still firing at the end of the hour:"), "{md}");
     assert!(!md.to_lowercase().contains("week"), "{md}");
+    // A sample a minute: the hour's charts are lines of 60 points, not one hourly dot.
     assert!(
-        html.contains("<circle "),
-        "one hour of data is a dot, not an empty frame"
+        html.contains("<path d=\"M") && !html.contains("<circle "),
+        "an hour is charted by the minute"
     );
+    let path = html
+        .split("<path d=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(path.matches('L').count(), 59, "{path}");
 }
 
 #[test]

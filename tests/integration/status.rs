@@ -209,6 +209,12 @@ fn metrics_pass_promtool_and_the_alerts_api_page_and_health_answer() {
     assert_eq!(status, 200);
     assert!(page.starts_with("<!doctype html>"), "{page}");
     assert!(page.contains("memory is measured") && page.contains("memory.used_percent"));
+    // Values read as people read them: sizes in IEC units, a service up or down.
+    assert!(
+        page.contains(" GiB</td>") && page.contains(" %</td>"),
+        "{page}"
+    );
+    assert!(page.contains(">down</td>"), "tcp.closed.up 0: {page}");
     // Each value has its last hour drawn inline (one point so far: a dot).
     assert!(
         page.contains("<th>last hour</th>") && page.contains("<svg "),
