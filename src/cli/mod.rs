@@ -51,11 +51,13 @@ pub mod exit {
                   rotation. Without a command, runs the scheduler in the foreground."
 )]
 pub struct Cli {
-    /// The jobs file; relative paths inside it resolve against its folder.
+    /// The jobs file; relative paths inside it resolve against its folder. Default
+    /// RUNNER_JOBS, else jobs/jobs.yaml.
     #[arg(
         long,
         global = true,
         value_name = "FILE",
+        env = "RUNNER_JOBS",
         default_value = "jobs/jobs.yaml"
     )]
     pub jobs: PathBuf,

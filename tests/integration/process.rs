@@ -465,3 +465,111 @@ fn completions_and_the_manual_page_know_every_command() {
     }
     assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// Copies a folder of the repository into `to`, as the Dockerfile's COPY does.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_dockerfile_copies_what_exists_and_its_image_layout_runs_the_shipped_jobs_file() {
+    // No Docker engine here: what the image would run is rebuilt in a folder and run.
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let mut env = Vec::new();
+    let mut continued = String::new();
+    for line in dockerfile.lines().filter(|l| !l.starts_with('#')) {
+        continued.push_str(line.trim_end_matches('\\'));
+        if line.ends_with('\\') {
+            continued.push(' ');
+            continue;
+        }
+        let words: Vec<&str> = continued.split_whitespace().collect();
+        match words.as_slice() {
+            ["COPY", from, .., to] if !from.starts_with("--from") => {
+                let sources = &words[1..words.len() - 1];
+                for source in sources {
+                    assert!(
+                        root().join(source).exists(),
+                        "COPY {source}: not in the repository"
+                    );
+                }
+                if let [one] = sources
+                    && to.starts_with("/opt/runner/")
+                {
+                    copy_tree(&root().join(one), &image.path().join(&to[1..]));
+                }
+            }
+            ["ENV", settings @ ..] => {
+                for setting in settings {
+                    let (key, value) = setting.split_once('=').unwrap();
+                    env.push((key.to_string(), value.to_string()));
+                }
+            }
+            _ => {}
+        }
+        continued.clear();
+    }
+    let value = |key: &str| {
+        env.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no ENV {key}"))
+    };
+    assert_eq!(value("HOST_PROC"), "/host/proc");
+    assert_eq!(value("HOST_SYS"), "/host/sys");
+    // RUNNER_JOBS names the jobs file when --jobs is not given: the shipped one, checked clean
+    // where the image puts it, with the image's command line.
+    let jobs = image.path().join(&value("RUNNER_JOBS")[1..]);
+    assert!(jobs.exists(), "{}", jobs.display());
+    let cmd_line = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd_line).unwrap();
+    let mut args = vec!["check".to_string()];
+    args.extend(cmd);
+    // In a folder without jobs/jobs.yaml, so only RUNNER_JOBS can name it.
+    let output = command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .current_dir(image.path())
+        .env("RUNNER_JOBS", &jobs)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let listed = command(&["jobs"])
+        .current_dir(image.path())
+        .env("RUNNER_JOBS", &jobs)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&listed).contains("weekly-report"),
+        "{}",
+        stdout(&listed)
+    );
+    // --jobs wins over RUNNER_JOBS.
+    let output = command(&["jobs", "--jobs", "/nonexistent/jobs.yaml"])
+        .current_dir(image.path())
+        .env("RUNNER_JOBS", &jobs)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("/nonexistent/jobs.yaml"),
+        "{}",
+        stderr(&output)
+    );
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == "target"),
+        "the build context leaves target/ out"
+    );
+}

@@ -28,6 +28,8 @@ pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(runner_bin());
     cmd.args(args)
         .current_dir(root())
+        .env_remove("RUNNER_JOBS")
+        .env_remove("RUNNER_LISTEN")
         .env_remove("SLACK_WEBHOOK_URL")
         .env_remove("SERVICENOW_INSTANCE")
         .env_remove("SERVICENOW_USER")
