@@ -37,6 +37,16 @@ fn firing(port: u16) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The port of the status page, from the line that says where it is served.
+fn status_port(running: &mut Running) -> u16 {
+    let line = running.wait_for_line("serving the status page", PATIENCE);
+    line.split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"))
+}
+
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -77,13 +87,7 @@ fn a_reload_swaps_rules_and_jobs_in_place_and_a_broken_change_keeps_the_running_
     let file = dir.path().join("jobs.yaml");
     let jobs = file.to_str().unwrap();
     let mut running = Running::spawn(command(&["--jobs", jobs]));
-    let line = running.wait_for_line("serving the status page", PATIENCE);
-    let port: u16 = line
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = status_port(&mut running);
     until("both alerts fire", || firing(port).len() == 2);
     let kept_since = firing(port)
         .into_iter()
@@ -194,13 +198,7 @@ fn with_watch_an_edited_rule_a_new_rule_file_and_a_broken_jobs_file_are_taken_as
     let jobs_text = "data_dir: var\nlisten: 127.0.0.1:0\nwatch: true\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{ type: memory }]\n    rules: [\"rules/*.rhai\"]\n    notify: [log]\n";
     std::fs::write(&file, jobs_text).unwrap();
     let mut running = Running::spawn(command(&["--jobs", file.to_str().unwrap()]));
-    let line = running.wait_for_line("serving the status page", PATIENCE);
-    let port: u16 = line
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = status_port(&mut running);
     until("both alerts fire", || firing(port).len() == 2);
 
     // Saved as editors save: a new file renamed over the old one.
