@@ -168,29 +168,6 @@ pub fn window_label(span: chrono::Duration) -> String {
     format!("{secs} seconds")
 }
 
-/// The unit a field's name says.
-pub fn unit_of(field: &str) -> &'static str {
-    if field.ends_with("_bytes_per_sec") {
-        "bytes_per_sec"
-    } else if field.ends_with("_percent") {
-        "percent"
-    } else if field.ends_with("_bytes") {
-        "bytes"
-    } else if field.ends_with("_per_sec") {
-        "per_sec"
-    } else if field.ends_with("_ms") {
-        "ms"
-    } else if field.ends_with("_seconds") || field.ends_with("_secs") {
-        "seconds"
-    } else if field.ends_with("_days") {
-        "days"
-    } else if field == "up" {
-        "bool"
-    } else {
-        ""
-    }
-}
-
 fn split_name(name: &str) -> (&str, &str, &str) {
     let family = name.split('.').next().unwrap_or(name);
     let field = name.rsplit('.').next().unwrap_or(name);
@@ -232,7 +209,7 @@ fn metric_summary(name: &str, s: &MetricStats, previous: Option<&Rollup>) -> Met
         name: name.to_string(),
         instance: instance.to_string(),
         field: field.to_string(),
-        unit: unit_of(field).to_string(),
+        unit: crate::vocab::unit::unit_of(field).to_string(),
         samples: s.count,
         min: s.min,
         avg,
@@ -529,7 +506,7 @@ pub fn example(config: &Config) -> Summary {
             name: name.into(),
             instance: instance.into(),
             field: field.into(),
-            unit: unit_of(field).into(),
+            unit: crate::vocab::unit::unit_of(field).into(),
             samples: 60_480,
             min: avg / 3.0,
             avg,

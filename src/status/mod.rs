@@ -330,7 +330,7 @@ fn escape(text: &str) -> String {
 /// A value as people read it, in the unit its name gives: `23.1 GiB`, `2.02 %`, `up`.
 fn readable(name: &str, value: f64) -> String {
     let field = name.rsplit('.').next().unwrap_or(name);
-    match crate::report::summary::unit_of(field) {
+    match crate::vocab::unit::unit_of(field) {
         "bool" if value >= 0.5 => "up".to_string(),
         "bool" => "down".to_string(),
         unit => crate::template::measure(value, unit),

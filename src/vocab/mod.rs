@@ -8,6 +8,7 @@ pub mod rank;
 pub mod severity;
 pub mod size;
 pub mod suggest;
+pub mod unit;
 pub mod words;
 
 use std::sync::Arc;
