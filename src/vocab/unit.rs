@@ -13,7 +13,7 @@ pub fn unit_of(field: &str) -> &'static str {
         "per_sec"
     } else if field.ends_with("_ms") {
         "ms"
-    } else if field.ends_with("_seconds") || field.ends_with("_secs") {
+    } else if field.ends_with("_seconds") || field.ends_with("_secs") || field.ends_with("_s") {
         "seconds"
     } else if field.ends_with("_days") {
         "days"
@@ -21,5 +21,24 @@ pub fn unit_of(field: &str) -> &'static str {
         "bool"
     } else {
         ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_say_their_units() {
+        assert_eq!(unit_of("read_bytes_per_sec"), "bytes_per_sec");
+        assert_eq!(unit_of("used_percent"), "percent");
+        assert_eq!(unit_of("available_bytes"), "bytes");
+        assert_eq!(unit_of("major_faults_per_sec"), "per_sec");
+        assert_eq!(unit_of("rtt_avg_ms"), "ms");
+        // PostgreSQL's ages and lags are in seconds, spelt `_s`.
+        assert_eq!(unit_of("oldest_transaction_s"), "seconds");
+        assert_eq!(unit_of("cert_expiry_days"), "days");
+        assert_eq!(unit_of("up"), "bool");
+        assert_eq!(unit_of("load1"), "");
     }
 }
