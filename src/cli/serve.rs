@@ -107,7 +107,8 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         }
         let stop = CancellationToken::new();
         let (hup, mut hups) = tokio::sync::mpsc::unbounded_channel::<()>();
-        // The configuration that runs now, for the file watcher (`watch: true`).
+        // The configuration that runs now, for the file watcher (`watch: true`) and the status
+        // pages; a reload that goes in replaces it.
         let current = Arc::new(std::sync::RwLock::new(config.clone()));
         tokio::spawn(super::watch::watch(
             current.clone(),
@@ -124,7 +125,7 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
                 "serving the status page, /metrics, /api/v1/alerts and /-/healthy"
             );
             let shared = Arc::new(crate::status::Context {
-                config: std::sync::RwLock::new(config.clone()),
+                config: current.clone(),
                 scheduler: scheduler.state(),
                 notifiers: notifiers.clone(),
                 clock: clock.clone(),
@@ -167,11 +168,6 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
                         if outcome.ok {
                             counts.succeeded += 1;
-                            *context
-                                .config
-                                .write()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                                running.config.clone();
                         } else {
                             counts.failed += 1;
                         }

@@ -30,8 +30,8 @@ const TAIL_BYTES: u64 = 512 * 1024;
 
 /// What the pages are made from.
 pub struct Context {
-    /// The running configuration: a reload replaces it.
-    pub config: std::sync::RwLock<Arc<Config>>,
+    /// The running configuration: a reload replaces it (shared with the file watcher).
+    pub config: Arc<std::sync::RwLock<Arc<Config>>>,
     pub scheduler: Arc<SchedulerState>,
     pub notifiers: Arc<Notifiers>,
     pub clock: SharedClock,
