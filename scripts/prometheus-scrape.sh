@@ -7,15 +7,8 @@
 #   scripts/prometheus-scrape.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v prometheus >/dev/null; then
-  echo "installing Debian's prometheus package (for this script only)"
-  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
-fi
-cargo build --release --quiet --bin runner
-dir=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/services.sh
+need prometheus prometheus
 targets=()
 for host in web-1 db-1; do
   port=$(free_port)

@@ -11,15 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
-if ! command -v chromium >/dev/null; then
-  echo "installing Debian's chromium package (for this script only)"
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-fi
-cargo build --release --quiet --bin runner
-dir=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/services.sh
+need chromium chromium
 web_port=$(free_port)
 status_port=$(free_port)
 mkdir -p "$dir/site" && echo '{"status":"ok"}' >"$dir/site/health"
@@ -65,7 +58,7 @@ shoot() { # URL OUT HEIGHT
 }
 echo "screenshots:"
 shoot "http://127.0.0.1:$status_port/" docs/images/status-page.png 1500
-./target/release/runner report weekly-report --jobs "$dir/jobs.yaml" --window "$((seconds / 60))m" \
+./target/release/runner report weekly-report --jobs "$dir/jobs.yaml" --window "${seconds}s" \
   --out "$dir/report.html" >/dev/null
 shoot "file://$dir/report.html" docs/images/report.png 2200
 echo "firing now: $(curl -s "http://127.0.0.1:$status_port/api/v1/alerts" |
