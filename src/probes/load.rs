@@ -9,8 +9,26 @@ pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     Some([parts.next()??, parts.next()??, parts.next()??])
 }
 
+/// CPUs in a `/sys/devices/system/cpu/online` list such as `0-3,6,8-9`.
+pub fn count_cpu_list(text: &str) -> Option<usize> {
+    let mut count = 0;
+    for part in text.trim().split(',') {
+        count += match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (first.parse::<usize>().ok()?, last.parse::<usize>().ok()?);
+                last.checked_sub(first)? + 1
+            }
+            None => part.parse::<usize>().map(|_| 1).ok()?,
+        };
+    }
+    (count > 0).then_some(count)
+}
+
 pub struct LoadProbe {
     loadavg: ProcFile,
+    /// Read each tick (CPUs go on- and offline) from the `--sys-root` tree, so a containerised
+    /// runner divides by its host's CPUs; libc's `sysconf` would read this process's `/sys`.
+    cpus_online: ProcFile,
     names: Names,
     buf: String,
 }
@@ -19,6 +37,7 @@ impl LoadProbe {
     pub fn new(root: ProcRoot) -> Self {
         LoadProbe {
             loadavg: ProcFile::new(root.proc.join("loadavg")),
+            cpus_online: ProcFile::new(root.sys.join("devices/system/cpu/online")),
             names: Names::new("load"),
             buf: String::new(),
         }
@@ -31,7 +50,12 @@ impl LoadProbe {
         out.push(&names[0], l1);
         out.push(&names[1], l5);
         out.push(&names[2], l15);
-        out.push(&names[3], l1 / procfs::online_cpus() as f64);
+        let cpus = match self.cpus_online.read(&mut self.buf) {
+            Ok(()) => count_cpu_list(&self.buf),
+            Err(_) => None,
+        };
+        let cpus = cpus.unwrap_or_else(procfs::online_cpus);
+        out.push(&names[3], l1 / cpus as f64);
         Ok(())
     }
 }
@@ -45,6 +69,16 @@ impl super::Read for LoadProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_online_cpu_list_and_refuses_what_is_not_one() {
+        assert_eq!(count_cpu_list("0\n"), Some(1));
+        assert_eq!(count_cpu_list("0-3\n"), Some(4));
+        assert_eq!(count_cpu_list("0-3,6,8-9\n"), Some(7));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("0-x"), None);
+    }
 
     #[test]
     fn parses_loadavg() {

@@ -323,6 +323,7 @@ fn proc_root_and_host_proc_point_the_probes_at_another_tree() {
         "jobs:\n  m: { type: monitor, schedule: \"@every 10s\", probes: [{ type: memory }, { type: load }] }\n",
     );
     let fixture = root().join("tests/fixtures/host/proc");
+    let sys_fixture = root().join("tests/fixtures/host/sys");
     let by_flag = run(&[
         "run",
         "m",
@@ -330,10 +331,13 @@ fn proc_root_and_host_proc_point_the_probes_at_another_tree() {
         file.to_str().unwrap(),
         "--proc-root",
         fixture.to_str().unwrap(),
+        "--sys-root",
+        sys_fixture.to_str().unwrap(),
     ]);
     assert_eq!(by_flag.status.code(), Some(0), "{}", stderr(&by_flag));
     let by_env = command(&["run", "m", "--jobs", file.to_str().unwrap()])
         .env("HOST_PROC", &fixture)
+        .env("HOST_SYS", &sys_fixture)
         .output()
         .unwrap();
     assert_eq!(by_env.status.code(), Some(0), "{}", stderr(&by_env));
@@ -353,6 +357,8 @@ fn proc_root_and_host_proc_point_the_probes_at_another_tree() {
         assert_eq!(m["memory.total_bytes"], 4_096_000_000.0, "{sample}");
         assert_eq!(m["load.load1"], 3.5, "{sample}");
         assert_eq!(m["load.load15"], 1.0, "{sample}");
+        // The host's seven online CPUs (`0-6`), not this machine's.
+        assert_eq!(m["load.load1_per_core"], 0.5, "{sample}");
     }
 }
 
