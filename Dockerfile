@@ -22,6 +22,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 # The manifest names every target, so cargo wants each of their folders.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo .cargo
 COPY build build
 COPY src src
 COPY benches benches

@@ -1,7 +1,8 @@
 //! Release builds place the functions a monitor tick runs side by side in the binary, so the
 //! code pages a running agent keeps resident are those functions' few hundred kilobytes rather
 //! than the scattered 64 KiB blocks the kernel maps around each of them (fault-around): 4 MiB
-//! of an 11 MiB text without the ordering.
+//! of an 11 MiB text without the ordering. Their jump tables and the pooled constants go side
+//! by side at the start of `.rodata` the same way.
 //!
 //! `build/hot-functions.txt` (written by `scripts/hot-functions.sh`) lists them as symbol
 //! patterns, `*` standing for the hashes that change from build to build. Every function has
@@ -30,7 +31,11 @@ fn main() {
     let Ok(list) = std::fs::read_to_string(manifest_dir.join("build/hot-functions.txt")) else {
         return;
     };
-    let mut script = String::from("SECTIONS\n{\n  .text.hot :\n  {\n");
+    let mut text = String::new();
+    let mut data = String::from(
+        // Small constants the compiler pools (floats, masks): a few KiB, read all over.
+        "    *(.rodata.cst4) *(.rodata.cst8) *(.rodata.cst16) *(.rodata.cst32)\n",
+    );
     for pattern in list.lines().map(str::trim) {
         // Mangled names are letters, digits, `_`, `$` and `.`; anything else is not a symbol
         // and must not reach the linker script's syntax.
@@ -41,11 +46,31 @@ fn main() {
         {
             continue;
         }
-        let _ = writeln!(script, "    *(.text.{pattern})");
+        // LLVM puts a function it guesses is cold in `.text.unlikely.<name>`; a tick may still
+        // run it (an echo request is sent once a tick).
+        let _ = writeln!(
+            text,
+            "    *(.text.{pattern}) *(.text.unlikely.{pattern}) *(.text.hot.{pattern})"
+        );
+        // A function's jump and lookup tables are named after it; a listed name may also be a
+        // table of its own (serde_json's escapes).
+        let _ = writeln!(
+            data,
+            "    *(.rodata.{pattern}) *(.rodata..Lswitch.table.{pattern}*)"
+        );
     }
-    script.push_str("  }\n}\nINSERT BEFORE .text;\n");
+    let script = format!(
+        "SECTIONS\n{{\n  .text.hot :\n  {{\n{text}  }}\n}}\nINSERT BEFORE .text;\n\
+         SECTIONS\n{{\n  .rodata.hot :\n  {{\n{data}  }}\n}}\nINSERT BEFORE .rodata;\n"
+    );
     let path = out_dir.join("hot-functions.ld");
     if std::fs::write(&path, script).is_ok() {
         println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", path.display());
     }
+    // Where each input section landed, for scripts/hot-functions-refine.sh to name what a
+    // page fault touched.
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,-Map={}",
+        out_dir.join("runner.map").display()
+    );
 }

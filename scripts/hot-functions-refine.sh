@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Completes build/hot-functions.txt from what a native run really touches: the release binary
-# runs the agent set-up (scripts/agent-setup.sh), and right after its once-a-minute release of
+# runs the agent set-up (scripts/agent-setup.sh), and across its first periodic release of
 # code pages, `perf` records every page fault for 8 s; each fault in `.text` (outside the hot
-# section) names a function a tick runs that the list lacks, and it is added. Each round
+# section) names a function a tick runs that the list lacks, and it is added, and so is each
+# named table a fault in `.rodata` lands in (found with the linker's map; build.rs places
+# them too). Each round
 # rebuilds with the longer list, which uncovers the functions that shared a 64 KiB fault-around
 # block with one just moved. callgrind (scripts/hot-functions.sh) sees every function but runs
 # ticks under valgrind's timing; this sees the real ticks. Needs perf (Debian's linux-perf).
@@ -24,14 +26,14 @@ for round in $(seq "$rounds"); do
   "$runner" --jobs "$dir/jobs.yaml" 2> "$dir/log" &
   pid=$!
   until grep -q "history warmed" "$dir/log"; do sleep 0.1; done
-  # The first release of code pages is a minute after start (src/footprint.rs).
-  sleep 55
+  # The first periodic release of code pages is 15 s after start (src/footprint.rs).
+  sleep 12
   base=$(awk '/release\/runner/ { split($1, r, "-"); print r[1]; exit }' "/proc/$pid/maps")
   perf record -q -e page-faults -c 1 -d -p "$pid" -o "$dir/perf.data" -- sleep 8 2> /dev/null
   perf script -i "$dir/perf.data" -F addr 2> /dev/null > "$dir/faults"
   kill "$pid"; wait "$pid" 2> /dev/null || true
   python3 - "$runner" "$base" "$dir/faults" <<'PY'
-import bisect, re, subprocess, sys
+import bisect, collections, glob, os, re, subprocess, sys
 binary, base, faults = sys.argv[1], int(sys.argv[2], 16), sys.argv[3]
 sections = subprocess.run(["readelf", "-S", "-W", binary], capture_output=True, text=True).stdout
 start, size = (int(x, 16) for x in re.search(r"\s\.text\s+PROGBITS\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", sections).groups())
@@ -49,11 +51,43 @@ for line in open(faults):
         i = bisect.bisect_right(addresses, offset) - 1
         if i >= 0:
             found.append(symbols[i][1])
+# As scripts/hot-functions.sh writes them: a pattern where it names one function only.
+def pattern(name):
+    return re.sub(r"Cs[0-9A-Za-z]+_", "Cs*_", re.sub(r"17h[0-9a-f]{16}E", "17h*E", name))
+instances = collections.Counter(pattern(name) for _, name in symbols)
+found = [pattern(name) if instances[pattern(name)] == 1 else name for name in found]
 listed = set(open("build/hot-functions.txt").read().split())
 added = [name for name in dict.fromkeys(found) if name not in listed]
+# Faults in .rodata: a table named after a function, or a named one of its own, joins the list
+# (build.rs gathers `.rodata.<name>` and `.rodata..Lswitch.table.<name>`); what the compiler
+# left unnamed (`.Lanon`, merged strings) cannot be, and is only counted.
+maps = sorted(glob.glob("target/release/build/runner-*/out/runner.map"), key=os.path.getmtime)
+ro = re.search(r"\s\.rodata\s+PROGBITS\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", sections)
+data_found, unnamed = [], 0
+if maps and ro:
+    ro_start, ro_size = int(ro.group(1), 16), int(ro.group(2), 16)
+    inputs = []
+    for line in open(maps[-1]):
+        m = re.match(r"\s*([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+\s+\S*:\(\.rodata\.([^)]*)\)", line)
+        if m:
+            inputs.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3)))
+    inputs.sort()
+    starts = [a for a, _, _ in inputs]
+    for line in open(faults):
+        offset = int(line.split()[0], 16) - base
+        if not ro_start <= offset < ro_start + ro_size:
+            continue
+        i = bisect.bisect_right(starts, offset) - 1
+        name = inputs[i][2] if i >= 0 and offset < inputs[i][0] + inputs[i][1] else ""
+        name = re.sub(r"^\.Lswitch\.table\.(.*?)(\.rel)?$", r"\1", name)
+        if name.startswith((".L", "cst", "str")) or not name:
+            unnamed += 1
+        else:
+            data_found.append(pattern(name) if instances[pattern(name)] <= 1 else name)
+added += [name for name in dict.fromkeys(data_found) if name not in listed and name not in added]
 with open("build/hot-functions.txt", "a") as out:
     out.writelines(name + "\n" for name in added)
-print(f"faults in .text outside the hot section: {len(found)}; functions added: {len(added)}")
+print(f"faults in .text outside the hot section: {len(found)}; in .rodata: {len(data_found)} named, {unnamed} unnamed; names added: {len(added)}")
 PY
 done
 echo "build/hot-functions.txt: $(wc -l < build/hot-functions.txt) functions"
