@@ -60,8 +60,11 @@ pub fn metric_names(count: usize) -> Vec<MetricName> {
     names.into_iter().map(MetricName::from).collect()
 }
 
-/// A value for metric `index` at tick `n`: a daily wave plus deterministic noise, in the
-/// metric's plausible range (percentages stay in 0-100).
+/// A value for metric `index` at tick `n`: a daily wave plus deterministic noise, scaled by the
+/// index to one of three magnitudes (tens, tens of millions, whole thousands) so the log has
+/// the number shapes a real one has. The name is not consulted: a `_percent` metric may read
+/// millions, so rules warmed from this history fire on values no host reports; the figures
+/// taken with it are about speed and memory, not about what the rules say.
 pub fn value(index: usize, n: u64, ticks_per_day: u64) -> f64 {
     let phase = (n % ticks_per_day.max(1)) as f64 / ticks_per_day.max(1) as f64;
     let wave = (phase * std::f64::consts::TAU).sin() * 0.5 + 0.5;
