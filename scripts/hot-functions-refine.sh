@@ -4,9 +4,8 @@
 # code pages, `perf` records every page fault for 8 s; each fault in `.text` (outside the hot
 # section) names a function a tick runs that the list lacks, and it is added, and so is each
 # named table a fault in `.rodata` lands in (found with the linker's map; build.rs places
-# them too). Each round
-# rebuilds with the longer list, which uncovers the functions that shared a 64 KiB fault-around
-# block with one just moved. callgrind (scripts/hot-functions.sh) sees every function but runs
+# them too). Each round rebuilds with the longer list, which uncovers the functions that shared
+# a 64 KiB fault-around block with one just moved. callgrind (scripts/hot-functions.sh) sees every function but runs
 # ticks under valgrind's timing; this sees the real ticks. Needs perf (Debian's linux-perf).
 #
 #   scripts/hot-functions-refine.sh [ROUNDS]      (default 3; a release build each)
