@@ -214,9 +214,7 @@ impl AccessLogProbe {
     }
 
     /// Reads what was appended to the open file, in chunks, tallying whole lines, until the
-    /// end or `deadline` (the rest is read next tick). Each byte is looked at once: a line is
-    /// taken from the chunk where it lies, and only the unfinished one at a chunk's end is
-    /// kept, up to `MAX_LINE`.
+    /// end or `deadline` (the rest is read next tick).
     fn drain(&mut self, tally: &mut Tally, now_ms: u64, deadline: Instant) -> Result<(), String> {
         loop {
             if Instant::now() > deadline {
@@ -235,36 +233,47 @@ impl AccessLogProbe {
             }
             open.offset += n as u64;
             let chunk = std::mem::take(&mut self.chunk);
-            let mut start = 0;
-            while let Some(newline) = chunk[start..n].iter().position(|&b| b == b'\n') {
-                let end = start + newline;
-                if self.skipping {
-                    self.skipping = false;
-                } else if self.partial.is_empty() {
-                    self.tally_nonempty(&chunk[start..end], tally, now_ms);
-                } else if self.partial.len() + (end - start) > MAX_LINE {
-                    tally.too_long += 1;
-                    self.partial.clear();
-                } else {
-                    let mut line = std::mem::take(&mut self.partial);
-                    line.extend_from_slice(&chunk[start..end]);
-                    self.tally_nonempty(&line, tally, now_ms);
-                    line.clear();
-                    self.partial = line;
-                }
-                start = end + 1;
-            }
-            let rest = &chunk[start..n];
-            if !self.skipping && !rest.is_empty() {
-                if self.partial.len() + rest.len() > MAX_LINE {
-                    tally.too_long += 1;
-                    self.partial.clear();
-                    self.skipping = true;
-                } else {
-                    self.partial.extend_from_slice(rest);
-                }
-            }
+            self.feed(&chunk[..n], tally, now_ms);
             self.chunk = chunk;
+        }
+    }
+
+    /// Tallies the whole lines in `bytes`, the next bytes of the file. Each byte is looked at
+    /// once: a line is taken from the chunk where it lies, and only the unfinished one at a
+    /// chunk's end is kept, up to `MAX_LINE`. The length rule is the same wherever the read
+    /// boundaries fall (a line is its bytes before the newline): a line within one chunk,
+    /// across two or across many is tallied when it is at most `MAX_LINE` long, else skipped
+    /// and counted once in `too_long`, so what is counted never depends on how reads split
+    /// the file.
+    fn feed(&mut self, bytes: &[u8], tally: &mut Tally, now_ms: u64) {
+        let mut start = 0;
+        while let Some(newline) = bytes[start..].iter().position(|&b| b == b'\n') {
+            let end = start + newline;
+            if self.skipping {
+                self.skipping = false;
+            } else if self.partial.len() + (end - start) > MAX_LINE {
+                tally.too_long += 1;
+                self.partial.clear();
+            } else if self.partial.is_empty() {
+                self.tally_nonempty(&bytes[start..end], tally, now_ms);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&bytes[start..end]);
+                self.tally_nonempty(&line, tally, now_ms);
+                line.clear();
+                self.partial = line;
+            }
+            start = end + 1;
+        }
+        let rest = &bytes[start..];
+        if !self.skipping && !rest.is_empty() {
+            if self.partial.len() + rest.len() > MAX_LINE {
+                tally.too_long += 1;
+                self.partial.clear();
+                self.skipping = true;
+            } else {
+                self.partial.extend_from_slice(rest);
+            }
         }
     }
 
@@ -552,6 +561,123 @@ mod tests {
         p.collect(&mut out, later()).unwrap();
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(p.partial.len(), 0);
+    }
+
+    /// A combined-format line that parses, exactly `len` bytes long (at least 80).
+    fn line_of(len: usize) -> Vec<u8> {
+        let head = r#"10.0.0.1 - - [28/Nov/2026:10:00:00 +0000] "GET /"#;
+        let tail = r#" HTTP/1.1" 200 5 "-" "curl/8" 0.1"#;
+        let pad = len - head.len() - tail.len();
+        let line = format!("{head}{}{tail}", "a".repeat(pad));
+        assert_eq!(line.len(), len);
+        line.into_bytes()
+    }
+
+    /// The lengths at the edge and the lengths seen in the field (66 and 140 KB).
+    const EDGES: [usize; 6] = [MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 66_000, 140_000, 200];
+
+    /// `lengths` as a log, each line followed by a short one, and the (kept, skipped) counts.
+    fn log_of(lengths: &[usize]) -> (Vec<u8>, u64, u64) {
+        let mut log = Vec::new();
+        let (mut kept, mut skipped) = (0, 0);
+        for &len in lengths {
+            for len in [len, 120] {
+                log.extend_from_slice(&line_of(len));
+                log.push(b'\n');
+                if len > MAX_LINE {
+                    skipped += 1;
+                } else {
+                    kept += 1;
+                }
+            }
+        }
+        (log, kept, skipped)
+    }
+
+    /// Feeds `log` in pieces of the sizes `sizes` yields, as reads of the file would.
+    fn feed_split(log: &[u8], mut sizes: impl FnMut() -> usize) -> (u64, u64, u64) {
+        let mut p = probe(std::path::Path::new("/nonexistent/access.log"));
+        let mut tally = Tally::default();
+        let mut at = 0;
+        while at < log.len() {
+            let end = (at + sizes().max(1)).min(log.len());
+            p.feed(&log[at..end], &mut tally, 0);
+            at = end;
+        }
+        assert!(p.partial.is_empty() && !p.skipping);
+        (tally.requests, tally.too_long, tally.unparsed)
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_skipped_wherever_the_reads_split_it() {
+        // Every order of the edge lengths is not needed: each rotation puts every length first,
+        // last and in between, and the shifts move each one across read boundaries.
+        for rotation in 0..EDGES.len() {
+            let mut lengths = EDGES;
+            lengths.rotate_left(rotation);
+            let (log, kept, skipped) = log_of(&lengths);
+            let want = (kept, skipped, 0);
+            // The whole log at once: every line lies inside the one chunk.
+            assert_eq!(feed_split(&log, || log.len()), want, "one chunk");
+            for size in [
+                1000,
+                MAX_LINE - 1,
+                MAX_LINE,
+                MAX_LINE + 1,
+                MAX_LINE + 2,
+                66_001,
+                140_001,
+                CHUNK,
+            ] {
+                for shift in [0, 1, 119, 121, MAX_LINE / 2] {
+                    let mut first = true;
+                    let sizes = || {
+                        if std::mem::take(&mut first) && shift > 0 {
+                            shift
+                        } else {
+                            size
+                        }
+                    };
+                    assert_eq!(
+                        feed_split(&log, sizes),
+                        want,
+                        "rotation {rotation}, reads of {size} after {shift}"
+                    );
+                }
+            }
+            // Uneven reads, as a pipe or a busy disk give them.
+            for seed in 1..=8u64 {
+                let mut state = seed;
+                let sizes = || {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (state >> 33) as usize % 150_000 + 1
+                };
+                assert_eq!(
+                    feed_split(&log, sizes),
+                    want,
+                    "rotation {rotation}, seed {seed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_lines_inside_one_read_are_skipped_too() {
+        // 66 and 140 KB lines written together lie inside one 256 KiB read: they were counted.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"");
+        let mut p = probe(&path);
+        p.collect(&mut Output::default(), later()).unwrap();
+        let (log, kept, skipped) = log_of(&[66_000, 140_000, MAX_LINE, MAX_LINE + 1]);
+        assert!(log.len() > CHUNK, "the last lines cross into a second read");
+        append(&path, &log);
+        let mut tally = Tally::default();
+        p.drain(&mut tally, 0, later()).unwrap();
+        assert_eq!((tally.requests, tally.too_long), (kept, skipped));
+        assert_eq!((kept, skipped), (5, 3));
     }
 
     #[test]
