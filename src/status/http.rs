@@ -89,15 +89,23 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials of an `Authorization` value if its scheme is `scheme`. The scheme is
+/// case-insensitive (RFC 7235 section 2.1: `bearer` and `BASIC` are what some clients send),
+/// and one or more spaces may follow it.
+fn credentials<'a>(authorization: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = authorization.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim_start_matches(' '))
+}
+
 /// Whether the request may read; `None` auth lets everyone (loopback only, by the config).
 pub fn authorized(auth: Option<&ListenAuth>, authorization: &str) -> bool {
     match auth {
         None => true,
-        Some(ListenAuth::Bearer(token)) => authorization
-            .strip_prefix("Bearer ")
+        Some(ListenAuth::Bearer(token)) => credentials(authorization, "Bearer")
             .is_some_and(|given| same(given.trim().as_bytes(), token.expose().as_bytes())),
-        Some(ListenAuth::Basic { username, password }) => authorization
-            .strip_prefix("Basic ")
+        Some(ListenAuth::Basic { username, password }) => credentials(authorization, "Basic")
             .and_then(|b64| {
                 base64::engine::general_purpose::STANDARD
                     .decode(b64.trim())
@@ -224,5 +232,25 @@ mod tests {
         assert!(authorized(Some(&basic), "Basic cHJvbTpwdw=="));
         assert!(!authorized(Some(&basic), "Basic cHJvbTpwdg=="));
         assert!(authorized(None, ""));
+    }
+
+    #[test]
+    fn the_auth_scheme_is_case_insensitive() {
+        let bearer = ListenAuth::Bearer(Secret::new("s3cret".into()));
+        for header in ["bearer s3cret", "BEARER s3cret", "bEaReR  s3cret"] {
+            assert!(authorized(Some(&bearer), header), "{header}");
+        }
+        // The token itself is compared exactly, and the scheme must be the whole first word.
+        assert!(!authorized(Some(&bearer), "bearer S3CRET"));
+        assert!(!authorized(Some(&bearer), "Bearers3cret"));
+        assert!(!authorized(Some(&bearer), "Bearerx s3cret"));
+        assert!(!authorized(Some(&bearer), "Basic s3cret"));
+        let basic = ListenAuth::Basic {
+            username: "prom".into(),
+            password: Secret::new("pw".into()),
+        };
+        assert!(authorized(Some(&basic), "basic cHJvbTpwdw=="));
+        assert!(authorized(Some(&basic), "BASIC cHJvbTpwdw=="));
+        assert!(!authorized(Some(&basic), "bearer cHJvbTpwdw=="));
     }
 }
