@@ -1,7 +1,9 @@
 //! `command`: runs a program (without a shell, unless `shell:` asks for one) under the probe's
 //! timeout and reads numbers from its standard output: one number, `key value` lines, or a JSON
 //! object of numbers. A non-zero exit or output that is not numbers is an error that quotes the
-//! first line of standard error (or of the output).
+//! first line of standard error (or of the output). A key that cannot be a metric of its own
+//! (one that collides with another once lowercased, one that is not UTF-8) is left out and
+//! said; the others are reported.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -49,11 +51,139 @@ pub fn field_name(key: &str) -> String {
     }
 }
 
-/// Numbers in a command's output, named; `Err` says what is wrong with it.
-pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64)>, String> {
+/// Numbers read from a command's output, and the keys left out of them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Numbers {
+    /// Field name and value, in the output's order.
+    pub values: Vec<(String, f64)>,
+    /// Keys that cannot be a metric of their own: left out, so that no metric is two keys'
+    /// values in turn and none has an empty name.
+    pub left_out: usize,
+    /// Why the first of them was.
+    pub first_reason: Option<String>,
+}
+
+impl Numbers {
+    fn of(values: Vec<(String, f64)>) -> Numbers {
+        Numbers {
+            values,
+            ..Numbers::default()
+        }
+    }
+
+    fn leave_out(&mut self, count: usize, reason: String) {
+        self.left_out += count;
+        self.first_reason.get_or_insert(reason);
+    }
+
+    /// The probe's error when keys were left out: how many, and why the first was.
+    pub fn note(&self) -> Option<String> {
+        let reason = self.first_reason.as_deref()?;
+        Some(match self.left_out {
+            1 => format!("1 key left out: {reason}"),
+            n => format!("{n} keys left out; the first: {reason}"),
+        })
+    }
+}
+
+/// One `key value` of the output before its key is made a field name.
+struct Entry<'a> {
+    key: &'a str,
+    /// 1-based, in the lines format; a JSON key has none.
+    line: Option<usize>,
+    value: f64,
+}
+
+impl Entry<'_> {
+    fn shown(&self) -> String {
+        match self.line {
+            Some(line) => format!("`{}` (line {line})", quote(self.key)),
+            None => format!("`{}`", quote(self.key)),
+        }
+    }
+}
+
+/// A key's field name, or why it cannot have one.
+fn key_field(entry: &Entry<'_>) -> Result<String, String> {
+    // The output is decoded leniently, so bytes that are not UTF-8 arrive as U+FFFD.
+    if entry.key.contains('\u{FFFD}') {
+        return Err(format!(
+            "the key {} is not UTF-8 text (shown as �); write keys in UTF-8",
+            entry.shown()
+        ));
+    }
+    let field = field_name(entry.key);
+    if field.is_empty() {
+        return Err(format!(
+            "the key {} has no letter or digit to name a metric with",
+            entry.shown()
+        ));
+    }
+    Ok(field)
+}
+
+/// `a`, `b` and `c`.
+fn listed(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// The entries as fields. Keys that become the same field (`a`, `A` and `a!` are all `a`; a
+/// key given twice) are all left out: keeping one would be a guess at which the author meant,
+/// and the metric would change meaning with the output's order.
+fn name_keys(entries: &[Entry<'_>]) -> Numbers {
+    let fields: Vec<Result<String, String>> = entries.iter().map(key_field).collect();
+    let mut by_field: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, field) in fields.iter().enumerate() {
+        if let Ok(field) = field {
+            by_field.entry(field.as_str()).or_default().push(i);
+        }
+    }
+    let mut numbers = Numbers::default();
+    for (i, (entry, field)) in entries.iter().zip(&fields).enumerate() {
+        let field = match field {
+            Ok(field) => field,
+            Err(reason) => {
+                numbers.leave_out(1, reason.clone());
+                continue;
+            }
+        };
+        let group = by_field.get(field.as_str()).map_or(&[][..], Vec::as_slice);
+        match group {
+            [_] => numbers.values.push((field.clone(), entry.value)),
+            [first, ..] if *first == i => {
+                let same: Vec<&Entry<'_>> = group.iter().map(|&j| &entries[j]).collect();
+                let shown: Vec<String> = same.iter().map(|e| e.shown()).collect();
+                let reason = if same.iter().all(|e| e.key == entry.key) {
+                    format!(
+                        "the key `{}` is given {} times ({}); give it once",
+                        quote(entry.key),
+                        same.len(),
+                        listed(&shown)
+                    )
+                } else {
+                    format!(
+                        "{} all name the field `{field}` (keys are lowercased to \
+                         `[a-z0-9_]`); give each its own letters or digits",
+                        listed(&shown)
+                    )
+                };
+                numbers.leave_out(group.len(), reason);
+            }
+            _ => {}
+        }
+    }
+    numbers
+}
+
+/// Numbers in a command's output, named; `Err` says what is wrong with the output as a whole.
+pub fn parse_output(text: &str, format: OutputFormat) -> Result<Numbers, String> {
     let trimmed = text.trim();
     let number = || match trimmed.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(vec![("value".to_string(), v)]),
+        Ok(v) if v.is_finite() => Ok(Numbers::of(vec![("value".to_string(), v)])),
         Ok(_) => Err(format!(
             "the output is not a finite number: `{}`",
             first_line(trimmed)
@@ -63,19 +193,23 @@ pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64
             first_line(trimmed)
         )),
     };
-    let json = || -> Result<Vec<(String, f64)>, String> {
+    let json = || -> Result<Numbers, String> {
         let value: serde_json::Value =
             serde_json::from_str(trimmed).map_err(|e| format!("the output is not JSON: {e}"))?;
         let object = value
             .as_object()
             .ok_or("the JSON output is not an object")?;
-        let mut out = Vec::new();
         if object.len() > MAX_KEYS {
             return Err(too_many_keys(object.len()));
         }
+        let mut entries = Vec::with_capacity(object.len());
         for (key, value) in object {
             match value.as_f64().filter(|v| v.is_finite()) {
-                Some(v) => out.push((field_name(key), v)),
+                Some(value) => entries.push(Entry {
+                    key,
+                    line: None,
+                    value,
+                }),
                 None => {
                     return Err(format!(
                         "`{}` in the JSON output is not a number",
@@ -84,11 +218,12 @@ pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64
                 }
             }
         }
-        Ok(out)
+        Ok(name_keys(&entries))
     };
-    let lines = || -> Result<Vec<(String, f64)>, String> {
-        let mut out = Vec::new();
-        for line in trimmed.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    let lines = || -> Result<Numbers, String> {
+        let mut entries = Vec::new();
+        let numbered = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
+        for (at, line) in numbered.filter(|(_, l)| !l.is_empty()) {
             // The number is the last word; the key is everything before it (`Used Memory: 12`).
             let (key, value) = line
                 .rsplit_once(['=', ':', ' ', '\t'])
@@ -97,15 +232,19 @@ pub fn parse_output(text: &str, format: OutputFormat) -> Result<Vec<(String, f64
                 .ok_or_else(|| format!("not a `key value` line: `{}`", quote(line)))?;
             let value = finite(value)
                 .ok_or_else(|| format!("not a `key value` line: `{}`", quote(line)))?;
-            if out.len() == MAX_KEYS {
+            if entries.len() == MAX_KEYS {
                 return Err(too_many_keys(trimmed.lines().count()));
             }
-            out.push((field_name(key), value));
+            entries.push(Entry {
+                key,
+                line: Some(at),
+                value,
+            });
         }
-        if out.is_empty() {
+        if entries.is_empty() {
             return Err("the output is empty".into());
         }
-        Ok(out)
+        Ok(name_keys(&entries))
     };
     match format {
         OutputFormat::Number => number(),
@@ -326,9 +465,12 @@ impl CommandProbe {
                 format!("`{program}` {reason}: {detail}")
             });
         }
-        let values = parse_output(&stdout, self.spec.parse)?;
+        let numbers = parse_output(&stdout, self.spec.parse)?;
         out.push(&self.duration_name, elapsed.as_secs_f64() * 1000.0);
-        for (field, value) in values {
+        if let Some(note) = numbers.note() {
+            out.error(format!("command.{}", self.instance), note);
+        }
+        for (field, value) in numbers.values {
             let instance = &self.instance;
             let name = self
                 .names
@@ -350,25 +492,109 @@ impl super::Wait for CommandProbe {
 mod tests {
     use super::*;
 
+    fn values(pairs: &[(&str, f64)]) -> Result<Numbers, String> {
+        Ok(Numbers::of(
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ))
+    }
+
     #[test]
     fn reads_the_three_shapes() {
         assert_eq!(
             parse_output("42.5\n", OutputFormat::Auto),
-            Ok(vec![("value".into(), 42.5)])
+            values(&[("value", 42.5)])
         );
         assert_eq!(
             parse_output(
                 "connected_clients: 12\nUsed Memory=1024\n",
                 OutputFormat::Auto
             ),
-            Ok(vec![
-                ("connected_clients".into(), 12.0),
-                ("used_memory".into(), 1024.0)
-            ])
+            values(&[("connected_clients", 12.0), ("used_memory", 1024.0)])
         );
         assert_eq!(
             parse_output(r#"{"queue.depth": 3, "lag": 0.5}"#, OutputFormat::Auto),
-            Ok(vec![("lag".into(), 0.5), ("queue_depth".into(), 3.0)])
+            values(&[("lag", 0.5), ("queue_depth", 3.0)])
+        );
+    }
+
+    #[test]
+    fn keys_that_become_one_field_are_all_left_out_and_said() {
+        let numbers = parse_output("a 1\nA 2\nb 3\n\na! 4\n", OutputFormat::Lines).unwrap();
+        assert_eq!(numbers.values, [("b".to_string(), 3.0)]);
+        assert_eq!(numbers.left_out, 3);
+        assert_eq!(
+            numbers.note().unwrap(),
+            "3 keys left out; the first: `a` (line 1), `A` (line 2) and `a!` (line 5) all name \
+             the field `a` (keys are lowercased to `[a-z0-9_]`); give each its own letters or digits"
+        );
+        let twice = parse_output("a 1\nb 2\na 3", OutputFormat::Lines).unwrap();
+        assert_eq!(twice.values, [("b".to_string(), 2.0)]);
+        assert_eq!(
+            twice.note().unwrap(),
+            "2 keys left out; the first: the key `a` is given 2 times (`a` (line 1) and `a` \
+             (line 3)); give it once"
+        );
+        let json = parse_output(r#"{"Lag": 1, "lag": 2, "x": 3}"#, OutputFormat::Json).unwrap();
+        assert_eq!(json.values, [("x".to_string(), 3.0)]);
+        assert_eq!(
+            json.note().unwrap(),
+            "2 keys left out; the first: `Lag` and `lag` all name the field `lag` (keys are \
+             lowercased to `[a-z0-9_]`); give each its own letters or digits"
+        );
+        // Distinct fields stay apart, and nothing is said.
+        let apart = parse_output("a 1\na2 2\nb_a 3", OutputFormat::Lines).unwrap();
+        assert_eq!(apart.values.len(), 3);
+        assert_eq!(apart.note(), None);
+    }
+
+    #[test]
+    fn a_key_without_a_name_is_left_out_never_an_empty_field() {
+        // As the probe decodes standard output: bytes that are not UTF-8 become U+FFFD.
+        let raw = b"\xff\xfe 1\nok 2\n";
+        let text = String::from_utf8_lossy(raw);
+        let numbers = parse_output(&text, OutputFormat::Lines).unwrap();
+        assert_eq!(numbers.values, [("ok".to_string(), 2.0)]);
+        assert_eq!(
+            numbers.note().unwrap(),
+            "1 key left out: the key `\u{FFFD}\u{FFFD}` (line 1) is not UTF-8 text (shown as \
+             \u{FFFD}); write keys in UTF-8"
+        );
+        let json = String::from_utf8_lossy(b"{\"\xc3\": 1, \"!!\": 2, \"y\": 3}").into_owned();
+        let numbers = parse_output(&json, OutputFormat::Json).unwrap();
+        assert_eq!(numbers.values, [("y".to_string(), 3.0)]);
+        assert_eq!(numbers.left_out, 2);
+        assert!(numbers.values.iter().all(|(field, _)| !field.is_empty()));
+        assert_eq!(
+            numbers.note().unwrap(),
+            "2 keys left out; the first: the key `!!` has no letter or digit to name a metric with"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_probe_reports_the_good_keys_and_says_which_were_left_out() {
+        let spec = CommandSpec {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                r"printf 'a 1\nA 2\n\377 3\nok 4\n'".into(),
+            ],
+            parse: OutputFormat::Auto,
+            env: Vec::new(),
+        };
+        let mut probe = CommandProbe::new(spec, "t");
+        let mut out = Output::default();
+        probe
+            .collect(&mut out, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let names: Vec<&str> = out.metrics.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["command.t.duration_ms", "command.t.ok"]);
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(out.errors[0].0, "command.t");
+        assert!(
+            out.errors[0].1.starts_with("3 keys left out"),
+            "{:?}",
+            out.errors
         );
     }
 
