@@ -239,7 +239,7 @@ impl Monitor {
 
     fn report_probe_errors(&mut self, sample: &Sample) {
         let now: BTreeMap<String, String> = sample.errors.iter().cloned().collect();
-        report_changes(&self.job, "probe", &mut self.failing, now);
+        report_changes(&self.job, "probe", &mut self.failing, now, probe_kind);
     }
 
     fn report_rule_errors(&mut self, evaluation: &Evaluation) {
@@ -248,19 +248,21 @@ impl Monitor {
             .iter()
             .filter_map(|o| o.error.clone().map(|e| (o.rule_file.to_string(), e)))
             .collect();
-        report_changes(&self.job, "rule", &mut self.failing_rules, now);
+        report_changes(&self.job, "rule", &mut self.failing_rules, now, kind_of);
     }
 }
 
 /// Logs each failure when it starts (or its kind changes) and when it clears, not every
-/// tick: the sample records probe errors every tick anyway.
+/// tick: the sample records probe errors every tick anyway. The message said is the whole
+/// one; only the decision to say it goes by `kind`.
 fn report_changes(
     job: &str,
     what: &str,
     before: &mut BTreeMap<String, String>,
     now: BTreeMap<String, String>,
+    kind: fn(&str) -> String,
 ) {
-    let (started, recovered) = changes(before, &now);
+    let (started, recovered) = changes(before, &now, kind);
     for (key, message) in started {
         warn!(job, what, source = %key, error = %message, "{what} failing");
     }
@@ -270,16 +272,16 @@ fn report_changes(
     *before = now;
 }
 
-/// What started failing (or fails differently) and what recovered, between two ticks. A
-/// failure whose text only differs in its numbers (a column, a count, a size) is the same
-/// failure going on, not a new one.
+/// What started failing (or fails differently, by `kind`) and what recovered, between two
+/// ticks.
 fn changes<'a>(
     before: &BTreeMap<String, String>,
     now: &'a BTreeMap<String, String>,
+    kind: fn(&str) -> String,
 ) -> (Vec<(&'a String, &'a String)>, Vec<String>) {
     let started = now
         .iter()
-        .filter(|(key, message)| before.get(*key).map(|m| kind_of(m)) != Some(kind_of(message)))
+        .filter(|(key, message)| before.get(*key).map(|m| kind(m)) != Some(kind(message)))
         .collect();
     let recovered = before
         .keys()
@@ -289,19 +291,46 @@ fn changes<'a>(
     (started, recovered)
 }
 
-/// A failure's text with every number replaced: its kind.
+/// A failure's text with every number replaced: its kind. A failure whose text only differs
+/// in its numbers (a column, a count, a size, a time) is the same failure going on.
 fn kind_of(message: &str) -> String {
+    kind_with(message, false)
+}
+
+/// A probe failure's kind: as [`kind_of`], and what it quotes between backticks is left out
+/// too. Probes quote what they read (a response body, an output line, a log line, a value),
+/// which may change every tick while the failure stays the same; an HTTP status is kept, as a
+/// 500 that becomes a 404 is another failure.
+fn probe_kind(message: &str) -> String {
+    kind_with(message, true)
+}
+
+fn kind_with(message: &str, quotes: bool) -> String {
     let mut kind = String::with_capacity(message.len());
-    let mut in_number = false;
-    for c in message.chars() {
-        if c.is_ascii_digit() {
-            if !in_number {
+    let mut in_quote = false;
+    // Within a number: whether it is kept.
+    let mut number: Option<bool> = None;
+    for (at, c) in message.char_indices() {
+        if in_quote {
+            in_quote = c != '`';
+            continue;
+        }
+        if quotes && c == '`' {
+            // An unclosed quote was cut short: the rest is quoted text too.
+            kind.push_str("`…`");
+            in_quote = true;
+            number = None;
+        } else if c.is_ascii_digit() {
+            let kept = number.unwrap_or_else(|| quotes && message[..at].ends_with("status "));
+            if kept {
+                kind.push(c);
+            } else if number.is_none() {
                 kind.push('#');
             }
-            in_number = true;
+            number = Some(kept);
         } else {
             kind.push(c);
-            in_number = false;
+            number = None;
         }
     }
     kind
@@ -328,16 +357,120 @@ mod tests {
             "rules/x.rhai",
             "line 2, column 23: took longer than its deadline and was stopped",
         )]);
-        let (started, _) = changes(&BTreeMap::new(), &tick1);
+        let (started, _) = changes(&BTreeMap::new(), &tick1, kind_of);
         assert_eq!(started.len(), 1);
-        let (started, recovered) = changes(&tick1, &tick2);
+        let (started, recovered) = changes(&tick1, &tick2, kind_of);
         assert!(started.is_empty() && recovered.is_empty());
         let counted = map(&[("access_log.web", "3 lines did not match the format")]);
         let more = map(&[("access_log.web", "17 lines did not match the format")]);
-        assert!(changes(&counted, &more).0.is_empty());
+        assert!(changes(&counted, &more, probe_kind).0.is_empty());
         // Another kind of failure is said, and so is the recovery.
         let other = map(&[("access_log.web", "cannot open the log: permission denied")]);
-        assert_eq!(changes(&more, &other).0.len(), 1);
-        assert_eq!(changes(&other, &BTreeMap::new()).1, ["access_log.web"]);
+        assert_eq!(changes(&more, &other, probe_kind).0.len(), 1);
+        assert_eq!(
+            changes(&other, &BTreeMap::new(), probe_kind).1,
+            ["access_log.web"]
+        );
+    }
+
+    #[test]
+    fn a_probe_failure_that_only_changes_what_it_quotes_is_said_once() {
+        let kind = probe_kind;
+        assert_eq!(
+            kind("the body is not JSON (text/html): `<html>req 7f3a at 10:00</html>`"),
+            "the body is not JSON (text/html): `…`"
+        );
+        // Cut short, the quotation runs to the end.
+        assert_eq!(kind("the first: `GET /a"), "the first: `…`");
+        // The status is the failure; the latency and the size are not.
+        assert_eq!(
+            kind("status 503 is not an expected one; took 1234 ms for 5678 bytes"),
+            "status 503 is not an expected one; took # ms for # bytes"
+        );
+        assert_ne!(
+            kind("status 500 is not an expected one"),
+            kind("status 404 is not an expected one")
+        );
+        // Rules keep their quotes: a rule's error changes only when its file does.
+        assert_eq!(kind_of("unknown variable `cpu`"), "unknown variable `cpu`");
+    }
+
+    /// A server on 127.0.0.1 that answers every request with a 500 and a page that is new each
+    /// time, as a proxy's error page with a request id and a time is.
+    fn changing_error_pages() -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let id: String = (0..8)
+                    .map(|i| char::from(b'a' + ((n * 7 + i * 3) % 26) as u8))
+                    .collect();
+                let body = format!(
+                    "<html><title>Error</title>request {id} at {n} ms `{id}` {}</html>",
+                    "x".repeat(n * 13)
+                );
+                let response = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_http_probe_whose_error_page_changes_every_tick_warns_once() {
+        use crate::config::Secret;
+        use crate::config::probes::HttpSpec;
+        use crate::config::probes::{StatusMatch, StatusSpec};
+        use crate::probes::Output;
+        use crate::probes::http::HttpProbe;
+
+        let addr = changing_error_pages();
+        let spec = HttpSpec {
+            url: Secret::new(format!("http://{addr}/health")),
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            expect_status: StatusSpec(vec![StatusMatch::Class(2)]),
+            body_contains: Some("ok".into()),
+            body_regex: None,
+            extract: vec![
+                ("p95".into(), "/p95".into()),
+                ("queue".into(), "/queue".into()),
+            ],
+            ca_file: None,
+            tls_verify: true,
+            follow_redirects: false,
+        };
+        let mut probe = HttpProbe::new(spec, "app", std::time::Duration::from_secs(10));
+        let mut before = BTreeMap::new();
+        let mut said = Vec::new();
+        let mut messages = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            let mut out = Output::default();
+            probe.collect(&mut out).await.unwrap();
+            let now: BTreeMap<String, String> = out.errors.into_iter().collect();
+            messages.extend(now.values().cloned());
+            let (started, _) = changes(&before, &now, probe_kind);
+            said.extend(started.into_iter().map(|(key, _)| key.clone()));
+            before = now;
+        }
+        assert_eq!(said, ["http.app", "http.app.p95", "http.app.queue"]);
+        // The bodies did change, and each message still quotes its own.
+        assert!(messages.len() > 3, "{messages:?}");
+        assert!(
+            messages.contains("status 500 is not an expected one; the body does not contain `ok`"),
+            "{messages:?}"
+        );
     }
 }

@@ -302,7 +302,13 @@ impl AccessLogProbe {
         let Some(parsed) = parsed else {
             tally.unparsed += 1;
             if tally.first_unparsed.is_none() {
-                tally.first_unparsed = Some(line.chars().take(120).collect());
+                // No backtick inside the quote: the quote ends where the message's does, and the
+                // monitor leaves the quoted line (which changes every tick) out of the kind.
+                let quoted = line
+                    .chars()
+                    .take(120)
+                    .map(|c| if c == '`' { '\'' } else { c });
+                tally.first_unparsed = Some(quoted.collect());
             }
             return;
         };

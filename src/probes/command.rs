@@ -265,12 +265,15 @@ fn too_many_keys(count: usize) -> String {
     format!("the output has {count} keys; a command may report at most {MAX_KEYS}")
 }
 
-/// `text` cut to what an error quotes.
+/// `text` cut to what an error quotes, its backticks made quotes: the quotation then ends at
+/// its closing backtick, and the monitor can leave it (output that may change every tick) out
+/// of the failure's kind.
 fn quote(text: &str) -> String {
-    match text.char_indices().nth(MAX_QUOTE) {
+    let text = match text.char_indices().nth(MAX_QUOTE) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
-    }
+    };
+    text.replace('`', "'")
 }
 
 fn first_line(text: &str) -> String {

@@ -135,14 +135,16 @@ impl HttpProbe {
         Ok(())
     }
 
-    /// Numbers from a JSON body; each field that cannot be read is an error of its own.
+    /// Numbers from a JSON body; each field that cannot be read is an error of its own. What
+    /// an error quotes of the body is between backticks, which the monitor leaves out of the
+    /// failure's kind: a body that changes every tick (an error page with a request id) is one
+    /// failure going on, not a new one each tick (the status is in the probe's own error).
     fn extract(&self, body: &[u8], content_type: &str, key: &str, out: &mut Output) {
         let json: Result<serde_json::Value, _> = serde_json::from_slice(body);
         for ((field, pointer), name) in self.spec.extract.iter().zip(&self.extract_names) {
             let field_key = format!("{key}.{field}");
             let value = match &json {
                 Err(_) => {
-                    let start: String = String::from_utf8_lossy(body).chars().take(60).collect();
                     let kind = if content_type.is_empty() {
                         "no content type".to_string()
                     } else {
@@ -150,7 +152,11 @@ impl HttpProbe {
                     };
                     out.error(
                         field_key,
-                        format!("the body is not JSON ({kind}): `{}`", start.trim()),
+                        format!(
+                            "the body is not JSON ({kind}): `{}`",
+                            // 60 characters are 240 bytes at most; the rest is not looked at.
+                            quoted(&String::from_utf8_lossy(&body[..body.len().min(1024)]))
+                        ),
                     );
                     continue;
                 }
@@ -168,7 +174,10 @@ impl HttpProbe {
                     Ok(v) => out.push(name, v),
                     Err(_) => out.error(
                         field_key,
-                        format!("the value at {pointer} is a string, not a number: `{s}`"),
+                        format!(
+                            "the value at {pointer} is a string, not a number: `{}`",
+                            quoted(s)
+                        ),
                     ),
                 },
                 Some(other) => out.error(
@@ -182,6 +191,25 @@ impl HttpProbe {
             }
         }
     }
+}
+
+/// The start of `text` as an error quotes it: 60 characters at most, on one line, without
+/// backticks, so the quotation ends where its closing backtick is.
+fn quoted(text: &str) -> String {
+    let text = text.trim();
+    let mut out: String = text
+        .chars()
+        .take(60)
+        .map(|c| match c {
+            '`' => '\'',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    if text.chars().nth(60).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
