@@ -11,6 +11,32 @@ use serde_json::{Map, Value};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Bytes of one text field kept (`short_description`, `category`, a job's own `fields`): a
+/// stock `short_description` holds 160 characters and a `description` 4,000 (mostly one byte
+/// each); a longer value is cut at a character boundary and ends in [`CUT_MARK`], so a server
+/// cannot make the cache (and the report) carry megabytes per incident.
+pub const FIELD_MAX: usize = 4096;
+
+/// Ends a cut field.
+pub const CUT_MARK: &str = "…";
+
+/// Bytes of `sys_id`, `number` and `sys_updated_on` at most (32, about 10 and 19 on a real
+/// instance). These identify a row and place it in the keyset, so they are never cut: a row
+/// with a longer one is not an incident and is skipped.
+pub const KEY_MAX: usize = 256;
+
+/// `text` cut to at most `max` bytes at a character boundary, ending in [`CUT_MARK`] when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(CUT_MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT_MARK}", &text[..end])
+}
+
 /// Fields every fetch asks for (a job's `fields` add to them).
 pub const DEFAULT_FIELDS: &[&str] = &[
     "sys_id",
@@ -107,9 +133,11 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// An incident from one row of the Table API; `None` without `sys_id` or `number`.
+    /// An incident from one row of the Table API; `None` without `sys_id` or `number`, or with
+    /// one of them or `sys_updated_on` longer than [`KEY_MAX`]. Other fields are cut to
+    /// [`FIELD_MAX`].
     pub fn from_row(row: &Map<String, Value>) -> Option<Incident> {
-        let text = |key: &str| -> String {
+        let whole = |key: &str| -> String {
             match row.get(key) {
                 Some(Value::String(s)) => s.clone(),
                 // A reference field when links were not excluded: `{"value": sys_id, "link": ...}`.
@@ -122,9 +150,23 @@ impl Incident {
                 Some(other) => other.to_string(),
             }
         };
-        let sys_id = text("sys_id");
-        let number = text("number");
-        if sys_id.is_empty() || number.is_empty() {
+        let text = |key: &str| -> String {
+            let value = whole(key);
+            if value.len() > FIELD_MAX {
+                cut(&value, FIELD_MAX)
+            } else {
+                value
+            }
+        };
+        let sys_id = whole("sys_id");
+        let number = whole("number");
+        let sys_updated_on = whole("sys_updated_on");
+        if sys_id.is_empty()
+            || number.is_empty()
+            || [&sys_id, &number, &sys_updated_on]
+                .iter()
+                .any(|key| key.len() > KEY_MAX)
+        {
             return None;
         }
         let state = text("state");
@@ -152,8 +194,8 @@ impl Incident {
             opened_at: parse_date(&text("opened_at")),
             resolved_at: parse_date(&text("resolved_at")),
             closed_at: parse_date(&text("closed_at")),
-            updated_at: parse_date(&text("sys_updated_on")),
-            sys_updated_on: text("sys_updated_on"),
+            updated_at: parse_date(&sys_updated_on),
+            sys_updated_on,
             sys_id,
             number,
             state,
@@ -164,6 +206,29 @@ impl Incident {
 
     pub fn is_open(&self) -> bool {
         !is_ended(&self.state)
+    }
+
+    /// Bytes of text the incident holds (its strings, field names included): what a fetch
+    /// counts against its budget.
+    pub fn text_bytes(&self) -> usize {
+        [
+            &self.sys_id,
+            &self.number,
+            &self.short_description,
+            &self.state,
+            &self.state_name,
+            &self.priority,
+            &self.priority_name,
+            &self.sys_updated_on,
+        ]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>()
+            + self
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
     }
 }
 
@@ -237,5 +302,26 @@ mod tests {
         assert!(
             Incident::from_row(serde_json::json!({"number": "x"}).as_object().unwrap()).is_none()
         );
+    }
+
+    #[test]
+    fn long_fields_are_cut_at_a_character_boundary_and_long_keys_refuse_the_row() {
+        let long = format!("x{}", "é".repeat(600_000));
+        let row = serde_json::json!({
+            "sys_id": "a1", "number": "INC0010001", "short_description": long,
+            "state": "2", "sys_updated_on": "2026-11-24 10:00:00", "description": long,
+        });
+        let i = Incident::from_row(row.as_object().unwrap()).unwrap();
+        for value in [&i.short_description, &i.fields["description"]] {
+            assert!(value.len() <= FIELD_MAX, "{}", value.len());
+            assert!(value.len() > FIELD_MAX - 8, "{}", value.len());
+            assert!(value.ends_with(CUT_MARK));
+            assert!(long.starts_with(value.trim_end_matches(CUT_MARK)));
+        }
+        assert!(i.text_bytes() < 3 * FIELD_MAX);
+        assert_eq!(cut("short", FIELD_MAX), "short");
+        assert_eq!(cut("abcdef", 5), "ab…");
+        let row = serde_json::json!({"sys_id": "a".repeat(KEY_MAX + 1), "number": "INC1"});
+        assert!(Incident::from_row(row.as_object().unwrap()).is_none());
     }
 }

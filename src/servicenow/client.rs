@@ -2,6 +2,9 @@
 //! (basic, a fixed bearer token, or OAuth tokens fetched and refreshed before they expire),
 //! and answers sorted into what to retry and what to give up on, with ServiceNow's own error
 //! message. A hibernating instance answers 200 with an HTML page: that is an error here.
+//!
+//! Bodies are read chunk by chunk up to a byte cap, never whole: a server that sends more
+//! than anyone asked for (or never stops) costs at most the cap, not the agent's memory.
 
 use std::time::Duration;
 
@@ -35,6 +38,45 @@ impl Error {
             Error::Permanent { status, .. } => *status,
             Error::Transient { .. } => None,
         }
+    }
+}
+
+/// Bytes of a successful answer read at most unless the caller says otherwise. The notifier's
+/// answers (a lookup of at most 20 rows of three fields, a created or updated incident, an
+/// OAuth token) are a few KiB; 1 MiB leaves room for an instance that sends whole records.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// Bytes of an error answer (non-2xx) read at most: ServiceNow's error JSON or the start of an
+/// HTML page is all a message needs, so the rest is left unread rather than refused.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// How much of a successful answer a request reads, and what to do when an answer is bigger.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub bytes: usize,
+    /// Said after "the answer is larger than ...": what the operator can change.
+    pub advice: &'static str,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        BodyLimit {
+            bytes: DEFAULT_MAX_BODY,
+            advice: "the instance sent far more than was asked for; check what answers at its address",
+        }
+    }
+}
+
+/// `1.5 MiB`, `64 KiB`, `900 bytes`: sizes in error messages.
+pub fn human_bytes(bytes: usize) -> String {
+    const KIB: usize = 1 << 10;
+    const MIB: usize = 1 << 20;
+    if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else if bytes >= KIB {
+        format!("{:.1} KiB", bytes as f64 / KIB as f64)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -101,11 +143,25 @@ impl Client {
     }
 
     /// Sends a request with auth; on a 401 with OAuth, fetches a fresh token and tries once more.
+    /// Reads at most [`DEFAULT_MAX_BODY`] of the answer.
     pub async fn call(
         &self,
         method: Method,
         url: Url,
         body: Option<&Value>,
+    ) -> Result<Response, Error> {
+        self.call_limited(method, url, body, BodyLimit::default())
+            .await
+    }
+
+    /// [`Client::call`], reading at most `limit` of a successful answer: a bigger one is a
+    /// permanent error (the same request would get the same answer again).
+    pub async fn call_limited(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        limit: BodyLimit,
     ) -> Result<Response, Error> {
         let mut refreshed = false;
         loop {
@@ -128,7 +184,7 @@ impl Client {
                 refreshed = true;
                 continue;
             }
-            return read(response).await;
+            return read(response, limit).await;
         }
     }
 
@@ -193,21 +249,23 @@ impl Client {
                 message: format!("OAuth token request: {}", describe_error(e)),
                 retry_after: None,
             })?;
-        let answer = read(response).await.map_err(|e| match e {
-            Error::Permanent { status, message } => Error::Permanent {
-                status,
-                message: format!(
-                    "OAuth token request refused: {message}; check client_id and client_secret"
-                ),
-            },
-            Error::Transient {
-                message,
-                retry_after,
-            } => Error::Transient {
-                message: format!("OAuth token request: {message}"),
-                retry_after,
-            },
-        })?;
+        let answer = read(response, BodyLimit::default())
+            .await
+            .map_err(|e| match e {
+                Error::Permanent { status, message } => Error::Permanent {
+                    status,
+                    message: format!(
+                        "OAuth token request refused: {message}; check client_id and client_secret"
+                    ),
+                },
+                Error::Transient {
+                    message,
+                    retry_after,
+                } => Error::Transient {
+                    message: format!("OAuth token request: {message}"),
+                    retry_after,
+                },
+            })?;
         let token: TokenAnswer =
             serde_json::from_value(answer.json).map_err(|e| Error::Permanent {
                 status: Some(answer.status),
@@ -221,33 +279,69 @@ impl Client {
 }
 
 /// Sorts an answer: JSON on 2xx is success; everything else is an error with ServiceNow's own
-/// message when it sent one.
-async fn read(response: reqwest::Response) -> Result<Response, Error> {
+/// message when it sent one. A successful answer larger than `limit` is refused unread (by its
+/// `Content-Length`) or as soon as the bytes read pass the limit.
+async fn read(mut response: reqwest::Response, limit: BodyLimit) -> Result<Response, Error> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-    let text = response.text().await.map_err(|e| Error::Transient {
-        message: format!("HTTP {status}: reading the answer: {}", describe_error(e)),
-        retry_after: None,
-    })?;
+    let success = (200..300).contains(&status);
+    let too_large = || Error::Permanent {
+        status: Some(status),
+        message: format!(
+            "HTTP {status}: the answer is larger than {}, the most runner reads for this request, so it was refused: {}",
+            human_bytes(limit.bytes),
+            limit.advice
+        ),
+    };
+    let cap = if success { limit.bytes } else { MAX_ERROR_BODY };
+    let declared = response.content_length().unwrap_or(0);
+    if success && declared > limit.bytes as u64 {
+        return Err(too_large());
+    }
+    let mut body: Vec<u8> = Vec::with_capacity(declared.min(cap as u64) as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap - body.len();
+                if chunk.len() > room {
+                    if success {
+                        return Err(too_large());
+                    }
+                    // An error page only needs its start for the message.
+                    body.extend_from_slice(&chunk[..room]);
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Error::Transient {
+                    message: format!("HTTP {status}: reading the answer: {}", describe_error(e)),
+                    retry_after: None,
+                });
+            }
+        }
+    }
+    let text = || String::from_utf8_lossy(&body).into_owned();
     if (200..300).contains(&status) {
         if !is_json {
             return Err(Error::Transient {
                 message: format!(
                     "HTTP {status} with {} instead of JSON (a hibernating developer instance answers so: wake it up): {}",
                     content_kind(&headers),
-                    snippet(&text)
+                    snippet(&text())
                 ),
                 retry_after: None,
             });
         }
-        let json = if text.trim().is_empty() {
+        let json = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| Error::Transient {
+            serde_json::from_slice(&body).map_err(|e| Error::Transient {
                 message: format!("HTTP {status} with JSON that does not parse: {e}"),
                 retry_after: None,
             })?
@@ -258,6 +352,7 @@ async fn read(response: reqwest::Response) -> Result<Response, Error> {
             json,
         });
     }
+    let text = text();
     let message = error_message(&text).unwrap_or_else(|| snippet(&text));
     let message = format!(
         "HTTP {status}{}{message}",

@@ -7,6 +7,13 @@
 //! pages never skip, and a changed row simply comes again and replaces its older copy. After a
 //! completed fetch the watermark is the newest `sys_updated_on` seen; the next run asks for rows
 //! updated at or after it.
+//!
+//! A server cannot make a run endless or unbounded in memory: a page's answer is read up to a
+//! byte cap ([`page_body_limit`]), must hold at most `page_size` rows and must move the keyset
+//! forward (a server that ignores the keyset condition repeats a page: the run stops at once);
+//! a run keeps at most [`MAX_ROWS_PER_RUN`] rows and [`MAX_TEXT_PER_RUN`] bytes of text, then
+//! stops with the watermark at the last row kept, so the next run goes on from there and
+//! nothing is lost; and each text field is cut to [`FIELD_MAX`](super::cache::FIELD_MAX).
 
 use std::time::Duration;
 
@@ -15,6 +22,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::cache::{Cache, DEFAULT_FIELDS, Incident, REQUIRED_FIELDS, SCHEMA_VERSION, cache_path};
+use super::client::{BodyLimit, human_bytes};
 use super::{Client, Error};
 use crate::config::FetchSpec;
 use crate::http::redact_url;
@@ -23,6 +31,35 @@ use crate::vocab::Backoff;
 
 /// Attempts of one page before the run gives up (it continues from the same place next time).
 const MAX_ATTEMPTS: u32 = 6;
+
+/// Rows one run keeps at most. A first fetch of a large query catches up over a few runs
+/// (the watermark moves to the last row kept); a server that makes up new rows for ever is
+/// stopped here. At the default `page_size` of 100 this is 1,000 requests.
+pub const MAX_ROWS_PER_RUN: usize = 100_000;
+
+/// Bytes of incident text one run keeps at most (after each field is cut), whichever of this
+/// and [`MAX_ROWS_PER_RUN`] comes first: 100,000 rows of the default fields are about 40 MB,
+/// rows with a few 4 KiB fields reach this sooner and simply take more runs.
+pub const MAX_TEXT_PER_RUN: usize = 64 << 20;
+
+/// Bytes of a page's answer allowed for each row asked for: a row of the default fields is
+/// under 1 KiB of JSON, one with a full `description` about 5 KiB.
+pub const PAGE_BYTES_PER_ROW: usize = 16 << 10;
+/// The page byte cap is never smaller than this (small pages, long fields)...
+pub const MIN_PAGE_BYTES: usize = 1 << 20;
+/// ...nor larger than this, which bounds what one page costs to parse: 10,000 rows (the
+/// largest `page_size`) of up to 3.3 KB each still fit.
+pub const MAX_PAGE_BYTES: usize = 32 << 20;
+// A page of the largest `page_size` (10,000, checked in config) must leave each row at least
+// 3 KB, several times a row of the default fields.
+const _: () = assert!(MAX_PAGE_BYTES / 10_000 >= 3_000);
+
+/// The most bytes a page of `page_size` rows may take.
+pub fn page_body_limit(page_size: u32) -> usize {
+    (page_size as usize)
+        .saturating_mul(PAGE_BYTES_PER_ROW)
+        .clamp(MIN_PAGE_BYTES, MAX_PAGE_BYTES)
+}
 
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +70,21 @@ pub enum Start {
     Since(String),
     /// Rows after this one in (`sys_updated_on`, `sys_id`) order.
     After { updated: String, sys_id: String },
+}
+
+impl Start {
+    /// Whether a page whose last row is (`updated`, `sys_id`) got past this start: a server
+    /// that honours the keyset condition only ever answers rows after it.
+    fn passed_by(&self, updated: &str, sys_id: &str) -> bool {
+        match self {
+            Start::All => true,
+            Start::Since(t) => updated >= t.as_str(),
+            Start::After {
+                updated: u,
+                sys_id: s,
+            } => (updated, sys_id) > (u.as_str(), s.as_str()),
+        }
+    }
 }
 
 /// The encoded query of one page: the job's query (its own `ORDERBY` parts dropped), the start
@@ -92,12 +144,14 @@ pub struct Fetched {
     pub incremental: bool,
     /// Incidents in the cache afterwards.
     pub cached: usize,
+    /// Why the run stopped before the end (a per-run cap), and where the next one goes on.
+    pub stopped: Option<String>,
 }
 
 impl Fetched {
     pub fn line(&self) -> String {
         format!(
-            "{} {} rows in {} pages: {} new, {} updated, {} cached{}",
+            "{} {} rows in {} pages: {} new, {} updated, {} cached{}{}",
             if self.incremental {
                 "incremental fetch:"
             } else {
@@ -112,6 +166,10 @@ impl Fetched {
                 format!(" ({} retries)", self.retries)
             } else {
                 String::new()
+            },
+            match &self.stopped {
+                Some(why) => format!("; {why}"),
+                None => String::new(),
             }
         )
     }
@@ -125,7 +183,7 @@ pub struct Fetch<'a> {
 }
 
 impl Fetch<'_> {
-    fn fields(&self) -> String {
+    fn field_list(&self) -> Vec<&str> {
         let mut fields: Vec<&str> = match &self.spec.fields {
             Some(list) => list.iter().map(String::as_str).collect(),
             None => DEFAULT_FIELDS.to_vec(),
@@ -135,11 +193,19 @@ impl Fetch<'_> {
                 fields.push(required);
             }
         }
-        fields.join(",")
+        fields
+    }
+
+    fn fields(&self) -> String {
+        self.field_list().join(",")
     }
 
     /// One page, with retries: 429 waits `Retry-After`, 5xx, timeouts and HTML pages back off.
     async fn page(&self, query: &str, fetched: &mut Fetched) -> Result<(Vec<Value>, bool), String> {
+        let limit_bytes = BodyLimit {
+            bytes: page_body_limit(self.spec.page_size),
+            advice: "lower the job's `page_size` or ask for fewer `fields` (or check that the instance honours `sysparm_limit`)",
+        };
         let limit = self.spec.page_size.to_string();
         let fields = self.fields();
         let url = self.client.table_url(
@@ -162,14 +228,21 @@ impl Fetch<'_> {
             .unwrap_or((Duration::from_secs(1), Duration::from_secs(60)));
         let mut backoff = Backoff::new(initial, max);
         loop {
-            match self.client.call(Method::GET, url.clone(), None).await {
+            match self
+                .client
+                .call_limited(Method::GET, url.clone(), None, limit_bytes)
+                .await
+            {
                 Ok(answer) => {
-                    let rows = answer
-                        .json
-                        .get("result")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .ok_or_else(|| "the answer has no `result` list".to_string())?;
+                    // Taken out of the answer, not copied: a page is held once.
+                    let rows = match answer.json {
+                        Value::Object(mut map) => match map.remove("result") {
+                            Some(Value::Array(rows)) => Some(rows),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                    .ok_or_else(|| "the answer has no `result` list".to_string())?;
                     // The Link header says whether more rows follow; without one, a full
                     // page means there may be more.
                     let links: Vec<&str> = answer
@@ -232,20 +305,57 @@ impl Fetch<'_> {
             None => Start::All,
         };
         let mut newest: Option<String> = cache.watermark.clone();
+        let page_size = self.spec.page_size as usize;
+        let requested = self.field_list();
+        let mut text = 0usize;
+        let fail = |mut fetched: Fetched, cache: &Cache, message: String| {
+            fetched.cached = cache.incidents.len();
+            Err((fetched, format!("ServiceNow {instance}: {message}")))
+        };
         loop {
             let query = page_query(&base, &from);
             let (rows, more) = match self.page(&query, &mut fetched).await {
                 Ok(page) => page,
-                Err(message) => {
-                    fetched.cached = cache.incidents.len();
-                    return Err((fetched, format!("ServiceNow {instance}: {message}")));
-                }
+                Err(message) => return fail(fetched, cache, message),
             };
+            if rows.len() > page_size {
+                let message = format!(
+                    "page {} has {} rows, more than the {page_size} asked for (`sysparm_limit`); the instance (or a proxy in front of it) ignores the limit, so nothing of this page was kept; the rows of earlier pages are kept and the next run asks again from the same place",
+                    fetched.pages,
+                    rows.len()
+                );
+                return fail(fetched, cache, message);
+            }
+            // Only the fields asked for: extra keys a server adds are not kept.
+            let incidents: Vec<Incident> = rows
+                .into_iter()
+                .filter_map(|row| match row {
+                    Value::Object(mut row) => {
+                        row.retain(|key, _| requested.contains(&key.as_str()));
+                        Incident::from_row(&row)
+                    }
+                    _ => None,
+                })
+                .collect();
+            if let Some(end) = incidents.last()
+                && !from.passed_by(&end.sys_updated_on, &end.sys_id)
+            {
+                let message = format!(
+                    "page {} repeats rows already fetched: it ends at {} (sys_updated_on {}), not after where it was asked to start; the instance ignores the keyset condition in `sysparm_query`, so paging would never end; stopped after {} pages (check the job's `query` and any business rule or proxy that rewrites queries)",
+                    fetched.pages, end.number, end.sys_updated_on, fetched.pages
+                );
+                return fail(fetched, cache, message);
+            }
+            let at_cap =
+                |rows: usize, text: usize| rows >= MAX_ROWS_PER_RUN || text >= MAX_TEXT_PER_RUN;
             let mut last: Option<(String, String)> = None;
-            for row in rows {
-                let Some(incident) = row.as_object().and_then(Incident::from_row) else {
-                    continue;
-                };
+            let mut capped = false;
+            for incident in incidents {
+                if at_cap(fetched.rows, text) {
+                    capped = true;
+                    break;
+                }
+                text += incident.text_bytes();
                 fetched.rows += 1;
                 last = Some((incident.sys_updated_on.clone(), incident.sys_id.clone()));
                 if newest
@@ -259,6 +369,30 @@ impl Fetch<'_> {
                 } else {
                     fetched.updated += 1;
                 }
+            }
+            // A page that ended exactly at a cap with more to come stops too.
+            if capped || (more && at_cap(fetched.rows, text)) {
+                // Rows come in keyset order, so every row up to the last one kept is in; the
+                // next run asks from that row's second on (at or after, as after a complete
+                // run), so nothing is lost.
+                let resume = match (last, from) {
+                    (Some((updated, _)), _)
+                    | (None, Start::After { updated, .. } | Start::Since(updated)) => Some(updated),
+                    (None, Start::All) => None,
+                };
+                let why = if fetched.rows >= MAX_ROWS_PER_RUN {
+                    format!("{MAX_ROWS_PER_RUN} rows")
+                } else {
+                    format!("{} of text", human_bytes(MAX_TEXT_PER_RUN))
+                };
+                let stopped = format!(
+                    "stopped at {why}, the most one run keeps; the next run goes on from {}",
+                    resume.as_deref().unwrap_or("the start")
+                );
+                warn!(instance = %instance, rows = fetched.rows, "incident fetch: {stopped}");
+                fetched.stopped = Some(stopped);
+                newest = resume.or(newest);
+                break;
             }
             match last {
                 Some((updated, sys_id)) if more => {
@@ -336,6 +470,28 @@ pub async fn run_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_of_the_largest_size_fits_its_byte_cap_and_pages_must_move_forward() {
+        assert_eq!(page_body_limit(1), MIN_PAGE_BYTES);
+        assert_eq!(page_body_limit(100), 100 * PAGE_BYTES_PER_ROW);
+        assert_eq!(page_body_limit(10_000), MAX_PAGE_BYTES);
+        let at = Start::After {
+            updated: "2026-11-20 10:00:00".into(),
+            sys_id: "b".into(),
+        };
+        assert!(at.passed_by("2026-11-20 10:00:00", "c"));
+        assert!(at.passed_by("2026-11-20 10:00:01", "a"));
+        assert!(
+            !at.passed_by("2026-11-20 10:00:00", "b"),
+            "the same row again"
+        );
+        assert!(!at.passed_by("2026-11-20 09:59:59", "z"));
+        let since = Start::Since("2026-11-20 10:00:00".into());
+        assert!(since.passed_by("2026-11-20 10:00:00", "a"));
+        assert!(!since.passed_by("2026-11-20 09:00:00", "a"));
+        assert!(Start::All.passed_by("", ""));
+    }
 
     #[test]
     fn page_queries_keep_the_users_query_and_add_the_keyset() {

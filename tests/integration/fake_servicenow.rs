@@ -2,8 +2,15 @@
 //! bearer and OAuth auth, encoded queries (`=`, `!=`, `IN`, `NOT IN`, `>=`, `<=`, `>`, `<`,
 //! `ORDERBY`, `ORDERBYDESC`), `sysparm_fields`, paging with `Link` and `X-Total-Count`,
 //! create and update, and its error bodies. Tests queue answers ahead of it (429, HTML, 500).
+//!
+//! Hostile modes stand in for a broken or malicious instance: one that ignores the keyset
+//! condition (and so repeats a page), one that ignores `sysparm_limit`, one whose rows never
+//! end, and a server whose answer body never ends ([`EndlessBody`]).
 
 use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
@@ -37,6 +44,19 @@ pub struct State {
     pub lists: usize,
     /// What happens after the n-th list request, as things happen between two pages.
     pub after_list: Vec<(usize, Between)>,
+    /// Hostile: conditions on `sys_updated_on` and `sys_id` are dropped, so every page asked
+    /// for after the first is the first again.
+    pub ignore_keyset: bool,
+    /// Hostile: from this many list requests on, `sysparm_limit` is ignored and every
+    /// matching row comes in one page.
+    pub ignore_limit_from: Option<usize>,
+    /// Instead of `incidents`, this many made-up rows ([`synthetic_row`]), one a second in
+    /// `sys_updated_on` order, paged by the keyset as a real instance does; `u64::MAX` is a
+    /// table whose new rows never end.
+    pub synthetic: Option<u64>,
+    /// After this many list requests every further one is refused (HTTP 400): a bound for a
+    /// client that would otherwise page for ever, so a test fails instead of hanging.
+    pub max_lists: Option<usize>,
 }
 
 pub struct FakeServiceNow {
@@ -172,7 +192,17 @@ fn handle(state: &Mutex<State>, r: &Request) -> Response {
     s.clock_ms += 1000;
     match (r.method.as_str(), sys_id) {
         ("GET", None) => {
-            let response = list(&s, r);
+            if s.max_lists.is_some_and(|max| s.lists >= max) {
+                return error_body(
+                    400,
+                    "stand-in: too many list requests",
+                    "the client paged past the test's bound",
+                );
+            }
+            let response = match s.synthetic {
+                Some(total) => synthetic_list(total, r),
+                None => list(&s, r),
+            };
             s.lists += 1;
             let n = s.lists;
             let due: Vec<Between> = {
@@ -367,6 +397,10 @@ fn list(s: &State, r: &Request) -> Response {
     for group in query.split("^NQ") {
         let mut conditions = Vec::new();
         for part in group.split('^').filter(|p| !p.is_empty()) {
+            if s.ignore_keyset && (part.starts_with("sys_updated_on") || part.starts_with("sys_id"))
+            {
+                continue;
+            }
             if let Some(field) = part.strip_prefix("ORDERBYDESC") {
                 order.push((field.to_string(), true));
             } else if let Some(field) = part.strip_prefix("ORDERBY") {
@@ -392,10 +426,13 @@ fn list(s: &State, r: &Request) -> Response {
         });
     }
     let total = rows.len();
-    let limit: usize = r
-        .query("sysparm_limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let limit: usize = if s.ignore_limit_from.is_some_and(|from| s.lists >= from) {
+        usize::MAX / 2
+    } else {
+        r.query("sysparm_limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000)
+    };
     let offset: usize = r
         .query("sysparm_offset")
         .and_then(|v| v.parse().ok())
@@ -425,4 +462,133 @@ fn list(s: &State, r: &Request) -> Response {
         );
     }
     response
+}
+
+/// `sys_updated_on` of made-up row 0; row `i` is `i` seconds later.
+const SYNTHETIC_BASE: i64 = 1_795_000_000;
+
+/// Made-up row `i`: sys_id and time both grow with `i`, so keyset order is `i` order.
+pub fn synthetic_row(i: u64) -> Map<String, Value> {
+    let updated = stamp((SYNTHETIC_BASE + i as i64) * 1000);
+    let Value::Object(row) = json!({
+        "sys_id": format!("{i:032x}"),
+        "number": format!("INC{i:09}"),
+        "short_description": format!("made-up row {i}"),
+        "state": "1",
+        "priority": "3",
+        "category": "performance",
+        "opened_at": updated,
+        "sys_updated_on": updated,
+    }) else {
+        unreachable!()
+    };
+    row
+}
+
+/// The made-up row stamped `t` (`YYYY-MM-DD HH:MM:SS`).
+pub fn synthetic_index(t: &str) -> u64 {
+    let at = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    (at - SYNTHETIC_BASE) as u64
+}
+
+/// A page of made-up rows: the keyset start read from the query's first group (stamps are
+/// unique, so `sys_updated_on>t` alone places it), `sysparm_limit` rows, `Link` when more.
+fn synthetic_list(total: u64, r: &Request) -> Response {
+    let query = r.query("sysparm_query").unwrap_or_default();
+    let mut start = 0;
+    for part in query.split("^NQ").next().unwrap_or("").split('^') {
+        if let Some(t) = part.strip_prefix("sys_updated_on>=") {
+            start = synthetic_index(t);
+        } else if let Some(t) = part.strip_prefix("sys_updated_on>") {
+            start = synthetic_index(t) + 1;
+        }
+    }
+    let limit: u64 = r
+        .query("sysparm_limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let end = start.saturating_add(limit).min(total);
+    let page: Vec<Value> = (start..end)
+        .map(|i| project(&synthetic_row(i), r))
+        .collect();
+    let mut response = Response::json(200, json!({"result": page}).to_string());
+    if end < total {
+        response = response.header("Link", "<http://127.0.0.1/next>;rel=\"next\"");
+    }
+    response
+}
+
+/// A server whose answer never ends: 200, JSON, no `Content-Length` (the body lasts until the
+/// connection closes) and rows for ever, up to `GIVE_UP` bytes a connection. `sent` counts
+/// the bytes it got out, which is how a test sees whether the client stopped reading.
+pub struct EndlessBody {
+    pub addr: SocketAddr,
+    pub sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl EndlessBody {
+    /// Bytes after which one connection stops on its own, so a client that reads everything
+    /// still ends (with JSON that does not parse).
+    pub const GIVE_UP: u64 = 64 << 20;
+
+    pub fn start() -> EndlessBody {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_sent, thread_stop) = (sent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if thread_stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let sent = thread_sent.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"result\":[";
+                    if conn.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    let row = format!(
+                        "{{\"sys_id\":\"{}\",\"number\":\"INC0000001\",\"short_description\":\"{}\"}},",
+                        "a".repeat(32),
+                        "x".repeat(1000)
+                    );
+                    let chunk = row.repeat(64);
+                    let mut here = 0u64;
+                    while here < Self::GIVE_UP {
+                        if conn.write_all(chunk.as_bytes()).is_err() {
+                            return;
+                        }
+                        here += chunk.len() as u64;
+                        sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        EndlessBody { addr, sent, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for EndlessBody {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
 }
