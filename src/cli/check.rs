@@ -19,6 +19,11 @@ fn check_limits() -> Limits {
     }
 }
 
+/// Where a report template's author finds every field, said with a path the summary lacks.
+const SUMMARY_FIELDS: &str = "`runner report --summary` prints every field a template can use";
+/// What a Slack template's data holds, said with a path it lacks.
+const SLACK_FIELDS: &str = "a message's data is `events` (each an alert event, as docs/rules.md shows one), `count`, `firing`, `resolved`, `flapping` and `severity`";
+
 pub fn run(file: &Path) -> u8 {
     let config = match Config::load(file) {
         Ok(config) => config,
@@ -63,20 +68,29 @@ pub fn problems(config: &Config) -> (crate::diagnostic::Problems, usize) {
             problems.extend(found);
         }
     }
-    // Slack templates load and render against example alerts: one that fails would fall back
-    // to the built-in message at every alert.
+    // Slack templates load, have every path in the alerts' data (in every branch), and render
+    // against example alerts: one that fails would fall back to the built-in message.
     for spec in config.notifiers.values() {
         if let NotifierSettings::Slack {
             template: Some(path),
             ..
         } = &spec.settings
             && path.is_file()
-            && let Err(problem) = crate::notify::slack::check_template(path)
         {
-            problems.push(problem.to_problem(
-                &format!("notifiers.{}.template", spec.name),
-                "fix the template; until then the built-in message is used",
-            ));
+            let field = format!("notifiers.{}.template", spec.name);
+            let misses = crate::notify::slack::check_template_paths(path);
+            for miss in &misses {
+                problems.push(miss.to_problem(&field, SLACK_FIELDS));
+            }
+            // A miss the render would meet too is said once.
+            if misses.is_empty()
+                && let Err(problem) = crate::notify::slack::check_template(path)
+            {
+                problems.push(problem.to_problem(
+                    &field,
+                    "fix the template; until then the built-in message is used",
+                ));
+            }
         }
     }
     // Every notifier that is on can be built: one that cannot would be left out at run time.
@@ -90,10 +104,22 @@ pub fn problems(config: &Config) -> (crate::diagnostic::Problems, usize) {
             .help("fix its settings; until then runner starts without it and says so"),
         );
     }
-    // Report templates render against an example summary, so a typo shows now, not on Monday.
+    // Report templates have every path in the summary, in branches the example does not take
+    // too, and render against an example summary: a typo shows now, not on Monday.
+    let schema = crate::report::summary::schema(config);
     for spec in config.jobs.values() {
         if let JobKind::Report(report) = &spec.kind {
-            let templates: Vec<_> = report.templates.iter().filter(present).cloned().collect();
+            let mut templates: Vec<_> = report.templates.iter().filter(present).cloned().collect();
+            let field = format!("jobs.{}.templates", spec.name);
+            // A template with a path the summary lacks is not rendered too: its first miss
+            // would be said twice.
+            templates.retain(|template| {
+                let misses = crate::template::paths::check_file(template, &schema, "the summary");
+                for miss in &misses {
+                    problems.push(miss.to_problem(&field, SUMMARY_FIELDS));
+                }
+                misses.is_empty()
+            });
             let (_, failed) = crate::report::render_all(
                 &templates,
                 &crate::report::summary::example(config),
@@ -102,7 +128,7 @@ pub fn problems(config: &Config) -> (crate::diagnostic::Problems, usize) {
             );
             for problem in failed {
                 problems.push(problem.to_problem(
-                    &format!("jobs.{}.templates", spec.name),
+                    &field,
                     "fix the template; `runner report --summary` prints every field a template can use",
                 ));
             }

@@ -90,19 +90,42 @@ pub fn load_template(
 /// one), as `runner check` does: a template that would fail at every alert fails here.
 pub fn check_template(path: &Path) -> Result<(), crate::template::TemplateProblem> {
     let (hb, name) = load_template(path)?;
-    let at = chrono::Utc::now();
-    let events = [
-        AlertEvent::example("cpu_high", EventKind::Firing, Severity::Critical, at),
-        AlertEvent::example("cpu_high", EventKind::Resolved, Severity::Critical, at),
-    ];
-    crate::template::render(
-        &hb,
-        &name,
-        path,
-        &template_data(&events),
-        &Limits::message(),
-    )?;
+    crate::template::render(&hb, &name, path, &example_data(), &Limits::message())?;
     Ok(())
+}
+
+/// Fields of a template's data that are maps keyed by data, as `paths::Schema::from_example`
+/// writes them: an alert's labels.
+pub const MAP_FIELDS: &[&str] = &["events.labels"];
+
+/// Every path of a Slack template checked against what a message's data holds, in the
+/// branches example alerts do not reach too.
+pub fn check_template_paths(path: &Path) -> Vec<crate::template::paths::PathProblem> {
+    let schema = crate::template::paths::Schema::from_example(&example_data(), MAP_FIELDS);
+    crate::template::paths::check_file(path, &schema, "a message's data")
+}
+
+/// What a template sees for example alerts, a firing one and a resolved one, with every field
+/// filled (labels, incident, notify): the render reaches `{{#if incident}}`, and the schema
+/// knows the fields of what real alerts may leave out.
+fn example_data() -> Value {
+    let at = chrono::Utc::now();
+    let events: Vec<AlertEvent> = [EventKind::Firing, EventKind::Resolved]
+        .into_iter()
+        .map(|kind| {
+            let mut e = AlertEvent::example("cpu_high", kind, Severity::Critical, at);
+            e.labels.insert("instance".into(), "total".into());
+            e.fingerprint = crate::alerts::event::fingerprint(&e.host, &e.name, &e.labels);
+            e.description = "Sustained CPU load above the weekly pattern".into();
+            e.incident = Some(crate::alerts::event::Incident {
+                number: "INC0010001".into(),
+                sys_id: "6816f79cc0a8016401c5a33be04be441".into(),
+            });
+            e.notify = Some(vec!["slack".into()]);
+            e
+        })
+        .collect();
+    template_data(&events)
 }
 
 /// What a template sees.
@@ -459,6 +482,14 @@ mod tests {
         e.summary = summary.into();
         e.description = "CPU <busy> & hot".into();
         e
+    }
+
+    #[test]
+    fn the_template_check_example_fills_every_field() {
+        // A template's paths are checked against what the example alerts have: a field they
+        // left out (an incident, labels) would be unknown to the check.
+        let schema = crate::template::paths::Schema::from_example(&example_data(), MAP_FIELDS);
+        assert_eq!(schema.unknown(), Vec::<String>::new());
     }
 
     #[test]

@@ -491,7 +491,10 @@ fn highlights(s: &Summary) -> Vec<String> {
     out
 }
 
-/// A summary with plausible numbers in every section, for checking templates without history.
+/// A summary with plausible numbers in every section, for checking templates without history:
+/// every list has an item and every optional field a value (but where a value would say
+/// something false: see `ALWAYS_NULL`), so that its render reaches every branch and the
+/// schema built from it knows every field.
 pub fn example(config: &Config) -> Summary {
     let to = DateTime::parse_from_rfc3339("2026-11-30T08:00:00Z")
         .map(|t| t.to_utc())
@@ -533,6 +536,7 @@ pub fn example(config: &Config) -> Summary {
         event(EventKind::Firing, Severity::Critical, 600),
         event(EventKind::Resolved, Severity::Critical, 640),
         event(EventKind::Firing, Severity::Warning, 9_000),
+        event(EventKind::Flapping, Severity::Critical, 9_500),
     ];
     let mut summary = Summary {
         schema_version: SCHEMA_VERSION,
@@ -577,12 +581,24 @@ pub fn example(config: &Config) -> Summary {
             Family {
                 name: "postgres".into(),
                 title: "PostgreSQL".into(),
+                // Every metric the Database section reads, so that each of its optional
+                // figures is there for the templates' check.
                 metrics: vec![
+                    metric("postgres.main.cache_hit_percent", 99.2),
+                    metric("postgres.main.commits_per_sec", 90.0),
                     metric("postgres.main.connections", 42.0),
+                    metric("postgres.main.connections_used_percent", 45.0),
                     metric("postgres.main.deadlocks", 0.001),
+                    metric("postgres.main.lock_wait_max_ms", 250.0),
                     metric("postgres.main.lock_waiting", 0.5),
+                    metric("postgres.main.longest_statement_s", 30.0),
                     metric("postgres.main.oldest_transaction_s", 120.0),
+                    metric("postgres.main.replication_lag_s", 0.2),
+                    metric("postgres.main.rollbacks_per_sec", 0.4),
+                    metric("postgres.main.shop.cache_hit_percent", 99.5),
                     metric("postgres.main.shop.commits_per_sec", 85.0),
+                    metric("postgres.main.shop.connections", 30.0),
+                    metric("postgres.main.shop.temp_bytes_per_sec", 4096.0),
                 ],
             },
         ],
@@ -608,20 +624,57 @@ pub fn example(config: &Config) -> Summary {
                 priority: "High".into(),
                 opened_at: Some(from + chrono::Duration::hours(10)),
                 resolved_at: Some(from + chrono::Duration::hours(12)),
-                closed_at: None,
+                closed_at: Some(from + chrono::Duration::hours(13)),
                 age_seconds: Some(7200),
             }],
             resolved: Vec::new(),
-            open: Vec::new(),
+            open: vec![super::incidents::IncidentRow {
+                number: "INC0010002".into(),
+                short_description: "Disk filling on db-1".into(),
+                state: "In Progress".into(),
+                priority: "Moderate".into(),
+                opened_at: Some(to - chrono::Duration::hours(20)),
+                resolved_at: None,
+                closed_at: None,
+                age_seconds: Some(72_000),
+            }],
         },
         highlights: Vec::new(),
         quantile_error_percent: RELATIVE_ERROR * 100.0,
-        sources: Sources::default(),
+        sources: Sources {
+            files: 7,
+            archive_entries: 0,
+            bytes: 52_428_800,
+            bad_lines: 1,
+            unreadable: vec!["var/metrics/2026-11-24.jsonl: permission denied".into()],
+        },
     };
     summary.incidents.resolved = summary.incidents.opened.clone();
     summary.database = database::summarize(&summary.families);
     summary.highlights = highlights(&summary);
     summary
+}
+
+/// Optional fields the example leaves `null` because a value would contradict its item: a
+/// spell still firing has no end, an open incident is neither resolved nor closed.
+pub const ALWAYS_NULL: &[&str] = &[
+    "alerts.still_firing[].to",
+    "incidents.open[].closed_at",
+    "incidents.open[].resolved_at",
+];
+
+/// Fields of the summary that are maps keyed by data (a metric's or a host's name) rather than
+/// structs with fixed fields, as `paths::Schema::from_example` writes them: none today (the
+/// summary's collections are lists). A template may use any key of a map.
+pub const MAP_FIELDS: &[&str] = &[];
+
+/// The shape of what a report template sees, from the example, which fills every optional
+/// field and every list so that it knows them all.
+pub fn schema(config: &Config) -> crate::template::paths::Schema {
+    // A summary always serializes; were it not to, `null` would make every path pass rather
+    // than refuse good templates.
+    let example = serde_json::to_value(example(config)).unwrap_or_default();
+    crate::template::paths::Schema::from_example(&example, MAP_FIELDS)
 }
 
 /// Where the report's files go.
@@ -651,6 +704,21 @@ mod tests {
         }
         let (name, stats) = pass.finish().remove(0);
         metric_summary(&name, &stats, None)
+    }
+
+    #[test]
+    fn the_example_fills_every_list_and_every_optional_field() {
+        // The template check knows only the fields the example has: a new optional field or
+        // list left empty here would let a misspelt use of it through.
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs.yaml");
+        std::fs::write(
+            &jobs,
+            "data_dir: var\njobs:\n  weekly: { type: report, schedule: \"0 8 * * Mon\" }\n",
+        )
+        .unwrap();
+        let config = Config::load(&jobs).unwrap();
+        assert_eq!(schema(&config).unknown(), ALWAYS_NULL);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and column, not an empty string), and helpers for what templates show.
 
 pub mod bounds;
+pub mod paths;
 
 use std::path::Path;
 

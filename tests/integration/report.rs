@@ -445,6 +445,86 @@ fn template_errors_name_the_template_line_and_column() {
 }
 
 #[test]
+fn check_finds_a_misspelt_field_in_a_branch_the_example_does_not_take() {
+    // Issue 27: the example summary has alerts, so its render never took this `else`, and
+    // `check` passed a template whose report then failed every week without an alert.
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("quiet.md.hbs");
+    std::fs::write(
+        &template,
+        "# {{title}}\n{{#if alerts.fired}}{{alerts.fired}} fired{{else}}{{period.lable}}{{/if}}\n",
+    )
+    .unwrap();
+    let slack = dir.path().join("slack.hbs");
+    std::fs::write(
+        &slack,
+        "{{#each events}}{{summary}}{{#if incident}} {{incident.numbr}}{{/if}}{{/each}}\n",
+    )
+    .unwrap();
+    let jobs = jobs_file(
+        dir.path(),
+        &format!(
+            "notifiers:\n  chat: {{ type: slack, webhook_url: \"\", template: \"{}\" }}\njobs:\n  weekly: {{ type: report, schedule: \"0 8 * * Mon\", templates: [\"{}\"] }}\n",
+            slack.display(),
+            template.display()
+        ),
+    );
+    let config = Config::load(&jobs).unwrap();
+    let example = summary::example(&config);
+    assert!(
+        runner::report::render::render(&template, &example, &config.zone, &Limits::report())
+            .is_ok(),
+        "the example render alone does not see the `else`"
+    );
+
+    let output = run(&["check", "--jobs", jobs.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("error: `period.lable` is not a field: `period` has no field `lable`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:2:51", template.display())),
+        "{err}"
+    );
+    assert!(err.contains("= field: jobs.weekly.templates"), "{err}");
+    assert!(
+        err.contains(
+            "= help: did you mean `period.label`? `runner report --summary` prints every field"
+        ),
+        "{err}"
+    );
+    // The Slack template's `incident` is there only for alerts with an incident.
+    assert!(
+        err.contains("`incident.numbr` is not a field: `incident` has no field `numbr`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:1:", slack.display())),
+        "{err}"
+    );
+    assert!(err.contains("= field: notifiers.chat.template"), "{err}");
+    assert!(err.contains("did you mean `incident.number`?"), "{err}");
+    // Each said once: the static check's words, not the render's too.
+    assert_eq!(err.matches("period.lable").count(), 2, "{err}");
+
+    // Fixed, both pass.
+    std::fs::write(
+        &template,
+        "# {{title}}\n{{#if alerts.fired}}{{alerts.fired}} fired{{else}}{{period.label}}{{/if}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &slack,
+        "{{#each events}}{{summary}}{{#if incident}} {{incident.number}}{{/if}}{{/each}}\n",
+    )
+    .unwrap();
+    let output = run(&["check", "--jobs", jobs.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
 fn runner_report_renders_a_custom_template_and_prints_the_summary() {
     let week = write_week("", "log");
     let jobs = week.root.join("jobs.yaml");
