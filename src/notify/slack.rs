@@ -484,6 +484,34 @@ mod tests {
         e
     }
 
+    /// A chain of `{{else if}}` nests one block a link: a long one overflowed the stack when
+    /// rendered, at every alert and again at every start (the queued notice rendered again).
+    /// It is refused when loaded, and alerts go out with the built-in message.
+    #[test]
+    fn a_template_too_deep_to_render_is_refused_and_the_built_in_message_goes_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep.hbs");
+        let mut text = String::from("{{#if firing}}x");
+        for i in 0..1000 {
+            text.push_str(&format!("{{{{else if events.{i}.name}}}}y"));
+        }
+        std::fs::write(&path, text + "{{/if}}").unwrap();
+        let problem = check_template(&path).unwrap_err();
+        assert!(problem.message.contains("nest more than"), "{problem}");
+        let delivery = DeliverySpec {
+            timeout: std::time::Duration::from_secs(1),
+            retry_initial: std::time::Duration::from_secs(1),
+            retry_max: std::time::Duration::from_secs(1),
+            max_per_second: None,
+            burst: 1,
+            group_wait: std::time::Duration::ZERO,
+        };
+        let url = Secret::new("http://127.0.0.1:9/hook".to_string());
+        let slack = Slack::new("team", &url, Some(&path), &delivery).unwrap();
+        let events = [event(EventKind::Firing, Severity::Critical, "CPU high")];
+        assert_eq!(slack.payload(&events), message(&events));
+    }
+
     #[test]
     fn the_template_check_example_fills_every_field() {
         // A template's paths are checked against what the example alerts have: a field they

@@ -185,96 +185,157 @@ pub struct StructureProblem {
     pub at: Option<(usize, usize)>,
 }
 
-/// Checks the text before it is parsed: its size, and how deeply `{{#...}}` blocks and `(...)`
-/// subexpressions nest (a cheap scan that over-counts rather than under-counts).
+/// The line and column (in characters, from 1) of byte `offset` of `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Checks the text before it is parsed: its size, and how deeply constructs nest. Handlebars
+/// builds each `{{else if …}}` as a block inside the one before, so a chain counts one level a
+/// link; literals (`[…]`, `{…}`) and subexpressions recurse in its parser and count inside a
+/// tag. The scan over-counts rather than under-counts (a bracket in a comment of a tag is
+/// counted), and it is linear: it runs before the parser, whose time grows faster than that.
 pub fn check_source(text: &str) -> Result<(), StructureProblem> {
     if text.len() > MAX_TEMPLATE_BYTES {
         return Err(StructureProblem {
             message: format!(
-                "the template is {} KiB; templates may be at most {} KiB",
+                "the template is {} KiB; templates may be at most {} KiB (this is where it passes the limit)",
                 text.len() >> 10,
                 MAX_TEMPLATE_BYTES >> 10
             ),
-            at: None,
+            at: Some(position(text, MAX_TEMPLATE_BYTES)),
         });
     }
-    let (mut blocks, mut parens) = (0usize, 0usize);
-    let (mut line, mut column) = (1usize, 1usize);
-    let mut in_tag = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        let at = (line, column);
-        if c == '\n' {
-            line += 1;
-            column = 1;
-        } else {
-            column += 1;
-        }
-        if !in_tag {
-            if c == '{' && chars.peek() == Some(&'{') {
-                chars.next();
-                column += 1;
-                in_tag = true;
-                while let Some(&next) = chars.peek() {
-                    if next == '{' || next == '~' || next == ' ' {
-                        chars.next();
-                        column += 1;
-                    } else {
-                        break;
-                    }
-                }
-                match chars.peek() {
-                    Some('#') => blocks += 1,
-                    Some('/') => blocks = blocks.saturating_sub(1),
-                    _ => {}
-                }
-                if blocks > MAX_NESTING {
-                    return Err(StructureProblem {
-                        message: format!("blocks nest more than {MAX_NESTING} deep"),
-                        at: Some(at),
-                    });
-                }
-            }
+    let too_deep = |what: &str, offset: usize| StructureProblem {
+        message: format!("{what} nest more than {MAX_NESTING} deep"),
+        at: Some(position(text, offset)),
+    };
+    let bytes = text.as_bytes();
+    // One frame per open block: the levels it adds (itself and each `else if` chained to it).
+    let mut frames: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if !(bytes[i] == b'{' && bytes[i + 1] == b'{') {
+            i += 1;
             continue;
         }
-        match c {
-            '(' => {
-                parens += 1;
-                if parens > MAX_NESTING {
-                    return Err(StructureProblem {
-                        message: format!("subexpressions nest more than {MAX_NESTING} deep"),
-                        at: Some(at),
-                    });
+        let tag = i;
+        let mut j = i + 2;
+        while j < bytes.len() && matches!(bytes[j], b'{' | b'~' | b' ' | b'\t' | b'\r' | b'\n') {
+            j += 1;
+        }
+        // Comments hold text, not constructs.
+        if bytes.get(j) == Some(&b'!') {
+            let end = if text[j..].starts_with("!--") {
+                "--}}"
+            } else {
+                "}}"
+            };
+            i = text[j..]
+                .find(end)
+                .map_or(bytes.len(), |at| j + at + end.len());
+            continue;
+        }
+        let head = &text[j..];
+        let chained = |rest: &str| {
+            let rest = rest.trim_start_matches([' ', '\t', '\r', '\n', '~']);
+            !rest.is_empty() && !rest.starts_with('}')
+        };
+        if head.starts_with('#') {
+            frames.push(1);
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(too_deep("blocks (each `{{else if}}` counts as one)", tag));
+            }
+        } else if head.starts_with('/') {
+            depth = depth.saturating_sub(frames.pop().unwrap_or(0));
+        } else if let Some(rest) = head.strip_prefix('^').or_else(|| {
+            head.strip_prefix("else")
+                .filter(|r| !r.starts_with(is_symbol_char))
+        }) && chained(rest)
+            && let Some(frame) = frames.last_mut()
+        {
+            *frame += 1;
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(too_deep("blocks (each `{{else if}}` counts as one)", tag));
+            }
+        }
+        // The rest of the tag, to its `}}` outside string literals.
+        let mut brackets = 0usize;
+        let mut quote: Option<u8> = None;
+        while j < bytes.len() {
+            let c = bytes[j];
+            if let Some(q) = quote {
+                if c == b'\\' {
+                    j += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            } else {
+                match c {
+                    b'"' | b'\'' => quote = Some(c),
+                    b'(' | b'[' | b'{' => {
+                        brackets += 1;
+                        if brackets > MAX_NESTING {
+                            return Err(too_deep("subexpressions and literals", j));
+                        }
+                    }
+                    b')' | b']' => brackets = brackets.saturating_sub(1),
+                    b'}' if brackets > 0 => brackets -= 1,
+                    b'}' => break,
+                    _ => {}
                 }
             }
-            ')' => parens = parens.saturating_sub(1),
-            '}' if chars.peek() == Some(&'}') => {
-                in_tag = false;
-                parens = 0;
-            }
-            _ => {}
+            j += 1;
         }
+        i = j;
     }
     Ok(())
 }
 
-/// A partial reference found in a template: who refers, to what, where.
+/// The characters of a handlebars identifier: `else` followed by one of them is a name.
+fn is_symbol_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '-' | '_' | '$' | ':')
+}
+
+/// A partial reference found in a template: who refers, to what, where, and how deeply
+/// nested in blocks of its owner.
 struct Reference {
     from: String,
     to: String,
     at: Option<(usize, usize)>,
+    depth: usize,
 }
 
-/// Walks the parsed templates of `hb`: a partial name that is not written out, or partials that
-/// include each other in a circle, are problems (handlebars would recurse until the process's
-/// stack overflows).
+/// What the walk of the parsed templates gathers: partial references, and how deeply each
+/// template and inline partial nests on its own.
+#[derive(Default)]
+struct Walk {
+    references: Vec<Reference>,
+    own_depth: BTreeMap<String, usize>,
+}
+
+/// Walks the parsed templates of `hb`: a partial name that is not written out, partials that
+/// include each other in a circle (handlebars would recurse until the process's stack
+/// overflows), or a chain of partials whose blocks nest deeper than `MAX_NESTING` altogether
+/// (each partial renders inside the one that includes it) are problems.
 pub fn check_structure(hb: &Handlebars<'static>) -> Result<(), StructureProblem> {
-    let mut references = Vec::new();
+    let mut walk = Walk::default();
     for (name, template) in hb.get_templates() {
-        collect(template, name, &mut references)?;
+        collect(template, name, 0, &mut walk)?;
     }
+    let references = &walk.references;
     let mut graph: BTreeMap<&str, Vec<&Reference>> = BTreeMap::new();
-    for reference in &references {
+    for reference in references {
         graph.entry(&reference.from).or_default().push(reference);
     }
     // Depth-first, each node once: a reference back into the current path closes a circle.
@@ -315,30 +376,71 @@ pub fn check_structure(hb: &Handlebars<'static>) -> Result<(), StructureProblem>
             });
         }
     }
+    // No circles: the deepest a render can go from each node is finite. Computed bottom-up
+    // (memoised), so a long chain of partials costs one pass, not one per path.
+    fn deepest<'a>(
+        node: &'a str,
+        graph: &BTreeMap<&'a str, Vec<&'a Reference>>,
+        own: &BTreeMap<String, usize>,
+        memo: &mut BTreeMap<&'a str, usize>,
+        chain: usize,
+    ) -> usize {
+        if let Some(&d) = memo.get(node) {
+            return d;
+        }
+        // The walk itself recurses once a partial: past the limit the answer is known.
+        if chain > MAX_NESTING {
+            return usize::MAX;
+        }
+        let mut d = own.get(node).copied().unwrap_or(0);
+        for reference in graph.get(node).into_iter().flatten() {
+            let below = deepest(&reference.to, graph, own, memo, chain + 1);
+            d = d.max(reference.depth.saturating_add(1).saturating_add(below));
+        }
+        memo.insert(node, d);
+        d
+    }
+    let mut memo = BTreeMap::new();
+    for reference in references {
+        let below = deepest(&reference.to, &graph, &walk.own_depth, &mut memo, 0);
+        let total = reference.depth.saturating_add(1).saturating_add(below);
+        if total > MAX_NESTING {
+            return Err(StructureProblem {
+                message: format!(
+                    "blocks and the partials they include nest more than {MAX_NESTING} deep from here (`{}` and what it includes)",
+                    reference.to
+                ),
+                at: reference.at,
+            });
+        }
+    }
     Ok(())
 }
 
 fn collect(
     template: &Template,
     owner: &str,
-    out: &mut Vec<Reference>,
+    depth: usize,
+    walk: &mut Walk,
 ) -> Result<(), StructureProblem> {
+    let own = walk.own_depth.entry(owner.to_string()).or_default();
+    *own = (*own).max(depth);
     for (i, element) in template.elements.iter().enumerate() {
         let at = template.mapping.get(i).map(|m| (m.0, m.1));
         match element {
             TemplateElement::HelperBlock(h) => {
                 for inner in h.template.iter().chain(h.inverse.iter()) {
-                    collect(inner, owner, out)?;
+                    collect(inner, owner, depth + 1, walk)?;
                 }
             }
             TemplateElement::DecoratorBlock(d) | TemplateElement::DecoratorExpression(d) => {
                 let is_inline = matches!(&d.name, Parameter::Name(n) if n == "inline");
-                let defines = match d.params.first() {
-                    Some(Parameter::Literal(Value::String(name))) if is_inline => name.clone(),
-                    _ => owner.to_string(),
+                let (defines, inner_depth) = match d.params.first() {
+                    Some(Parameter::Literal(Value::String(name))) if is_inline => (name.clone(), 0),
+                    _ => (owner.to_string(), depth + 1),
                 };
                 if let Some(inner) = &d.template {
-                    collect(inner, &defines, out)?;
+                    collect(inner, &defines, inner_depth, walk)?;
                 }
             }
             TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
@@ -356,14 +458,15 @@ fn collect(
                     }
                 };
                 if name != "@partial-block" {
-                    out.push(Reference {
+                    walk.references.push(Reference {
                         from: owner.to_string(),
                         to: name,
                         at,
+                        depth,
                     });
                 }
                 if let Some(inner) = &d.template {
-                    collect(inner, owner, out)?;
+                    collect(inner, owner, depth + 1, walk)?;
                 }
             }
             _ => {}
@@ -572,12 +675,141 @@ mod tests {
     fn deep_nesting_and_huge_templates_are_refused_before_parsing() {
         let deep = format!("{}x{}", "{{#if a}}".repeat(5000), "{{/if}}".repeat(5000));
         let problem = check_source(&deep).unwrap_err();
-        assert_eq!(problem.message, "blocks nest more than 32 deep");
+        assert!(problem.message.starts_with("blocks"), "{problem:?}");
         assert_eq!(problem.at, Some((1, 1 + 9 * 32)));
         let parens = format!("{{{{x {}y{}}}}}", "(a ".repeat(100), ")".repeat(100));
         assert!(check_source(&parens).is_err());
-        assert!(check_source(&"x".repeat(MAX_TEMPLATE_BYTES + 1)).is_err());
+        let huge = format!("{}\n{}", "x".repeat(10), "y".repeat(MAX_TEMPLATE_BYTES));
+        let problem = check_source(&huge).unwrap_err();
+        assert_eq!(
+            problem.at,
+            Some((2, MAX_TEMPLATE_BYTES - 10)),
+            "{problem:?}"
+        );
         let ok = "{{#each a}}{{#if b}}{{c (d e)}}{{/if}}{{/each}}";
         assert_eq!(check_source(ok), Ok(()));
+    }
+
+    /// Each `{{else if}}` is a block inside the one before, to the parser and the renderer:
+    /// a chain of them nests as deep as its length, and a long one overflowed the stack.
+    #[test]
+    fn else_if_chains_count_as_nesting() {
+        let chain = |links: usize, open: &str| {
+            let mut text = String::from("{{#if a}}x");
+            for i in 0..links {
+                text.push_str(&format!("{open} b{i}}}}}y"));
+            }
+            text + "{{else}}z{{/if}}"
+        };
+        for open in [
+            "{{else if",
+            "{{~else if",
+            "{{ else if",
+            "{{^if",
+            "{{else unless",
+        ] {
+            let problem = check_source(&chain(1000, open)).unwrap_err();
+            assert!(problem.message.starts_with("blocks"), "{open}: {problem:?}");
+            assert_eq!(
+                check_source(&chain(MAX_NESTING - 1, open)),
+                Ok(()),
+                "{open}"
+            );
+            assert!(check_source(&chain(MAX_NESTING, open)).is_err(), "{open}");
+        }
+        // A chain ends with its block: the next block starts from the depth before it.
+        let twice = format!(
+            "{}{}",
+            chain(MAX_NESTING - 1, "{{else if"),
+            chain(MAX_NESTING - 1, "{{else if")
+        );
+        assert_eq!(check_source(&twice), Ok(()));
+        // `{{else}}`, `{{^}}` and a field named like `elsewhere` do not nest.
+        let plain = "{{#if a}}x{{else}}y{{/if}}{{#if a}}x{{^}}y{{/if}}{{elsewhere}}".repeat(100);
+        assert_eq!(check_source(&plain), Ok(()));
+    }
+
+    #[test]
+    fn literals_nest_too_and_strings_and_comments_hold_no_constructs() {
+        for (open, close) in [("[", "]"), ("{", "}"), ("(a ", ")")] {
+            let deep = format!("{{{{x {}1{}}}}}", open.repeat(1000), close.repeat(1000));
+            assert!(check_source(&deep).is_err(), "{open}");
+        }
+        let quoted = format!("{{{{x \"{}\"}}}}", "((([[[{{{".repeat(100));
+        assert_eq!(check_source(&quoted), Ok(()));
+        let commented = format!("{{{{!-- {} --}}}}", "{{#if a}}".repeat(100));
+        assert_eq!(check_source(&commented), Ok(()));
+    }
+
+    /// What `check_source` lets through renders: no construct it accepts overflows a thread's
+    /// stack. Registered and rendered on a thread of 512 KiB, a quarter of tokio's worker
+    /// stack, at the deepest nesting allowed of every kind at once.
+    #[test]
+    fn the_deepest_template_accepted_parses_and_renders_on_a_small_stack() {
+        let mut text = String::new();
+        for _ in 0..MAX_NESTING / 2 {
+            text.push_str("{{#each @root.list}}");
+        }
+        text.push_str("{{#if @root.a}}x");
+        for i in 0..MAX_NESTING / 2 - 2 {
+            text.push_str(&format!("{{{{else if @root.b{i}}}}}y"));
+        }
+        text.push_str(&format!(
+            "{{{{else}}}}{{{{x {}1{}}}}}",
+            "(x ".repeat(MAX_NESTING - 1),
+            ")".repeat(MAX_NESTING - 1)
+        ));
+        text.push_str("{{/if}}");
+        for _ in 0..MAX_NESTING / 2 {
+            text.push_str("{{/each}}");
+        }
+        assert_eq!(check_source(&text), Ok(()));
+        let rendered = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || {
+                let mut hb = registry(&[]);
+                hb.register_helper(
+                    "x",
+                    Box::new(
+                        |_: &Helper,
+                         _: &Handlebars,
+                         _: &Context,
+                         _: &mut RenderContext,
+                         out: &mut dyn Output|
+                         -> HelperResult { Ok(out.write("deep")?) },
+                    ),
+                );
+                hb.register_template_string("t", text).unwrap();
+                let mut data = serde_json::json!({"list": [1], "a": false});
+                for i in 0..MAX_NESTING {
+                    data[format!("b{i}")] = false.into();
+                }
+                render(&hb, "t", &data, &Limits::message()).unwrap()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(rendered, "deep");
+    }
+
+    #[test]
+    fn a_chain_of_partials_counts_its_nesting_altogether() {
+        // 40 inline partials, each including the next inside a block: no circle, but a render
+        // 80 levels deep.
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!(
+                "{{{{#*inline \"p{i}\"}}}}{{{{#if a}}}}{{{{> p{}}}}}{{{{/if}}}}{{{{/inline}}}}",
+                i + 1
+            ));
+        }
+        text.push_str("{{#*inline \"p40\"}}end{{/inline}}{{> p0}}");
+        assert_eq!(check_source(&text), Ok(()));
+        let hb = registry(&[("t", &text)]);
+        let problem = check_structure(&hb).unwrap_err();
+        assert!(problem.message.contains("nest more than"), "{problem:?}");
+        // The same chain, short, is fine.
+        let short = "{{#*inline \"p0\"}}{{#if a}}{{> p1}}{{/if}}{{/inline}}{{#*inline \"p1\"}}end{{/inline}}{{> p0}}";
+        assert_eq!(check_structure(&registry(&[("t", short)])), Ok(()));
     }
 }

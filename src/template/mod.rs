@@ -462,6 +462,14 @@ fn render_words(reason: &RenderErrorReason) -> String {
         }
         RenderErrorReason::MissingVariable(None) => "a field that is not here".to_string(),
         RenderErrorReason::TemplateError(e) => syntax_words(&e.reason().to_string()),
+        RenderErrorReason::PartialNotFound(name) => {
+            format!("there is no partial `{name}` (define it with `{{{{#*inline \"{name}\"}}}}`)")
+        }
+        // handlebars' own words here are misspelt ("cound").
+        RenderErrorReason::PartialBlockNotFound => {
+            "`{{> @partial-block}}` is used outside a partial block (`{{#> name}}…{{/name}}`)"
+                .to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -570,5 +578,27 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "93.2 1h5m a &lt; b &amp; c X");
+    }
+
+    #[test]
+    fn a_partial_block_used_outside_one_is_said_in_plain_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.hbs");
+        std::fs::write(&path, "a{{> @partial-block}}b").unwrap();
+        let mut hb = registry(Escape::None);
+        let name = register_file(&mut hb, &path).unwrap();
+        let problem = render(
+            &hb,
+            &name,
+            &path,
+            &serde_json::json!({}),
+            &bounds::Limits::message(),
+        )
+        .unwrap_err();
+        assert!(
+            problem.message.contains("outside a partial block"),
+            "{problem}"
+        );
+        assert!(!problem.message.contains("cound"), "{problem}");
     }
 }
