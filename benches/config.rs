@@ -2,7 +2,12 @@
 //! 2,000 monitor jobs, as every command does; a file with one broken job among them.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::sync::OnceLock;
 
@@ -43,4 +48,34 @@ fn load_2000_jobs() {
 fn load_2000_jobs_one_broken() {
     let problems = Config::load(&files().path().join("broken.yaml")).unwrap_err();
     assert!(problems.render().contains("schedul"));
+}
+
+/// The largest templates `register_file` accepts, in the shapes that cost its parser most:
+/// flat blocks, and `{{else if}}` chains as long as the nesting limit allows, each filling the
+/// 1 MiB size limit. Their time is what a hostile template can cost `check` or a reload.
+fn template_at_the_limit(unit: &str) -> std::path::PathBuf {
+    let path = files().path().join(format!("t{}.hbs", unit.len()));
+    let limit = runner::template::bounds::MAX_TEMPLATE_BYTES;
+    let text = unit.repeat(limit / unit.len());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[divan::bench(sample_count = 5, args = ["flat_blocks", "else_if_chains"])]
+fn register_a_1_mib_template(bencher: divan::Bencher, shape: &str) {
+    let unit = match shape {
+        "flat_blocks" => "{{#if a}}{{b}}{{/if}}\n".to_string(),
+        _ => {
+            let links = runner::template::bounds::MAX_NESTING - 1;
+            format!(
+                "{{{{#if a}}}}x{}{{{{else}}}}y{{{{/if}}}}\n",
+                "{{else if b}}x".repeat(links)
+            )
+        }
+    };
+    let path = template_at_the_limit(&unit);
+    bencher.bench(|| {
+        let mut hb = runner::template::registry(runner::template::Escape::Html);
+        runner::template::register_file(&mut hb, &path).unwrap();
+    });
 }

@@ -2,7 +2,12 @@
 //! reader's throughput over a synthetic week.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -6,7 +6,12 @@
 //! removed here.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 #[path = "../tests/integration/pg_server.rs"]
 #[allow(dead_code)]

@@ -1,7 +1,12 @@
 //! `cargo bench --bench probes`: the access-log parser, and a tick of 100 tcp probes.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::cell::RefCell;
 use std::io::Write;

@@ -2,7 +2,12 @@
 //! functions (per rule: the time divided by 1,000), and history functions over a 24 h window.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::sync::OnceLock;
 

@@ -8,7 +8,12 @@
 //! per second until the last one is marked delivered.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

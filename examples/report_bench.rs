@@ -7,7 +7,12 @@
 //! report job does; prints the time, the throughput and this process's peak RSS (VmHWM).
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -5,7 +5,12 @@
 //!   cargo run --release --example respell_metrics -- FROM_DATA_DIR TO_DATA_DIR
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;

@@ -8,7 +8,12 @@
 //! compression ratio and this process's peak RSS (VmHWM), which must not grow with file size.
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -6,7 +6,12 @@
 //!   one per line (`scripts/overhead.sh` passes the names this host's probes write).
 
 // A harness, not the product: a panic here is the failure, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_macros
+)]
 
 use std::time::Duration;
 

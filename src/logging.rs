@@ -63,11 +63,43 @@ pub fn is_json() -> bool {
     FORMAT.get() == Some(&LogFormat::Json)
 }
 
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a line that stderr did not take.
+pub fn count_dropped() {
+    DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Log lines dropped since start because stderr did not take them (a closed pipe, a full disk
+/// behind a redirect).
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// stderr for log lines. A line it cannot take is dropped and counted: the monitor goes on
+/// when journald restarts or a log pipe's reader exits. tracing's own fallback would print
+/// the failure with `eprintln!`, which panics on the same closed stderr.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().lock().write_all(buf).is_err() {
+            count_dropped();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber, writing to stderr so stdout stays for command output.
 pub fn init(format: LogFormat, level: LevelFilter) {
     let _ = FORMAT.set(format);
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
+        .log_internal_errors(false)
         .with_max_level(level)
         .with_target(false);
     let result = match format {

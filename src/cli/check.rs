@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::output::outln;
 use super::{exit, summary_line};
 use crate::config::{Config, JobKind, NotifierSettings};
 use crate::rules::RuleSet;
@@ -29,13 +30,13 @@ pub fn run(file: &Path) -> u8 {
         Ok(config) => config,
         Err(problems) => {
             super::print_problems(&problems);
-            println!("{}", summary_line(file, &problems));
+            outln!("{}", summary_line(file, &problems));
             return exit::FAILED;
         }
     };
     let (problems, rule_files) = problems(&config);
     super::print_problems(&problems);
-    println!(
+    outln!(
         "{} ({} jobs, {} notifiers, {} rule files)",
         summary_line(file, &problems),
         config.jobs.len(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::output::{out, outln};
 use super::{block_on, exit, find_job, load};
 use crate::alerts::AlertStore;
 use crate::alerts::lifecycle::Phase;
@@ -54,12 +55,12 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
     };
     let now = Utc::now();
     let plan = rotation.plan(now);
-    println!(
+    outln!(
         "{job}: dry run at {} (nothing is archived or deleted)",
         now.format("%Y-%m-%dT%H:%M:%SZ")
     );
     let bytes: u64 = plan.candidates.iter().map(|c| c.size).sum();
-    println!(
+    outln!(
         "would archive {}, {} ({bytes} bytes), into {} in {}",
         plural(plan.candidates.len(), "file"),
         format_size(bytes),
@@ -67,7 +68,7 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
         spec.archive_dir.display()
     );
     for c in &plan.candidates {
-        println!(
+        outln!(
             "  {}  {}  {}  -> {}",
             c.path.display(),
             format_size(c.size),
@@ -76,28 +77,28 @@ fn rotate_dry_run(config: &Config, job: &str, spec: &RotateSpec) -> u8 {
         );
     }
     let doomed: u64 = plan.expired.iter().map(|(_, size)| size).sum();
-    println!(
+    outln!(
         "would delete {}, {} ({doomed} bytes)",
         plural(plan.expired.len(), "expired archive"),
         format_size(doomed)
     );
     for (path, size) in &plan.expired {
-        println!("  {}  {}", path.display(), format_size(*size));
+        outln!("  {}  {}", path.display(), format_size(*size));
     }
     if !plan.leftover_tmp.is_empty() {
-        println!(
+        outln!(
             "would remove {} a stopped run left (never verified; their originals are in place)",
             plural(plan.leftover_tmp.len(), "unfinished archive")
         );
         for path in &plan.leftover_tmp {
-            println!("  {}", path.display());
+            outln!("  {}", path.display());
         }
     }
     for skipped in &plan.summary.skipped {
-        println!("skipped: {skipped}");
+        outln!("skipped: {skipped}");
     }
     for problem in &plan.summary.problems {
-        println!("problem: {problem}");
+        outln!("problem: {problem}");
     }
     if plan.summary.problems.is_empty() {
         exit::OK
@@ -117,13 +118,13 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
         }
     };
     for (output, path) in &prepared.outputs {
-        println!(
+        outln!(
             "===== {} (would be written to {}) =====",
             output.template.display(),
             path.display()
         );
-        print!("{}", output.text);
-        println!();
+        out!("{}", output.text);
+        outln!();
     }
     for problem in &prepared.problems {
         super::fail(format_args!("{problem}"));
@@ -132,7 +133,7 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
     let (summary, problems) = (&prepared.summary, &prepared.problems);
     let notice = crate::report::notice(job, summary, &paths);
     let notifiers = Notifiers::render_only(config, Arc::new(SystemClock));
-    println!(
+    outln!(
         "===== notifications ({}) =====",
         if spec.notify.is_empty() {
             "none".to_string()
@@ -152,9 +153,9 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
 fn print_requests(requests: Vec<(String, Vec<crate::notify::destination::Rendered>)>) {
     for (notifier, requests) in requests {
         for request in requests {
-            println!("\n{notifier}: {} {}", request.method, request.url);
+            outln!("\n{notifier}: {} {}", request.method, request.url);
             for line in request.body.lines() {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
     }
@@ -163,7 +164,7 @@ fn print_requests(requests: Vec<(String, Vec<crate::notify::destination::Rendere
 /// Fetches as the job would, into a copy of the cache, and says what it found; writes nothing.
 async fn fetch_dry_run(config: &Config, job: &str, spec: &FetchSpec) -> u8 {
     let Some(settings) = &spec.servicenow else {
-        println!(
+        outln!(
             "{job}: ServiceNow is not configured (notifier `{}` is off); nothing to fetch",
             spec.from
         );
@@ -188,7 +189,7 @@ async fn fetch_dry_run(config: &Config, job: &str, spec: &FetchSpec) -> u8 {
     };
     match fetch.run(&mut cache).await {
         Ok(fetched) => {
-            println!("{job}: dry run: {}; nothing written", fetched.line());
+            outln!("{job}: dry run: {}; nothing written", fetched.line());
             exit::OK
         }
         Err((_, e)) => {
@@ -224,11 +225,11 @@ fn last_logged_sample(config: &Config, job: &str) -> Option<Sample> {
 }
 
 async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_log: bool) -> u8 {
-    println!("dry run of job `{job}`: nothing is sent, no state or metrics are written\n");
+    outln!("dry run of job `{job}`: nothing is sent, no state or metrics are written\n");
     let sample = if from_log {
         match last_logged_sample(config, job) {
             Some(sample) => {
-                println!(
+                outln!(
                     "sample: the last one logged, {} ({} metrics)",
                     sample.ts.to_rfc3339(),
                     sample.metrics.len()
@@ -248,7 +249,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         probes.collect().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let output = probes.collect().await;
-        println!(
+        outln!(
             "sample: measured now, twice a second apart so rates exist ({} metrics)",
             output.metrics.len()
         );
@@ -261,7 +262,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         }
     };
     for (probe, error) in &sample.errors {
-        println!("  probe error {probe}: {error}");
+        outln!("  probe error {probe}: {error}");
     }
 
     // History up to just before the sample: the pipeline adds the sample itself, as a tick.
@@ -272,7 +273,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     .read_only();
     let before = sample.ts - chrono::Duration::milliseconds(1);
     let warmed = history.warm(MetricsReader::for_config(config).files(), job, before);
-    println!(
+    outln!(
         "history: {} samples of the last 48 h from the metrics log",
         warmed.samples
     );
@@ -283,12 +284,12 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     let mut pipeline = Pipeline::new(history, rules, alerts);
     let stepped = pipeline.step(sample.ts, &sample.metrics, |_| {});
     let (evaluation, events) = (stepped.evaluation, stepped.events);
-    println!("rules: {}", plural(pipeline.rules().files().len(), "file"));
+    outln!("rules: {}", plural(pipeline.rules().files().len(), "file"));
     for outcome in &evaluation.outcomes {
         match &outcome.error {
-            Some(error) => println!("  {}: FAILED: {error}", outcome.rule_file),
-            None if outcome.missing.is_empty() => println!("  {}: ok", outcome.rule_file),
-            None => println!(
+            Some(error) => outln!("  {}: FAILED: {error}", outcome.rule_file),
+            None if outcome.missing.is_empty() => outln!("  {}: ok", outcome.rule_file),
+            None => outln!(
                 "  {}: ok; no data for {}",
                 outcome.rule_file,
                 outcome
@@ -308,11 +309,11 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         .values()
         .filter(|s| s.phase != Phase::Inactive)
         .collect();
-    println!();
+    outln!();
     if active.is_empty() {
-        println!("alerts: none active");
+        outln!("alerts: none active");
     } else {
-        println!("alerts:");
+        outln!("alerts:");
         for state in active {
             let phase = match state.phase {
                 Phase::Pending => "PENDING",
@@ -337,7 +338,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
                         .join(",")
                 )
             };
-            println!(
+            outln!(
                 "  {phase} {}{labels} [{}] value {value}{}  ({})",
                 state.name,
                 state.severity.as_str(),
@@ -347,14 +348,14 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         }
     }
     if events.is_empty() {
-        println!("events: none would be sent now");
+        outln!("events: none would be sent now");
         return exit::OK;
     }
     let notifiers = Notifiers::render_only(config, Arc::new(SystemClock));
-    println!("events that would be sent:");
+    outln!("events that would be sent:");
     for event in &events {
         let targets = notifiers.targets(&spec.notify, event);
-        println!(
+        outln!(
             "  {} {} [{}]: {} — {}  -> {}",
             event.kind,
             event.name,
@@ -376,7 +377,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         .filter_map(|n| n.off.as_ref().map(|why| format!("{} ({why})", n.name)))
         .collect();
     if !off.is_empty() {
-        println!("\noff, so nothing goes to: {}", off.join(", "));
+        outln!("\noff, so nothing goes to: {}", off.join(", "));
     }
     exit::OK
 }

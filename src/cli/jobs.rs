@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::output::outln;
 use super::{exit, load};
 use crate::scheduler::clock::{Clock, SystemClock};
 use crate::vocab::duration::format_duration;
@@ -12,27 +13,27 @@ pub fn run(file: &Path) -> u8 {
         Err(code) => return code,
     };
     let now = SystemClock.now();
-    println!(
+    outln!(
         "jobs in {} (times in {})",
         file.display(),
         config.zone.name()
     );
     for spec in config.jobs.values() {
-        println!();
-        println!("{} ({})", spec.name, spec.type_name());
+        outln!();
+        outln!("{} ({})", spec.name, spec.type_name());
         if let Some(description) = &spec.description {
-            println!("  {description}");
+            outln!("  {description}");
         }
-        println!(
+        outln!(
             "  schedule: {}  ({})",
             spec.schedule,
             spec.schedule.describe()
         );
         if let Some(timeout) = spec.timeout {
-            println!("  timeout:  {}", format_duration(timeout));
+            outln!("  timeout:  {}", format_duration(timeout));
         }
         match spec.inactive_reason() {
-            Some(reason) => println!("  off:      {reason}"),
+            Some(reason) => outln!("  off:      {reason}"),
             None => {
                 // `@every 500ms` runs twice a second: whole seconds would print equal times.
                 let format = match spec.schedule {
@@ -50,7 +51,7 @@ pub fn run(file: &Path) -> u8 {
                     .enumerate()
                 {
                     let label = if i == 0 { "next:" } else { "" };
-                    println!("  {label:<9} {}", config.zone.strftime(at, format));
+                    outln!("  {label:<9} {}", config.zone.strftime(at, format));
                 }
             }
         }
@@ -61,8 +62,8 @@ pub fn run(file: &Path) -> u8 {
         .filter_map(|n| n.off.as_ref().map(|r| format!("{} ({r})", n.name)))
         .collect();
     if !off.is_empty() {
-        println!();
-        println!("notifiers off: {}", off.join("; "));
+        outln!();
+        outln!("notifiers off: {}", off.join("; "));
     }
     exit::OK
 }

@@ -8,6 +8,7 @@ mod completions;
 mod dry_run;
 mod jobs;
 mod notify_test;
+pub mod output;
 mod reload;
 mod report;
 mod run;
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::{error, warn};
 
+use self::output::{err, errln};
 use crate::config::Config;
 use crate::diagnostic::Problems;
 use crate::logging::{self, LogFormat};
@@ -167,10 +169,7 @@ pub fn main() -> ExitCode {
     };
     logging::init(cli.log_format, logging::level(cli.verbose, cli.quiet));
     crate::probes::procfs::set_roots(cli.proc_root.clone(), cli.sys_root.clone());
-    if cli.command.is_some() {
-        end_quietly_on_a_closed_pipe();
-    }
-    ExitCode::from(match &cli.command {
+    let code = match &cli.command {
         None => serve::run(&cli.jobs, cli.listen.as_deref()),
         Some(Command::Check) => check::run(&cli.jobs),
         Some(Command::Run { job }) => run::run(&cli.jobs, job),
@@ -201,18 +200,8 @@ pub fn main() -> ExitCode {
                 as_json: *summary,
             },
         ),
-    })
-}
-
-/// A command that prints ends quietly when the reader of its output goes away (`runner jobs |
-/// head -1`), as Unix tools do, rather than panic on the broken pipe: Rust ignores SIGPIPE, so
-/// its default is restored. The scheduler keeps ignoring it: a log reader that goes away must
-/// not stop the monitor.
-fn end_quietly_on_a_closed_pipe() {
-    // SAFETY: setting a signal's disposition to its default touches no memory of ours.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    };
+    ExitCode::from(if output::failed() { exit::FAILED } else { code })
 }
 
 /// A command's own error on stderr: `error: …`, or with `--log-format json` one JSON object
@@ -221,7 +210,7 @@ fn fail(message: impl std::fmt::Display) {
     if crate::logging::is_json() {
         tracing::error!("{message}");
     } else {
-        eprintln!("error: {message}");
+        errln!("error: {message}");
     }
 }
 
@@ -230,7 +219,7 @@ fn say(message: impl std::fmt::Display) {
     if crate::logging::is_json() {
         tracing::info!("{message}");
     } else {
-        eprintln!("{message}");
+        errln!("{message}");
     }
 }
 
@@ -238,7 +227,7 @@ fn say(message: impl std::fmt::Display) {
 /// object per problem with its file, line, column and field.
 fn print_problems(problems: &crate::diagnostic::Problems) {
     if !crate::logging::is_json() {
-        eprint!("{}", problems.render());
+        err!("{}", problems.render());
         return;
     }
     for p in problems.iter() {

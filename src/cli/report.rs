@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::output::{out, outln};
 use super::{exit, load};
 use crate::config::{Config, JobKind, ReportSpec};
 use crate::template::bounds::Limits;
@@ -76,7 +77,7 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
     if request.as_json {
         return match serde_json::to_string_pretty(&summary) {
             Ok(text) => {
-                println!("{text}");
+                outln!("{text}");
                 exit::OK
             }
             Err(e) => {
@@ -147,7 +148,7 @@ fn print_one(outputs: &[crate::report::render::Output]) {
     else {
         return;
     };
-    print!("{}", shown.text);
+    out!("{}", shown.text);
     let others: Vec<String> = outputs
         .iter()
         .filter(|o| !std::ptr::eq(*o, shown))

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::exit;
+use super::output::{out, outln};
 use crate::diagnostic::Problems;
 use crate::rule_test::{find_test_files, run_file};
 
@@ -35,7 +36,7 @@ pub fn run(paths: &[PathBuf]) -> u8 {
     for file in &files {
         let report = run_file(file);
         if !report.problems.is_empty() {
-            println!("FAIL {} (cannot run)", file.display());
+            outln!("FAIL {} (cannot run)", file.display());
             let problems: Problems =
                 report
                     .problems
@@ -44,21 +45,21 @@ pub fn run(paths: &[PathBuf]) -> u8 {
                         all.push(p);
                         all
                     });
-            print!("{}", problems.render());
+            out!("{}", problems.render());
             failed += 1;
             continue;
         }
         if report.failures.is_empty() {
-            println!("ok   {} ({} checks)", file.display(), report.passed);
+            outln!("ok   {} ({} checks)", file.display(), report.passed);
         } else {
-            println!("FAIL {}", file.display());
+            outln!("FAIL {}", file.display());
             for f in &report.failures {
-                println!("  {}:{}: {}", file.display(), f.line, f.message);
+                outln!("  {}:{}: {}", file.display(), f.line, f.message);
             }
         }
         passed += report.passed;
         failed += report.failures.len();
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     if failed == 0 { exit::OK } else { exit::FAILED }
 }

@@ -275,6 +275,12 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
         "gauge",
         (vec![host()], s.started.timestamp_millis() as f64 / 1000.0),
     );
+    f.add(
+        "runner_log_lines_dropped_total".into(),
+        "log lines stderr did not take (its reader gone, a full disk behind a redirect), dropped so the agent goes on",
+        "counter",
+        (vec![host()], crate::logging::dropped_lines() as f64),
+    );
     for sample in s.samples {
         let monitor = || ("runner_job", sample.job.clone());
         f.add(

@@ -579,3 +579,107 @@ fn the_dockerfile_copies_what_exists_and_its_image_layout_runs_the_shipped_jobs_
         "the build context leaves target/ out"
     );
 }
+
+/// A pipe whose reader is already gone: every write to it fails with EPIPE at once, whatever
+/// the output's size, as when `| head -1` has read its line and left.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[test]
+fn commands_whose_reader_went_away_end_quietly_with_their_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = jobs_file(dir.path(), EVERY_SECOND);
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "jobs:\n  a:\n    type: monitr\n").unwrap();
+    let (good, broken) = (good.to_str().unwrap(), broken.to_str().unwrap());
+    let cases: [(&[&str], i32); 8] = [
+        (&["man"], 0),
+        (&["completions", "bash"], 0),
+        (&["--jobs", good, "jobs"], 0),
+        (&["--jobs", good, "check"], 0),
+        (&["--jobs", good, "dry-run", "tick"], 0),
+        (&["test", "rules"], 0),
+        // Still a failure: `set -o pipefail; runner check | head` must not pass a broken file.
+        (&["--jobs", broken, "check"], 1),
+        (&["--jobs", broken, "jobs"], 1),
+    ];
+    for (args, expected) in cases {
+        let output = command(args)
+            .stdout(closed_pipe())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(expected), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+    // stderr closed too, as with `runner --jobs broken.yaml 2>&1 | head -1`.
+    for args in [&["--jobs", broken][..], &["--jobs", broken, "check"]] {
+        let status = command(args)
+            .stdout(closed_pipe())
+            .stderr(closed_pipe())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{args:?}");
+    }
+}
+
+#[test]
+fn the_scheduler_keeps_ticking_with_a_closed_stderr_and_stops_on_sigterm() {
+    for verbosity in [None, Some("-v")] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = jobs_file(dir.path(), &format!("shutdown_grace: 10m\n{EVERY_SECOND}"));
+        let mut args = vec!["--jobs", file.to_str().unwrap()];
+        args.extend(verbosity);
+        let mut child = command(&args)
+            .stdout(closed_pipe())
+            .stderr(closed_pipe())
+            .spawn()
+            .unwrap();
+        // Three ticks logged after the first line on stderr failed to be written.
+        let metrics = dir.path().join("var/metrics");
+        let lines = || -> usize {
+            std::fs::read_dir(&metrics)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|text| text.lines().count())
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while lines() < 3 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{verbosity:?}: runner stopped with {status} instead of ticking");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{verbosity:?}: no ticks"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{verbosity:?}: SIGTERM did not stop runner");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(0), "{verbosity:?}");
+    }
+}

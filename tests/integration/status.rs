@@ -320,6 +320,7 @@ fn the_grafana_dashboard_asks_only_for_series_runner_exposes() {
     let mut known: std::collections::BTreeSet<String> = [
         "runner_info",
         "runner_start_time_seconds",
+        "runner_log_lines_dropped_total",
         "runner_sample_timestamp_seconds",
         "runner_probe_failing",
         "runner_job_runs_total",
