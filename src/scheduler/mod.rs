@@ -363,16 +363,8 @@ async fn run_once(
     let lateness_ms = lateness_us as f64 / 1e3;
     debug!(job = name, scheduled = %info.scheduled.to_rfc3339(), lateness_ms, "run started");
 
-    let cancel = info.cancel.clone();
     let started = info.started;
-    let mut handle = tokio::spawn(entry.task.clone().run(info));
-    let result = match entry.timeout {
-        None => Some((&mut handle).await),
-        Some(limit) => tokio::select! {
-            joined = &mut handle => Some(joined),
-            _ = clock.sleep(limit) => None,
-        },
-    };
+    let ended = run_within(name, entry.task.clone(), info, entry.timeout, &clock).await;
     let elapsed = clock.now() - started;
     let elapsed_ms = elapsed.num_milliseconds();
     let elapsed_us = elapsed.num_microseconds().unwrap_or(0).max(0) as u64;
@@ -380,53 +372,80 @@ async fn run_once(
         .run_micros_total
         .fetch_add(elapsed_us, Ordering::Relaxed);
     stats.last_run_micros.store(elapsed_us, Ordering::Relaxed);
-    match result {
-        None => {
+    match ended {
+        RunEnd::TimedOut { limit } => {
             stats.timed_out.fetch_add(1, Ordering::Relaxed);
             stats.failed.fetch_add(1, Ordering::Relaxed);
-            error!(
-                job = name,
-                timeout_ms = entry.timeout.map(|t| t.as_millis() as u64),
-                "run timed out; cancelling it"
-            );
-            // The work stops at its next check; until it has, the job counts as running, so
-            // no later run overlaps it.
-            cancel.cancel();
-            let _ = handle.await;
             info!(
                 job = name,
-                elapsed_ms = (clock.now() - started).num_milliseconds(),
+                timeout_ms = limit.as_millis() as u64,
+                elapsed_ms,
                 "cancelled run ended"
             );
         }
-        Some(Ok(Ok(Outcome::Done(summary)))) => {
+        RunEnd::Finished(Ok(Outcome::Done(summary))) => {
             stats.succeeded.fetch_add(1, Ordering::Relaxed);
             debug!(job = name, elapsed_ms, summary = %summary, "run finished");
         }
-        Some(Ok(Ok(Outcome::Busy(reason)))) => {
+        RunEnd::Finished(Ok(Outcome::Busy(reason))) => {
             stats.skipped_busy.fetch_add(1, Ordering::Relaxed);
             warn!(job = name, reason = %reason, "run skipped");
         }
-        Some(Ok(Ok(Outcome::Off(reason)))) => {
+        RunEnd::Finished(Ok(Outcome::Off(reason))) => {
             debug!(job = name, reason = %reason, "job is off");
         }
-        Some(Ok(Err(e))) => {
+        RunEnd::Finished(Err(e)) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             error!(job = name, elapsed_ms, error = %format!("{e:#}"), "run failed");
         }
-        Some(Err(join)) => {
+        RunEnd::Panicked(reason) => {
             stats.panicked.fetch_add(1, Ordering::Relaxed);
             stats.failed.fetch_add(1, Ordering::Relaxed);
-            let reason = if join.is_panic() {
-                panic_message(join.into_panic())
-            } else {
-                "cancelled".to_string()
-            };
             error!(job = name, elapsed_ms, panic = %reason, "run panicked; the scheduler goes on");
         }
     }
     lock(&state.running).remove(name);
     running.store(false, Ordering::Release);
+}
+
+/// How a run ended: with the task's own result, past its timeout (then cancelled and waited
+/// for), or in a panic.
+pub enum RunEnd {
+    Finished(anyhow::Result<Outcome>),
+    TimedOut { limit: Duration },
+    Panicked(String),
+}
+
+/// Runs `task` in a task of its own, so a panic is contained, and cancels it at `timeout`:
+/// the scheduler and `runner run JOB` hold a job to the same limit. A cancelled run is waited
+/// for (the work stops at its next check), so nothing of it outlives its end here and no later
+/// run overlaps it.
+pub async fn run_within(
+    name: &str,
+    task: Arc<dyn Task>,
+    info: RunInfo,
+    timeout: Option<Duration>,
+    clock: &SharedClock,
+) -> RunEnd {
+    let cancel = info.cancel.clone();
+    let mut handle = tokio::spawn(task.run(info));
+    let joined = match timeout {
+        None => (&mut handle).await,
+        Some(limit) => tokio::select! {
+            joined = &mut handle => joined,
+            _ = clock.sleep(limit) => {
+                error!(job = name, timeout_ms = limit.as_millis() as u64, "run timed out; cancelling it");
+                cancel.cancel();
+                let _ = handle.await;
+                return RunEnd::TimedOut { limit };
+            }
+        },
+    };
+    match joined {
+        Ok(result) => RunEnd::Finished(result),
+        Err(join) if join.is_panic() => RunEnd::Panicked(panic_message(join.into_panic())),
+        Err(_) => RunEnd::Panicked("cancelled".to_string()),
+    }
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

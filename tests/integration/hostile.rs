@@ -118,9 +118,9 @@ fn a_template_that_includes_itself_is_refused_and_nothing_aborts() {
     assert!(err.contains("every template failed"), "{err}");
 }
 
-#[test]
-fn a_report_job_out_of_time_stops_rendering_and_no_run_overlaps_it() {
-    // Loops inside loops over a week of hourly points: far longer than any timeout.
+/// A report job with `timeout: 1s` whose template loops inside loops over a week of hourly
+/// points: far longer than any timeout.
+fn report_out_of_time() -> tempfile::TempDir {
     let looping = "{{#each families}}{{#each metrics}}{{#each series}}{{#each ../series}}{{#each ../../series}}{{#each ../../../series}}{{/each}}{{/each}}{{/each}}{{/each}}{{/each}}{{/each}}";
     let now = chrono::Utc::now() - chrono::Duration::minutes(30);
     let sample = format!(
@@ -128,14 +128,31 @@ fn a_report_job_out_of_time_stops_rendering_and_no_run_overlaps_it() {
         now.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     );
     let day = format!("var/metrics/{}.jsonl", now.format("%Y-%m-%d"));
-    let dir = folder(&[
+    folder(&[
         (
             "jobs.yaml",
             b"data_dir: var\nshutdown_grace: 10m\njobs:\n  weekly: { type: report, schedule: \"@every 2s\", timeout: 1s, templates: [loop.md.hbs] }\n",
         ),
         ("loop.md.hbs", looping.as_bytes()),
         (&day, sample.as_bytes()),
-    ]);
+    ])
+}
+
+#[test]
+fn runner_run_holds_a_job_to_its_timeout_as_the_scheduler_does() {
+    let dir = report_out_of_time();
+    let (code, _, err) = run_in(dir.path(), &["run", "weekly", "--jobs", "jobs.yaml"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("job `weekly` ran past its timeout of 1s and was cancelled"),
+        "{err}"
+    );
+    assert!(err.contains("run timed out; cancelling it"), "{err}");
+}
+
+#[test]
+fn a_report_job_out_of_time_stops_rendering_and_no_run_overlaps_it() {
+    let dir = report_out_of_time();
     let mut cmd = command(&["--jobs", "jobs.yaml", "-v"]);
     cmd.current_dir(dir.path());
     let mut runner = Running::spawn(cmd);
