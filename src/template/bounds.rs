@@ -18,8 +18,15 @@ use handlebars::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// The largest template text accepted.
-pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+/// The largest template text accepted: 35 times the shipped weekly report's.
+pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
+
+/// The most tags (`{{…}}`, comments included) a template may hold: 12 times the shipped
+/// weekly report's. handlebars works out the line and column of every construct by counting
+/// from the start of the text, so parsing costs tags × bytes: at these two limits a template
+/// parses in about a second (`cargo bench --bench config -- register`), where a megabyte of
+/// `{{else if}}` took minutes.
+pub const MAX_TAGS: usize = 2_000;
 
 /// How deeply blocks (`{{#each}}`, `{{#if}}`, ...) and subexpressions may nest.
 pub const MAX_NESTING: usize = 32;
@@ -221,6 +228,7 @@ pub fn check_source(text: &str) -> Result<(), StructureProblem> {
     // One frame per open block: the levels it adds (itself and each `else if` chained to it).
     let mut frames: Vec<usize> = Vec::new();
     let mut depth = 0usize;
+    let mut tags = 0usize;
     let mut i = 0;
     while i + 1 < bytes.len() {
         if !(bytes[i] == b'{' && bytes[i + 1] == b'{') {
@@ -228,6 +236,15 @@ pub fn check_source(text: &str) -> Result<(), StructureProblem> {
             continue;
         }
         let tag = i;
+        tags += 1;
+        if tags > MAX_TAGS {
+            return Err(StructureProblem {
+                message: format!(
+                    "the template has more than {MAX_TAGS} tags (`{{{{…}}}}`, comments included); split it into partials of their own files or loop over a list instead"
+                ),
+                at: Some(position(text, tag)),
+            });
+        }
         let mut j = i + 2;
         while j < bytes.len() && matches!(bytes[j], b'{' | b'~' | b' ' | b'\t' | b'\r' | b'\n') {
             j += 1;
@@ -688,6 +705,16 @@ mod tests {
         );
         let ok = "{{#each a}}{{#if b}}{{c (d e)}}{{/if}}{{/each}}";
         assert_eq!(check_source(ok), Ok(()));
+    }
+
+    #[test]
+    fn tags_are_counted_comments_included() {
+        let at_limit = "{{a}}".repeat(MAX_TAGS);
+        assert_eq!(check_source(&at_limit), Ok(()));
+        let over = format!("{at_limit}\n{{{{!-- x --}}}}");
+        let problem = check_source(&over).unwrap_err();
+        assert!(problem.message.contains("more than 2000 tags"), "{problem:?}");
+        assert_eq!(problem.at, Some((2, 1)));
     }
 
     /// Each `{{else if}}` is a block inside the one before, to the parser and the renderer:
