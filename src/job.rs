@@ -103,10 +103,16 @@ impl Job {
                     state.reload_rules(monitor);
                 }
                 let (_, _, summary) = state.tick(self.clock.now()).await?;
-                format!(
+                let line = format!(
                     "{} metrics, {} probe errors, {} alert events, {} alerts firing",
                     summary.metrics, summary.errors, summary.events, summary.firing
-                )
+                );
+                // A tick that measured nothing is recorded (its errors are in the sample) but
+                // is a failed run: the scheduler counts it, `runner run` exits 1.
+                if let Some(failed) = &summary.all_failed {
+                    anyhow::bail!("{line}; {failed}");
+                }
+                line
             }
             JobKind::Report(_) => {
                 // Reading a week of samples blocks: keep it off the runtime's workers.

@@ -96,6 +96,9 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
             "runner starting"
         );
         log_warnings(&config);
+        // Before the first tick, which may be an hour away: a root without what the probes
+        // read is said now, with what to do.
+        crate::monitor::check_roots(&config);
         let notifiers = Arc::new(Notifiers::new(&config, clock.clone()));
         // Delivery goes on through the shutdown grace, for what the last runs queue.
         let delivery_stop = CancellationToken::new();

@@ -33,12 +33,17 @@ pub struct TickSummary {
     pub errors: usize,
     pub events: usize,
     pub firing: usize,
+    /// Set when every probe of the job failed and measured nothing: which, and the first
+    /// error. Such a tick is a failed run (the scheduler counts it, `runner run` exits 1).
+    pub all_failed: Option<String>,
 }
 
 pub struct Monitor {
     job: String,
     host: String,
     probes: ProbeSet,
+    /// The probes' keys (`cpu`, `ping.gateway`), to tell a tick where all of them failed.
+    probe_keys: Vec<String>,
     log: MetricsLog,
     reader: MetricsReader,
     pipeline: Pipeline,
@@ -85,10 +90,13 @@ impl Monitor {
         notifiers.register_rules(job, &rules);
         let pipeline = Pipeline::new(history, Arc::new(rules), alerts);
         notifiers.register_alerts(job, pipeline.alerts());
+        let root = ProcRoot::default();
+        crate::probes::procfs::check_roots(&root, spec.probes.iter().map(|p| p.type_name()));
         Monitor {
             job: job.to_string(),
             host: config.host.clone(),
-            probes: ProbeSet::build(&spec.probes, &ProcRoot::default()),
+            probes: ProbeSet::build(&spec.probes, &root),
+            probe_keys: spec.probes.iter().map(|p| p.key()).collect(),
             log: MetricsLog::new(&config.data_dir),
             reader: MetricsReader::for_config(config),
             pipeline,
@@ -184,6 +192,7 @@ impl Monitor {
             errors: sample.errors.len(),
             events: stepped.events.len(),
             firing: self.pipeline.lock_alerts().firing_count(),
+            all_failed: all_failed(&self.probe_keys, &sample),
         };
         Ok((sample, stepped.events, summary))
     }
@@ -252,6 +261,39 @@ impl Monitor {
     }
 }
 
+/// Says at start, once per missing path, what the probes of every monitor job need from the
+/// proc and sys roots and do not find there: the scheduler calls it before its first tick.
+pub fn check_roots(config: &Config) {
+    let on = config.jobs.values().filter(|job| job.off.is_none());
+    let types = on.flat_map(|job| match &job.kind {
+        crate::config::JobKind::Monitor(m) => m.probes.iter().map(|p| p.type_name()).collect(),
+        _ => Vec::new(),
+    });
+    crate::probes::procfs::check_roots(&ProcRoot::default(), types);
+}
+
+/// Whether every probe failed this tick, each with an error and not one metric: a run that
+/// measured nothing at all (a wrong `HOST_PROC`, no network), not a target that is down, which
+/// a probe measures (`up 0`, `loss_percent 100`). Says which probes, and the first error.
+fn all_failed(keys: &[String], sample: &Sample) -> Option<String> {
+    let under = |name: &str, key: &str| {
+        name.strip_prefix(key)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    let failed = |key: &String| {
+        sample.errors.iter().any(|(k, _)| under(k, key))
+            && !sample.metrics.iter().any(|(name, _)| under(name, key))
+    };
+    if keys.is_empty() || !keys.iter().all(failed) {
+        return None;
+    }
+    let (key, first) = sample.errors.first()?;
+    Some(format!(
+        "every probe failed ({}); the first: {key}: {first}",
+        keys.join(", ")
+    ))
+}
+
 /// Logs each failure when it starts (or its kind changes) and when it clears, not every
 /// tick: the sample records probe errors every tick anyway. The message said is the whole
 /// one; only the decision to say it goes by `kind`.
@@ -301,8 +343,52 @@ fn kind_of(message: &str) -> String {
 /// too. Probes quote what they read (a response body, an output line, a log line, a value),
 /// which may change every tick while the failure stays the same; an HTTP status is kept, as a
 /// 500 that becomes a 404 is another failure.
+///
+/// Then a failure that says the target did not answer is of one kind whatever its words: a
+/// silent host reads "no reply within 980 ms" one tick, "host unreachable" the next (the
+/// kernel's own, when its neighbour lookup gives up), "timed out after 2000 ms" when the probe
+/// runs out of time, and a tcp connect says "timeout" or "No route to host"; all of them are
+/// the same failure going on. Refused connections and names that do not resolve are kinds of
+/// their own. An HTTP status decides alone.
 fn probe_kind(message: &str) -> String {
-    kind_with(message, true)
+    let text = kind_with(message, true);
+    category(&text).map_or(text, str::to_string)
+}
+
+/// The category of a probe failure (its quotes already left out), if its words name one.
+fn category(text: &str) -> Option<&'static str> {
+    let lower = text.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    // "status 503 is not an expected one": the status is the failure; a timeout reading the
+    // body of a 200 is a timeout.
+    let status = lower
+        .match_indices("status ")
+        .any(|(at, w)| lower[at + w.len()..].starts_with(|c: char| c.is_ascii_digit()));
+    if status {
+        return None;
+    }
+    if has(&[
+        "cannot resolve",
+        "resolves to no address",
+        "failed to lookup",
+    ]) {
+        Some("the name does not resolve")
+    } else if has(&["refused"]) {
+        Some("refused")
+    } else if has(&[
+        "timed out",
+        "timeout",
+        "no reply",
+        "no answer",
+        "unreachable",
+        "no route to host",
+        "time to live exceeded",
+        "hop limit exceeded",
+    ]) {
+        Some("no answer: timed out or unreachable")
+    } else {
+        None
+    }
 }
 
 fn kind_with(message: &str, quotes: bool) -> String {
@@ -339,6 +425,7 @@ fn kind_with(message: &str, quotes: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::MetricName;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -371,6 +458,107 @@ mod tests {
             changes(&other, &BTreeMap::new(), probe_kind).1,
             ["access_log.web"]
         );
+    }
+
+    #[test]
+    fn a_silent_host_is_one_failure_whatever_its_words_each_tick() {
+        // What the ping, tcp and http probes, and the probe set's own timeout, say about one
+        // host that does not answer, tick after tick (the texts of `report` in ping.rs, `collect`
+        // in tcp.rs, `timed_out` in probes/mod.rs and icmp.rs's reasons).
+        let silent_ping = [
+            "5 of 5 echoes lost: no reply within 1000 ms",
+            "5 of 5 echoes lost: host unreachable (from 10.0.0.2)",
+            "3 of 5 echoes lost: no reply within 1000 ms",
+            "5 of 5 echoes lost: address unreachable (from fe80::1)",
+            "timed out after 2000 ms",
+            "2 of 2 echoes lost: time to live exceeded (from 192.168.1.1)",
+        ];
+        let silent_tcp = [
+            "timeout: no answer from 10.0.0.5:22 within 3000 ms",
+            "unreachable: connecting to 10.0.0.5:22: No route to host (os error 113)",
+            "timed out after 3000 ms",
+        ];
+        let silent_http = [
+            "error sending request for url (http://10.0.0.5/health): operation timed out",
+            "timed out after 10000 ms",
+        ];
+        for texts in [&silent_ping[..], &silent_tcp[..], &silent_http[..]] {
+            let mut before = BTreeMap::new();
+            let mut said = 0;
+            for _ in 0..7 {
+                for text in texts {
+                    let now = map(&[("probe.x", text)]);
+                    said += changes(&before, &now, probe_kind).0.len();
+                    before = now;
+                }
+            }
+            assert_eq!(said, 1, "{texts:?}");
+        }
+        // Other kinds stay other kinds.
+        let kinds: std::collections::BTreeSet<String> = [
+            "timeout: no answer from 10.0.0.5:22 within 3000 ms",
+            "refused: connecting to 10.0.0.5:22: Connection refused (os error 111)",
+            "cannot resolve `db.example`: failed to lookup address information",
+            "status 503 is not an expected one",
+            "status 404 is not an expected one",
+            "cannot read /host/proc/meminfo: No such file or directory (os error 2)",
+        ]
+        .iter()
+        .map(|t| probe_kind(t))
+        .collect();
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        // A body that quotes "timeout" is not a timeout.
+        assert_ne!(
+            probe_kind("the body does not contain `ok`: `gateway timeout`"),
+            probe_kind("timed out after 10000 ms")
+        );
+    }
+
+    #[test]
+    fn a_tick_where_every_probe_failed_and_measured_nothing_is_a_failed_run() {
+        let sample = |metrics: &[&str], errors: &[(&str, &str)]| Sample {
+            ts: Utc::now(),
+            host: "h".into(),
+            job: "m".into(),
+            metrics: metrics
+                .iter()
+                .map(|m| (MetricName::from(*m), 1.0))
+                .collect(),
+            errors: errors
+                .iter()
+                .map(|(k, e)| (k.to_string(), e.to_string()))
+                .collect(),
+        };
+        let keys = ["memory".to_string(), "ping.gw".to_string()];
+        let all = sample(
+            &[],
+            &[
+                ("memory", "cannot read /x/meminfo: No such file"),
+                ("ping.gw", "cannot open an ICMP socket: denied"),
+            ],
+        );
+        assert_eq!(
+            all_failed(&keys, &all).as_deref(),
+            Some(
+                "every probe failed (memory, ping.gw); the first: memory: cannot read /x/meminfo: No such file"
+            )
+        );
+        // A host that is down is measured (`loss_percent 100`): not a failed run.
+        let down = sample(
+            &["ping.gw.loss_percent"],
+            &[
+                ("memory", "cannot read"),
+                ("ping.gw", "5 of 5 echoes lost: no reply within 1000 ms"),
+            ],
+        );
+        assert_eq!(all_failed(&keys, &down), None);
+        // A probe with nothing yet and no error (cpu's first tick) did not fail.
+        let one = sample(&[], &[("memory", "cannot read")]);
+        assert_eq!(all_failed(&keys, &one), None);
+        // `memory_x` is not under `memory`.
+        let other = sample(&["memory_x.a"], &[("memory", "e"), ("ping.gw", "e")]);
+        assert!(all_failed(&keys, &other).is_some());
+        assert_eq!(all_failed(&[], &sample(&[], &[])), None);
     }
 
     #[test]

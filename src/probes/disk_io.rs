@@ -91,6 +91,8 @@ struct Topology {
     whole: HashSet<String>,
     stacked: HashSet<String>,
     seen: Vec<String>,
+    /// Why `/sys/block` could not be listed; looked at again next tick.
+    unreadable: Option<String>,
 }
 
 pub struct DiskIoProbe {
@@ -105,6 +107,7 @@ pub struct DiskIoProbe {
 
 impl DiskIoProbe {
     pub fn new(root: ProcRoot, devices: Option<Vec<String>>) -> Self {
+        super::procfs::check_roots(&root, [TYPE.name]);
         DiskIoProbe {
             diskstats: ProcFile::new(root.proc.join("diskstats")),
             root,
@@ -118,12 +121,13 @@ impl DiskIoProbe {
 
     /// Re-reads `/sys/block` when the set of devices changed (hotplug), not every tick.
     fn refresh_topology(&mut self, names: &[&str]) {
-        if self
-            .topology
-            .seen
-            .iter()
-            .map(String::as_str)
-            .eq(names.iter().copied())
+        if self.topology.unreadable.is_none()
+            && self
+                .topology
+                .seen
+                .iter()
+                .map(String::as_str)
+                .eq(names.iter().copied())
         {
             return;
         }
@@ -132,7 +136,14 @@ impl DiskIoProbe {
             seen: names.iter().map(|s| s.to_string()).collect(),
             ..Topology::default()
         };
-        if let Ok(entries) = std::fs::read_dir(&block) {
+        let entries = std::fs::read_dir(&block);
+        if let Err(e) = &entries {
+            topology.unreadable = Some(format!(
+                "cannot list the whole disks in {}: {e}; point --sys-root or HOST_SYS at the host's /sys, or list `devices`",
+                block.display()
+            ));
+        }
+        if let Ok(entries) = entries {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let has_slaves = std::fs::read_dir(block.join(&name).join("slaves"))
@@ -163,6 +174,11 @@ impl DiskIoProbe {
         let stats = parse_diskstats(&self.buf);
         let names: Vec<&str> = stats.iter().map(|(n, _)| n.as_str()).collect();
         self.refresh_topology(&names);
+        // Without the topology no device is a whole disk: an error, not a probe that
+        // silently reports nothing.
+        if let (None, Some(why)) = (&self.devices, &self.topology.unreadable) {
+            return Err(why.clone());
+        }
         let now: HashMap<String, DiskCounters> = stats
             .into_iter()
             .filter(|(name, _)| self.selected(name))
@@ -222,6 +238,31 @@ impl super::Read for DiskIoProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sys_root_without_block_is_an_error_not_a_probe_that_vanishes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("diskstats"),
+            " 252       0 vda 1000 10 80000 500 2000 20 160000 900 0 1200 1400 0 0 0 0\n",
+        )
+        .unwrap();
+        let root = ProcRoot {
+            proc: dir.path().to_path_buf(),
+            sys: dir.path().join("no-sys"),
+        };
+        let mut probe = DiskIoProbe::new(root.clone(), None);
+        for _ in 0..2 {
+            let err = probe.collect(&mut Output::default()).unwrap_err();
+            assert!(
+                err.contains("no-sys/block") && err.contains("HOST_SYS"),
+                "{err}"
+            );
+        }
+        // A probe that lists its devices needs no topology.
+        let mut listed = DiskIoProbe::new(root, Some(vec!["vda".into()]));
+        assert!(listed.collect(&mut Output::default()).is_ok());
+    }
 
     #[test]
     fn parses_diskstats_lines() {

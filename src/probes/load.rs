@@ -35,6 +35,7 @@ pub struct LoadProbe {
 
 impl LoadProbe {
     pub fn new(root: ProcRoot) -> Self {
+        procfs::check_roots(&root, [TYPE.name]);
         LoadProbe {
             loadavg: ProcFile::new(root.proc.join("loadavg")),
             cpus_online: ProcFile::new(root.sys.join("devices/system/cpu/online")),
@@ -51,10 +52,21 @@ impl LoadProbe {
         out.push(&names[1], l5);
         out.push(&names[2], l15);
         let cpus = match self.cpus_online.read(&mut self.buf) {
-            Ok(()) => count_cpu_list(&self.buf),
-            Err(_) => None,
+            Ok(()) => count_cpu_list(&self.buf).ok_or_else(|| "not a CPU list".to_string()),
+            Err(e) => Err(e.to_string()),
         };
-        let cpus = cpus.unwrap_or_else(procfs::online_cpus);
+        let cpus = cpus.unwrap_or_else(|e| {
+            let own = procfs::online_cpus();
+            // The fallback is this process's view (a container's share), not the host's:
+            // said once, as a per-core load divided by the wrong count looks plausible.
+            if procfs::first_time(self.cpus_online.path()) {
+                tracing::warn!(
+                    path = %self.cpus_online.path().display(),
+                    "cannot read the online CPUs ({e}): load1_per_core divides by the {own} CPUs of this process's view, not the host's; point --sys-root or HOST_SYS at the host's /sys"
+                );
+            }
+            own
+        });
         out.push(&names[3], l1 / cpus as f64);
         Ok(())
     }
@@ -78,6 +90,29 @@ mod tests {
         assert_eq!(count_cpu_list(""), None);
         assert_eq!(count_cpu_list("3-1"), None);
         assert_eq!(count_cpu_list("0-x"), None);
+    }
+
+    #[test]
+    fn a_sys_root_without_the_online_cpus_is_said_once_and_still_divides() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("loadavg"), "2.0 1.0 0.5 1/100 42\n").unwrap();
+        let root = ProcRoot {
+            proc: dir.path().to_path_buf(),
+            sys: dir.path().join("sys"),
+        };
+        let mut probe = LoadProbe::new(root);
+        let mut out = Output::default();
+        probe.collect(&mut out).unwrap();
+        let per_core = out
+            .metrics
+            .iter()
+            .find(|(n, _)| &**n == "load.load1_per_core")
+            .map(|(_, v)| *v);
+        assert_eq!(per_core, Some(2.0 / procfs::online_cpus() as f64));
+        // Said already (at start, by the probe's construction): not again at the tick.
+        assert!(!procfs::first_time(
+            &dir.path().join("sys/devices/system/cpu/online")
+        ));
     }
 
     #[test]

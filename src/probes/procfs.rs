@@ -45,6 +45,100 @@ impl Default for ProcRoot {
     }
 }
 
+/// A file of the proc or sys tree that some probe types cannot do without, and what their
+/// metrics become without it.
+struct Needed {
+    in_sys: bool,
+    path: &'static str,
+    probes: &'static [&'static str],
+    without: &'static str,
+}
+
+const NEEDED: &[Needed] = &[
+    Needed {
+        in_sys: false,
+        path: "stat",
+        probes: &["cpu"],
+        without: "the cpu probe fails every tick",
+    },
+    Needed {
+        in_sys: false,
+        path: "meminfo",
+        probes: &["memory"],
+        without: "the memory probe fails every tick",
+    },
+    Needed {
+        in_sys: false,
+        path: "loadavg",
+        probes: &["load"],
+        without: "the load probe fails every tick",
+    },
+    Needed {
+        in_sys: false,
+        path: "diskstats",
+        probes: &["disk_io"],
+        without: "the disk_io probe fails every tick",
+    },
+    Needed {
+        in_sys: true,
+        path: "devices/system/cpu/online",
+        probes: &["load"],
+        without: "load1_per_core divides by the CPUs of this process's view",
+    },
+    Needed {
+        in_sys: true,
+        path: "block",
+        probes: &["disk_io"],
+        without: "disk_io cannot tell whole disks from partitions and fails every tick (unless it lists its `devices`)",
+    },
+];
+
+/// Paths already said to be missing: each is said once per process, however many jobs, probes
+/// and reloads come to it.
+static SAID: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether `path` is said for the first time in this process (and marks it said).
+pub fn first_time(path: &Path) -> bool {
+    // A poisoned set only risks saying a thing twice.
+    SAID.lock()
+        .map(|mut said| said.insert(path.to_path_buf()))
+        .unwrap_or(true)
+}
+
+/// Checks, at start, that the roots hold what probes of the given types read, and warns once
+/// per missing path with what it means and what to do: a root pointed at the wrong tree
+/// otherwise shows only as absent metrics, or as a load per core divided by the wrong number.
+/// Returns every missing path's message, said now or before.
+pub fn check_roots<'a>(root: &ProcRoot, types: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let types: Vec<&str> = types.into_iter().collect();
+    let mut missing = Vec::new();
+    for need in NEEDED {
+        if !need.probes.iter().any(|p| types.contains(p)) {
+            continue;
+        }
+        let (base, flag) = if need.in_sys {
+            (&root.sys, "--sys-root or HOST_SYS at the host's /sys")
+        } else {
+            (&root.proc, "--proc-root or HOST_PROC at the host's /proc")
+        };
+        let path = base.join(need.path);
+        if path.exists() {
+            continue;
+        }
+        let mut without = need.without.to_string();
+        if need.path == "devices/system/cpu/online" {
+            without = format!("{without} ({}), not the host's", online_cpus());
+        }
+        let message = format!("{} is missing: {without}; point {flag}", path.display());
+        if first_time(&path) {
+            tracing::warn!(path = %path.display(), "{message}");
+        }
+        missing.push(message);
+    }
+    missing
+}
+
 /// Reads a whole file into `buf`, reusing its allocation tick after tick.
 pub fn read_into(path: &Path, buf: &mut String) -> io::Result<()> {
     buf.clear();
@@ -182,6 +276,34 @@ pub fn sanitize_instance(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_root_without_what_the_probes_read_is_said_with_its_meaning() {
+        let dir = tempfile::tempdir().unwrap();
+        let (proc, sys) = (dir.path().join("proc"), dir.path().join("sys"));
+        std::fs::create_dir_all(&proc).unwrap();
+        std::fs::create_dir_all(&sys).unwrap();
+        std::fs::write(proc.join("loadavg"), "1 1 1 1/1 1\n").unwrap();
+        let root = ProcRoot { proc, sys };
+        let missing = check_roots(&root, ["load", "disk_io", "tcp"]);
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert!(
+            missing[0].contains("/proc/diskstats is missing"),
+            "{missing:?}"
+        );
+        assert!(
+            missing[1].contains("/sys/devices/system/cpu/online is missing")
+                && missing[1].contains("load1_per_core divides by the CPUs of this process's view")
+                && missing[1].contains("point --sys-root or HOST_SYS at the host's /sys"),
+            "{missing:?}"
+        );
+        assert!(missing[2].contains("/sys/block is missing"), "{missing:?}");
+        // Said once: the second check finds the same, and says nothing new.
+        assert!(!first_time(&root.sys.join("block")));
+        assert_eq!(check_roots(&root, ["load", "disk_io"]), missing);
+        // Only what the job's probes read.
+        assert!(check_roots(&root, ["tcp", "http"]).is_empty());
+    }
 
     #[test]
     fn parses_psi() {

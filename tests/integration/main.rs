@@ -20,6 +20,7 @@ mod probes;
 mod process;
 mod reload;
 mod report;
+mod roots;
 mod rotate;
 mod rules;
 mod scheduling;

@@ -38,8 +38,8 @@ pub const TYPE: ProbeType = ProbeType {
     ],
     open_fields: false,
     nested_fields: &[],
-    // Without settings: the default count and interval, and a second for the last reply.
-    default_timeout: Duration::from_millis(1_800),
+    // Without settings: count × interval + 1 s (5 × 200 ms + 1 s), as documented.
+    default_timeout: Duration::from_millis(2_000),
 };
 
 named_probe_config! {
@@ -64,9 +64,10 @@ pub struct PingSpec {
 }
 
 impl Settings for PingSpec {
-    /// Every echo sent, and a second for the last reply.
+    /// count × interval + 1 s, the documented default: every echo sent, an interval after
+    /// the last, and a second for its reply.
     fn default_timeout(&self) -> Option<Duration> {
-        Some(self.interval * self.count.saturating_sub(1) + Duration::from_secs(1))
+        Some(self.interval * self.count + Duration::from_secs(1))
     }
 }
 
