@@ -51,9 +51,9 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     /// How many weeks before `start`.
-    pub weeks: u32,
+    pub weeks: Spanned<u32>,
     /// Hourly values, from the hour-of-week of `start` minus `weeks`; repeated as needed.
-    pub series: String,
+    pub series: Spanned<String>,
 }
 
 /// What must hold at one time.

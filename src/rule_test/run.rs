@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_saphyr::Spanned;
 
 use super::file::{Expectation, Scenario, TestFile};
-use super::notation::{compare_set, expand_series};
+use super::notation::{SeriesError, compare_set, expand_series};
 use super::{Failure, Report};
 use crate::alerts::AlertStore;
 use crate::alerts::event::{AlertEvent, EventKind};
@@ -35,6 +35,20 @@ const MAX_TICKS: i64 = 1_000_000;
 /// Weeks of seeded history: what the hourly rollups keep.
 const MAX_SEED_WEEKS: u32 = 5;
 
+/// The most values a seed series may have: one an hour for `MAX_SEED_WEEKS`. A seed is cycled
+/// over its weeks, so values past the hours it covers would never be read.
+const MAX_SEED_VALUES: usize = MAX_SEED_WEEKS as usize * 168;
+
+/// The most values one scenario holds: its input series expanded plus its seeds' hours. One
+/// series is bounded by `MAX_TICKS`; this bounds many of them (four metrics for a million ticks,
+/// or forty for a day at 1 s), so that a test run's memory is bounded whatever the file holds.
+const MAX_SCENARIO_VALUES: u64 = 4_000_000;
+
+/// The largest rule test file read: a million ticks written out value by value (`12.5 `) fit,
+/// and the notation is the way to write more. Read before parsing, so that a huge or endless
+/// file (a device, a pipe) is refused rather than read into memory.
+const MAX_TEST_FILE_BYTES: u64 = 8 << 20;
+
 /// How the rules under test run: as a monitor job of a jobs file, or with the defaults.
 struct Setup {
     schema: Schema,
@@ -52,6 +66,10 @@ struct Setup {
 /// that did not hold.
 pub fn run_file(path: &Path) -> Report {
     let mut report = Report::default();
+    if let Some(problem) = too_large(path) {
+        report.problems.push(problem);
+        return report;
+    }
     let text = match crate::diagnostic::read_text(path, "test file") {
         Ok(text) => text,
         Err(problem) => {
@@ -95,6 +113,29 @@ pub fn run_file(path: &Path) -> Report {
         }
     }
     report
+}
+
+/// Why a test file is not read: larger than `MAX_TEST_FILE_BYTES`, or not a regular file (a
+/// device or a pipe, whose length says nothing and which may never end). `None` when it may be
+/// read, or when it cannot be (`read_text` says why).
+fn too_large(path: &Path) -> Option<Problem> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        return Some(Problem::error(
+            path,
+            "the test file is not a regular file (a device or a pipe): give a file",
+        ));
+    }
+    (meta.len() > MAX_TEST_FILE_BYTES).then(|| {
+        Problem::error(
+            path,
+            format!(
+                "the test file is {} bytes, and a test file may be at most {}: write long series in promtool's notation (`50x6 95x20`, `0+10x5`), or split the scenarios over files",
+                meta.len(),
+                crate::vocab::size::format_size(MAX_TEST_FILE_BYTES)
+            ),
+        )
+    })
 }
 
 fn at_position(file: &Path, spanned_line: u64, spanned_col: u64, message: String) -> Problem {
@@ -254,6 +295,21 @@ fn load_rules(
     }
 }
 
+/// A series' length as said in a problem; `None` is one beyond counting.
+fn values_in(length: Option<u64>) -> String {
+    match length {
+        Some(1) => "1 value".into(),
+        Some(n) => format!("{n} values"),
+        None => format!("more than {} values", u64::MAX),
+    }
+}
+
+fn too_many(total: u64) -> String {
+    format!(
+        "with this series the scenario holds {total} values (its inputs, and an hour each of its seeds' weeks), and a scenario may hold at most {MAX_SCENARIO_VALUES}: split its metrics over scenarios, or shorten the series"
+    )
+}
+
 struct Prepared {
     interval: Duration,
     start: DateTime<Utc>,
@@ -296,40 +352,98 @@ fn prepare(path: &Path, scenario: &Scenario) -> Result<Prepared, Vec<Problem>> {
             None
         }
     };
+    // What the scenario holds so far, in values: each series is measured before it is
+    // expanded, against what is left of `MAX_SCENARIO_VALUES` as well as its own bound.
+    let mut total = 0u64;
+    let left = |total: u64| {
+        usize::try_from(MAX_SCENARIO_VALUES.saturating_sub(total)).unwrap_or(usize::MAX)
+    };
     let mut inputs = Vec::new();
     for (metric, series) in &scenario.input {
-        match expand_series(&series.value) {
-            Ok(values) => inputs.push((MetricName::from(metric.as_str()), values)),
-            Err(e) => problems.push(at_position(
+        let at = |message: String| {
+            at_position(
                 path,
                 series.referenced.line(),
                 series.referenced.column(),
-                format!("input `{metric}`: {e}"),
-            )),
+                format!("input `{metric}`: {message}"),
+            )
+        };
+        let max_ticks = usize::try_from(MAX_TICKS).unwrap_or(usize::MAX);
+        match expand_series(&series.value, max_ticks.min(left(total))) {
+            Ok(values) => {
+                total += values.len() as u64;
+                inputs.push((MetricName::from(metric.as_str()), values));
+            }
+            Err(SeriesError::Notation(e)) => problems.push(at(e)),
+            Err(SeriesError::TooLong(length)) if length.is_none_or(|n| n > MAX_TICKS as u64) => {
+                problems.push(at(format!(
+                    "this series is {}, and a scenario runs at most {MAX_TICKS} ticks, one value each: shorten it (`axn` is n+1 values, `_xn` n), or use a longer interval",
+                    values_in(length)
+                )));
+            }
+            Err(SeriesError::TooLong(length)) => {
+                problems.push(at(too_many(
+                    total.saturating_add(length.unwrap_or(u64::MAX)),
+                )));
+                // Past the total, every further series would say the same.
+                return Err(problems);
+            }
         }
     }
     let mut seeds = Vec::new();
     for (metric, seed) in &scenario.seed {
-        if seed.weeks > MAX_SEED_WEEKS {
-            problems.push(Problem::error(
+        let weeks = seed.weeks.value;
+        if weeks > MAX_SEED_WEEKS {
+            problems.push(at_position(
                 path,
+                seed.weeks.referenced.line(),
+                seed.weeks.referenced.column(),
                 format!(
                     "seed `{metric}`: `weeks` may be at most {MAX_SEED_WEEKS}: history keeps five weeks of hours, and baseline() reads no further"
                 ),
             ));
             continue;
         }
-        match expand_series(&seed.series) {
-            Ok(values) if values.iter().all(Option::is_some) && !values.is_empty() => seeds.push((
-                metric.clone(),
-                seed.weeks,
-                values.into_iter().flatten().collect(),
-            )),
-            Ok(_) => problems.push(Problem::error(
+        let at = |message: String| {
+            at_position(
                 path,
-                format!("seed `{metric}`: a seed series needs values, not `_`"),
-            )),
-            Err(e) => problems.push(Problem::error(path, format!("seed `{metric}`: {e}"))),
+                seed.series.referenced.line(),
+                seed.series.referenced.column(),
+                format!("seed `{metric}`: {message}"),
+            )
+        };
+        // A seed is written as one rollup an hour over its weeks, however short its series:
+        // it counts as those hours, or as its values when there are more.
+        let hours = u64::from(weeks) * 168;
+        if total + hours > MAX_SCENARIO_VALUES {
+            problems.push(at(too_many(total + hours)));
+            return Err(problems);
+        }
+        match expand_series(&seed.series.value, MAX_SEED_VALUES.min(left(total))) {
+            Ok(values) if values.iter().all(Option::is_some) && !values.is_empty() => {
+                total += hours.max(values.len() as u64);
+                seeds.push((
+                    metric.clone(),
+                    weeks,
+                    values.into_iter().flatten().collect(),
+                ));
+            }
+            Ok(_) => problems.push(at("a seed series needs values, not `_`".into())),
+            Err(SeriesError::Notation(e)) => problems.push(at(e)),
+            Err(SeriesError::TooLong(length))
+                if length.is_none_or(|n| n > MAX_SEED_VALUES as u64) =>
+            {
+                problems.push(at(format!(
+                    "this series is {}, and a seed may have at most {MAX_SEED_VALUES}: one value an hour for the {MAX_SEED_WEEKS} weeks history keeps, cycled over `weeks`, so values past those hours are never read: shorten it to one week (168 values) or to at most {MAX_SEED_VALUES}",
+                    values_in(length)
+                )));
+            }
+            Err(SeriesError::TooLong(length)) => {
+                problems.push(at(too_many(
+                    total.saturating_add(length.unwrap_or(u64::MAX)),
+                )));
+                return Err(problems);
+            }
         }
     }
     match (interval, start, problems.is_empty()) {
@@ -685,5 +799,164 @@ fn check_message(
             "`{notifier}` sends nothing for a {} event",
             event.kind
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = "if m.v > 1 { alert(\"x\") }\n";
+
+    /// A test file of one scenario whose `seed:` and `input:` lines are these (each a YAML
+    /// line at the scenario's indent, or empty), in a folder with its rule.
+    fn file(seed: &str, input: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.rhai"), RULE).unwrap();
+        let path = dir.path().join("r.test.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "rules: [r.rhai]\nscenarios:\n  - name: s\n    interval: 1m\n    start: \"2026-11-23T09:00:00Z\"\n{seed}{input}    tests:\n      - {{ at: 1m, firing: [] }}\n"
+            ),
+        )
+        .unwrap();
+        (dir, path)
+    }
+
+    fn problems(seed: &str, input: &str) -> Vec<(u64, String)> {
+        let (_dir, path) = file(seed, input);
+        run_file(&path)
+            .problems
+            .into_iter()
+            .map(|p| (p.line, p.message))
+            .collect()
+    }
+
+    /// `prepare` on the file's only scenario: what a run would hold, without running it.
+    fn prepared(seed: &str, input: &str) -> Result<Prepared, Vec<(u64, String)>> {
+        let (_dir, path) = file(seed, input);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let test: TestFile = serde_saphyr::from_str(&text).unwrap();
+        prepare(&path, &test.scenarios[0])
+            .map_err(|found| found.into_iter().map(|p| (p.line, p.message)).collect())
+    }
+
+    #[test]
+    fn series_past_their_bounds_are_refused_where_they_are_before_they_are_expanded() {
+        // The inputs: each aborted, or took a gigabyte or more, before it was refused.
+        for (seed, input, message) in [
+            (
+                "",
+                "    input: { m.v: \"_x2000000000\" }\n",
+                "input `m.v`: this series is 2000000000 values, and a scenario runs at most 1000000 ticks, one value each: shorten it (`axn` is n+1 values, `_xn` n), or use a longer interval",
+            ),
+            (
+                "",
+                "    input: { m.v: \"30x60000000\" }\n",
+                "input `m.v`: this series is 60000001 values, and a scenario runs at most 1000000 ticks",
+            ),
+            (
+                "",
+                "    input: { m.v: \"_x18446744073709551615\" }\n",
+                "input `m.v`: this series is 18446744073709551615 values",
+            ),
+            (
+                "",
+                "    input: { m.v: \"1x18446744073709551615\" }\n",
+                "input `m.v`: this series is more than 18446744073709551615 values",
+            ),
+            (
+                "    seed: { m.v: { weeks: 1, series: \"10x4294967296\" } }\n",
+                "    input: { m.v: \"5x3\" }\n",
+                "seed `m.v`: this series is 4294967297 values, and a seed may have at most 840: one value an hour for the 5 weeks history keeps, cycled over `weeks`, so values past those hours are never read: shorten it to one week (168 values) or to at most 840",
+            ),
+            (
+                "    seed: { m.v: { weeks: 5, series: \"10x60000000\" } }\n",
+                "    input: { m.v: \"5x3\" }\n",
+                "seed `m.v`: this series is 60000001 values, and a seed may have at most 840",
+            ),
+        ] {
+            let found = problems(seed, input);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].0, 6, "{found:?}");
+            assert!(found[0].1.starts_with(message), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn series_at_their_bounds_are_kept() {
+        let ready = prepared(
+            "    seed: { m.v: { weeks: 5, series: \"10x839\" } }\n",
+            "    input: { m.v: \"0+1x999999\" }\n",
+        )
+        .unwrap_or_else(|found| panic!("{found:?}"));
+        assert_eq!(ready.inputs[0].1.len(), 1_000_000);
+        assert_eq!(ready.inputs[0].1[999_999], Some(999_999.0));
+        assert_eq!(ready.seeds[0].2.len(), 840);
+        assert_eq!(
+            problems(
+                "    seed: { m.v: { weeks: 5, series: \"10x840\" } }\n",
+                "    input: { m.v: \"5x3\" }\n"
+            )[0]
+            .1,
+            "seed `m.v`: this series is 841 values, and a seed may have at most 840: one value an hour for the 5 weeks history keeps, cycled over `weeks`, so values past those hours are never read: shorten it to one week (168 values) or to at most 840"
+        );
+        assert!(
+            problems("", "    input: { m.v: \"0+1x1000000\" }\n")[0]
+                .1
+                .starts_with("input `m.v`: this series is 1000001 values")
+        );
+    }
+
+    #[test]
+    fn a_scenario_holds_at_most_four_million_values() {
+        let four = "    input:\n      a: \"1x999999\"\n      b: \"1x999999\"\n      c: \"1x999999\"\n      d: \"_x1000000\"\n";
+        let ready = prepared("", four).unwrap_or_else(|found| panic!("{found:?}"));
+        assert_eq!(ready.inputs.len(), 4);
+        // One value more, in a fifth series or in a seed's hours, is refused where it is.
+        let found = prepared("", &format!("{four}      e: \"1\"\n"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            found,
+            [(
+                11,
+                "input `e`: with this series the scenario holds 4000001 values (its inputs, and an hour each of its seeds' weeks), and a scenario may hold at most 4000000: split its metrics over scenarios, or shorten the series".to_string()
+            )]
+        );
+        let found = prepared("    seed: { a: { weeks: 1, series: \"1\" } }\n", four)
+            .err()
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, 6);
+        assert!(
+            found[0]
+                .1
+                .starts_with("seed `a`: with this series the scenario holds 4000168 values"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn test_files_that_are_huge_or_not_files_are_not_read() {
+        let (dir, path) = file("", "    input: { m.v: \"5x3\" }\n");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&"#".repeat(MAX_TEST_FILE_BYTES as usize - text.len()));
+        std::fs::write(&path, &text).unwrap();
+        assert!(run_file(&path).problems.is_empty());
+        text.push('#');
+        std::fs::write(&path, &text).unwrap();
+        let found = run_file(&path).problems;
+        assert_eq!(
+            found[0].message,
+            "the test file is 8388609 bytes, and a test file may be at most 8.00 MiB: write long series in promtool's notation (`50x6 95x20`, `0+10x5`), or split the scenarios over files"
+        );
+        let found = run_file(Path::new("/dev/zero")).problems;
+        assert_eq!(
+            found[0].message,
+            "the test file is not a regular file (a device or a pipe): give a file"
+        );
+        drop(dir);
     }
 }

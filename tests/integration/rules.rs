@@ -274,3 +274,46 @@ fn a_message_check_for_a_notifier_that_does_not_get_the_event_fails() {
         "FAIL warn.test.yaml\n  warn.test.yaml:9: warning: at 5s (2026-11-23 09:00:05 UTC): warm firing: `sn` message: the job does not send this event to `sn` (its `notify` list or the notifier's `min_severity` leaves it out)\n0 passed, 1 failed\n"
     );
 }
+
+/// Series are measured from their notation and refused before they are expanded: each of
+/// these aborted `runner test` (an allocation failure, SIGABRT) or took a gigabyte or more.
+#[test]
+fn rule_test_series_too_long_to_expand_end_with_an_error_not_an_abort() {
+    for (seed, input, expected) in [
+        (
+            "",
+            "_x2000000000",
+            "input `m.v`: this series is 2000000000 values, and a scenario runs at most 1000000 ticks",
+        ),
+        (
+            "",
+            "30x60000000",
+            "input `m.v`: this series is 60000001 values",
+        ),
+        (
+            "    seed: { m.v: { weeks: 1, series: \"10x4294967296\" } }\n",
+            "5x3",
+            "seed `m.v`: this series is 4294967297 values, and a seed may have at most 840",
+        ),
+        (
+            "    seed: { m.v: { weeks: 5, series: \"10x60000000\" } }\n",
+            "5x3",
+            "seed `m.v`: this series is 60000001 values",
+        ),
+    ] {
+        let test = format!(
+            "rules: [r.rhai]\nscenarios:\n  - name: long\n    interval: 1m\n    start: \"2026-11-23T09:00:00Z\"\n{seed}    input: {{ m.v: \"{input}\" }}\n    tests:\n      - {{ at: 1m, firing: [] }}\n"
+        );
+        let dir = folder(&[
+            ("r.rhai", "if m.v > 1 { alert(\"x\") }\n"),
+            ("r.test.yaml", &test),
+        ]);
+        let (code, out) = test_in(dir.path(), "r.test.yaml");
+        assert_eq!(code, Some(1), "{input}: {out}");
+        assert!(
+            out.contains(&format!("error: {expected}")),
+            "{input}: {out}"
+        );
+        assert!(out.contains(" --> r.test.yaml:6:"), "{input}: {out}");
+    }
+}
