@@ -11,9 +11,14 @@
 //!   echo lost, with the reason and who said it.
 //!
 //! Unprivileged ICMP datagram sockets are used where the kernel allows them
-//! (`net.ipv4.ping_group_range`): the kernel sets the identifier and delivers errors on the
-//! socket's error queue (`IP_RECVERR`). Otherwise raw sockets (root or CAP_NET_RAW): every ICMP
-//! packet of the host arrives, and ours are picked by identifier.
+//! (`net.ipv4.ping_group_range`): the kernel sets the identifier, hands the socket only the
+//! replies that carry it, and delivers errors on the socket's error queue (`IP_RECVERR`).
+//! Otherwise raw sockets (root or CAP_NET_RAW): a raw socket is handed every ICMP packet of the
+//! network namespace, so other programs' pings (hundreds a second) would fill its receive
+//! buffer and the kernel would drop our own replies (loss that is not there). A kernel filter
+//! (`SO_ATTACH_FILTER`) therefore admits only echo replies with our identifier and errors that
+//! quote one of our echoes, before they are queued; `drain` empties what is left from the last
+//! tick before a new one starts.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
@@ -87,7 +92,8 @@ pub fn socket_error_message(family: Family, error: &io::Error) -> String {
 pub struct EchoSocket {
     fd: AsyncFd<Socket>,
     family: Family,
-    /// Raw: we see every ICMP packet and pick ours by identifier. Datagram: the kernel does.
+    /// Raw: our kernel filter passes only packets about our identifier, and `classify` checks
+    /// it again. Datagram: the kernel matches replies to the socket itself.
     raw: bool,
     ident: u16,
 }
@@ -131,9 +137,16 @@ impl EchoSocket {
                 .and_then(|a| a.as_socket())
                 .map_or(0, |a| a.port())
         };
-        if raw && family == Family::V4 {
-            // Only the kinds of packet that can be about us: replies and errors.
-            let _ = set_icmp_filter(&socket);
+        if raw {
+            // Only the kinds of packet that can be about us: replies and errors (a cheap first
+            // cut; the identifier filter below is what keeps other programs' replies out).
+            let _ = match family {
+                Family::V4 => set_icmp_filter(&socket),
+                Family::V6 => set_icmp6_filter(&socket),
+            };
+            attach_ident_filter(&socket, family, ident).map_err(fail)?;
+            // Packets that arrived between `socket` and the filter passed nothing.
+            drain_fd(socket.as_raw_fd(), false);
         }
         // SAFETY: the socket is owned by the AsyncFd from here on and never replaced, so its
         // descriptor stays open and the same for the AsyncFd's whole life.
@@ -156,6 +169,12 @@ impl EchoSocket {
         let sent_at = SystemTime::now();
         self.fd.get_ref().send_to(&packet, &to)?;
         Ok(sent_at)
+    }
+
+    /// Throws away whatever is queued (late replies and errors of earlier ticks), so a new
+    /// tick starts with an empty receive buffer.
+    pub fn drain(&self) {
+        drain_fd(self.fd.get_ref().as_raw_fd(), !self.raw);
     }
 
     /// The next answer about one of our echoes; other packets are passed over.
@@ -380,6 +399,159 @@ fn set_icmp_filter(socket: &Socket) -> io::Result<()> {
     set_int(socket, libc::SOL_RAW, ICMP_FILTER, !wanted as i32)
 }
 
+/// `ICMP6_FILTER` on a raw IPv6 socket: let through echo replies and error types only.
+fn set_icmp6_filter(socket: &Socket) -> io::Result<()> {
+    const ICMP6_FILTER: i32 = 1;
+    // One bit per ICMPv6 type; a set bit blocks the type.
+    let mut blocked = [u32::MAX; 8];
+    for kind in [ECHO_REPLY_V6, 1, 2, 3, 4] {
+        blocked[usize::from(kind >> 5)] &= !(1 << (kind & 31));
+    }
+    // SAFETY: `blocked` is the kernel's `struct icmp6_filter` (256 bits), lives for the call,
+    // and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            blocked.as_ptr().cast(),
+            size_of::<[u32; 8]>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A classic BPF program that accepts only what is about our echoes: an echo reply carrying
+/// `ident`, or an ICMP error quoting an echo request carrying `ident`. Everything else is
+/// dropped before it takes room in the socket's receive buffer.
+///
+/// On a raw IPv4 socket the filter sees the packet from its IP header, so the ICMP header is
+/// found past the header length (`ldx 4*([0]&0xf)`), and the quoted request of an error past
+/// the quoted IP header's length too. On a raw IPv6 socket it sees the ICMPv6 header first;
+/// an error quotes a 40-byte IPv6 header (echoes carry no extension headers).
+fn ident_filter(family: Family, ident: u16) -> Vec<libc::sock_filter> {
+    fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        }
+    }
+    use libc::{
+        BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JGT, BPF_JMP,
+        BPF_K, BPF_LD, BPF_LDX, BPF_LSH, BPF_MISC, BPF_MSH, BPF_RET, BPF_TAX, BPF_X,
+    };
+    let ident = u32::from(ident);
+    // Jump offsets count the instructions skipped; `accept` and `drop` are the last two.
+    let accept = op(BPF_RET | BPF_K, 0, 0, u32::MAX);
+    let drop = op(BPF_RET | BPF_K, 0, 0, 0);
+    match family {
+        Family::V4 => vec![
+            // 0: X = length of the IP header.
+            op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0),
+            // 1: A = ICMP type.
+            op(BPF_LD | BPF_B | BPF_IND, 0, 0, 0),
+            // 2: an echo reply: its identifier is checked at 17.
+            op(BPF_JMP | BPF_JEQ | BPF_K, 14, 0, u32::from(ECHO_REPLY_V4)),
+            // 3-7: the error types of `is_error` go on at 8; anything else is dropped.
+            op(BPF_JMP | BPF_JEQ | BPF_K, 4, 0, 3),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 3, 0, 4),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 5),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 11),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 0, 12, 12),
+            // 8-12: X += length of the quoted IP header (8 bytes into the error).
+            op(BPF_LD | BPF_B | BPF_IND, 0, 0, 8),
+            op(BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x0f),
+            op(BPF_ALU | BPF_LSH | BPF_K, 0, 0, 2),
+            op(BPF_ALU | BPF_ADD | BPF_X, 0, 0, 0),
+            op(BPF_MISC | BPF_TAX, 0, 0, 0),
+            // 13-14: the quoted packet is an echo request...
+            op(BPF_LD | BPF_B | BPF_IND, 0, 0, 8),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 0, 5, u32::from(ECHO_REQUEST_V4)),
+            // 15-16: ...with our identifier.
+            op(BPF_LD | BPF_H | BPF_IND, 0, 0, 12),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, ident),
+            // 17-18: a reply with our identifier.
+            op(BPF_LD | BPF_H | BPF_IND, 0, 0, 4),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, ident),
+            // 19, 20.
+            accept,
+            drop,
+        ],
+        Family::V6 => vec![
+            // 0-1: an echo reply: its identifier is checked at 7.
+            op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 0),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 5, 0, u32::from(ECHO_REPLY_V6)),
+            // 2: the error types (1 to 4) go on at 3; informational types are dropped.
+            op(BPF_JMP | BPF_JGT | BPF_K, 7, 0, 4),
+            // 3-4: the quoted packet (past 8 bytes of error and 40 of IPv6 header) is an echo
+            // request...
+            op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 48),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 0, 5, u32::from(ECHO_REQUEST_V6)),
+            // 5-6: ...with our identifier.
+            op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 52),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, ident),
+            // 7-8: a reply with our identifier.
+            op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 4),
+            op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, ident),
+            // 9, 10.
+            accept,
+            drop,
+        ],
+    }
+}
+
+/// Attaches `ident_filter` to a raw socket.
+fn attach_ident_filter(socket: &Socket, family: Family, ident: u16) -> io::Result<()> {
+    // linux/asm-generic/socket.h; the libc crate has it for Android only.
+    const SO_ATTACH_FILTER: i32 = 26;
+    let mut program = ident_filter(family, ident);
+    let fprog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call (the kernel copies it), and
+    // its length is the program's.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads and discards every queued datagram (and queued error, for datagram sockets) without
+/// waiting. Bounded, so a flood cannot hold a tick here.
+fn drain_fd(fd: RawFd, error_queue: bool) {
+    let mut data = [0u8; 1500];
+    for flags in [libc::MSG_DONTWAIT | libc::MSG_ERRQUEUE, libc::MSG_DONTWAIT] {
+        if flags & libc::MSG_ERRQUEUE != 0 && !error_queue {
+            continue;
+        }
+        for _ in 0..10_000 {
+            // SAFETY: `data` is a writable buffer of the length passed; the control data and
+            // sender of a discarded datagram are not wanted (a truncated error is dropped too).
+            let n = unsafe { libc::recv(fd, data.as_mut_ptr().cast(), data.len(), flags) };
+            if n < 0 {
+                break;
+            }
+        }
+    }
+}
+
 /// One `recvmsg`, from the normal queue or the error queue, with its control messages read.
 fn recv(fd: RawFd, error_queue: bool) -> io::Result<Message> {
     let mut data = vec![0u8; 1500];
@@ -549,6 +721,106 @@ mod tests {
                 reason: "address unreachable (from fe80::1)".into()
             })
         );
+    }
+
+    /// Runs a classic BPF program of `ident_filter` (the instructions it uses) on a packet.
+    fn run_filter(program: &[libc::sock_filter], packet: &[u8]) -> bool {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let load = |at: u32, size: usize| -> Option<u32> {
+            let bytes = packet.get(at as usize..at as usize + size)?;
+            Some(bytes.iter().fold(0, |v, b| (v << 8) | u32::from(*b)))
+        };
+        loop {
+            let op = program[pc];
+            let code = u32::from(op.code);
+            pc += 1;
+            let size = if code & 0x18 == libc::BPF_H { 2 } else { 1 };
+            match code & 0x07 {
+                libc::BPF_LD => {
+                    let at = if code & 0xe0 == libc::BPF_IND {
+                        x + op.k
+                    } else {
+                        op.k
+                    };
+                    match load(at, size) {
+                        Some(v) => a = v,
+                        None => return false,
+                    }
+                }
+                libc::BPF_LDX => match load(op.k, 1) {
+                    Some(v) => x = 4 * (v & 0x0f),
+                    None => return false,
+                },
+                libc::BPF_ALU => {
+                    let v = if code & 0x08 == libc::BPF_X { x } else { op.k };
+                    a = match code & 0xf0 {
+                        libc::BPF_ADD => a + v,
+                        libc::BPF_AND => a & v,
+                        libc::BPF_LSH => a << v,
+                        other => panic!("ALU op {other:#x}"),
+                    };
+                }
+                libc::BPF_MISC => x = a,
+                libc::BPF_JMP => {
+                    let taken = match code & 0xf0 {
+                        libc::BPF_JEQ => a == op.k,
+                        libc::BPF_JGT => a > op.k,
+                        other => panic!("jump op {other:#x}"),
+                    };
+                    pc += usize::from(if taken { op.jt } else { op.jf });
+                }
+                libc::BPF_RET => return op.k != 0,
+                other => panic!("class {other:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_filter_admits_only_what_is_about_our_echoes() {
+        let v4 = ident_filter(Family::V4, 0x1234);
+        let with_ip = |icmp: &[u8]| [ipv4_header(1), icmp.to_vec()].concat();
+        let reply = |family, ident| {
+            let mut p = echo_request(family, ident, 3);
+            p[0] = if family == Family::V4 {
+                ECHO_REPLY_V4
+            } else {
+                ECHO_REPLY_V6
+            };
+            p
+        };
+        assert!(run_filter(&v4, &with_ip(&reply(Family::V4, 0x1234))));
+        // Another program's reply, our own request looped back, anything else.
+        assert!(!run_filter(&v4, &with_ip(&reply(Family::V4, 0x9999))));
+        assert!(!run_filter(
+            &v4,
+            &with_ip(&echo_request(Family::V4, 0x1234, 3))
+        ));
+        assert!(!run_filter(&v4, &with_ip(&[13, 0, 0, 0, 0x12, 0x34, 0, 0])));
+        // An error quoting our request (with IP options in the outer header), or another's.
+        let mut outer = ipv4_header(1);
+        outer[0] = 0x46;
+        outer.extend([1, 1, 1, 1]);
+        for kind in [3, 11] {
+            let mut error = outer.clone();
+            error.extend([kind, 1, 0, 0, 0, 0, 0, 0]);
+            error.extend(ipv4_header(1));
+            error.extend(echo_request(Family::V4, 0x1234, 2));
+            assert!(run_filter(&v4, &error), "type {kind}");
+            assert!(!run_filter(&ident_filter(Family::V4, 0x4321), &error));
+        }
+        assert!(!run_filter(&v4, &with_ip(&reply(Family::V4, 0x1234)[..5])));
+
+        let v6 = ident_filter(Family::V6, 0x1234);
+        assert!(run_filter(&v6, &reply(Family::V6, 0x1234)));
+        assert!(!run_filter(&v6, &reply(Family::V6, 0x9999)));
+        assert!(!run_filter(&v6, &echo_request(Family::V6, 0x1234, 3)));
+        // Neighbour solicitation: informational, not ours.
+        assert!(!run_filter(&v6, &[135, 0, 0, 0, 0x12, 0x34, 0, 0]));
+        let mut error = vec![1, 3, 0, 0, 0, 0, 0, 0];
+        error.extend(vec![0x60; 40]);
+        error.extend(echo_request(Family::V6, 0x1234, 4));
+        assert!(run_filter(&v6, &error));
+        assert!(!run_filter(&ident_filter(Family::V6, 0x4321), &error));
     }
 
     #[test]

@@ -116,6 +116,8 @@ impl PingProbe {
         let first_seq = self.next_seq;
         self.next_seq = first_seq.wrapping_add(count as u16);
         let socket = self.socket(Family::of(addr))?;
+        // Late answers of earlier ticks are of no use now; they only take buffer room.
+        socket.drain();
         let mut echoes: Vec<Echo> = Vec::with_capacity(count);
         loop {
             let now = Instant::now();

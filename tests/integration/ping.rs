@@ -117,3 +117,106 @@ fn a_silent_host_means_loss_and_says_so_and_loopback_answers_in_microseconds() {
         assert!(min > 0.0, "{kind}: a reply never reads 0: {sample}");
     }
 }
+
+/// Another program pinging at ~500/s in the same namespace (its replies reach every raw ICMP
+/// socket of the namespace) must not read as loss: 0 % on every one of runner's ticks, for
+/// IPv4 and IPv6. The ticks come 2 s apart, so a socket that keeps other programs' replies
+/// between ticks would be full by the next one.
+#[test]
+fn other_programs_pinging_fast_do_not_read_as_loss() {
+    let pinger = std::env::current_exe().unwrap();
+    for (kind, range) in SOCKET_KINDS {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs.yaml");
+        std::fs::write(
+            &jobs,
+            "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 2s\"\n    probes:\n      - { type: ping, name: v4, host: 127.0.0.1, count: 3 }\n      - { type: ping, name: v6, host: \"::1\", count: 3 }\n",
+        )
+        .unwrap();
+        // The pinger is this test binary's `pinger` below; runner runs until it has had 4
+        // ticks' time, then is stopped (124: stopped by `timeout`).
+        let script = format!(
+            "set -e\nip link set lo up\n{range}\nRUNNER_TEST_PINGER=12 '{}' --exact ping::pinger --ignored --test-threads 1 >/dev/null 2>&1 &\npinger=$!\ntrap 'kill $pinger' EXIT\nsleep 1\nstatus=0\ntimeout -s TERM 9 '{}' --jobs '{}' -q || status=$?\n[ $status = 0 ] || [ $status = 124 ]\n",
+            pinger.display(),
+            runner_bin(),
+            jobs.display()
+        );
+        let output = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net", "sh", "-c", &script])
+            .current_dir(dir.path())
+            .output()
+            .expect("unshare runs (util-linux)");
+        assert!(
+            output.status.success(),
+            "{kind}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut ticks = 0;
+        for file in std::fs::read_dir(dir.path().join("var/metrics")).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let sample: serde_json::Value = serde_json::from_str(line).unwrap();
+                for family in ["v4", "v6"] {
+                    assert_eq!(
+                        sample["metrics"][format!("ping.{family}.loss_percent")],
+                        0.0,
+                        "{kind}: {sample}"
+                    );
+                }
+                ticks += 1;
+            }
+        }
+        assert!(ticks >= 3, "{kind}: only {ticks} ticks");
+    }
+}
+
+/// Not a test: the concurrent pinger of the test above, run as a child process inside its
+/// namespace. With `RUNNER_TEST_PINGER=SECONDS` it sends echo requests to 127.0.0.2 and ::1
+/// from raw sockets, each every 2 ms (~500/s), with its own identifier, and reads its replies
+/// like a ping program does.
+#[test]
+#[ignore]
+fn pinger() {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    let Some(seconds) = std::env::var("RUNNER_TEST_PINGER").ok() else {
+        return;
+    };
+    let until = Instant::now() + Duration::from_secs(seconds.parse().unwrap());
+    let v4 = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+    let v6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).unwrap();
+    v4.set_nonblocking(true).unwrap();
+    v6.set_nonblocking(true).unwrap();
+    let to4 = SockAddr::from("127.0.0.2:0".parse::<SocketAddr>().unwrap());
+    let to6 = SockAddr::from("[::1]:0".parse::<SocketAddr>().unwrap());
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    let mut seq: u16 = 0;
+    // Paced by the clock, not by sleeps, so the time spent sending does not slow it down.
+    let mut next = Instant::now();
+    while next < until {
+        seq = seq.wrapping_add(1);
+        for (socket, to, kind) in [(&v4, &to4, 8u8), (&v6, &to6, 128u8)] {
+            let mut packet = vec![kind, 0, 0, 0, 0xbe, 0xef];
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(b"other-pinger-abc");
+            if kind == 8 {
+                // The kernel fills in ICMPv6 checksums itself; ICMPv4's is ours.
+                let mut sum: u32 = packet
+                    .chunks(2)
+                    .map(|p| u32::from(u16::from_be_bytes([p[0], p[1]])))
+                    .sum();
+                while sum > 0xffff {
+                    sum = (sum & 0xffff) + (sum >> 16);
+                }
+                packet[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            }
+            let _ = socket.send_to(&packet, to);
+            while socket.recv(&mut buf).is_ok() {}
+        }
+        next += Duration::from_millis(2);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
