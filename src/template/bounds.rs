@@ -24,8 +24,8 @@ pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
 /// The most tags (`{{…}}`, comments included) a template may hold: 12 times the shipped
 /// weekly report's. handlebars works out the line and column of every construct by counting
 /// from the start of the text, so parsing costs tags × bytes: at these two limits a template
-/// parses in about a second (`cargo bench --bench config -- register`), where a megabyte of
-/// `{{else if}}` took minutes.
+/// parses in one to two seconds (`cargo bench --bench config -- register`), where a megabyte
+/// of `{{else if}}` took minutes.
 pub const MAX_TAGS: usize = 2_000;
 
 /// How deeply blocks (`{{#each}}`, `{{#if}}`, ...) and subexpressions may nest.
