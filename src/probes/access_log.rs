@@ -16,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::rate::{Clock, Monotonic, secs_between};
 use super::{Names, Output};
 use crate::config::probes::TimeUnit;
 use crate::config::probes::access_log::TYPE;
@@ -137,6 +138,23 @@ struct Tally {
     out_of_time: bool,
 }
 
+/// Lines read since the last read that reached the end of the log, not yet in a rate: a read
+/// cut short at the timeout ends at no known instant, so its lines wait for the next full read.
+#[derive(Debug, Default)]
+struct Unrated {
+    requests: u64,
+    client_errors: u64,
+    server_errors: u64,
+}
+
+impl Unrated {
+    fn add(&mut self, tally: &Tally) {
+        self.requests += tally.requests;
+        self.client_errors += tally.client_errors;
+        self.server_errors += tally.server_errors;
+    }
+}
+
 /// Distinct keys (clients, sessions) seen within a sliding window.
 #[derive(Debug, Default)]
 struct Distinct {
@@ -175,7 +193,11 @@ pub struct AccessLogProbe {
     clients: Distinct,
     sessions: Distinct,
     started: Instant,
+    /// When the last read that reached the end of the log returned: the lines counted since
+    /// then were written between it and the next such read, so rates are over those instants.
     last_read: Option<Instant>,
+    unrated: Unrated,
+    clock: Box<dyn Clock>,
 }
 
 impl AccessLogProbe {
@@ -192,7 +214,15 @@ impl AccessLogProbe {
             sessions: Distinct::default(),
             started: Instant::now(),
             last_read: None,
+            unrated: Unrated::default(),
+            clock: Box::new(Monotonic),
         }
+    }
+
+    /// The same probe taking its reads' instants from `clock` (tests give explicit ones).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     fn path(&self) -> &PathBuf {
@@ -214,22 +244,30 @@ impl AccessLogProbe {
     }
 
     /// Reads what was appended to the open file, in chunks, tallying whole lines, until the
-    /// end or `deadline` (the rest is read next tick).
-    fn drain(&mut self, tally: &mut Tally, now_ms: u64, deadline: Instant) -> Result<(), String> {
+    /// end or `deadline` (the rest is read next tick). Returns when the read that found the
+    /// end returned, or `None` when reading stopped at the deadline.
+    fn drain(
+        &mut self,
+        tally: &mut Tally,
+        now_ms: u64,
+        deadline: Instant,
+    ) -> Result<Option<Instant>, String> {
         loop {
             if Instant::now() > deadline {
                 tally.out_of_time = true;
-                return Ok(());
+                return Ok(None);
             }
             let Some(open) = &mut self.open else {
-                return Ok(());
+                return Ok(Some(self.clock.now()));
             };
             let n = open
                 .file
                 .read(&mut self.chunk)
                 .map_err(|e| format!("reading {}: {e}", self.spec.path.display()))?;
             if n == 0 {
-                return Ok(());
+                // Everything written before this read is counted, nothing after it: this
+                // instant, not the tick's, is where the interval of the counted lines ends.
+                return Ok(Some(self.clock.now()));
             }
             open.offset += n as u64;
             let chunk = std::mem::take(&mut self.chunk);
@@ -334,10 +372,15 @@ impl AccessLogProbe {
         }
     }
 
-    pub fn collect(&mut self, out: &mut Output, deadline: Instant) -> Result<(), String> {
-        let now = Instant::now();
-        let now_ms = now.duration_since(self.started).as_millis() as u64;
-        let mut tally = Tally::default();
+    /// Reads the lines written since the last read, following a rotation or a truncation, and
+    /// returns when the read that found the end of the log returned (`None`: stopped at
+    /// `deadline`, the rest is read next tick).
+    fn read_new(
+        &mut self,
+        tally: &mut Tally,
+        now_ms: u64,
+        deadline: Instant,
+    ) -> Result<Option<Instant>, String> {
         if self.open.is_none() {
             // First tick, or the file did not exist before: start at its end the first time,
             // at its start when it appeared later (those lines are new).
@@ -345,23 +388,23 @@ impl AccessLogProbe {
             self.open = Some(self.open_at(from_end)?);
             self.restart_line();
         }
-        self.drain(&mut tally, now_ms, deadline)?;
+        let mut end = self.drain(tally, now_ms, deadline)?;
         match std::fs::metadata(self.path()) {
             Ok(meta) => {
                 let open = self.open.as_ref().map(|o| (o.inode, o.offset));
                 if let Some((inode, offset)) = open {
-                    if tally.out_of_time {
+                    if end.is_none() {
                         // The old file is not read to its end yet: switch next tick.
                     } else if meta.ino() != inode {
                         // Rotated: the old file is read to its end above; go on with the new one.
                         self.open = Some(self.open_at(false)?);
                         self.restart_line();
-                        self.drain(&mut tally, now_ms, deadline)?;
+                        end = self.drain(tally, now_ms, deadline)?;
                     } else if meta.len() < offset {
                         // Truncated in place: read it again from the start.
                         self.open = Some(self.open_at(false)?);
                         self.restart_line();
-                        self.drain(&mut tally, now_ms, deadline)?;
+                        end = self.drain(tally, now_ms, deadline)?;
                     }
                 }
             }
@@ -369,24 +412,51 @@ impl AccessLogProbe {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot stat {}: {e}", self.path().display())),
         }
+        Ok(end)
+    }
+
+    pub fn collect(&mut self, out: &mut Output, deadline: Instant) -> Result<(), String> {
+        let now_ms = Instant::now().duration_since(self.started).as_millis() as u64;
+        let mut tally = Tally::default();
+        let read = self.read_new(&mut tally, now_ms, deadline);
+        // Lines read before a failure were read all the same: they count in the next rate.
+        self.unrated.add(&tally);
+        let end = read?;
 
         let names = self.names.get(&self.instance, TYPE.fields);
-        if let Some(last) = self.last_read {
-            let secs = now.duration_since(last).as_secs_f64();
-            if secs > 0.0 {
-                out.push(&names[0], tally.requests as f64 / secs);
-                out.push(&names[1], tally.client_errors as f64 / secs);
-                out.push(&names[2], tally.server_errors as f64 / secs);
-                if tally.requests > 0 {
-                    out.push(
-                        &names[3],
-                        tally.server_errors as f64 / tally.requests as f64,
-                    );
-                }
-                for (name, q) in names[4..7].iter().zip([0.50, 0.95, 0.99]) {
-                    if let Some(v) = percentile(&mut tally.times_ms, q) {
-                        out.push(name, v);
+        let first = self.last_read.is_none();
+        match (self.last_read, end) {
+            // The first read to reach the end: what came before it is history, not a rate.
+            (None, Some(at)) => {
+                self.last_read = Some(at);
+                self.unrated = Unrated::default();
+            }
+            (Some(last), Some(at)) => {
+                // Two reads at one instant leave the lines for the next rate, not a rate over
+                // no time.
+                if let Some(secs) = secs_between(last, at) {
+                    let lines = std::mem::take(&mut self.unrated);
+                    out.push(&names[0], lines.requests as f64 / secs);
+                    out.push(&names[1], lines.client_errors as f64 / secs);
+                    out.push(&names[2], lines.server_errors as f64 / secs);
+                    if lines.requests > 0 {
+                        out.push(
+                            &names[3],
+                            lines.server_errors as f64 / lines.requests as f64,
+                        );
                     }
+                    self.last_read = Some(at);
+                }
+            }
+            // Stopped at the timeout: the lines read so far end at no known instant, so there
+            // is no rate this tick (absent, not 0) and they count in the next.
+            (_, None) => {}
+        }
+        if !first {
+            // The request times of this tick's lines: not a rate, so a cut-short read has them.
+            for (name, q) in names[4..7].iter().zip([0.50, 0.95, 0.99]) {
+                if let Some(v) = percentile(&mut tally.times_ms, q) {
+                    out.push(name, v);
                 }
             }
         }
@@ -428,7 +498,6 @@ impl AccessLogProbe {
         if !notes.is_empty() {
             out.error(format!("access_log.{}", self.instance), notes.join("; "));
         }
-        self.last_read = Some(now);
         Ok(())
     }
 }
@@ -706,6 +775,101 @@ mod tests {
         p.collect(&mut out, later()).unwrap();
         assert!(out.errors.is_empty());
         assert_eq!(p.open.as_ref().unwrap().offset, text.len() as u64);
+    }
+
+    /// The log's writer and the probe's clock in one. The k-th time the probe asks the time
+    /// (right after a read found the end of the log), the read happened `reads[k].0` ms after
+    /// `base`, and the writer then appends `reads[k].1` lines: the lines written after that
+    /// read and before the next. A probe that took the time before reading would count them
+    /// in the wrong interval.
+    struct WriterClock {
+        path: std::path::PathBuf,
+        base: Instant,
+        reads: std::collections::VecDeque<(u64, usize)>,
+    }
+
+    impl Clock for WriterClock {
+        fn now(&mut self) -> Instant {
+            let (ms, lines) = self
+                .reads
+                .pop_front()
+                .expect("the test scripted fewer reads");
+            append(&self.path, format!("{LINE}\n").repeat(lines).as_bytes());
+            self.base + Duration::from_millis(ms)
+        }
+    }
+
+    fn value(out: &Output, field: &str) -> Option<f64> {
+        out.metrics
+            .iter()
+            .find(|(n, _)| n.as_ref() == format!("access_log.web.{field}"))
+            .map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn rates_are_over_the_reads_of_the_file_not_the_ticks() {
+        // A steady 50 lines/s; ticks nominally 1 s apart, but the reads happen at 0, 0.7 s
+        // and 2.0 s (a loaded host): 35 lines, then 65, each over its own reads' interval.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"");
+        let clock = WriterClock {
+            path: path.clone(),
+            base: Instant::now(),
+            reads: [(0, 35), (700, 65), (2_000, 0)].into(),
+        };
+        let mut p = probe(&path).with_clock(clock);
+        let mut outputs = Vec::new();
+        for _ in 0..3 {
+            let mut out = Output::default();
+            p.collect(&mut out, later()).unwrap();
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            outputs.push(out);
+        }
+        // The first read only finds where the log ends: no rate, as ever.
+        assert_eq!(value(&outputs[0], "requests_per_sec"), None);
+        let secs = |ms| Duration::from_millis(ms).as_secs_f64();
+        for (out, lines, ms) in [(&outputs[1], 35.0, 700), (&outputs[2], 65.0, 1_300)] {
+            assert_eq!(value(out, "requests_per_sec"), Some(lines / secs(ms)));
+            // LINE is a 503: every request is a server error.
+            assert_eq!(value(out, "server_errors_per_sec"), Some(lines / secs(ms)));
+            assert_eq!(value(out, "client_errors_per_sec"), Some(0.0));
+            assert_eq!(value(out, "error_ratio"), Some(1.0));
+            assert_eq!(value(out, "requests_per_sec"), Some(50.0));
+        }
+    }
+
+    #[test]
+    fn a_read_cut_short_gives_no_rate_and_its_lines_count_in_the_next() {
+        // Reads at 0 and 2.0 s reach the end of the log; the one between stops at its
+        // timeout, at no known instant: it reports no rate (was 0/s), and the next rate holds
+        // all 100 lines over the 2 s between the two full reads (was 100 lines over the last
+        // interval alone).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, b"");
+        let clock = WriterClock {
+            path: path.clone(),
+            base: Instant::now(),
+            reads: [(0, 35), (2_000, 0)].into(),
+        };
+        let mut p = probe(&path).with_clock(clock);
+        p.collect(&mut Output::default(), later()).unwrap();
+        let mut cut = Output::default();
+        // A deadline already past: the read stops before the end.
+        p.collect(&mut cut, Instant::now()).unwrap();
+        assert_eq!(value(&cut, "requests_per_sec"), None, "{:?}", cut.metrics);
+        assert_eq!(value(&cut, "server_errors_per_sec"), None);
+        assert_eq!(value(&cut, "error_ratio"), None);
+        append(&path, format!("{LINE}\n").repeat(65).as_bytes());
+        let mut out = Output::default();
+        p.collect(&mut out, later()).unwrap();
+        assert_eq!(
+            value(&out, "requests_per_sec"),
+            Some(100.0 / Duration::from_millis(2_000).as_secs_f64())
+        );
+        assert_eq!(value(&out, "requests_per_sec"), Some(50.0));
+        assert_eq!(value(&out, "error_ratio"), Some(1.0));
     }
 
     #[test]

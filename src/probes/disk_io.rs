@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
-use super::rate::growth;
+use super::rate::{Clock, Monotonic, growth, secs_between};
 use super::{Names, Output};
 use crate::config::probes::disk_io::TYPE;
 
@@ -103,6 +103,8 @@ pub struct DiskIoProbe {
     prev: Option<(HashMap<String, DiskCounters>, Instant)>,
     names: Names,
     buf: String,
+    /// When each read of the counters happened: rates are over the probe's own two reads.
+    clock: Box<dyn Clock>,
 }
 
 impl DiskIoProbe {
@@ -116,7 +118,14 @@ impl DiskIoProbe {
             prev: None,
             names: Names::new("disk_io"),
             buf: String::new(),
+            clock: Box::new(Monotonic),
         }
+    }
+
+    /// The same probe taking its reads' instants from `clock` (tests give explicit ones).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     /// Re-reads `/sys/block` when the set of devices changed (hotplug), not every tick.
@@ -170,7 +179,8 @@ impl DiskIoProbe {
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
         self.diskstats.read_required(&mut self.buf)?;
-        let at = Instant::now();
+        // The counters are as of this read: its instant, not the tick's, times the rates.
+        let at = self.clock.now();
         let stats = parse_diskstats(&self.buf);
         let names: Vec<&str> = stats.iter().map(|(n, _)| n.as_str()).collect();
         self.refresh_topology(&names);
@@ -191,37 +201,36 @@ impl DiskIoProbe {
                 );
             }
         }
-        if let Some((prev, prev_at)) = &self.prev {
-            let secs = at.duration_since(*prev_at).as_secs_f64();
-            if secs > 0.0 {
-                let mut total = DiskCounters::default();
-                let mut busiest: f64 = 0.0;
-                let mut counted = 0;
-                let mut devices: Vec<&String> = now.keys().collect();
-                devices.sort();
-                for name in devices {
-                    let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
-                        continue;
-                    };
-                    let util = d.busy_ms as f64 / (secs * 1000.0) * 100.0;
-                    let names = self.names.get(&sanitize_instance(name), TYPE.fields);
-                    push_rates(out, &names, &d, secs, util);
-                    if !self.topology.stacked.contains(name) {
-                        total.reads += d.reads;
-                        total.read_sectors += d.read_sectors;
-                        total.read_ms += d.read_ms;
-                        total.writes += d.writes;
-                        total.write_sectors += d.write_sectors;
-                        total.write_ms += d.write_ms;
-                        busiest = busiest.max(util);
-                        counted += 1;
-                    }
+        if let Some((prev, prev_at)) = &self.prev
+            && let Some(secs) = secs_between(*prev_at, at)
+        {
+            let mut total = DiskCounters::default();
+            let mut busiest: f64 = 0.0;
+            let mut counted = 0;
+            let mut devices: Vec<&String> = now.keys().collect();
+            devices.sort();
+            for name in devices {
+                let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
+                    continue;
+                };
+                let util = d.busy_ms as f64 / (secs * 1000.0) * 100.0;
+                let names = self.names.get(&sanitize_instance(name), TYPE.fields);
+                push_rates(out, &names, &d, secs, util);
+                if !self.topology.stacked.contains(name) {
+                    total.reads += d.reads;
+                    total.read_sectors += d.read_sectors;
+                    total.read_ms += d.read_ms;
+                    total.writes += d.writes;
+                    total.write_sectors += d.write_sectors;
+                    total.write_ms += d.write_ms;
+                    busiest = busiest.max(util);
+                    counted += 1;
                 }
-                if counted > 0 {
-                    // The total's utilisation is the busiest device's: the bottleneck.
-                    let names = self.names.get("total", TYPE.fields);
-                    push_rates(out, &names, &total, secs, busiest);
-                }
+            }
+            if counted > 0 {
+                // The total's utilisation is the busiest device's: the bottleneck.
+                let names = self.names.get("total", TYPE.fields);
+                push_rates(out, &names, &total, secs, busiest);
             }
         }
         self.prev = Some((now, at));
@@ -262,6 +271,66 @@ mod tests {
         // A probe that lists its devices needs no topology.
         let mut listed = DiskIoProbe::new(root, Some(vec!["vda".into()]));
         assert!(listed.collect(&mut Output::default()).is_ok());
+    }
+
+    #[test]
+    fn rates_are_over_the_time_between_the_probes_own_reads() {
+        // Ticks nominally 1 s apart; this probe read at 0, 0.7 s and 2.0 s. Each rate, and the
+        // share of time busy, is over its own reads' interval.
+        let dir = tempfile::tempdir().unwrap();
+        let root = ProcRoot {
+            proc: dir.path().to_path_buf(),
+            sys: dir.path().join("sys"),
+        };
+        let base = Instant::now();
+        let mut probe = DiskIoProbe::new(root, Some(vec!["vda".into()]))
+            .with_clock(crate::probes::rate::Script::at_ms(base, &[0, 700, 2_000]));
+        let mut outputs = Vec::new();
+        // Sectors read, reads, busy ms at each read.
+        for (sectors, reads, busy) in [
+            (1_000u64, 10u64, 100u64),
+            (8_000, 80, 450),
+            (21_000, 210, 1_100),
+        ] {
+            std::fs::write(
+                dir.path().join("diskstats"),
+                format!(" 252 0 vda {reads} 0 {sectors} 0 0 0 0 0 0 {busy} 0 0 0 0 0\n"),
+            )
+            .unwrap();
+            let mut out = Output::default();
+            probe.collect(&mut out).unwrap();
+            outputs.push(out);
+        }
+        assert!(outputs[0].metrics.is_empty(), "{:?}", outputs[0].metrics);
+        let value = |out: &Output, name: &str| {
+            out.metrics
+                .iter()
+                .find(|(n, _)| n.as_ref() == name)
+                .map(|(_, v)| *v)
+        };
+        let secs = |ms| std::time::Duration::from_millis(ms).as_secs_f64();
+        for (out, sectors, reads, busy, ms) in [
+            (&outputs[1], 7_000.0, 70.0, 350.0, 700),
+            (&outputs[2], 13_000.0, 130.0, 650.0, 1_300),
+        ] {
+            assert_eq!(
+                value(out, "disk_io.vda.read_bytes_per_sec"),
+                Some(sectors * 512.0 / secs(ms))
+            );
+            assert_eq!(
+                value(out, "disk_io.vda.reads_per_sec"),
+                Some(reads / secs(ms))
+            );
+            assert_eq!(
+                value(out, "disk_io.vda.util_percent"),
+                Some(busy / (secs(ms) * 1000.0) * 100.0)
+            );
+        }
+        // 100 reads/s and half the time busy both times, though 0.7 s and 1.3 s apart.
+        for out in &outputs[1..] {
+            assert_eq!(value(out, "disk_io.vda.reads_per_sec"), Some(100.0));
+            assert_eq!(value(out, "disk_io.vda.util_percent"), Some(50.0));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::procfs::{ProcFile, ProcRoot, sanitize_instance};
-use super::rate::growth;
+use super::rate::{Clock, Monotonic, growth, secs_between};
 use super::{Names, Output};
 use crate::config::probes::net_io::TYPE;
 
@@ -79,6 +79,8 @@ pub struct NetIoProbe {
     prev: Option<(HashMap<String, NetCounters>, Instant)>,
     names: Names,
     buf: String,
+    /// When each read of the counters happened: rates are over the probe's own two reads.
+    clock: Box<dyn Clock>,
 }
 
 impl NetIoProbe {
@@ -90,12 +92,20 @@ impl NetIoProbe {
             prev: None,
             names: Names::new("net_io"),
             buf: String::new(),
+            clock: Box::new(Monotonic),
         }
+    }
+
+    /// The same probe taking its reads' instants from `clock` (tests give explicit ones).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     pub fn collect(&mut self, out: &mut Output) -> Result<(), String> {
         self.net_dev.read_required(&mut self.buf)?;
-        let at = Instant::now();
+        // The counters are as of this read: its instant, not the tick's, times the rates.
+        let at = self.clock.now();
         let now: HashMap<String, NetCounters> = parse_net_dev(&self.buf)
             .into_iter()
             .filter(|(name, _)| match &self.interfaces {
@@ -114,36 +124,35 @@ impl NetIoProbe {
                 );
             }
         }
-        if let Some((prev, prev_at)) = &self.prev {
-            let secs = at.duration_since(*prev_at).as_secs_f64();
-            if secs > 0.0 {
-                let mut total = NetCounters::default();
-                let mut counted = 0;
-                let mut ifaces: Vec<&String> = now.keys().collect();
-                ifaces.sort();
-                for name in ifaces {
-                    let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
-                        continue;
-                    };
-                    push_rates(
-                        out,
-                        &self.names.get(&sanitize_instance(name), TYPE.fields),
-                        &d,
-                        secs,
-                    );
-                    if name != "lo" {
-                        total.rx_bytes += d.rx_bytes;
-                        total.rx_packets += d.rx_packets;
-                        total.tx_bytes += d.tx_bytes;
-                        total.tx_packets += d.tx_packets;
-                        total.errors += d.errors;
-                        total.drops += d.drops;
-                        counted += 1;
-                    }
+        if let Some((prev, prev_at)) = &self.prev
+            && let Some(secs) = secs_between(*prev_at, at)
+        {
+            let mut total = NetCounters::default();
+            let mut counted = 0;
+            let mut ifaces: Vec<&String> = now.keys().collect();
+            ifaces.sort();
+            for name in ifaces {
+                let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
+                    continue;
+                };
+                push_rates(
+                    out,
+                    &self.names.get(&sanitize_instance(name), TYPE.fields),
+                    &d,
+                    secs,
+                );
+                if name != "lo" {
+                    total.rx_bytes += d.rx_bytes;
+                    total.rx_packets += d.rx_packets;
+                    total.tx_bytes += d.tx_bytes;
+                    total.tx_packets += d.tx_packets;
+                    total.errors += d.errors;
+                    total.drops += d.drops;
+                    counted += 1;
                 }
-                if counted > 0 {
-                    push_rates(out, &self.names.get("total", TYPE.fields), &total, secs);
-                }
+            }
+            if counted > 0 {
+                push_rates(out, &self.names.get("total", TYPE.fields), &total, secs);
             }
         }
         self.prev = Some((now, at));
@@ -217,6 +226,96 @@ mod tests {
             instances(Some(vec!["eth0".into(), "eth1".into()])),
             ["eth0", "eth1", "total"]
         );
+    }
+
+    /// The value of the metric named `name` in `out`.
+    fn value(out: &Output, name: &str) -> Option<f64> {
+        out.metrics
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn rates_are_over_the_time_between_the_probes_own_reads() {
+        // Ticks are nominally 1 s apart, but this probe's reads happen at 0, 0.7 s and 2.0 s
+        // (it ran late, then on time): each rate is the growth over its reads' own interval.
+        let dir = tempfile::tempdir().unwrap();
+        let root = ProcRoot {
+            proc: dir.path().join("proc"),
+            sys: dir.path().join("sys"),
+        };
+        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        let base = Instant::now();
+        let mut probe = NetIoProbe::new(root.clone(), Some(vec!["eth0".into()]))
+            .with_clock(crate::probes::rate::Script::at_ms(base, &[0, 700, 2_000]));
+        let dev = |bytes: u64, packets: u64| {
+            format!(
+                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: {bytes} {packets} 0 0 0 0 0 0 {tx} {packets} 0 0 0 0 0 0\n",
+                tx = bytes * 2
+            )
+        };
+        let mut outputs = Vec::new();
+        for (bytes, packets) in [(1_000, 10), (8_000, 80), (21_000, 210)] {
+            std::fs::write(root.proc.join("net/dev"), dev(bytes, packets)).unwrap();
+            let mut out = Output::default();
+            probe.collect(&mut out).unwrap();
+            outputs.push(out);
+        }
+        // The first read has nothing to compare with: no rate, as ever.
+        assert!(outputs[0].metrics.is_empty(), "{:?}", outputs[0].metrics);
+        let secs = |ms| std::time::Duration::from_millis(ms).as_secs_f64();
+        for (out, grew, ms) in [(&outputs[1], 7_000.0, 700), (&outputs[2], 13_000.0, 1_300)] {
+            assert_eq!(
+                value(out, "net_io.eth0.rx_bytes_per_sec"),
+                Some(grew / secs(ms))
+            );
+            assert_eq!(
+                value(out, "net_io.eth0.tx_bytes_per_sec"),
+                Some(2.0 * grew / secs(ms))
+            );
+            assert_eq!(
+                value(out, "net_io.eth0.rx_packets_per_sec"),
+                Some(grew / 100.0 / secs(ms))
+            );
+            assert_eq!(
+                value(out, "net_io.total.rx_bytes_per_sec"),
+                Some(grew / secs(ms))
+            );
+        }
+        // 10,000 bytes/s both times, though the reads were 0.7 s and 1.3 s apart.
+        assert_eq!(
+            value(&outputs[1], "net_io.eth0.rx_bytes_per_sec"),
+            Some(10_000.0)
+        );
+        assert_eq!(
+            value(&outputs[2], "net_io.eth0.rx_bytes_per_sec"),
+            Some(10_000.0)
+        );
+    }
+
+    #[test]
+    fn reads_at_the_same_instant_give_no_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = ProcRoot {
+            proc: dir.path().join("proc"),
+            sys: dir.path().join("sys"),
+        };
+        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        let base = Instant::now();
+        let mut probe = NetIoProbe::new(root.clone(), Some(vec!["eth0".into()]))
+            .with_clock(crate::probes::rate::Script::at_ms(base, &[5, 5]));
+        for bytes in [1_000, 2_000] {
+            std::fs::write(
+                root.proc.join("net/dev"),
+                format!("  eth0: {bytes} 1 0 0 0 0 0 0 {bytes} 1 0 0 0 0 0 0\n"),
+            )
+            .unwrap();
+            let mut out = Output::default();
+            probe.collect(&mut out).unwrap();
+            // No time between two reads: a rate would be infinite, so there is none.
+            assert!(out.metrics.is_empty(), "{:?}", out.metrics);
+        }
     }
 
     #[test]

@@ -1,7 +1,34 @@
 //! Counters to rates. The kernel's counters (bytes, sectors, pages, faults) only ever grow;
 //! runner reports how fast they grow, never the running total.
+//!
+//! A rate divides a counter's growth by the monotonic time between the probe's own two reads
+//! of it, never by the time between ticks: a tick that starts late, a probe that waits behind
+//! another, or a read cut short would otherwise put the growth over the wrong time.
 
 use std::time::Instant;
+
+/// Where a probe takes the instant of each read of its counters. It is a trait so tests can
+/// give reads explicit instants and check a rate exactly; probes run on `Monotonic`.
+pub trait Clock: Send {
+    fn now(&mut self) -> Instant;
+}
+
+/// The monotonic clock: a wall-clock step (NTP, a manual change) never bends a rate.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Monotonic;
+
+impl Clock for Monotonic {
+    fn now(&mut self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Seconds from `prev` to `now`, or `None` when no time passed (or `now` is not later): a
+/// rate over no time is not a measurement.
+pub fn secs_between(prev: Instant, now: Instant) -> Option<f64> {
+    let secs = now.checked_duration_since(prev)?.as_secs_f64();
+    (secs > 0.0).then_some(secs)
+}
 
 /// A counter's value and when it was read.
 #[derive(Debug, Clone, Copy)]
@@ -20,11 +47,33 @@ pub fn growth(prev: u64, now: u64) -> Option<u64> {
 /// counter went backwards, or when no time passed.
 pub fn per_sec(prev: Option<Reading>, now: Reading) -> Option<f64> {
     let prev = prev?;
-    let secs = now.at.checked_duration_since(prev.at)?.as_secs_f64();
-    if secs <= 0.0 {
-        return None;
-    }
+    let secs = secs_between(prev.at, now.at)?;
     growth(prev.value, now.value).map(|d| d as f64 / secs)
+}
+
+/// A clock for tests: each read gets the next of the given instants, so a test says exactly
+/// when each read happened, however long the test itself takes.
+#[cfg(test)]
+pub struct Script(pub std::collections::VecDeque<Instant>);
+
+#[cfg(test)]
+impl Script {
+    /// Reads at `base` plus each of `ms` milliseconds, in order.
+    pub fn at_ms(base: Instant, ms: &[u64]) -> Script {
+        Script(
+            ms.iter()
+                .map(|&m| base + std::time::Duration::from_millis(m))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+impl Clock for Script {
+    fn now(&mut self) -> Instant {
+        // A test that reads more often than it scripted is wrong; say so loudly.
+        self.0.pop_front().expect("the test scripted fewer reads")
+    }
 }
 
 #[cfg(test)]
