@@ -62,7 +62,10 @@ fn register_a_template_at_the_limits(bencher: divan::Bencher, shape: &str) {
         "tags_at_the_end" => "{{#if a}}{{b}}{{/if}}".repeat(MAX_TAGS / 3),
         _ => {
             let links = MAX_NESTING - 1;
-            let chain = format!("{{{{#if a}}}}x{}{{{{/if}}}}", "{{else if b}}x".repeat(links));
+            let chain = format!(
+                "{{{{#if a}}}}x{}{{{{/if}}}}",
+                "{{else if b}}x".repeat(links)
+            );
             chain.repeat(MAX_TAGS / (links + 2))
         }
     };

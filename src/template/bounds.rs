@@ -713,7 +713,10 @@ mod tests {
         assert_eq!(check_source(&at_limit), Ok(()));
         let over = format!("{at_limit}\n{{{{!-- x --}}}}");
         let problem = check_source(&over).unwrap_err();
-        assert!(problem.message.contains("more than 2000 tags"), "{problem:?}");
+        assert!(
+            problem.message.contains("more than 2000 tags"),
+            "{problem:?}"
+        );
         assert_eq!(problem.at, Some((2, 1)));
     }
 
