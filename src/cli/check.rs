@@ -29,6 +29,7 @@ pub fn run(file: &Path) -> u8 {
     let config = match Config::load(file) {
         Ok(config) => config,
         Err(problems) => {
+            let problems = with_file_checks(file, problems);
             super::print_problems(&problems);
             outln!("{}", summary_line(file, &problems));
             return exit::FAILED;
@@ -48,6 +49,42 @@ pub fn run(file: &Path) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// A jobs file's problems and those of the files it names (missing rule files and templates,
+/// rules that do not compile, templates that do not render), from what can be built of it: a
+/// mistake in the jobs file does not hide them, so one round shows every problem.
+fn with_file_checks(
+    file: &Path,
+    mut found: crate::diagnostic::Problems,
+) -> crate::diagnostic::Problems {
+    let (Some(mut partial), _) = Config::load_partial(file) else {
+        return found;
+    };
+    // A monitor with a probe that did not build would hold its rules to fewer metrics than it
+    // has: their "unknown metric" would not be theirs.
+    let broken = |name: &str| {
+        let job = format!("jobs.{name}");
+        let probes = format!("{job}.probes");
+        found
+            .errors()
+            .any(|p| p.field == job || p.field.starts_with(&probes))
+    };
+    // Its rule and template files were looked for while building: they are in
+    // `missing_files` whether or not the job stays.
+    partial
+        .jobs
+        .retain(|name, spec| !matches!(spec.kind, JobKind::Monitor(_)) || !broken(name));
+    // A notifier with an error was said at its setting; "cannot work" would say it again.
+    partial.notifiers.retain(|name, _| {
+        let notifier = format!("notifiers.{name}");
+        !found
+            .errors()
+            .any(|p| p.field == notifier || p.field.starts_with(&format!("{notifier}.")))
+    });
+    let (more, _) = problems(&partial);
+    found.extend(more);
+    found.sorted()
 }
 
 /// Every problem `runner check` finds in a loaded config (its warnings included), sorted, and

@@ -158,6 +158,14 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() && json_requested(std::env::args_os()) => {
+            // A script reading JSON lines from stderr gets the usage error as one of them, not
+            // clap's text. The rendered text has no colours: clap's `color` feature is off.
+            logging::init(LogFormat::Json, logging::level(0, 0));
+            let text = e.render().to_string();
+            error!(exit_code = exit::USAGE, "{}", text.trim_end());
+            return ExitCode::from(exit::USAGE);
+        }
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
@@ -202,6 +210,21 @@ pub fn main() -> ExitCode {
         ),
     };
     ExitCode::from(if output::failed() { exit::FAILED } else { code })
+}
+
+/// Whether the command line asks for JSON logs (`--log-format json` or `--log-format=json`),
+/// read before clap does: when clap refuses the command line, there is no parsed `Cli` to ask.
+fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--") => return false,
+            Some("--log-format=json") => return true,
+            Some("--log-format") if args.next().is_some_and(|v| v == "json") => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A command's own error on stderr: `error: …`, or with `--log-format json` one JSON object
@@ -320,5 +343,25 @@ fn log_warnings(config: &Config) {
             "{}",
             missing.message
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_requested;
+
+    #[test]
+    fn json_logs_are_seen_before_clap_parses() {
+        let args = |line: &str| {
+            line.split(' ')
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        assert!(json_requested(args("runner --log-format json chek")));
+        assert!(json_requested(args(
+            "runner check --bogus --log-format=json"
+        )));
+        assert!(!json_requested(args("runner --log-format human chek")));
+        assert!(!json_requested(args("runner test -- --log-format=json")));
     }
 }

@@ -347,6 +347,12 @@ impl Config {
         build::load(file, &|name| std::env::var(name).ok())
     }
 
+    /// What can be built of a jobs file that may have errors, with every problem: for
+    /// `runner check` only (see `build::load_partial`).
+    pub fn load_partial(file: &Path) -> (Option<Config>, Problems) {
+        build::load_partial(file, &|name| std::env::var(name).ok())
+    }
+
     pub fn job(&self, name: &str) -> Option<&JobSpec> {
         self.jobs.get(name)
     }

@@ -208,7 +208,7 @@ job_config! {
         pub fields: Option<Vec<String>>,
         /// Rows per page (`sysparm_limit`, default 100).
         #[serde(default)]
-        pub page_size: Option<u32>,
+        pub page_size: Option<Spanned<u32>>,
     }
 }
 

@@ -41,10 +41,63 @@ pub fn late_tag(line: u64, column: u64) -> Option<String> {
     LATE_TAGS.with(|t| t.borrow().get(&(line, column)).cloned())
 }
 
+/// One entry of one tagged mapping, whatever the pass: the `(line, column)` of the mapping's
+/// first key, and the entry's key. (Keys are read as plain strings, not with their position,
+/// so the field path of an error keeps their names.)
+pub type KeyAt = (u64, u64, String);
+
+thread_local! {
+    /// Entries of tagged mappings a pass skips, by their key's position: each failed in an
+    /// earlier pass, and was reported then.
+    static BROKEN_KEYS: RefCell<std::collections::HashSet<KeyAt>> = RefCell::new(Default::default());
+    /// The innermost entry whose key or value failed in the current pass, if one did.
+    static FAILED_KEY: RefCell<Option<KeyAt>> = const { RefCell::new(None) };
+}
+
+/// Runs `parse` skipping the entries at `broken`, and says which entry failed, if one did.
+///
+/// A serde error ends the whole parse, so the problem in one field of a job would hide every
+/// other field's (a bad `expect_status` hid the job's schedule, its other probes and its
+/// names). The loader parses again with the failed entry skipped, as if it were not written,
+/// so the job's other settings are read and checked; each pass finds one more problem.
+pub fn with_broken_keys<R>(
+    broken: &std::collections::HashSet<KeyAt>,
+    parse: impl FnOnce() -> R,
+) -> (R, Option<KeyAt>) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BROKEN_KEYS.with(|b| b.borrow_mut().clear());
+            FAILED_KEY.with(|f| f.borrow_mut().take());
+        }
+    }
+    let _reset = Reset;
+    BROKEN_KEYS.with(|b| *b.borrow_mut() = broken.clone());
+    FAILED_KEY.with(|f| f.borrow_mut().take());
+    let result = parse();
+    (result, FAILED_KEY.with(|f| f.borrow_mut().take()))
+}
+
+fn is_broken(at: &KeyAt) -> bool {
+    BROKEN_KEYS.with(|b| b.borrow().contains(at))
+}
+
+/// Notes the entry at `at` as failed, unless one inside it failed first (the error passes
+/// through every enclosing entry on its way out; the innermost is the one to skip).
+fn note_failed(at: KeyAt) {
+    FAILED_KEY.with(|f| {
+        f.borrow_mut().get_or_insert(at);
+    });
+}
+
 /// The rest of a mapping after its tag, read from the same deserializer.
 pub struct AfterTag<A> {
     pub state: AfterTagState,
     pub rest: A,
+    /// `(line, column)` of the mapping's first key, which names its entries.
+    pub mapping: (u64, u64),
+    /// The entry whose value is read next, to note it if the value fails.
+    pub current: Option<KeyAt>,
 }
 
 pub enum AfterTagState {
@@ -56,25 +109,37 @@ pub enum AfterTagState {
     SkipType,
 }
 
-/// A map key that is either the late `type` (skipped; the seed comes back for the next key) or
-/// one the variant's struct reads. Reading the key through this seed keeps an error in it (an
-/// unknown field) inside the deserializer's own key handling, so its path is kept.
+/// A map key that is either one to skip (the late `type`, or an entry that failed in an
+/// earlier pass; the seed comes back for the next key) or one the variant's struct reads.
+/// Reading the key through this seed keeps an error in it (an unknown field) inside the
+/// deserializer's own key handling, so its position and path are kept.
 enum Key<K, V> {
-    Type(K),
-    Other(V),
+    Skip(K),
+    Other(V, KeyAt),
 }
 
-struct KeySeed<K>(K);
+struct KeySeed<K> {
+    seed: K,
+    skip_type: bool,
+    mapping: (u64, u64),
+}
 
 impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<K> {
     type Value = Key<K, K::Value>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let key = <String as serde::Deserialize>::deserialize(d)?;
-        if key == "type" {
-            return Ok(Key::Type(self.0));
+        if self.skip_type && key == "type" {
+            return Ok(Key::Skip(self.seed));
         }
-        self.0.deserialize(key.into_deserializer()).map(Key::Other)
+        let at = (self.mapping.0, self.mapping.1, key);
+        if is_broken(&at) {
+            return Ok(Key::Skip(self.seed));
+        }
+        self.seed
+            .deserialize(at.2.clone().into_deserializer())
+            .map(|value| Key::Other(value, at.clone()))
+            .inspect_err(|_| note_failed(at))
     }
 }
 
@@ -85,30 +150,56 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for AfterTag<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        match std::mem::replace(&mut self.state, AfterTagState::SkipType) {
+        let skip_type = match std::mem::replace(&mut self.state, AfterTagState::SkipType) {
             AfterTagState::Direct => {
                 self.state = AfterTagState::Direct;
-                self.rest.next_key_seed(seed)
+                false
             }
-            AfterTagState::FirstKey(first) => seed.deserialize(first.into_deserializer()).map(Some),
-            AfterTagState::SkipType => {
-                let mut seed = seed;
-                loop {
-                    match self.rest.next_key_seed(KeySeed(seed))? {
-                        None => return Ok(None),
-                        Some(Key::Other(value)) => return Ok(Some(value)),
-                        Some(Key::Type(back)) => {
-                            self.rest.next_value::<IgnoredAny>()?;
-                            seed = back;
-                        }
+            AfterTagState::FirstKey(first) => {
+                let at = (self.mapping.0, self.mapping.1, first);
+                if !is_broken(&at) {
+                    let result = seed.deserialize(at.2.clone().into_deserializer());
+                    if result.is_err() {
+                        note_failed(at);
+                    } else {
+                        self.current = Some(at);
                     }
+                    return result.map(Some);
+                }
+                // The first key failed in an earlier pass: skip its value, read on.
+                self.rest.next_value::<IgnoredAny>()?;
+                true
+            }
+            AfterTagState::SkipType => true,
+        };
+        let mut seed = seed;
+        loop {
+            let key = KeySeed {
+                seed,
+                skip_type,
+                mapping: self.mapping,
+            };
+            match self.rest.next_key_seed(key)? {
+                None => return Ok(None),
+                Some(Key::Other(value, at)) => {
+                    self.current = Some(at);
+                    return Ok(Some(value));
+                }
+                Some(Key::Skip(back)) => {
+                    self.rest.next_value::<IgnoredAny>()?;
+                    seed = back;
                 }
             }
         }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.rest.next_value_seed(seed)
+        let current = self.current.take();
+        self.rest.next_value_seed(seed).inspect_err(|_| {
+            if let Some(at) = current {
+                note_failed(at);
+            }
+        })
     }
 }
 
@@ -171,11 +262,12 @@ macro_rules! tagged_config {
                             // `type` comes later: the scan before parsing knows its value.
                             let at = &first.referenced;
                             match late_tag(at.line(), at.column()) {
-                                Some(tag) => (tag, AfterTagState::FirstKey(first.value)),
+                                Some(tag) => (tag, AfterTagState::FirstKey(first.value.clone())),
                                 None => return Err(A::Error::missing_field("type")),
                             }
                         };
-                        let rest = AfterTag { state, rest: map };
+                        let mapping = (first.referenced.line(), first.referenced.column());
+                        let rest = AfterTag { state, rest: map, mapping, current: None };
                         let rest = serde::de::value::MapAccessDeserializer::new(rest);
                         match tag.as_str() {
                             $( $tag => <$ty as serde::Deserialize>::deserialize(rest).map($name::$variant), )+

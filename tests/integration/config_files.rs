@@ -367,3 +367,124 @@ fn every_problem_of_the_file_at_once() {
     }
     assert!(stdout(&output).contains("11 errors"), "{}", stdout(&output));
 }
+
+/// Issue 24 item 7: a file with six problems (a bad `@every`, an ftp URL, a bad
+/// `expect_status`, `memory` twice, a missing template, a `max_age` with no unit) reported two
+/// of them per round: a bad field hid the rest of its job, and any error hid the file checks.
+#[test]
+fn six_problems_are_six_errors_each_at_its_place() {
+    let path = "tests/fixtures/invalid/six-problems.yaml";
+    let output = run(&["check", "--jobs", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let found: Vec<(String, String, String)> = err
+        .split("\n\n")
+        .filter(|block| block.starts_with("error: "))
+        .map(|block| {
+            let line = |prefix: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.trim_start().strip_prefix(prefix))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let message = block.lines().next().unwrap_or_default();
+            (message.to_string(), line("--> "), line("= field: "))
+        })
+        .collect();
+    let at = |place: &str| format!("{path}:{place}");
+    let expected = [
+        (
+            "error: invalid schedule `@every 10x`",
+            at("6:15"),
+            "jobs.monitor.schedule",
+        ),
+        (
+            "error: the URL's scheme must be http or https",
+            at("11:14"),
+            "jobs.monitor.probes[1].url",
+        ),
+        (
+            "error: `7xx` is not an HTTP status",
+            at("12:24"),
+            "jobs.monitor.probes[1].expect_status",
+        ),
+        (
+            "error: the `memory` probe is listed twice",
+            at("14:9"),
+            "jobs.monitor.probes[3]",
+        ),
+        (
+            "error: no template at `tests/fixtures/invalid/templates/missing.hbs`",
+            at("18:17"),
+            "jobs.weekly-report.templates[0]",
+        ),
+        (
+            "error: invalid duration `15`",
+            at("23:14"),
+            "jobs.rotate-logs.max_age",
+        ),
+    ];
+    assert_eq!(found.len(), expected.len(), "{err}");
+    for ((message, location, field), (want_message, want_location, want_field)) in
+        found.iter().zip(&expected)
+    {
+        assert!(message.starts_with(want_message), "{message}\n{err}");
+        assert_eq!(location, want_location, "{err}");
+        assert_eq!(field, want_field, "{err}");
+    }
+    assert_eq!(
+        stdout(&output),
+        format!("{path}: 6 errors and 0 warnings\n")
+    );
+}
+
+/// A job whose setting is wrong still has its rule files checked: a missing one and one that
+/// does not compile are said in the same round as the jobs file's own mistake.
+#[test]
+fn rule_files_are_checked_when_the_jobs_file_has_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.rhai"), "let x = ;\n").unwrap();
+    let file = dir.path().join("jobs.yaml");
+    std::fs::write(
+        &file,
+        "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10x\"\n    probes:\n      - type: cpu\n    rules: [bad.rhai, gone.rhai]\n",
+    )
+    .unwrap();
+    let output = run(&["check", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("invalid schedule `@every 10x`"), "{err}");
+    assert!(err.contains("gone.rhai"), "{err}");
+    assert!(err.contains("bad.rhai"), "{err}");
+    assert!(
+        stdout(&output).contains(": 3 errors"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// With `--log-format json`, a command line clap refuses is one JSON object on stderr like
+/// every other line there, and exit code 2.
+#[test]
+fn usage_errors_are_json_in_json_mode() {
+    for args in [
+        &["--log-format", "json", "chek"][..],
+        &["check", "--bogus", "--log-format=json"][..],
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let err = stderr(&output);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).expect("one JSON object");
+        assert_eq!(line["level"], "ERROR", "{err}");
+        assert_eq!(line["exit_code"], 2, "{err}");
+        let message = line["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("error: "), "{err}");
+        assert!(!message.contains('\u{1b}'), "{err}");
+    }
+    let output = run(&["chek"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).starts_with("error: unrecognized subcommand 'chek'"));
+}

@@ -72,6 +72,16 @@ impl Builder<'_> {
         out
     }
 
+    /// A setting that was wrong (and reported), replaced by `stand_in` when building for
+    /// `load_partial`, so the rest of the job is still checked.
+    fn stand_in<T>(&self, checked: Option<T>, stand_in: T) -> Option<T> {
+        match checked {
+            Some(value) => Some(value),
+            None if self.partial => Some(stand_in),
+            None => None,
+        }
+    }
+
     pub(super) fn job(
         &mut self,
         name: &str,
@@ -136,7 +146,7 @@ impl Builder<'_> {
                         },
                     ),
                     probes: self.probes(job.probes, &field),
-                    rule_timeout: rule_timeout?,
+                    rule_timeout: self.stand_in(rule_timeout, DEFAULT_RULE_TIMEOUT)?,
                     flap: FlapPolicy {
                         max_transitions: job
                             .flap_transitions
@@ -228,11 +238,16 @@ impl Builder<'_> {
                         None
                     }
                 };
-                let page_size = job.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-                if !(1..=10_000).contains(&page_size) {
-                    let at = from.referenced;
+                let page_size = job
+                    .page_size
+                    .as_ref()
+                    .map_or(DEFAULT_PAGE_SIZE, |p| p.value);
+                // At the number itself: the job's `from` is another line.
+                if let Some(written) = &job.page_size
+                    && !(1..=10_000).contains(&page_size)
+                {
                     self.error(
-                        &at,
+                        &written.referenced,
                         &format!("{field}.page_size"),
                         format!("`page_size` must be between 1 and 10000, not {page_size}"),
                     );
@@ -250,10 +265,10 @@ impl Builder<'_> {
         };
         Some(JobSpec {
             name: name.to_string(),
-            schedule: schedule?,
+            schedule: self.stand_in(schedule, Schedule::parse("@hourly").ok()?)?,
             description,
             enabled,
-            timeout: super::optional(timeout)?,
+            timeout: self.stand_in(super::optional(timeout), None)?,
             kind,
             off,
         })

@@ -63,6 +63,44 @@ pub fn load(file: &Path, env: EnvLookup<'_>) -> Result<Config, Problems> {
 /// Builds the config from a jobs file's text; `file` names it in problems and anchors
 /// relative paths.
 pub fn parse(file: &Path, source: &str, env: EnvLookup<'_>) -> Result<Config, Problems> {
+    let (config, problems) = build(file, source, env, false)?;
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    config.ok_or(problems)
+}
+
+/// Reads `file` and builds what can be built of it, with every problem found: `runner check`
+/// checks the files a broken jobs file names (rule files, templates) too, so one round shows
+/// every problem. The config is `None` when the top level cannot be built (no `data_dir`); its
+/// `warnings` are empty (they are in the problems), and a job whose schedule, timeout or rule
+/// timeout is wrong is kept with a stand-in so its rules and templates are checked. Never run
+/// it.
+pub fn load_partial(file: &Path, env: EnvLookup<'_>) -> (Option<Config>, Problems) {
+    let source = match crate::diagnostic::read_text(file, "jobs file") {
+        Ok(source) => source,
+        Err(problem) => return (None, (*problem).into()),
+    };
+    match build(file, &source, env, true) {
+        Ok((config, problems)) => {
+            let config = config.map(|config| Config {
+                warnings: Problems::default(),
+                ..config
+            });
+            (config, problems)
+        }
+        Err(problems) => (None, problems),
+    }
+}
+
+/// The config as far as it builds, and every problem found (sorted); `Err` when the YAML
+/// cannot be read at all.
+fn build(
+    file: &Path,
+    source: &str,
+    env: EnvLookup<'_>,
+    partial: bool,
+) -> Result<(Option<Config>, Problems), Problems> {
     let raw = parse_sections(file, source)?;
     let mut builder = Builder {
         file,
@@ -74,12 +112,10 @@ pub fn parse(file: &Path, source: &str, env: EnvLookup<'_>) -> Result<Config, Pr
         problems: raw.problems,
         missing_files: Problems::default(),
         off_notifiers: Vec::new(),
+        partial,
     };
     let config = builder.config(raw.top, raw.notifiers, raw.jobs);
-    if builder.problems.has_errors() {
-        return Err(builder.problems.sorted());
-    }
-    config.ok_or_else(|| builder.problems.sorted())
+    Ok((config, builder.problems.sorted()))
 }
 
 pub(in crate::config) struct Builder<'a> {
@@ -90,6 +126,8 @@ pub(in crate::config) struct Builder<'a> {
     missing_files: Problems,
     /// "Notifier X is off" warnings, said only for notifiers a job sends to.
     off_notifiers: Vec<(String, Problem)>,
+    /// Building for `load_partial`: a wrong schedule or timeout gets a stand-in.
+    partial: bool,
 }
 
 impl Builder<'_> {
@@ -807,5 +845,50 @@ jobs:
                 "`http://db` is not a host name or address [jobs.m.probes[6].host]",
             ]
         );
+    }
+
+    #[test]
+    fn page_size_is_located_at_its_own_line() {
+        let yaml = "data_dir: var\nnotifiers:\n  sn: { type: servicenow, instance: dev1, username: u, password: p }\njobs:\n  sync:\n    type: servicenow_fetch\n    schedule: \"@hourly\"\n    from: sn\n    page_size: 0\n";
+        let got = messages(load_str(yaml, &[]));
+        assert_eq!(
+            got,
+            ["9:16 `page_size` must be between 1 and 10000, not 0 [jobs.sync.page_size]"]
+        );
+    }
+
+    #[test]
+    fn a_bad_field_does_not_hide_the_rest_of_its_job() {
+        // `flap_transitions` and `bogus` end the parse of the job; its schedule, its probes
+        // and the probe after a bad one are still read and checked.
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10x\"\n    flap_transitions: many\n    bogus: 1\n    probes:\n      - { type: ping, name: gw, host: a, count: x }\n      - { type: cpu, timeout_ms: 0 }\n  r:\n    type: rotate\n    schedule: \"@daily\"\n    paths: [x]\n    max_age: [15]\n";
+        let got = messages(load_str(yaml, &[]));
+        let lines: Vec<&str> = got
+            .iter()
+            .map(|m| m.split_once(' ').map_or(m.as_str(), |(at, _)| at))
+            .collect();
+        assert_eq!(
+            lines,
+            ["5:15", "6:23", "7:5", "9:49", "10:34", "15:14"],
+            "{got:#?}"
+        );
+        assert!(got[2].contains("unknown field `bogus`"), "{got:#?}");
+        assert!(got[3].ends_with("[jobs.m.probes[0].count]"), "{got:#?}");
+        // A required field that is wrong is said once, not again as missing.
+        assert!(got[5].ends_with("[jobs.r.max_age]"), "{got:#?}");
+    }
+
+    #[test]
+    fn a_partial_load_keeps_what_builds_and_every_problem() {
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10x\"\n    rules: [gone.rhai]\n  r:\n    type: report\n    schedule: \"@weekly\"\n    templates: [gone.hbs]\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jobs.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let (config, problems) = load_partial(&file, &|_| None);
+        assert_eq!(problems.errors().count(), 1, "{problems}");
+        let config = config.expect("the top level builds");
+        assert_eq!(config.jobs.len(), 2);
+        assert_eq!(config.missing_files.len(), 2, "{}", config.missing_files);
+        assert!(config.warnings.is_empty());
     }
 }

@@ -13,6 +13,10 @@ use crate::config::{scan, sections, tagged};
 use crate::diagnostic::{Problem, Problems};
 use crate::vocab::suggest::closest;
 
+/// Most entries skipped one by one before broken sections are skipped whole: each costs a
+/// pass over the file, and a file this broken has more to fix than anyone reads at once.
+const MAX_BROKEN_KEYS: usize = 200;
+
 /// How far below a mapping's start its `type:` line is looked for, to point at a bad type.
 const TYPE_SEARCH_LINES: usize = 64;
 
@@ -69,10 +73,15 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
         .chain(top.jobs.keys().map(|k| ("jobs", k)))
         .collect();
     order.sort_by_key(|(_, k)| (k.referenced.line(), k.referenced.column()));
-    // Every section at once; a broken one is reported and skipped in the next pass.
+    // Every section at once; a broken entry of a job, probe or notifier is reported and skipped
+    // in the next pass (so the section's other settings are still read and checked), and a
+    // section broken otherwise (a missing field, an unknown type) is skipped whole.
     let mut broken = std::collections::BTreeSet::new();
-    while broken.len() <= section_count {
-        let attempt = sections::pass(sections::Focus::AllBut(broken.clone()), parse);
+    let mut broken_keys = std::collections::HashSet::new();
+    while broken.len() + broken_keys.len() <= section_count + MAX_BROKEN_KEYS {
+        let (attempt, failed_key) = tagged::with_broken_keys(&broken_keys, || {
+            sections::pass(sections::Focus::AllBut(broken.clone()), parse)
+        });
         match attempt.result {
             Ok(parsed) => {
                 for (slot, section) in notifiers.iter_mut().zip(parsed.notifiers.into_values()) {
@@ -84,7 +93,7 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
                 break;
             }
             Err(mut e) => {
-                let Some(index) = attempt.failed.filter(|i| broken.insert(*i)) else {
+                let Some(index) = attempt.failed else {
                     // Not inside a section (the top pass would have said so): report it once.
                     problems.push(yaml_problem(file, source, e));
                     break;
@@ -92,7 +101,17 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
                 if let Some((kind, name)) = order.get(index) {
                     e.path = name_section(&e.path, kind, &name.value);
                 }
-                problems.push(yaml_problem(file, source, e));
+                let progressed = match failed_key {
+                    Some(at) if broken_keys.len() < MAX_BROKEN_KEYS => broken_keys.insert(at),
+                    _ => broken.insert(index),
+                };
+                let problem = yaml_problem(file, source, e);
+                if !said_already(&problems, &problem) {
+                    problems.push(problem);
+                }
+                if !progressed {
+                    break;
+                }
             }
         }
     }
@@ -101,6 +120,30 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
         notifiers,
         jobs,
         problems,
+    })
+}
+
+/// `missing field `max_age`` of a mapping whose `max_age` was reported and skipped, or whose
+/// unknown `max_ag` was said with "did you mean `max_age`?": the same mistake, said once.
+fn said_already(problems: &Problems, problem: &Problem) -> bool {
+    let Some(name) = problem
+        .message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    else {
+        return false;
+    };
+    let field = if problem.field.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}.{name}", problem.field)
+    };
+    let misspelt = format!("did you mean `{name}`?");
+    let parent = problem.field.as_str();
+    problems.iter().any(|p| {
+        p.field == field
+            || (p.help.as_deref() == Some(misspelt.as_str())
+                && p.field.rsplit_once('.').map_or("", |(head, _)| head) == parent)
     })
 }
 
@@ -262,9 +305,12 @@ fn name_section(path: &str, kind: &str, name: &str) -> String {
 }
 
 /// serde_path_to_error's path without the parts only our wrappers add: `.` for the root, `?`
-/// for a key it could not name, and the `value` field of a `Spanned` list item.
+/// for a key it could not name, and the `value` field of a `Spanned` list item or setting
+/// (`max_age: [15]` fails inside the `Spanned`; no setting of the file is called `value`).
 fn clean_field_path(path: &str) -> String {
-    path.trim_matches('.')
+    let path = path.trim_matches('.');
+    path.strip_suffix(".value")
+        .unwrap_or(path)
         .replace("].value", "]")
         .split('.')
         .filter(|part| *part != "?")
@@ -291,6 +337,7 @@ mod tests {
             "jobs.a.probes[1].count"
         );
         assert_eq!(clean_field_path("jobs.a.?"), "jobs.a");
+        assert_eq!(clean_field_path("jobs.r.max_age.value"), "jobs.r.max_age");
         assert_eq!(clean_field_path("jobs.?"), "jobs");
         assert_eq!(name_section("jobs.?.bogus", "jobs", "c"), "jobs.c.bogus");
         assert_eq!(
