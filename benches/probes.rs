@@ -1,4 +1,5 @@
-//! `cargo bench --bench probes`: the access-log parser, and a tick of 100 tcp probes.
+//! `cargo bench --bench probes`: the access-log parser, a tick of 100 tcp probes, and the
+//! `connections` probe against `ss` (`scripts/connections-cost.sh` for 10k and 100k sockets).
 
 // A harness, not the product: a panic here is the failure, with its message.
 #![allow(
@@ -133,4 +134,90 @@ fn tick_of_100_tcp_probes(bencher: divan::Bencher) {
     });
     println!("100 tcp probes: worst tick / slowest probe = {worst_ratio:.2}");
     drop(listeners);
+}
+
+/// The loopback table the `connections` benches read: the ports `scripts/connections-cost.sh`
+/// holds its connections on (`RUNNER_BENCH_CONNECTION_PORTS`, in a network namespace of its
+/// own), else 1,000 connections opened here to one listener.
+fn connection_ports() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<(Vec<u16>, Vec<std::net::TcpStream>)> =
+        std::sync::OnceLock::new();
+    &TABLE
+        .get_or_init(|| {
+            if let Ok(ports) = std::env::var("RUNNER_BENCH_CONNECTION_PORTS") {
+                let ports = ports.split(',').map(|p| p.parse().unwrap()).collect();
+                return (ports, Vec::new());
+            }
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut keep = Vec::new();
+            for _ in 0..1_000 {
+                keep.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+                keep.push(listener.accept().unwrap().0);
+            }
+            (vec![listener.local_addr().unwrap().port()], keep)
+        })
+        .0
+}
+
+fn connections_probe(netlink: bool) -> runner::probes::connections::ConnectionsProbe {
+    use runner::probes::connections::ConnectionsProbe;
+    let root = runner::probes::ProcRoot {
+        proc: "/proc".into(),
+        sys: "/sys".into(),
+    };
+    let ports = connection_ports().to_vec();
+    let mut probe = if netlink {
+        ConnectionsProbe::new(root, ports, "bench")
+    } else {
+        ConnectionsProbe::from_files(root, ports, "bench")
+    };
+    let mut out = runner::probes::Output::default();
+    probe.collect(&mut out).unwrap();
+    assert_eq!(
+        probe.reads_netlink(),
+        netlink,
+        "netlink sock_diag unavailable"
+    );
+    println!(
+        "connections probe ({}): {:?}",
+        if netlink { "netlink" } else { "/proc" },
+        out.metrics
+    );
+    probe
+}
+
+/// One tick of the `connections` probe as it runs: netlink `sock_diag`, filtered in the kernel.
+#[divan::bench(sample_count = 20)]
+fn connections_probe_netlink(bencher: divan::Bencher) {
+    let mut probe = connections_probe(true);
+    bencher.bench_local(|| {
+        let mut out = runner::probes::Output::default();
+        probe.collect(&mut out).unwrap();
+        out
+    });
+}
+
+/// The same tick from `/proc/net/tcp*` (the fallback, and what the probe read before).
+#[divan::bench(sample_count = 20)]
+fn connections_probe_proc(bencher: divan::Bencher) {
+    let mut probe = connections_probe(false);
+    bencher.bench_local(|| {
+        let mut out = runner::probes::Output::default();
+        probe.collect(&mut out).unwrap();
+        out
+    });
+}
+
+/// What the probe is held to: `ss -tn state established | wc -l` over the same table.
+#[divan::bench(sample_count = 20)]
+fn connections_ss_established(bencher: divan::Bencher) {
+    connection_ports();
+    bencher.bench_local(|| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "ss -tn state established | wc -l"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    });
 }
