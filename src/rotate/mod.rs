@@ -17,7 +17,7 @@ pub mod archive;
 mod postrotate;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -67,6 +67,15 @@ impl From<String> for GroupFailure {
     fn from(message: String) -> Self {
         GroupFailure::Other(message)
     }
+}
+
+/// What became of an archived original at deletion.
+#[derive(Debug)]
+enum Deleted {
+    Yes,
+    /// Kept in place for a later run, and why.
+    Kept(String),
+    Failed(String),
 }
 
 /// A file chosen for archiving.
@@ -266,6 +275,15 @@ impl Rotation<'_> {
                         .push(format!("{} is a symlink; not followed", path.display()));
                     continue;
                 }
+                // A job's staging folder holds originals on their way to deletion.
+                if meta.is_dir()
+                    && path.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with('.') && n.ends_with(".rotating")
+                    })
+                {
+                    continue;
+                }
                 if !meta.is_file() {
                     let what = if meta.is_dir() {
                         "a folder"
@@ -352,6 +370,7 @@ impl Rotation<'_> {
             return summary;
         }
         self.remove_leftover_tmp(&mut summary);
+        self.restore_staged(now, &mut summary);
         let mut candidates = self.candidates(now, &mut summary);
         if hook(Step::Selected) == Flow::Stop {
             return summary;
@@ -374,22 +393,18 @@ impl Rotation<'_> {
         };
         // An original whose archive already exists (the last run stopped before deleting it)
         // is checked against that archive and deleted; it is not archived twice.
+        let mut archived_before = Vec::new();
         candidates.retain(|c| match index.find(&c.entry, c.size, c.mtime) {
             Some(found) => match archive::verify_member(found, c) {
-                Ok(()) if std::fs::symlink_metadata(&c.path)
-                    .is_ok_and(|meta| !archive::writers(&meta).is_empty()) =>
-                {
-                    summary.skipped.push(format!(
-                        "{} is archived but kept: a process has it open for writing",
-                        c.path.display()
-                    ));
-                    false
-                }
                 Ok(()) => {
-                    match std::fs::remove_file(&c.path) {
-                        Ok(()) => summary.recovered += 1,
-                        Err(e) => summary.problems.push(format!("cannot delete {}: {e}", c.path.display())),
-                    }
+                    archived_before.push(archive::Member {
+                        archive: found.archive.clone(),
+                        path: c.path.clone(),
+                        entry: c.entry.clone(),
+                        size: c.size,
+                        crc: found.crc,
+                        mtime: Some(c.mtime),
+                    });
                     false
                 }
                 Err(e) => {
@@ -399,6 +414,25 @@ impl Rotation<'_> {
             },
             None => true,
         });
+        let mut outcomes = Vec::new();
+        self.delete_originals(
+            &archived_before,
+            now,
+            &mut |_| Flow::Continue,
+            &mut outcomes,
+        );
+        for (member, outcome) in archived_before.iter().zip(outcomes) {
+            match outcome {
+                Deleted::Yes => summary.recovered += 1,
+                Deleted::Kept(why) => summary.skipped.push(format!(
+                    "{} is archived but kept: {why}",
+                    member.path.display()
+                )),
+                Deleted::Failed(why) => summary
+                    .problems
+                    .push(format!("cannot delete {}: {why}", member.path.display())),
+            }
+        }
         let mut taken: BTreeSet<String> = BTreeSet::new();
         let mut pending: std::collections::VecDeque<Vec<Candidate>> =
             self.groups(candidates).into_iter().collect();
@@ -411,7 +445,7 @@ impl Rotation<'_> {
                     .to_string_lossy()
                     .into_owned(),
             );
-            match self.archive_group(&group, &target, hook, &mut summary) {
+            match self.archive_group(&group, &target, now, hook, &mut summary) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return summary,
                 // A full disk: the same files in two smaller archives may fit where one did
@@ -437,6 +471,176 @@ impl Rotation<'_> {
         }
         self.expire(now, &mut summary);
         summary
+    }
+
+    /// The hidden folder beside originals where each waits, out of its name, for the last
+    /// check before it is deleted. Private to the job, so job `rot` never takes `rot-x`'s.
+    fn staging_dir(&self, dir: &Path) -> PathBuf {
+        dir.join(format!(".{}.rotating", self.job))
+    }
+
+    /// Deletes archived originals leaving no moment in which a program could open one and
+    /// write into a deleted file. A check for writers followed by an unlink has such a moment
+    /// (a daemon opening its log between them writes every later line into nothing), so each
+    /// original is first renamed into the staging folder beside it: from then on, a program
+    /// opening its name creates a new file. One pass over `/proc` then finds whoever opened
+    /// it before; each staged file still unchanged and held by nobody is unlinked, and the
+    /// others are put back under their name (or, if a program made a new file there
+    /// meanwhile, a stamped name the pattern still matches) for a later run. A run stopped in
+    /// between leaves files in the staging folder, which the next run puts back first.
+    /// `outcomes` gets one entry per member, in order, up to where `hook` stopped the run.
+    fn delete_originals(
+        &self,
+        members: &[archive::Member],
+        now: DateTime<Utc>,
+        hook: &mut dyn FnMut(Step) -> Flow,
+        outcomes: &mut Vec<Deleted>,
+    ) -> Flow {
+        let mut staged: Vec<Result<PathBuf, String>> = Vec::with_capacity(members.len());
+        let mut folders = BTreeSet::new();
+        for member in members {
+            let (Some(dir), Some(name)) = (member.path.parent(), member.path.file_name()) else {
+                staged.push(Err("it has no file name".into()));
+                continue;
+            };
+            let staging = self.staging_dir(dir);
+            if folders.insert(staging.clone())
+                && let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&staging)
+                && e.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                folders.remove(&staging);
+            }
+            let to = staging.join(name);
+            staged.push(
+                archive::rename_noreplace(&member.path, &to)
+                    .map(|()| to.clone())
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound if !member.path.exists() => e.to_string(),
+                        _ => format!("cannot move it to {}: {e}", to.display()),
+                    }),
+            );
+        }
+        let identities: Vec<(u64, u64)> = staged
+            .iter()
+            .flatten()
+            .filter_map(|p| std::fs::symlink_metadata(p).ok())
+            .map(|meta| (meta.dev(), meta.ino()))
+            .collect();
+        let held = archive::writers_of(&identities);
+        let mut flow = Flow::Continue;
+        for (i, (member, staged)) in members.iter().zip(&staged).enumerate() {
+            if i == 1 && hook(Step::MidDelete) == Flow::Stop {
+                flow = Flow::Stop;
+                break;
+            }
+            let staged = match staged {
+                Ok(staged) => staged,
+                Err(why) => {
+                    outcomes.push(Deleted::Failed(why.clone()));
+                    continue;
+                }
+            };
+            let at_staged = archive::Member {
+                path: staged.clone(),
+                ..member.clone()
+            };
+            // Checked at the moment of deletion: a line appended since the archive was
+            // verified, or a writer that still holds the file, keeps it. The next run finds
+            // it unchanged in this archive and deletes it, or archives what it has become.
+            outcomes.push(match archive::deletable(&at_staged, &held) {
+                Ok(()) => match std::fs::remove_file(staged) {
+                    Ok(()) => Deleted::Yes,
+                    Err(e) => {
+                        let _ = self.put_back(staged, &member.path, now);
+                        Deleted::Failed(e.to_string())
+                    }
+                },
+                Err(why) => match self.put_back(staged, &member.path, now) {
+                    Ok(None) => Deleted::Kept(why),
+                    Ok(Some(other)) => Deleted::Kept(format!(
+                        "{why}; a new file took its name meanwhile, so it is back as {}",
+                        other.display()
+                    )),
+                    Err(e) => Deleted::Failed(format!(
+                        "{why}, and it cannot be put back from {}: {e}",
+                        staged.display()
+                    )),
+                },
+            });
+        }
+        if flow == Flow::Continue {
+            for staging in &folders {
+                // Empty unless a file could not be put back: then it stays for the next run.
+                let _ = std::fs::remove_dir(staging);
+            }
+        }
+        for dir in members
+            .iter()
+            .filter_map(|m| m.path.parent())
+            .collect::<BTreeSet<_>>()
+        {
+            let _ = archive::sync_dir(dir);
+        }
+        flow
+    }
+
+    /// Puts a staged file back under `original`; if a program created a new file there
+    /// meanwhile, under the next free stamped name beside it (still matched by the pattern,
+    /// so a later run archives it). Returns that other name, if used.
+    fn put_back(
+        &self,
+        staged: &Path,
+        original: &Path,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<Option<PathBuf>> {
+        match archive::rename_noreplace(staged, original) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let name = original
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let (_, other) = rename_target(original, &name, now);
+                archive::rename_noreplace(staged, &other)?;
+                Ok(Some(other))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts back what a stopped run left in the staging folders beside the patterns: those
+    /// files were archived and verified but not yet deleted, and once back under their name
+    /// they are found in their archive and deleted as any original of an interrupted run.
+    fn restore_staged(&self, now: DateTime<Utc>, summary: &mut Summary) {
+        let dirs: BTreeSet<PathBuf> = self
+            .spec
+            .paths
+            .iter()
+            .map(|p| p.parent().unwrap_or(Path::new(".")).to_path_buf())
+            .collect();
+        for dir in dirs {
+            let staging = self.staging_dir(&dir);
+            let Ok(entries) = std::fs::read_dir(&staging) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let original = dir.join(entry.file_name());
+                match self.put_back(&entry.path(), &original, now) {
+                    Ok(None) => {}
+                    Ok(Some(other)) => summary.skipped.push(format!(
+                        "{} was left aside by a stopped run and a new file took its name; it is back as {}",
+                        original.display(),
+                        other.display()
+                    )),
+                    Err(e) => summary.problems.push(format!(
+                        "cannot put {} back from {}: {e}",
+                        original.display(),
+                        staging.display()
+                    )),
+                }
+            }
+            let _ = std::fs::remove_dir(&staging);
+        }
     }
 
     fn remove_leftover_tmp(&self, summary: &mut Summary) {
@@ -545,6 +749,7 @@ impl Rotation<'_> {
         &self,
         group: &[Candidate],
         target: &Path,
+        now: DateTime<Utc>,
         hook: &mut dyn FnMut(Step) -> Flow,
         summary: &mut Summary,
     ) -> Result<Flow, GroupFailure> {
@@ -592,45 +797,26 @@ impl Rotation<'_> {
             return Ok(Flow::Stop);
         }
         let archive_bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
-        let identities: Vec<(u64, u64)> = written
-            .members
-            .iter()
-            .filter_map(|m| std::fs::symlink_metadata(&m.path).ok())
-            .map(|meta| (meta.dev(), meta.ino()))
-            .collect();
-        let held = archive::writers_of(&identities);
-        for (i, member) in written.members.iter().enumerate() {
-            if i == 1 && hook(Step::MidDelete) == Flow::Stop {
-                return Ok(Flow::Stop);
-            }
-            // Checked at the moment of deletion: a line appended since the archive was
-            // verified, or a writer that still holds the file, keeps it. The next run finds
-            // it unchanged in this archive and deletes it, or archives what it has become.
-            if let Err(why) = archive::deletable(member, &held) {
-                summary.skipped.push(format!(
-                    "{} is archived but kept: {why}",
-                    member.path.display()
-                ));
-                continue;
-            }
-            match std::fs::remove_file(&member.path) {
-                Ok(()) => {
+        let mut outcomes = Vec::new();
+        let flow = self.delete_originals(&written.members, now, hook, &mut outcomes);
+        for (member, outcome) in written.members.iter().zip(outcomes) {
+            match outcome {
+                Deleted::Yes => {
                     summary.archived_files += 1;
                     summary.bytes_before += member.size;
                 }
-                Err(e) => summary.problems.push(format!(
-                    "archived but cannot delete {}: {e}",
+                Deleted::Kept(why) => summary.skipped.push(format!(
+                    "{} is archived but kept: {why}",
+                    member.path.display()
+                )),
+                Deleted::Failed(why) => summary.problems.push(format!(
+                    "archived but cannot delete {}: {why}",
                     member.path.display()
                 )),
             }
         }
-        for dir in written
-            .members
-            .iter()
-            .filter_map(|m| m.path.parent())
-            .collect::<BTreeSet<_>>()
-        {
-            let _ = archive::sync_dir(dir);
+        if flow == Flow::Stop {
+            return Ok(Flow::Stop);
         }
         summary.bytes_after += archive_bytes;
         summary.archives_written.push(target.to_path_buf());

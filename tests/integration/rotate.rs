@@ -1151,3 +1151,82 @@ fn a_full_archive_disk_takes_fewer_files_at_once_then_stops_with_a_clear_problem
         }
     }
 }
+
+/// Every line `tag N` found in the live files under `dir` (any depth, hidden folders too) and
+/// in every archive entry.
+fn lines_found(fx: &Fixture, dir: &Path, tag: &str) -> Vec<u64> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if let Ok(text) = std::fs::read(&path) {
+                out.push(String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+    }
+    let mut texts = Vec::new();
+    walk(dir, &mut texts);
+    texts.extend(
+        fx.entries()
+            .into_iter()
+            .map(|e| String::from_utf8_lossy(&e.1).into_owned()),
+    );
+    let prefix = format!("{tag} ");
+    let mut found: Vec<u64> = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_program_opening_an_original_while_the_group_is_deleted_loses_no_line() {
+    let fx = Fixture::new();
+    for i in 0..3000 {
+        fx.file(
+            &fx.logs.join(format!("a-{i:04}.log")),
+            "old\n",
+            "2026-11-10T12:00:00Z",
+        );
+    }
+    let target = fx.logs.join("zz-target.log");
+    fx.file(&target, "old\n", "2026-11-10T12:00:00Z");
+    let first = fx.logs.join("a-0000.log");
+    let done = fx.logs.join("../done");
+    // A daemon (another process: runner does not count its own) that opens `zz-target.log`
+    // for appending as soon as the first original disappears, and writes its 50 lines once
+    // the rotation is over.
+    let mut daemon = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "echo ready; while [ -e '{first}' ]; do :; done; exec 3>>'{target}'; \
+             while [ ! -e '{done}' ]; do sleep 0.01; done; \
+             for i in $(seq 0 49); do echo \"daemon $i\" >&3; done",
+            first = first.display(),
+            target = target.display(),
+            done = done.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    std::fs::write(&done, "").unwrap();
+    daemon.wait().unwrap();
+    assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+    assert!(summary.archived_files >= 3000, "{}", summary.line());
+    assert_eq!(
+        lines_found(&fx, &fx.logs, "daemon"),
+        (0..50).collect::<Vec<_>>(),
+        "lines lost: {}",
+        summary.line()
+    );
+}
