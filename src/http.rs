@@ -115,46 +115,163 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The parts of a URL that may be secret, for scrubbing text a destination sends back (an
-/// Express 404 quotes the path: `Cannot POST /services/T0/B0/<token>`): the user and password,
-/// the path and the query as a whole, and each path segment and query value of four characters
-/// or more (shorter ones are words like `api`, not secrets).
+/// Express 404 quotes the path: `Cannot POST /services/T0/B0/<token>`): the user and password
+/// (as written and decoded, and the `Authorization: Basic` reqwest builds of them), the path
+/// and the query as a whole, and each path segment and query value of four characters or more
+/// (shorter ones are words like `api`, not secrets).
 pub fn url_secrets(url: &str) -> Vec<String> {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return vec![url.to_string()];
     };
-    let mut parts = vec![parsed.username().to_string()];
-    parts.extend(parsed.password().map(str::to_string));
+    let mut parts = url_credentials(&parsed);
     let path = parsed.path();
     if path.len() > 1 {
         parts.push(path.to_string());
         parts.extend(path.split('/').map(str::to_string));
     }
-    if let Some(query) = parsed.query() {
-        parts.push(query.to_string());
-        parts.extend(
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_string())),
-        );
+    parts.extend(query_secrets(&parsed));
+    parts.retain(|p| p.chars().count() >= 4);
+    parts
+}
+
+/// A URL's user and password, as written and percent-decoded, and the base64 forms of the
+/// `Authorization: Basic` header reqwest sends for them (it decodes them first).
+pub fn url_credentials(url: &reqwest::Url) -> Vec<String> {
+    let decode = percent_decode;
+    let (user, password) = (url.username(), url.password());
+    let mut parts = vec![user.to_string(), decode(user)];
+    if let Some(password) = password {
+        parts.push(password.to_string());
+        parts.push(decode(password));
+    }
+    if !user.is_empty() || password.is_some() {
+        parts.extend(basic_auth_forms(
+            &decode(user),
+            &decode(password.unwrap_or_default()),
+        ));
     }
     parts.retain(|p| p.chars().count() >= 4);
     parts
 }
 
-/// What a notifier's answers are scrubbed of: its secrets, longest first, so a secret inside
-/// another (a path segment inside the path) is scrubbed with it.
+/// A URL's query as a whole and each of its values, as written and decoded: tokens often
+/// travel there (`?token=`).
+pub fn query_secrets(url: &reqwest::Url) -> Vec<String> {
+    let Some(query) = url.query() else {
+        return Vec::new();
+    };
+    let mut parts = vec![query.to_string()];
+    for pair in query.split('&') {
+        if let Some((_, value)) = pair.split_once('=') {
+            parts.push(value.to_string());
+        }
+    }
+    parts.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+    parts.retain(|p| p.chars().count() >= 4);
+    parts
+}
+
+/// `%41` → `A`, leaving malformed escapes as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every base64 form of `user:password`, the credential pair an `Authorization: Basic` header
+/// carries: standard and URL-safe alphabets, padded and not. A destination that echoes the
+/// header shows one of these, never the password itself.
+pub fn basic_auth_forms(user: &str, password: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let pair = format!("{user}:{password}");
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .map(|engine| engine.encode(pair.as_bytes()))
+        .collect()
+}
+
+/// Every form `secret` may be sent (and so echoed) in: as it is; percent-encoded as a form body
+/// writes it (`+` for a space) and as a URL component does (`%20`), in upper and lower case
+/// hex; and escaped inside a JSON string (with `/` as `\/` too, as PHP writes it).
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let component = form.replace('+', "%20");
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(&json)
+        .to_string();
+    let mut forms = vec![
+        secret.to_string(),
+        lower_hex(&form),
+        lower_hex(&component),
+        json.replace('/', "\\/"),
+        form,
+        component,
+        json,
+    ];
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// `%2F` → `%2f`: some servers write escapes in lower case.
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut left = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            left = 2;
+            out.push(c);
+        } else if left > 0 {
+            left -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a notifier's answers are scrubbed of: every form of each of its secrets (see
+/// `secret_forms`), longest first, so a secret inside another (a path segment inside the path)
+/// is scrubbed with it.
 #[derive(Debug, Default, Clone)]
 pub struct Secrets(Vec<String>);
 
 impl Secrets {
+    /// Shortest part of a secret form scrubbed where a text was cut (`…`): shorter ones are
+    /// too likely to be ordinary words.
+    const MIN_CUT: usize = 4;
+
     pub fn new(parts: impl IntoIterator<Item = String>) -> Secrets {
-        let mut secrets: Vec<String> = parts.into_iter().filter(|s| !s.is_empty()).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let mut secrets: Vec<String> = parts
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| secret_forms(&s))
+            .collect();
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         Secrets(secrets)
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// `text` with every form of every secret replaced by `***`; where the text was cut short
+    /// (`snippet` ends it in `…`), a secret's beginning just before the cut is scrubbed too.
     pub fn scrub(&self, text: &str) -> String {
         let mut text = text.to_string();
         for secret in &self.0 {
@@ -162,8 +279,48 @@ impl Secrets {
                 text = text.replace(secret.as_str(), "***");
             }
         }
+        if let Some(kept) = text.strip_suffix('…') {
+            for secret in &self.0 {
+                let cut = (Self::MIN_CUT..secret.len())
+                    .rev()
+                    .filter(|&n| secret.is_char_boundary(n))
+                    .find(|&n| kept.ends_with(&secret[..n]));
+                if let Some(n) = cut {
+                    return format!("{}***…", &kept[..kept.len() - n]);
+                }
+            }
+        }
         text
     }
+}
+
+/// A header as reqwest would send it, checked now: a name that is not a token (`Bad Header`)
+/// or a value with a line break (from an environment variable) would fail every request at
+/// run time. The value is never quoted: it may be a secret.
+pub fn header(
+    name: &str,
+    value: &str,
+) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue), String> {
+    let parsed = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("header name `{name}` is not a valid HTTP header name"))?;
+    let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        format!("the value of header `{name}` is not a valid HTTP header value (a line break or control character?)")
+    })?;
+    Ok((parsed, value))
+}
+
+/// A URL reqwest can send to, checked now; the URL itself is never quoted (it may hold a
+/// token).
+pub fn request_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("{} is not a URL reqwest can send to: {e}", redact_url(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "{} is not an http:// or https:// URL with a host",
+            redact_url(url)
+        ));
+    }
+    Ok(parsed)
 }
 
 /// The wait a `Retry-After` header asks for: seconds, or an HTTP date. Capped at an hour, so
@@ -253,6 +410,49 @@ mod tests {
             "<html> <body>asleep</body> </html>"
         );
         assert_eq!(snippet(&"x".repeat(300)).chars().count(), 201);
+    }
+
+    #[test]
+    fn every_form_a_secret_is_sent_in_is_scrubbed() {
+        use base64::Engine;
+        let secrets = Secrets::new(["p@ss w/rd+1".to_string(), "1//0gRefresh".to_string()]);
+        let basic = base64::engine::general_purpose::STANDARD.encode("alice:p@ss w/rd+1");
+        let url = reqwest::Url::parse("http://alice:p%40ss%20w%2Frd+1@h/x?token=tok%2Fen").unwrap();
+        let secrets_url =
+            Secrets::new(url_credentials(&url).into_iter().chain(query_secrets(&url)));
+        for (secrets, text) in [
+            (&secrets, "p@ss w/rd+1".to_string()),
+            (&secrets, "client_secret=p%40ss+w%2Frd%2B1".to_string()),
+            (&secrets, "p%40ss%20w%2Frd%2B1".to_string()),
+            (&secrets, "p%40ss%20w%2frd%2b1".to_string()),
+            (&secrets, r#"{"s":"p@ss w\/rd+1"}"#.to_string()),
+            (&secrets, "refresh_token=1%2F%2F0gRefresh".to_string()),
+            (&secrets_url, format!("Basic {basic}")),
+            (
+                &secrets_url,
+                format!("Basic {}", basic.trim_end_matches('=')),
+            ),
+            (&secrets_url, "GET /x?token=tok%2Fen".to_string()),
+            (&secrets_url, "token tok/en".to_string()),
+            (&secrets_url, "user p%40ss%20w%2Frd+1".to_string()),
+        ] {
+            let scrubbed = secrets.scrub(&text);
+            assert!(scrubbed.contains("***"), "{text} → {scrubbed}");
+            for leak in [
+                "p@ss",
+                "ss w",
+                "p%40",
+                "0gRefresh",
+                "tok/en",
+                "tok%2F",
+                &basic[..8],
+            ] {
+                assert!(!scrubbed.contains(leak), "{leak} in {scrubbed}");
+            }
+        }
+        // A secret cut by `snippet` leaves no beginning behind.
+        assert_eq!(secrets.scrub("said 1//0gRef…"), "said ***…");
+        assert_eq!(secrets.scrub("ends …"), "ends …");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! `runner notify-test NOTIFIER`: a clearly marked test alert through one notifier, now, so a
 //! new set-up (a Slack webhook, ServiceNow credentials) is seen to work before the first real
-//! alert. It fires and then resolves, so an incident it opens is closed again.
+//! alert. It fires and then resolves, so an incident it opens is closed again. Google Drive,
+//! which takes reports only, gets a small test file instead.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{block_on, exit, load};
 use crate::alerts::event::{AlertEvent, EventKind};
+use crate::config::NotifierSettings;
 use crate::notify::Notifiers;
 use crate::notify::destination::Delivery;
+use crate::notify::notice::ReportNotice;
 use crate::scheduler::clock::{SharedClock, SystemClock};
 use crate::vocab::Severity;
 
@@ -41,9 +44,13 @@ pub fn run(file: &Path, notifier: &str) -> u8 {
     let events = test_events(&config.host, now);
     let notifiers = Notifiers::new(&config, clock);
     block_on(async move {
+        if matches!(spec.settings, NotifierSettings::Gdrive(_)) {
+            // Google Drive takes reports, not alerts: its test is a small marked report file.
+            return test_upload(&notifiers, notifier, &config.host, now).await;
+        }
         let Some(outcomes) = notifiers.send_now(notifier, &events).await else {
             super::fail(format_args!(
-                "notifier `{notifier}` does not take alerts (a report-only destination); nothing was sent"
+                "notifier `{notifier}` cannot be used (see the log above); nothing was sent"
             ));
             return exit::FAILED;
         };
@@ -73,6 +80,81 @@ pub fn run(file: &Path, notifier: &str) -> u8 {
         }
         if ok { exit::OK } else { exit::FAILED }
     })
+}
+
+/// Uploads a small file marked `[TEST]` through a report-only notifier (Google Drive), so its
+/// credentials and folder are seen to work before the first weekly report needs them.
+async fn test_upload(
+    notifiers: &Notifiers,
+    notifier: &str,
+    host: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> u8 {
+    let dir = std::env::temp_dir().join(format!(
+        "runner-notify-test-{}-{}",
+        std::process::id(),
+        now.timestamp_millis()
+    ));
+    let file = dir.join(format!(
+        "runner-notify-test-{}.md",
+        now.format("%Y%m%dT%H%M%SZ")
+    ));
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            &file,
+            format!("# [TEST] runner notify-test from {host}\n\nA test file uploaded by `runner notify-test` to check this notifier works. It can be deleted.\n"),
+        )
+    });
+    if let Err(e) = written {
+        super::fail(format_args!(
+            "cannot write the test file {}: {e}; nothing was sent",
+            file.display()
+        ));
+        return exit::FAILED;
+    }
+    let notice = ReportNotice {
+        id: format!("notify-test-{}", now.timestamp_millis()),
+        job: "notify-test".into(),
+        title: "[TEST] runner notify-test".into(),
+        host: host.to_string(),
+        from: now,
+        to: now,
+        highlights: vec!["A test upload; nothing is wrong.".into()],
+        files: vec![file.clone()],
+        alerts_fired: 0,
+        incidents_open: 0,
+        samples: 0,
+    };
+    let outcome = notifiers.send_report_now(notifier, &notice).await;
+    // The file was only a carrier; what was uploaded stays in the folder, marked `[TEST]`.
+    let _ = std::fs::remove_dir_all(&dir);
+    match outcome {
+        Some(Delivery::Delivered { note }) => {
+            super::say(format_args!(
+                "{notifier}: test file uploaded{}",
+                note.map(|n| format!(" ({n})")).unwrap_or_default()
+            ));
+            exit::OK
+        }
+        Some(Delivery::Retry { reason, .. }) => {
+            super::fail(format_args!(
+                "{notifier}: test file not uploaded, worth trying again: {reason}"
+            ));
+            exit::FAILED
+        }
+        Some(Delivery::Refused { reason }) => {
+            super::fail(format_args!(
+                "{notifier}: test file refused: {reason}; check the notifier's settings"
+            ));
+            exit::FAILED
+        }
+        None => {
+            super::fail(format_args!(
+                "notifier `{notifier}` cannot be used (see the log above); nothing was sent"
+            ));
+            exit::FAILED
+        }
+    }
 }
 
 /// A test alert, marked as one in every field a person reads: firing, then resolved.

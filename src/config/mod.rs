@@ -123,6 +123,9 @@ pub struct DeliverySpec {
     pub burst: u32,
     /// Events queued within this time go out as one message; zero sends each on its own.
     pub group_wait: Duration,
+    /// A notice still failing (5xx, timeouts) this long after it was queued becomes a dead
+    /// letter.
+    pub give_up_after: Duration,
 }
 
 /// Per-type notifier settings with `${VAR}` expanded and paths resolved.

@@ -309,6 +309,7 @@ pub struct NotifierCommon<'a> {
     pub retry_max: Option<&'a Text>,
     pub max_per_second: Option<&'a Spanned<f64>>,
     pub burst: Option<u32>,
+    pub give_up_after: Option<&'a Text>,
 }
 
 /// Declares a notifier's config struct with its own settings, then the delivery settings every
@@ -340,6 +341,10 @@ macro_rules! notifier_config {
             /// Messages that may go at once before `max_per_second` applies (default 3).
             #[serde(default)]
             pub burst: Option<u32>,
+            /// How long a notice that keeps failing is retried before it becomes a dead letter
+            /// (default `24h`).
+            #[serde(default)]
+            pub give_up_after: Option<Text>,
         }
 
         impl $name {
@@ -351,6 +356,7 @@ macro_rules! notifier_config {
                     retry_max: self.retry_max.as_ref(),
                     max_per_second: self.max_per_second.as_ref(),
                     burst: self.burst,
+                    give_up_after: self.give_up_after.as_ref(),
                 }
             }
         }

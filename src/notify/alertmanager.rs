@@ -29,6 +29,9 @@ const RESOLVED_REPEATS: u32 = 5;
 pub struct Alertmanager {
     name: String,
     urls: Vec<String>,
+    /// Each URL's `/api/v2/alerts`, built when the notifier is (so `runner check` sees a URL
+    /// that cannot be sent to).
+    endpoints: Vec<reqwest::Url>,
     resend_interval: Duration,
     http: reqwest::Client,
     clock: SharedClock,
@@ -43,6 +46,16 @@ struct Known {
     until: Option<DateTime<Utc>>,
 }
 
+/// `<url>/api/v2/alerts`, the API path added to the URL's own path with its query kept after it
+/// (a proxy in front of Alertmanager may want `?token=`): appending the text would put the path
+/// inside the query.
+pub fn alerts_url(url: &str) -> Result<reqwest::Url, String> {
+    let mut parsed = crate::http::request_url(url)?;
+    let path = format!("{}/api/v2/alerts", parsed.path().trim_end_matches('/'));
+    parsed.set_path(&path);
+    Ok(parsed)
+}
+
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -55,10 +68,15 @@ impl Alertmanager {
         delivery: &DeliverySpec,
         clock: SharedClock,
     ) -> Result<Self, String> {
+        let endpoints = urls
+            .iter()
+            .map(|url| alerts_url(url))
+            .collect::<Result<Vec<_>, _>>()?;
         let http = crate::http::client(delivery.timeout)?;
         Ok(Alertmanager {
             name: name.to_string(),
             urls: urls.to_vec(),
+            endpoints,
             resend_interval,
             http,
             clock,
@@ -164,10 +182,10 @@ impl Alertmanager {
     async fn post(&self, body: &Value) -> Delivery {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let mut outcomes = Vec::new();
-        for url in &self.urls {
+        for (url, endpoint) in self.urls.iter().zip(&self.endpoints) {
             let result = self
                 .http
-                .post(format!("{url}/api/v2/alerts"))
+                .post(endpoint.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone())
                 .send()
@@ -216,17 +234,15 @@ impl Destination for Alertmanager {
     }
 
     fn secrets(&self) -> Vec<String> {
-        // Alertmanager's own paths are not secret; credentials in a URL are.
-        self.urls
+        // Alertmanager's own paths are not secret; credentials in a URL (and the Basic header
+        // reqwest makes of them) and query values (a proxy's `?token=`) are.
+        self.endpoints
             .iter()
-            .filter_map(|url| reqwest::Url::parse(url).ok())
             .flat_map(|url| {
-                [
-                    url.username().to_string(),
-                    url.password().unwrap_or_default().to_string(),
-                ]
+                let mut parts = crate::http::url_credentials(url);
+                parts.extend(crate::http::query_secrets(url));
+                parts
             })
-            .filter(|s| s.chars().count() >= 4)
             .collect()
     }
 
@@ -290,5 +306,25 @@ impl Destination for Alertmanager {
             }
             self.post(&Value::Array(alerts)).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alerts_url;
+
+    #[test]
+    fn the_api_path_goes_before_the_query() {
+        assert_eq!(
+            alerts_url("http://am:9093/prefix?token=abc")
+                .unwrap()
+                .as_str(),
+            "http://am:9093/prefix/api/v2/alerts?token=abc"
+        );
+        assert_eq!(
+            alerts_url("http://am:9093").unwrap().as_str(),
+            "http://am:9093/api/v2/alerts"
+        );
+        assert!(alerts_url("not a url").is_err());
     }
 }

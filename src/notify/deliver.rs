@@ -91,7 +91,9 @@ impl Deliverer {
             secrets: Secrets::new(dest.secrets()),
             backoff: Backoff::new(spec.retry_initial, spec.retry_max),
             bucket: TokenBucket::new(spec.max_per_second, spec.burst),
-            breaker: Breaker::new(BREAKER_THRESHOLD),
+            // An outage that began before a restart counts from the oldest notice queued.
+            breaker: Breaker::new(BREAKER_THRESHOLD)
+                .failing_since(queue.oldest_queued().ok().flatten()),
             next_attempt: None,
             dest,
             queue,

@@ -113,10 +113,18 @@ pub trait Destination: Send + Sync {
 }
 
 /// Sorts an HTTP answer the way most notification APIs mean it: 2xx accepted; 408, 429 and 5xx
-/// worth retrying (after `Retry-After` if given); any other status refused.
+/// worth retrying (after `Retry-After` if given); any other status, and a request that could
+/// not be built, refused.
 pub async fn classify(result: Result<reqwest::Response, reqwest::Error>) -> Delivery {
     let response = match result {
         Ok(response) => response,
+        // A request that cannot be built (a header name or URL reqwest refuses) fails the same
+        // way every time: retrying it would hold the queue for ever.
+        Err(e) if e.is_builder() => {
+            return Delivery::Refused {
+                reason: format!("the request cannot be built: {}", describe_error(e)),
+            };
+        }
         Err(e) => {
             return Delivery::Retry {
                 reason: describe_error(e),
@@ -160,7 +168,21 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_refused_not_retried() {
+        let client = crate::http::client(Duration::from_secs(1)).unwrap();
+        let result = client
+            .post("http://127.0.0.1:9/hook")
+            .header("Bad Header", "x")
+            .send()
+            .await;
+        match classify(result).await {
+            Delivery::Refused { reason } => assert!(reason.contains("cannot be built"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn truncation_is_visible_and_respects_characters() {

@@ -64,6 +64,8 @@ impl Gdrive {
         settings: &GdriveSettings,
         delivery: &DeliverySpec,
     ) -> Result<Gdrive, String> {
+        crate::http::request_url(&settings.token_url)?;
+        crate::http::request_url(&settings.upload_url)?;
         // Uploads take longer than a notification.
         let http = crate::http::client(delivery.timeout.max(Duration::from_secs(30)))?;
         Ok(Gdrive {
@@ -213,10 +215,19 @@ impl Destination for Gdrive {
     }
 
     fn secrets(&self) -> Vec<String> {
-        [&self.settings.client_secret, &self.settings.refresh_token]
+        // Both go URL-encoded in the token request (a refresh token starts `1//`); the forms
+        // are added by `Secrets`. A token or upload URL may carry its own query token.
+        let mut secrets: Vec<String> = [&self.settings.client_secret, &self.settings.refresh_token]
             .into_iter()
             .map(|s| s.expose().to_string())
-            .collect()
+            .collect();
+        for url in [&self.settings.token_url, &self.settings.upload_url] {
+            if let Ok(parsed) = reqwest::Url::parse(url) {
+                secrets.extend(crate::http::url_credentials(&parsed));
+                secrets.extend(crate::http::query_secrets(&parsed));
+            }
+        }
+        secrets
     }
 
     fn render(&self, _events: &[AlertEvent]) -> Vec<Rendered> {

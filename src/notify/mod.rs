@@ -174,6 +174,9 @@ impl Notifiers {
     pub fn problems(config: &Config) -> Vec<(String, String)> {
         let clock: SharedClock = Arc::new(crate::scheduler::clock::SystemClock);
         let nowhere: servicenow::AttachIncident = Arc::new(|_, _| {});
+        let outbox = outbox::outbox_dir(&config.data_dir);
+        // Checked once for all: every queue lives in the same folder.
+        let outbox_problem = creatable_dir(&outbox.join("dead")).err();
         config
             .notifiers
             .values()
@@ -181,6 +184,11 @@ impl Notifiers {
             .filter_map(|spec| {
                 build(spec, clock.clone(), nowhere.clone())
                     .err()
+                    .or_else(|| {
+                        outbox_problem.as_ref().map(|e| {
+                            format!("its outbox {} cannot be created: {e}", outbox.display())
+                        })
+                    })
                     .map(|e| (spec.name.clone(), e))
             })
             .collect()
@@ -277,9 +285,18 @@ impl Notifiers {
                     continue;
                 }
             };
+            let stats = Arc::new(Stats::default());
             let queue = if with_outbox {
                 match Queue::open(&dir, &spec.name) {
-                    Ok(queue) => Some(Arc::new(queue)),
+                    Ok(queue) => {
+                        // The dead letters kept so far: the counter goes on from them after a
+                        // restart instead of starting again at zero.
+                        stats.dead_events.store(
+                            dead_letters(queue.dead_path()),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                        Some(Arc::new(queue))
+                    }
                     Err(e) => {
                         error!(notifier = %spec.name, outbox = %dir.display(), "notifier left out: cannot open its outbox: {e}");
                         continue;
@@ -297,7 +314,7 @@ impl Notifiers {
                     queue,
                     delivery: spec.delivery.clone(),
                     wake: Arc::new(Notify::new()),
-                    stats: Arc::default(),
+                    stats,
                 },
             );
         }
@@ -506,6 +523,14 @@ impl Notifiers {
         Some(outcomes)
     }
 
+    /// Sends a report notice through one report-only notifier now, outside the outbox
+    /// (`runner notify-test` of Google Drive). `None` when there is no such notifier.
+    pub async fn send_report_now(&self, name: &str, notice: &ReportNotice) -> Option<Delivery> {
+        let route = self.routes.get(name).filter(|r| r.reports_only)?;
+        let secrets = crate::http::Secrets::new(route.dest.secrets());
+        Some(route.dest.deliver_report(notice).await.scrubbed(&secrets))
+    }
+
     /// The requests each notifier would make for `events` (dry runs, rule tests).
     pub fn render(
         &self,
@@ -547,8 +572,15 @@ impl Notifiers {
     }
 
     fn deliverer(route: &Route, queue: &Arc<Queue>, clock: &SharedClock) -> Deliverer {
-        Deliverer::new(
+        // Only queued notices give up: `notify-test` says how each attempt went as it is.
+        let dest: Arc<dyn Destination> = Arc::new(policy::GiveUp::new(
             route.dest.clone(),
+            queue.clone(),
+            route.delivery.give_up_after,
+            clock.clone(),
+        ));
+        Deliverer::new(
+            dest,
             queue.clone(),
             route.delivery.clone(),
             clock.clone(),
@@ -646,6 +678,56 @@ impl Notifiers {
             drained.waiting.push(waiting);
         }
         drained
+    }
+}
+
+/// How many notices a dead-letter file holds (one a line; an unreadable outbox line kept
+/// there is not a notice): 0 when there is no file yet.
+fn dead_letters(path: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    text.lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|v| v.get("entry").is_some_and(|e| e.is_object()))
+        })
+        .count() as u64
+}
+
+/// Whether `dir` exists as a folder or could be made: each part of it that exists must be a
+/// folder (a file in the way is an error `create_dir_all` would only meet at run time), and
+/// the deepest one that exists must not be read-only.
+fn creatable_dir(dir: &Path) -> Result<(), String> {
+    let mut path = dir;
+    loop {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                if path != dir && meta.permissions().readonly() {
+                    return Err(format!("{} is read-only", path.display()));
+                }
+                return Ok(());
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "{} is in the way and is not a folder",
+                    path.display()
+                ));
+            }
+            // A file higher up answers "not a directory": walk up to it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match path.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => path = parent,
+                    _ => return Ok(()),
+                }
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
     }
 }
 

@@ -82,6 +82,19 @@ impl ServicenowNotifier {
         settings: &ServicenowSettings,
         attach: AttachIncident,
     ) -> Result<Self, String> {
+        // Every part of its requests that could fail to build fails now, at `runner check`:
+        // the instance URL and a bearer token (a line break from `${TOKEN}`).
+        crate::http::request_url(&settings.base_url)?;
+        if let crate::config::ServicenowAuth::Bearer(token) = &settings.auth {
+            crate::http::header("authorization", &format!("Bearer {}", token.expose())).map_err(
+                |_| "`token` is not a valid HTTP header value (a line break?)".to_string(),
+            )?;
+        }
+        if let crate::config::ServicenowAuth::Basic { username, .. } = &settings.auth
+            && username.contains(':')
+        {
+            return Err("`username` contains `:`, which Basic auth cannot carry".into());
+        }
         Ok(ServicenowNotifier {
             name: name.to_string(),
             client: Client::new(settings)?,
@@ -186,18 +199,35 @@ impl Destination for ServicenowNotifier {
         use crate::config::ServicenowAuth;
         let mut secrets = crate::http::url_secrets(self.client.base_url());
         match &self.settings.auth {
-            ServicenowAuth::Basic { password, .. } => secrets.push(password.expose().to_string()),
+            ServicenowAuth::Basic { username, password } => {
+                secrets.push(password.expose().to_string());
+                // What the `Authorization: Basic` header carries: an echo shows this.
+                secrets.extend(crate::http::basic_auth_forms(username, password.expose()));
+            }
             ServicenowAuth::Bearer(token) => secrets.push(token.expose().to_string()),
-            ServicenowAuth::OAuthClientCredentials { client_secret, .. } => {
-                secrets.push(client_secret.expose().to_string())
+            ServicenowAuth::OAuthClientCredentials {
+                client_id,
+                client_secret,
+            } => {
+                secrets.push(client_secret.expose().to_string());
+                // Sent in the form body; an instance behind a proxy may take them as Basic.
+                secrets.extend(crate::http::basic_auth_forms(
+                    client_id,
+                    client_secret.expose(),
+                ));
             }
             ServicenowAuth::OAuthPassword {
+                client_id,
                 client_secret,
                 password,
                 ..
             } => {
                 secrets.push(client_secret.expose().to_string());
                 secrets.push(password.expose().to_string());
+                secrets.extend(crate::http::basic_auth_forms(
+                    client_id,
+                    client_secret.expose(),
+                ));
             }
         }
         secrets

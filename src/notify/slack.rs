@@ -44,6 +44,7 @@ impl Slack {
         template: Option<&Path>,
         delivery: &DeliverySpec,
     ) -> Result<Slack, String> {
+        crate::http::request_url(url.expose())?;
         let http = crate::http::client(delivery.timeout)?;
         let template = template.and_then(|path| match load_template(path) {
             Ok(loaded) => Some(loaded),
@@ -505,6 +506,7 @@ mod tests {
             max_per_second: None,
             burst: 1,
             group_wait: std::time::Duration::ZERO,
+            give_up_after: std::time::Duration::from_secs(86400),
         };
         let url = Secret::new("http://127.0.0.1:9/hook".to_string());
         let slack = Slack::new("team", &url, Some(&path), &delivery).unwrap();

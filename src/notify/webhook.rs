@@ -21,6 +21,10 @@ pub struct Webhook {
     name: String,
     url: Secret,
     headers: Vec<(String, Secret)>,
+    /// The headers as sent, built once when the notifier is: one that cannot be sent is an
+    /// error of `runner check`, not a failure at every delivery.
+    built_headers: reqwest::header::HeaderMap,
+    signing_secret: Option<Secret>,
     key: Option<Vec<u8>>,
     http: reqwest::Client,
 }
@@ -61,10 +65,22 @@ impl Webhook {
         let key = signing_secret
             .map(|s| signing_key(s.expose()))
             .transpose()?;
+        if key.as_ref().is_some_and(Vec::is_empty) {
+            // A bare `whsec_` decodes to no key: every signature would be forgeable.
+            return Err("`signing_secret` is `whsec_` with no key after it".into());
+        }
+        crate::http::request_url(url.expose())?;
+        let mut built_headers = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            let (name, value) = crate::http::header(name, value.expose())?;
+            built_headers.append(name, value);
+        }
         let http = crate::http::client(delivery.timeout)?;
         Ok(Webhook {
             name: name.to_string(),
             url: Secret::new(url.expose().to_string()),
+            built_headers,
+            signing_secret: signing_secret.map(|s| Secret::new(s.expose().to_string())),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
@@ -82,10 +98,8 @@ impl Webhook {
         let mut request = self
             .http
             .post(self.url.expose())
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.expose());
-        }
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .headers(self.built_headers.clone());
         if let Some(key) = &self.key {
             let timestamp = chrono::Utc::now().timestamp();
             let signature = match sign(key, id, timestamp, &bytes) {
@@ -140,6 +154,8 @@ impl Destination for Webhook {
                 .map(|(_, value)| value.expose().to_string())
                 .filter(|v| v.chars().count() >= 4),
         );
+        // Not sent, but a receiver that misconfigured its own copy may quote it.
+        secrets.extend(self.signing_secret.as_ref().map(|s| s.expose().to_string()));
         secrets
     }
 

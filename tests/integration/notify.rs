@@ -630,3 +630,320 @@ async fn routing_takes_the_job_list_the_rule_list_and_min_severity() {
     );
     h.stop().await;
 }
+
+/// A server that answers every request with `status` and the request echoed back: the
+/// `Authorization` header as it came and JSON-escaped, the other headers, the target and the
+/// body. The worst a destination (or a debugging proxy) can do with a notifier's secrets.
+fn echo(status: u16) -> TestServer {
+    TestServer::start(move |r: &Request| {
+        let auth = r.header("authorization").unwrap_or_default().to_string();
+        let headers: Vec<String> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("x-") || k.starts_with("X-"))
+            .map(|(k, v)| format!("{k}: {v} {}", serde_json::to_string(v).unwrap()))
+            .collect();
+        Response::new(
+            status,
+            format!(
+                "{auth} {} {} {} {}",
+                serde_json::to_string(&auth).unwrap(),
+                headers.join(" "),
+                r.target,
+                r.text()
+            ),
+        )
+        .header("Content-Type", "text/plain")
+    })
+}
+
+/// Base64 of a Basic credential pair, as the `Authorization` header carries it.
+fn basic(pair: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(pair)
+}
+
+/// Panics if any of `leaks` is in `text`.
+fn assert_no_leak(what: &str, text: &str, leaks: &[String]) {
+    for leak in leaks {
+        assert!(!text.contains(leak.as_str()), "{leak:?} in {what}: {text}");
+    }
+}
+
+/// Pieces of each secret of `secret_notifiers_yaml`, in the forms they travel in: as they are,
+/// percent-encoded, JSON-escaped, and the Basic header made of a user and password.
+fn secret_leaks() -> Vec<String> {
+    [
+        // webhook: the URL's password, its header value (JSON-escaped: `\"`, `\\`).
+        "pw/Se".to_string(),
+        "pw%2FSe".into(),
+        "Se cret".into(),
+        "Se%20cret".into(),
+        basic("alice:pw/Se cret")[..16].to_string(),
+        "HdrQ".into(),
+        "uoteS".into(),
+        "lash7".into(),
+        // alertmanager: the query token.
+        "AmTok".into(),
+        // servicenow basic: the password and the Basic header.
+        "Sn/pa".into(),
+        "Sn%2Fpa".into(),
+        basic("admin:Sn/pa ss+1")[..16].to_string(),
+        // servicenow OAuth: the client secret, form-encoded in the token request.
+        "Cl/ient".into(),
+        "Cl%2Fient".into(),
+        "ient+sec".into(),
+        "sec%2Bret".into(),
+        // gdrive: the client secret and the refresh token, form-encoded.
+        "GcS/ecret".into(),
+        "GcS%2Fecret".into(),
+        "0gRefreshTok9".into(),
+    ]
+    .to_vec()
+}
+
+fn secret_notifiers_yaml(
+    hook: &TestServer,
+    am: &TestServer,
+    sn: &TestServer,
+    drive: &TestServer,
+) -> String {
+    let at = |s: &TestServer| {
+        s.url("")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    };
+    format!(
+        concat!(
+            "  hook: {{ type: webhook, url: \"http://alice:pw%2FSe%20cret@{}/in\", headers: {{ X-Token: 'HdrQ\"uoteS\\lash7' }}, retry_initial: 20ms }}\n",
+            "  am: {{ type: alertmanager, urls: [\"{}?token=AmTok%2Fen+9\"], retry_initial: 20ms }}\n",
+            "  snbasic: {{ type: servicenow, instance: \"{}\", username: admin, password: \"Sn/pa ss+1\", min_severity: info, retry_initial: 20ms }}\n",
+            "  snoauth: {{ type: servicenow, instance: \"{}\", client_id: runner, client_secret: \"Cl/ient sec+ret\", min_severity: info, retry_initial: 20ms }}\n",
+            "  drive: {{ type: gdrive, folder_id: F0lder, client_id: cid, client_secret: \"GcS/ecret x\", refresh_token: \"1//0gRefreshTok9\", token_url: \"{}\", upload_url: \"{}\", retry_initial: 20ms }}\n",
+        ),
+        at(hook),
+        am.url("/am"),
+        sn.url(""),
+        sn.url(""),
+        drive.url("/token"),
+        drive.url("/upload"),
+    )
+}
+
+#[tokio::test]
+async fn no_form_of_a_secret_reaches_a_dead_letter_when_the_destination_echoes_the_request() {
+    let (hook, am, sn, drive) = (echo(400), echo(400), echo(401), echo(400));
+    let h = Harness::new(&secret_notifiers_yaml(&hook, &am, &sn, &drive));
+    let names = ["hook", "am", "snbasic", "snoauth"];
+    h.send(&names, &[event(1, EventKind::Firing, Severity::Critical)]);
+    h.drive("every refusal", || names.iter().all(|n| h.dead(n) == 1))
+        .await;
+    // The echo did carry the secrets: what is kept must have been scrubbed.
+    assert!(
+        hook.requests()[0]
+            .header("authorization")
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    assert!(am.requests()[0].target.contains("AmTok"));
+    for name in names {
+        let dead = std::fs::read_to_string(h.outbox().join(format!("dead/{name}.jsonl"))).unwrap();
+        assert!(dead.contains("HTTP 40"), "{dead}");
+        assert!(dead.contains("***"), "scrubbed, not dropped: {dead}");
+        assert_no_leak(&format!("dead/{name}.jsonl"), &dead, &secret_leaks());
+    }
+    h.stop().await;
+}
+
+#[test]
+fn notify_test_output_shows_no_form_of_any_secret() {
+    let (hook, am, sn, drive) = (echo(400), echo(400), echo(401), echo(400));
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            "notifiers:\n{}jobs:\n  m: {{ type: monitor, schedule: \"@every 1m\" }}\n",
+            secret_notifiers_yaml(&hook, &am, &sn, &drive)
+        ),
+    );
+    for name in ["hook", "am", "snbasic", "snoauth", "drive"] {
+        let output = crate::support::run(&["notify-test", name, "--jobs", file.to_str().unwrap()]);
+        let said = format!(
+            "{}{}",
+            crate::support::stdout(&output),
+            crate::support::stderr(&output)
+        );
+        assert_eq!(output.status.code(), Some(1), "{name}: {said}");
+        assert!(
+            said.contains("refused") && said.contains("***"),
+            "{name}: {said}"
+        );
+        assert_no_leak(&format!("notify-test {name}"), &said, &secret_leaks());
+    }
+    // Google Drive was asked for a token: its test goes as far as the others.
+    let token = drive.requests()[0].text();
+    assert!(
+        token.contains("refresh_token=1%2F%2F0gRefreshTok9"),
+        "{token}"
+    );
+}
+
+#[test]
+fn notify_test_uploads_a_marked_test_file_to_google_drive() {
+    let drive = TestServer::start(|r: &Request| {
+        if r.path() == "/token" {
+            Response::json(200, r#"{"access_token":"at-1","expires_in":3600}"#)
+        } else {
+            Response::json(200, r#"{"id":"file-1"}"#)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            "notifiers:\n  drive: {{ type: gdrive, folder_id: F0lder, client_id: cid, client_secret: cs, refresh_token: rt, token_url: \"{}\", upload_url: \"{}\" }}\njobs:\n  m: {{ type: monitor, schedule: \"@every 1m\" }}\n",
+            drive.url("/token"),
+            drive.url("/upload")
+        ),
+    );
+    let output = crate::support::run(&["notify-test", "drive", "--jobs", file.to_str().unwrap()]);
+    let err = crate::support::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains("drive: test file uploaded"), "{err}");
+    let upload = drive
+        .requests()
+        .into_iter()
+        .find(|r| r.path() == "/upload")
+        .unwrap();
+    let body = upload.text();
+    assert!(
+        body.contains("runner-notify-test-") && body.contains("[TEST] runner notify-test from "),
+        "{body}"
+    );
+    assert!(body.contains("F0lder"), "into the folder: {body}");
+}
+
+#[test]
+fn check_builds_every_request_part_and_the_outbox_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "hook: { type: webhook, url: \"http://127.0.0.1:9/x\", headers: { \"Bad Header\": v } }",
+            "not a valid HTTP header name",
+        ),
+        (
+            "hook: { type: webhook, url: \"http://127.0.0.1:9/x\", headers: { X-Token: \"${NOTIFY_TOK}\" } }",
+            "not a valid HTTP header value",
+        ),
+        (
+            "hook: { type: webhook, url: \"http://127.0.0.1:9/x\", signing_secret: whsec_ }",
+            "no key after it",
+        ),
+    ];
+    for (notifier, expected) in cases {
+        let file = crate::support::jobs_file(
+            dir.path(),
+            &format!(
+                "notifiers:\n  {notifier}\njobs:\n  m: {{ type: monitor, schedule: \"@every 1m\", notify: [hook] }}\n"
+            ),
+        );
+        let output = crate::support::command(&["check", "--jobs", file.to_str().unwrap()])
+            .env("NOTIFY_TOK", "abc\ndef")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            crate::support::stdout(&output),
+            crate::support::stderr(&output)
+        );
+        assert_eq!(output.status.code(), Some(1), "{notifier}: {said}");
+        assert!(said.contains(expected), "{notifier}: {said}");
+        assert!(!said.contains("abc"), "the value is not quoted: {said}");
+    }
+    // A file where the outbox folder goes (`data_dir: var`, relative to the jobs file).
+    std::fs::create_dir_all(dir.path().join("var")).unwrap();
+    std::fs::write(dir.path().join("var/outbox"), "not a folder").unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        "notifiers:\n  hook: { type: webhook, url: \"http://127.0.0.1:9/x\" }\njobs:\n  m: { type: monitor, schedule: \"@every 1m\", notify: [hook] }\n",
+    );
+    let output = crate::support::run(&["check", "--jobs", file.to_str().unwrap()]);
+    let said = format!(
+        "{}{}",
+        crate::support::stdout(&output),
+        crate::support::stderr(&output)
+    );
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("is in the way and is not a folder"), "{said}");
+}
+
+#[tokio::test]
+async fn alertmanager_urls_keep_their_query_after_the_api_path() {
+    let server = TestServer::start(|_| Response::new(200, ""));
+    let h = Harness::new(&format!(
+        "  am: {{ type: alertmanager, urls: [\"{}\"] }}\n",
+        server.url("/prefix/?token=t0k")
+    ));
+    h.send(&["am"], &[event(1, EventKind::Firing, Severity::Critical)]);
+    h.drive("the post", || h.delivered("am") == 1).await;
+    let request = &server.requests()[0];
+    assert_eq!(request.path(), "/prefix/api/v2/alerts");
+    assert_eq!(request.query("token").as_deref(), Some("t0k"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_dead_letter_count_goes_on_from_the_outbox_after_a_restart() {
+    let server = TestServer::start(|_| Response::new(400, "no"));
+    let h = Harness::new(&format!(
+        "  hook: {{ type: webhook, url: \"{}\" }}\n",
+        server.url("/in")
+    ));
+    h.send(
+        &["hook"],
+        &[
+            event(1, EventKind::Firing, Severity::Critical),
+            event(2, EventKind::Firing, Severity::Critical),
+        ],
+    );
+    h.drive("two refusals", || h.dead("hook") == 2).await;
+    let clock: SharedClock = h.clock.clone();
+    let restarted = Notifiers::new(&h.config, clock);
+    assert_eq!(restarted.stats("hook").unwrap().dead(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_notice_failing_past_give_up_after_becomes_a_dead_letter() {
+    let server = TestServer::start(|_| Response::new(503, "down for maintenance"));
+    let h = Harness::new(&format!(
+        "  hook: {{ type: webhook, url: \"{}\", retry_initial: 100ms, retry_max: 1s, give_up_after: 30s }}\n  other: {{ type: webhook, url: \"{}\" }}\n",
+        server.url("/in"),
+        server.url("/other")
+    ));
+    assert_eq!(
+        h.config.notifiers["other"].delivery.give_up_after,
+        Duration::from_secs(24 * 3600),
+        "a day by default"
+    );
+    h.send(
+        &["hook"],
+        &[event(1, EventKind::Firing, Severity::Critical)],
+    );
+    h.drive("the give-up", || h.dead("hook") == 1).await;
+    assert!(
+        h.clock.now()
+            >= DateTime::parse_from_rfc3339(START).unwrap().to_utc()
+                + chrono::Duration::seconds(30)
+    );
+    let dead = std::fs::read_to_string(h.outbox().join("dead/hook.jsonl")).unwrap();
+    assert!(
+        dead.contains("gave up after") && dead.contains("HTTP 503"),
+        "{dead}"
+    );
+    let tries = server.requests().len();
+    h.pass(Duration::from_secs(10)).await;
+    assert_eq!(server.requests().len(), tries, "not tried again");
+    h.stop().await;
+}

@@ -19,6 +19,8 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
 const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
 const DEFAULT_BURST: u32 = 3;
+/// A day: long enough to outlast a destination's maintenance window or a weekend night.
+const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Slack asks for about one message a second per webhook.
 const SLACK_MAX_PER_SECOND: f64 = 1.0;
 const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
@@ -208,6 +210,11 @@ impl Builder<'_> {
             &format!("{field}.retry_max"),
             DEFAULT_RETRY_MAX,
         );
+        let give_up_after = self.optional_duration(
+            common.give_up_after,
+            &format!("{field}.give_up_after"),
+            DEFAULT_GIVE_UP_AFTER,
+        );
         let group_wait = match config {
             NotifierConfig::Slack(n) => self.optional_duration(
                 n.group_wait.as_ref(),
@@ -230,8 +237,13 @@ impl Builder<'_> {
             None if slack => Some(SLACK_MAX_PER_SECOND),
             None => None,
         };
-        let (timeout, retry_initial, retry_max, group_wait) =
-            (timeout?, retry_initial?, retry_max?, group_wait?);
+        let (timeout, retry_initial, retry_max, group_wait, give_up_after) = (
+            timeout?,
+            retry_initial?,
+            retry_max?,
+            group_wait?,
+            give_up_after?,
+        );
         if retry_initial > retry_max
             && let Some(text) = common.retry_initial
         {
@@ -248,6 +260,7 @@ impl Builder<'_> {
             max_per_second,
             burst: common.burst.unwrap_or(DEFAULT_BURST).max(1),
             group_wait,
+            give_up_after,
         })
     }
 
