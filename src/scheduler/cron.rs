@@ -237,7 +237,17 @@ impl CronSpec {
     }
 
     /// The first instant strictly after `after` this schedule runs at in `tz`.
+    /// Cron has whole seconds: from `…:34.717` the next `*/2` second is `…:36.000`, not
+    /// `…:36.717` (matching from the fraction would fire every run that much late and measure
+    /// its lateness from there).
     pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+        let after = after
+            .round(
+                jiff::TimestampRound::new()
+                    .smallest(jiff::Unit::Second)
+                    .mode(jiff::RoundMode::Floor),
+            )
+            .ok()?;
         let offset = tz.to_offset(after);
         // Far from a switch, wall time and instants move together, and the first match wins.
         let steady = [after - SHIFT_MARGIN, after + SHIFT_MARGIN * 2]
@@ -380,6 +390,28 @@ mod tests {
             );
         }
         out
+    }
+
+    #[test]
+    fn runs_on_the_whole_second_whatever_the_fraction_it_is_asked_from() {
+        let next = |schedule: &str, after: &str| {
+            let spec = CronSpec::parse(schedule).unwrap();
+            spec.next_after(after.parse().unwrap(), &TimeZone::UTC)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            next("*/2 * * * * *", "2026-11-28T10:00:34.717Z"),
+            "2026-11-28T10:00:36Z"
+        );
+        assert_eq!(
+            next("* * * * * *", "2026-11-28T10:00:34.717Z"),
+            "2026-11-28T10:00:35Z"
+        );
+        assert_eq!(
+            next("*/5 * * * *", "2026-11-28T10:04:59.999Z"),
+            "2026-11-28T10:05:00Z"
+        );
     }
 
     #[test]

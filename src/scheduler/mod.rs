@@ -12,14 +12,14 @@ pub mod schedule;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use self::clock::{BoxFuture, SharedClock};
+use self::clock::{BoxFuture, SharedClock, Wake};
 use self::schedule::{Schedule, Zone};
 
 /// What one scheduled run is told about itself.
@@ -241,6 +241,7 @@ impl Scheduler {
         }
         let finished = tokio::select! {
             _ = runs.wait() => true,
+            // Monotonic: a clock step during shutdown neither cuts the grace short nor stretches it.
             _ = self.clock.sleep(grace) => false,
         };
         if finished {
@@ -271,6 +272,9 @@ impl JobLoop {
     async fn run(self, stop: CancellationToken) {
         let name = self.entry.name.as_str();
         let mut cursor = self.clock.now();
+        // `next_after` is strictly after: planning from just before the last moment seen
+        // before a backward step keeps an occurrence at that very moment.
+        let just_before = chrono::Duration::milliseconds(1);
         loop {
             let Some(next) = self.entry.schedule.next_after(cursor, &self.zone) else {
                 warn!(
@@ -280,21 +284,24 @@ impl JobLoop {
                 return;
             };
             lock(&self.state.next_runs).insert(name.to_string(), next);
-            tokio::select! {
+            let wake = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = self.clock.sleep_until(next) => {}
-            }
+                wake = self.clock.wake_at(next) => wake,
+            };
             if stop.is_cancelled() {
                 return;
             }
-            let now = self.clock.now();
-            if now < next {
-                // Woken early: the clock stepped back. Plan again from the new time, or the job
-                // would wait out the whole step.
-                info!(job = name, now = %now.to_rfc3339(), planned = %next.to_rfc3339(), "the clock stepped back; next run planned again");
-                cursor = now;
+            if let Wake::SteppedBack { since } = wake {
+                // The clock stepped back: plan again from the new time, or the job would wait
+                // out the whole step. From the last moment seen before the step, not from now:
+                // the step is noticed up to a slice late, and an occurrence that passed on the
+                // new clock meanwhile is due now, not dropped.
+                info!(job = name, now = %self.clock.now().to_rfc3339(), planned = %next.to_rfc3339(), "the clock stepped back; next run planned again");
+                cursor = since - just_before;
                 continue;
             }
+            let now = self.clock.now();
+            let started_at = self.clock.instant();
             cursor = next;
             // Woken long after `next` (suspend, clock step): run once now, not once per missed
             // occurrence.
@@ -332,6 +339,7 @@ impl JobLoop {
             self.runs.spawn(run_once(
                 self.entry.clone(),
                 info,
+                started_at,
                 self.clock.clone(),
                 self.state.clone(),
                 self.stats.clone(),
@@ -345,6 +353,7 @@ impl JobLoop {
 async fn run_once(
     entry: Arc<Entry>,
     info: RunInfo,
+    started_at: Instant,
     clock: SharedClock,
     state: Arc<SchedulerState>,
     stats: Arc<JobStats>,
@@ -363,11 +372,11 @@ async fn run_once(
     let lateness_ms = lateness_us as f64 / 1e3;
     debug!(job = name, scheduled = %info.scheduled.to_rfc3339(), lateness_ms, "run started");
 
-    let started = info.started;
     let ended = run_within(name, entry.task.clone(), info, entry.timeout, &clock).await;
-    let elapsed = clock.now() - started;
-    let elapsed_ms = elapsed.num_milliseconds();
-    let elapsed_us = elapsed.num_microseconds().unwrap_or(0).max(0) as u64;
+    // On the monotonic clock: a wall-clock step during the run must not change its length.
+    let elapsed = clock.instant().saturating_duration_since(started_at);
+    let elapsed_ms = elapsed.as_millis() as u64;
+    let elapsed_us = elapsed.as_micros().min(u64::MAX as u128) as u64;
     stats
         .run_micros_total
         .fetch_add(elapsed_us, Ordering::Relaxed);
@@ -433,6 +442,7 @@ pub async fn run_within(
         None => (&mut handle).await,
         Some(limit) => tokio::select! {
             joined = &mut handle => joined,
+            // Monotonic: a wall-clock step during the run must not move its timeout.
             _ = clock.sleep(limit) => {
                 error!(job = name, timeout_ms = limit.as_millis() as u64, "run timed out; cancelling it");
                 cancel.cancel();

@@ -32,6 +32,8 @@ enum Behaviour {
     PanicOnce,
     /// Fails every run.
     Fail,
+    /// Holds until the run is cancelled (its timeout, the end of the grace period).
+    UntilCancelled,
 }
 
 impl Task for Probe {
@@ -47,6 +49,10 @@ impl Task for Probe {
                 Behaviour::PanicOnce if run == 0 => panic!("probe exploded"),
                 Behaviour::PanicOnce => {}
                 Behaviour::Fail => anyhow::bail!("disk on fire"),
+                Behaviour::UntilCancelled => {
+                    info.cancel.cancelled().await;
+                    anyhow::bail!("cancelled");
+                }
             }
             Ok(Outcome::Done("ok".into()))
         })
@@ -62,6 +68,16 @@ struct Harness {
 }
 
 fn start(at: &str, zone: &str, schedule: &str, behaviour: Behaviour) -> Harness {
+    start_with_timeout(at, zone, schedule, behaviour, None)
+}
+
+fn start_with_timeout(
+    at: &str,
+    zone: &str,
+    schedule: &str,
+    behaviour: Behaviour,
+    timeout: Option<Duration>,
+) -> Harness {
     let clock = VirtualClock::new(utc(at));
     let (tx, started) = mpsc::unbounded_channel();
     let task = Arc::new(Probe {
@@ -76,7 +92,7 @@ fn start(at: &str, zone: &str, schedule: &str, behaviour: Behaviour) -> Harness 
         vec![Entry {
             name: "job".into(),
             schedule: Schedule::parse(schedule).unwrap(),
-            timeout: None,
+            timeout,
             task,
         }],
     );
@@ -101,6 +117,13 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Lets every task that can make progress on this (single-threaded) runtime make it.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
 impl Harness {
     fn stats(&self) -> Arc<JobStats> {
         self.state.stats("job").unwrap()
@@ -117,14 +140,20 @@ impl Harness {
         next.unwrap()
     }
 
-    /// Moves the clock to the next occurrence and returns the scheduled time of the run.
+    /// Lets time pass up to the next occurrence and returns the scheduled time of the run.
     async fn fire_next(&mut self) -> DateTime<Utc> {
         let next = self.next_after(self.clock_now_minus()).await;
-        self.clock.set(next);
+        self.advance_to(next);
         tokio::time::timeout(Duration::from_secs(5), self.started.recv())
             .await
             .expect("a run starts")
             .expect("channel open")
+    }
+
+    /// Lets time pass (wall and monotonic clock alike) until the wall clock reads `to`.
+    fn advance_to(&self, to: DateTime<Utc>) {
+        let by = (to - self.clock_now_minus()).to_std().unwrap();
+        self.clock.advance(by);
     }
 
     fn clock_now_minus(&self) -> DateTime<Utc> {
@@ -260,7 +289,7 @@ async fn a_job_slower_than_its_interval_is_skipped_not_stacked() {
     {
         let next = h.next_after(h.clock_now_minus()).await;
         assert_eq!(next, utc(at));
-        h.clock.set(next);
+        h.advance_to(next);
         let stats = h.stats();
         until("the overlap to be counted", || {
             JobStats::get(&stats.skipped_overlap) == n as u64 + 1
@@ -326,8 +355,9 @@ async fn a_backward_clock_step_does_not_stop_the_job() {
     );
     assert_eq!(h.fire_next().await, utc("2026-11-28T10:00:05Z"));
     h.next_after(utc("2026-11-28T10:00:05Z")).await;
-    // NTP (or an operator) sets the clock back an hour.
+    // NTP (or an operator) sets the clock back an hour; the loop sees it within a second.
     h.clock.set(utc("2026-11-28T09:00:06Z"));
+    h.clock.advance(Duration::from_secs(1));
     let state = h.state.clone();
     until("the next run planned from the new time", || {
         state.next_run("job") == Some(utc("2026-11-28T09:00:10Z"))
@@ -351,8 +381,9 @@ async fn a_clock_jump_runs_once_and_counts_the_missed_runs() {
         Behaviour::Finish,
     );
     h.next_after(utc("2026-11-28T10:00:00Z")).await;
-    // The machine was suspended for an hour.
-    h.clock.set(utc("2026-11-28T11:00:05Z"));
+    // The machine was suspended for an hour; the loop sees it within a second.
+    h.clock.set(utc("2026-11-28T11:00:04Z"));
+    h.clock.advance(Duration::from_secs(1));
     let fired = tokio::time::timeout(Duration::from_secs(5), h.started.recv())
         .await
         .unwrap()
@@ -413,4 +444,127 @@ async fn shutdown_abandons_a_job_that_outlives_the_grace_period() {
         shutdown.await.unwrap(),
         Shutdown::Abandoned(vec!["job".to_string()])
     );
+}
+
+#[tokio::test]
+async fn cron_fires_on_the_second_and_lateness_is_from_the_true_instant() {
+    // Started at a fraction of a second (issue 24: runs came at …:34.717, …:36.717).
+    let mut h = start(
+        "2026-11-28T10:00:34.717Z",
+        "UTC",
+        "*/2 * * * * *",
+        Behaviour::Finish,
+    );
+    let next = h.next_after(utc("2026-11-28T10:00:34.717Z")).await;
+    assert_eq!(next, utc("2026-11-28T10:00:36Z"));
+    // The run starts 250 ms late: that is its lateness, not 250 ms less a fraction.
+    h.advance_to(utc("2026-11-28T10:00:36.250Z"));
+    let fired = tokio::time::timeout(Duration::from_secs(5), h.started.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fired, utc("2026-11-28T10:00:36Z"));
+    let stats = h.stats();
+    until("the lateness to be recorded", || {
+        JobStats::get(&stats.last_lateness_micros) == 250_000
+    })
+    .await;
+    assert_eq!(h.fire_next().await, utc("2026-11-28T10:00:38Z"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_timeout_is_not_moved_by_wall_clock_steps() {
+    let mut h = start_with_timeout(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 10m",
+        Behaviour::UntilCancelled,
+        Some(Duration::from_secs(90)),
+    );
+    h.fire_next().await;
+    let stats = h.stats();
+    // A forward step (was: the timeout fired at once) and a backward one (was: the wait for
+    // the timeout ended early, or the run looked hours long) while the run holds.
+    h.clock.advance(Duration::from_secs(30));
+    h.clock.set(utc("2026-11-28T11:00:00Z"));
+    h.clock.advance(Duration::from_secs(30));
+    h.clock.set(utc("2026-11-28T09:00:00Z"));
+    h.clock.advance(Duration::from_millis(29_999));
+    settle().await;
+    assert_eq!(JobStats::get(&stats.timed_out), 0, "cancelled before 90 s");
+    h.clock.advance(Duration::from_millis(1));
+    until("the run to time out at 90 s", || {
+        JobStats::get(&stats.timed_out) == 1
+    })
+    .await;
+    // Its length is what passed, not the difference of wall-clock readings.
+    assert_eq!(JobStats::get(&stats.last_run_micros), 90_000_000);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_grace_period_is_not_moved_by_a_wall_clock_step() {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 10s",
+        Behaviour::WaitFor(gate),
+    );
+    h.fire_next().await;
+    let clock = h.clock.clone();
+    let shutdown = h.begin_shutdown();
+    // Let the scheduler reach the grace period before the clock moves.
+    settle().await;
+    clock.set(utc("2026-11-28T12:00:00Z"));
+    clock.advance(Duration::from_millis(1_999));
+    settle().await;
+    assert!(!shutdown.is_finished(), "a clock step cut the grace short");
+    clock.advance(Duration::from_millis(1));
+    let ended = tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended, Shutdown::Abandoned(vec!["job".to_string()]));
+}
+
+#[tokio::test]
+async fn a_backward_step_is_noticed_within_a_second_and_drops_nothing() {
+    let mut h = start(
+        "2026-11-28T10:00:00Z",
+        "UTC",
+        "@every 5s",
+        Behaviour::Finish,
+    );
+    assert_eq!(h.fire_next().await, utc("2026-11-28T10:00:05Z"));
+    h.next_after(utc("2026-11-28T10:00:05Z")).await;
+    // The clock is set back an hour, onto an occurrence. The loop sees the step at the end of
+    // its slice, 700 ms later; the 09:00:10 occurrence passed meanwhile and is due, not gone
+    // (was: planned from the moment it noticed, the next run was 09:00:15).
+    h.clock.advance(Duration::from_millis(300));
+    h.clock.set(utc("2026-11-28T09:00:10Z"));
+    let mut waited = Duration::ZERO;
+    let fired = loop {
+        if let Ok(fired) = h.started.try_recv() {
+            break fired;
+        }
+        assert!(
+            waited < Duration::from_secs(1),
+            "the step was not noticed within a second"
+        );
+        h.clock.advance(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+        settle().await;
+    };
+    assert_eq!(fired, utc("2026-11-28T09:00:10Z"));
+    let stats = h.stats();
+    until("the lateness to be recorded", || {
+        JobStats::get(&stats.started) == 2
+    })
+    .await;
+    assert!(JobStats::get(&stats.last_lateness_micros) <= 1_000_000);
+    assert_eq!(JobStats::get(&stats.missed), 0);
+    assert_eq!(h.fire_next().await, utc("2026-11-28T09:00:15Z"));
+    h.shutdown().await;
 }
