@@ -308,8 +308,9 @@ fn write_into(
 }
 
 /// Reads every entry of the archive at `path` to its end (the zip reader checks each CRC
-/// there) and compares names, sizes and CRCs with `members`; and checks each original still has
-/// the size and time it had when it was copied, so nothing written since is deleted.
+/// there) and compares names, sizes and CRCs with `members`: a failure here means the
+/// archive's bytes are wrong. An original written to since it was copied is not the archive's
+/// fault; it is found at deletion ([`deletable`]) and kept.
 pub fn verify(path: &Path, members: &[Member]) -> Result<(), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let mut zip = ZipArchive::new(BufReader::new(file)).map_err(|e| e.to_string())?;
@@ -340,16 +341,6 @@ pub fn verify(path: &Path, members: &[Member]) -> Result<(), String> {
                 "{}: content differs from the original",
                 member.entry
             ));
-        }
-        if !member.path.as_os_str().is_empty() {
-            let meta = std::fs::symlink_metadata(&member.path)
-                .map_err(|e| format!("{}: {e}", member.path.display()))?;
-            if meta.len() != member.size || Some(meta.mtime()) != member.mtime {
-                return Err(format!(
-                    "{} changed after it was archived",
-                    member.path.display()
-                ));
-            }
         }
     }
     Ok(())
@@ -548,22 +539,46 @@ pub fn writers(meta: &std::fs::Metadata) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Why an archived original is not deleted now.
+#[derive(Debug)]
+pub enum Keep {
+    /// It is no longer what the archive holds: written to since it was copied.
+    Changed,
+    /// These processes have it open for writing.
+    Held(Vec<u32>),
+    /// It cannot be looked at.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keep::Changed => write!(f, "it changed after it was archived"),
+            Keep::Held(pids) => write!(
+                f,
+                "process {} has it open for writing",
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Keep::Unreadable(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Whether an archived original may be deleted now: it is still exactly what the archive
 /// holds (size and time) and no process has it open for writing (`held`, from one
 /// [`writers_of`] pass over the group just before); else why not.
-pub fn deletable(member: &Member, held: &HashMap<(u64, u64), Vec<u32>>) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(&member.path).map_err(|e| e.to_string())?;
+pub fn deletable(member: &Member, held: &HashMap<(u64, u64), Vec<u32>>) -> Result<(), Keep> {
+    let meta =
+        std::fs::symlink_metadata(&member.path).map_err(|e| Keep::Unreadable(e.to_string()))?;
     if meta.len() != member.size || Some(meta.mtime()) != member.mtime {
-        return Err("it changed after it was archived".into());
+        return Err(Keep::Changed);
     }
-    match held.get(&(meta.dev(), meta.ino())).map(Vec::as_slice) {
-        None | Some([]) => Ok(()),
-        Some(pids) => Err(format!(
-            "process {} has it open for writing",
-            pids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+    match held.get(&(meta.dev(), meta.ino())) {
+        None => Ok(()),
+        Some(pids) if pids.is_empty() => Ok(()),
+        Some(pids) => Err(Keep::Held(pids.clone())),
     }
 }

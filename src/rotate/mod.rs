@@ -75,6 +75,8 @@ enum Deleted {
     Yes,
     /// Kept in place for a later run, and why.
     Kept(String),
+    /// Kept in place: written to since it was copied, so the archive's copy is stale.
+    Changed(String),
     Failed(String),
 }
 
@@ -385,6 +387,7 @@ impl Rotation<'_> {
                 return summary;
             }
         }
+        self.drop_still_written(&mut candidates, &mut summary);
         // Only a run with files to archive needs to know what the archives already hold.
         let index = if candidates.is_empty() {
             ArchiveIndex::default()
@@ -424,7 +427,7 @@ impl Rotation<'_> {
         for (member, outcome) in archived_before.iter().zip(outcomes) {
             match outcome {
                 Deleted::Yes => summary.recovered += 1,
-                Deleted::Kept(why) => summary.skipped.push(format!(
+                Deleted::Kept(why) | Deleted::Changed(why) => summary.skipped.push(format!(
                     "{} is archived but kept: {why}",
                     member.path.display()
                 )),
@@ -555,14 +558,17 @@ impl Rotation<'_> {
                         Deleted::Failed(e.to_string())
                     }
                 },
-                Err(why) => match self.put_back(staged, &member.path, now) {
-                    Ok(None) => Deleted::Kept(why),
+                Err(keep) => match self.put_back(staged, &member.path, now) {
+                    Ok(None) if matches!(keep, archive::Keep::Changed) => {
+                        Deleted::Changed(keep.to_string())
+                    }
+                    Ok(None) => Deleted::Kept(keep.to_string()),
                     Ok(Some(other)) => Deleted::Kept(format!(
-                        "{why}; a new file took its name meanwhile, so it is back as {}",
+                        "{keep}; a new file took its name meanwhile, so it is back as {}",
                         other.display()
                     )),
                     Err(e) => Deleted::Failed(format!(
-                        "{why}, and it cannot be put back from {}: {e}",
+                        "{keep}, and it cannot be put back from {}: {e}",
                         staged.display()
                     )),
                 },
@@ -706,6 +712,51 @@ impl Rotation<'_> {
         Flow::Continue
     }
 
+    /// Leaves out a file selected for its size (renamed now or by an earlier run) that a
+    /// process still has open for writing: that writer did not reopen its log, so what it
+    /// writes next lands in this file, and an archive made now would soon be stale (each run a
+    /// further full copy). It waits for a later run, with the writer's pid named and the way
+    /// out (a `postrotate` that makes it reopen).
+    fn drop_still_written(&self, candidates: &mut Vec<Candidate>, summary: &mut Summary) {
+        let identities: Vec<(u64, u64)> = candidates
+            .iter()
+            .filter(|c| c.too_big_only)
+            .filter_map(|c| std::fs::symlink_metadata(&c.path).ok())
+            .map(|meta| (meta.dev(), meta.ino()))
+            .collect();
+        if identities.is_empty() {
+            return;
+        }
+        let held = archive::writers_of(&identities);
+        if held.is_empty() {
+            return;
+        }
+        let advice = if self.spec.postrotate.is_some() {
+            "the job's postrotate did not make it reopen its log"
+        } else {
+            "give the job a `postrotate` (a command or a signal) that makes it reopen its log"
+        };
+        candidates.retain(|c| {
+            let pids = std::fs::symlink_metadata(&c.path)
+                .ok()
+                .filter(|_| c.too_big_only)
+                .and_then(|meta| held.get(&(meta.dev(), meta.ino())));
+            let Some(pids) = pids else {
+                return true;
+            };
+            let pids = pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            summary.skipped.push(format!(
+                "{} is still written by process {pids} after it was renamed; kept for a later run: {advice}",
+                c.path.display()
+            ));
+            false
+        });
+    }
+
     /// Renames young files past `max_size` (see below); returns their new paths.
     fn rename_large(
         &self,
@@ -799,13 +850,22 @@ impl Rotation<'_> {
         let archive_bytes = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
         let mut outcomes = Vec::new();
         let flow = self.delete_originals(&written.members, now, hook, &mut outcomes);
+        // Every original was written to since it was copied and is still in place: the
+        // archive holds only stale copies, and keeping it would pile up a copy per run.
+        let all_changed = flow == Flow::Continue
+            && !outcomes.is_empty()
+            && outcomes.iter().all(|o| matches!(o, Deleted::Changed(_)));
         for (member, outcome) in written.members.iter().zip(outcomes) {
             match outcome {
                 Deleted::Yes => {
                     summary.archived_files += 1;
                     summary.bytes_before += member.size;
                 }
-                Deleted::Kept(why) => summary.skipped.push(format!(
+                Deleted::Changed(_) if all_changed => summary.skipped.push(format!(
+                    "{} changed after it was copied (is a program still writing it?); kept for a later run",
+                    member.path.display()
+                )),
+                Deleted::Kept(why) | Deleted::Changed(why) => summary.skipped.push(format!(
                     "{} is archived but kept: {why}",
                     member.path.display()
                 )),
@@ -817,6 +877,11 @@ impl Rotation<'_> {
         }
         if flow == Flow::Stop {
             return Ok(Flow::Stop);
+        }
+        if all_changed {
+            let _ = std::fs::remove_file(target);
+            let _ = archive::sync_dir(&self.spec.archive_dir);
+            return Ok(Flow::Continue);
         }
         summary.bytes_after += archive_bytes;
         summary.archives_written.push(target.to_path_buf());

@@ -1230,3 +1230,63 @@ fn a_program_opening_an_original_while_the_group_is_deleted_loses_no_line() {
         summary.line()
     );
 }
+
+#[test]
+fn a_writer_that_never_reopens_is_named_and_waited_for_not_called_corrupt() {
+    let mut fx = Fixture::new();
+    let log = fx.logs.join("app.log");
+    fx.spec.max_size = Some(100);
+    fx.spec.settle = Duration::from_millis(100);
+    // Big enough that copying it takes a while, so the writer's next line lands meanwhile.
+    std::fs::write(&log, log_text("big", 60_000)).unwrap();
+    // A writer that keeps its log open, writes a line now and then, and never reopens it.
+    let mut writer = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 3>>'{}'; echo ready; i=0; while :; do echo \"line $i\" >&3; i=$((i+1)); sleep 0.2; done",
+            log.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let pid = writer.id().to_string();
+    let _stop = KillOnDrop(writer);
+    for _ in 0..6 {
+        let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
+        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+        assert!(
+            summary
+                .skipped
+                .iter()
+                .any(|s| s.contains(&pid) && s.contains("postrotate")),
+            "{:?}",
+            summary.skipped
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let archives = fx.archives();
+    assert!(
+        archives
+            .iter()
+            .all(|p| !p.to_string_lossy().ends_with(".corrupt")),
+        "{archives:?}"
+    );
+    assert!(fx.entries().is_empty(), "no copy piles up: {archives:?}");
+}
+
+/// Kills a helper process when the test ends, failed or not (a writer left running would
+/// hold the test's output open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
