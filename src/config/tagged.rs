@@ -52,7 +52,15 @@ thread_local! {
     static BROKEN_KEYS: RefCell<std::collections::HashSet<KeyAt>> = RefCell::new(Default::default());
     /// The innermost entry whose key or value failed in the current pass, if one did.
     static FAILED_KEY: RefCell<Option<KeyAt>> = const { RefCell::new(None) };
+    /// List items the current pass skipped: the key of the entry holding the list, and the
+    /// item's `(line, column)`.
+    static SKIPPED_ITEMS: RefCell<Vec<SkippedItem>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A list item a pass skipped (it failed in an earlier one): the key of the entry whose value
+/// the list is (`probes`), and the item's `(line, column)`. The items after it keep their
+/// index in what is reported at build time by counting these.
+pub type SkippedItem = (String, (u64, u64));
 
 /// Runs `parse` skipping the entries at `broken`, and says which entry failed, if one did.
 ///
@@ -60,22 +68,30 @@ thread_local! {
 /// other field's (a bad `expect_status` hid the job's schedule, its other probes and its
 /// names). The loader parses again with the failed entry skipped, as if it were not written,
 /// so the job's other settings are read and checked; each pass finds one more problem.
+///
+/// Also says which list items the pass skipped (see `SkippedItem`).
 pub fn with_broken_keys<R>(
     broken: &std::collections::HashSet<KeyAt>,
     parse: impl FnOnce() -> R,
-) -> (R, Option<KeyAt>) {
+) -> (R, Option<KeyAt>, Vec<SkippedItem>) {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             BROKEN_KEYS.with(|b| b.borrow_mut().clear());
             FAILED_KEY.with(|f| f.borrow_mut().take());
+            SKIPPED_ITEMS.with(|s| s.borrow_mut().clear());
         }
     }
     let _reset = Reset;
     BROKEN_KEYS.with(|b| *b.borrow_mut() = broken.clone());
     FAILED_KEY.with(|f| f.borrow_mut().take());
+    SKIPPED_ITEMS.with(|s| s.borrow_mut().clear());
     let result = parse();
-    (result, FAILED_KEY.with(|f| f.borrow_mut().take()))
+    (
+        result,
+        FAILED_KEY.with(|f| f.borrow_mut().take()),
+        SKIPPED_ITEMS.with(|s| std::mem::take(&mut *s.borrow_mut())),
+    )
 }
 
 fn is_broken(at: &KeyAt) -> bool {
@@ -194,12 +210,267 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for AfterTag<A> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        let current = self.current.take();
-        self.rest.next_value_seed(seed).inspect_err(|_| {
-            if let Some(at) = current {
-                note_failed(at);
-            }
+        let Some(current) = self.current.take() else {
+            return self.rest.next_value_seed(seed);
+        };
+        // A list value's items are skippable one by one (see `Wrap`), named by this entry.
+        let seed = Wrap {
+            inner: seed,
+            mode: Mode::Items(current.clone()),
+        };
+        self.rest
+            .next_value_seed(seed)
+            .inspect_err(|_| note_failed(current))
+    }
+}
+
+/// The mapping a `KeyAt` names for the top level of the file: no key is at line 0.
+const TOP_LEVEL: (u64, u64) = (0, 0);
+
+/// Whether `at` is an entry of the file's top level (`listen_auth`, `jobs`, ...).
+pub fn is_top_level(at: &KeyAt) -> bool {
+    (at.0, at.1) == TOP_LEVEL
+}
+
+/// Deserializes the file's top-level struct with its entries skippable as a tagged mapping's
+/// are: a `listen_auth` serde cannot read is reported and skipped in the next pass, rather than
+/// ending the load before any job is read.
+pub fn with_skippable_entries<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    T::deserialize(Wrap {
+        inner: deserializer,
+        mode: Mode::Top,
+    })
+}
+
+/// The `KeyAt` naming item `index` of the list that is the value of entry `owner`. No key has
+/// `[` in it, so it names no entry.
+fn item_at(owner: &KeyAt, index: usize) -> KeyAt {
+    (owner.0, owner.1, format!("{}[{index}]", owner.2))
+}
+
+/// What a `Wrap` adds to what it wraps.
+#[derive(Clone)]
+enum Mode {
+    /// The top-level mapping: its entries are read through an `AfterTag`, so each can fail
+    /// and be skipped alone.
+    Top,
+    /// The value of this entry: if it is a list, an item that fails as a whole (a probe with
+    /// an unknown `type` or a missing field) is skipped alone in the next pass, not the whole
+    /// list, so the list's other items are still read and checked.
+    Items(KeyAt),
+}
+
+/// A seed, deserializer or visitor that behaves as the one it wraps, but for what `mode` says.
+/// (Wrapping at each of the three levels is how serde lets a caller see a value's list or
+/// mapping while its type, unknown here, reads it.)
+struct Wrap<T> {
+    inner: T,
+    mode: Mode,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.inner.deserialize(Wrap {
+            inner: d,
+            mode: self.mode,
         })
+    }
+}
+
+/// Forwards `deserialize_*` methods to the wrapped deserializer, with the visitor wrapped.
+macro_rules! forward_deserialize {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            fn $method<V: serde::de::Visitor<'de>>(
+                self,
+                $($arg: $ty,)*
+                visitor: V,
+            ) -> Result<V::Value, D::Error> {
+                self.inner.$method($($arg,)* Wrap { inner: visitor, mode: self.mode })
+            }
+        )*
+    };
+}
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for Wrap<D> {
+    type Error = D::Error;
+
+    forward_deserialize! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+/// Forwards `visit_*` methods that take a plain value to the wrapped visitor.
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty);)*) => {
+        $(
+            fn $method<E: serde::de::Error>(self, v: $ty) -> Result<V::Value, E> {
+                self.inner.$method(v)
+            }
+        )*
+    };
+}
+
+impl<'de, V: serde::de::Visitor<'de>> serde::de::Visitor<'de> for Wrap<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool(bool);
+        visit_i8(i8);
+        visit_i16(i16);
+        visit_i32(i32);
+        visit_i64(i64);
+        visit_i128(i128);
+        visit_u8(u8);
+        visit_u16(u16);
+        visit_u32(u32);
+        visit_u64(u64);
+        visit_u128(u128);
+        visit_f32(f32);
+        visit_f64(f64);
+        visit_char(char);
+        visit_str(&str);
+        visit_borrowed_str(&'de str);
+        visit_string(String);
+        visit_bytes(&[u8]);
+        visit_borrowed_bytes(&'de [u8]);
+        visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        // `Option<Vec<_>>`: the list is inside.
+        match self.mode {
+            Mode::Items(_) => self.inner.visit_some(Wrap {
+                inner: d,
+                mode: self.mode,
+            }),
+            Mode::Top => self.inner.visit_some(d),
+        }
+    }
+
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_newtype_struct(d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        match self.mode {
+            Mode::Items(owner) => self.inner.visit_seq(SkipItems {
+                seq,
+                owner,
+                index: 0,
+            }),
+            Mode::Top => self.inner.visit_seq(seq),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        match self.mode {
+            Mode::Top => self.inner.visit_map(AfterTag {
+                state: AfterTagState::Direct,
+                rest: map,
+                mapping: TOP_LEVEL,
+                current: None,
+            }),
+            Mode::Items(_) => self.inner.visit_map(map),
+        }
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_enum(data)
+    }
+}
+
+/// A list whose items that failed in an earlier pass are skipped (their index still counts, so
+/// later items keep their place in error paths), and whose item that fails now is noted.
+struct SkipItems<A> {
+    seq: A,
+    owner: KeyAt,
+    index: usize,
+}
+
+impl<'de, A: serde::de::SeqAccess<'de>> serde::de::SeqAccess<'de> for SkipItems<A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        loop {
+            let at = item_at(&self.owner, self.index);
+            self.index += 1;
+            if !is_broken(&at) {
+                // A setting inside the item that failed was noted first and is the one to skip.
+                return self
+                    .seq
+                    .next_element_seed(seed)
+                    .inspect_err(|_| note_failed(at));
+            }
+            // Read for its position only, which keeps the indices of the items after it.
+            match self
+                .seq
+                .next_element::<serde_saphyr::Spanned<IgnoredAny>>()?
+            {
+                None => return Ok(None),
+                Some(item) => {
+                    let place = (item.referenced.line(), item.referenced.column());
+                    SKIPPED_ITEMS.with(|s| s.borrow_mut().push((self.owner.2.clone(), place)));
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.seq.size_hint()
     }
 }
 

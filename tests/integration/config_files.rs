@@ -488,3 +488,119 @@ fn usage_errors_are_json_in_json_mode() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).starts_with("error: unrecognized subcommand 'chek'"));
 }
+
+/// Each error block of `runner check`'s stderr: its message, its `file:line:column` and its
+/// field.
+fn error_blocks(err: &str) -> Vec<(String, String, String)> {
+    err.split("\n\n")
+        .filter(|block| block.starts_with("error: "))
+        .map(|block| {
+            let line = |prefix: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.trim_start().strip_prefix(prefix))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let message = block.lines().next().unwrap_or_default();
+            (message.to_string(), line("--> "), line("= field: "))
+        })
+        .collect()
+}
+
+/// `runner check` on `path` finds exactly these errors (a message's start, its place, its
+/// field), in this order, in one run.
+#[track_caller]
+fn errors_in_one_run(path: &str, expected: &[(&str, &str, &str)]) {
+    let output = run(&["check", "--jobs", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let found = error_blocks(&err);
+    assert_eq!(found.len(), expected.len(), "{err}");
+    for ((message, location, field), (want_message, want_place, want_field)) in
+        found.iter().zip(expected)
+    {
+        assert!(message.starts_with(want_message), "{message}\n{err}");
+        assert_eq!(location, &format!("{path}:{want_place}"), "{err}");
+        assert_eq!(field, want_field, "{err}");
+    }
+    assert!(
+        stdout(&output).contains(&format!(": {} errors", expected.len())),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// Issue 24 item 7: a probe broken as a whole (an unknown type, a missing field) no longer
+/// hides the other probes of its list; each of three broken probes is said at its own line,
+/// and the probes after them keep their index.
+#[test]
+fn three_broken_probes_are_three_errors_each_at_its_line() {
+    errors_in_one_run(
+        "tests/fixtures/invalid/three-broken-probes.yaml",
+        &[
+            (
+                "error: unknown probe type `pong`",
+                "10:15",
+                "jobs.monitor.probes[0]",
+            ),
+            (
+                "error: missing field `host`",
+                "13:9",
+                "jobs.monitor.probes[1]",
+            ),
+            (
+                "error: `7xx` is not an HTTP status",
+                "17:24",
+                "jobs.monitor.probes[2].expect_status",
+            ),
+            (
+                "error: the `cpu` probe is listed twice",
+                "19:9",
+                "jobs.monitor.probes[4]",
+            ),
+        ],
+    );
+}
+
+/// Issue 24 item 7: a top-level setting serde cannot read (`listen_auth`) is said with the
+/// jobs' mistakes and the missing template, not alone.
+#[test]
+fn a_bad_top_level_setting_does_not_hide_the_jobs() {
+    errors_in_one_run(
+        "tests/fixtures/invalid/bad-listen-auth.yaml",
+        &[
+            ("error: unknown field `bearer`", "4:3", "listen_auth.bearer"),
+            (
+                "error: invalid schedule `@every 10x`",
+                "8:15",
+                "jobs.monitor.schedule",
+            ),
+            (
+                "error: no template at `tests/fixtures/invalid/templates/missing.hbs`",
+                "14:17",
+                "jobs.weekly-report.templates[0]",
+            ),
+        ],
+    );
+}
+
+/// Issue 24 item 7: a report whose `window` is wrong still has its templates checked.
+#[test]
+fn a_bad_report_window_does_not_hide_a_missing_template() {
+    errors_in_one_run(
+        "tests/fixtures/invalid/bad-report-window.yaml",
+        &[
+            (
+                "error: invalid duration `7 days`",
+                "7:13",
+                "jobs.weekly-report.window",
+            ),
+            (
+                "error: no template at `tests/fixtures/invalid/templates/missing.hbs`",
+                "8:17",
+                "jobs.weekly-report.templates[0]",
+            ),
+        ],
+    );
+}

@@ -84,12 +84,13 @@ impl Builder<'_> {
 
     pub(super) fn job(
         &mut self,
-        name: &str,
+        name_key: &Text,
         config: JobConfig,
         known_notifiers: &[String],
         notifiers: &IndexMap<String, NotifierSpec>,
         data_dir: Option<&Path>,
     ) -> Option<JobSpec> {
+        let name = name_key.value.as_str();
         let field = format!("jobs.{name}");
         let common = config.common();
         let schedule = match Schedule::parse(&common.schedule.value) {
@@ -145,13 +146,13 @@ impl Builder<'_> {
                             _ => None,
                         },
                     ),
-                    probes: self.probes(job.probes, &field),
+                    probes: self.probes(job.probes, &field, &name_key.referenced),
                     rule_timeout: self.stand_in(rule_timeout, DEFAULT_RULE_TIMEOUT)?,
                     flap: FlapPolicy {
                         max_transitions: job
                             .flap_transitions
                             .map_or(flap_default.max_transitions, |n| n as usize),
-                        window: flap_window?,
+                        window: self.stand_in(flap_window, flap_default.window)?,
                     },
                 })
             }
@@ -160,7 +161,9 @@ impl Builder<'_> {
                     job.window.as_ref(),
                     &format!("{field}.window"),
                     DEFAULT_REPORT_WINDOW,
-                )?;
+                );
+                // Stood in for, so the templates are still checked.
+                let window = self.stand_in(window, DEFAULT_REPORT_WINDOW)?;
                 JobKind::Report(ReportSpec {
                     title: job.title.clone(),
                     window,

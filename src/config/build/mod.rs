@@ -113,6 +113,7 @@ fn build(
         missing_files: Problems::default(),
         off_notifiers: Vec::new(),
         partial,
+        skipped_probes: raw.skipped_probes,
     };
     let config = builder.config(raw.top, raw.notifiers, raw.jobs);
     Ok((config, builder.problems.sorted()))
@@ -128,6 +129,9 @@ pub(in crate::config) struct Builder<'a> {
     off_notifiers: Vec<(String, Problem)>,
     /// Building for `load_partial`: a wrong schedule or timeout gets a stand-in.
     partial: bool,
+    /// `(line, column)` of the `probes` items skipped while parsing, sorted: each was reported
+    /// then, and the probes after it keep their index.
+    pub(in crate::config) skipped_probes: Vec<(u64, u64)>,
 }
 
 impl Builder<'_> {
@@ -394,6 +398,12 @@ impl Builder<'_> {
                 }
                 dir
             }
+            // Written but unreadable (`data_dir: [a]`), and said so while parsing: not said
+            // again as missing. `runner check` still checks the jobs' files, with the jobs
+            // file's folder standing in.
+            None if self.problems.errors().any(|p| p.field == "data_dir") => {
+                self.partial.then(|| self.base_dir.clone())
+            }
             None => {
                 self.problems.push(
                     Problem::error(self.file, "missing field `data_dir`")
@@ -458,7 +468,8 @@ impl Builder<'_> {
             },
             None => None,
         };
-        if top.jobs.is_empty() {
+        // `jobs:` that is not a mapping was said while parsing: it is not also "no jobs".
+        if top.jobs.is_empty() && !self.problems.errors().any(|p| p.field == "jobs") {
             self.problems.push(
                 Problem::error(self.file, "the jobs file has no jobs")
                     .at(
@@ -515,7 +526,7 @@ impl Builder<'_> {
             }
             let Some(config) = config else { continue };
             if let Some(spec) = self.job(
-                &name.value,
+                &name,
                 config,
                 &known_notifiers,
                 &built_notifiers,
@@ -876,6 +887,44 @@ jobs:
         assert!(got[3].ends_with("[jobs.m.probes[0].count]"), "{got:#?}");
         // A required field that is wrong is said once, not again as missing.
         assert!(got[5].ends_with("[jobs.r.max_age]"), "{got:#?}");
+    }
+
+    #[test]
+    fn a_probe_broken_as_a_whole_does_not_hide_the_others() {
+        // An unknown type, a missing `type` (sorted keys, no `type` at all), a missing required
+        // field: each said at its item, and the probes after them checked at their own index.
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@hourly\"\n    probes:\n      - { type: pong }\n      - { host: a, name: gw }\n      - { name: gw, type: ping }\n      - { type: cpu }\n      - { type: cpu, timeout_ms: 0 }\n";
+        let got = messages(load_str(yaml, &[]));
+        let fields: Vec<&str> = got
+            .iter()
+            .filter_map(|m| m.rsplit_once(" [")?.1.strip_suffix(']'))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "jobs.m.probes[0]",
+                "jobs.m.probes[1]",
+                "jobs.m.probes[2]",
+                "jobs.m.probes[4]",
+                "jobs.m.probes[4].timeout_ms",
+            ],
+            "{got:#?}"
+        );
+        assert!(
+            got[0].starts_with("7:17 unknown probe type `pong`"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_top_level_setting_does_not_hide_the_jobs() {
+        let yaml = "data_dir: var\nwatch: maybe\nlisten_auth: [x]\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10x\"\n";
+        let got = messages(load_str(yaml, &[]));
+        let lines: Vec<&str> = got
+            .iter()
+            .map(|m| m.split_once(' ').map_or(m.as_str(), |(at, _)| at))
+            .collect();
+        assert_eq!(lines, ["2:8", "3:14", "7:15"], "{got:#?}");
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub(super) struct ParsedSections {
     pub notifiers: Vec<(Text, Option<NotifierConfig>)>,
     pub jobs: Vec<(Text, Option<JobConfig>)>,
     pub problems: Problems,
+    /// `(line, column)` of each `probes` item skipped because it was broken, in document order:
+    /// the probes after one keep their index in what the build reports.
+    pub skipped_probes: Vec<(u64, u64)>,
 }
 
 /// Parses the top level once, then every job and notifier, skipping each broken one in the
@@ -52,13 +55,36 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
     }
     let late_tags = scan.late_tags;
     let parse = || tagged::with_late_tags(&late_tags, || parse_raw(source));
-    let top = sections::pass(sections::Focus::Nothing, parse);
-    let section_count = top.sections;
-    let top = top.result.map_err(|e| {
-        let mut found = problems.clone();
-        found.push(yaml_problem(file, source, e));
-        found
-    })?;
+    // The top level alone, each entry serde cannot read (a `listen_auth` of the wrong shape)
+    // reported and skipped in the next pass, so the jobs and notifiers are still read.
+    let mut broken_keys = std::collections::HashSet::new();
+    let (top, section_count) = loop {
+        let (top, failed_key, _) = tagged::with_broken_keys(&broken_keys, || {
+            sections::pass(sections::Focus::Nothing, parse)
+        });
+        match top.result {
+            Ok(parsed) => break (parsed, top.sections),
+            Err(e) => {
+                let problem = yaml_problem(file, source, e);
+                // The same error again: the YAML itself is broken there (an unclosed quote),
+                // which skipping the entry cannot get past.
+                if problems.iter().any(|p| {
+                    (p.line, p.column, &p.message)
+                        == (problem.line, problem.column, &problem.message)
+                }) {
+                    return Err(problems);
+                }
+                problems.push(problem);
+                // Not in an entry (the file is not a mapping), or no progress: the load ends
+                // here.
+                let progressed = broken_keys.len() < MAX_BROKEN_KEYS
+                    && failed_key.is_some_and(|at| broken_keys.insert(at));
+                if !progressed {
+                    return Err(problems);
+                }
+            }
+        }
+    };
     unknown_top_level_keys(file, source, &mut problems);
     let mut notifiers: Vec<(Text, Option<NotifierConfig>)> =
         top.notifiers.keys().map(|k| (k.clone(), None)).collect();
@@ -74,12 +100,14 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
         .collect();
     order.sort_by_key(|(_, k)| (k.referenced.line(), k.referenced.column()));
     // Every section at once; a broken entry of a job, probe or notifier is reported and skipped
-    // in the next pass (so the section's other settings are still read and checked), and a
-    // section broken otherwise (a missing field, an unknown type) is skipped whole.
+    // in the next pass (so the section's other settings are still read and checked), as is a
+    // list item broken as a whole (a probe with an unknown type: the list's other items are
+    // still read), and a section broken otherwise (a missing field, an unknown type) is
+    // skipped whole.
     let mut broken = std::collections::BTreeSet::new();
-    let mut broken_keys = std::collections::HashSet::new();
+    let mut skipped_probes = Vec::new();
     while broken.len() + broken_keys.len() <= section_count + MAX_BROKEN_KEYS {
-        let (attempt, failed_key) = tagged::with_broken_keys(&broken_keys, || {
+        let (attempt, failed_key, skipped) = tagged::with_broken_keys(&broken_keys, || {
             sections::pass(sections::Focus::AllBut(broken.clone()), parse)
         });
         match attempt.result {
@@ -90,6 +118,12 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
                 for (slot, section) in jobs.iter_mut().zip(parsed.jobs.into_values()) {
                     slot.1 = section.into_parsed();
                 }
+                skipped_probes = skipped
+                    .into_iter()
+                    .filter(|(key, _)| key == "probes")
+                    .map(|(_, place)| place)
+                    .collect();
+                skipped_probes.sort_unstable();
                 break;
             }
             Err(mut e) => {
@@ -101,8 +135,14 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
                 if let Some((kind, name)) = order.get(index) {
                     e.path = name_section(&e.path, kind, &name.value);
                 }
+                // A section that failed as a whole fails its top-level entry (`jobs`) too:
+                // skipping that would hide every other section.
                 let progressed = match failed_key {
-                    Some(at) if broken_keys.len() < MAX_BROKEN_KEYS => broken_keys.insert(at),
+                    Some(at)
+                        if !tagged::is_top_level(&at) && broken_keys.len() < MAX_BROKEN_KEYS =>
+                    {
+                        broken_keys.insert(at)
+                    }
                     _ => broken.insert(index),
                 };
                 let problem = yaml_problem(file, source, e);
@@ -120,6 +160,7 @@ pub(super) fn parse_sections(file: &Path, source: &str) -> Result<ParsedSections
         notifiers,
         jobs,
         problems,
+        skipped_probes,
     })
 }
 
@@ -187,6 +228,15 @@ struct YamlError {
     path: String,
 }
 
+/// The top-level struct, its entries skippable one by one (`tagged::with_skippable_entries`).
+struct Top(RawConfig);
+
+impl<'de> serde::Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::with_skippable_entries(deserializer).map(Top)
+    }
+}
+
 fn parse_raw(source: &str) -> Result<RawConfig, YamlError> {
     let path = RefCell::new(String::new());
     // Duplicate keys are all reported from the scan; the parse keeps the first and goes on, so
@@ -196,10 +246,12 @@ fn parse_raw(source: &str) -> Result<RawConfig, YamlError> {
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::FirstWins,
     };
     serde_saphyr::with_deserializer_from_str_with_options(source, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            *path.borrow_mut() = e.path().to_string();
-            e.into_inner()
-        })
+        serde_path_to_error::deserialize(de)
+            .map(|Top(raw)| raw)
+            .map_err(|e| {
+                *path.borrow_mut() = e.path().to_string();
+                e.into_inner()
+            })
     })
     .map_err(|error| YamlError {
         error: Box::new(error),

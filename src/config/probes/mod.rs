@@ -289,10 +289,22 @@ impl Builder<'_> {
         &mut self,
         probes: Vec<Spanned<ProbeConfig>>,
         field: &str,
+        job_at: &Location,
     ) -> Vec<ProbeSpec> {
         let mut seen: HashSet<(&'static str, String)> = HashSet::new();
         let mut out = Vec::with_capacity(probes.len());
+        let job_at = (job_at.line(), job_at.column());
         for (i, probe) in probes.into_iter().enumerate() {
+            // Its index as written: a broken probe before it, reported and skipped while
+            // parsing, is not in `probes` but still counts. Those of this list lie between the
+            // job's name and this probe (the jobs do not overlap).
+            let at = (probe.referenced.line(), probe.referenced.column());
+            let before = self
+                .skipped_probes
+                .iter()
+                .filter(|skipped| **skipped > job_at && **skipped < at)
+                .count();
+            let i = i + before;
             let field = format!("{field}.probes[{i}]");
             let type_name = probe.value.type_name();
             let (name, timeout) = probe.value.common();
