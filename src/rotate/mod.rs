@@ -388,35 +388,7 @@ impl Rotation<'_> {
             }
         }
         self.drop_still_written(&mut candidates, &mut summary);
-        // Only a run with files to archive needs to know what the archives already hold.
-        let index = if candidates.is_empty() {
-            ArchiveIndex::default()
-        } else {
-            ArchiveIndex::scan(&self.spec.archive_dir, self.job, &mut summary.problems)
-        };
-        // An original whose archive already exists (the last run stopped before deleting it)
-        // is checked against that archive and deleted; it is not archived twice.
-        let mut archived_before = Vec::new();
-        candidates.retain(|c| match index.find(&c.entry, c.size, c.mtime) {
-            Some(found) => match archive::verify_member(found, c) {
-                Ok(()) => {
-                    archived_before.push(archive::Member {
-                        archive: found.archive.clone(),
-                        path: c.path.clone(),
-                        entry: c.entry.clone(),
-                        size: c.size,
-                        crc: found.crc,
-                        mtime: Some(c.mtime),
-                    });
-                    false
-                }
-                Err(e) => {
-                    warn!(job = self.job, file = %c.path.display(), archive = %found.archive.display(), error = %e, "an earlier archive of this file does not verify; archiving it again");
-                    true
-                }
-            },
-            None => true,
-        });
+        let archived_before = self.split_archived(&mut candidates, &mut summary);
         let mut outcomes = Vec::new();
         self.delete_originals(
             &archived_before,
@@ -712,6 +684,43 @@ impl Rotation<'_> {
         Flow::Continue
     }
 
+    /// Takes out of `candidates` the originals an archive already holds (the last run stopped
+    /// before deleting them), each checked against that archive by reading both: they are
+    /// deleted, not archived twice. The run and its dry run both ask this, so they agree.
+    fn split_archived(
+        &self,
+        candidates: &mut Vec<Candidate>,
+        summary: &mut Summary,
+    ) -> Vec<archive::Member> {
+        // Only a run with files to archive needs to know what the archives already hold.
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let index = ArchiveIndex::scan(&self.spec.archive_dir, self.job, &mut summary.problems);
+        let mut archived_before = Vec::new();
+        candidates.retain(|c| match index.find(&c.entry, c.size, c.mtime) {
+            Some(found) => match archive::verify_member(found, c) {
+                Ok(()) => {
+                    archived_before.push(archive::Member {
+                        archive: found.archive.clone(),
+                        path: c.path.clone(),
+                        entry: c.entry.clone(),
+                        size: c.size,
+                        crc: found.crc,
+                        mtime: Some(c.mtime),
+                    });
+                    false
+                }
+                Err(e) => {
+                    warn!(job = self.job, file = %c.path.display(), archive = %found.archive.display(), error = %e, "an earlier archive of this file does not verify; archiving it again");
+                    true
+                }
+            },
+            None => true,
+        });
+        archived_before
+    }
+
     /// Leaves out a file selected for its size (renamed now or by an earlier run) that a
     /// process still has open for writing: that writer did not reopen its log, so what it
     /// writes next lands in this file, and an archive made now would soon be stale (each run a
@@ -969,6 +978,48 @@ impl Rotation<'_> {
                 c.entry = stamped_name(&c.entry, &stamp);
             }
         }
+        // Originals left in a staging folder by a stopped run are put back first by the run,
+        // then found in their archive like any other.
+        for dir in self
+            .spec
+            .paths
+            .iter()
+            .map(|p| p.parent().unwrap_or(Path::new(".")).to_path_buf())
+            .collect::<BTreeSet<_>>()
+        {
+            let Ok(entries) = std::fs::read_dir(self.staging_dir(&dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                let original = dir.join(entry.file_name());
+                let base = dir.clone();
+                let (name, base) = entry_name(&original, self.data_dir, &base);
+                candidates.push(Candidate {
+                    path: entry.path(),
+                    entry: name,
+                    size: meta.len(),
+                    mtime: meta.mtime(),
+                    mode: meta.permissions().mode() & 0o7777,
+                    reason: "left aside by a stopped run".into(),
+                    base,
+                    too_big_only: false,
+                });
+            }
+        }
+        let recovered: Vec<PathBuf> = self
+            .split_archived(&mut candidates, &mut summary)
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        for path in &recovered {
+            summary.skipped.push(format!(
+                "{} is already in a verified archive (a run stopped before deleting it): would be deleted, not archived again",
+                path.display()
+            ));
+        }
         let leftover_tmp = self
             .own_files(".zip.tmp")
             .into_iter()
@@ -986,6 +1037,7 @@ impl Rotation<'_> {
             .collect();
         Plan {
             candidates,
+            recovered,
             archives,
             expired,
             leftover_tmp,
@@ -998,6 +1050,9 @@ impl Rotation<'_> {
 #[derive(Debug)]
 pub struct Plan {
     pub candidates: Vec<Candidate>,
+    /// Originals an archive already holds (a run stopped before deleting them): deleted, not
+    /// archived again.
+    pub recovered: Vec<PathBuf>,
     /// How many archives the candidates would go into.
     pub archives: usize,
     /// Unfinished archives a stopped run left, which the run removes first.

@@ -1290,3 +1290,46 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn after_a_run_stopped_between_verify_and_delete_the_plan_is_what_the_run_does() {
+    for stop_at in [Step::Verified, Step::MidDelete] {
+        let mut fx = Fixture::new();
+        fx.spec.keep_archives = Some(1);
+        for name in ["a.log", "b.log"] {
+            fx.file(
+                &fx.logs.join(name),
+                &log_text(name, 50),
+                "2026-11-01T10:00:00Z",
+            );
+        }
+        fx.rotation().run(t("2026-11-28T09:00:00Z"), &mut |step| {
+            if step == stop_at {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        });
+        let now = t("2026-11-28T10:00:00Z");
+        let plan = fx.rotation().plan(now);
+        let summary = fx.rotation().run(now, &mut |_| Flow::Continue);
+        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+        assert_eq!(
+            (plan.candidates.len(), plan.archives),
+            (summary.archived_files, summary.archives_written.len()),
+            "{stop_at:?}: the plan said {plan:?}; the run did {}",
+            summary.line()
+        );
+        assert_eq!(
+            plan.expired
+                .iter()
+                .map(|(p, _)| p.clone())
+                .collect::<Vec<_>>(),
+            summary.archives_deleted,
+            "{stop_at:?}: {}",
+            summary.line()
+        );
+        assert_eq!(plan.recovered.len(), summary.recovered, "{stop_at:?}");
+        assert_eq!(fx.entries().len(), 2, "{stop_at:?}: each file once");
+    }
+}
