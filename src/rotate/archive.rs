@@ -222,6 +222,7 @@ fn write_into(
     let mut zip = ZipWriter::new(BufWriter::with_capacity(256 * 1024, sink));
     let mut written = Written::default();
     let archive = tmp.with_extension("");
+    let mut entries = std::collections::HashSet::new();
     for candidate in candidates {
         let original = match open_original(&candidate.path) {
             Ok(file) => file,
@@ -248,6 +249,15 @@ fn write_into(
             // time before 1970 keeps its value (and crash recovery can match the file).
             .with_extended_timestamp(i32::try_from(mtime).ok().map(|t| t as u32), None, None)
             .map_err(|e| WriteFailure::new(format!("{}: {e}", candidate.path.display())))?;
+        // Two files with one entry name would fail the whole archive: the second waits.
+        if !entries.insert(candidate.entry.as_str()) {
+            written.unreadable.push(format!(
+                "{}: another file in this archive has its entry name {}; left in place",
+                candidate.path.display(),
+                candidate.entry
+            ));
+            continue;
+        }
         zip.start_file(candidate.entry.as_str(), options)
             .map_err(|e| WriteFailure::new(format!("cannot write {}: {e}", tmp.display())))?;
         let mut tally = Tally::new(BufReader::with_capacity(256 * 1024, original));
@@ -467,19 +477,25 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// When a file of `job` named `<job>-<YYYYMMDDTHHMMSS>-<n><suffix>` was written; `None` for
-/// any other name. Exact, so that job `rot` never takes job `rot-x`'s files (or a
-/// user's `rot-mine.zip.tmp`) for its own.
+/// any other name. Only a name runner itself writes, byte for byte, is accepted (the time and
+/// counter are parsed, rendered again and compared), so job `rot` never takes job `rot-x`'s
+/// files, a user's `rot-mine.zip.tmp`, or a look-alike with a space or a leading zero (which
+/// the parsers alone let through) for its own, and never deletes them.
 pub fn archive_stamp(name: &str, job: &str, suffix: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let stamp = name
         .strip_prefix(job)?
         .strip_prefix('-')?
         .strip_suffix(suffix)?;
     let (time, n) = stamp.split_once('-')?;
-    if time.len() != 15 || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+    let parsed = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S").ok()?;
+    let counter: u64 = n.parse().ok()?;
+    if counter == 0
+        || parsed.format("%Y%m%dT%H%M%S").to_string() != time
+        || counter.to_string() != n
+    {
         return None;
     }
-    let time = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S").ok()?;
-    Some(time.and_utc())
+    Some(parsed.and_utc())
 }
 
 /// For each of `files` (device and inode), the processes that have it open for writing, from
@@ -580,5 +596,72 @@ pub fn deletable(member: &Member, held: &HashMap<(u64, u64), Vec<u32>>) -> Resul
         None => Ok(()),
         Some(pids) if pids.is_empty() => Ok(()),
         Some(pids) => Err(Keep::Held(pids.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name runner writes for this time and counter.
+    fn canonical(job: &str, time: chrono::DateTime<chrono::Utc>, n: u64, suffix: &str) -> String {
+        format!("{job}-{}-{n}{suffix}", time.format("%Y%m%dT%H%M%S"))
+    }
+
+    #[test]
+    fn only_names_runner_writes_are_taken_for_the_jobs_own() {
+        // A small xorshift, so the property runs the same everywhere without a dependency.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet: Vec<char> = "0123456789T-. +zipmtcoru\u{e9}".chars().collect();
+        let suffixes = [".zip", ".zip.tmp", ".zip.corrupt"];
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let suffix = suffixes[(next() % 3) as usize];
+            let seconds = (next() % 4_000_000_000) as i64;
+            let time = chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default();
+            let mut name: Vec<char> = canonical("rot", time, 1 + next() % 30, suffix)
+                .chars()
+                .collect();
+            // Up to three edits: insert, replace or remove a character anywhere.
+            for _ in 0..next() % 4 {
+                let at = (next() as usize) % (name.len() + 1);
+                let c = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 => name.insert(at, c),
+                    1 if at < name.len() => name[at] = c,
+                    _ if at < name.len() => {
+                        name.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let name: String = name.into_iter().collect();
+            for suffix in suffixes {
+                if let Some(time) = archive_stamp(&name, "rot", suffix) {
+                    accepted += 1;
+                    let n = name
+                        .strip_suffix(suffix)
+                        .and_then(|s| s.rsplit_once('-'))
+                        .and_then(|(_, n)| n.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    assert_eq!(name, canonical("rot", time, n, suffix), "{name:?}");
+                }
+            }
+        }
+        assert!(accepted > 1000, "the unedited names are still accepted");
+        for name in [
+            "rot- 2024101T000000-1.zip",
+            "rot-20240101T000000-01.zip",
+            "rot-20240101T000000-0.zip",
+            "rot-20240101T000000-+1.zip",
+        ] {
+            assert_eq!(archive_stamp(name, "rot", ".zip"), None, "{name}");
+        }
     }
 }

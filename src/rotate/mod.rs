@@ -146,13 +146,17 @@ pub struct Rotation<'a> {
     pub data_dir: &'a Path,
 }
 
-/// A path as an archive entry name, without losing any byte: zip names are text, so a name
-/// that is not UTF-8 keeps its other bytes as `%XX` (and `%` itself as `%25`). Two files whose
-/// names differ only in such bytes (`bad\xff.log`, `bad\xfe.log`) keep distinct names.
+/// A path as an archive entry name, without losing any byte: zip names are text, so bytes
+/// that are not UTF-8 become `%XX`, and `%` itself always becomes `%25` (in every name, not
+/// only the ones that are not UTF-8: else `bad%FF.log` and `bad\xff.log` would get one entry
+/// name). Distinct paths always get distinct names; a name without `%` that is UTF-8 stays as
+/// it is.
 fn lossless(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
-    if let Ok(text) = std::str::from_utf8(bytes) {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.contains('%')
+    {
         return text.to_string();
     }
     let mut out = String::with_capacity(bytes.len() + 8);

@@ -1333,3 +1333,70 @@ fn after_a_run_stopped_between_verify_and_delete_the_plan_is_what_the_run_does()
         assert_eq!(fx.entries().len(), 2, "{stop_at:?}: each file once");
     }
 }
+
+#[test]
+fn a_percent_in_a_name_never_collides_with_an_escaped_byte_nor_blocks_the_group() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let raw = fx.file(
+        &fx.logs.join(std::ffi::OsStr::from_bytes(b"bad\xff.log")),
+        "raw\n",
+        "2026-11-10T12:00:00Z",
+    );
+    let percent = fx.file(
+        &fx.logs.join("bad%FF.log"),
+        "percent\n",
+        "2026-11-10T12:00:00Z",
+    );
+    let good = fx.file(&fx.logs.join("good.log"), "good\n", "2026-11-10T12:00:00Z");
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    assert_eq!(summary.problems, Vec::<String>::new());
+    assert_eq!(summary.archived_files, 3, "{}", summary.line());
+    let mut contents: Vec<Vec<u8>> = fx.entries().into_iter().map(|e| e.1).collect();
+    contents.sort();
+    let mut want = vec![raw, percent, good];
+    want.sort();
+    assert_eq!(contents, want);
+    let mut names: Vec<String> = fx.entries().into_iter().map(|e| e.0).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[test]
+fn look_alikes_of_the_jobs_archive_names_are_never_touched() {
+    let mut fx = Fixture::new();
+    fx.spec.archive_max_age = Some(DAY);
+    fx.spec.keep_archives = Some(1);
+    std::fs::create_dir_all(&fx.spec.archive_dir).unwrap();
+    let look_alikes = [
+        "rotate-logs- 2024101T000000-1.zip",
+        "rotate-logs-20240101T000000-01.zip",
+        "rotate-logs-20240101T000000-0.zip",
+        "rotate-logs-20240101T000000-+1.zip",
+        "rotate-logs-20240101T000000- 1.zip",
+        "rotate-logs-20240101T000000-1 .zip",
+        "rotate-logs-2024101T0000000-1.zip",
+        "rotate-logs- 2024101T000000-1.zip.tmp",
+        "rotate-logs-20240101T000000-01.zip.tmp",
+        "rotate-logs-20240101T000000-01.zip.corrupt",
+    ];
+    for name in look_alikes {
+        std::fs::write(fx.spec.archive_dir.join(name), "a user's file").unwrap();
+    }
+    let own = fx
+        .spec
+        .archive_dir
+        .join("rotate-logs-20240101T000000-1.zip");
+    std::fs::write(&own, "").unwrap();
+    fx.file(&fx.logs.join("old.log"), "old\n", "2026-11-10T12:00:00Z");
+    let summary = fx.run("2026-11-28T09:00:00Z");
+    for name in look_alikes {
+        assert!(
+            fx.spec.archive_dir.join(name).exists(),
+            "{name} was taken for the job's own: {}",
+            summary.line()
+        );
+    }
+    assert!(!own.exists(), "the job's own expired archive is deleted");
+}
