@@ -1,9 +1,13 @@
 """Kills runner at random moments while it notifies a local webhook; counts duplicates and losses.
 
 See duplicate-rate.sh."""
-import collections, glob, http.server, json, os, random, signal, subprocess, sys, tempfile, threading, time
+import collections, math, glob, http.server, json, os, random, signal, subprocess, sys, tempfile, threading, time
 
-kills = int(sys.argv[1])
+args = [a for a in sys.argv[1:] if a != "--aim"]
+# --aim: each kill lands 0-60 ms after a whole second, when the tick (every second, on the
+# second) queues its notices and saves its state; otherwise kills fall anywhere.
+aim = "--aim" in sys.argv[1:]
+kills = int(args[0]) if args else 30
 runner = os.path.abspath("target/release/runner")
 received = collections.Counter()
 lock = threading.Lock()
@@ -55,6 +59,9 @@ proc = start()
 random.seed(int(os.environ.get("SEED", "1")))
 for _ in range(kills):
     time.sleep(random.uniform(1.0, 3.0))
+    if aim:
+        now = time.time()
+        time.sleep(math.floor(now) + 1 + random.uniform(0.0, 0.060) - now)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc = start()
@@ -75,6 +82,6 @@ with open(outbox, "rb") as f:
         queued.add(json.loads(line)["event"]["id"])
 twice = sum(1 for n in received.values() if n > 1)
 lost = logged - set(received) - queued
-print(f"{kills} kills at random moments, {len(logged)} notices logged, {sum(received.values())} deliveries of {len(received)} distinct ids")
+print(f"{kills} kills {'aimed at 0-60 ms after each second' if aim else 'at random moments'}, {len(logged)} notices logged, {sum(received.values())} deliveries of {len(received)} distinct ids")
 print(f"delivered more than once: {twice} ids ({twice / max(len(received), 1) * 100:.2f} % of notices, {twice / kills:.2f} a kill)")
 print(f"lost: {len(lost)}; still queued at the end (sent at the next start): {len(queued)}")

@@ -295,7 +295,7 @@ impl AlertStore {
 }
 
 /// Which of `events` the alert log already has: their day files (and the next day's, for a
-/// tick at midnight) searched for their ids.
+/// tick at midnight) searched for whole entries with their ids.
 fn logged_ids(dir: &Path, events: &[AlertEvent]) -> std::collections::HashSet<String> {
     let mut days: Vec<_> = events
         .iter()
@@ -305,11 +305,22 @@ fn logged_ids(dir: &Path, events: &[AlertEvent]) -> std::collections::HashSet<St
     days.dedup();
     let mut found = std::collections::HashSet::new();
     for day in days {
-        let Ok(text) = std::fs::read_to_string(dir.join(format!("{day}.jsonl"))) else {
+        // Lossy: a torn line may end inside a multi-byte character, which must not hide the
+        // whole day's entries.
+        let Ok(bytes) = std::fs::read(dir.join(format!("{day}.jsonl"))) else {
             continue;
         };
-        for event in events.iter().filter(|e| event::holds_event(&text, &e.id)) {
-            found.insert(event.id.clone());
+        let text = String::from_utf8_lossy(&bytes);
+        // Only whole entries count: a torn line (a write cut short, fenced off by the next
+        // append) may still hold an event's id, and that event must be written again.
+        for line in text.lines() {
+            for event in events.iter().filter(|e| event::holds_event(line, &e.id)) {
+                if serde_json::from_str::<AlertEvent>(line)
+                    .is_ok_and(|logged| logged.id == event.id)
+                {
+                    found.insert(event.id.clone());
+                }
+            }
         }
     }
     found

@@ -143,6 +143,7 @@ impl Monitor {
         // A tick a crash interrupted: queue what the outboxes do not have yet, then finish it.
         let unfinished = self.pipeline.lock_alerts().take_unfinished();
         if !unfinished.is_empty() {
+            let _hold = crate::notify::outbox::hold_delivery();
             self.notifiers.redispatch(&self.notify, &unfinished);
             self.pipeline.lock_alerts().finish_tick();
         }
@@ -182,9 +183,17 @@ impl Monitor {
         }
         let (notifiers, notify) = (&self.notifiers, &self.notify);
         let before = self.phases();
+        // Delivery of what this tick queues waits until the step has saved its state.
+        let hold = std::sync::OnceLock::new();
         let stepped = self.pipeline.step(at, &sample.metrics, |events| {
-            notifiers.dispatch(notify, events)
+            if !events.is_empty() {
+                let _ = hold.set(crate::notify::outbox::hold_delivery());
+            }
+            notifiers.dispatch(notify, events);
+            // A slow rest of the tick (the state save on a slow disk), for tests.
+            crate::failpoint::pause("slow-tick");
         });
+        drop(hold);
         self.report_alert_changes(&before);
         self.report_rule_errors(&stepped.evaluation);
         let summary = TickSummary {

@@ -198,6 +198,16 @@ impl Deliverer {
                 }
                 continue;
             }
+            if super::outbox::delivery_held() {
+                // An alert tick is saving the state after queueing: send once it is saved,
+                // so a kill during the save cannot catch a notice on the wire (see
+                // `hold_delivery`). The batch is read again then, with what else came.
+                tokio::select! {
+                    _ = super::outbox::delivery_released() => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                continue;
+            }
             let end = pending.last().map(|p| p.end).unwrap_or(done);
             let events: Vec<AlertEvent> = pending
                 .iter()
@@ -207,13 +217,17 @@ impl Deliverer {
             let outcome = match &first.entry.message {
                 Message::Report(notice) => self.dest.deliver_report(notice).await,
                 Message::Event(_) => self.dest.deliver(&events).await,
+            };
+            // Record an accepted delivery before anything else: until `.done` says so, a kill
+            // sends it again after the restart.
+            if matches!(outcome, Delivery::Delivered { .. }) {
+                self.queue.mark_done(end)?;
             }
-            .scrubbed(&self.secrets);
+            let outcome = outcome.scrubbed(&self.secrets);
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let now = self.clock.now();
             match outcome {
                 Delivery::Delivered { note } => {
-                    self.queue.mark_done(end)?;
                     self.stats
                         .delivered_events
                         .fetch_add(take as u64, Ordering::Relaxed);

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::notice::Message;
 use crate::alerts::event::{AlertEvent, holds_event};
+use crate::store::daily::{complete_len, record_tail_repair};
 
 /// Emptied once everything is delivered and it is at least this big.
 const COMPACT_FROM_BYTES: u64 = 256 * 1024;
@@ -95,6 +96,41 @@ pub struct Queue {
     /// appends and compactions, the flock other processes'.
     file: Mutex<File>,
     done: File,
+}
+
+/// Alert ticks between queueing their notices and saving the state that says so; delivery
+/// waits while there is one ([`hold_delivery`]).
+static TICKS_SAVING: std::sync::LazyLock<tokio::sync::watch::Sender<usize>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// Keeps this process's delivery loops from sending until dropped. An alert tick takes it
+/// before it queues its notices and drops it once its state is saved: a notice is on the wire
+/// only after the slow part of its tick (the state file's fsync and rename), so a kill during
+/// that part finds it queued and not sent, and the restart sends it once. Without it, a kill
+/// there caught the notice on the wire and the restart sent it again.
+pub struct DeliveryHold(());
+
+pub fn hold_delivery() -> DeliveryHold {
+    TICKS_SAVING.send_modify(|n| *n += 1);
+    DeliveryHold(())
+}
+
+impl Drop for DeliveryHold {
+    fn drop(&mut self) {
+        TICKS_SAVING.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Whether an alert tick is holding delivery back.
+pub fn delivery_held() -> bool {
+    *TICKS_SAVING.borrow() > 0
+}
+
+/// Returns once no alert tick holds delivery back.
+pub async fn delivery_released() {
+    let mut saving = TICKS_SAVING.subscribe();
+    // The sender lives in a static, so the channel never closes.
+    let _ = saving.wait_for(|n| *n == 0).await;
 }
 
 /// `data_dir/outbox`.
@@ -189,8 +225,30 @@ impl Queue {
             // A compaction emptied the file and stopped before resetting the offset.
             self.mark_done(0)?;
         }
+        // A writer killed in the middle of its append (or one whose write failed) left part
+        // of an entry at the end. That entry was never queued (its appender did not return),
+        // so it is cut away rather than fenced: no one has read it (readers stop before a line
+        // without its newline), and the flock keeps other appenders out meanwhile.
+        let whole = complete_len(file, size)?;
+        if whole < size {
+            file.set_len(whole)?;
+            record_tail_repair(
+                "outbox",
+                &self.path,
+                size - whole,
+                "cut it away; its entries are queued again by whoever appends them",
+            );
+        }
         let mut writer = file;
-        writer.write_all(&bytes)?;
+        crate::failpoint::torn_write("torn-outbox", &bytes, |half| {
+            writer.write_all(half)?;
+            file.sync_data()
+        });
+        if let Err(e) = writer.write_all(&bytes) {
+            // Take back what part of it was written, so the next append starts on a whole line.
+            let _ = file.set_len(whole);
+            return Err(e);
+        }
         file.sync_data()
     }
 
@@ -303,16 +361,33 @@ impl Queue {
 
     /// Which of `ids` this queue has taken: in its entries file, or in the last one emptied.
     /// An interrupted alert tick asks before queueing its events again.
+    /// Only whole entries count: a torn one (its appender killed in the middle of writing it)
+    /// still holds its id, but it was never queued and must be queued again.
     pub fn has_events(&self, ids: &[&str]) -> io::Result<std::collections::HashSet<String>> {
-        let mut text = std::fs::read_to_string(&self.path)?;
-        if let Ok(recent) = std::fs::read_to_string(self.recent_path()) {
-            text.push_str(&recent);
+        let mut found = std::collections::HashSet::new();
+        // Lossy: a torn entry may end inside a multi-byte character.
+        let bytes = std::fs::read(&self.path)?;
+        let text = String::from_utf8_lossy(&bytes);
+        // Everything after the last newline is an append cut short.
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        for line in whole.lines() {
+            for id in ids.iter().filter(|id| holds_event(line, id)) {
+                if serde_json::from_str::<Entry>(line)
+                    .is_ok_and(|entry| entry.event().is_some_and(|e| e.id == **id))
+                {
+                    found.insert(id.to_string());
+                }
+            }
         }
-        Ok(ids
-            .iter()
-            .filter(|id| holds_event(&text, id))
-            .map(|id| id.to_string())
-            .collect())
+        // Written whole (atomically) from parsed entries when the file was emptied.
+        if let Ok(recent) = std::fs::read_to_string(self.recent_path()) {
+            found.extend(
+                ids.iter()
+                    .filter(|id| holds_event(&recent, id))
+                    .map(|id| id.to_string()),
+            );
+        }
+        Ok(found)
     }
 
     /// The event ids of the last emptied entries file.
@@ -477,5 +552,86 @@ mod tests {
         assert_eq!(v["entry"]["event"]["id"], "id-5");
         assert!(v["entry"]["queued_at"].is_string());
         assert_eq!(v["notifier"], "slack");
+    }
+
+    /// A writer killed half way through its append of three entries: the first is whole, the
+    /// second torn, the third missing. The torn one was never queued: the replay must find it
+    /// missing, and the next append must start on a line of its own.
+    #[test]
+    fn a_torn_append_is_not_taken_and_is_cut_away_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), "hook").unwrap();
+        q.append(&[entry(0)]).unwrap();
+        let mut bytes = Vec::new();
+        for n in 1..=3 {
+            serde_json::to_writer(&mut bytes, &entry(n)).unwrap();
+            bytes.push(b'\n');
+        }
+        let first_len = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let mut raw = OpenOptions::new().append(true).open(q.path()).unwrap();
+        raw.write_all(&bytes[..first_len + 40]).unwrap();
+        let before = crate::store::daily::tail_repairs()
+            .get("outbox")
+            .copied()
+            .unwrap_or(0);
+
+        // A new process replays the tick: it queues what the queue has not taken.
+        let q = Queue::open(dir.path(), "hook").unwrap();
+        let asked = ["id-1", "id-2", "id-3"];
+        let has = q.has_events(&asked).unwrap();
+        assert_eq!(
+            has,
+            ["id-1".to_string()].into(),
+            "the torn id-2 was not taken"
+        );
+        q.append(&[entry(2), entry(3)]).unwrap();
+        let batch = q.read(0, 10).unwrap();
+        assert!(batch.unreadable.is_empty(), "{:?}", batch.unreadable);
+        let ids: Vec<&str> = batch
+            .pending
+            .iter()
+            .map(|p| p.entry.event().unwrap().id.as_str())
+            .collect();
+        assert_eq!(ids, ["id-0", "id-1", "id-2", "id-3"]);
+        assert!(
+            crate::store::daily::tail_repairs()
+                .get("outbox")
+                .copied()
+                .unwrap_or(0)
+                > before
+        );
+    }
+
+    #[test]
+    fn a_torn_entry_cut_inside_a_character_does_not_hide_the_whole_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), "hook").unwrap();
+        q.append(&[entry(1)]).unwrap();
+        let mut torn = entry(2);
+        if let Message::Event(e) = &mut torn.message {
+            e.summary = "caf\u{e9} \u{e9}t\u{e9}".into();
+        }
+        let text = serde_json::to_string(&torn).unwrap();
+        let cut = text.find('\u{e9}').unwrap() + 1;
+        let mut raw = OpenOptions::new().append(true).open(q.path()).unwrap();
+        raw.write_all(&text.as_bytes()[..cut]).unwrap();
+        let has = q.has_events(&["id-1", "id-2"]).unwrap();
+        assert_eq!(has, ["id-1".to_string()].into());
+    }
+
+    #[test]
+    fn delivery_is_held_while_a_tick_saves() {
+        let hold = hold_delivery();
+        assert!(delivery_held());
+        drop(hold);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), delivery_released())
+                .await
+                .unwrap()
+        });
     }
 }

@@ -8,13 +8,92 @@
 //! The reader orders a day's parts by that suffix, with the live file last, and reads an entry
 //! only once when a crash left both the original and its verified archive behind.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use tracing::warn;
+
+/// Torn tails repaired since start, by log (`outbox`, `alerts`, `metrics`, `rollups`).
+static TAIL_REPAIRS: std::sync::Mutex<BTreeMap<String, u64>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// How many torn tails each log had repaired since runner started.
+pub fn tail_repairs() -> BTreeMap<String, u64> {
+    TAIL_REPAIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Counts one repaired torn tail of `log` and says it: a torn tail means a write was cut short
+/// (a kill during a multi-page write, a full disk, a power loss), which an operator may want to
+/// know about even though nothing is lost by it.
+pub fn record_tail_repair(log: &str, path: &Path, torn_bytes: u64, how: &str) {
+    *TAIL_REPAIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(log.to_string())
+        .or_default() += 1;
+    warn!(
+        log,
+        file = %path.display(),
+        torn_bytes,
+        "the file ended in a torn line (a write cut short); {how}"
+    );
+}
+
+/// Where the last complete line of `file` ends, given its length `len`: `len` itself when the
+/// file is empty or ends with a newline. Bytes after it are a torn line: a write that was cut
+/// short.
+pub fn complete_len(file: &File, len: u64) -> io::Result<u64> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    // Entries are small, so the newline is almost always in the first chunk looked at.
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut end = len - 1;
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(part, start)?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Closes off a torn last line of `file` with a newline, so the next line starts on its own
+/// instead of being glued to the torn bytes (which would make both unreadable). A fence, not a
+/// cut: other processes may append to the same day file without a lock, and readers may be
+/// reading it, so bytes are never taken away; readers skip the fenced line as unreadable.
+/// Returns how many torn bytes were fenced off (0 when the tail was whole).
+fn fence_torn_tail(file: &mut File, path: &Path, log: &str) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let whole = complete_len(file, len)?;
+    if whole == len {
+        return Ok(0);
+    }
+    file.write_all(b"\n")?;
+    record_tail_repair(
+        log,
+        path,
+        len - whole,
+        "closed it off with a newline; readers skip it as unreadable",
+    );
+    Ok(len - whole)
+}
 
 /// Files runner is appending to right now, so rotation leaves them alone (or renames them
 /// first: the writer reopens on its next line).
@@ -48,7 +127,11 @@ fn set_writing(old: Option<&Path>, new: Option<&Path>) {
 #[derive(Debug)]
 pub struct DailyWriter {
     dir: PathBuf,
+    /// Which log this is (`metrics`, `alerts`, `rollups`): for repair counts and fault points.
+    log: String,
     open: Option<OpenFile>,
+    /// A write failed: the file may end in part of a line, so look before the next append.
+    suspect: bool,
 }
 
 #[derive(Debug)]
@@ -60,8 +143,22 @@ struct OpenFile {
 }
 
 impl DailyWriter {
+    /// A writer for the log named after its folder (`metrics`, `alerts`).
     pub fn new(dir: PathBuf) -> Self {
-        DailyWriter { dir, open: None }
+        let log = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        Self::named(dir, &log)
+    }
+
+    /// A writer whose log name is not its folder's (rollups live in a folder per job).
+    pub fn named(dir: PathBuf, log: &str) -> Self {
+        DailyWriter {
+            dir,
+            log: log.to_string(),
+            open: None,
+            suspect: false,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -86,7 +183,14 @@ impl DailyWriter {
         if reopen {
             std::fs::create_dir_all(&self.dir)?;
             let path = self.path_for(day);
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&path)?;
+            // A process killed in the middle of a write left part of a line at the end.
+            fence_torn_tail(&mut file, &path, &self.log)?;
+            self.suspect = false;
             let inode = file.metadata()?.ino();
             set_writing(self.open.as_ref().map(|o| o.path.as_path()), Some(&path));
             self.open = Some(OpenFile {
@@ -99,10 +203,20 @@ impl DailyWriter {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        match &mut self.open {
-            Some(open) => open.file.write_all(&bytes),
-            None => Err(io::Error::other("no file open")),
+        let Some(open) = &mut self.open else {
+            return Err(io::Error::other("no file open"));
+        };
+        if self.suspect {
+            fence_torn_tail(&mut open.file, &open.path, &self.log)?;
+            self.suspect = false;
         }
+        crate::failpoint::torn_write(&format!("torn-{}", self.log), &bytes, |half| {
+            open.file.write_all(half)
+        });
+        let written = open.file.write_all(&bytes);
+        // A write that failed part way (a full disk) may have left part of the line.
+        self.suspect = written.is_err();
+        written
     }
 }
 
@@ -275,7 +389,7 @@ impl DailyFiles {
     ) -> ReadStats {
         let mut stats = ReadStats::default();
         let parts = self.parts(first, last, &mut stats);
-        let mut line = String::with_capacity(4096);
+        let mut line = Vec::with_capacity(4096);
         for part in parts {
             let flow = match &part.source {
                 Source::File(path) => match File::open(path) {
@@ -329,19 +443,22 @@ impl DailyFiles {
 fn read_lines(
     reader: impl Read,
     source: &Source,
-    line: &mut String,
+    line: &mut Vec<u8>,
     stats: &mut ReadStats,
     visit: &mut impl FnMut(&str) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     loop {
         line.clear();
-        match reader.read_line(line) {
+        match reader.read_until(b'\n', line) {
             Ok(0) => return ControlFlow::Continue(()),
             Ok(n) => {
                 stats.bytes += n as u64;
                 stats.lines += 1;
-                visit(line.trim_end_matches(['\n', '\r']))?;
+                // A torn line can end inside a multi-byte character: it is one bad line (the
+                // visitor cannot parse it), not the end of the file.
+                let text = String::from_utf8_lossy(line);
+                visit(text.trim_end_matches(['\n', '\r']))?;
             }
             Err(e) => {
                 stats.unreadable.push(format!("{}: {e}", describe(source)));
@@ -391,5 +508,68 @@ mod tests {
         .unwrap();
         w.append(t, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+    }
+
+    /// A process killed in the middle of a write left half a line (cut inside a multi-byte
+    /// character): the next writer closes it off, so its own line stays readable, and every
+    /// line after the torn one is read.
+    #[test]
+    fn a_torn_last_line_is_fenced_off_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("alerts");
+        std::fs::create_dir_all(&logs).unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let path = logs.join("2026-11-20.jsonl");
+        let torn = "{\"id\":\"torn\",\"summary\":\"caf\u{e9}\"}";
+        let cut = torn.find('\u{e9}').unwrap() + 1;
+        let mut bytes = b"{\"id\":\"whole\"}\n".to_vec();
+        bytes.extend_from_slice(&torn.as_bytes()[..cut]);
+        std::fs::write(&path, &bytes).unwrap();
+        let before = tail_repairs().get("alerts").copied().unwrap_or(0);
+
+        let mut w = DailyWriter::new(logs.clone());
+        w.append(t, "{\"id\":\"next\"}").unwrap();
+        w.append(t, "{\"id\":\"after\"}").unwrap();
+        let text = std::fs::read(&path).unwrap();
+        assert!(text.ends_with(b"\n{\"id\":\"next\"}\n{\"id\":\"after\"}\n"));
+        assert!(tail_repairs().get("alerts").copied().unwrap_or(0) > before);
+
+        let files = DailyFiles {
+            data_dir: dir.path().to_path_buf(),
+            kind: "alerts".to_string(),
+            archive_dirs: Vec::new(),
+        };
+        let mut good = Vec::new();
+        let mut bad = 0;
+        files.for_each_line(t.date_naive(), t.date_naive(), |line| {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) => good.push(v["id"].as_str().unwrap_or_default().to_string()),
+                Err(_) => bad += 1,
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(good, ["whole", "next", "after"]);
+        assert_eq!(bad, 1, "the torn line is one unreadable line");
+    }
+
+    #[test]
+    fn complete_len_finds_the_end_of_the_last_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        for (content, whole) in [("", 0), ("a\n", 2), ("a\nbc", 2), ("abc", 0), ("a\nb\n", 4)] {
+            std::fs::write(&path, content).unwrap();
+            let f = File::open(&path).unwrap();
+            assert_eq!(
+                complete_len(&f, content.len() as u64).unwrap(),
+                whole,
+                "{content:?}"
+            );
+        }
+        let long = format!("a\n{}", "x".repeat(200_000));
+        std::fs::write(&path, &long).unwrap();
+        let f = File::open(&path).unwrap();
+        assert_eq!(complete_len(&f, long.len() as u64).unwrap(), 2);
     }
 }

@@ -95,7 +95,7 @@ impl RollupStore {
     pub fn new(data_dir: &Path, job: &str) -> Self {
         let dir = data_dir.join("state").join("rollups").join(job);
         RollupStore {
-            writer: DailyWriter::new(dir.clone()),
+            writer: DailyWriter::named(dir.clone(), "rollups"),
             dir,
             pruned_through: None,
         }
