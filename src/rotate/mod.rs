@@ -1082,13 +1082,19 @@ pub fn run_job(
         spec,
         data_dir,
     };
-    let summary = rotation.run(now, &mut |_| {
+    let mut summary = rotation.run(now, &mut |_| {
         if cancel.is_cancelled() {
             Flow::Stop
         } else {
             Flow::Continue
         }
     });
+    if cancel.is_cancelled() {
+        // A cancelled run (unlike a crash) can tidy up at once: its unfinished archive and
+        // any originals it set aside would otherwise wait for the next run.
+        rotation.remove_leftover_tmp(&mut summary);
+        rotation.restore_staged(now, &mut summary);
+    }
     for problem in &summary.problems {
         warn!(job, problem = %problem, "rotation problem");
     }

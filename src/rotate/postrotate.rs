@@ -27,13 +27,27 @@ pub fn run(job: &str, postrotate: &Postrotate, summary: &mut Summary) {
             name,
             target,
         } => match pids(target) {
+            // Nothing runs that could be writing the renamed files, so nothing needs telling
+            // (logrotate's `missingok`): a stopped daemon must not fail every rotation.
+            Ok(pids) if pids.is_empty() => summary.skipped.push(format!(
+                "postrotate: {}; no {name} sent",
+                not_running(target)
+            )),
             Ok(pids) => {
                 for pid in pids {
                     // SAFETY: kill(2) only sends a signal; its result is checked.
                     if unsafe { libc::kill(pid, *signal) } == 0 {
                         info!(job, pid, signal = %name, "postrotate: signal sent");
+                        continue;
+                    }
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() == Some(libc::ESRCH) {
+                        // A stale pid file: the process is gone, as above.
+                        summary.skipped.push(format!(
+                            "postrotate: process {pid}, {}; no {name} sent",
+                            not_running(target)
+                        ));
                     } else {
-                        let e = std::io::Error::last_os_error();
                         summary
                             .problems
                             .push(format!("postrotate: cannot send {name} to {pid}: {e}"));
@@ -89,12 +103,26 @@ fn command(argv: &[String]) -> Result<(), String> {
     }
 }
 
-/// The processes a signal goes to.
+/// The log line's words for a target that is not running.
+fn not_running(target: &SignalTarget) -> String {
+    match target {
+        SignalTarget::PidFile(path) => {
+            format!("the process of pid file {} is not running", path.display())
+        }
+        SignalTarget::Process(name) => format!("no process named `{name}` is running"),
+    }
+}
+
+/// The processes a signal goes to; none when the process is not running.
 fn pids(target: &SignalTarget) -> Result<Vec<i32>, String> {
     match target {
         SignalTarget::PidFile(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read pid file {}: {e}", path.display()))?;
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                // Daemons remove their pid file when they stop.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(format!("cannot read pid file {}: {e}", path.display())),
+            };
             let pid = text
                 .trim()
                 .parse::<i32>()
@@ -113,9 +141,6 @@ fn pids(target: &SignalTarget) -> Result<Vec<i32>, String> {
                         .is_ok_and(|comm| comm.trim_end() == name)
                 })
                 .collect();
-            if found.is_empty() {
-                return Err(format!("no process named `{name}` to signal"));
-            }
             Ok(found)
         }
     }

@@ -1400,3 +1400,63 @@ fn look_alikes_of_the_jobs_archive_names_are_never_touched() {
     }
     assert!(!own.exists(), "the job's own expired archive is deleted");
 }
+
+#[test]
+fn a_postrotate_signal_to_a_process_that_is_not_running_is_not_a_failure() {
+    let mut fx = Fixture::new();
+    fx.spec.max_size = Some(10);
+    fx.spec.postrotate = Some(runner::config::Postrotate::Signal {
+        signal: libc::SIGUSR1,
+        name: "SIGUSR1".into(),
+        target: runner::config::SignalTarget::Process("no-such-daemon".into()),
+    });
+    let log = fx.logs.join("app.log");
+    std::fs::write(&log, log_text("a", 20)).unwrap();
+    let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
+    assert_eq!(summary.problems, Vec::<String>::new());
+    assert_eq!(summary.archived_files, 1, "{}", summary.line());
+    assert!(
+        summary.skipped.iter().any(|s| s.contains("no-such-daemon")),
+        "{:?}",
+        summary.skipped
+    );
+}
+
+#[test]
+fn a_cancelled_rotation_leaves_no_unfinished_archive() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("big.log");
+    let original = fx.file(&log, &log_text("b", 200_000), "2026-11-10T12:00:00Z");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    // Cancelled while the archive is being written: the run stops at its next step.
+    let watcher = {
+        let (cancel, dir) = (cancel.clone(), fx.spec.archive_dir.clone());
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                let tmp = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".zip.tmp"));
+                if tmp {
+                    cancel.cancel();
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let summary = runner::rotate::run_job(
+        "rotate-logs",
+        &fx.spec,
+        &fx.data,
+        t("2026-11-28T09:00:00Z"),
+        &cancel,
+    );
+    watcher.join().unwrap();
+    assert!(cancel.is_cancelled());
+    assert_eq!(summary.archived_files, 0, "{}", summary.line());
+    assert_eq!(std::fs::read(&log).unwrap(), original);
+    assert_eq!(fx.archives(), Vec::<PathBuf>::new(), "nothing left behind");
+}
