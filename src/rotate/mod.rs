@@ -105,8 +105,11 @@ pub struct Summary {
     pub bytes_after: u64,
     pub archives_written: Vec<PathBuf>,
     pub archives_deleted: Vec<PathBuf>,
-    /// Originals deleted because an earlier, interrupted run had already archived them.
+    /// Originals deleted because an earlier run had already archived them (it was interrupted,
+    /// or kept them for a writer that has gone since).
     pub recovered: usize,
+    /// Files copied into a new archive but kept in place (written to since, or held open).
+    pub kept_in_archive: usize,
     /// Files that could not be rotated, with the reason; the rest went ahead.
     pub problems: Vec<String>,
     /// Symlinks and the files runner is writing, left alone.
@@ -115,18 +118,38 @@ pub struct Summary {
 
 impl Summary {
     pub fn line(&self) -> String {
-        let mut line = format!(
-            "{} archived ({} into {} in {}), {} deleted",
-            plural(self.archived_files, "file"),
-            format_size(self.bytes_before),
-            format_size(self.bytes_after),
-            plural(self.archives_written.len(), "new archive"),
-            plural(self.archives_deleted.len(), "expired archive"),
+        let mut line = if self.archived_files == 0 && self.kept_in_archive > 0 {
+            // "0 B into 146 B" read as a loss; say the files are copied and still in place.
+            format!(
+                "0 files archived; {} copied into {} ({}) and kept in place",
+                plural(self.kept_in_archive, "file"),
+                plural(self.archives_written.len(), "new archive"),
+                format_size(self.bytes_after),
+            )
+        } else {
+            format!(
+                "{} archived ({} into {} in {})",
+                plural(self.archived_files, "file"),
+                format_size(self.bytes_before),
+                format_size(self.bytes_after),
+                plural(self.archives_written.len(), "new archive"),
+            )
+        };
+        line += &format!(
+            ", {} deleted",
+            plural(self.archives_deleted.len(), "expired archive")
         );
-        if self.recovered > 0 {
+        if self.kept_in_archive > 0 && self.archived_files > 0 {
             line += &format!(
-                ", {} of an interrupted run deleted",
-                plural(self.recovered, "archived original")
+                ", {} copied but kept in place",
+                plural(self.kept_in_archive, "file")
+            );
+        }
+        if self.recovered > 0 {
+            // Not always an interrupted run: also an original kept earlier for its writer.
+            line += &format!(
+                ", {} already in an archive deleted",
+                plural(self.recovered, "original")
             );
         }
         if !self.skipped.is_empty() {
@@ -878,10 +901,13 @@ impl Rotation<'_> {
                     "{} changed after it was copied (is a program still writing it?); kept for a later run",
                     member.path.display()
                 )),
-                Deleted::Kept(why) | Deleted::Changed(why) => summary.skipped.push(format!(
-                    "{} is archived but kept: {why}",
-                    member.path.display()
-                )),
+                Deleted::Kept(why) | Deleted::Changed(why) => {
+                    summary.kept_in_archive += 1;
+                    summary.skipped.push(format!(
+                        "{} is archived but kept: {why}",
+                        member.path.display()
+                    ));
+                }
                 Deleted::Failed(why) => summary.problems.push(format!(
                     "archived but cannot delete {}: {why}",
                     member.path.display()
@@ -1109,6 +1135,7 @@ pub fn run_job(
         archives_written = summary.archives_written.len(),
         archives_deleted = summary.archives_deleted.len(),
         recovered = summary.recovered,
+        kept_in_archive = summary.kept_in_archive,
         problems = summary.problems.len(),
         "rotation: {}",
         summary.line()

@@ -1460,3 +1460,39 @@ fn a_cancelled_rotation_leaves_no_unfinished_archive() {
     assert_eq!(std::fs::read(&log).unwrap(), original);
     assert_eq!(fx.archives(), Vec::<PathBuf>::new(), "nothing left behind");
 }
+
+#[test]
+fn the_summary_line_says_what_happened_when_originals_are_kept() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("held.log");
+    fx.file(&log, &log_text("h", 40), "2026-11-10T12:00:00Z");
+    let writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3>>'{}'; echo ready; exec sleep 60",
+            log.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = KillOnDrop(writer);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.0.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    set_mtime(&log, t("2026-11-10T12:00:00Z"));
+    let kept = fx.run("2026-11-28T09:00:00Z").line();
+    assert!(!kept.contains("0 B into"), "{kept}");
+    assert!(kept.contains("1 file copied into 1 new archive"), "{kept}");
+    assert!(kept.contains("kept in place"), "{kept}");
+    drop(writer);
+    // Nothing was interrupted: the original was kept for its writer.
+    let later = fx.run("2026-11-28T09:10:00Z").line();
+    assert!(!later.contains("interrupted"), "{later}");
+    assert!(
+        later.contains("1 original already in an archive deleted"),
+        "{later}"
+    );
+}
