@@ -103,6 +103,27 @@ fn command(argv: &[String]) -> Result<(), String> {
     }
 }
 
+/// Whether process `pid` is named `name`. The kernel keeps only the first 15 bytes of a
+/// program's name in `comm`, so a longer name (which could never match `comm`) is matched on
+/// the file name of the command line's program, once `comm` agrees with its first 15 bytes.
+fn is_named(pid: i32, name: &str) -> bool {
+    let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+        return false;
+    };
+    let comm = comm.trim_end_matches('\n');
+    if comm == name {
+        return true;
+    }
+    if comm.len() != 15 || !name.starts_with(comm) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let base = program.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        base == name.as_bytes()
+    })
+}
+
 /// The log line's words for a target that is not running.
 fn not_running(target: &SignalTarget) -> String {
     match target {
@@ -136,10 +157,7 @@ fn pids(target: &SignalTarget) -> Result<Vec<i32>, String> {
                 .map_err(|e| e.to_string())?
                 .flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .is_ok_and(|comm| comm.trim_end() == name)
-                })
+                .filter(|pid| is_named(*pid, name))
                 .collect();
             Ok(found)
         }

@@ -1496,3 +1496,42 @@ fn the_summary_line_says_what_happened_when_originals_are_kept() {
         "{later}"
     );
 }
+
+#[test]
+fn a_postrotate_signal_reaches_a_process_whose_name_is_longer_than_the_kernel_keeps() {
+    let mut fx = Fixture::new();
+    // `comm` keeps 15 bytes of this name; the rotation must still find the process.
+    let name = "a-long-daemon-name-of-runner";
+    let program = fx.logs.join(format!("../{name}"));
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    let daemon = std::process::Command::new(&program)
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let mut daemon = KillOnDrop(daemon);
+    std::thread::sleep(Duration::from_millis(100));
+    fx.spec.max_size = Some(10);
+    fx.spec.postrotate = Some(runner::config::Postrotate::Signal {
+        signal: libc::SIGUSR1,
+        name: "SIGUSR1".into(),
+        target: runner::config::SignalTarget::Process(name.into()),
+    });
+    std::fs::write(fx.logs.join("app.log"), log_text("a", 20)).unwrap();
+    let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
+    assert_eq!(summary.problems, Vec::<String>::new());
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = daemon.0.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        exited.and_then(|s| s.signal()),
+        Some(libc::SIGUSR1),
+        "{:?}",
+        summary.skipped
+    );
+}
