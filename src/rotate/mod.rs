@@ -110,6 +110,9 @@ pub struct Summary {
     pub recovered: usize,
     /// Files copied into a new archive but kept in place (written to since, or held open).
     pub kept_in_archive: usize,
+    /// The archive being written when the run stopped: its files' count, bytes, and the
+    /// largest of them (a job timeout shorter than compressing them never lets a run finish).
+    pub stopped_in: Option<(usize, u64, PathBuf)>,
     /// Files that could not be rotated, with the reason; the rest went ahead.
     pub problems: Vec<String>,
     /// Symlinks and the files runner is writing, left alone.
@@ -449,7 +452,12 @@ impl Rotation<'_> {
             );
             match self.archive_group(&group, &target, now, hook, &mut summary) {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Stop) => return summary,
+                Ok(Flow::Stop) => {
+                    let largest = group.iter().max_by_key(|c| c.size).map(|c| c.path.clone());
+                    summary.stopped_in = largest
+                        .map(|largest| (group.len(), group.iter().map(|c| c.size).sum(), largest));
+                    return summary;
+                }
                 // A full disk: the same files in two smaller archives may fit where one did
                 // not (nothing was deleted, and the partial archive is gone again).
                 Err(GroupFailure::OutOfSpace(e)) if group.len() > 1 => {
@@ -1120,6 +1128,17 @@ pub fn run_job(
         // any originals it set aside would otherwise wait for the next run.
         rotation.remove_leftover_tmp(&mut summary);
         rotation.restore_staged(now, &mut summary);
+        // Each run starts this archive again from the beginning, so a timeout that cuts it
+        // off once cuts it off every time: say which files, so the timeout can be raised.
+        if let Some((files, bytes, largest)) = &summary.stopped_in {
+            let line = format!(
+                "cancelled while archiving {} ({}, the largest {}); if the job's timeout stopped it, no run can finish this archive: raise `timeout` or lower `compression`",
+                plural(*files, "file"),
+                format_size(*bytes),
+                largest.display()
+            );
+            summary.skipped.push(line);
+        }
     }
     for problem in &summary.problems {
         warn!(job, problem = %problem, "rotation problem");

@@ -1535,3 +1535,49 @@ fn a_postrotate_signal_reaches_a_process_whose_name_is_longer_than_the_kernel_ke
         summary.skipped
     );
 }
+
+#[test]
+fn a_rotation_cancelled_while_compressing_names_the_file_that_cannot_finish() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("big.log");
+    let original = fx.file(&log, &log_text("b", 200_000), "2026-11-10T12:00:00Z");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    // Cancelled while the archive is being written: the run stops at its next step.
+    let watcher = {
+        let (cancel, dir) = (cancel.clone(), fx.spec.archive_dir.clone());
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                let tmp = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".zip.tmp"));
+                if tmp {
+                    cancel.cancel();
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let summary = runner::rotate::run_job(
+        "rotate-logs",
+        &fx.spec,
+        &fx.data,
+        t("2026-11-28T09:00:00Z"),
+        &cancel,
+    );
+    watcher.join().unwrap();
+    assert!(cancel.is_cancelled());
+    assert_eq!(summary.archived_files, 0, "{}", summary.line());
+    assert_eq!(std::fs::read(&log).unwrap(), original);
+    assert!(
+        summary
+            .skipped
+            .iter()
+            .any(|s| s.contains("big.log") && s.contains("timeout")),
+        "{:?}",
+        summary.skipped
+    );
+}
