@@ -1581,3 +1581,28 @@ fn a_rotation_cancelled_while_compressing_names_the_file_that_cannot_finish() {
         summary.skipped
     );
 }
+
+#[test]
+fn a_rotate_path_can_name_runners_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv/lib/runner");
+    std::fs::create_dir_all(data.join("metrics")).unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    let file = dir.path().join("etc/jobs.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir: {}\njobs:\n  rot:\n    type: rotate\n    schedule: \"0 3 * * *\"\n    paths: [\"${{data_dir}}/metrics/*.jsonl\"]\n    max_age: 7d\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let old = data.join("metrics/2026-01-01.jsonl");
+    std::fs::write(&old, "{}\n").unwrap();
+    set_mtime(&old, Utc::now() - chrono::Duration::days(20));
+    let output = crate::support::run(&["run", "rot", "--jobs", file.to_str().unwrap()]);
+    let err = crate::support::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains("1 file archived"), "{err}");
+    assert!(!old.exists());
+}

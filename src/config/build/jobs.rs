@@ -355,11 +355,23 @@ impl Builder<'_> {
         field: &str,
         data_dir: Option<&Path>,
     ) -> Option<JobKind> {
+        // `${data_dir}/…` names runner's own folder wherever the service keeps it
+        // (`/var/lib/runner`), so the shipped rotate job follows its metrics and alert logs.
         let paths: Vec<PathBuf> = job
             .paths
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| self.path(p, &format!("{field}.paths[{i}]")))
+            .filter_map(|(i, p)| {
+                let field = format!("{field}.paths[{i}]");
+                match (p.value.strip_prefix("${data_dir}/"), data_dir) {
+                    (Some(rest), Some(dir)) => {
+                        let mut rest_text = p.clone();
+                        rest_text.value = rest.to_string();
+                        self.string(&rest_text, &field).map(|r| dir.join(r))
+                    }
+                    _ => self.path(p, &field),
+                }
+            })
             .collect();
         let max_age = self.duration(&job.max_age, &format!("{field}.max_age"));
         let max_size = match &job.max_size {
