@@ -1606,3 +1606,29 @@ fn a_rotate_path_can_name_runners_data_dir() {
     assert!(err.contains("1 file archived"), "{err}");
     assert!(!old.exists());
 }
+
+#[test]
+fn check_warns_when_a_rotate_job_misses_runners_own_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv/lib/runner");
+    std::fs::create_dir_all(data.join("metrics")).unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::create_dir_all(dir.path().join("var/metrics")).unwrap();
+    let file = dir.path().join("etc/jobs.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir: {}\njobs:\n  rot:\n    type: rotate\n    schedule: \"0 3 * * *\"\n    paths: [\"../var/metrics/*.jsonl\"]\n    max_age: 7d\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let output = crate::support::run(&["check", "--jobs", file.to_str().unwrap()]);
+    let all = format!(
+        "{}{}",
+        crate::support::stdout(&output),
+        crate::support::stderr(&output)
+    );
+    assert!(all.contains("not runner's own"), "{all}");
+    assert!(all.contains("${data_dir}/metrics/*.jsonl"), "{all}");
+}

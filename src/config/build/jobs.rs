@@ -349,6 +349,51 @@ impl Builder<'_> {
         }
     }
 
+    /// A pattern in a `metrics` or `alerts` folder that is not runner's own (the shipped
+    /// `../var/metrics/*.jsonl` once the service moved `data_dir` to `/var/lib/runner`)
+    /// archives nothing while runner's logs grow for ever: a warning, with the spelling that
+    /// follows `data_dir`.
+    fn warn_if_beside_own_logs(
+        &mut self,
+        text: &Text,
+        field: &str,
+        path: &Path,
+        data_dir: Option<&Path>,
+    ) {
+        let (Some(data_dir), Some(folder)) = (data_dir, path.parent()) else {
+            return;
+        };
+        let Some(kind) = folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| *n == "metrics" || *n == "alerts")
+        else {
+            return;
+        };
+        let own = data_dir.join(kind);
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if same(folder, &own) {
+            return;
+        }
+        let pattern = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.warn(
+            &text.referenced,
+            field,
+            format!(
+                "`{}` is not runner's own {kind} folder (`{}`): runner's {kind} logs are not archived by this pattern and grow for ever",
+                folder.display(),
+                own.display()
+            ),
+            format!("write `${{data_dir}}/{kind}/{pattern}` to follow data_dir wherever it is"),
+        );
+    }
+
     fn rotate(
         &mut self,
         job: raw::RotateJobConfig,
@@ -369,7 +414,11 @@ impl Builder<'_> {
                         rest_text.value = rest.to_string();
                         self.string(&rest_text, &field).map(|r| dir.join(r))
                     }
-                    _ => self.path(p, &field),
+                    _ => {
+                        let path = self.path(p, &field)?;
+                        self.warn_if_beside_own_logs(p, &field, &path, data_dir);
+                        Some(path)
+                    }
                 }
             })
             .collect();
