@@ -801,27 +801,37 @@ fn a_file_from_before_1970_keeps_its_time_and_is_recovered_not_archived_twice() 
     assert_eq!(fx.copies(&log, "old.log", &bytes), 1);
 }
 
-#[test]
-fn a_file_a_process_holds_open_for_writing_is_archived_but_not_deleted() {
-    let fx = Fixture::new();
-    let log = fx.logs.join("held.log");
-    let bytes = fx.file(&log, &log_text("h", 40), "2026-11-10T12:00:00Z");
-    // A logger that keeps its file open (for appending) and writes nothing for now.
-    let mut writer = std::process::Command::new("sh")
+/// Runs `script` with `shell -c` and returns once it has printed its first line ("ready").
+fn spawn_ready(shell: &str, script: &str) -> std::process::Child {
+    let mut child = std::process::Command::new(shell)
         .arg("-c")
-        .arg(format!(
-            "exec 3>>'{}'; echo ready; exec sleep 60",
-            log.display()
-        ))
+        .arg(script)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut ready = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
         &mut ready,
     )
     .unwrap();
+    child
+}
+
+/// A logger that keeps `log` open (for appending) and writes nothing for now.
+fn holding_open(log: &Path) -> std::process::Child {
+    spawn_ready(
+        "sh",
+        &format!("exec 3>>'{}'; echo ready; exec sleep 60", log.display()),
+    )
+}
+
+#[test]
+fn a_file_a_process_holds_open_for_writing_is_archived_but_not_deleted() {
+    let fx = Fixture::new();
+    let log = fx.logs.join("held.log");
+    let bytes = fx.file(&log, &log_text("h", 40), "2026-11-10T12:00:00Z");
+    let mut writer = holding_open(&log);
     set_mtime(&log, t("2026-11-10T12:00:00Z"));
     let summary = fx.run("2026-11-28T09:00:00Z");
     assert_eq!(summary.archived_files, 0, "{summary:?}");
@@ -972,11 +982,9 @@ fn a_writer_told_to_reopen_by_postrotate_loses_no_line() {
     let pid_file = fx.logs.join("../writer.pid");
     fx.spec.max_size = Some(100);
     fx.spec.settle = Duration::from_millis(150);
-    fx.spec.postrotate = Some(runner::config::Postrotate::Signal {
-        signal: libc::SIGUSR1,
-        name: "SIGUSR1".into(),
-        target: runner::config::SignalTarget::PidFile(pid_file.clone()),
-    });
+    fx.spec.postrotate = Some(sigusr1(runner::config::SignalTarget::PidFile(
+        pid_file.clone(),
+    )));
     let mut writer = reopening_writer(&log, &pid_file);
     let mut archived = 0;
     // Until three renamed files were archived, however slowly a busy machine writes.
@@ -1240,21 +1248,13 @@ fn a_writer_that_never_reopens_is_named_and_waited_for_not_called_corrupt() {
     // Big enough that copying it takes a while, so the writer's next line lands meanwhile.
     std::fs::write(&log, log_text("big", 60_000)).unwrap();
     // A writer that keeps its log open, writes a line now and then, and never reopens it.
-    let mut writer = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(format!(
+    let writer = spawn_ready(
+        "bash",
+        &format!(
             "exec 3>>'{}'; echo ready; i=0; while :; do echo \"line $i\" >&3; i=$((i+1)); sleep 0.2; done",
             log.display()
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+        ),
+    );
     let pid = writer.id().to_string();
     let _stop = KillOnDrop(writer);
     for _ in 0..6 {
@@ -1401,30 +1401,18 @@ fn look_alikes_of_the_jobs_archive_names_are_never_touched() {
     assert!(!own.exists(), "the job's own expired archive is deleted");
 }
 
-#[test]
-fn a_postrotate_signal_to_a_process_that_is_not_running_is_not_a_failure() {
-    let mut fx = Fixture::new();
-    fx.spec.max_size = Some(10);
-    fx.spec.postrotate = Some(runner::config::Postrotate::Signal {
+/// A postrotate that sends SIGUSR1 to `target`.
+fn sigusr1(target: runner::config::SignalTarget) -> runner::config::Postrotate {
+    runner::config::Postrotate::Signal {
         signal: libc::SIGUSR1,
         name: "SIGUSR1".into(),
-        target: runner::config::SignalTarget::Process("no-such-daemon".into()),
-    });
-    let log = fx.logs.join("app.log");
-    std::fs::write(&log, log_text("a", 20)).unwrap();
-    let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
-    assert_eq!(summary.problems, Vec::<String>::new());
-    assert_eq!(summary.archived_files, 1, "{}", summary.line());
-    assert!(
-        summary.skipped.iter().any(|s| s.contains("no-such-daemon")),
-        "{:?}",
-        summary.skipped
-    );
+        target,
+    }
 }
 
-#[test]
-fn a_cancelled_rotation_leaves_no_unfinished_archive() {
-    let fx = Fixture::new();
+/// Runs the job on one big old log, cancelled as soon as its archive is being written, and
+/// checks the run stopped with nothing archived and the log untouched.
+fn cancel_while_compressing(fx: &Fixture) -> Summary {
     let log = fx.logs.join("big.log");
     let original = fx.file(&log, &log_text("b", 200_000), "2026-11-10T12:00:00Z");
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -1458,6 +1446,32 @@ fn a_cancelled_rotation_leaves_no_unfinished_archive() {
     assert!(cancel.is_cancelled());
     assert_eq!(summary.archived_files, 0, "{}", summary.line());
     assert_eq!(std::fs::read(&log).unwrap(), original);
+    summary
+}
+
+#[test]
+fn a_postrotate_signal_to_a_process_that_is_not_running_is_not_a_failure() {
+    let mut fx = Fixture::new();
+    fx.spec.max_size = Some(10);
+    fx.spec.postrotate = Some(sigusr1(runner::config::SignalTarget::Process(
+        "no-such-daemon".into(),
+    )));
+    let log = fx.logs.join("app.log");
+    std::fs::write(&log, log_text("a", 20)).unwrap();
+    let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
+    assert_eq!(summary.problems, Vec::<String>::new());
+    assert_eq!(summary.archived_files, 1, "{}", summary.line());
+    assert!(
+        summary.skipped.iter().any(|s| s.contains("no-such-daemon")),
+        "{:?}",
+        summary.skipped
+    );
+}
+
+#[test]
+fn a_cancelled_rotation_leaves_no_unfinished_archive() {
+    let fx = Fixture::new();
+    cancel_while_compressing(&fx);
     assert_eq!(fx.archives(), Vec::<PathBuf>::new(), "nothing left behind");
 }
 
@@ -1466,22 +1480,7 @@ fn the_summary_line_says_what_happened_when_originals_are_kept() {
     let fx = Fixture::new();
     let log = fx.logs.join("held.log");
     fx.file(&log, &log_text("h", 40), "2026-11-10T12:00:00Z");
-    let writer = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "exec 3>>'{}'; echo ready; exec sleep 60",
-            log.display()
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut writer = KillOnDrop(writer);
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.0.stdout.as_mut().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    let writer = KillOnDrop(holding_open(&log));
     set_mtime(&log, t("2026-11-10T12:00:00Z"));
     let kept = fx.run("2026-11-28T09:00:00Z").line();
     assert!(!kept.contains("0 B into"), "{kept}");
@@ -1511,11 +1510,7 @@ fn a_postrotate_signal_reaches_a_process_whose_name_is_longer_than_the_kernel_ke
     let mut daemon = KillOnDrop(daemon);
     std::thread::sleep(Duration::from_millis(100));
     fx.spec.max_size = Some(10);
-    fx.spec.postrotate = Some(runner::config::Postrotate::Signal {
-        signal: libc::SIGUSR1,
-        name: "SIGUSR1".into(),
-        target: runner::config::SignalTarget::Process(name.into()),
-    });
+    fx.spec.postrotate = Some(sigusr1(runner::config::SignalTarget::Process(name.into())));
     std::fs::write(fx.logs.join("app.log"), log_text("a", 20)).unwrap();
     let summary = fx.rotation().run(Utc::now(), &mut |_| Flow::Continue);
     assert_eq!(summary.problems, Vec::<String>::new());
@@ -1539,39 +1534,7 @@ fn a_postrotate_signal_reaches_a_process_whose_name_is_longer_than_the_kernel_ke
 #[test]
 fn a_rotation_cancelled_while_compressing_names_the_file_that_cannot_finish() {
     let fx = Fixture::new();
-    let log = fx.logs.join("big.log");
-    let original = fx.file(&log, &log_text("b", 200_000), "2026-11-10T12:00:00Z");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    // Cancelled while the archive is being written: the run stops at its next step.
-    let watcher = {
-        let (cancel, dir) = (cancel.clone(), fx.spec.archive_dir.clone());
-        std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_secs(30) {
-                let tmp = std::fs::read_dir(&dir)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".zip.tmp"));
-                if tmp {
-                    cancel.cancel();
-                    return;
-                }
-                std::thread::yield_now();
-            }
-        })
-    };
-    let summary = runner::rotate::run_job(
-        "rotate-logs",
-        &fx.spec,
-        &fx.data,
-        t("2026-11-28T09:00:00Z"),
-        &cancel,
-    );
-    watcher.join().unwrap();
-    assert!(cancel.is_cancelled());
-    assert_eq!(summary.archived_files, 0, "{}", summary.line());
-    assert_eq!(std::fs::read(&log).unwrap(), original);
+    let summary = cancel_while_compressing(&fx);
     assert!(
         summary
             .skipped
@@ -1582,21 +1545,28 @@ fn a_rotation_cancelled_while_compressing_names_the_file_that_cannot_finish() {
     );
 }
 
-#[test]
-fn a_rotate_path_can_name_runners_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv/lib/runner");
+/// Writes `etc/jobs.yaml` under `dir` with a data_dir of `srv/lib/runner` (its metrics folder
+/// made) and one daily rotate job on `paths`; returns the data_dir and the jobs file.
+fn rotate_jobs_with_data_dir(dir: &Path, paths: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("srv/lib/runner");
     std::fs::create_dir_all(data.join("metrics")).unwrap();
-    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-    let file = dir.path().join("etc/jobs.yaml");
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    let file = dir.join("etc/jobs.yaml");
     std::fs::write(
         &file,
         format!(
-            "data_dir: {}\njobs:\n  rot:\n    type: rotate\n    schedule: \"0 3 * * *\"\n    paths: [\"${{data_dir}}/metrics/*.jsonl\"]\n    max_age: 7d\n",
+            "data_dir: {}\njobs:\n  rot:\n    type: rotate\n    schedule: \"0 3 * * *\"\n    paths: [\"{paths}\"]\n    max_age: 7d\n",
             data.display()
         ),
     )
     .unwrap();
+    (data, file)
+}
+
+#[test]
+fn a_rotate_path_can_name_runners_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, file) = rotate_jobs_with_data_dir(dir.path(), "${data_dir}/metrics/*.jsonl");
     let old = data.join("metrics/2026-01-01.jsonl");
     std::fs::write(&old, "{}\n").unwrap();
     set_mtime(&old, Utc::now() - chrono::Duration::days(20));
@@ -1610,19 +1580,8 @@ fn a_rotate_path_can_name_runners_data_dir() {
 #[test]
 fn check_warns_when_a_rotate_job_misses_runners_own_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv/lib/runner");
-    std::fs::create_dir_all(data.join("metrics")).unwrap();
-    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
     std::fs::create_dir_all(dir.path().join("var/metrics")).unwrap();
-    let file = dir.path().join("etc/jobs.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "data_dir: {}\njobs:\n  rot:\n    type: rotate\n    schedule: \"0 3 * * *\"\n    paths: [\"../var/metrics/*.jsonl\"]\n    max_age: 7d\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let (_data, file) = rotate_jobs_with_data_dir(dir.path(), "../var/metrics/*.jsonl");
     let output = crate::support::run(&["check", "--jobs", file.to_str().unwrap()]);
     let all = format!(
         "{}{}",
