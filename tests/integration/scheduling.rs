@@ -144,6 +144,11 @@ impl Harness {
     async fn fire_next(&mut self) -> DateTime<Utc> {
         let next = self.next_after(self.clock_now_minus()).await;
         self.advance_to(next);
+        self.next_started().await
+    }
+
+    /// Waits for the next run to start and returns its scheduled time.
+    async fn next_started(&mut self) -> DateTime<Utc> {
         tokio::time::timeout(Duration::from_secs(5), self.started.recv())
             .await
             .expect("a run starts")
@@ -384,10 +389,7 @@ async fn a_clock_jump_runs_once_and_counts_the_missed_runs() {
     // The machine was suspended for an hour; the loop sees it within a second.
     h.clock.set(utc("2026-11-28T11:00:04Z"));
     h.clock.advance(Duration::from_secs(1));
-    let fired = tokio::time::timeout(Duration::from_secs(5), h.started.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let fired = h.next_started().await;
     assert_eq!(fired, utc("2026-11-28T10:00:10Z"));
     let stats = h.stats();
     until("missed runs to be counted", || {
@@ -399,18 +401,26 @@ async fn a_clock_jump_runs_once_and_counts_the_missed_runs() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_waits_for_a_running_job_within_the_grace_period() {
-    let gate = Arc::new(Semaphore::new(0));
+/// Starts a job every 10 s whose run waits for `gate`, lets one run start, then begins the
+/// shutdown; returns the clock and the shutdown's handle.
+async fn shut_down_while_running(
+    gate: Arc<Semaphore>,
+) -> (Arc<VirtualClock>, tokio::task::JoinHandle<Shutdown>) {
     let mut h = start(
         "2026-11-28T10:00:00Z",
         "UTC",
         "@every 10s",
-        Behaviour::WaitFor(gate.clone()),
+        Behaviour::WaitFor(gate),
     );
     h.fire_next().await;
     let clock = h.clock.clone();
-    let shutdown = h.begin_shutdown();
+    (clock, h.begin_shutdown())
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_running_job_within_the_grace_period() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (clock, shutdown) = shut_down_while_running(gate.clone()).await;
     // Within the grace period (virtual time stands still), the run is waited for...
     tokio::task::yield_now().await;
     assert!(!shutdown.is_finished(), "did not wait for the run");
@@ -425,15 +435,7 @@ async fn shutdown_waits_for_a_running_job_within_the_grace_period() {
 #[tokio::test]
 async fn shutdown_abandons_a_job_that_outlives_the_grace_period() {
     let gate = Arc::new(Semaphore::new(0));
-    let mut h = start(
-        "2026-11-28T10:00:00Z",
-        "UTC",
-        "@every 10s",
-        Behaviour::WaitFor(gate),
-    );
-    h.fire_next().await;
-    let clock = h.clock.clone();
-    let shutdown = h.begin_shutdown();
+    let (clock, shutdown) = shut_down_while_running(gate).await;
     // The 2 s grace passes on the virtual clock; the run never ends.
     until("the grace period to run out", || {
         clock.advance(Duration::from_millis(500));
@@ -459,10 +461,7 @@ async fn cron_fires_on_the_second_and_lateness_is_from_the_true_instant() {
     assert_eq!(next, utc("2026-11-28T10:00:36Z"));
     // The run starts 250 ms late: that is its lateness, not 250 ms less a fraction.
     h.advance_to(utc("2026-11-28T10:00:36.250Z"));
-    let fired = tokio::time::timeout(Duration::from_secs(5), h.started.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let fired = h.next_started().await;
     assert_eq!(fired, utc("2026-11-28T10:00:36Z"));
     let stats = h.stats();
     until("the lateness to be recorded", || {
@@ -506,15 +505,7 @@ async fn a_run_timeout_is_not_moved_by_wall_clock_steps() {
 #[tokio::test]
 async fn the_grace_period_is_not_moved_by_a_wall_clock_step() {
     let gate = Arc::new(Semaphore::new(0));
-    let mut h = start(
-        "2026-11-28T10:00:00Z",
-        "UTC",
-        "@every 10s",
-        Behaviour::WaitFor(gate),
-    );
-    h.fire_next().await;
-    let clock = h.clock.clone();
-    let shutdown = h.begin_shutdown();
+    let (clock, shutdown) = shut_down_while_running(gate).await;
     // Let the scheduler reach the grace period before the clock moves.
     settle().await;
     clock.set(utc("2026-11-28T12:00:00Z"));
