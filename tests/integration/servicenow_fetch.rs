@@ -57,6 +57,20 @@ fn job(dir: &std::path::Path, sn: &FakeServiceNow, password: &str) -> std::path:
     )
 }
 
+/// Runs the sync job of `file`, checks it succeeds and returns its stdout.
+fn sync_succeeds(file: &std::path::Path) -> String {
+    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    stdout(&output)
+}
+
+/// Runs the sync job of `file`, checks it fails and returns its stderr.
+fn sync_fails(file: &std::path::Path) -> String {
+    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    stderr(&output)
+}
+
 fn cache(dir: &std::path::Path) -> Value {
     serde_json::from_str(
         &std::fs::read_to_string(dir.join("var/incidents/incidents.json")).unwrap(),
@@ -89,13 +103,11 @@ fn every_incident_lands_once_despite_an_edit_between_pages_a_429_and_an_html_pag
     let dir = tempfile::tempdir().unwrap();
     let file = job(dir.path(), &sn, "pw");
     let started = std::time::Instant::now();
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = sync_succeeds(&file);
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(1),
         "Retry-After was not waited for"
     );
-    let out = stdout(&output);
     assert!(
         out.contains("full fetch: 238 rows in 3 pages: 237 new, 1 updated, 237 cached (2 retries)"),
         "{out}"
@@ -158,17 +170,14 @@ fn the_next_run_is_incremental() {
     seed(&sn);
     let dir = tempfile::tempdir().unwrap();
     let file = job(dir.path(), &sn, "pw");
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    sync_succeeds(&file);
     let watermark = cache(dir.path())["watermark"].as_str().unwrap().to_string();
     sn.insert(json!({
         "sys_id": "f".repeat(32), "number": "INC0099999", "short_description": "new one", "state": "1",
         "category": "performance", "opened_at": "2026-11-28 08:00:00", "sys_updated_on": "2026-11-28 08:00:00"
     }));
     let before = sn.server.requests().len();
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let out = stdout(&output);
+    let out = sync_succeeds(&file);
     // The rows of the watermark's second again (they may have changed since), and the new one.
     assert!(
         out.starts_with("incremental fetch: 4 rows in 1 pages: 1 new, 3 updated, 238 cached"),
@@ -190,9 +199,7 @@ fn a_refused_login_names_the_instance_not_the_password_and_writes_nothing() {
     seed(&sn);
     let dir = tempfile::tempdir().unwrap();
     let file = job(dir.path(), &sn, "hunter2");
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+    let err = sync_fails(&file);
     assert!(
         err.contains(&format!(
             "ServiceNow {}: HTTP 401: User Not Authenticated",
@@ -250,9 +257,7 @@ fn an_instance_that_ignores_the_keyset_and_repeats_a_page_stops_the_run_at_once(
     }
     let dir = tempfile::tempdir().unwrap();
     let file = job(dir.path(), &sn, "pw");
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    let err = stderr(&output);
+    let err = sync_fails(&file);
     assert!(
         err.contains("page 2 repeats rows already fetched")
             && err.contains("ignores the keyset condition"),
@@ -273,9 +278,7 @@ fn a_page_with_more_rows_than_asked_for_is_refused_and_not_kept() {
     sn.state.lock().unwrap().ignore_limit_from = Some(1);
     let dir = tempfile::tempdir().unwrap();
     let file = job(dir.path(), &sn, "pw");
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    let err = stderr(&output);
+    let err = sync_fails(&file);
     assert!(
         err.contains("page 2 has 137 rows, more than the 100 asked for (`sysparm_limit`)"),
         "{err}"
@@ -304,9 +307,7 @@ fn endless_new_rows_stop_at_the_per_run_cap_and_the_next_run_goes_on_from_there(
     }
     let dir = tempfile::tempdir().unwrap();
     let file = job_with(dir.path(), &sn.url(), 10_000);
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let out = stdout(&output);
+    let out = sync_succeeds(&file);
     let watermark = crate::fake_servicenow::synthetic_row(99_999)["sys_updated_on"]
         .as_str()
         .unwrap()
@@ -325,9 +326,7 @@ fn endless_new_rows_stop_at_the_per_run_cap_and_the_next_run_goes_on_from_there(
         let mut s = sn.state.lock().unwrap();
         s.synthetic = Some(100_050);
     }
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let out = stdout(&output);
+    let out = sync_succeeds(&file);
     assert!(
         out.contains("incremental fetch: 51 rows in 1 pages: 50 new, 1 updated, 100050 cached"),
         "{out}"
@@ -368,13 +367,8 @@ fn a_huge_field_is_cut_to_4_kib_at_a_character_boundary_before_it_is_cached() {
             sn.url()
         ),
     );
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("238 cached"),
-        "{}",
-        stdout(&output)
-    );
+    let out = sync_succeeds(&file);
+    assert!(out.contains("238 cached"), "{out}");
     let cache = cache(dir.path());
     let incident = &cache["incidents"][&"e".repeat(32)];
     for value in [
@@ -407,9 +401,7 @@ fn an_answer_larger_than_the_byte_cap_is_refused_unread() {
     sn.answer_next(Response::json(200, json!({"result": [row]}).to_string()));
     let dir = tempfile::tempdir().unwrap();
     let file = job(dir.path(), &sn, "pw");
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    let err = stderr(&output);
+    let err = sync_fails(&file);
     assert!(
         err.contains("HTTP 200: the answer is larger than 1.6 MiB, the most runner reads for this request, so it was refused: lower the job's `page_size`"),
         "{err}"
@@ -421,9 +413,7 @@ fn an_answer_larger_than_the_byte_cap_is_refused_unread() {
     let endless = EndlessBody::start();
     let dir = tempfile::tempdir().unwrap();
     let file = job_with(dir.path(), &endless.url(), 100);
-    let output = run(&["run", "sync", "--jobs", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    let err = stderr(&output);
+    let err = sync_fails(&file);
     assert!(err.contains("the answer is larger than 1.6 MiB"), "{err}");
     // What the server got out before the client hung up: the cap and what the sockets buffer,
     // not the 64 MiB a connection gives up at (nor six of them, retried).
