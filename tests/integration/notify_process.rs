@@ -28,6 +28,25 @@ fn monitor(notifiers: &str, rule: &std::path::Path, notify: &str) -> String {
     )
 }
 
+/// The notifiers line of a webhook notifier `hook` posting to `server`'s `/in`.
+fn hook_notifier(server: &TestServer) -> String {
+    format!(
+        "  hook: {{ type: webhook, url: \"{}\", retry_initial: 50ms }}\n",
+        server.url("/in")
+    )
+}
+
+/// The event ids of the firing notices `server` received, in the order they came.
+fn firing_ids(server: &TestServer) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|body| body["type"] == "alert.firing")
+        .map(|body| body["data"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn killed_with_a_notification_queued_then_restarted_it_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,10 +190,7 @@ fn a_kill_at_any_step_of_an_alert_tick_neither_loses_nor_repeats_its_notice() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let hook = TestServer::start(scripted(vec![], crate::http_server::Response::new(200, "")));
-        let notifiers = format!(
-            "  hook: {{ type: webhook, url: \"{}\", retry_initial: 50ms }}\n",
-            hook.url("/in")
-        );
+        let notifiers = hook_notifier(&hook);
         let file = jobs_file(
             dir.path(),
             &monitor(&notifiers, &rule(dir.path(), ""), "log, hook"),
@@ -193,13 +209,7 @@ fn a_kill_at_any_step_of_an_alert_tick_neither_loses_nor_repeats_its_notice() {
         crate::notify::block_on_wait(PATIENCE, "the notice", || !hook.requests().is_empty());
         second.signal("TERM");
         assert_eq!(second.wait_exit(PATIENCE).0, Some(0));
-        let mut firing: Vec<String> = hook
-            .requests()
-            .iter()
-            .map(|r| r.json())
-            .filter(|body| body["type"] == "alert.firing")
-            .map(|body| body["data"]["id"].as_str().unwrap().to_string())
-            .collect();
+        let mut firing = firing_ids(&hook);
         // A kill while a POST is on the wire may send it again after the restart, with the
         // same webhook-id, which receivers drop (at-least-once); never a second event.
         firing.dedup();
@@ -312,10 +322,7 @@ fn log_lines(dir: &std::path::Path, kind: &str) -> (Vec<serde_json::Value>, usiz
 fn torn_write_then_restart(point: &str) {
     let dir = tempfile::tempdir().unwrap();
     let hook = TestServer::start(scripted(vec![], crate::http_server::Response::new(200, "")));
-    let notifiers = format!(
-        "  hook: {{ type: webhook, url: \"{}\", retry_initial: 50ms }}\n",
-        hook.url("/in")
-    );
+    let notifiers = hook_notifier(&hook);
     let file = jobs_file(
         dir.path(),
         &monitor(&notifiers, &five_alerts(dir.path()), "hook"),
@@ -332,13 +339,7 @@ fn torn_write_then_restart(point: &str) {
 
     let output = run(&["run", "m", "--jobs", file]);
     let err = stderr(&output);
-    let mut ids: Vec<String> = hook
-        .requests()
-        .iter()
-        .map(|r| r.json())
-        .filter(|body| body["type"] == "alert.firing")
-        .map(|body| body["data"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let mut ids = firing_ids(&hook);
     ids.sort();
     let mut distinct = ids.clone();
     distinct.dedup();
@@ -416,10 +417,7 @@ fn a_kill_while_the_tick_saves_its_state_does_not_repeat_the_notice() {
         vec![slow],
         crate::http_server::Response::new(200, ""),
     ));
-    let notifiers = format!(
-        "  hook: {{ type: webhook, url: \"{}\", retry_initial: 50ms }}\n",
-        hook.url("/in")
-    );
+    let notifiers = hook_notifier(&hook);
     let file = jobs_file(
         dir.path(),
         &monitor(&notifiers, &rule(dir.path(), ""), "hook"),
@@ -435,12 +433,6 @@ fn a_kill_while_the_tick_saves_its_state_does_not_repeat_the_notice() {
     std::thread::sleep(Duration::from_secs(3));
     second.signal("TERM");
     assert_eq!(second.wait_exit(PATIENCE).0, Some(0));
-    let firing: Vec<String> = hook
-        .requests()
-        .iter()
-        .map(|r| r.json())
-        .filter(|body| body["type"] == "alert.firing")
-        .map(|body| body["data"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let firing = firing_ids(&hook);
     assert_eq!(firing.len(), 1, "sent once: {firing:?}");
 }
