@@ -182,17 +182,34 @@ impl super::Read for NetIoProbe {
 mod tests {
     use super::*;
 
+    /// The two header lines of /proc/net/dev.
+    const DEV_HEADER: &str = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n";
+
+    /// A /proc and /sys under `dir`, with the proc/net folder made.
+    fn proc_root(dir: &std::path::Path) -> ProcRoot {
+        let root = ProcRoot {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+        };
+        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        root
+    }
+
+    /// Writes `dev` as /proc/net/dev, lets `probe` read it and returns what it output.
+    fn collect_reading(probe: &mut NetIoProbe, root: &ProcRoot, dev: &str) -> Output {
+        std::fs::write(root.proc.join("net/dev"), dev).unwrap();
+        let mut out = Output::default();
+        probe.collect(&mut out).unwrap();
+        out
+    }
+
     #[test]
     fn interfaces_that_are_down_are_left_out_unless_named() {
         let dir = tempfile::tempdir().unwrap();
-        let root = ProcRoot {
-            proc: dir.path().join("proc"),
-            sys: dir.path().join("sys"),
-        };
-        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        let root = proc_root(dir.path());
         let dev = |bytes: u64| {
             format!(
-                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: {bytes} 10 0 0 0 0 0 0 {bytes} 10 0 0 0 0 0 0\n  eth1: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n  eth2: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+                "{DEV_HEADER}  eth0: {bytes} 10 0 0 0 0 0 0 {bytes} 10 0 0 0 0 0 0\n  eth1: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n  eth2: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
             )
         };
         for (iface, flags, state) in [
@@ -207,12 +224,9 @@ mod tests {
         }
         let instances = |interfaces: Option<Vec<String>>| {
             let mut probe = NetIoProbe::new(root.clone(), interfaces);
-            std::fs::write(root.proc.join("net/dev"), dev(1000)).unwrap();
-            probe.collect(&mut Output::default()).unwrap();
+            collect_reading(&mut probe, &root, &dev(1000));
             std::thread::sleep(std::time::Duration::from_millis(5));
-            std::fs::write(root.proc.join("net/dev"), dev(2000)).unwrap();
-            let mut out = Output::default();
-            probe.collect(&mut out).unwrap();
+            let out = collect_reading(&mut probe, &root, &dev(2000));
             let mut seen: Vec<String> = out
                 .metrics
                 .iter()
@@ -241,26 +255,19 @@ mod tests {
         // Ticks are nominally 1 s apart, but this probe's reads happen at 0, 0.7 s and 2.0 s
         // (it ran late, then on time): each rate is the growth over its reads' own interval.
         let dir = tempfile::tempdir().unwrap();
-        let root = ProcRoot {
-            proc: dir.path().join("proc"),
-            sys: dir.path().join("sys"),
-        };
-        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        let root = proc_root(dir.path());
         let base = Instant::now();
         let mut probe = NetIoProbe::new(root.clone(), Some(vec!["eth0".into()]))
             .with_clock(crate::probes::rate::Script::at_ms(base, &[0, 700, 2_000]));
         let dev = |bytes: u64, packets: u64| {
             format!(
-                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: {bytes} {packets} 0 0 0 0 0 0 {tx} {packets} 0 0 0 0 0 0\n",
+                "{DEV_HEADER}  eth0: {bytes} {packets} 0 0 0 0 0 0 {tx} {packets} 0 0 0 0 0 0\n",
                 tx = bytes * 2
             )
         };
         let mut outputs = Vec::new();
         for (bytes, packets) in [(1_000, 10), (8_000, 80), (21_000, 210)] {
-            std::fs::write(root.proc.join("net/dev"), dev(bytes, packets)).unwrap();
-            let mut out = Output::default();
-            probe.collect(&mut out).unwrap();
-            outputs.push(out);
+            outputs.push(collect_reading(&mut probe, &root, &dev(bytes, packets)));
         }
         // The first read has nothing to compare with: no rate, as ever.
         assert!(outputs[0].metrics.is_empty(), "{:?}", outputs[0].metrics);
@@ -297,22 +304,16 @@ mod tests {
     #[test]
     fn reads_at_the_same_instant_give_no_rate() {
         let dir = tempfile::tempdir().unwrap();
-        let root = ProcRoot {
-            proc: dir.path().join("proc"),
-            sys: dir.path().join("sys"),
-        };
-        std::fs::create_dir_all(root.proc.join("net")).unwrap();
+        let root = proc_root(dir.path());
         let base = Instant::now();
         let mut probe = NetIoProbe::new(root.clone(), Some(vec!["eth0".into()]))
             .with_clock(crate::probes::rate::Script::at_ms(base, &[5, 5]));
         for bytes in [1_000, 2_000] {
-            std::fs::write(
-                root.proc.join("net/dev"),
-                format!("  eth0: {bytes} 1 0 0 0 0 0 0 {bytes} 1 0 0 0 0 0 0\n"),
-            )
-            .unwrap();
-            let mut out = Output::default();
-            probe.collect(&mut out).unwrap();
+            let out = collect_reading(
+                &mut probe,
+                &root,
+                &format!("  eth0: {bytes} 1 0 0 0 0 0 0 {bytes} 1 0 0 0 0 0 0\n"),
+            );
             // No time between two reads: a rate would be infinite, so there is none.
             assert!(out.metrics.is_empty(), "{:?}", out.metrics);
         }
