@@ -799,6 +799,18 @@ mod tests {
         }
     }
 
+    /// A probe of an empty log at `path` whose clock and writer follow `reads` (see
+    /// [`WriterClock`]).
+    fn probe_with_writer(path: &std::path::Path, reads: &[(u64, usize)]) -> AccessLogProbe {
+        append(path, b"");
+        let clock = WriterClock {
+            path: path.to_path_buf(),
+            base: Instant::now(),
+            reads: reads.iter().copied().collect(),
+        };
+        probe(path).with_clock(clock)
+    }
+
     fn value(out: &Output, field: &str) -> Option<f64> {
         out.metrics
             .iter()
@@ -812,13 +824,7 @@ mod tests {
         // and 2.0 s (a loaded host): 35 lines, then 65, each over its own reads' interval.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
-        append(&path, b"");
-        let clock = WriterClock {
-            path: path.clone(),
-            base: Instant::now(),
-            reads: [(0, 35), (700, 65), (2_000, 0)].into(),
-        };
-        let mut p = probe(&path).with_clock(clock);
+        let mut p = probe_with_writer(&path, &[(0, 35), (700, 65), (2_000, 0)]);
         let mut outputs = Vec::new();
         for _ in 0..3 {
             let mut out = Output::default();
@@ -847,13 +853,7 @@ mod tests {
         // interval alone).
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
-        append(&path, b"");
-        let clock = WriterClock {
-            path: path.clone(),
-            base: Instant::now(),
-            reads: [(0, 35), (2_000, 0)].into(),
-        };
-        let mut p = probe(&path).with_clock(clock);
+        let mut p = probe_with_writer(&path, &[(0, 35), (2_000, 0)]);
         p.collect(&mut Output::default(), later()).unwrap();
         let mut cut = Output::default();
         // A deadline already past: the read stops before the end.
