@@ -377,21 +377,7 @@ fn six_problems_are_six_errors_each_at_its_place() {
     let output = run(&["check", "--jobs", path]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    let found: Vec<(String, String, String)> = err
-        .split("\n\n")
-        .filter(|block| block.starts_with("error: "))
-        .map(|block| {
-            let line = |prefix: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.trim_start().strip_prefix(prefix))
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let message = block.lines().next().unwrap_or_default();
-            (message.to_string(), line("--> "), line("= field: "))
-        })
-        .collect();
+    let found = error_blocks(&err);
     let at = |place: &str| format!("{path}:{place}");
     let expected = [
         (
