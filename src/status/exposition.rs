@@ -281,6 +281,18 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
         "counter",
         (vec![host()], crate::logging::dropped_lines() as f64),
     );
+    let repairs = crate::store::daily::tail_repairs();
+    for log in ["alerts", "metrics", "outbox", "rollups"] {
+        f.add(
+            "runner_log_tail_repairs_total".into(),
+            "torn tails (a write cut short by a kill, a full disk or power loss) cut or fenced before the next append, by log",
+            "counter",
+            (
+                vec![host(), ("log", log.into())],
+                repairs.get(log).copied().unwrap_or(0) as f64,
+            ),
+        );
+    }
     for sample in s.samples {
         let monitor = || ("runner_job", sample.job.clone());
         f.add(
@@ -544,6 +556,47 @@ mod tests {
             series_of("disk_io.dm_0.await_ms").unwrap().labels[0].0,
             "device"
         );
+    }
+
+    /// Series that exist from the start with 0, so `increase()` and `absent()` work, and that
+    /// count what the logs repaired and stderr dropped.
+    #[test]
+    fn log_repairs_and_dropped_lines_are_series_from_the_start() {
+        let snapshot = |now| Snapshot {
+            host: "h",
+            now,
+            started: now,
+            samples: &[],
+            jobs: Vec::new(),
+            alerts: Vec::new(),
+            notifiers: Vec::new(),
+            rules: BTreeMap::new(),
+            reloads: super::super::Reloads::default(),
+        };
+        let value = |text: &str, series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        };
+        let now = Utc::now();
+        let before = render(&snapshot(now), Format::Text);
+        let series = "runner_log_tail_repairs_total{host=\"h\",log=\"rollups\"}";
+        let repaired = value(&before, series);
+        for log in ["alerts", "metrics", "outbox"] {
+            value(
+                &before,
+                &format!("runner_log_tail_repairs_total{{host=\"h\",log=\"{log}\"}}"),
+            );
+        }
+        value(&before, "runner_log_lines_dropped_total{host=\"h\"}");
+        crate::store::daily::record_tail_repair(
+            "rollups",
+            std::path::Path::new("test"),
+            3,
+            "fenced",
+        );
+        let after = render(&snapshot(now), Format::Text);
+        assert_eq!(value(&after, series), repaired + 1.0);
     }
 
     #[test]

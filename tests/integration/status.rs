@@ -321,6 +321,7 @@ fn the_grafana_dashboard_asks_only_for_series_runner_exposes() {
         "runner_info",
         "runner_start_time_seconds",
         "runner_log_lines_dropped_total",
+        "runner_log_tail_repairs_total",
         "runner_sample_timestamp_seconds",
         "runner_probe_failing",
         "runner_job_runs_total",
