@@ -192,8 +192,11 @@ impl Gdrive {
                 refreshed = true;
                 continue;
             }
+            // The access token is fetched at run time, so it is not among the secrets the
+            // notifier was built with: an answer echoing the request is scrubbed of it here.
+            let secrets = crate::http::Secrets::new([token]);
             // Drive says rate limits with 403 as well as 429.
-            return match classify(result).await {
+            return match classify(result).await.scrubbed(&secrets) {
                 Delivery::Refused { reason }
                     if reason.contains("RateLimitExceeded")
                         || reason.contains("rateLimitExceeded") =>

@@ -33,6 +33,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error with every form of `secrets` scrubbed from its message.
+    fn scrubbed(self, secrets: &crate::http::Secrets) -> Error {
+        match self {
+            Error::Transient {
+                message,
+                retry_after,
+            } => Error::Transient {
+                message: secrets.scrub(&message),
+                retry_after,
+            },
+            Error::Permanent { status, message } => Error::Permanent {
+                status,
+                message: secrets.scrub(&message),
+            },
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Permanent { status, .. } => *status,
@@ -174,7 +191,7 @@ impl Client {
                     .header(CONTENT_TYPE, "application/json")
                     .body(serde_json::to_vec(body).unwrap_or_default());
             }
-            request = self.authorize(request, refreshed).await?;
+            let (request, access_token) = self.authorize(request, refreshed).await?;
             let response = request.send().await.map_err(|e| Error::Transient {
                 message: describe_error(e),
                 retry_after: None,
@@ -184,7 +201,13 @@ impl Client {
                 refreshed = true;
                 continue;
             }
-            return read(response, limit).await;
+            // An OAuth access token is fetched at run time, so it is not among the secrets
+            // the notifier was built with: an answer that echoes the request is scrubbed of it
+            // here, where it is known.
+            return read(response, limit).await.map_err(|e| match access_token {
+                Some(token) => e.scrubbed(&crate::http::Secrets::new([token])),
+                None => e,
+            });
         }
     }
 
@@ -195,19 +218,21 @@ impl Client {
         )
     }
 
+    /// The request with its credentials, and the OAuth access token it carries, if any.
     async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
         force: bool,
-    ) -> Result<reqwest::RequestBuilder, Error> {
+    ) -> Result<(reqwest::RequestBuilder, Option<String>), Error> {
         Ok(match &self.auth {
             ServicenowAuth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose()))
+                (request.basic_auth(username, Some(password.expose())), None)
             }
-            ServicenowAuth::Bearer(token) => request.bearer_auth(token.expose()),
+            ServicenowAuth::Bearer(token) => (request.bearer_auth(token.expose()), None),
             ServicenowAuth::OAuthClientCredentials { .. }
             | ServicenowAuth::OAuthPassword { .. } => {
-                request.bearer_auth(self.token.get(force, self.fetch_token()).await?)
+                let token = self.token.get(force, self.fetch_token()).await?;
+                (request.bearer_auth(&token), Some(token))
             }
         })
     }

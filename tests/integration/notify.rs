@@ -789,6 +789,71 @@ fn notify_test_output_shows_no_form_of_any_secret() {
     );
 }
 
+/// OAuth access tokens are fetched at run time, after the notifier was built: an answer that
+/// echoes the request carries the live token, and it is scrubbed too.
+#[test]
+fn an_oauth_access_token_echoed_back_is_scrubbed() {
+    let token_then_echo = || {
+        TestServer::start(|r: &Request| {
+            if r.path() == "/token" || r.path().ends_with("/oauth_token.do") {
+                return Response::json(
+                    200,
+                    r#"{"access_token":"LiveAcc/ess+Tok9","expires_in":3600}"#,
+                );
+            }
+            let auth = r.header("authorization").unwrap_or_default().to_string();
+            Response::new(
+                400,
+                format!("{auth} {}", serde_json::to_string(&auth).unwrap()),
+            )
+            .header("Content-Type", "text/plain")
+        })
+    };
+    let (sn, drive) = (token_then_echo(), token_then_echo());
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            concat!(
+                "notifiers:\n",
+                "  snoauth: {{ type: servicenow, instance: \"{}\", client_id: runner, client_secret: s3cret, min_severity: info }}\n",
+                "  drive: {{ type: gdrive, folder_id: F0lder, client_id: cid, client_secret: s3cret, refresh_token: \"1//r\", token_url: \"{}\", upload_url: \"{}\" }}\n",
+                "jobs:\n  m: {{ type: monitor, schedule: \"@every 1m\" }}\n",
+            ),
+            sn.url(""),
+            drive.url("/token"),
+            drive.url("/upload"),
+        ),
+    );
+    for (name, server) in [("snoauth", &sn), ("drive", &drive)] {
+        let output = crate::support::run(&["notify-test", name, "--jobs", file.to_str().unwrap()]);
+        let said = format!(
+            "{}{}",
+            crate::support::stdout(&output),
+            crate::support::stderr(&output)
+        );
+        // The token went out and came back in the answer.
+        assert!(
+            server
+                .requests()
+                .iter()
+                .any(|r| r.header("authorization") == Some("Bearer LiveAcc/ess+Tok9")),
+            "{name}: {said}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{name}: {said}");
+        assert!(said.contains("***"), "{name}: {said}");
+        assert_no_leak(
+            &format!("notify-test {name}"),
+            &said,
+            &[
+                "LiveAcc".to_string(),
+                "ess+Tok9".to_string(),
+                "ess%2BTok9".to_string(),
+            ],
+        );
+    }
+}
+
 #[test]
 fn notify_test_uploads_a_marked_test_file_to_google_drive() {
     let drive = TestServer::start(|r: &Request| {
