@@ -1047,6 +1047,9 @@ impl Rotation<'_> {
                 });
             }
         }
+        // The run's question of a file renamed earlier whose writer never reopened it: the
+        // names this run would rename do not exist yet, so only those are asked about.
+        self.drop_still_written(&mut candidates, &mut summary);
         let recovered: Vec<PathBuf> = self
             .split_archived(&mut candidates, &mut summary)
             .into_iter()

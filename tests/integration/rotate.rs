@@ -1269,6 +1269,14 @@ fn a_writer_that_never_reopens_is_named_and_waited_for_not_called_corrupt() {
             summary.skipped
         );
         std::thread::sleep(Duration::from_millis(150));
+        // The dry run asks the run's question: the renamed file still written waits, it is
+        // not one the run would archive.
+        let plan = fx.rotation().plan(Utc::now());
+        assert!(
+            plan.summary.skipped.iter().any(|s| s.contains(&pid)),
+            "{:?}",
+            plan.summary.skipped
+        );
     }
     let archives = fx.archives();
     assert!(
