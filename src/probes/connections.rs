@@ -148,17 +148,38 @@ impl ConnectionsProbe {
     fn read_remotes(&mut self) -> Result<(), String> {
         self.remotes.clear();
         if let Source::Netlink(diag) = &mut self.source {
-            let read = match diag {
-                Some(diag) => diag.established_remotes(&self.ports, &mut self.remotes),
-                None => SockDiag::open().and_then(|mut opened| {
-                    let read = opened.established_remotes(&self.ports, &mut self.remotes);
-                    *diag = Some(opened);
-                    read
-                }),
+            // A socket that has answered before and fails one read (a dump cut short, its
+            // timeout) is opened again next tick; only a socket the kernel refuses, or a first
+            // request it refuses, sends the probe to the files for good.
+            let read = match diag.as_mut() {
+                Some(open) => {
+                    let read = open.established_remotes(&self.ports, &mut self.remotes);
+                    if read.is_err() {
+                        *diag = None;
+                    }
+                    read.map_err(|e| (e, false))
+                }
+                None => match SockDiag::open() {
+                    Ok(mut opened) => {
+                        let read = opened.established_remotes(&self.ports, &mut self.remotes);
+                        if read.is_ok() {
+                            *diag = Some(opened);
+                        }
+                        // A first read that fails is the kernel refusing the request.
+                        read.map_err(|e| (e, true))
+                    }
+                    Err(e) => Err((e, true)),
+                },
             };
             match read {
                 Ok(()) => return Ok(()),
-                Err(e) => {
+                Err((e, false)) => {
+                    tracing::debug!(
+                        "connections: a netlink read failed ({e}); the files this tick"
+                    );
+                    self.remotes.clear();
+                }
+                Err((e, true)) => {
                     NETLINK_FAILURE_SAID.call_once(|| {
                         tracing::warn!(
                             "connections: netlink sock_diag is not available ({e}); reading \
@@ -652,8 +673,13 @@ mod tests {
         assert_eq!((only_v4.len(), diag.sent), (300, 300));
 
         // More ports than the kernel filter takes: the same answer, filtered here.
+        // The padding is ports of idle listeners the test holds: other ports could carry the
+        // machine's own connections, which may come and go between the two reads.
+        let idle: Vec<TcpListener> = (0..MAX_BYTECODE_PORTS + 100)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
         let mut many = ports.clone();
-        many.extend(1..=MAX_BYTECODE_PORTS as u16 + 100);
+        many.extend(idle.iter().map(|l| l.local_addr().unwrap().port()));
         let (netlink, files) = both(&many).unwrap();
         assert_eq!(netlink, files);
         assert!(netlink.len() >= expected.len());
