@@ -505,6 +505,8 @@ pub fn archive_stamp(name: &str, job: &str, suffix: &str) -> Option<chrono::Date
 /// to a renamed file.
 pub fn writers_of(files: &[(u64, u64)]) -> HashMap<(u64, u64), Vec<u32>> {
     let me = std::process::id();
+    // Looked up for every fd of every process: a group holds thousands of files.
+    let files: std::collections::HashSet<(u64, u64)> = files.iter().copied().collect();
     let mut found: HashMap<(u64, u64), Vec<u32>> = HashMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return found;
@@ -547,14 +549,6 @@ pub fn writers_of(files: &[(u64, u64)]) -> HashMap<(u64, u64), Vec<u32>> {
     found
 }
 
-/// The processes that have the file `meta` describes open for writing ([`writers_of`]).
-pub fn writers(meta: &std::fs::Metadata) -> Vec<u32> {
-    writers_of(&[(meta.dev(), meta.ino())])
-        .into_values()
-        .next()
-        .unwrap_or_default()
-}
-
 /// Why an archived original is not deleted now.
 #[derive(Debug)]
 pub enum Keep {
@@ -593,8 +587,8 @@ pub fn deletable(member: &Member, held: &HashMap<(u64, u64), Vec<u32>>) -> Resul
         return Err(Keep::Changed);
     }
     match held.get(&(meta.dev(), meta.ino())) {
+        // `writers_of` keeps no file without a writer.
         None => Ok(()),
-        Some(pids) if pids.is_empty() => Ok(()),
         Some(pids) => Err(Keep::Held(pids.clone())),
     }
 }
