@@ -644,25 +644,26 @@ impl<'a> Walker<'a> {
                 Schema::Object(fields) => match fields.get(*name) {
                     Some(field) => field,
                     None => {
-                        let suggestion = closest(name, fields.keys())
-                            .map(|near| {
-                                let mut fixed = names.to_vec();
-                                fixed[i] = near;
-                                format!(
-                                    "did you mean `{}{}`?",
-                                    start.prefix,
-                                    fixed
-                                        .iter()
-                                        .map(|n| bracketed(n))
-                                        .collect::<Vec<_>>()
-                                        .join(".")
-                                )
-                            })
-                            .or_else(|| {
-                                (i == 0)
-                                    .then(|| self.outer(names, start.frame, frames))
-                                    .flatten()
-                            });
+                        let suggestion =
+                            crate::vocab::suggest::closest(name, fields.keys().map(String::as_str))
+                                .map(|near| {
+                                    let mut fixed = names.to_vec();
+                                    fixed[i] = near;
+                                    format!(
+                                        "did you mean `{}{}`?",
+                                        start.prefix,
+                                        fixed
+                                            .iter()
+                                            .map(|n| bracketed(n))
+                                            .collect::<Vec<_>>()
+                                            .join(".")
+                                    )
+                                })
+                                .or_else(|| {
+                                    (i == 0)
+                                        .then(|| self.outer(names, start.frame, frames))
+                                        .flatten()
+                                });
                         self.report(
                             site,
                             written,
@@ -863,44 +864,6 @@ fn inline_partials<'a>(template: &'a Template, out: &mut HashMap<String, &'a Tem
             _ => {}
         }
     }
-}
-
-/// The field closest to a misspelt `name`: at most a third of its letters off (and at least
-/// one), ignoring case.
-fn closest<'n>(name: &str, fields: impl Iterator<Item = &'n String>) -> Option<&'n str> {
-    let limit = (name.chars().count() / 3).max(1);
-    let lower = name.to_lowercase();
-    fields
-        .map(|f| (distance(&lower, &f.to_lowercase()), f))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, f)| f.as_str())
-}
-
-/// Edit distance (insertions, deletions, substitutions; a swap of two neighbours counts one).
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in rows[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = d;
-        }
-    }
-    rows[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -1234,18 +1197,5 @@ None over the {{period.label}}.
             Some(&Schema::Map(Box::new(Schema::Any)))
         );
         assert_eq!(schema.unknown(), ["empty.*", "items[].c", "none[]"]);
-    }
-
-    #[test]
-    fn distance_counts_edits_and_swaps() {
-        assert_eq!(distance("lable", "label"), 1);
-        assert_eq!(distance("titel", "title"), 1);
-        assert_eq!(distance("abc", "abc"), 0);
-        assert_eq!(distance("", "abc"), 3);
-        assert_eq!(
-            closest("fird", ["fired".to_string(), "resolved".to_string()].iter()),
-            Some("fired")
-        );
-        assert_eq!(closest("zzz", ["fired".to_string()].iter()), None);
     }
 }
