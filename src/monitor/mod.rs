@@ -91,7 +91,6 @@ impl Monitor {
         let pipeline = Pipeline::new(history, Arc::new(rules), alerts);
         notifiers.register_alerts(job, pipeline.alerts());
         let root = ProcRoot::default();
-        crate::probes::procfs::check_roots(&root, spec.probes.iter().map(|p| p.type_name()));
         Monitor {
             job: job.to_string(),
             host: config.host.clone(),

@@ -109,7 +109,6 @@ pub struct DiskIoProbe {
 
 impl DiskIoProbe {
     pub fn new(root: ProcRoot, devices: Option<Vec<String>>) -> Self {
-        super::procfs::check_roots(&root, [TYPE.name]);
         DiskIoProbe {
             diskstats: ProcFile::new(root.proc.join("diskstats")),
             root,

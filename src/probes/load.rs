@@ -35,7 +35,6 @@ pub struct LoadProbe {
 
 impl LoadProbe {
     pub fn new(root: ProcRoot) -> Self {
-        procfs::check_roots(&root, [TYPE.name]);
         LoadProbe {
             loadavg: ProcFile::new(root.proc.join("loadavg")),
             cpus_online: ProcFile::new(root.sys.join("devices/system/cpu/online")),

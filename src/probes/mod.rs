@@ -208,6 +208,9 @@ pub struct ProbeSet {
 
 impl ProbeSet {
     pub fn build(specs: &[ProbeSpec], root: &ProcRoot) -> ProbeSet {
+        // Once a set, for every command that measures (the scheduler, `run`, `dry-run`): what
+        // these probes need from the proc and sys roots and do not find there is said once.
+        procfs::check_roots(root, specs.iter().map(|s| s.type_name()));
         ProbeSet {
             probes: specs.iter().map(|s| Probe::build(s, root)).collect(),
         }
