@@ -45,6 +45,9 @@ pub struct Written {
 pub struct WriteFailure {
     pub message: String,
     pub out_of_space: bool,
+    /// Bytes of originals that went into the archive before it failed: with the free space
+    /// the disk had, how much room the rest would need.
+    pub input_bytes: u64,
 }
 
 impl WriteFailure {
@@ -52,6 +55,7 @@ impl WriteFailure {
         WriteFailure {
             message,
             out_of_space: false,
+            input_bytes: 0,
         }
     }
 }
@@ -189,13 +193,19 @@ fn dos_time(mtime: i64) -> zip::DateTime {
 /// changed while it was copied, is left out and reported.
 pub fn write(tmp: &Path, candidates: &[Candidate], level: u32) -> Result<Written, WriteFailure> {
     let failed = Rc::new(RefCell::new(None));
-    let written = write_into(tmp, candidates, level, &failed);
+    let input = std::cell::Cell::new(0);
+    let written = write_into(tmp, candidates, level, &failed, &input);
     // A failed write of the archive, whatever the zip writer made of it, says what happened.
     match (written, failed.borrow_mut().take()) {
         (_, Some(e)) => Err(WriteFailure {
             message: format!("cannot write {}: {e}", tmp.display()),
             out_of_space: is_out_of_space(&e),
+            input_bytes: input.get(),
         }),
+        (Err(mut failure), None) => {
+            failure.input_bytes = input.get();
+            Err(failure)
+        }
         (written, None) => written,
     }
 }
@@ -205,14 +215,15 @@ fn write_into(
     candidates: &[Candidate],
     level: u32,
     failed: &Rc<RefCell<Option<io::Error>>>,
+    input: &std::cell::Cell<u64>,
 ) -> Result<Written, WriteFailure> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(tmp)
         .map_err(|e| WriteFailure {
-            message: format!("cannot create {}: {e}", tmp.display()),
             out_of_space: is_out_of_space(&e),
+            ..WriteFailure::new(format!("cannot create {}: {e}", tmp.display()))
         })?;
     let sink = Sink {
         inner: file,
@@ -262,6 +273,7 @@ fn write_into(
             .map_err(|e| WriteFailure::new(format!("cannot write {}: {e}", tmp.display())))?;
         let mut tally = Tally::new(BufReader::with_capacity(256 * 1024, original));
         let copied = io::copy(&mut tally, &mut zip);
+        input.set(input.get() + tally.bytes);
         let after = tally.inner.get_ref().metadata();
         let changed = match &after {
             Ok(after) => {
@@ -310,8 +322,8 @@ fn write_into(
         .map_err(|e| WriteFailure::new(format!("cannot write {}: {}", tmp.display(), e.error())))?;
     if let Err(e) = sink.inner.sync_all() {
         return Err(WriteFailure {
-            message: format!("cannot sync {}: {e}", tmp.display()),
             out_of_space: is_out_of_space(&e),
+            ..WriteFailure::new(format!("cannot sync {}: {e}", tmp.display()))
         });
     }
     Ok(written)

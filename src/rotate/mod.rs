@@ -58,9 +58,33 @@ pub enum Flow {
 /// Why a group of files was not archived.
 #[derive(Debug)]
 enum GroupFailure {
-    /// The archive filesystem is full.
-    OutOfSpace(String),
+    /// The archive filesystem is full; `input_bytes` of originals had gone in.
+    OutOfSpace {
+        message: String,
+        input_bytes: u64,
+    },
     Other(String),
+}
+
+/// What a full archive disk taught a run: how many bytes of archive a byte of original
+/// takes, and the files left because they were not expected to fit.
+struct OutOfSpace {
+    message: String,
+    ratio: f64,
+    /// Path, size and the free space it was weighed against.
+    left: Vec<(PathBuf, u64, u64)>,
+}
+
+impl OutOfSpace {
+    /// Room for `bytes` of originals in `files` entries, with a tenth to spare and the zip
+    /// headers and central directory each entry brings.
+    fn need_bytes(&self, bytes: u64, files: usize) -> u64 {
+        (bytes as f64 * self.ratio * 1.1) as u64 + 512 * files as u64
+    }
+
+    fn need(&self, group: &[Candidate]) -> u64 {
+        self.need_bytes(group.iter().map(|c| c.size).sum(), group.len())
+    }
 }
 
 impl From<String> for GroupFailure {
@@ -441,7 +465,24 @@ impl Rotation<'_> {
         let mut taken: BTreeSet<String> = BTreeSet::new();
         let mut pending: std::collections::VecDeque<Vec<Candidate>> =
             self.groups(candidates).into_iter().collect();
+        // Once the archive disk has filled, a group is tried only where it is expected to fit
+        // in what is left, so the disk is not filled again and again (each time, every program
+        // writing there fails): a group expected not to fit is split, a file alone is left.
+        let mut full: Option<OutOfSpace> = None;
         while let Some(group) = pending.pop_front() {
+            if let Some(full) = &mut full {
+                let free = self.archive_free();
+                if full.need(&group) > free {
+                    if let [alone] = group.as_slice() {
+                        full.left.push((alone.path.clone(), alone.size, free));
+                    } else {
+                        let (first, second) = group.split_at(group.len() / 2);
+                        pending.push_front(second.to_vec());
+                        pending.push_front(first.to_vec());
+                    }
+                    continue;
+                }
+            }
             let target = self.fresh_name(now, &taken);
             taken.insert(
                 target
@@ -458,29 +499,57 @@ impl Rotation<'_> {
                         .map(|largest| (group.len(), group.iter().map(|c| c.size).sum(), largest));
                     return summary;
                 }
-                // A full disk: the same files in two smaller archives may fit where one did
-                // not (nothing was deleted, and the partial archive is gone again).
-                Err(GroupFailure::OutOfSpace(e)) if group.len() > 1 => {
-                    warn!(job = self.job, error = %e, files = group.len(), "archive_dir is full; trying fewer files at once");
-                    let (first, second) = group.split_at(group.len() / 2);
-                    pending.push_front(second.to_vec());
-                    pending.push_front(first.to_vec());
-                }
-                Err(GroupFailure::OutOfSpace(e)) => {
-                    let left: usize = pending.iter().map(Vec::len).sum::<usize>() + 1;
-                    summary.problems.push(format!(
-                        "{e}: {} is full, and {} does not fit even alone. Nothing was deleted; {left} file(s) stay for the next run. Free space in {} or point archive_dir elsewhere",
-                        self.spec.archive_dir.display(),
-                        group[0].path.display(),
-                        self.spec.archive_dir.display(),
-                    ));
-                    break;
+                Err(GroupFailure::OutOfSpace {
+                    message,
+                    input_bytes,
+                }) => {
+                    // The partial archive is gone again: the disk filled when `input_bytes` of
+                    // originals had gone into about the space that is free now.
+                    let free = self.archive_free();
+                    let ratio = if input_bytes == 0 {
+                        1.0
+                    } else {
+                        (free as f64 / input_bytes as f64).clamp(0.001, 1.01)
+                    };
+                    warn!(job = self.job, error = %message, files = group.len(), "archive_dir is full; what is left is tried only where it is expected to fit");
+                    match &mut full {
+                        Some(full) => full.ratio = full.ratio.max(ratio),
+                        None => {
+                            full = Some(OutOfSpace {
+                                message,
+                                ratio,
+                                left: Vec::new(),
+                            })
+                        }
+                    }
+                    pending.push_front(group);
                 }
                 Err(GroupFailure::Other(e)) => summary.problems.push(e),
             }
         }
+        if let Some(full) = full
+            && let Some((largest, size, free)) = full.left.iter().max_by_key(|(_, size, _)| *size)
+        {
+            let dir = self.spec.archive_dir.display();
+            summary.problems.push(format!(
+                "{}: {dir} is full, and {} file(s) ({}) were not tried: {} alone would need about {} where {} is free. Nothing of them was deleted; they stay for the next run. Free space in {dir} or point archive_dir elsewhere",
+                full.message,
+                full.left.len(),
+                format_size(full.left.iter().map(|(_, size, _)| size).sum()),
+                largest.display(),
+                format_size(full.need_bytes(*size, 1)),
+                format_size(*free),
+            ));
+        }
         self.expire(now, &mut summary);
         summary
+    }
+
+    /// Bytes the archive folder's filesystem has free for this user (none when it cannot say).
+    fn archive_free(&self) -> u64 {
+        crate::probes::disk::statvfs(&self.spec.archive_dir)
+            .map(|usage| usage.free_bytes as u64)
+            .unwrap_or(0)
     }
 
     /// The hidden folder beside originals where each waits, out of its name, for the last
@@ -855,7 +924,10 @@ impl Rotation<'_> {
                 // A partial archive (a full disk) is removed at once, not left to fill it.
                 let _ = std::fs::remove_file(&tmp);
                 return Err(if e.out_of_space {
-                    GroupFailure::OutOfSpace(e.message)
+                    GroupFailure::OutOfSpace {
+                        message: e.message,
+                        input_bytes: e.input_bytes,
+                    }
                 } else {
                     GroupFailure::Other(e.message)
                 });
