@@ -421,6 +421,45 @@ fn the_systemd_unit_asks_for_readiness_and_runs_flags_runner_takes() {
 }
 
 #[test]
+fn the_systemd_unit_is_hardened_without_taking_what_probes_need() {
+    let unit = std::fs::read_to_string(root().join("dist/runner.service")).unwrap();
+    // What the probes cannot do without: ping's raw socket, sock_diag sessions, every process.
+    for needed in ["CapabilityBoundingSet=CAP_NET_RAW", "AF_NETLINK"] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    for losing in [
+        "ProtectProc=",
+        "ProcSubset=",
+        "PrivateNetwork=",
+        "PrivateUsers=",
+    ] {
+        assert!(
+            !unit.lines().any(|l| l.starts_with(losing)),
+            "{losing} would lose a probe"
+        );
+    }
+    // systemd's own rating, where systemd is installed (the bar: 3.0 or lower).
+    let Ok(output) = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(root().join("dist/runner.service"))
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for runner.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no overall level: {text}{}", stderr(&output)));
+    assert!(level <= 3.0, "exposure {level}:\n{text}");
+}
+
+#[test]
 fn completions_and_the_manual_page_know_every_command() {
     for shell in ["bash", "zsh", "fish"] {
         let output = run(&["completions", shell]);
