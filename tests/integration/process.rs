@@ -460,6 +460,46 @@ fn the_systemd_unit_is_hardened_without_taking_what_probes_need() {
 }
 
 #[test]
+fn the_units_install_steps_give_a_rotate_job_that_archives_runners_own_metrics() {
+    let unit = std::fs::read_to_string(root().join("dist/runner.service")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (etc, state) = (dir.path().join("etc"), dir.path().join("state"));
+    std::fs::create_dir_all(&state).unwrap();
+    // The header's copy and edit steps, literally, with the two system folders moved here.
+    for step in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| l.starts_with("install -d /etc/runner") || l.starts_with("sed "))
+    {
+        let step = step
+            .replace("/etc/runner", &etc.display().to_string())
+            .replace("/var/lib/runner", &state.display().to_string());
+        let status = std::process::Command::new("sh")
+            .args(["-c", &step])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{step}");
+    }
+    let jobs = etc.join("jobs/jobs.yaml");
+    let day = state.join("metrics/2026-01-01.jsonl");
+    std::fs::create_dir_all(day.parent().unwrap()).unwrap();
+    std::fs::write(&day, "{}\n").unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+    std::fs::File::options()
+        .write(true)
+        .open(&day)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let output = run(&["run", "rotate-logs", "--jobs", jobs.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!day.exists(), "the old metrics day is archived and removed");
+    let archives = std::fs::read_dir(state.join("archive")).unwrap().count();
+    assert_eq!(archives, 1, "{}", stderr(&output));
+}
+
+#[test]
 fn completions_and_the_manual_page_know_every_command() {
     for shell in ["bash", "zsh", "fish"] {
         let output = run(&["completions", shell]);
