@@ -21,6 +21,7 @@ pub mod logging;
 pub mod monitor;
 pub mod notify;
 pub mod probes;
+pub mod remote_write;
 pub mod report;
 pub mod rotate;
 pub mod rule_test;

@@ -103,6 +103,14 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         // Delivery goes on through the shutdown grace, for what the last runs queue.
         let delivery_stop = CancellationToken::new();
         let deliverers = notifiers.start(delivery_stop.clone());
+        // Remote write drains beside the notifiers, with the same grace.
+        let remote_write = config.remote_write.as_ref().and_then(|spec| {
+            crate::remote_write::RemoteWriter::new(spec, &config.data_dir, clock.clone())
+                .inspect_err(|e| error!(error = %e, "remote write cannot start; nothing is pushed"))
+                .ok()
+        });
+        let remote_write_stats = remote_write.as_ref().map(|w| w.stats());
+        let remote_writer = remote_write.map(|w| tokio::spawn(w.run(delivery_stop.clone())));
         let (entries, mut running, _) =
             super::reload::entries(config.clone(), &clock, &notifiers, None);
         if entries.is_empty() {
@@ -120,8 +128,23 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         ));
         tokio::spawn(signals.watch(stop.clone(), hup));
         tokio::spawn(crate::footprint::release_periodically(stop.clone()));
-        let scheduler = Scheduler::new(clock.clone(), config.zone.clone(), entries);
+        let mut scheduler = Scheduler::new(clock.clone(), config.zone.clone(), entries);
+        if let Some(every) = super::sd_notify::watchdog() {
+            // Half the interval, as sd_watchdog_enabled(3) advises: a ping late by a busy
+            // moment still arrives in time.
+            info!(
+                watchdog_s = every.as_secs_f64(),
+                "pinging systemd's watchdog from the scheduler loop"
+            );
+            scheduler = scheduler.with_watchdog(
+                every / 2,
+                Arc::new(|| super::sd_notify::notify("WATCHDOG=1")),
+            );
+        }
         let mut context = None;
+        if listener.is_some() {
+            running.listening = Some(status.clone());
+        }
         if let Some((listener, spec)) = listener {
             info!(
                 url = %status,
@@ -134,6 +157,7 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
                 clock: clock.clone(),
                 started: clock.now(),
                 reloads: std::sync::Mutex::default(),
+                remote_write: remote_write_stats,
             });
             tokio::spawn(crate::status::serve(
                 listener,
@@ -150,7 +174,7 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
             tokio::spawn(async move {
                 while hups.recv().await.is_some() {
                     info!(jobs_file = %file.display(), "reloading");
-                    let outcome = super::reload::reload(
+                    let outcome = super::reload::on_request(
                         &file,
                         &mut running,
                         &clock,
@@ -194,6 +218,9 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         // What is still queued stays in the outbox and goes out after the next start.
         delivery_stop.cancel();
         futures_util::future::join_all(deliverers).await;
+        if let Some(writer) = remote_writer {
+            let _ = writer.await;
+        }
         match shutdown {
             Shutdown::Clean => {
                 info!("runner stopped");

@@ -40,6 +40,8 @@ pub struct Config {
     /// `watch`: reload when the jobs file, a rule file or a template changes.
     pub watch: bool,
     pub notifiers: IndexMap<String, NotifierSpec>,
+    /// `remote_write`: where samples are pushed; `None`: nowhere.
+    pub remote_write: Option<RemoteWriteSpec>,
     pub jobs: IndexMap<String, JobSpec>,
     /// Things worth saying once at start that do not stop runner (a notifier left off).
     pub warnings: Problems,
@@ -76,6 +78,22 @@ impl ListenSpec {
         }
         Ok(ListenSpec { address, auth })
     }
+}
+
+/// A Prometheus remote-write receiver, checked: every header buildable, every secret set.
+#[derive(Debug, Clone)]
+pub struct RemoteWriteSpec {
+    /// The write endpoint; may hold a token.
+    pub url: Secret,
+    /// Headers sent with every request (auth included), values secret.
+    pub headers: Vec<(String, Secret)>,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Most samples in one request.
+    pub max_batch: usize,
+    /// Samples older than this when their turn comes are skipped.
+    pub max_age: Duration,
 }
 
 /// A secret from the config (URL, token, password): usable, never printed.

@@ -28,6 +28,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listen_auth",
     "watch",
     "notifiers",
+    "remote_write",
     "jobs",
 ];
 
@@ -61,9 +62,56 @@ pub struct RawConfig {
     /// Named destinations for alerts and reports; `log` is built in and needs no entry.
     #[serde(default)]
     pub notifiers: IndexMap<Text, Section<NotifierConfig>>,
+    /// Where every monitor tick's samples are pushed with Prometheus remote write; nothing is
+    /// pushed without it.
+    #[serde(default)]
+    pub remote_write: Option<RemoteWriteConfig>,
     /// Named jobs, each with a `type` and a `schedule`.
     #[serde(default)]
     pub jobs: IndexMap<Text, Section<JobConfig>>,
+}
+
+/// `remote_write`: a Prometheus remote-write 1.0 receiver (Prometheus, VictoriaMetrics, Mimir,
+/// Thanos, Cortex, Grafana Cloud) and how runner talks to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver's write endpoint (`https://metrics.example.com/api/v1/write`); may hold a
+    /// secret, so it is never printed.
+    pub url: Text,
+    /// `Authorization: Bearer <token>`; from `${VAR}`.
+    #[serde(default)]
+    pub bearer_token: Option<Text>,
+    /// HTTP basic authentication, its password from `${VAR}`.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// A PEM file of the CA certificates that sign the receiver's certificate, trusted besides
+    /// the system's.
+    #[serde(default)]
+    pub ca_file: Option<Text>,
+    /// Extra request headers (`X-Scope-OrgID` for Mimir and Cortex); values may use `${VAR}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, Text>,
+    /// Longest one request may take (default `30s`).
+    #[serde(default)]
+    pub timeout: Option<Text>,
+    /// Most samples in one request (default 2000).
+    #[serde(default)]
+    pub max_batch: Option<Spanned<u64>>,
+    /// Samples older than this when their turn comes are skipped and counted, not sent
+    /// (default `2h`): most receivers refuse samples that old.
+    #[serde(default)]
+    pub max_age: Option<Text>,
+}
+
+/// A user name and a password from the environment (HTTP basic authentication).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// The user name.
+    pub username: Text,
+    /// The password; from `${VAR}`.
+    pub password: Text,
 }
 
 /// `listen_auth`: a bearer token, or a user name and password (HTTP basic), each secret from

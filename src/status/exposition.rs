@@ -2,11 +2,8 @@
 //! `Accept` prefers it: every value of each monitor's latest sample, and runner's own health
 //! (job runs, rule evaluations, alerts, notifier delivery).
 //!
-//! Names follow Prometheus conventions: `runner_<family>_<field>`, base units (`_ms` becomes
-//! `_seconds`, `_days` `_seconds`, `_per_sec` `_per_second`; `_percent` stays 0-100), the
-//! instance as a label named for what it is (`cpu`, `mount`, `device`, `interface`, or `name`
-//! for probes of other things; `part` for a database or standby inside one), and `host` and
-//! `runner_job` (the monitor) on every series. `runner_job` because Prometheus sets `job`.
+//! Samples are named and labelled by `store::prometheus`, the one mapping remote write uses
+//! too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,10 +11,12 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use crate::alerts::lifecycle::Phase;
-use crate::config::probes::{Instances, PROBE_TYPES};
 use crate::notify::{NotifierHealth, RuleStats};
 use crate::scheduler::{JobStats, SchedulerState};
+use crate::store::prometheus;
 use crate::store::sample::Sample;
+
+pub use crate::store::prometheus::{PromName, prometheus_field, series_of};
 
 /// One series: its labels and value.
 type Series = (Vec<(&'static str, String)>, f64);
@@ -131,90 +130,6 @@ fn escape_label(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `[a-zA-Z0-9_]` only: the rest becomes `_`.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
-
-/// The label an instance of `family` gets.
-fn instance_label(family: &str) -> &'static str {
-    match family {
-        "cpu" => "cpu",
-        "disk" => "mount",
-        "disk_io" => "device",
-        "net_io" => "interface",
-        _ => "name",
-    }
-}
-
-/// A runner field's Prometheus name and the factor that brings its value to the base unit.
-pub fn prometheus_field(field: &str) -> (String, f64) {
-    let field = sanitize(field);
-    if let Some(stem) = field.strip_suffix("_ms") {
-        (format!("{stem}_seconds"), 0.001)
-    } else if let Some(stem) = field.strip_suffix("_days") {
-        (format!("{stem}_seconds"), 86_400.0)
-    } else if let Some(stem) = field.strip_suffix("_s") {
-        (format!("{stem}_seconds"), 1.0)
-    } else if let Some(stem) = field.strip_suffix("_per_sec") {
-        (format!("{stem}_per_second"), 1.0)
-    } else {
-        (field, 1.0)
-    }
-}
-
-/// How one of runner's metric names shows in Prometheus.
-#[derive(Debug)]
-pub struct PromName {
-    pub name: String,
-    pub labels: Vec<(&'static str, String)>,
-    /// What the value is multiplied by to be in the base unit.
-    pub factor: f64,
-    pub help: String,
-}
-
-/// `cpu.total.usage_percent` → `runner_cpu_usage_percent{cpu="total"}`.
-pub fn series_of(name: &str) -> Option<PromName> {
-    let parts: Vec<&str> = name.split('.').collect();
-    let family = *parts.first()?;
-    let described = PROBE_TYPES.iter().find(|t| t.name == family);
-    let flat = described.is_some_and(|t| matches!(t.instances, Instances::None));
-    let (labels, field): (Vec<(&'static str, String)>, &str) = match (flat, parts.as_slice()) {
-        (true, [_, field]) => (Vec::new(), field),
-        (false, [_, instance, field]) => {
-            (vec![(instance_label(family), instance.to_string())], field)
-        }
-        (false, [_, instance, part, field]) => (
-            vec![
-                (instance_label(family), instance.to_string()),
-                ("part", part.to_string()),
-            ],
-            field,
-        ),
-        _ => return None,
-    };
-    let help = described
-        .and_then(|t| {
-            t.fields
-                .iter()
-                .chain(t.nested_fields)
-                .find(|f| f.name == field)
-        })
-        .map_or_else(
-            || format!("`{field}` of the {family} probe"),
-            |f| f.help.to_string(),
-        );
-    let (prom_field, factor) = prometheus_field(field);
-    Some(PromName {
-        name: format!("runner_{}_{prom_field}", sanitize(family)),
-        labels,
-        factor,
-        help,
-    })
-}
-
 /// One job as `/metrics` and the status page show it.
 pub struct JobView {
     pub name: String,
@@ -254,6 +169,8 @@ pub struct Snapshot<'a> {
     /// Each monitor's rule files and their evaluations.
     pub rules: BTreeMap<String, RuleStats>,
     pub reloads: super::Reloads,
+    /// What remote write did, when it is on.
+    pub remote_write: Option<&'a crate::remote_write::Stats>,
 }
 
 /// The whole exposition.
@@ -308,16 +225,23 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
             let Some(prom) = series_of(name.as_ref()) else {
                 continue;
             };
-            let mut all = vec![host(), monitor()];
-            all.extend(prom.labels);
-            f.add(prom.name, &prom.help, "gauge", (all, value * prom.factor));
+            let labels = prometheus::monitor_labels(s.host, &sample.job, &prom.labels);
+            f.add(
+                prom.name,
+                &prom.help,
+                "gauge",
+                (labels, value * prom.factor),
+            );
         }
         for (probe, _) in &sample.errors {
             f.add(
-                "runner_probe_failing".into(),
-                "1 for each probe whose latest reading failed (the reason is in the metrics log's `errors`)",
+                prometheus::PROBE_FAILING.into(),
+                prometheus::PROBE_FAILING_HELP,
                 "gauge",
-                (vec![host(), monitor(), ("probe", probe.clone())], 1.0),
+                (
+                    prometheus::probe_failing_labels(s.host, &sample.job, probe),
+                    1.0,
+                ),
             );
         }
     }
@@ -480,6 +404,40 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
             ),
         );
     }
+    if let Some(rw) = s.remote_write {
+        use crate::remote_write::Stats;
+        for (name, help, value) in [
+            (
+                "runner_remote_write_samples_sent_total",
+                "samples the remote-write receiver acknowledged",
+                Stats::get(&rw.sent),
+            ),
+            (
+                "runner_remote_write_samples_retried_total",
+                "samples in remote-write requests that failed (5xx, 429, no answer) and are sent again",
+                Stats::get(&rw.retried),
+            ),
+        ] {
+            f.add(name.into(), help, "counter", (vec![host()], value as f64));
+        }
+        for (reason, value) in [
+            ("rejected", Stats::get(&rw.rejected)),
+            ("too_old", Stats::get(&rw.too_old)),
+        ] {
+            f.add(
+                "runner_remote_write_samples_dropped_total".into(),
+                "samples not sent: refused by the receiver (a 4xx other than 429), or older than max_age when their turn came",
+                "counter",
+                (vec![host(), ("reason", reason.into())], value as f64),
+            );
+        }
+        f.add(
+            "runner_remote_write_backlog_age_seconds".into(),
+            "how long the oldest sample not yet acknowledged by the remote-write receiver has waited; 0 when all is sent",
+            "gauge",
+            (vec![host()], rw.backlog_age(s.now).as_secs_f64()),
+        );
+    }
     for n in &s.notifiers {
         let label = || ("notifier", n.name.clone());
         f.add(
@@ -525,39 +483,6 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn runner_names_become_prometheus_series_in_base_units() {
-        let p = series_of("cpu.total.usage_percent").unwrap();
-        assert_eq!(p.name, "runner_cpu_usage_percent");
-        assert_eq!(p.labels, [("cpu", "total".to_string())]);
-        assert_eq!(p.factor, 1.0);
-        let p = series_of("ping.gateway.rtt_avg_ms").unwrap();
-        assert_eq!(p.name, "runner_ping_rtt_avg_seconds");
-        assert_eq!(p.labels, [("name", "gateway".to_string())]);
-        assert_eq!(p.factor, 0.001);
-        assert!(!p.help.is_empty());
-        let p = series_of("memory.used_percent").unwrap();
-        assert_eq!(
-            (p.name.as_str(), p.labels.len()),
-            ("runner_memory_used_percent", 0)
-        );
-        let p = series_of("http.shop.cert_expiry_days").unwrap();
-        assert_eq!(
-            (p.name.as_str(), p.factor),
-            ("runner_http_cert_expiry_seconds", 86_400.0)
-        );
-        assert_eq!(p.labels[0].0, "name");
-        let p = series_of("postgres.main.shop.commits_per_sec").unwrap();
-        assert_eq!(p.name, "runner_postgres_commits_per_second");
-        assert_eq!(p.labels[1], ("part", "shop".to_string()));
-        let p = series_of("postgres.main.oldest_transaction_s").unwrap();
-        assert_eq!(p.name, "runner_postgres_oldest_transaction_seconds");
-        assert_eq!(
-            series_of("disk_io.dm_0.await_ms").unwrap().labels[0].0,
-            "device"
-        );
-    }
-
     /// Series that exist from the start with 0, so `increase()` and `absent()` work, and that
     /// count what the logs repaired and stderr dropped.
     #[test]
@@ -572,6 +497,7 @@ mod tests {
             notifiers: Vec::new(),
             rules: BTreeMap::new(),
             reloads: super::super::Reloads::default(),
+            remote_write: None,
         };
         let value = |text: &str, series: &str| -> f64 {
             text.lines()

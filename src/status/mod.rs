@@ -37,6 +37,8 @@ pub struct Context {
     pub clock: SharedClock,
     pub started: DateTime<Utc>,
     pub reloads: std::sync::Mutex<Reloads>,
+    /// What remote write did, when `remote_write` is set.
+    pub remote_write: Option<Arc<crate::remote_write::Stats>>,
 }
 
 /// How the reloads since start went.
@@ -127,6 +129,7 @@ fn page(context: &Context, path: &str, accept: &str) -> Response {
                 samples: &samples,
                 jobs: exposition::JobView::all(&context.scheduler, config.jobs.keys()),
                 reloads: context.reloads(),
+                remote_write: context.remote_write.as_deref(),
                 alerts: alert_phases(context),
                 notifiers: context.notifiers.health(),
                 rules: context
@@ -449,7 +452,20 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
                 .unwrap_or_else(|| "–".into()),
         ));
     }
-    html.push_str("</table></body></html>\n");
+    html.push_str("</table>");
+    if let Some(rw) = &context.remote_write {
+        use crate::remote_write::Stats;
+        html.push_str(&format!(
+            "<h2>Remote write</h2><table><tr><th class=\"n\">samples sent</th><th class=\"n\">retried</th><th class=\"n\">dropped (refused)</th><th class=\"n\">dropped (older than max_age)</th><th class=\"n\">backlog age</th></tr>\
+<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} s</td></tr></table>",
+            Stats::get(&rw.sent),
+            Stats::get(&rw.retried),
+            Stats::get(&rw.rejected),
+            Stats::get(&rw.too_old),
+            rw.backlog_age(now).as_secs(),
+        ));
+    }
+    html.push_str("</body></html>\n");
     html
 }
 

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod chunk;
 pub mod daily;
 pub mod history;
+pub mod prometheus;
 pub mod rollups;
 pub mod sample;
 pub mod sketch;

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("alerts", 8),
     ("servicenow", 9),
     ("notify", 10),
+    ("remote_write", 10),
     ("monitor", 11),
     ("report", 11),
     ("rotate", 11),

@@ -19,6 +19,7 @@ use yaml::parse_sections;
 
 mod jobs;
 mod notifiers;
+mod remote_write;
 mod yaml;
 
 pub use notifiers::{instance_url, signing_key};
@@ -165,6 +166,11 @@ impl Builder<'_> {
     ) {
         let problem = self.problem(at, field, message).help(help);
         self.problems.push(problem);
+    }
+
+    /// Keeps a secret written in the file out of every source line `check` shows.
+    pub(in crate::config) fn conceal(&mut self, secret: &str) {
+        self.problems.conceal(secret);
     }
 
     pub(in crate::config) fn warn(
@@ -506,6 +512,10 @@ impl Builder<'_> {
                 built_notifiers.insert(name.value.clone(), spec);
             }
         }
+        let remote_write = top
+            .remote_write
+            .as_ref()
+            .and_then(|config| self.remote_write(config));
         let known_notifiers: Vec<String> = std::iter::once("log".to_string())
             .chain(built_notifiers.keys().cloned())
             .collect();
@@ -562,6 +572,7 @@ impl Builder<'_> {
             listen_auth,
             watch: top.watch,
             notifiers: built_notifiers,
+            remote_write,
             jobs: built_jobs,
             warnings: self.problems.clone(),
             missing_files: self.missing_files.clone(),

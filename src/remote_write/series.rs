@@ -1,0 +1,111 @@
+//! One metrics log line as the samples remote write sends: every metric under its `/metrics`
+//! name and labels (`store::prometheus`, the one mapping), `runner_probe_failing` for each
+//! failed probe, and an `ALERTS` series for each alert firing at the tick, all at the tick's
+//! timestamp in milliseconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::alerts::Active;
+use crate::store::prometheus;
+use crate::store::sample::SampleView;
+
+/// A series' labels, `__name__` included, sorted by name.
+pub type Labels = Arc<[(String, String)]>;
+
+/// A sample of one series.
+pub type Point = (Labels, f64);
+
+/// Turns lines into points, remembering each series' labels (a monitor sends the same ones
+/// every tick).
+#[derive(Debug, Default)]
+pub struct Converter {
+    /// By host, job and runner name; `None` for a name Prometheus has no series for.
+    metrics: HashMap<(String, String, String), Option<(Labels, f64)>>,
+    failing: HashMap<(String, String, String), Labels>,
+}
+
+fn sorted(name: String, labels: Vec<(&'static str, String)>) -> Labels {
+    let mut all: Vec<(String, String)> = Vec::with_capacity(labels.len() + 1);
+    all.push(("__name__".to_string(), name));
+    all.extend(labels.into_iter().map(|(k, v)| (k.to_string(), v)));
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all.into()
+}
+
+impl Converter {
+    /// The points of one tick, in a fixed order (metrics as logged, failed probes, alerts), so
+    /// a batch that ends inside a tick resumes at the same point after a restart.
+    pub fn points(&mut self, view: &SampleView<'_>, firing: &[Active], out: &mut Vec<Point>) {
+        let (host, job) = (view.host(), view.job());
+        for (name, value) in view.metrics() {
+            let key = (host.to_string(), job.to_string(), name.to_string());
+            let entry = self.metrics.entry(key).or_insert_with(|| {
+                prometheus::series_of(name).map(|prom| {
+                    let labels = prometheus::monitor_labels(host, job, &prom.labels);
+                    (sorted(prom.name, labels), prom.factor)
+                })
+            });
+            if let Some((labels, factor)) = entry {
+                out.push((labels.clone(), value * *factor));
+            }
+        }
+        for (probe, _) in view.errors() {
+            let key = (host.to_string(), job.to_string(), probe.to_string());
+            let labels = self.failing.entry(key).or_insert_with(|| {
+                sorted(
+                    prometheus::PROBE_FAILING.to_string(),
+                    prometheus::probe_failing_labels(host, job, &probe),
+                )
+            });
+            out.push((labels.clone(), 1.0));
+        }
+        for alert in firing {
+            let labels = prometheus::alert_labels(
+                host,
+                job,
+                &alert.name,
+                &alert.severity,
+                "firing",
+                &alert.labels,
+            );
+            out.push((labels.into(), 1.0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sample::LineParser;
+
+    #[test]
+    fn a_line_becomes_the_series_metrics_shows_plus_alerts() {
+        let line = r#"{"ts":"2026-12-06T10:00:00.250Z","host":"web-1","job":"monitor","metrics":{"cpu.total.usage_percent":12.5,"ping.gw.rtt_avg_ms":3},"errors":{"disk":"gone"}}"#;
+        let mut parser = LineParser::default();
+        let view = parser.parse(line).unwrap();
+        let firing = [Active {
+            name: "HighCpu".into(),
+            severity: "warning".into(),
+            labels: Default::default(),
+        }];
+        let mut out = Vec::new();
+        Converter::default().points(&view, &firing, &mut out);
+        let text: Vec<String> = out
+            .iter()
+            .map(|(labels, v)| {
+                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} {v}", l.join(","))
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "__name__=runner_cpu_usage_percent,cpu=total,host=web-1,runner_job=monitor 12.5",
+                "__name__=runner_ping_rtt_avg_seconds,host=web-1,name=gw,runner_job=monitor 0.003",
+                "__name__=runner_probe_failing,host=web-1,probe=disk,runner_job=monitor 1",
+                "__name__=ALERTS,alertname=HighCpu,alertstate=firing,host=web-1,runner_job=monitor,severity=warning 1",
+            ]
+        );
+    }
+}
