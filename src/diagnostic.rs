@@ -82,6 +82,12 @@ impl Problem {
 
     /// The full report with the offending source line and a caret under the place.
     pub fn render(&self, source: Option<&str>) -> String {
+        self.render_concealed(source, &[])
+    }
+
+    /// `render`, with each of `secrets` in the source line shown as `****` (the caret still
+    /// under the same text).
+    fn render_concealed(&self, source: Option<&str>, secrets: &[String]) -> String {
         let mut out = String::new();
         let label = match self.severity {
             Severity::Error => "error",
@@ -98,6 +104,7 @@ impl Problem {
             let chars = text.chars().count() as u64;
             let start = self.column.saturating_sub(1).min(chars);
             let width = self.width.min(chars.saturating_sub(start)).max(1);
+            let (text, start, width) = conceal(text, secrets, start, width);
             out.push_str(&format!("{gutter} |\n"));
             out.push_str(&format!("{} | {}\n", self.line, text));
             out.push_str(&format!(
@@ -126,19 +133,78 @@ impl fmt::Display for Problem {
     }
 }
 
+/// What stands for a concealed secret in a rendered source line.
+const CONCEALED: &str = "****";
+
+/// `text` with every occurrence of a secret replaced, and the caret's start and width (in
+/// characters) moved to cover the same text as before.
+fn conceal(text: &str, secrets: &[String], start: u64, width: u64) -> (String, u64, u64) {
+    if !secrets
+        .iter()
+        .any(|s| !s.is_empty() && text.contains(s.as_str()))
+    {
+        return (text.to_string(), start, width);
+    }
+    let mut out = String::with_capacity(text.len());
+    // For each character of `text`, the characters of `out` it became.
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    let mut at = 0u64;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let secret = secrets
+            .iter()
+            .find(|s| !s.is_empty() && rest.starts_with(s.as_str()));
+        match secret {
+            Some(secret) => {
+                let end = at + CONCEALED.len() as u64;
+                spans.extend(secret.chars().map(|_| (at, end)));
+                out.push_str(CONCEALED);
+                at = end;
+                rest = &rest[secret.len()..];
+            }
+            None => {
+                spans.push((at, at + 1));
+                out.push(c);
+                at += 1;
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    let first = spans.get(start as usize).map_or(at, |s| s.0);
+    let last = spans
+        .get((start + width).saturating_sub(1) as usize)
+        .map_or(at, |s| s.1);
+    (out, first, last.saturating_sub(first).max(1))
+}
+
 /// Every problem found in one pass over the files, errors and warnings together.
 #[derive(Clone, Debug, Default)]
 pub struct Problems {
     items: Vec<Problem>,
+    /// Secrets written in the files (a password in a connection string): never shown in a
+    /// rendered source line.
+    conceal: Vec<String>,
 }
 
 impl Problems {
+    /// Keeps `secret` out of every source line these problems render.
+    pub fn conceal(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.conceal.iter().any(|s| s == secret) {
+            self.conceal.push(secret.to_string());
+            // The longest first, so a secret containing another is hidden whole.
+            self.conceal.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
     pub fn push(&mut self, problem: Problem) {
         self.items.push(problem);
     }
 
     pub fn extend(&mut self, other: Problems) {
         self.items.extend(other.items);
+        for secret in &other.conceal {
+            self.conceal(secret);
+        }
     }
 
     pub fn has_errors(&self) -> bool {
@@ -185,7 +251,7 @@ impl Problems {
                     text
                 }
             };
-            out.push_str(&problem.render(source.as_deref()));
+            out.push_str(&problem.render_concealed(source.as_deref(), &self.conceal));
             out.push('\n');
         }
         out
@@ -196,6 +262,7 @@ impl From<Problem> for Problems {
     fn from(problem: Problem) -> Self {
         Problems {
             items: vec![problem],
+            conceal: Vec::new(),
         }
     }
 }
@@ -271,6 +338,20 @@ mod tests {
     fn whole_file_problem_has_no_snippet() {
         let problem = Problem::error(Path::new("jobs.yaml"), "empty");
         assert_eq!(problem.render(Some("")), "error: empty\n --> jobs.yaml\n");
+    }
+
+    #[test]
+    fn a_concealed_secret_is_masked_and_the_caret_stays_under_its_text() {
+        let secrets = ["hunter2".to_string()];
+        let line = "dsn: \"postgres://u:hunter2@db1/shop\", x: 1";
+        // The caret under the whole quoted string, then under `x` after it.
+        let (text, start, width) = conceal(line, &secrets, 5, 31);
+        assert_eq!(text, "dsn: \"postgres://u:****@db1/shop\", x: 1");
+        assert_eq!((start, width), (5, 28));
+        let (_, start, width) = conceal(line, &secrets, 38, 1);
+        assert_eq!((start, width), (35, 1));
+        let (text, ..) = conceal("no secret here", &secrets, 0, 2);
+        assert_eq!(text, "no secret here");
     }
 
     #[test]

@@ -310,6 +310,53 @@ impl PgServer {
         client
     }
 
+    /// The folder holding the server's Unix socket (a libpq `host=` for it).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces `pg_hba.conf` with `local all postgres trust` (the tests' own sessions) and
+    /// `rules`, and waits until the server has read it.
+    pub async fn hba(&self, rules: &str) {
+        std::fs::write(
+            self.dir.path().join("data/pg_hba.conf"),
+            format!("local all postgres trust\n{rules}\n"),
+        )
+        .unwrap();
+        let loaded_at = |client: tokio_postgres::Client| async move {
+            client
+                .query_one("SELECT pg_conf_load_time()::text", &[])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        };
+        let before = loaded_at(self.admin("postgres").await).await;
+        let admin = self.admin("postgres").await;
+        admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .unwrap();
+        let errors: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(errors, 0, "{rules}");
+        // The postmaster reads the files on the signal, after pg_reload_conf returns; a new
+        // session carries the time it last did.
+        let started = Instant::now();
+        while loaded_at(self.admin("postgres").await).await == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "pg_hba.conf never reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The probe's connection string, without its password (that comes from the environment).
     pub fn probe_dsn(&self, db: &str) -> String {
         format!(

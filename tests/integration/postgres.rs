@@ -463,6 +463,108 @@ async fn tls_is_checked_as_sslmode_says() {
     }
 }
 
+/// What libpq does for each `sslmode` under one pg_hba.conf rule: `Some(encrypted)` when it
+/// connects, `None` when the server refuses it.
+struct HbaCase {
+    rule: &'static str,
+    unix: bool,
+    modes: [(&'static str, Option<bool>); 5],
+}
+
+#[tokio::test]
+async fn every_sslmode_connects_as_libpq_does_under_hostssl_hostnossl_and_local_rules() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path(), "runner test CA");
+    let key = certs.path().join("server.key");
+    crate::pg_server::give_key_to_server(&key);
+    let server = PgServer::start(&[
+        "ssl=on",
+        &format!(
+            "ssl_cert_file={}",
+            certs.path().join("server.crt").display()
+        ),
+        &format!("ssl_key_file={}", key.display()),
+    ])
+    .await;
+    let admin = server.admin("postgres").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = format!(", ca_file: \"{}\"", certs.path().join("ca.crt").display());
+    let cases = [
+        HbaCase {
+            rule: "hostssl all runner 127.0.0.1/32 scram-sha-256",
+            unix: false,
+            modes: [
+                ("disable", None),
+                ("allow", Some(true)),
+                ("prefer", Some(true)),
+                ("require", Some(true)),
+                ("verify-full", Some(true)),
+            ],
+        },
+        HbaCase {
+            rule: "hostnossl all runner 127.0.0.1/32 scram-sha-256",
+            unix: false,
+            modes: [
+                ("disable", Some(false)),
+                ("allow", Some(false)),
+                ("prefer", Some(false)),
+                ("require", None),
+                ("verify-full", None),
+            ],
+        },
+        // libpq ignores sslmode over a Unix socket: the server offers no TLS there.
+        HbaCase {
+            rule: "local all runner scram-sha-256",
+            unix: true,
+            modes: [
+                ("disable", Some(false)),
+                ("allow", Some(false)),
+                ("prefer", Some(false)),
+                ("require", Some(false)),
+                ("verify-full", Some(false)),
+            ],
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        server.hba(case.rule).await;
+        for (mode, expected) in case.modes {
+            let host = if case.unix {
+                server.socket_dir().display().to_string()
+            } else {
+                "localhost hostaddr=127.0.0.1".to_string()
+            };
+            let application = format!("case{i}_{}", mode.replace('-', "_"));
+            let dsn = format!(
+                "host={host} port={} user=runner dbname=shop sslmode={mode} application_name={application}",
+                server.port
+            );
+            let mut set = probe(dir.path(), &dsn, PROBE_PASSWORD, &ca);
+            let t = tick(&mut set).await;
+            let what = format!("{} with sslmode={mode}", case.rule);
+            match expected {
+                Some(encrypted) => {
+                    assert!(t.errors.is_empty(), "{what}: {:?}", t.errors);
+                    assert_eq!(t.get("up"), 1.0, "{what}");
+                    let ssl: bool = admin
+                        .query_one(
+                            "SELECT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = $1",
+                            &[&application],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(ssl, encrypted, "{what}");
+                }
+                None => {
+                    assert_eq!(t.get("up"), 0.0, "{what}");
+                    let error = &t.errors["postgres.main"];
+                    assert!(error.contains("no pg_hba.conf entry"), "{what}: {error}");
+                }
+            }
+        }
+    }
+}
+
 /// Every `postgres.main.*` value of every sample the monitor wrote so far.
 fn written(dir: &Path, field: &str) -> Vec<f64> {
     let mut values = Vec::new();
@@ -560,6 +662,8 @@ fn a_password_in_the_file_a_wrong_sslmode_or_a_missing_ca_are_located_check_erro
     let env = |key: &str| {
         (key == "PG_DSN").then(|| "postgres://runner:from-the-env@db1/shop".to_string())
     };
+    // On disk, so the problems show their source lines as `runner check` does.
+    std::fs::write(&file, yaml).unwrap();
     let problems = runner::config::build::parse(&file, yaml, &env)
         .expect_err("refused")
         .render();
@@ -580,6 +684,17 @@ fn a_password_in_the_file_a_wrong_sslmode_or_a_missing_ca_are_located_check_erro
         "from the environment: {problems}"
     );
     assert!(!problems.contains("from-the-env"), "{problems}");
+    // The source lines show where the password is, not what it is.
+    assert!(!problems.contains("hunter2"), "{problems}");
+    assert!(
+        problems.contains(&format!(
+            "dsn: \"postgres://runner:****@db1/shop\" }}\n  | {}{}\n",
+            " ".repeat(40),
+            "^".repeat(33)
+        )),
+        "{problems}"
+    );
+    assert!(problems.contains("password: \"****\" }"), "{problems}");
 }
 
 #[tokio::test]

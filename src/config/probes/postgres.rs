@@ -174,8 +174,10 @@ named_probe_config! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
     Disable,
-    /// TLS when the server offers it, without checking its certificate (libpq's `allow` and
-    /// `prefer`, the default).
+    /// Plaintext first; TLS, its certificate not checked, when the server refuses plaintext.
+    Allow,
+    /// TLS when the server offers it, its certificate not checked, and plaintext when the
+    /// server refuses the encrypted session (libpq's default).
     Prefer,
     /// TLS or no connection; the certificate is checked against the CA when one is given.
     Require,
@@ -187,8 +189,8 @@ pub enum TlsMode {
 
 #[derive(Debug, Clone)]
 pub struct PostgresSpec {
-    /// Without `sslmode` and `sslrootcert`, which runner handles itself. Its `Debug` hides
-    /// the password.
+    /// Without `sslmode` and `sslrootcert`, which runner handles itself (the probe sets
+    /// tokio-postgres' own `ssl_mode` for each attempt). Its `Debug` hides the password.
     pub config: tokio_postgres::Config,
     pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
@@ -234,6 +236,9 @@ impl Check for PostgresProbeConfig {
             && !password.is_empty()
             && written_in(&self.dsn.value, password)
         {
+            for written in written_forms(password) {
+                b.conceal(&written);
+            }
             b.error_help(
                 &self.dsn.referenced,
                 &dsn_field,
@@ -245,6 +250,7 @@ impl Check for PostgresProbeConfig {
             let password_field = format!("{field}.password");
             if let Some(expanded) = b.expand(text, &password_field) {
                 if expanded.vars.is_empty() {
+                    b.conceal(&expanded.value);
                     b.error_help(
                         &text.referenced,
                         &password_field,
@@ -300,11 +306,6 @@ impl Check for PostgresProbeConfig {
         if tls == TlsMode::Require && ca_file.is_some() {
             tls = TlsMode::VerifyCa;
         }
-        config.ssl_mode(match tls {
-            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
-            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            _ => tokio_postgres::config::SslMode::Require,
-        });
         if config.get_application_name().is_none() {
             config.application_name("runner");
         }
@@ -320,7 +321,8 @@ impl Check for PostgresProbeConfig {
 fn tls_mode(value: &str) -> Option<TlsMode> {
     Some(match value {
         "disable" => TlsMode::Disable,
-        "allow" | "prefer" => TlsMode::Prefer,
+        "allow" => TlsMode::Allow,
+        "prefer" => TlsMode::Prefer,
         "require" => TlsMode::Require,
         "verify-ca" => TlsMode::VerifyCa,
         "verify-full" => TlsMode::VerifyFull,
@@ -331,11 +333,20 @@ fn tls_mode(value: &str) -> Option<TlsMode> {
 /// Whether the password appears as written in the jobs file (rather than from `${VAR}`), as is
 /// or percent-encoded in a URL.
 fn written_in(raw: &str, password: &[u8]) -> bool {
-    let Ok(password) = std::str::from_utf8(password) else {
-        return true;
-    };
-    let encoded: String = form_urlencoded::byte_serialize(password.as_bytes()).collect();
-    raw.contains(password) || raw.contains(&encoded)
+    std::str::from_utf8(password).is_err()
+        || written_forms(password)
+            .iter()
+            .any(|form| raw.contains(form.as_str()))
+}
+
+/// How a password may be spelled in a connection string: as is, or percent-encoded in a URL.
+fn written_forms(password: &[u8]) -> Vec<String> {
+    let mut forms = vec![String::from_utf8_lossy(password).into_owned()];
+    let encoded: String = form_urlencoded::byte_serialize(password).collect();
+    if encoded != forms[0] {
+        forms.push(encoded);
+    }
+    forms
 }
 
 /// `host:port/dbname` of the first host, for messages.

@@ -8,7 +8,8 @@ pub mod tls;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config, SimpleQueryMessage, SimpleQueryRow};
 
 use super::rate::growth;
 use super::{Names, Output};
@@ -101,22 +102,7 @@ impl PostgresProbe {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeout);
         }
-        let client = match self.spec.tls {
-            TlsMode::Disable => {
-                let (client, connection) = config
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| describe(&e))?;
-                tokio::spawn(connection);
-                client
-            }
-            mode => {
-                let tls = tls::MakeRustls::new(mode, self.spec.ca_file.as_deref())?;
-                let (client, connection) = config.connect(tls).await.map_err(|e| describe(&e))?;
-                tokio::spawn(connection);
-                client
-            }
-        };
+        let client = self.open(config).await?;
         let rows = rows(
             client
                 .simple_query(&sql::on_connect(timeout.as_millis()))
@@ -130,6 +116,50 @@ impl PostgresProbe {
             client,
             tick_query: sql::tick(version_num, is_replica),
         })
+    }
+
+    /// Opens a session as libpq would for the `sslmode`: never TLS over a Unix socket (libpq
+    /// ignores `sslmode` there; the server offers none); `allow` tries plaintext, then TLS
+    /// when the server answered with an error (a `hostssl` rule); `prefer` tries TLS, then
+    /// plaintext when the server took TLS but the session failed (a `hostnossl` rule).
+    async fn open(&self, config: Config) -> Result<Client, String> {
+        let hosts = config.get_hosts();
+        let unix_only = !hosts.is_empty()
+            && config.get_hostaddrs().is_empty()
+            && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+        let mode = if unix_only {
+            TlsMode::Disable
+        } else {
+            self.spec.tls
+        };
+        let tls = || tls::MakeRustls::new(mode, self.spec.ca_file.as_deref());
+        match mode {
+            TlsMode::Disable => plain(config).await.map_err(|e| describe(&e)),
+            TlsMode::Allow => match plain(config.clone()).await {
+                Err(first) if first.as_db_error().is_some() => {
+                    encrypted(config, SslMode::Require, tls()?)
+                        .await
+                        .map_err(|e| {
+                            format!("{}; then with TLS: {}", describe(&first), describe(&e))
+                        })
+                }
+                other => other.map_err(|e| describe(&e)),
+            },
+            TlsMode::Prefer => {
+                let make = tls()?;
+                match encrypted(config.clone(), SslMode::Prefer, make.clone()).await {
+                    Err(first) if make.handshake_started() => plain(config).await.map_err(|e| {
+                        format!("{}; then without TLS: {}", describe(&first), describe(&e))
+                    }),
+                    other => other.map_err(|e| describe(&e)),
+                }
+            }
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                encrypted(config, SslMode::Require, tls()?)
+                    .await
+                    .map_err(|e| describe(&e))
+            }
+        }
     }
 
     pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
@@ -395,6 +425,26 @@ pub fn metric_part(name: &str) -> String {
     } else {
         part
     }
+}
+
+/// A session without TLS; its connection is driven on the runtime until the client drops.
+async fn plain(mut config: Config) -> Result<Client, tokio_postgres::Error> {
+    config.ssl_mode(SslMode::Disable);
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A session over TLS (`Require`), or over whatever the server offers (`Prefer`).
+async fn encrypted(
+    mut config: Config,
+    ssl_mode: SslMode,
+    tls: tls::MakeRustls,
+) -> Result<Client, tokio_postgres::Error> {
+    config.ssl_mode(ssl_mode);
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {

@@ -1,12 +1,13 @@
 //! TLS for the `postgres` probe with rustls, checking the server's certificate as libpq's
-//! `sslmode` says: not at all (`prefer`, `require` without a CA), its chain (`verify-ca`), or its
-//! chain and name (`verify-full`).
+//! `sslmode` says: not at all (`allow`, `prefer`, `require` without a CA), its chain
+//! (`verify-ca`), or its chain and name (`verify-full`).
 
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
@@ -24,6 +25,9 @@ use crate::config::probes::postgres::TlsMode;
 #[derive(Clone)]
 pub struct MakeRustls {
     config: Arc<rustls::ClientConfig>,
+    /// Set once the server has agreed to TLS and the handshake began: `sslmode=prefer` tries
+    /// again in plaintext only then, as libpq does (a refused connection is not retried).
+    started: Arc<AtomicBool>,
 }
 
 impl MakeRustls {
@@ -58,7 +62,13 @@ impl MakeRustls {
             .with_no_client_auth();
         Ok(MakeRustls {
             config: Arc::new(config),
+            started: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether a connection made through this (or a clone of it) got as far as a handshake.
+    pub fn handshake_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
     }
 }
 
@@ -144,19 +154,29 @@ where
     type TlsConnect = RustlsConnect;
     type Error = io::Error;
 
+    /// A Unix socket has no host name (tokio-postgres passes ""): the server offers no TLS
+    /// there, so no handshake needs one; a bad TCP host name fails at the handshake.
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
-        let name = ServerName::try_from(domain.to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let name = if domain.is_empty() {
+            None
+        } else {
+            Some(
+                ServerName::try_from(domain.to_string())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            )
+        };
         Ok(RustlsConnect {
             config: self.config.clone(),
             name,
+            started: self.started.clone(),
         })
     }
 }
 
 pub struct RustlsConnect {
     config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
+    name: Option<ServerName<'static>>,
+    started: Arc<AtomicBool>,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -169,11 +189,12 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
+            self.started.store(true, Ordering::Relaxed);
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "no host name for TLS")
+            })?;
             let connector = tokio_rustls::TlsConnector::from(self.config);
-            let tls = connector
-                .connect(self.name, stream)
-                .await
-                .map_err(plain_words)?;
+            let tls = connector.connect(name, stream).await.map_err(plain_words)?;
             Ok(RustlsStream(Box::new(tls)))
         })
     }
