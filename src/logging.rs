@@ -1,4 +1,6 @@
 //! Log output: human lines on a terminal, JSON lines for log shippers; `-v`/`-q` pick the level.
+//! When stderr is the journal's stream, each line starts with its syslog priority (`<3>`), which
+//! journald takes off and keeps as the entry's priority, so `journalctl -p err` finds errors.
 
 use clap::ValueEnum;
 use tracing::level_filters::LevelFilter;
@@ -79,11 +81,19 @@ pub fn dropped_lines() -> u64 {
 /// stderr for log lines. A line it cannot take is dropped and counted: the monitor goes on
 /// when journald restarts or a log pipe's reader exits. tracing's own fallback would print
 /// the failure with `eprintln!`, which panics on the same closed stderr.
-struct Stderr;
+struct Stderr {
+    /// The line's syslog priority, when journald reads stderr.
+    prefix: &'static str,
+}
 
 impl std::io::Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if std::io::stderr().lock().write_all(buf).is_err() {
+        // The formatter hands over one whole line per event: prefix and line go out in one
+        // write, so another thread's line cannot come between them.
+        let mut line = Vec::with_capacity(self.prefix.len() + buf.len());
+        line.extend_from_slice(self.prefix.as_bytes());
+        line.extend_from_slice(buf);
+        if std::io::stderr().lock().write_all(&line).is_err() {
             count_dropped();
         }
         Ok(buf.len())
@@ -94,11 +104,87 @@ impl std::io::Write for Stderr {
     }
 }
 
+/// Makes a [`Stderr`] for each event, with the event's priority when journald reads stderr.
+struct Writers {
+    journal: bool,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writers {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        Stderr { prefix: "" }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Stderr {
+        Stderr {
+            prefix: if self.journal {
+                priority(*meta.level())
+            } else {
+                ""
+            },
+        }
+    }
+}
+
+/// sd-daemon(3)'s prefixes: journald reads them off the start of a line as its priority.
+fn priority(level: tracing::Level) -> &'static str {
+    match level {
+        tracing::Level::ERROR => "<3>",
+        tracing::Level::WARN => "<4>",
+        tracing::Level::INFO => "<6>",
+        _ => "<7>",
+    }
+}
+
+static JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether stderr is connected to journald: systemd sets `JOURNAL_STREAM` to the stream's
+/// `device:inode`, and a child whose stderr was redirected elsewhere inherits the variable, so
+/// it counts only when stderr is that very stream (as systemd.exec(5) says to check).
+pub fn stderr_is_journal() -> bool {
+    *JOURNAL.get_or_init(|| {
+        let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        match std::fs::File::from(stderr).metadata() {
+            Ok(meta) => names_stream(&stream.to_string_lossy(), meta.dev(), meta.ino()),
+            Err(_) => false,
+        }
+    })
+}
+
+/// Whether `JOURNAL_STREAM`'s `device:inode` is `dev` and `ino`.
+fn names_stream(value: &str, dev: u64, ino: u64) -> bool {
+    value
+        .trim()
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
+/// The prefix a line of `level` written to stderr outside the log (a command's `error: …`)
+/// needs for journald to file it at that priority; empty when stderr is not the journal.
+pub fn journal_prefix(level: tracing::Level) -> &'static str {
+    if stderr_is_journal() {
+        priority(level)
+    } else {
+        ""
+    }
+}
+
 /// Installs the global subscriber, writing to stderr so stdout stays for command output.
 pub fn init(format: LogFormat, level: LevelFilter) {
     let _ = FORMAT.set(format);
     let builder = tracing_subscriber::fmt()
-        .with_writer(|| Stderr)
+        .with_writer(Writers {
+            journal: stderr_is_journal(),
+        })
         .log_internal_errors(false)
         .with_max_level(level)
         .with_target(false);
@@ -120,6 +206,16 @@ pub fn init(format: LogFormat, level: LevelFilter) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_stream_must_name_this_very_stream() {
+        assert!(names_stream("8:1234", 8, 1234));
+        assert!(names_stream("8:1234\n", 8, 1234));
+        assert!(!names_stream("8:1235", 8, 1234));
+        assert!(!names_stream("9:1234", 8, 1234));
+        assert!(!names_stream("8", 8, 1234));
+        assert!(!names_stream("", 8, 1234));
+    }
 
     #[test]
     fn control_characters_are_escaped() {

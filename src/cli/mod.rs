@@ -145,8 +145,13 @@ pub enum Command {
     },
     /// Print the manual page (roff): `runner man > /usr/local/share/man/man1/runner.1`.
     Man,
-    /// Ask the scheduler running on this jobs file's data_dir to reload it (as SIGHUP does).
-    Reload,
+    /// Ask the scheduler running on this jobs file's data_dir to reload it (as SIGHUP does),
+    /// wait for its answer and print it: exit 1 when the change was refused, with why.
+    Reload {
+        /// How long to wait for the scheduler's answer (`90s`, `2m`).
+        #[arg(long, default_value = "60s", value_parser = parse_wait)]
+        wait: std::time::Duration,
+    },
     /// Send a clearly marked test alert through one notifier now (it fires, then resolves),
     /// to see a Slack, webhook or ServiceNow set-up work before the first real alert.
     NotifyTest {
@@ -186,7 +191,7 @@ pub fn main() -> ExitCode {
         Some(Command::Test { paths }) => test::run(paths),
         Some(Command::Completions { shell }) => completions::completions(*shell),
         Some(Command::Man) => completions::man(),
-        Some(Command::Reload) => reload::signal_running(&cli.jobs),
+        Some(Command::Reload { wait }) => reload::signal_running(&cli.jobs, *wait),
         Some(Command::NotifyTest { notifier }) => notify_test::run(&cli.jobs, notifier),
         Some(Command::Report {
             job,
@@ -212,6 +217,10 @@ pub fn main() -> ExitCode {
     ExitCode::from(if output::failed() { exit::FAILED } else { code })
 }
 
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::vocab::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
 /// Whether the command line asks for JSON logs (`--log-format json` or `--log-format=json`),
 /// read before clap does: when clap refuses the command line, there is no parsed `Cli` to ask.
 fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
@@ -233,7 +242,8 @@ fn fail(message: impl std::fmt::Display) {
     if crate::logging::is_json() {
         tracing::error!("{message}");
     } else {
-        errln!("error: {message}");
+        let priority = crate::logging::journal_prefix(tracing::Level::ERROR);
+        errln!("{priority}error: {message}");
     }
 }
 

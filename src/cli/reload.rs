@@ -4,14 +4,19 @@
 //! changed jobs start afresh (a monitor warms its history from the metrics log, its alerts from
 //! their saved state); removed jobs stop after their current run. A change with problems, or
 //! one that needs a restart (data_dir, host, timezone, notifiers, listen), keeps the running
-//! configuration and says why.
+//! configuration and says why. The outcome goes to the log, to systemd (`RELOADING=1`, then
+//! `READY=1` with a `STATUS=`) and to `state/last-reload.json`, where `runner reload` waits
+//! for it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
+
+use super::output::errln;
 
 use crate::config::{Config, JobSpec};
 use crate::job::Job;
@@ -23,6 +28,9 @@ use crate::scheduler::clock::SharedClock;
 pub struct Running {
     pub config: Arc<Config>,
     jobs: BTreeMap<String, (String, Arc<Job>)>,
+    /// Where the status page is served (`http://127.0.0.1:9100/`), whichever of `--listen`,
+    /// `RUNNER_LISTEN` or `listen:` chose it: a reload does not move it.
+    pub listening: Option<String>,
 }
 
 /// Everything of a job's settings, secrets shown redacted: equal means unchanged.
@@ -30,17 +38,53 @@ fn fingerprint(spec: &JobSpec) -> String {
     format!("{spec:?}")
 }
 
-/// What a reload cannot change in place.
-fn restart_only(config: &Config) -> String {
-    format!(
-        "{:?}|{}|{}|{:?}|{:?}|{:?}",
-        config.data_dir,
-        config.host,
-        config.zone.name(),
-        config.shutdown_grace,
-        config.notifiers,
-        config.listen.as_ref().map(|l| l.address),
-    )
+/// What a reload cannot change in place and `config` changes from `running`: one line each,
+/// naming the setting.
+fn needs_restart(config: &Config, running: &Running) -> Vec<String> {
+    let old = &running.config;
+    let mut changes = Vec::new();
+    let mut differs = |name: &str, before: String, after: String| {
+        if before != after {
+            changes.push(format!(
+                "`{name}` changed from {before} to {after}: that needs a restart"
+            ));
+        }
+    };
+    differs(
+        "data_dir",
+        old.data_dir.display().to_string(),
+        config.data_dir.display().to_string(),
+    );
+    differs("host", old.host.clone(), config.host.clone());
+    differs(
+        "timezone",
+        old.zone.name().to_string(),
+        config.zone.name().to_string(),
+    );
+    differs(
+        "shutdown_grace",
+        format!("{:?}", old.shutdown_grace),
+        format!("{:?}", config.shutdown_grace),
+    );
+    let address = |c: &Config| match &c.listen {
+        Some(listen) => listen.address.to_string(),
+        None => "none".to_string(),
+    };
+    let (before, after) = (address(old), address(config));
+    if before != after {
+        let serving = match &running.listening {
+            Some(url) => format!("the status page and /metrics stay on {url} until then"),
+            None => "nothing is served until then".to_string(),
+        };
+        changes.push(format!(
+            "`listen` changed from {before} to {after}: that needs a restart; {serving}"
+        ));
+    }
+    // Secrets are redacted in the Debug text, and printing them all would say too much.
+    if format!("{:?}", old.notifiers) != format!("{:?}", config.notifiers) {
+        changes.push("`notifiers` changed: that needs a restart".to_string());
+    }
+    changes
 }
 
 /// The scheduler's entries for `config`, reusing the jobs of `previous` whose settings did not
@@ -87,16 +131,52 @@ pub fn entries(
             task: job,
         });
     }
-    (entries, Running { config, jobs }, kept)
+    (
+        entries,
+        Running {
+            config,
+            jobs,
+            listening: None,
+        },
+        kept,
+    )
 }
 
-/// How a reload went, for `/metrics` and the log.
+/// How a reload went, for `/metrics`, the log and `runner reload`.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub ok: bool,
     pub kept: usize,
     pub changed: usize,
     pub removed: usize,
+    /// Why it was refused: each problem with its place, or each setting that needs a restart.
+    pub problems: Vec<String>,
+}
+
+impl Outcome {
+    fn refused(problems: Vec<String>) -> Outcome {
+        Outcome {
+            problems,
+            ..Outcome::default()
+        }
+    }
+
+    /// One line for systemd's `STATUS=` and `runner reload`.
+    pub fn summary(&self) -> String {
+        if self.ok {
+            format!(
+                "reloaded: {} kept, {} changed or added, {} removed",
+                crate::vocab::words::plural(self.kept, "job"),
+                self.changed,
+                self.removed
+            )
+        } else {
+            format!(
+                "reload refused ({}); the running configuration stays",
+                crate::vocab::words::plural(self.problems.len(), "problem")
+            )
+        }
+    }
 }
 
 /// Loads and checks `file`; when it is sound and changes nothing that needs a restart, hands
@@ -120,18 +200,20 @@ pub async fn reload(
     let (config, problems) = match checked {
         Ok(Ok(checked)) => checked,
         Ok(Err(problems)) => {
+            let mut said = Vec::new();
             for problem in problems.iter() {
                 error!(at = %problem.location(), "reload refused: {}", problem.message);
+                said.push(format!("{}: {}", problem.location(), problem.message));
             }
             warn!(
                 problems = problems.len(),
                 "the jobs file has problems; the running configuration stays"
             );
-            return Outcome::default();
+            return Outcome::refused(said);
         }
         Err(e) => {
             error!(error = %e, "reload failed (a bug); the running configuration stays");
-            return Outcome::default();
+            return Outcome::refused(vec![format!("reload failed (a bug): {e}")]);
         }
     };
     if problems.has_errors() {
@@ -146,17 +228,24 @@ pub async fn reload(
             problems = errors.len(),
             "the change has problems; the running configuration stays"
         );
-        return Outcome::default();
-    }
-    if restart_only(&config) != restart_only(&running.config) {
-        warn!(
-            "data_dir, host, timezone, shutdown_grace, notifiers or listen changed: that needs a restart; the running configuration stays"
+        return Outcome::refused(
+            errors
+                .iter()
+                .map(|p| format!("{}: {}", p.location(), p.message))
+                .collect(),
         );
-        return Outcome::default();
+    }
+    let changes = needs_restart(&config, running);
+    if !changes.is_empty() {
+        for change in &changes {
+            warn!("reload refused: {change}");
+        }
+        warn!("the change needs a restart; the running configuration stays");
+        return Outcome::refused(changes);
     }
     let config = Arc::new(config);
     let before: Vec<String> = running.jobs.keys().cloned().collect();
-    let (entries, next, kept) = entries(config.clone(), clock, notifiers, Some(running));
+    let (entries, mut next, kept) = entries(config.clone(), clock, notifiers, Some(running));
     for job in &kept {
         job.reload_rules();
     }
@@ -169,11 +258,13 @@ pub async fn reload(
         kept: kept.len(),
         changed: config.jobs.len() - kept.len(),
         removed,
+        problems: Vec::new(),
     };
     if scheduler.send(entries).is_err() {
         error!("the scheduler is gone; nothing was reloaded");
-        return Outcome::default();
+        return Outcome::refused(vec!["the scheduler is gone; nothing was reloaded".into()]);
     }
+    next.listening = running.listening.take();
     *running = next;
     info!(
         kept = outcome.kept,
@@ -185,8 +276,68 @@ pub async fn reload(
     outcome
 }
 
-/// `runner reload`: signals the scheduler running on the jobs file's data_dir to reload.
-pub fn signal_running(file: &Path) -> u8 {
+/// A reload asked for (SIGHUP, `runner reload`, `watch`), told to systemd as it begins and
+/// ends, and recorded for `runner reload`.
+pub async fn on_request(
+    file: &Path,
+    running: &mut Running,
+    clock: &SharedClock,
+    notifiers: &Arc<Notifiers>,
+    scheduler: &tokio::sync::mpsc::UnboundedSender<Vec<Entry>>,
+) -> Outcome {
+    let started = super::sd_notify::monotonic_usec();
+    super::sd_notify::reloading();
+    let outcome = reload(file, running, clock, notifiers, scheduler).await;
+    let record = Record {
+        pid: std::process::id(),
+        started_monotonic_usec: started,
+        ok: outcome.ok,
+        summary: outcome.summary(),
+        problems: outcome.problems.clone(),
+    };
+    let path = record_path(&running.config.data_dir);
+    if let Err(e) = write_record(&path, &record) {
+        warn!(path = %path.display(), error = %e, "cannot record how the reload went; `runner reload` will not learn it");
+    }
+    super::sd_notify::notify(&format!("READY=1\nSTATUS={}", record.summary));
+    outcome
+}
+
+/// How the last reload went, for `runner reload` in another process.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    /// The scheduler's pid: a record left by an earlier scheduler is not this one's answer.
+    pid: u32,
+    /// CLOCK_MONOTONIC when the reload began: after `runner reload`'s signal, or not its answer.
+    started_monotonic_usec: u64,
+    ok: bool,
+    summary: String,
+    problems: Vec<String>,
+}
+
+fn record_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("state").join("last-reload.json")
+}
+
+/// Written aside and renamed, so a reader never sees half of it.
+fn write_record(path: &Path, record: &Record) -> std::io::Result<()> {
+    let text = serde_json::to_string(record).map_err(std::io::Error::other)?;
+    let aside = path.with_extension("json.tmp");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&aside, text)?;
+    std::fs::rename(&aside, path)
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// `runner reload`: signals the scheduler running on the jobs file's data_dir to reload, waits
+/// up to `wait` for it to say how it went, and prints that: exit 0 when the change went in, 1
+/// when it was refused (with why), when no scheduler runs, or when none answered in time.
+pub fn signal_running(file: &Path, wait: Duration) -> u8 {
     use crate::lock::{LockError, LockFile, scheduler_lock_path};
     let config = match super::load(file) {
         Ok(config) => config,
@@ -194,20 +345,7 @@ pub fn signal_running(file: &Path) -> u8 {
     };
     let lock_path = scheduler_lock_path(&config.data_dir);
     match LockFile::try_acquire(&lock_path, "the scheduler of this data_dir") {
-        Err(LockError::Held { pid: Some(pid), .. }) => {
-            // SAFETY: kill has no memory preconditions; the pid is the lock holder's.
-            if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
-                super::fail(format_args!(
-                    "cannot signal the scheduler (pid {pid}): {}",
-                    std::io::Error::last_os_error()
-                ));
-                return super::exit::FAILED;
-            }
-            super::say(format_args!(
-                "asked the scheduler (pid {pid}) to reload; its log says how it went"
-            ));
-            super::exit::OK
-        }
+        Err(LockError::Held { pid: Some(pid), .. }) => ask(&config.data_dir, pid, wait),
         Err(e) => {
             super::fail(format_args!("cannot find the scheduler: {e}"));
             super::exit::FAILED
@@ -220,4 +358,63 @@ pub fn signal_running(file: &Path) -> u8 {
             super::exit::FAILED
         }
     }
+}
+
+fn ask(data_dir: &Path, pid: u32, wait: Duration) -> u8 {
+    let path = record_path(data_dir);
+    let asked = super::sd_notify::monotonic_usec();
+    // SAFETY: kill has no memory preconditions; the pid is the lock holder's.
+    if unsafe { libc::kill(pid as i32, libc::SIGHUP) } != 0 {
+        super::fail(format_args!(
+            "cannot signal the scheduler (pid {pid}): {}",
+            std::io::Error::last_os_error()
+        ));
+        return super::exit::FAILED;
+    }
+    let deadline = Instant::now() + wait;
+    let record = loop {
+        if let Some(record) =
+            read_record(&path).filter(|r| r.pid == pid && r.started_monotonic_usec >= asked)
+        {
+            break record;
+        }
+        if !alive(pid) {
+            super::fail(format_args!(
+                "the scheduler (pid {pid}) ended before saying how the reload went"
+            ));
+            return super::exit::FAILED;
+        }
+        if Instant::now() >= deadline {
+            super::fail(format_args!(
+                "the scheduler (pid {pid}) did not say how the reload went within {}s; it may still be checking the files, and its log says how it goes (`journalctl -u runner`)",
+                wait.as_secs_f64()
+            ));
+            return super::exit::FAILED;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if record.ok {
+        super::say(format_args!("the scheduler (pid {pid}) {}", record.summary));
+        return super::exit::OK;
+    }
+    super::fail(format_args!(
+        "the scheduler (pid {pid}): {}",
+        record.summary
+    ));
+    for problem in &record.problems {
+        if crate::logging::is_json() {
+            error!("{problem}");
+        } else {
+            let priority = crate::logging::journal_prefix(tracing::Level::ERROR);
+            errln!("{priority}  {problem}");
+        }
+    }
+    super::exit::FAILED
+}
+
+/// Whether `pid` is still there (EPERM: it is, as another user's).
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let found = unsafe { libc::kill(pid as i32, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

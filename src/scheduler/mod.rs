@@ -129,11 +129,15 @@ pub enum Shutdown {
     Abandoned(Vec<String>),
 }
 
+/// Says the scheduler loop is alive (systemd's `WATCHDOG=1`).
+pub type Ping = Arc<dyn Fn() + Send + Sync>;
+
 pub struct Scheduler {
     clock: SharedClock,
     zone: Zone,
     entries: Vec<Entry>,
     state: Arc<SchedulerState>,
+    watchdog: Option<(Duration, Ping)>,
 }
 
 impl Scheduler {
@@ -147,7 +151,16 @@ impl Scheduler {
             zone,
             entries,
             state,
+            watchdog: None,
         }
+    }
+
+    /// Has the scheduler loop call `ping` at its start and then every `every` on the monotonic
+    /// clock, from the loop itself: a loop that is stuck stops pinging, and the supervisor
+    /// (systemd's `WatchdogSec=`) restarts runner.
+    pub fn with_watchdog(mut self, every: Duration, ping: Ping) -> Self {
+        self.watchdog = Some((every, ping));
+        self
     }
 
     pub fn state(&self) -> Arc<SchedulerState> {
@@ -200,9 +213,23 @@ impl Scheduler {
         for entry in self.entries {
             start(Arc::new(entry), &mut active);
         }
+        // One timer across iterations: a reload does not push the next ping back.
+        let mut next_ping: BoxFuture<()> = match &self.watchdog {
+            Some((every, ping)) => {
+                ping();
+                self.clock.sleep(*every)
+            }
+            None => Box::pin(std::future::pending()),
+        };
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = &mut next_ping => {
+                    if let Some((every, ping)) = &self.watchdog {
+                        ping();
+                        next_ping = self.clock.sleep(*every);
+                    }
+                }
                 Some(entries) = reloads.recv() => {
                     let names: std::collections::HashSet<String> =
                         entries.iter().map(|e| e.name.clone()).collect();

@@ -24,6 +24,7 @@ mod roots;
 mod rotate;
 mod rules;
 mod scheduling;
+mod service;
 mod service_probes;
 mod servicenow_fetch;
 mod servicenow_notify;
