@@ -19,6 +19,7 @@ mod postgres;
 mod probes;
 mod process;
 mod reload;
+mod remote_write;
 mod report;
 mod roots;
 mod rotate;
