@@ -667,3 +667,45 @@ fn check_points_at_what_is_wrong_in_remote_write() {
         );
     }
 }
+
+/// The task waits what `Retry-After` asks, on its clock, before it sends the batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_waits_what_retry_after_asks_on_its_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = scripted(vec![(429, "Retry-After: 30\r\n")]);
+    let now = Utc::now();
+    let clock = VirtualClock::new(now);
+    MetricsLog::new(dir.path())
+        .append(&tick(now - chrono::Duration::seconds(5), 0))
+        .unwrap();
+    let writer = RemoteWriter::new(&spec(&url, 100), dir.path(), clock.clone()).unwrap();
+    let stats = writer.stats();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(writer.run(stop.clone()));
+    let requests = || seen.lock().unwrap().len();
+    // A line is sent one pass after it is seen: a second or two of the task's clock.
+    let started = Instant::now();
+    while requests() == 0 {
+        assert!(started.elapsed() < PATIENCE, "no request");
+        clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(requests(), 1, "sent again before Retry-After");
+    let mut waited = Duration::from_secs(29);
+    while requests() < 2 {
+        assert!(
+            waited <= Duration::from_secs(40),
+            "not sent again after Retry-After"
+        );
+        clock.advance(Duration::from_secs(1));
+        waited += Duration::from_secs(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(Stats::get(&stats.sent), 3);
+    assert_eq!(Stats::get(&stats.retried), 3);
+}
