@@ -121,7 +121,9 @@ impl Job {
                     self.name.clone(),
                     self.notifiers.clone(),
                 );
-                let now = self.clock.now();
+                // The window ends at the occurrence this run is for, not when the run got
+                // going: consecutive reports then meet to the millisecond.
+                let now = info.scheduled;
                 let limits = Limits {
                     cancel: Some(cancel),
                     ..Limits::report()

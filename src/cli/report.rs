@@ -60,7 +60,12 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
     }
     let to = match request.at {
         Some(text) => match config.zone.parse_time(text) {
-            Ok(at) => at,
+            Ok((at, note)) => {
+                if let Some(note) = note {
+                    super::say(format_args!("note: --at {note}"));
+                }
+                at
+            }
             Err(e) => {
                 super::fail(format_args!("--at: {e}"));
                 return exit::USAGE;

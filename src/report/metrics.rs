@@ -191,8 +191,14 @@ pub struct MetricsPass {
 
 impl MetricsPass {
     pub fn new(from_ms: i64, to_ms: i64) -> MetricsPass {
+        MetricsPass::with_step(from_ms, to_ms, chart_step_ms((to_ms - from_ms).max(0)))
+    }
+
+    /// A pass charted by `step_ms`: a calendar week across a DST change (167 or 169 hours)
+    /// keeps the hourly step of its nominal week rather than jumping to two hours.
+    pub fn with_step(from_ms: i64, to_ms: i64, step_ms: i64) -> MetricsPass {
         let window_ms = (to_ms - from_ms).max(0);
-        let step_ms = chart_step_ms(window_ms);
+        let step_ms = step_ms.max(1);
         let points = (window_ms as u64).div_ceil(step_ms as u64) as usize;
         MetricsPass {
             from_ms,

@@ -1,8 +1,9 @@
 //! Report templates into text: HTML templates (`*.html.hbs`) escape what they print for HTML,
-//! Markdown ones (`*.md.hbs`) for Markdown tables (`|`, line breaks, HTML), others print as
-//! is; strict mode turns a misspelt field into an error with the template's name, line and
-//! column. Files go to `data_dir/reports/<job>-<date>.<ext>`,
-//! written atomically.
+//! Markdown ones (`*.md.hbs`) for Markdown text and table cells (backslashes, never entities;
+//! `{{code x}}` for code spans), others print as is; strict mode turns a misspelt field into
+//! an error with the template's name, line and column.
+//! Files go to `data_dir/reports/<job>-<date>.<ext>` (with the time for windows that
+//! are not whole days), written atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -58,8 +59,46 @@ pub fn render(
     })
 }
 
-/// `<dir>/<job>-<local date>.<ext>` for one of a job's `templates`; when two of them share an
-/// extension, each adds its name: `<job>-<date>-<template>.<ext>`. Names come from the job's
+/// What tells a report's files from another window's: the local date its window ends on for
+/// whole calendar days (a daily or weekly report: both ends at one wall time, a day or more
+/// apart); for other windows the local time of the end too (`2026-11-30-0900`, with seconds
+/// when the window is not whole minutes), and its UTC offset when that wall time happened
+/// twice (the hour the clocks went back), so hourly reports of one day do not overwrite each
+/// other.
+fn file_stamp(summary: &Summary, zone: &Zone) -> String {
+    let (from, to) = (summary.period.from, summary.period.to);
+    let date = zone.strftime(to, "%Y-%m-%d");
+    let same_wall_time = zone
+        .zoned(from)
+        .zip(zone.zoned(to))
+        .is_some_and(|(from, to)| from.time() == to.time());
+    if same_wall_time && to - from >= chrono::Duration::hours(23) {
+        return date;
+    }
+    let whole_minutes = (to - from).num_milliseconds() % 60_000 == 0;
+    let mut stamp = zone.strftime(
+        to,
+        if whole_minutes {
+            "%Y-%m-%d-%H%M"
+        } else {
+            "%Y-%m-%d-%H%M%S"
+        },
+    );
+    let repeated = zone
+        .zoned(to)
+        .and_then(|end| zone.wall_time(end.datetime()));
+    if matches!(
+        repeated,
+        Some(crate::scheduler::schedule::WallTime::Twice { .. })
+    ) {
+        stamp.push_str(&zone.strftime(to, "%z"));
+    }
+    stamp
+}
+
+/// `<dir>/<job>-<stamp>.<ext>` (see `file_stamp`: the local date for daily and weekly
+/// reports) for one of a job's `templates`; when two of them share an
+/// extension, each adds its name: `<job>-<stamp>-<template>.<ext>`. Names come from the job's
 /// list, not from what rendered, so one template failing never renames another's file.
 pub fn output_path(
     dir: &Path,
@@ -69,7 +108,7 @@ pub fn output_path(
     templates: &[PathBuf],
     output: &Output,
 ) -> PathBuf {
-    let date = zone.strftime(summary.period.to, "%Y-%m-%d");
+    let date = file_stamp(summary, zone);
     let shared = templates
         .iter()
         .filter(|t| extension_of(t) == output.extension)

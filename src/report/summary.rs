@@ -225,7 +225,7 @@ fn metric_summary(name: &str, s: &MetricStats, previous: Option<&Rollup>) -> Met
     }
 }
 
-/// Builds the summary of `[to - window, to)`.
+/// Builds the summary of `[window_start(window, to), to)` (calendar days for whole days).
 pub fn build(
     config: &Config,
     job: &str,
@@ -233,8 +233,10 @@ pub fn build(
     window: std::time::Duration,
     to: DateTime<Utc>,
 ) -> Summary {
-    let span = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(7));
-    let from = to - span;
+    let nominal = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(7));
+    let from = super::window_start(&config.zone, window, to);
+    let span = to - from;
+    let step_ms = super::metrics::chart_step_ms(nominal.num_milliseconds());
     let reader = MetricsReader::for_config(config);
     // Runs of days on every core, merged in time order: a week of 1 s samples is a gigabyte.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
@@ -242,13 +244,13 @@ pub fn build(
         from,
         to,
         threads,
-        || MetricsPass::new(from.timestamp_millis(), to.timestamp_millis()),
+        || MetricsPass::with_step(from.timestamp_millis(), to.timestamp_millis(), step_ms),
         |pass, view| pass.visit(view),
     );
     let mut passes = passes.into_iter();
-    let mut pass = passes
-        .next()
-        .unwrap_or_else(|| MetricsPass::new(from.timestamp_millis(), to.timestamp_millis()));
+    let mut pass = passes.next().unwrap_or_else(|| {
+        MetricsPass::with_step(from.timestamp_millis(), to.timestamp_millis(), step_ms)
+    });
     for later in passes {
         pass.merge(later);
     }
@@ -256,7 +258,8 @@ pub fn build(
     let hosts: Vec<String> = pass.hosts.iter().cloned().collect();
     let errors = std::mem::take(&mut pass.errors);
     let metrics = pass.finish();
-    let previous = previous(config, from - span, from);
+    let previous_from = super::window_start(&config.zone, window, from);
+    let previous = previous(config, previous_from, from);
 
     let mut families: Vec<Family> = Vec::new();
     let mut availability = Vec::new();
@@ -333,10 +336,10 @@ pub fn build(
             from,
             to,
             days: span.num_seconds() as f64 / 86_400.0,
-            label: window_label(span),
-            previous_from: from - span,
+            label: window_label(nominal),
+            previous_from,
             previous_to: from,
-            chart_step_s: super::metrics::chart_step_ms(span.num_milliseconds()) / 1000,
+            chart_step_s: step_ms / 1000,
         },
         samples,
         probe_error_total: probe_errors.iter().map(|p| p.count).sum(),

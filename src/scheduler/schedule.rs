@@ -155,6 +155,22 @@ impl Schedule {
     }
 }
 
+/// What a wall-clock time stands for in a zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WallTime {
+    One(DateTime<Utc>),
+    /// The clocks skipped it (spring forward); they jumped at `gap_end`, the first instant
+    /// after the skipped ones (where a cron schedule runs such a time).
+    Skipped {
+        gap_end: DateTime<Utc>,
+    },
+    /// The clocks passed it twice (fall back): `first` with the summer offset.
+    Twice {
+        first: DateTime<Utc>,
+        second: DateTime<Utc>,
+    },
+}
+
 /// The timezone schedules and reports are read in: the machine's (`Local`: `TZ`, else
 /// `/etc/localtime`) or a named IANA zone from the system's tz database.
 #[derive(Clone, Debug)]
@@ -230,11 +246,14 @@ impl Zone {
 
     /// A time as people type it: RFC 3339 with its offset (`2026-11-30T08:00:00Z`), or a wall
     /// time in this zone (`2026-11-30 08:00`, `2026-11-30T08:00:00`, `2026-11-30` for
-    /// midnight). A wall time the clock skipped or passed twice takes the earlier instant.
-    pub fn parse_time(&self, text: &str) -> Result<DateTime<Utc>, String> {
+    /// midnight), with a note to show when the wall time was passed twice (the clocks went
+    /// back): it takes the first, and the note names the instant taken and how to ask for the
+    /// second. A wall time the clocks skipped is refused, naming where they jumped to: which
+    /// instant was meant is a guess (GNU `date` refuses it too).
+    pub fn parse_time(&self, text: &str) -> Result<(DateTime<Utc>, Option<String>), String> {
         let text = text.trim();
         if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-            return Ok(at.to_utc());
+            return Ok((at.to_utc(), None));
         }
         let civil: jiff::civil::DateTime = text
             .replacen(' ', "T", 1)
@@ -243,11 +262,61 @@ impl Zone {
             .map_err(|_| {
                 format!("`{text}` is not a time: give `2026-11-30 08:00` (in {}) or RFC 3339 `2026-11-30T08:00:00Z`", self.name)
             })?;
-        let zoned = civil
-            .to_zoned(self.tz.clone())
-            .map_err(|e| format!("`{text}` in {}: {e}", self.name))?;
-        DateTime::from_timestamp_millis(zoned.timestamp().as_millisecond())
-            .ok_or_else(|| format!("`{text}` is out of range"))
+        let utc = |at: DateTime<Utc>| at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        match self.wall_time(civil) {
+            Some(WallTime::One(at)) => Ok((at, None)),
+            Some(WallTime::Twice { first, second }) => {
+                let note = format!(
+                    "`{text}` happened twice in {} (the clocks went back); took the first, {} ({}); for the second give `{}`",
+                    self.name,
+                    self.format(first),
+                    utc(first),
+                    self.rfc3339(second)
+                );
+                Ok((first, Some(note)))
+            }
+            Some(WallTime::Skipped { gap_end }) => Err(format!(
+                "`{text}` does not exist in {}: the clocks jumped ahead to {} ({}); give a time that exists, or one with its offset such as `{}`",
+                self.name,
+                self.format(gap_end),
+                utc(gap_end),
+                self.rfc3339(gap_end)
+            )),
+            None => Err(format!("`{text}` is out of range")),
+        }
+    }
+
+    /// What a wall-clock time in this zone stands for; `None` out of range.
+    pub fn wall_time(&self, civil: jiff::civil::DateTime) -> Option<WallTime> {
+        use jiff::tz::AmbiguousOffset;
+        let instant = |offset: jiff::tz::Offset| {
+            offset
+                .to_timestamp(civil)
+                .ok()
+                .and_then(|ts| DateTime::from_timestamp_millis(ts.as_millisecond()))
+        };
+        match self.tz.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => instant(offset).map(WallTime::One),
+            AmbiguousOffset::Gap { before, .. } => {
+                // Read with the offset before the jump, the time lands at or past the jump:
+                // the jump is the last transition up to there.
+                let past = before.to_timestamp(civil).ok()?;
+                let probe = past.checked_add(jiff::SignedDuration::from_secs(1)).ok()?;
+                let jump = self.tz.preceding(probe).next()?.timestamp();
+                DateTime::from_timestamp_millis(jump.as_millisecond())
+                    .map(|gap_end| WallTime::Skipped { gap_end })
+            }
+            AmbiguousOffset::Fold { before, after } => Some(WallTime::Twice {
+                first: instant(before)?,
+                second: instant(after)?,
+            }),
+        }
+    }
+
+    /// `2026-10-25T02:30:00+01:00`: an instant as RFC 3339 with this zone's offset, which
+    /// `parse_time` reads back as exactly that instant.
+    pub fn rfc3339(&self, at: DateTime<Utc>) -> String {
+        self.strftime(at, "%Y-%m-%dT%H:%M:%S%:z")
     }
 
     /// `2026-11-30 08:00:00 +01:00`: local wall time with its offset, for people.

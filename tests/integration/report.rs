@@ -986,8 +986,10 @@ fn an_hour_long_report_speaks_of_the_hour_and_charts_it_by_the_minute() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let md = std::fs::read_to_string(out.join("weekly-2026-11-30.md")).unwrap();
-    let html = std::fs::read_to_string(out.join("weekly-2026-11-30.html")).unwrap();
+    // Shorter than a day: the name has the end's local time, so hours do not overwrite.
+    let stamp = week.config.zone.strftime(t(END), "%Y-%m-%d-%H%M");
+    let md = std::fs::read_to_string(out.join(format!("weekly-{stamp}.md"))).unwrap();
+    let html = std::fs::read_to_string(out.join(format!("weekly-{stamp}.html"))).unwrap();
     assert!(md.starts_with("# Hourly performance report\n"), "{md}");
     assert!(md.contains("Compared with the hour before"), "{md}");
     assert!(md.contains("| over the hour |"), "{md}");
