@@ -84,7 +84,21 @@ fn needs_restart(config: &Config, running: &Running) -> Vec<String> {
     if format!("{:?}", old.notifiers) != format!("{:?}", config.notifiers) {
         changes.push("`notifiers` changed: that needs a restart".to_string());
     }
+    // The remote-write task keeps its receiver and cursor from the start.
+    if remote_write_settings(old) != remote_write_settings(config) {
+        changes.push("`remote_write` changed: that needs a restart".to_string());
+    }
     changes
+}
+
+/// `remote_write` with its secrets, to compare, never to show.
+fn remote_write_settings(config: &Config) -> Option<String> {
+    config.remote_write.as_ref().map(|rw| {
+        let secrets: Vec<&str> = std::iter::once(rw.url.expose())
+            .chain(rw.headers.iter().map(|(_, v)| v.expose()))
+            .collect();
+        format!("{rw:?}{secrets:?}")
+    })
 }
 
 /// The scheduler's entries for `config`, reusing the jobs of `previous` whose settings did not

@@ -709,3 +709,31 @@ async fn the_task_waits_what_retry_after_asks_on_its_clock() {
     assert_eq!(Stats::get(&stats.sent), 3);
     assert_eq!(Stats::get(&stats.retried), 3);
 }
+
+/// The task keeps its receiver from the start: a reload that changes `remote_write` (its
+/// token too) is refused as one that needs a restart.
+#[test]
+fn a_reload_that_changes_remote_write_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _seen) = scripted(Vec::new());
+    let body = |token: &str| {
+        format!(
+            "remote_write:\n  url: \"{url}\"\n  bearer_token: \"${{{token}}}\"\njobs:\n  m: {{ type: monitor, schedule: \"@every 1h\", probes: [{{ type: memory }}] }}\n"
+        )
+    };
+    let file = jobs_file(dir.path(), &body("RW_TOKEN"));
+    let mut cmd = command(&["--jobs", file.to_str().unwrap()]);
+    cmd.env("RW_TOKEN", "one").env("RW_OTHER", "two");
+    let mut running = Running::spawn(cmd);
+    running.wait_for_line("remote write on", PATIENCE);
+    jobs_file(dir.path(), &body("RW_OTHER"));
+    running.signal("HUP");
+    running.wait_for_line("`remote_write` changed: that needs a restart", PATIENCE);
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+    assert!(
+        !running.seen.join("\n").contains("two"),
+        "{:?}",
+        running.seen
+    );
+}
