@@ -12,6 +12,7 @@ use crate::alerts::event::{AlertEvent, EventKind};
 use crate::store::daily::DailyFiles;
 use crate::vocab::Severity;
 
+/// Alerts that fired in the window, each counted once at the highest severity it reached.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct SeverityCounts {
     pub critical: u64,
@@ -43,7 +44,12 @@ pub struct Spell {
     pub name: String,
     pub labels: String,
     pub host: String,
+    /// The highest severity the alert reached in the window (the one it had when the window
+    /// began counts), so the counts, the rules and the spells agree (issue 28).
     pub severity: Severity,
+    /// For an alert still firing, its severity at the window's end where that is lower than
+    /// `severity` ("critical (now warning)"); `None` otherwise.
+    pub severity_now: Option<Severity>,
     pub from: DateTime<Utc>,
     /// `None`: still firing when the window ended.
     pub to: Option<DateTime<Utc>>,
@@ -136,37 +142,120 @@ pub fn summarize(
             open_at_start.push((event.active_since, event.clone()));
         }
     }
-    let mut summary = from_events(&events, &open_at_start, to);
+    let mut summary = from_events(&events, &open_at_start, firing_now, to);
     summary.bad_lines = bad_lines;
     summary
 }
 
+/// A firing spell in progress while the events are read.
+struct OpenSpell<'a> {
+    began: DateTime<Utc>,
+    /// The event that opened it: name, labels and host.
+    event: &'a AlertEvent,
+    /// The highest severity in the window so far, and the latest.
+    peak: Severity,
+    now: Severity,
+    /// Opened by a firing notice in the window: counted in `by_severity` when it ends.
+    fired_here: bool,
+}
+
+impl OpenSpell<'_> {
+    fn heard(&mut self, severity: Severity) {
+        self.peak = self.peak.max(severity);
+        self.now = severity;
+    }
+}
+
+fn count(counts: &mut SeverityCounts, severity: Severity) {
+    match severity {
+        Severity::Critical => counts.critical += 1,
+        Severity::Warning => counts.warning += 1,
+        Severity::Info => counts.info += 1,
+    }
+}
+
 /// The summary of events already in time order, with the alerts firing when the window began
-/// (each with the start of its spell).
+/// (each with the start of its spell). `firing_now`, the monitors' saved alert state for a
+/// window ending now, gives the severity each alert has at the end: a drop is logged only
+/// with the next repeat, and a rise not at all while the alert flaps.
+///
+/// One severity rule for every part (issue 28 item 4): an alert's severity is the highest it
+/// reached in the window, with the one it has at the end where that is lower.
 pub fn from_events(
     events: &[AlertEvent],
     open_at_start: &[(DateTime<Utc>, AlertEvent)],
+    firing_now: &[AlertEvent],
     to: DateTime<Utc>,
 ) -> AlertsSummary {
     let mut s = AlertsSummary::default();
     let mut rules: BTreeMap<String, RuleCount> = BTreeMap::new();
     let mut noisy: HashMap<String, Noisy> = HashMap::new();
-    // Fingerprint → the spell in progress (its start, and the event that started it).
-    let mut open: HashMap<String, (DateTime<Utc>, &AlertEvent)> = open_at_start
+    let mut open: HashMap<String, OpenSpell<'_>> = open_at_start
         .iter()
-        .map(|(began, e)| (e.fingerprint.clone(), (*began, e)))
+        .map(|(began, e)| {
+            let spell = OpenSpell {
+                began: *began,
+                event: e,
+                peak: e.severity,
+                now: e.severity,
+                fired_here: false,
+            };
+            (e.fingerprint.clone(), spell)
+        })
         .collect();
     let mut spells: Vec<Spell> = Vec::new();
     let mut resolve_times: Vec<i64> = Vec::new();
     for e in events {
+        // What this event says the alert's severity in the window was: a resolved notice
+        // carries the highest of its whole spell, which may lie before the window.
+        let severity = match e.kind {
+            EventKind::Firing => {
+                let spell = OpenSpell {
+                    began: e.at,
+                    event: e,
+                    peak: e.severity,
+                    now: e.severity,
+                    fired_here: true,
+                };
+                // A second firing notice without a resolved one between: the first spell
+                // still counts once.
+                if let Some(lost) = open.insert(e.fingerprint.clone(), spell)
+                    && lost.fired_here
+                {
+                    count(&mut s.by_severity, lost.peak);
+                }
+                e.severity
+            }
+            EventKind::Repeat | EventKind::Flapping => {
+                // A repeat of an alert whose start the log no longer holds: it fired when it
+                // became active.
+                open.entry(e.fingerprint.clone())
+                    .or_insert_with(|| OpenSpell {
+                        began: e.active_since,
+                        event: e,
+                        peak: e.severity,
+                        now: e.severity,
+                        fired_here: false,
+                    })
+                    .heard(e.severity);
+                e.severity
+            }
+            // Within a spell the window holds whole, the notice's own peak counts too (a rise
+            // while flapping is not logged).
+            EventKind::Resolved => match open.get(&e.fingerprint) {
+                Some(spell) if spell.fired_here => spell.peak.max(e.severity),
+                Some(spell) => spell.peak,
+                None => e.severity,
+            },
+        };
         let rule = rules.entry(e.name.clone()).or_insert_with(|| RuleCount {
             name: e.name.clone(),
             rule_file: e.rule_file.clone(),
-            severity: e.severity,
+            severity,
             fired: 0,
             resolved: 0,
         });
-        rule.severity = rule.severity.max(e.severity);
+        rule.severity = rule.severity.max(severity);
         let n = noisy.entry(e.fingerprint.clone()).or_insert_with(|| Noisy {
             name: e.name.clone(),
             labels: labels_text(e),
@@ -179,12 +268,6 @@ pub fn from_events(
                 s.fired += 1;
                 rule.fired += 1;
                 n.fired += 1;
-                match e.severity {
-                    Severity::Critical => s.by_severity.critical += 1,
-                    Severity::Warning => s.by_severity.warning += 1,
-                    Severity::Info => s.by_severity.info += 1,
-                }
-                open.insert(e.fingerprint.clone(), (e.at, e));
             }
             EventKind::Resolved => {
                 s.resolved += 1;
@@ -193,14 +276,20 @@ pub fn from_events(
                 // Fired before the window and not found there: its spell starts when it became
                 // active.
                 let start = match open.remove(&e.fingerprint) {
-                    Some((at, _)) => at,
+                    Some(spell) => {
+                        if spell.fired_here {
+                            count(&mut s.by_severity, severity);
+                        }
+                        spell.began
+                    }
                     None => e.active_since,
                 };
                 spells.push(Spell {
                     name: e.name.clone(),
                     labels: labels_text(e),
                     host: e.host.clone(),
-                    severity: e.severity,
+                    severity,
+                    severity_now: None,
                     from: start,
                     to: Some(e.at),
                     seconds: (e.at - start).num_seconds().max(0),
@@ -210,18 +299,31 @@ pub fn from_events(
             EventKind::Repeat => {}
         }
     }
-    for (_, (start, e)) in open {
-        let spell = Spell {
+    for state in firing_now {
+        if let Some(spell) = open.get_mut(&state.fingerprint) {
+            spell.heard(state.severity);
+            if let Some(rule) = rules.get_mut(&state.name) {
+                rule.severity = rule.severity.max(state.severity);
+            }
+        }
+    }
+    for (_, spell) in open {
+        if spell.fired_here {
+            count(&mut s.by_severity, spell.peak);
+        }
+        let e = spell.event;
+        let still = Spell {
             name: e.name.clone(),
             labels: labels_text(e),
             host: e.host.clone(),
-            severity: e.severity,
-            from: start,
+            severity: spell.peak,
+            severity_now: (spell.now != spell.peak).then_some(spell.now),
+            from: spell.began,
             to: None,
-            seconds: (to - start).num_seconds().max(0),
+            seconds: (to - spell.began).num_seconds().max(0),
         };
-        s.still_firing.push(spell.clone());
-        spells.push(spell);
+        s.still_firing.push(still.clone());
+        spells.push(still);
     }
     s.still_firing
         .sort_by(|a, b| b.seconds.cmp(&a.seconds).then(a.name.cmp(&b.name)));
@@ -289,7 +391,7 @@ mod tests {
             event("cpu_high", EventKind::Firing, Severity::Critical, 50, 50),
             event("cpu_high", EventKind::Flapping, Severity::Critical, 55, 50),
         ];
-        let s = from_events(&events, &[], at(120));
+        let s = from_events(&events, &[], &[], at(120));
         assert_eq!((s.fired, s.resolved), (2, 2));
         assert_eq!((s.by_severity.critical, s.by_severity.warning), (1, 1));
         assert_eq!(s.by_rule[0].name, "cpu_high");
@@ -321,6 +423,122 @@ mod tests {
         assert_eq!(s.flapping.len(), 1);
         assert_eq!(s.noisiest[0].name, "cpu_high");
         assert_eq!(s.noisiest[0].fired, 2);
+    }
+
+    /// An alert that rose from warning to critical (`cpu_high`) and one that fell from
+    /// critical to warning (`disk_full`), both still firing, as the lifecycle logs them: a
+    /// rise at once as a repeat, a fall with the next repeat.
+    fn rise_and_fall() -> Vec<AlertEvent> {
+        vec![
+            event("cpu_high", EventKind::Firing, Severity::Warning, 10, 5),
+            event("cpu_high", EventKind::Repeat, Severity::Critical, 30, 5),
+            event("disk_full", EventKind::Firing, Severity::Critical, 20, 15),
+            event("disk_full", EventKind::Repeat, Severity::Warning, 80, 15),
+        ]
+    }
+
+    fn severities(s: &AlertsSummary) -> Vec<(String, Severity, Option<Severity>)> {
+        let mut still: Vec<_> = s
+            .still_firing
+            .iter()
+            .map(|sp| (sp.name.clone(), sp.severity, sp.severity_now))
+            .collect();
+        still.sort();
+        still
+    }
+
+    #[test]
+    fn counts_rules_and_spells_agree_on_the_highest_severity_reached() {
+        let s = from_events(&rise_and_fall(), &[], &[], at(120));
+        let counts = &s.by_severity;
+        assert_eq!(
+            (counts.critical, counts.warning, counts.info),
+            (2, 0, 0),
+            "both reached critical"
+        );
+        let rules: Vec<(&str, Severity)> = s
+            .by_rule
+            .iter()
+            .map(|r| (r.name.as_str(), r.severity))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("cpu_high", Severity::Critical),
+                ("disk_full", Severity::Critical)
+            ]
+        );
+        assert_eq!(
+            severities(&s),
+            [
+                ("cpu_high".into(), Severity::Critical, None),
+                (
+                    "disk_full".into(),
+                    Severity::Critical,
+                    Some(Severity::Warning)
+                ),
+            ],
+            "the highest, and the one at the end where lower"
+        );
+        assert!(s.longest.iter().all(|sp| sp.severity == Severity::Critical));
+    }
+
+    #[test]
+    fn a_resolved_spell_counts_at_its_highest_in_the_window_and_info_counts_too() {
+        let mut events = rise_and_fall();
+        events.push(event(
+            "cpu_high",
+            EventKind::Resolved,
+            Severity::Critical,
+            90,
+            5,
+        ));
+        events.push(event(
+            "backup_late",
+            EventKind::Firing,
+            Severity::Info,
+            40,
+            40,
+        ));
+        // Critical before the window and warning since: the resolved notice carries the
+        // critical of before the window, which is not this window's.
+        let mut before = event("swap_high", EventKind::Repeat, Severity::Warning, -30, -200);
+        before.fingerprint = "swap".into();
+        let mut resolved = event(
+            "swap_high",
+            EventKind::Resolved,
+            Severity::Critical,
+            50,
+            -200,
+        );
+        resolved.fingerprint = "swap".into();
+        events.push(resolved);
+        events.sort_by_key(|e| e.at);
+        let s = from_events(&events, &[(at(-200), before)], &[], at(120));
+        let counts = &s.by_severity;
+        assert_eq!((counts.critical, counts.warning, counts.info), (2, 0, 1));
+        let spell = |name: &str| s.longest.iter().find(|sp| sp.name == name).unwrap();
+        assert_eq!(spell("cpu_high").severity, Severity::Critical);
+        assert_eq!(spell("swap_high").severity, Severity::Warning);
+        assert_eq!(spell("swap_high").severity_now, None);
+        let swap = s.by_rule.iter().find(|r| r.name == "swap_high").unwrap();
+        assert_eq!(swap.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn the_saved_state_gives_the_severity_at_the_end() {
+        // cpu_high fell back to warning after its last repeat: only the saved state knows.
+        let mut now = event("cpu_high", EventKind::Repeat, Severity::Warning, 120, 5);
+        now.active_since = at(5);
+        let s = from_events(&rise_and_fall(), &[], &[now], at(120));
+        assert_eq!(
+            severities(&s)[0],
+            (
+                "cpu_high".into(),
+                Severity::Critical,
+                Some(Severity::Warning)
+            )
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub struct DatabaseServer {
 /// One database of a server over the window.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseRow {
+    /// The database's own name (`Shop-EU`), read back from its metric name part.
     pub name: String,
     pub connections_max: Option<f64>,
     pub commits_per_sec_avg: Option<f64>,
@@ -87,7 +88,7 @@ pub fn summarize(families: &[Family]) -> Vec<DatabaseServer> {
                             .find(|m| m.instance == instance && m.field == field)
                     };
                     DatabaseRow {
-                        name: db.to_string(),
+                        name: crate::probes::postgres::names::original_name(db),
                         connections_max: get("connections").map(|m| m.max),
                         commits_per_sec_avg: get("commits_per_sec").map(|m| m.avg),
                         deadlocks: get("deadlocks").map_or(0, total),

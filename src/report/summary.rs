@@ -400,12 +400,15 @@ pub fn metric<'a>(summary: &'a Summary, name: &str) -> Option<&'a MetricSummary>
 fn highlights(s: &Summary) -> Vec<String> {
     use crate::vocab::words::{format_for, format_value};
     let mut out = Vec::new();
+    // Without samples the alerts still count: those the saved state has firing did not stop
+    // because the monitor did (issue 28 item 6).
     if s.samples == 0 {
         out.push("No samples in this window: was the monitor running?".to_string());
-        return out;
     }
     if s.alerts.fired == 0 {
-        out.push("No alert fired.".into());
+        if s.samples > 0 {
+            out.push("No alert fired.".into());
+        }
     } else {
         let top = s
             .alerts
@@ -414,17 +417,15 @@ fn highlights(s: &Summary) -> Vec<String> {
             .map(|r| format!(", most often {} ({}×)", r.name, r.fired))
             .unwrap_or_default();
         out.push(format!(
-            "{} fired ({} critical, {} warning){top}.",
+            "{} fired ({} critical, {} warning, {} info){top}.",
             crate::vocab::words::plural(s.alerts.fired as usize, "alert"),
             s.alerts.by_severity.critical,
-            s.alerts.by_severity.warning
+            s.alerts.by_severity.warning,
+            s.alerts.by_severity.info
         ));
     }
     if !s.alerts.still_firing.is_empty() {
-        out.push(format!(
-            "{} still firing at the end of the window.",
-            s.alerts.still_firing.len()
-        ));
+        out.push(still_firing_sentence(&s.alerts.still_firing));
     }
     if let Some(worst) = s
         .availability
@@ -494,6 +495,36 @@ fn highlights(s: &Summary) -> Vec<String> {
     out
 }
 
+/// How many alerts are still firing and the first few of them, each with its severity as the
+/// report states it everywhere: `disk_full (critical)`, `cpu_high (critical, now warning)`.
+fn still_firing_sentence(still: &[alerts::Spell]) -> String {
+    const NAMED: usize = 3;
+    let mut named: Vec<String> = still
+        .iter()
+        .take(NAMED)
+        .map(|spell| {
+            let labels = if spell.labels.is_empty() {
+                String::new()
+            } else {
+                format!(" {{{}}}", spell.labels)
+            };
+            let now = spell
+                .severity_now
+                .map(|now| format!(", now {}", now.as_str()))
+                .unwrap_or_default();
+            format!("{}{labels} ({}{now})", spell.name, spell.severity.as_str())
+        })
+        .collect();
+    if still.len() > NAMED {
+        named.push(format!("{} more", still.len() - NAMED));
+    }
+    format!(
+        "{} still firing at the end of the window: {}.",
+        still.len(),
+        named.join(", ")
+    )
+}
+
 /// A summary with plausible numbers in every section, for checking templates without history:
 /// every list has an item and every optional field a value (but where a value would say
 /// something false: see `ALWAYS_NULL`), so that its render reaches every branch and the
@@ -535,11 +566,15 @@ pub fn example(config: &Config) -> Summary {
     };
     use crate::alerts::event::EventKind;
     use crate::vocab::Severity;
+    // The second spell rises to critical and drops back, so that a spell still firing shows
+    // both severities.
     let events = vec![
         event(EventKind::Firing, Severity::Critical, 600),
+        event(EventKind::Flapping, Severity::Critical, 620),
         event(EventKind::Resolved, Severity::Critical, 640),
         event(EventKind::Firing, Severity::Warning, 9_000),
-        event(EventKind::Flapping, Severity::Critical, 9_500),
+        event(EventKind::Repeat, Severity::Critical, 9_100),
+        event(EventKind::Repeat, Severity::Warning, 9_500),
     ];
     let mut summary = Summary {
         schema_version: SCHEMA_VERSION,
@@ -615,7 +650,7 @@ pub fn example(config: &Config) -> Summary {
             downtime_seconds: 120,
         }],
         database: Vec::new(),
-        alerts: alerts::from_events(&events, &[], to),
+        alerts: alerts::from_events(&events, &[], &[], to),
         incidents: IncidentsSummary {
             configured: true,
             note: String::new(),
@@ -722,6 +757,87 @@ mod tests {
         .unwrap();
         let config = Config::load(&jobs).unwrap();
         assert_eq!(schema(&config).unknown(), ALWAYS_NULL);
+    }
+
+    fn config() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs.yaml");
+        std::fs::write(
+            &jobs,
+            "data_dir: var\njobs:\n  weekly: { type: report, schedule: \"0 8 * * Mon\" }\n",
+        )
+        .unwrap();
+        let config = Config::load(&jobs).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn highlights_give_each_alert_the_severity_the_report_gives_it() {
+        let (_dir, config) = config();
+        let s = example(&config);
+        // The example's cpu_high fired as a warning, rose to critical and fell back.
+        let still = &s.alerts.still_firing[0];
+        assert_eq!(
+            (still.severity, still.severity_now),
+            (
+                crate::vocab::Severity::Critical,
+                Some(crate::vocab::Severity::Warning)
+            )
+        );
+        assert_eq!(
+            s.alerts.by_rule[0].severity,
+            crate::vocab::Severity::Critical
+        );
+        assert!(
+            s.highlights.contains(
+                &"2 alerts fired (2 critical, 0 warning, 0 info), most often cpu_high (2×)."
+                    .to_string()
+            ),
+            "{:?}",
+            s.highlights
+        );
+        assert!(
+            s.highlights.contains(
+                &"1 still firing at the end of the window: cpu_high (critical, now warning)."
+                    .to_string()
+            ),
+            "{:?}",
+            s.highlights
+        );
+    }
+
+    #[test]
+    fn without_samples_the_highlights_still_name_alerts_still_firing() {
+        let (_dir, config) = config();
+        let mut s = example(&config);
+        s.samples = 0;
+        s.families.clear();
+        s.availability.clear();
+        s.database.clear();
+        let mut firing = alerts::from_events(
+            &[],
+            &[(
+                s.period.from - chrono::Duration::days(3),
+                crate::alerts::event::AlertEvent::example(
+                    "disk_full",
+                    crate::alerts::event::EventKind::Repeat,
+                    crate::vocab::Severity::Critical,
+                    s.period.to,
+                ),
+            )],
+            &[],
+            s.period.to,
+        );
+        firing.bad_lines = 0;
+        s.alerts = firing;
+        assert_eq!(
+            highlights(&s),
+            [
+                "No samples in this window: was the monitor running?",
+                "1 still firing at the end of the window: disk_full (critical).",
+                "1 ServiceNow incidents open.",
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! serde_json, so a line edited by hand still reads.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -35,8 +35,11 @@ impl Sample {
             .map(|(_, v)| *v)
     }
 
-    /// The sample as one JSON line, without the newline.
+    /// The sample as one JSON line, without the newline. A name (or error key) that comes
+    /// twice is written once, with its first value, the one `get` reads: a JSON object with a
+    /// key twice is read differently by different readers.
     pub fn write_json(&self, out: &mut String) {
+        let mut written: HashSet<&str> = HashSet::with_capacity(self.metrics.len());
         out.push_str("{\"ts\":\"");
         let _ = write!(out, "{}", self.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
         out.push_str("\",\"host\":");
@@ -46,7 +49,7 @@ impl Sample {
         out.push_str(",\"metrics\":{");
         let mut first = true;
         for (name, value) in &self.metrics {
-            if !value.is_finite() {
+            if !value.is_finite() || !written.insert(name) {
                 continue;
             }
             if !first {
@@ -58,8 +61,12 @@ impl Sample {
             let _ = write!(out, "{value}");
         }
         out.push_str("},\"errors\":{");
-        for (i, (key, message)) in self.errors.iter().enumerate() {
-            if i > 0 {
+        written.clear();
+        for (key, message) in &self.errors {
+            if !written.insert(key) {
+                continue;
+            }
+            if written.len() > 1 {
                 out.push(',');
             }
             push_json_str(out, key);
@@ -553,6 +560,33 @@ mod tests {
         assert_eq!(
             sample().to_json(),
             r#"{"ts":"2026-11-28T10:00:00.250Z","host":"web-1","job":"monitor","metrics":{"cpu.total.usage_percent":12.5,"memory.available_bytes":8123456789,"load.load1":0.30000000000000004},"errors":{"ping.gateway":"timed out after 1000 ms"}}"#
+        );
+    }
+
+    #[test]
+    fn a_name_pushed_twice_is_written_once_with_the_value_get_reads() {
+        let mut s = sample();
+        let first = s.metrics[0].clone();
+        s.metrics.push((first.0.clone(), 99.0));
+        s.errors.push((s.errors[0].0.clone(), "again".to_string()));
+        s.errors.push(("tcp.db".to_string(), "refused".to_string()));
+        let line = s.to_json();
+        let key = format!("\"{}\":", first.0);
+        assert_eq!(line.matches(&key).count(), 1, "{line}");
+        assert_eq!(line.matches("\"ping.gateway\":").count(), 1, "{line}");
+        let parsed = parse_slow(&line).unwrap();
+        assert_eq!(parsed.get(&first.0), Some(first.1));
+        assert_eq!(parsed.get(&first.0), s.get(&first.0));
+        assert_eq!(parsed.metrics.len(), 3, "four names, one of them NaN");
+        assert_eq!(
+            parsed.errors,
+            [
+                (
+                    "ping.gateway".to_string(),
+                    "timed out after 1000 ms".to_string()
+                ),
+                ("tcp.db".to_string(), "refused".to_string())
+            ]
         );
     }
 

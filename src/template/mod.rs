@@ -26,22 +26,83 @@ pub enum Escape {
     Markdown,
 }
 
-/// `|` would end a table cell and a line break the row; `<` and `&` would start HTML, which
-/// Markdown passes through; `\\` would escape what follows it.
+/// Text for Markdown's running text and table cells, shown as it is (issue 28 item 5): its
+/// punctuation is backslash-escaped where it would matter, never turned into HTML entities
+/// (which a code span would show as written). Always: `\`, `` ` ``, `*`, `[`, `]`, `<`, `>`,
+/// `{`, `}`, `~` and `|` (a table cell's end, wherever the value lands). `_` unless between two
+/// letters or digits (only there can it not be emphasis); `&` before what could be an entity;
+/// and what starts a block only at the value's start, where a line or a list item's text
+/// begins: `#`, `-`, `+`, `=`, the `.` or `)` after leading digits (and `#` after a space,
+/// which would close a heading). `!` and `(` `)` need nothing once `[` and `]` are escaped.
+/// Line breaks become spaces (a row is one line).
 pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '|' => out.push_str("\\|"),
-            '\\' => out.push_str("\\\\"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
+    let chars: Vec<char> = text
+        .chars()
+        .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c })
+        .collect();
+    let lead = chars
+        .iter()
+        .position(|c| !matches!(c, ' ' | '\t'))
+        .unwrap_or(chars.len());
+    let digits_end = lead
+        + chars[lead..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let next = chars.get(i + 1).copied();
+        let escape = match c {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '{' | '}' | '~' | '|' => true,
+            '_' => {
+                !(prev.is_some_and(char::is_alphanumeric)
+                    && next.is_some_and(char::is_alphanumeric))
+            }
+            '&' => next.is_some_and(|n| n.is_ascii_alphanumeric() || n == '#'),
+            '#' => i == lead || prev.is_some_and(char::is_whitespace),
+            '-' | '+' | '=' => i == lead,
+            '.' | ')' => i == digits_end && digits_end > lead,
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
         }
+        out.push(c);
     }
     out
+}
+
+/// A Markdown code span showing `text` as it is: the fence is one backtick longer than the
+/// longest run of backticks inside, with a space inside each end when the text starts or ends
+/// with a backtick (or with spaces at both ends, which the span would strip). No escaping
+/// works inside a code span, so there are no entities; only `|` is written `\|`, which a
+/// table cell shows as `|` (without it the cell would end there). Line breaks become spaces.
+pub fn code_span(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if matches!(c, '\n' | '\r') { ' ' } else { c })
+        .collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = text.starts_with('`')
+        || text.ends_with('`')
+        || (text.starts_with(' ') && text.ends_with(' ') && !text.trim().is_empty());
+    let pad = if pad { " " } else { "" };
+    format!("{fence}{pad}{}{pad}{fence}", text.replace('|', "\\|"))
+}
+
+/// A helper's parameter as text: strings as they are, numbers and the rest as JSON writes
+/// them, nothing for `null`.
+fn text_of(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
 }
 
 handlebars_helper!(mrkdwn_helper: |text: str| escape_mrkdwn(text));
@@ -99,6 +160,22 @@ pub fn registry_in(escape: Escape, zone: Zone) -> Handlebars<'static> {
         Ok(number(p, 0).map(|v| measure(v, unit)).unwrap_or_else(dash))
     });
     register(&mut hb, "trend", move |p, _| Ok(trend(number(p, 0))));
+    // What these print comes from the data, so each escapes it for where it lands.
+    register(&mut hb, "code", move |p, _| {
+        let text = text_of(p.first());
+        Ok(match escape {
+            Escape::Html => format!("<code>{}</code>", handlebars::html_escape(&text)),
+            _ => code_span(&text),
+        })
+    });
+    register(&mut hb, "md", move |p, _| {
+        let text = escape_markdown(&text_of(p.first()));
+        Ok(if html {
+            handlebars::html_escape(&text)
+        } else {
+            text
+        })
+    });
     let date_zone = zone.clone();
     register(&mut hb, "date", move |p, h| {
         let Some(text) = p.first().and_then(Value::as_str) else {
@@ -137,7 +214,8 @@ pub fn registry_in(escape: Escape, zone: Zone) -> Handlebars<'static> {
 }
 
 /// Registers a helper from a function of its parameters and hash; its output is written as
-/// it is (helpers produce numbers, words and SVG, never user text).
+/// it is (helpers produce numbers, words and SVG; `code` and `md` escape the text they are
+/// given themselves).
 fn register(
     hb: &mut Handlebars<'static>,
     name: &'static str,
@@ -578,6 +656,137 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "93.2 1h5m a &lt; b &amp; c X");
+    }
+
+    /// Names and descriptions as data may hold them: every character Markdown could read as
+    /// markup, at the start, inside and at the end.
+    const HOSTILE: &[&str] = &[
+        "custom.<b>x",
+        "a`b",
+        "`start",
+        "end`",
+        "``double`` and `single`",
+        "*em*",
+        "_em_",
+        "__strong__",
+        "cpu_high",
+        "a_b_c",
+        "x_ _y",
+        "[link](http://x)",
+        "![img](x)",
+        "<http://x>",
+        "<!-- c -->",
+        "&lt;",
+        "&amp;",
+        "&#35;",
+        "AT&T",
+        "a|b",
+        "a\\|b",
+        "back\\slash",
+        "trailing\\",
+        "\\*",
+        "# heading",
+        "- item",
+        "+ item",
+        "1. one",
+        "2) two",
+        "---",
+        "===",
+        "> quote",
+        "~~strike~~",
+        "{braces}",
+        "#tag",
+        "a # b #",
+        "line\nbreak",
+        "**",
+        "a * b",
+        "tab\there",
+    ];
+
+    /// What CommonMark (with GitHub's tables and strikethrough) makes of `markdown`: the
+    /// blocks and spans it starts, the text it shows, and its code spans.
+    fn parsed(markdown: &str) -> (Vec<String>, String, Vec<String>) {
+        use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+        let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
+        let (mut tags, mut text, mut codes) = (Vec::new(), String::new(), Vec::new());
+        let mut in_head = false;
+        for event in Parser::new_ext(markdown, options) {
+            match event {
+                Event::Start(Tag::TableHead) => in_head = true,
+                Event::End(TagEnd::TableHead) => in_head = false,
+                Event::Start(tag) => tags.push(format!("{tag:?}")),
+                Event::Text(t) if !in_head => text.push_str(&t),
+                Event::Code(c) => codes.push(c.to_string()),
+                Event::Html(h) | Event::InlineHtml(h) => tags.push(format!("html {h}")),
+                _ => {}
+            }
+        }
+        (tags, text, codes)
+    }
+
+    #[test]
+    fn markdown_shows_names_and_text_as_they_are_wherever_they_land() {
+        for raw in HOSTILE {
+            let shown = raw.replace('\n', " ");
+            let text = escape_markdown(raw);
+            let (tags, cell, codes) = parsed(&format!(
+                "| name | text |\n| --- | --- |\n| {} | {text} |\n",
+                code_span(raw)
+            ));
+            assert_eq!(
+                codes,
+                std::slice::from_ref(&shown),
+                "{raw:?} as {}",
+                code_span(raw)
+            );
+            assert_eq!(cell, shown, "{raw:?} as {text}");
+            assert_eq!(
+                tags.len(),
+                6,
+                "{raw:?}: a table, two head cells, a row and two cells: {tags:?}"
+            );
+            for (markdown, only) in [
+                (format!("- {text}\n"), ["List(None)", "Item"].as_slice()),
+                (format!("### {text}\n"), &["Heading"]),
+                (format!("{text}\n"), &["Paragraph"]),
+            ] {
+                let (tags, shown_here, _) = parsed(&markdown);
+                assert_eq!(shown_here, shown.trim(), "{markdown:?}");
+                assert!(
+                    tags.iter().all(|t| only.iter().any(|o| t.starts_with(o))),
+                    "{markdown:?} makes {tags:?}"
+                );
+                assert_eq!(tags.len(), only.len(), "{markdown:?} makes {tags:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_code_span_fence_outgrows_the_backticks_inside() {
+        assert_eq!(code_span("cpu.total"), "`cpu.total`");
+        assert_eq!(code_span("a`b"), "``a`b``");
+        assert_eq!(code_span("``x`"), "``` ``x` ```");
+        assert_eq!(code_span("custom.<b>x"), "`custom.<b>x`", "no entities");
+        assert_eq!(code_span("a|b"), "`a\\|b`");
+        assert_eq!(code_span(""), "");
+    }
+
+    #[test]
+    fn code_and_md_helpers_escape_for_the_template_they_are_in() {
+        let data = serde_json::json!({"n": "a<b>`c", "d": "*em* & <i>"});
+        let render =
+            |escape, template: &str| registry(escape).render_template(template, &data).unwrap();
+        assert_eq!(render(Escape::Markdown, "{{code n}}"), "``a<b>`c``");
+        assert_eq!(
+            render(Escape::Html, "{{code n}}"),
+            "<code>a&lt;b&gt;&#x60;c</code>"
+        );
+        assert_eq!(render(Escape::Markdown, "{{d}}"), "\\*em\\* & \\<i\\>");
+        assert_eq!(render(Escape::None, "{{md d}}"), "\\*em\\* & \\<i\\>");
+        assert_eq!(
+            render(Escape::Html, "{{md d}}"),
+            "\\*em\\* &amp; \\&lt;i\\&gt;"
+        );
     }
 
     #[test]

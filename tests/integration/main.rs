@@ -21,6 +21,7 @@ mod process;
 mod reload;
 mod remote_write;
 mod report;
+mod report_markup;
 mod report_windows;
 mod roots;
 mod rotate;

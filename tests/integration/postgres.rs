@@ -801,3 +801,64 @@ async fn a_standby_whose_replay_is_paused_reads_lag_on_both_sides() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn databases_whose_names_sanitise_alike_and_standbys_sharing_a_name_read_apart() {
+    let primary = PgServer::start(&[]).await;
+    let admin = primary.admin("postgres").await;
+    for create in ["CREATE DATABASE \"Shop-EU\"", "CREATE DATABASE shop_eu"] {
+        admin.batch_execute(create).await.unwrap();
+    }
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(primary.admin("Shop-EU").await);
+    }
+    // Two standbys with the same application_name, as two without a cluster_name would be.
+    let first = primary.standby("walreceiver").await;
+    let second = primary.standby("walreceiver").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &primary.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let patience = Instant::now() + crate::support::PATIENCE;
+    let t = loop {
+        let out = set.collect().await;
+        let mut names: Vec<String> = out.metrics.iter().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        let pushed = names.len();
+        names.dedup();
+        assert_eq!(names.len(), pushed, "a name pushed twice: {names:?}");
+        let t = Tick {
+            metrics: out
+                .metrics
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v))
+                .collect(),
+            errors: out.errors.into_iter().collect(),
+        };
+        if t.get("replicas") == 2.0 {
+            break t;
+        }
+        assert!(Instant::now() < patience, "the standbys never streamed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        t.metrics.get("postgres.main.-shop--2d-e-u.connections"),
+        Some(&3.0),
+        "{:?}",
+        t.metrics
+    );
+    assert_eq!(
+        t.metrics.get("postgres.main.shop_eu.connections"),
+        Some(&0.0),
+        "{:?}",
+        t.metrics
+    );
+    for part in ["walreceiver", "walreceiver~2"] {
+        assert!(
+            t.metrics
+                .contains_key(&format!("postgres.main.{part}.replication_lag_bytes")),
+            "{part}: {:?}",
+            t.metrics
+        );
+    }
+    drop((first, second, held));
+}

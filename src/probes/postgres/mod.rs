@@ -2,6 +2,7 @@
 //! trip per tick, counters turned into rates between ticks. A server that cannot be reached or
 //! refuses the probe reads `up 0` with PostgreSQL's own message and SQLSTATE.
 
+pub mod names;
 mod sql;
 pub mod tls;
 
@@ -78,8 +79,9 @@ pub struct PostgresProbe {
     spec: PostgresSpec,
     instance: String,
     names: Names,
-    /// `postgres.<name>.<part>.<field>` names, made once per part and field.
-    part_names: HashMap<(String, &'static str), MetricName>,
+    /// `postgres.<name>.<part>.<field>` names, made once per database or standby (its name
+    /// and its place among standbys of that name) and field.
+    part_names: HashMap<(String, usize, &'static str), MetricName>,
     connected: Option<Connected>,
     /// Each database's counters at the previous successful tick, and when they were read.
     previous: Option<(Instant, HashMap<String, Counters>)>,
@@ -233,7 +235,8 @@ impl PostgresProbe {
         };
         let mut states: HashMap<&str, f64> = HashMap::new();
         let mut databases: HashMap<String, Counters> = HashMap::new();
-        let mut standbys: Vec<(String, Option<f64>, Option<f64>)> = Vec::new();
+        // (application_name, its place among standbys of that name, lag in s, lag in bytes)
+        let mut standbys: Vec<(String, usize, Option<f64>, Option<f64>)> = Vec::new();
         for row in rows {
             match row.get("section") {
                 Some("server") => {
@@ -293,17 +296,15 @@ impl PostgresProbe {
                             blocks_read: count("blks_read"),
                         },
                     );
-                    let part = self.part_name(name, "connections");
+                    let part = self.part_name(name, 1, "connections");
                     if let Some(n) = number(row, "numbackends") {
                         out.push(&part, n);
                     }
                 }
                 Some("standby") => {
-                    standbys.push((
-                        row.get("application_name").unwrap_or("standby").to_string(),
-                        number(row, "lag_s"),
-                        number(row, "lag_bytes"),
-                    ));
+                    let name = row.get("application_name").unwrap_or_default().to_string();
+                    let nth = 1 + standbys.iter().filter(|s| s.0 == name).count();
+                    standbys.push((name, nth, number(row, "lag_s"), number(row, "lag_bytes")));
                 }
                 Some("replay") => {
                     push(out, "replication_lag_s", number(row, "lag_s"));
@@ -331,8 +332,8 @@ impl PostgresProbe {
                     .flatten()
                     .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
             };
-            let lag_s = worst(&mut standbys.iter().map(|s| s.1));
-            let lag_bytes = worst(&mut standbys.iter().map(|s| s.2));
+            let lag_s = worst(&mut standbys.iter().map(|s| s.2));
+            let lag_bytes = worst(&mut standbys.iter().map(|s| s.3));
             push(
                 out,
                 "replication_lag_s",
@@ -343,13 +344,13 @@ impl PostgresProbe {
                 "replication_lag_bytes",
                 lag_bytes.or(Some(0.0).filter(|_| standbys.is_empty())),
             );
-            for (standby, lag_s, lag_bytes) in &standbys {
+            for (standby, nth, lag_s, lag_bytes) in &standbys {
                 for (field, value) in [
                     ("replication_lag_s", lag_s),
                     ("replication_lag_bytes", lag_bytes),
                 ] {
                     if let Some(value) = value {
-                        let name = self.part_name(standby, field);
+                        let name = self.part_name(standby, *nth, field);
                         out.push(&name, *value);
                     }
                 }
@@ -379,7 +380,7 @@ impl PostgresProbe {
                     total.add(&grew);
                     for (field, value) in grew.values(secs) {
                         if let Some(value) = value {
-                            let metric = self.part_name(name, field);
+                            let metric = self.part_name(name, 1, field);
                             out.push(&metric, value);
                         }
                     }
@@ -392,38 +393,19 @@ impl PostgresProbe {
         self.previous = Some((at, databases));
     }
 
-    /// `postgres.<name>.<part>.<field>`, with the part (a database, a standby's
-    /// `application_name`) written as a metric name part: lower case, `_` for anything else.
-    fn part_name(&mut self, part: &str, field: &'static str) -> MetricName {
+    /// `postgres.<name>.<part>.<field>`, the part made from a database's or standby's name by
+    /// `names` (the `nth` standby of a shared name numbered apart).
+    fn part_name(&mut self, name: &str, nth: usize, field: &'static str) -> MetricName {
         self.part_names
-            .entry((part.to_string(), field))
+            .entry((name.to_string(), nth, field))
             .or_insert_with(|| {
                 MetricName::from(format!(
                     "postgres.{}.{}.{field}",
                     self.instance,
-                    metric_part(part)
+                    names::numbered_part(name, nth)
                 ))
             })
             .clone()
-    }
-}
-
-/// A database or standby name as a metric name part: `Shop-EU` → `shop_eu`.
-pub fn metric_part(name: &str) -> String {
-    let part: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if part.is_empty() {
-        "_".to_string()
-    } else {
-        part
     }
 }
 
@@ -496,13 +478,6 @@ impl super::Wait for PostgresProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_names_become_metric_parts() {
-        assert_eq!(metric_part("shop"), "shop");
-        assert_eq!(metric_part("Shop-EU 2"), "shop_eu_2");
-        assert_eq!(metric_part(""), "_");
-    }
 
     #[test]
     fn growth_gives_rates_and_a_hit_ratio_only_when_blocks_were_read() {

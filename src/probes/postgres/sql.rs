@@ -67,13 +67,15 @@ FROM pg_stat_database d JOIN pg_database p ON p.oid = d.datid
 WHERE p.datallowconn AND NOT p.datistemplate";
 
 /// A primary's standbys; lag columns are null once a standby has caught up and nothing new
-/// came, which is no lag.
+/// came, which is no lag. Oldest connection first: standbys sharing an `application_name` are
+/// numbered in this order.
 const STANDBYS: &str = "\
 SELECT 'standby' AS section, application_name,
   pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS lag_bytes,
   CASE WHEN replay_lsn = pg_current_wal_lsn() THEN 0
        ELSE extract(epoch FROM replay_lag) END AS lag_s
-FROM pg_stat_replication";
+FROM pg_stat_replication
+ORDER BY backend_start, pid";
 
 /// A standby's own replay lag: nothing to replay is no lag, however old the last transaction.
 const REPLAY: &str = "\
