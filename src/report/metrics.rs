@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::store::sample::SampleView;
-use crate::store::sketch::{DenseSketch, Sketch};
+use crate::store::sketch::{DenseSketch, Extremes, Sketch};
 
 /// A gap between samples longer than this is not counted as downtime: runner was not running.
 const MAX_DOWNTIME_GAP_MS: i64 = 10 * 60 * 1000;
@@ -117,6 +117,9 @@ pub struct MetricStats {
     pub sum: f64,
     pub min: f64,
     pub max: f64,
+    /// How many values equal `min` and `max`: a percentile at an extreme is then exact.
+    pub at_min: u64,
+    pub at_max: u64,
     pub last: f64,
     pub last_ts: i64,
     /// Filled when the pass finishes, from `dense`.
@@ -134,6 +137,8 @@ impl MetricStats {
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            at_min: 0,
+            at_max: 0,
             last: f64::NAN,
             last_ts: i64::MIN,
             sketch: Sketch::default(),
@@ -145,6 +150,16 @@ impl MetricStats {
 
     pub fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    /// The exact extremes, for the sketch's percentiles.
+    pub fn extremes(&self) -> Extremes {
+        Extremes {
+            min: self.min,
+            max: self.max,
+            at_min: self.at_min,
+            at_max: self.at_max,
+        }
     }
 
     /// The mean of each chart step; `None` for steps without samples.
@@ -254,11 +269,21 @@ impl MetricsPass {
             let s = &mut self.stats[slot];
             s.count += 1;
             s.sum += value;
-            if value < s.min {
-                s.min = value;
+            // Values are finite here, and the first one is below INFINITY and above its
+            // negative: it starts both counts.
+            if value <= s.min {
+                if value < s.min {
+                    s.min = value;
+                    s.at_min = 0;
+                }
+                s.at_min += 1;
             }
-            if value > s.max {
-                s.max = value;
+            if value >= s.max {
+                if value > s.max {
+                    s.max = value;
+                    s.at_max = 0;
+                }
+                s.at_max += 1;
             }
             if ts >= s.last_ts {
                 s.last_ts = ts;
@@ -298,8 +323,11 @@ impl MetricsPass {
             let ours = &mut self.stats[slot];
             ours.count += theirs.count;
             ours.sum += theirs.sum;
-            ours.min = ours.min.min(theirs.min);
-            ours.max = ours.max.max(theirs.max);
+            let (min, max) = (ours.min.min(theirs.min), ours.max.max(theirs.max));
+            let at = |extreme: f64, count: u64, of: f64| if extreme == of { count } else { 0 };
+            ours.at_min = at(ours.min, ours.at_min, min) + at(theirs.min, theirs.at_min, min);
+            ours.at_max = at(ours.max, ours.at_max, max) + at(theirs.max, theirs.at_max, max);
+            (ours.min, ours.max) = (min, max);
             if theirs.last_ts >= ours.last_ts && theirs.count > 0 {
                 ours.last_ts = theirs.last_ts;
                 ours.last = theirs.last;

@@ -213,8 +213,8 @@ fn metric_summary(name: &str, s: &MetricStats, previous: Option<&Rollup>) -> Met
         samples: s.count,
         min: s.min,
         avg,
-        p50: s.sketch.quantile_between(0.5, s.min, s.max),
-        p95: s.sketch.quantile_between(0.95, s.min, s.max),
+        p50: s.sketch.quantile_between(0.5, s.extremes()),
+        p95: s.sketch.quantile_between(0.95, s.extremes()),
         max: s.max,
         last: s.last,
         change_percent: previous_avg

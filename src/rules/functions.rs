@@ -213,10 +213,10 @@ pub fn percentile(h: &History, name: &str, p: f64, now_ms: i64, window_ms: i64) 
     sketch_quantile(&merged, q)
 }
 
-/// A rollup's quantile from its sketch, held within the exact min and max it also keeps: a
+/// A rollup's quantile from its sketch, held within the exact extremes it also keeps: a
 /// constant series reads as itself rather than as its bucket's midpoint.
 fn sketch_quantile(rollup: &Rollup, q: f64) -> Option<f64> {
-    rollup.sketch.quantile_between(q, rollup.min, rollup.max)
+    rollup.sketch.quantile_between(q, rollup.extremes())
 }
 
 /// Standard deviation of the window: exact over raw points and hourly rollups, over the
@@ -381,6 +381,22 @@ mod tests {
         assert_eq!(percentile(&h, "m", 50.0, now, 60_000), Some(30.0));
         assert_eq!(percentile(&h, "m", 100.0, now, 60_000), Some(50.0));
         assert_eq!(aggregate(&h, "other", now, 30_000).mean(), None);
+    }
+
+    #[test]
+    fn percentile_ranks_are_exact_in_integers() {
+        // Issue 28: ceil(0.55 × 100) is 56 in floating point, so p55 of 1..100 read 56.
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        let (h, now) = history(&values, 10_000);
+        for p in [
+            7.0, 14.0, 17.0, 27.0, 28.0, 34.0, 54.0, 55.0, 56.0, 67.0, 68.0, 81.0,
+        ] {
+            assert_eq!(percentile(&h, "m", p, now, HOUR_MS), Some(p), "p{p}");
+        }
+        // p99.9 of 1,000 values is the 999th.
+        let values: Vec<f64> = (1..=1_000).map(f64::from).collect();
+        let (h, now) = history(&values, 1_000);
+        assert_eq!(percentile(&h, "m", 99.9, now, HOUR_MS), Some(999.0));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::daily::DailyWriter;
-use super::sketch::Sketch;
+use super::sketch::{Extremes, Sketch};
 
 /// How long hourly rollups are kept: five weeks of same-hour-of-week baselines.
 pub const RETENTION_DAYS: i64 = 35;
@@ -25,11 +25,22 @@ pub struct Rollup {
     pub sumsq: f64,
     pub min: f64,
     pub max: f64,
+    /// How many finite values equal `min` and `max`, so a percentile at an extreme is exact (0
+    /// in rollups written before they were kept: not known).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_min: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_max: u64,
     pub sketch: Sketch,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Rollup {
     pub fn add(&mut self, value: f64) {
+        let (old_min, old_max) = (self.min, self.max);
         if self.count == 0 {
             self.min = value;
             self.max = value;
@@ -37,6 +48,9 @@ impl Rollup {
             self.min = self.min.min(value);
             self.max = self.max.max(value);
         }
+        let first = self.count == 0;
+        self.at_min = recount(self.at_min, value, old_min, self.min, first);
+        self.at_max = recount(self.at_max, value, old_max, self.max, first);
         self.count += 1;
         self.sum += value;
         self.sumsq += value * value;
@@ -50,9 +64,13 @@ impl Rollup {
         if self.count == 0 {
             self.min = other.min;
             self.max = other.max;
+            self.at_min = other.at_min;
+            self.at_max = other.at_max;
         } else {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
+            let (min, max) = (self.min.min(other.min), self.max.max(other.max));
+            self.at_min = merged_tally((self.min, self.at_min), (other.min, other.at_min), min);
+            self.at_max = merged_tally((self.max, self.at_max), (other.max, other.at_max), max);
+            (self.min, self.max) = (min, max);
         }
         self.count += other.count;
         self.sum += other.sum;
@@ -64,6 +82,16 @@ impl Rollup {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
 
+    /// The exact extremes, for the sketch's percentiles.
+    pub fn extremes(&self) -> Extremes {
+        Extremes {
+            min: self.min,
+            max: self.max,
+            at_min: self.at_min,
+            at_max: self.at_max,
+        }
+    }
+
     /// Population standard deviation.
     pub fn stddev(&self) -> Option<f64> {
         let mean = self.mean()?;
@@ -73,6 +101,27 @@ impl Rollup {
                 .sqrt(),
         )
     }
+}
+
+/// How many values equal an extreme once `value` came in and the extreme went from `old` to
+/// `new`.
+fn recount(count: u64, value: f64, old: f64, new: f64, first: bool) -> u64 {
+    if value != new {
+        count
+    } else if !value.is_finite() {
+        // The sketch leaves infinities out: no rank is known to hold one.
+        0
+    } else if !first && value == old {
+        count + 1
+    } else {
+        1
+    }
+}
+
+/// How many values of two merged rollups equal the merged extreme `new`.
+fn merged_tally(ours: (f64, u64), theirs: (f64, u64), new: f64) -> u64 {
+    let counted = |(extreme, count): (f64, u64)| if extreme == new { count } else { 0 };
+    counted(ours) + counted(theirs)
 }
 
 /// Every metric of one hour.
@@ -224,5 +273,33 @@ mod tests {
         assert!((sd - 4.1096).abs() < 1e-3, "{sd}");
         a.merge(&Rollup::default());
         assert_eq!(a.count, 3);
+    }
+
+    #[test]
+    fn rollups_count_the_values_at_each_extreme() {
+        let mut a = Rollup::default();
+        for v in [2.0, 1.0, 1.0, 5.0, 2.0, 5.0, 5.0] {
+            a.add(v);
+        }
+        assert_eq!((a.at_min, a.at_max), (2, 3));
+        // Infinities are not in the sketch, so no rank holds one.
+        let mut inf = a.clone();
+        inf.add(f64::INFINITY);
+        assert_eq!((inf.max, inf.at_max), (f64::INFINITY, 0));
+        let mut b = Rollup::default();
+        b.add(1.0);
+        b.add(0.5);
+        b.add(5.0);
+        a.merge(&b);
+        assert_eq!((a.min, a.at_min, a.max, a.at_max), (0.5, 1, 5.0, 4));
+        // The p95 of 10 values is the 10th: the maximum, exactly.
+        assert_eq!(a.sketch.quantile_between(0.95, a.extremes()), Some(5.0));
+        // A rollup written before the counts were kept reads them as 0: not known.
+        let old: Rollup =
+            serde_json::from_str(r#"{"count":1,"sum":3.0,"min":3.0,"max":3.0,"sketch":{}}"#)
+                .unwrap();
+        assert_eq!((old.at_min, old.at_max), (0, 0));
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Rollup>(&json).unwrap(), a);
     }
 }

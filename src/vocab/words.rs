@@ -12,7 +12,9 @@ pub fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// A number as people read it in an explanation: `93.2`, `0.0123`, `8123456789`.
+/// A number as people read it in an explanation: `93.2`, `0.0123`, `8123456789`, `1.23e-9`;
+/// at least three significant digits at every size, so a small value is never shown as `0`
+/// (issue 28). Below a thousandth the zeros would have to be counted: the exponent says it.
 pub fn format_value(v: f64) -> String {
     let text = if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
@@ -20,8 +22,19 @@ pub fn format_value(v: f64) -> String {
         format!("{v:.1}")
     } else if v.abs() >= 1.0 {
         format!("{v:.2}")
+    } else if v.abs() >= 1e-3 {
+        // Three significant digits: 0.5 has two decimals to fill, 0.00123 five.
+        let decimals = 2 - v.abs().log10().floor() as i32;
+        format!("{v:.*}", decimals.clamp(3, 5) as usize)
     } else {
-        format!("{v:.3}")
+        let text = format!("{v:.2e}");
+        return match text.split_once('e') {
+            Some((mantissa, exponent)) if mantissa.contains('.') => format!(
+                "{}e{exponent}",
+                mantissa.trim_end_matches('0').trim_end_matches('.')
+            ),
+            _ => text,
+        };
     };
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -65,7 +78,17 @@ mod tests {
     fn numbers_and_durations_for_people() {
         assert_eq!(format_value(93.24), "93.2");
         assert_eq!(format_value(85.0), "85");
-        assert_eq!(format_value(0.01234), "0.012");
+        assert_eq!(format_value(0.01234), "0.0123");
+        assert_eq!(format_value(0.5), "0.5");
+        assert_eq!(format_value(0.123456), "0.123");
+        assert_eq!(format_value(0.00123456), "0.00123");
+        // Small values keep their digits (they read 0 before issue 28).
+        assert_eq!(format_value(1.234e-9), "1.23e-9");
+        assert_eq!(format_value(-1.234e-9), "-1.23e-9");
+        assert_eq!(format_value(1e-9), "1e-9");
+        assert_eq!(format_value(5.5e-4), "5.5e-4");
+        assert_eq!(format_value(2.5e-300), "2.5e-300");
+        assert_eq!(format_value(0.0), "0");
         assert_eq!(format_value(2.5), "2.5");
         assert_eq!(format_value(8123456789.0), "8123456789");
         assert_eq!(format_for(42), "42s");

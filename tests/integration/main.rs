@@ -13,6 +13,7 @@ mod layers;
 mod monitor;
 mod notify;
 mod notify_process;
+mod percentiles;
 mod pg_server;
 mod ping;
 mod postgres;
