@@ -200,6 +200,10 @@ fn write_lines(path: std::path::PathBuf, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
+/// A row of the alerts table or of "still firing" as a template writes it, from the alert's
+/// name and severity.
+type Row = fn(&str, &str) -> String;
+
 #[test]
 fn highlights_the_alerts_table_and_still_firing_agree_on_each_severity() {
     let dir = tempfile::tempdir().unwrap();
@@ -294,22 +298,21 @@ fn highlights_the_alerts_table_and_still_firing_agree_on_each_severity() {
     }
     for template in ["templates/weekly.md.hbs", "templates/weekly.html.hbs"] {
         let text = render(template, &s, &config);
-        let (rule_row, firing_row): (fn(&str, &str) -> String, fn(&str, &str) -> String) =
-            if template.ends_with(".md.hbs") {
-                (
-                    |name, severity| format!("| {name} | {severity} | 1 | 0 |"),
-                    |name, severity| format!("- {name} on web-1, {severity}: since"),
-                )
-            } else {
-                (
-                    |name, severity| {
-                        format!("<tr><td>{name}</td><td>{severity}</td><td class=\"num\">1</td>")
-                    },
-                    |name, severity| {
-                        format!("<td>{name}</td><td></td><td>web-1</td><td>{severity}</td>")
-                    },
-                )
-            };
+        let (rule_row, firing_row): (Row, Row) = if template.ends_with(".md.hbs") {
+            (
+                |name, severity| format!("| {name} | {severity} | 1 | 0 |"),
+                |name, severity| format!("- {name} on web-1, {severity}: since"),
+            )
+        } else {
+            (
+                |name, severity| {
+                    format!("<tr><td>{name}</td><td>{severity}</td><td class=\"num\">1</td>")
+                },
+                |name, severity| {
+                    format!("<td>{name}</td><td></td><td>web-1</td><td>{severity}</td>")
+                },
+            )
+        };
         for (name, table, firing) in [
             ("cpu_high", "critical", "critical"),
             ("disk_full", "critical", "critical (now warning)"),
