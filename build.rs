@@ -20,6 +20,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build/hot-functions.txt");
     println!("cargo:rerun-if-changed=build.rs");
+    revision();
     if env::var("PROFILE").as_deref() != Ok("release")
         || !env::var("TARGET").is_ok_and(|t| t.ends_with("-linux-gnu"))
     {
@@ -76,4 +77,42 @@ fn main() {
         "cargo:rustc-link-arg-bins=-Wl,-Map={}",
         out_dir.join("runner.map").display()
     );
+}
+
+/// `runner_build_info`'s `revision`: `RUNNER_REVISION` when a packager sets it (a tarball has
+/// no `.git`), else the commit git says, else `unknown`. Asked again when the commit changes.
+fn revision() {
+    println!("cargo:rerun-if-env-changed=RUNNER_REVISION");
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let from_git = || {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(manifest_dir.as_ref()?)
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        let text = text.trim();
+        (out.status.success() && !text.is_empty()).then(|| text.to_string())
+    };
+    let revision = env::var("RUNNER_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(from_git)
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(manifest_dir) = &manifest_dir {
+        let git = manifest_dir.join(".git");
+        // The branch HEAD names moves with each commit: watch both files (and packed refs).
+        // A missing file would make cargo run this script on every build: only those there.
+        let mut watched = vec![git.join("HEAD"), git.join("packed-refs")];
+        if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
+            && let Some(name) = head.trim().strip_prefix("ref: ")
+        {
+            watched.push(git.join(name));
+        }
+        for path in watched.iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    println!("cargo:rustc-env=RUNNER_REVISION={revision}");
 }

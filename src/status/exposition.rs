@@ -171,6 +171,11 @@ pub struct Snapshot<'a> {
     pub reloads: super::Reloads,
     /// What remote write did, when it is on.
     pub remote_write: Option<&'a crate::remote_write::Stats>,
+    /// Each monitor of the running configuration and its probes' keys (`cpu`, `tcp.db`):
+    /// their `runner_probe_failing` series are there from the start, 0 until one fails.
+    pub probes: Vec<(String, Vec<String>)>,
+    /// runner's own process, from `/proc/self`; `None` leaves the `process_*` series out.
+    pub process: Option<super::process::Own>,
 }
 
 /// The whole exposition.
@@ -186,6 +191,65 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
             1.0,
         ),
     );
+    f.add(
+        "runner_build_info".into(),
+        "the version and the git commit runner was built from (`unknown` when the build had no git); always 1",
+        "gauge",
+        (
+            vec![
+                host(),
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("revision", env!("RUNNER_REVISION").to_string()),
+            ],
+            1.0,
+        ),
+    );
+    if let Some(own) = &s.process {
+        // Named and measured as the Prometheus client libraries do, `host` added as on
+        // every series of runner's.
+        for (name, help, kind, value) in [
+            (
+                "process_cpu_seconds_total",
+                "user and system CPU time runner has spent, in seconds",
+                "counter",
+                Some(own.cpu_seconds),
+            ),
+            (
+                "process_resident_memory_bytes",
+                "runner's resident memory size, in bytes",
+                "gauge",
+                Some(own.resident_bytes),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "runner's virtual memory size, in bytes",
+                "gauge",
+                Some(own.virtual_bytes),
+            ),
+            (
+                "process_start_time_seconds",
+                "when runner's process started, in seconds since the epoch",
+                "gauge",
+                Some(own.start_time),
+            ),
+            (
+                "process_open_fds",
+                "file descriptors runner has open",
+                "gauge",
+                own.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "runner's limit on open file descriptors (the soft RLIMIT_NOFILE)",
+                "gauge",
+                own.max_fds,
+            ),
+        ] {
+            if let Some(value) = value {
+                f.add(name.into(), help, kind, (vec![host()], value));
+            }
+        }
+    }
     f.add(
         "runner_start_time_seconds".into(),
         "when this runner started, in seconds since the epoch",
@@ -209,6 +273,21 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
                 repairs.get(log).copied().unwrap_or(0) as f64,
             ),
         );
+    }
+    for (job, keys) in &s.probes {
+        let sample = s.samples.iter().find(|sample| &sample.job == job);
+        // A failing probe's 1 comes with its sample's errors below, keyed as remote write
+        // keys it (an instance's error under its own key).
+        for key in keys.iter().filter(|key| {
+            !sample.is_some_and(|sample| sample.errors.iter().any(|(probe, _)| probe == *key))
+        }) {
+            f.add(
+                prometheus::PROBE_FAILING.into(),
+                prometheus::PROBE_FAILING_HELP,
+                "gauge",
+                (prometheus::probe_failing_labels(s.host, job, key), 0.0),
+            );
+        }
     }
     for sample in s.samples {
         let monitor = || ("runner_job", sample.job.clone());
@@ -362,16 +441,19 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
             (vec![host(), ("result", result.into())], count as f64),
         );
     }
-    if let Some((ok, at)) = s.reloads.last {
+    // The configuration loaded at start is the first load that went in (as Prometheus counts
+    // its own), so these series are there before any reload.
+    {
+        let (ok, at) = s.reloads.last.unwrap_or((true, s.started));
         f.add(
             "runner_config_last_reload_successful".into(),
-            "1 if the last reload went in, 0 if it was refused",
+            "1 if the last reload went in, 0 if it was refused (1 from start: the loaded configuration counts as the first)",
             "gauge",
             (vec![host()], if ok { 1.0 } else { 0.0 }),
         );
         f.add(
             "runner_config_last_reload_timestamp_seconds".into(),
-            "when the last reload was tried, in seconds since the epoch",
+            "when the last reload was tried (runner's start before any), in seconds since the epoch",
             "gauge",
             (vec![host()], at.timestamp_millis() as f64 / 1000.0),
         );
@@ -498,6 +580,8 @@ mod tests {
             rules: BTreeMap::new(),
             reloads: super::super::Reloads::default(),
             remote_write: None,
+            probes: Vec::new(),
+            process: None,
         };
         let value = |text: &str, series: &str| -> f64 {
             text.lines()

@@ -5,6 +5,7 @@
 
 pub mod exposition;
 pub mod http;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -130,6 +131,18 @@ fn page(context: &Context, path: &str, accept: &str) -> Response {
                 jobs: exposition::JobView::all(&context.scheduler, config.jobs.keys()),
                 reloads: context.reloads(),
                 remote_write: context.remote_write.as_deref(),
+                probes: config
+                    .jobs
+                    .iter()
+                    .filter(|(_, job)| job.off.is_none())
+                    .filter_map(|(name, job)| match &job.kind {
+                        JobKind::Monitor(m) => {
+                            Some((name.clone(), m.probes.iter().map(|p| p.key()).collect()))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                process: process::read(Path::new("/proc")),
                 alerts: alert_phases(context),
                 notifiers: context.notifiers.health(),
                 rules: context

@@ -18,8 +18,7 @@ pub const HOST: &str = "host";
 pub const JOB: &str = "runner_job";
 /// 1 for each probe whose reading of a tick failed.
 pub const PROBE_FAILING: &str = "runner_probe_failing";
-pub const PROBE_FAILING_HELP: &str =
-    "1 for each probe whose latest reading failed (the reason is in the metrics log's `errors`)";
+pub const PROBE_FAILING_HELP: &str = "1 for each probe whose latest reading failed (the reason is in the metrics log's `errors`); on /metrics, 0 for each configured probe that did not, from the start";
 /// Alerts in the shape Prometheus' rule evaluation writes them: 1 while the alert is active.
 pub const ALERTS: &str = "ALERTS";
 

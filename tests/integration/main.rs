@@ -19,6 +19,7 @@ mod ping;
 mod postgres;
 mod probes;
 mod process;
+mod prometheus_habits;
 mod reload;
 mod remote_write;
 mod report;
