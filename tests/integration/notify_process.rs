@@ -403,36 +403,107 @@ fn a_metrics_log_append_torn_by_a_kill_costs_only_that_sample() {
     assert_eq!(bad, 1, "the torn one is one unreadable line");
 }
 
-/// A kill while the tick saves its state (made slow here) must not catch the tick's notice on
-/// the wire: delivery waits for the save. This setup does not reproduce the issue's duplicate
-/// on the code before (tokio keeps the delivery task the tick wakes on the tick's own, busy
-/// worker; the duplicates came when the loop was already running on the other one), so it
-/// guards the order rather than proving the old bug.
+/// A kill while the tick saves its state must not catch the tick's notice on the wire. The
+/// delivery loop is made busy elsewhere when the tick queues: a notice an earlier run left
+/// queued is on the wire, held by the destination until the tick (made slow by `slow-tick`)
+/// has queued its resolved notice, then answered; the answer wakes the loop on the worker the
+/// tick does not occupy, and before delivery waited for the state save it sent the resolved
+/// notice at once. The destination holds that one open, the kill at `after-state` comes, and
+/// the restart sent it again: two resolved notices (6 runs of 6 on the code before
+/// `hold_delivery`, given the `slow-tick` pause point). Now the loop waits for the save, the
+/// kill finds the notice queued and not sent, and the restart sends it once.
 #[test]
 fn a_kill_while_the_tick_saves_its_state_does_not_repeat_the_notice() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
     let dir = tempfile::tempdir().unwrap();
-    let mut slow = crate::http_server::Response::new(200, "");
-    slow.delay = Duration::from_secs(2);
-    let hook = TestServer::start(scripted(
-        vec![slow],
-        crate::http_server::Response::new(200, ""),
-    ));
+    // 0: the first run, down; 1: the killed run; 2: the restart, up.
+    let stage = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let hook = {
+        let (stage, release, seen) = (stage.clone(), release.clone(), seen.clone());
+        TestServer::start(move |request| {
+            let stage = stage.load(Ordering::SeqCst);
+            let kind = request.json()["type"].as_str().unwrap_or("").to_string();
+            seen.lock().unwrap().push((stage, kind.clone()));
+            match (stage, kind.as_str()) {
+                (0, _) => crate::http_server::Response::new(503, "down"),
+                (1, "alert.firing") => {
+                    let start = std::time::Instant::now();
+                    while !release.load(Ordering::SeqCst) && start.elapsed() < PATIENCE {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    crate::http_server::Response::new(200, "")
+                }
+                (1, _) => crate::http_server::Response::hang(),
+                _ => crate::http_server::Response::new(200, ""),
+            }
+        })
+    };
     let notifiers = hook_notifier(&hook);
-    let file = jobs_file(
-        dir.path(),
-        &monitor(&notifiers, &rule(dir.path(), ""), "hook"),
-    );
+    let rule = rule(dir.path(), "");
+    // A second job due at every tick: its run, spawned with the monitor's, wakes the other
+    // worker, which then serves the runtime's I/O while the tick holds its own (without it,
+    // that worker may sleep through the tick and nothing is delivered during it at all).
+    let rotate = "  rot:\n    type: rotate\n    schedule: \"@every 1s\"\n    paths: [logs/*.log]\n    max_age: 7d\n";
+    let file = jobs_file(dir.path(), &(monitor(&notifiers, &rule, "hook") + rotate));
     let file = file.to_str().unwrap();
+    let var = dir.path().join("var");
+
+    // The first run fires the alert; the destination is down, so the notice stays queued.
+    let mut first = Running::spawn(command(&["--jobs", file]));
+    crate::notify::block_on_wait(PATIENCE, "a failed delivery", || {
+        !seen.lock().unwrap().is_empty()
+    });
+    crate::notify::block_on_wait(PATIENCE, "the tick's state saved", || {
+        var.join("state/alerts/m.json").exists() && !var.join("state/alerts/m.journal").exists()
+    });
+    first.signal("KILL");
+    first.wait_exit(PATIENCE);
+
+    // The killed run sends that notice, held on the wire; then the rule stops raising the
+    // alert, and the tick that resolves it is killed once it saved its state.
+    stage.store(1, Ordering::SeqCst);
     let mut cmd = command(&["--jobs", file]);
     cmd.env("RUNNER_FAILPOINT", "slow-tick,after-state");
-    let mut first = Running::spawn(cmd);
-    assert_eq!(first.wait_exit(PATIENCE).0, None, "killed by the failpoint");
+    let mut second = Running::spawn(cmd);
+    crate::notify::block_on_wait(PATIENCE, "the queued notice on the wire", || {
+        seen.lock().unwrap().iter().any(|(s, _)| *s == 1)
+    });
+    let text = std::fs::read_to_string(&rule).unwrap();
+    std::fs::write(&rule, text.replace(">= 0.0", "< 0.0")).unwrap();
+    second.signal("HUP");
+    let outbox = var.join("outbox/hook.jsonl");
+    crate::notify::block_on_wait(PATIENCE, "the resolved notice queued", || {
+        std::fs::read_to_string(&outbox).is_ok_and(|q| q.contains("\"resolved\""))
+    });
+    release.store(true, Ordering::SeqCst);
+    assert_eq!(
+        second.wait_exit(PATIENCE).0,
+        None,
+        "killed by the failpoint"
+    );
 
-    let mut second = Running::spawn(command(&["--jobs", file, "-v"]));
-    crate::notify::block_on_wait(PATIENCE, "the notice", || !hook.requests().is_empty());
-    std::thread::sleep(Duration::from_secs(3));
-    second.signal("TERM");
-    assert_eq!(second.wait_exit(PATIENCE).0, Some(0));
-    let firing = firing_ids(&hook);
-    assert_eq!(firing.len(), 1, "sent once: {firing:?}");
+    stage.store(2, Ordering::SeqCst);
+    let mut third = Running::spawn(command(&["--jobs", file, "-v"]));
+    crate::notify::block_on_wait(PATIENCE, "the resolved notice", || {
+        seen.lock().unwrap().iter().any(|(s, _)| *s == 2)
+    });
+    for _ in 0..2 {
+        third.wait_for_line("run finished", PATIENCE);
+    }
+    third.signal("TERM");
+    assert_eq!(third.wait_exit(PATIENCE).0, Some(0));
+    let seen = seen.lock().unwrap().clone();
+    let count = |stage: Option<usize>, kind: &str| {
+        seen.iter()
+            .filter(|(s, k)| stage.is_none_or(|want| *s == want) && k == kind)
+            .count()
+    };
+    // The setup held: the queued firing notice was answered before the kill, not sent again.
+    assert_eq!(count(Some(1), "alert.firing"), 1, "{seen:?}");
+    assert_eq!(count(Some(2), "alert.firing"), 0, "{seen:?}");
+    assert_eq!(count(None, "alert.resolved"), 1, "sent once: {seen:?}");
 }
