@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::dead_alert::DeadLetterWatch;
 use super::destination::{Delivery, Destination};
 use super::notice::Message;
 use super::outbox::Queue;
@@ -71,6 +72,8 @@ pub struct Deliverer {
     bucket: TokenBucket,
     breaker: Breaker,
     next_attempt: Option<DateTime<Utc>>,
+    /// Told of dead letters and deliveries, for the `notification_dead_letter` alert.
+    watch: Option<Arc<DeadLetterWatch>>,
 }
 
 enum Wait {
@@ -95,6 +98,7 @@ impl Deliverer {
             breaker: Breaker::new(BREAKER_THRESHOLD)
                 .failing_since(queue.oldest_queued().ok().flatten()),
             next_attempt: None,
+            watch: None,
             dest,
             queue,
             spec,
@@ -104,8 +108,43 @@ impl Deliverer {
         }
     }
 
+    /// Reports dead letters and deliveries to `watch`.
+    pub fn watched(mut self, watch: Arc<DeadLetterWatch>) -> Deliverer {
+        self.watch = Some(watch);
+        self
+    }
+
     fn name(&self) -> &str {
         self.dest.name()
+    }
+
+    /// `outcome`, or a refusal when it is a retry of a notice queued `give_up_after` ago or
+    /// longer: a notice failing with 5xx for a day is a dead letter, loudly, rather than
+    /// holding its queue for ever. `queued_at` is the outbox's, so a restart does not start the
+    /// count again.
+    fn give_up(&self, outcome: Delivery, queued_at: DateTime<Utc>, now: DateTime<Utc>) -> Delivery {
+        let Delivery::Retry { reason, after } = outcome else {
+            return outcome;
+        };
+        let limit =
+            chrono::Duration::from_std(self.spec.give_up_after).unwrap_or(chrono::Duration::MAX);
+        if now - queued_at < limit {
+            return Delivery::Retry { reason, after };
+        }
+        let waited = format_for((now - queued_at).num_seconds());
+        let give_up_after = format_for(self.spec.give_up_after.as_secs() as i64);
+        error!(
+            notifier = self.name(),
+            waited = %waited,
+            give_up_after = %give_up_after,
+            reason = %reason,
+            "gave up on a notification that kept failing; kept as a dead letter"
+        );
+        Delivery::Refused {
+            reason: format!(
+                "gave up after {waited} of failures (give_up_after {give_up_after}): {reason}"
+            ),
+        }
     }
 
     /// Waits for `wait`, a wake-up, the stop, or (in a drain) the deadline; `false` when the
@@ -149,6 +188,10 @@ impl Deliverer {
                 error!(notifier = self.name(), error = %bad.error, dead_letters = %self.queue.dead_path().display(), "an outbox line cannot be read; kept as a dead letter");
                 self.queue.dead_line(now, bad)?;
                 self.queue.mark_done(bad.end)?;
+                if let Some(watch) = &self.watch {
+                    let reason = format!("an outbox line cannot be read: {}", bad.error);
+                    watch.dead(self.name(), 1, &reason, self.queue.dead_path(), now);
+                }
                 continue;
             }
             let Some(first) = batch.pending.first() else {
@@ -226,6 +269,8 @@ impl Deliverer {
             let outcome = outcome.scrubbed(&self.secrets);
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let now = self.clock.now();
+            // Only queued notices give up: `notify-test` says how each attempt went as it is.
+            let outcome = self.give_up(outcome, first.entry.queued_at, now);
             match outcome {
                 Delivery::Delivered { note } => {
                     self.stats
@@ -233,6 +278,9 @@ impl Deliverer {
                         .fetch_add(take as u64, Ordering::Relaxed);
                     self.backoff.reset();
                     self.next_attempt = None;
+                    if let Some(watch) = &self.watch {
+                        watch.delivered(self.name());
+                    }
                     if let Transition::Closed { down_for } = self.breaker.success(now) {
                         info!(
                             notifier = self.name(),
@@ -298,6 +346,10 @@ impl Deliverer {
                         dead_letters = %self.queue.dead_path().display(),
                         "notification refused for good; kept as a dead letter"
                     );
+                    if let Some(watch) = &self.watch {
+                        let dead = self.queue.dead_path();
+                        watch.dead(self.name(), take as u64, &reason, dead, now);
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! with, so it goes wherever the firing went.
 
 pub mod alertmanager;
+pub mod dead_alert;
 pub mod deliver;
 pub mod destination;
 pub mod gdrive;
@@ -27,12 +28,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::alerts::SharedAlerts;
 use crate::alerts::event::{AlertEvent, EventKind, Incident};
+use crate::alerts::{AlertStore, SharedAlerts};
 use crate::config::{Config, DeliverySpec, NotifierSettings, NotifierSpec, Secret};
 use crate::lock::LockFile;
 use crate::scheduler::clock::SharedClock;
 use crate::vocab::Severity;
+use dead_alert::DeadLetterWatch;
 use deliver::{Deliverer, Mode, Stats};
 use destination::{Delivery, Destination, Rendered};
 use notice::{Message, ReportNotice};
@@ -148,6 +150,12 @@ pub struct Notifiers {
     alerts: Arc<Mutex<HashMap<String, SharedAlerts>>>,
     /// Each monitor's rule files and their evaluation counters, for `/metrics`.
     rule_stats: Mutex<BTreeMap<String, RuleStats>>,
+    /// What the delivery loops report for the `notification_dead_letter` alert.
+    watch: Arc<DeadLetterWatch>,
+    /// That alert's own alert job (`None` without outboxes: nothing is delivered).
+    dead_alerts: Option<SharedAlerts>,
+    /// Where that alert goes: the notifiers the monitor jobs list.
+    alert_routes: Vec<String>,
 }
 
 /// A monitor's rule files, by name, with how their evaluations went.
@@ -165,7 +173,60 @@ impl Notifiers {
     /// (its outbox folder is not writable, a signing secret is malformed) is reported and left
     /// out; the others work.
     pub fn new(config: &Config, clock: SharedClock) -> Notifiers {
-        Notifiers::build(config, clock, true)
+        let mut notifiers = Notifiers::build(config, clock, true);
+        notifiers.open_dead_letter_alerts(config);
+        notifiers
+    }
+
+    /// Opens the `notification_dead_letter` alert's state like a monitor's: a spell still
+    /// firing goes on until its notifier delivers, and a step a crash interrupted is finished.
+    fn open_dead_letter_alerts(&mut self, config: &Config) {
+        let mut store = AlertStore::open(
+            &config.data_dir,
+            dead_alert::JOB,
+            &config.host,
+            crate::config::FlapPolicy::default(),
+        );
+        self.alert_routes = dead_alert::routes(config);
+        let names: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        let dead_dir = outbox::outbox_dir(&config.data_dir).join("dead");
+        self.watch.restore(store.lifecycle(), &names, &dead_dir);
+        let unfinished = store.take_unfinished();
+        if !unfinished.is_empty() {
+            self.redispatch(&self.alert_routes, &unfinished);
+            store.finish_tick();
+        }
+        let store = Arc::new(Mutex::new(store));
+        self.register_alerts(dead_alert::JOB, store.clone());
+        self.dead_alerts = Some(store);
+    }
+
+    /// Steps the `notification_dead_letter` alert from what the delivery loops reported and
+    /// queues its events for the notifiers it goes to, as a monitor's tick does; `true` if it
+    /// raised any.
+    pub fn step_dead_letter_alerts(&self) -> bool {
+        let Some(store) = &self.dead_alerts else {
+            return false;
+        };
+        let evaluation = self.watch.evaluation(&self.alert_routes);
+        // As a monitor's tick: what it queues goes on the wire once its state is saved.
+        let hold = std::sync::OnceLock::new();
+        let events = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .step(
+                self.clock.now(),
+                &evaluation,
+                |_| true,
+                |events| {
+                    if !events.is_empty() {
+                        let _ = hold.set(outbox::hold_delivery());
+                    }
+                    self.dispatch(&self.alert_routes, events);
+                },
+            );
+        drop(hold);
+        !events.is_empty()
     }
 
     /// Notifiers that are on but could not be built (a CA file that cannot be read, a client
@@ -324,6 +385,9 @@ impl Notifiers {
             data_dir: data_dir.to_path_buf(),
             alerts,
             rule_stats: Mutex::default(),
+            watch: Arc::default(),
+            dead_alerts: None,
+            alert_routes: Vec::new(),
         }
     }
 
@@ -571,22 +635,16 @@ impl Notifiers {
         self.routes.get(name).map(|r| r.stats.clone())
     }
 
-    fn deliverer(route: &Route, queue: &Arc<Queue>, clock: &SharedClock) -> Deliverer {
-        // Only queued notices give up: `notify-test` says how each attempt went as it is.
-        let dest: Arc<dyn Destination> = Arc::new(policy::GiveUp::new(
+    fn deliverer(&self, route: &Route, queue: &Arc<Queue>) -> Deliverer {
+        Deliverer::new(
             route.dest.clone(),
             queue.clone(),
-            route.delivery.give_up_after,
-            clock.clone(),
-        ));
-        Deliverer::new(
-            dest,
-            queue.clone(),
             route.delivery.clone(),
-            clock.clone(),
+            self.clock.clone(),
             route.wake.clone(),
             route.stats.clone(),
         )
+        .watched(self.watch.clone())
     }
 
     fn delivery_lock(&self, name: &str) -> Result<LockFile, crate::lock::LockError> {
@@ -603,7 +661,7 @@ impl Notifiers {
             let this = self.clone();
             let name = name.clone();
             let stop_loop = stop.clone();
-            let mut deliverer = Notifiers::deliverer(route, queue, &self.clock);
+            let mut deliverer = self.deliverer(route, queue);
             handles.push(tokio::spawn(async move {
                 let _lock = loop {
                     match this.delivery_lock(&name) {
@@ -629,12 +687,35 @@ impl Notifiers {
                 )));
             }
         }
+        if self.dead_alerts.is_some() {
+            let this = self.clone();
+            handles.push(tokio::spawn(async move {
+                loop {
+                    this.step_dead_letter_alerts();
+                    tokio::select! {
+                        _ = this.watch.changed() => {}
+                        _ = this.clock.sleep(dead_alert::STEP_EVERY) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }));
+        }
         handles
     }
 
     /// Sends what is queued, until every queue is empty or `deadline` passes (a `runner run`
     /// before it exits). A notifier whose delivery lock another process holds is left to it.
+    /// Dead letters meanwhile raise their alert, which is then sent too while time is left.
     pub async fn drain(&self, deadline: DateTime<Utc>) -> Drained {
+        loop {
+            let drained = self.drain_queues(deadline).await;
+            if !self.step_dead_letter_alerts() || self.clock.now() >= deadline {
+                return drained;
+            }
+        }
+    }
+
+    async fn drain_queues(&self, deadline: DateTime<Utc>) -> Drained {
         let mut drained = Drained::default();
         let stop = CancellationToken::new();
         let mut runs = Vec::new();
@@ -652,7 +733,7 @@ impl Notifiers {
                     continue;
                 }
             };
-            let mut deliverer = Notifiers::deliverer(route, queue, &self.clock);
+            let mut deliverer = self.deliverer(route, queue);
             let stop = stop.clone();
             let name = name.clone();
             let queue = queue.clone();

@@ -2,18 +2,9 @@
 //! on a destination that keeps failing (retry backoff is `vocab::Backoff`). Both read time
 //! from the caller (the injected clock), so tests run in milliseconds.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::error;
-
-use super::destination::{DeliverFuture, Delivery, Destination, Rendered};
-use super::notice::ReportNotice;
-use super::outbox::Queue;
-use crate::alerts::event::AlertEvent;
-use crate::scheduler::clock::SharedClock;
-use crate::vocab::words::format_for;
 
 /// At most `rate` messages a second on average, `burst` at once.
 #[derive(Debug, Clone)]
@@ -138,115 +129,6 @@ impl Breaker {
             },
             BreakerState::Closed => Transition::None,
         }
-    }
-}
-
-/// A destination whose failures worth retrying turn into refusals once the notice being sent
-/// was queued `after` ago (`give_up_after`): a notice failing with 5xx for a day is a dead
-/// letter, loudly, rather than holding its queue for ever. When it was queued is read from the
-/// outbox, so a restart does not start the count again.
-pub struct GiveUp {
-    inner: Arc<dyn Destination>,
-    queue: Arc<Queue>,
-    after: Duration,
-    clock: SharedClock,
-}
-
-impl GiveUp {
-    pub fn new(
-        inner: Arc<dyn Destination>,
-        queue: Arc<Queue>,
-        after: Duration,
-        clock: SharedClock,
-    ) -> GiveUp {
-        GiveUp {
-            inner,
-            queue,
-            after,
-            clock,
-        }
-    }
-
-    /// `outcome`, or a refusal when it is a retry and the notice has waited too long.
-    fn judge(&self, outcome: Delivery, fallback: Option<DateTime<Utc>>) -> Delivery {
-        let Delivery::Retry { reason, after } = outcome else {
-            return outcome;
-        };
-        // The delivery loop sends from the first entry not done: that is the oldest queued.
-        let queued = self.queue.oldest_queued().ok().flatten().or(fallback);
-        let now = self.clock.now();
-        let limit = chrono::Duration::from_std(self.after).unwrap_or(chrono::Duration::MAX);
-        match queued {
-            Some(queued) if now - queued >= limit => {
-                let waited = format_for((now - queued).num_seconds());
-                error!(
-                    notifier = self.inner.name(),
-                    waited = %waited,
-                    give_up_after = %format_for(self.after.as_secs() as i64),
-                    reason = %reason,
-                    "gave up on a notification that kept failing; kept as a dead letter"
-                );
-                Delivery::Refused {
-                    reason: format!(
-                        "gave up after {waited} of failures (give_up_after {}): {reason}",
-                        format_for(self.after.as_secs() as i64)
-                    ),
-                }
-            }
-            _ => Delivery::Retry { reason, after },
-        }
-    }
-}
-
-impl Destination for GiveUp {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn secrets(&self) -> Vec<String> {
-        self.inner.secrets()
-    }
-
-    fn max_group(&self) -> usize {
-        self.inner.max_group()
-    }
-
-    fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
-        self.inner.render(events)
-    }
-
-    fn deliver<'a>(&'a self, events: &'a [AlertEvent]) -> DeliverFuture<'a> {
-        Box::pin(async move {
-            let outcome = self.inner.deliver(events).await;
-            self.judge(outcome, events.iter().map(|e| e.at).min())
-        })
-    }
-
-    fn keepalive_interval(&self) -> Option<Duration> {
-        self.inner.keepalive_interval()
-    }
-
-    fn keepalive<'a>(&'a self) -> DeliverFuture<'a> {
-        self.inner.keepalive()
-    }
-
-    fn restore(&self, firing: &[AlertEvent]) {
-        self.inner.restore(firing)
-    }
-
-    fn takes_reports(&self) -> bool {
-        self.inner.takes_reports()
-    }
-
-    fn render_report(&self, notice: &ReportNotice) -> Vec<Rendered> {
-        self.inner.render_report(notice)
-    }
-
-    fn deliver_report<'a>(&'a self, notice: &'a ReportNotice) -> DeliverFuture<'a> {
-        Box::pin(async move {
-            let outcome = self.inner.deliver_report(notice).await;
-            self.judge(outcome, Some(notice.to))
-        })
     }
 }
 

@@ -12,6 +12,7 @@ mod http_server;
 mod layers;
 mod monitor;
 mod notify;
+mod notify_dead_letter;
 mod notify_process;
 mod percentiles;
 mod pg_server;

@@ -76,13 +76,21 @@ impl Harness {
     }
 
     pub fn with_clock(notifiers_yaml: &str, clock: Arc<VirtualClock>) -> Harness {
+        Harness::with_jobs(
+            notifiers_yaml,
+            "  m: { type: monitor, schedule: \"@every 10s\" }\n",
+            clock,
+        )
+    }
+
+    /// A harness whose jobs file has these jobs (their `notify` lists route runner's own
+    /// alerts).
+    pub fn with_jobs(notifiers_yaml: &str, jobs_yaml: &str, clock: Arc<VirtualClock>) -> Harness {
         let shared: SharedClock = clock.clone();
         let dir = tempfile::tempdir().unwrap();
         let file = crate::support::jobs_file(
             dir.path(),
-            &format!(
-                "notifiers:\n{notifiers_yaml}jobs:\n  m: {{ type: monitor, schedule: \"@every 10s\" }}\n"
-            ),
+            &format!("notifiers:\n{notifiers_yaml}jobs:\n{jobs_yaml}"),
         );
         let config = Arc::new(Config::load(&file).unwrap_or_else(|p| panic!("{}", p.render())));
         let notifiers = Arc::new(Notifiers::new(&config, shared));
@@ -140,6 +148,26 @@ impl Harness {
         self.stop.cancel();
         for h in self.handles {
             let _ = h.await;
+        }
+    }
+
+    /// Stops delivery and starts it again from the same files: a restart.
+    pub async fn restart(self) -> Harness {
+        self.stop.cancel();
+        for h in self.handles {
+            let _ = h.await;
+        }
+        let shared: SharedClock = self.clock.clone();
+        let notifiers = Arc::new(Notifiers::new(&self.config, shared));
+        let stop = CancellationToken::new();
+        let handles = notifiers.start(stop.clone());
+        Harness {
+            _dir: self._dir,
+            config: self.config,
+            notifiers,
+            clock: self.clock,
+            stop,
+            handles,
         }
     }
 }
