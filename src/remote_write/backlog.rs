@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::alerts::AlertTracker;
 use super::cursor::{Cursor, Position};
 use super::series::{Converter, Labels, Point};
-use crate::store::sample::LineParser;
+use crate::store::sample::{LineParser, peek_ts_ms};
 
 /// Samples to send, and where the cursor goes once the receiver has them.
 #[derive(Debug, Default)]
@@ -220,6 +220,14 @@ impl Backlog {
                 break;
             }
             let line_end = position.offset + n;
+            // The first start reads past a day of history it does not send: on the time alone.
+            if self.fresh && peek_ts_ms(&line).is_some_and(|ts| ts < horizon_ms) {
+                position = Position {
+                    offset: line_end,
+                    done: 0,
+                };
+                continue;
+            }
             let Ok(view) = self.parser.parse(line.trim_end_matches('\n')) else {
                 // A torn tail fenced off, or a line edited by hand: nothing to send.
                 position = Position {
@@ -368,11 +376,15 @@ mod tests {
             .unwrap()
             .to_utc();
         let mut log = MetricsLog::new(dir.path());
+        log.append(&sample(t0 - chrono::Duration::seconds(120), "m", 4))
+            .unwrap();
         log.append(&sample(t0, "m", 1)).unwrap();
         let age = std::time::Duration::from_secs(60);
         let mut backlog = Backlog::open(dir.path(), 10, age, t0);
         backlog.begin_pass(t0, true);
+        // The first start: history older than max_age is passed over, not counted.
         let batch = backlog.next_batch(t0);
+        assert_eq!((batch.samples, batch.too_old), (1, 0));
         backlog.commit(&batch).unwrap();
         log.append(&sample(t0 + chrono::Duration::seconds(1), "m", 2))
             .unwrap();

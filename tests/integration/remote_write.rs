@@ -135,13 +135,18 @@ impl Receiver {
         }
     }
 
-    /// As `held`, once it holds at least `samples` (VictoriaMetrics makes what it took
-    /// searchable a moment later).
+    /// As `held`, once it holds at least `samples` besides `ALERTS` (VictoriaMetrics makes
+    /// what it took searchable a moment later).
     fn held_at_least(&self, job: &str, samples: usize) -> Held {
         let started = Instant::now();
         loop {
             let held = self.held(job);
-            if sample_count(&held) >= samples || started.elapsed() > PATIENCE {
+            let metrics: usize = held
+                .iter()
+                .filter(|(k, _)| !k.starts_with("ALERTS{"))
+                .map(|(_, v)| v.len())
+                .sum();
+            if metrics >= samples || started.elapsed() > PATIENCE {
                 return held;
             }
             std::thread::sleep(Duration::from_millis(200));
