@@ -6,6 +6,7 @@
 mod check;
 mod completions;
 mod dry_run;
+mod healthcheck;
 mod jobs;
 mod notify_test;
 pub mod output;
@@ -158,6 +159,20 @@ pub enum Command {
         /// The notifier's name in the jobs file.
         notifier: String,
     },
+    /// The job, report job or notifier names of the jobs file, one a line: what the shell
+    /// completions offer for a JOB or NOTIFIER.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(value_enum)]
+        what: completions::Names,
+    },
+    /// GET a plain-HTTP URL and exit 0 on a 2xx answer: the container image's HEALTHCHECK on
+    /// `/-/healthy` (the image has no curl).
+    #[command(hide = true)]
+    Healthcheck {
+        /// `http://127.0.0.1:9464/-/healthy`.
+        url: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -193,6 +208,8 @@ pub fn main() -> ExitCode {
         Some(Command::Man) => completions::man(),
         Some(Command::Reload { wait }) => reload::signal_running(&cli.jobs, *wait),
         Some(Command::NotifyTest { notifier }) => notify_test::run(&cli.jobs, notifier),
+        Some(Command::Complete { what }) => completions::names(&cli.jobs, *what),
+        Some(Command::Healthcheck { url }) => healthcheck::run(url),
         Some(Command::Report {
             job,
             templates,

@@ -11,6 +11,7 @@ mod hostile;
 mod http_server;
 mod layers;
 mod monitor;
+mod newcomer;
 mod notify;
 mod notify_dead_letter;
 mod notify_process;
