@@ -226,7 +226,7 @@ pub fn from_events(
                 }
                 e.severity
             }
-            EventKind::Repeat | EventKind::Flapping => {
+            EventKind::Repeat => {
                 // A repeat of an alert whose start the log no longer holds: it fired when it
                 // became active.
                 open.entry(e.fingerprint.clone())
@@ -238,6 +238,14 @@ pub fn from_events(
                         fired_here: false,
                     })
                     .heard(e.severity);
+                e.severity
+            }
+            // Flapping holds notices back whichever way the alert goes, so it says nothing
+            // about whether a spell is open; only about the severity of one that is.
+            EventKind::Flapping => {
+                if let Some(spell) = open.get_mut(&e.fingerprint) {
+                    spell.heard(e.severity);
+                }
                 e.severity
             }
             // Within a spell the window holds whole, the notice's own peak counts too (a rise
@@ -523,6 +531,18 @@ mod tests {
         assert_eq!(spell("swap_high").severity_now, None);
         let swap = s.by_rule.iter().find(|r| r.name == "swap_high").unwrap();
         assert_eq!(swap.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_flapping_notice_after_the_resolved_one_reopens_nothing() {
+        let events = vec![
+            event("cpu_high", EventKind::Firing, Severity::Warning, 10, 5),
+            event("cpu_high", EventKind::Resolved, Severity::Warning, 20, 5),
+            event("cpu_high", EventKind::Flapping, Severity::Critical, 30, 5),
+        ];
+        let s = from_events(&events, &[], &[], at(120));
+        assert!(s.still_firing.is_empty(), "{:?}", s.still_firing);
+        assert_eq!(s.flapping.len(), 1);
     }
 
     #[test]
