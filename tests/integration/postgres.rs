@@ -834,10 +834,19 @@ async fn databases_whose_names_sanitise_alike_and_standbys_sharing_a_name_read_a
                 .collect(),
             errors: out.errors.into_iter().collect(),
         };
-        if t.get("replicas") == 2.0 {
+        // A standby that has just connected has replayed nothing yet: no lag of its own.
+        let both = ["walreceiver", "walreceiver~2"].iter().all(|part| {
+            t.metrics
+                .contains_key(&format!("postgres.main.{part}.replication_lag_bytes"))
+        });
+        if t.get("replicas") == 2.0 && both {
             break t;
         }
-        assert!(Instant::now() < patience, "the standbys never streamed");
+        assert!(
+            Instant::now() < patience,
+            "the standbys never streamed: {:?}",
+            t.metrics
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(
@@ -852,13 +861,93 @@ async fn databases_whose_names_sanitise_alike_and_standbys_sharing_a_name_read_a
         "{:?}",
         t.metrics
     );
-    for part in ["walreceiver", "walreceiver~2"] {
-        assert!(
-            t.metrics
-                .contains_key(&format!("postgres.main.{part}.replication_lag_bytes")),
-            "{part}: {:?}",
-            t.metrics
-        );
-    }
     drop((first, second, held));
+}
+
+#[tokio::test]
+async fn a_standby_cut_off_from_its_primary_reads_not_receiving_with_growing_lag_and_the_primary_misses_it()
+ {
+    let primary = PgServer::start(&[]).await;
+    let standby = primary.standby("replica1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut on_primary = probe(
+        dir.path(),
+        &primary.probe_dsn("shop"),
+        PROBE_PASSWORD,
+        ", expected_replicas: 1",
+    );
+    let mut on_standby = probe(dir.path(), &standby.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = primary.admin("shop").await;
+    let patience = Instant::now() + crate::support::PATIENCE;
+    loop {
+        let p = tick(&mut on_primary).await;
+        if p.get("replicas") == 1.0 {
+            assert_eq!(p.get("replicas_expected"), 1.0);
+            assert!(p.get("replication_lag_s") >= 0.0);
+            break;
+        }
+        assert_eq!(
+            p.metrics.get("postgres.main.replication_lag_s"),
+            None,
+            "the expected standby is not streaming yet: its lag is unknown"
+        );
+        assert!(Instant::now() < patience, "the standby never streamed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = tick(&mut on_standby).await;
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.get("receiving"), 1.0);
+    assert!(s.get("receive_age_s") >= 0.0);
+
+    // The primary refuses replication from now on and ends the stream; writes go on.
+    primary
+        .hba("host all runner 127.0.0.1/32 scram-sha-256")
+        .await;
+    primary
+        .admin("postgres")
+        .await
+        .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE TABLE after_cut AS SELECT g AS id FROM generate_series(1, 1000) g")
+        .await
+        .unwrap();
+    let cut = loop {
+        let s = tick(&mut on_standby).await;
+        if s.get("receiving") == 0.0 {
+            break s;
+        }
+        assert!(
+            Instant::now() < patience,
+            "the standby never stopped receiving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        cut.metrics.get("postgres.main.replication_lag_bytes"),
+        None,
+        "how far behind is unknown: {:?}",
+        cut.metrics
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let later = tick(&mut on_standby).await;
+    assert_eq!(later.get("receiving"), 0.0);
+    assert!(
+        later.get("replication_lag_s") >= cut.get("replication_lag_s") + 1.2
+            && later.get("replication_lag_s") >= later.get("receive_age_s"),
+        "the lag grows with the silence: {:?} then {:?}",
+        cut.metrics,
+        later.metrics
+    );
+
+    let p = tick(&mut on_primary).await;
+    assert_eq!(p.get("replicas"), 0.0);
+    assert_eq!(p.get("replicas_expected"), 1.0);
+    assert_eq!(
+        p.metrics.get("postgres.main.replication_lag_s"),
+        None,
+        "a missing standby is no lag of 0: {:?}",
+        p.metrics
+    );
 }

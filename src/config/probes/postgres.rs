@@ -119,15 +119,27 @@ pub const TYPE: ProbeType = ProbeType {
         THROUGHPUT[5],
         Field {
             name: "replicas",
-            help: "standbys streaming from this primary",
+            help: "standbys streaming from this primary (`pg_basebackup` sessions left out)",
+        },
+        Field {
+            name: "replicas_expected",
+            help: "the probe's `expected_replicas` (absent when it has none)",
         },
         Field {
             name: "replication_lag_s",
-            help: "on a standby, how far replay is behind; on a primary, the largest replay lag of its standbys",
+            help: "on a standby, how stale its data is; on a primary, the largest replay lag of its standbys (absent while fewer than `expected_replicas` stream)",
         },
         Field {
             name: "replication_lag_bytes",
-            help: "WAL received but not replayed (standby), or not yet replayed by the furthest standby (primary)",
+            help: "WAL the primary had when it last spoke that the standby has not replayed (standby, absent while it receives nothing), or not yet replayed by the furthest standby (primary)",
+        },
+        Field {
+            name: "receiving",
+            help: "on a standby, 1 while its WAL receiver streams from the primary, else 0",
+        },
+        Field {
+            name: "receive_age_s",
+            help: "on a standby, seconds since the last message from the primary",
         },
     ],
     open_fields: false,
@@ -167,6 +179,10 @@ named_probe_config! {
         /// CA certificates (PEM) that sign the server's certificate; the same as `sslrootcert`.
         #[serde(default)]
         pub ca_file: Option<Text>,
+        /// Standbys that should stream from this primary: with fewer, its replication lag is
+        /// unknown (absent) rather than 0, and `replicas_missing` fires.
+        #[serde(default)]
+        pub expected_replicas: Option<u32>,
     }
 }
 
@@ -196,6 +212,7 @@ pub struct PostgresSpec {
     pub ca_file: Option<PathBuf>,
     /// `host:port/dbname`, for messages: never the user's password.
     pub target: String,
+    pub expected_replicas: Option<u32>,
 }
 
 impl Settings for PostgresSpec {}
@@ -314,6 +331,7 @@ impl Check for PostgresProbeConfig {
             config,
             tls,
             ca_file,
+            expected_replicas: self.expected_replicas,
         })
     }
 }

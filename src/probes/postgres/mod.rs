@@ -85,6 +85,11 @@ pub struct PostgresProbe {
     connected: Option<Connected>,
     /// Each database's counters at the previous successful tick, and when they were read.
     previous: Option<(Instant, HashMap<String, Counters>)>,
+    /// On a standby: when a tick last saw the primary's last message, and its age then, so a
+    /// silence goes on counting while the WAL receiver is gone and shows no receipt time.
+    last_receipt: Option<(Instant, f64)>,
+    /// On a standby: the last tick that found everything the primary had sent replayed.
+    caught_up: Option<Instant>,
 }
 
 impl PostgresProbe {
@@ -96,6 +101,8 @@ impl PostgresProbe {
             part_names: HashMap::new(),
             connected: None,
             previous: None,
+            last_receipt: None,
+            caught_up: None,
         }
     }
 
@@ -307,8 +314,15 @@ impl PostgresProbe {
                     standbys.push((name, nth, number(row, "lag_s"), number(row, "lag_bytes")));
                 }
                 Some("replay") => {
-                    push(out, "replication_lag_s", number(row, "lag_s"));
-                    push(out, "replication_lag_bytes", number(row, "lag_bytes"));
+                    let standby = self.standby_lag(row, at);
+                    push(
+                        out,
+                        "receiving",
+                        Some(f64::from(u8::from(standby.receiving))),
+                    );
+                    push(out, "receive_age_s", standby.silent_s);
+                    push(out, "replication_lag_s", standby.lag_s);
+                    push(out, "replication_lag_bytes", standby.lag_bytes);
                 }
                 _ => {}
             }
@@ -327,6 +341,11 @@ impl PostgresProbe {
         }
         if !rows.iter().any(|r| r.get("section") == Some("replay")) {
             push(out, "replicas", Some(standbys.len() as f64));
+            let expected = self.spec.expected_replicas;
+            push(out, "replicas_expected", expected.map(f64::from));
+            // A standby that should stream and does not is of unknown lag, not none: its lag
+            // absent keeps an active `replica_lag` from resolving when the standby is lost.
+            let complete = standbys.len() >= expected.unwrap_or(0) as usize;
             let worst = |values: &mut dyn Iterator<Item = Option<f64>>| {
                 values
                     .flatten()
@@ -334,16 +353,18 @@ impl PostgresProbe {
             };
             let lag_s = worst(&mut standbys.iter().map(|s| s.2));
             let lag_bytes = worst(&mut standbys.iter().map(|s| s.3));
-            push(
-                out,
-                "replication_lag_s",
-                lag_s.or(Some(0.0).filter(|_| standbys.is_empty())),
-            );
-            push(
-                out,
-                "replication_lag_bytes",
-                lag_bytes.or(Some(0.0).filter(|_| standbys.is_empty())),
-            );
+            if complete {
+                push(
+                    out,
+                    "replication_lag_s",
+                    lag_s.or(Some(0.0).filter(|_| standbys.is_empty())),
+                );
+                push(
+                    out,
+                    "replication_lag_bytes",
+                    lag_bytes.or(Some(0.0).filter(|_| standbys.is_empty())),
+                );
+            }
             for (standby, nth, lag_s, lag_bytes) in &standbys {
                 for (field, value) in [
                     ("replication_lag_s", lag_s),
@@ -357,6 +378,53 @@ impl PostgresProbe {
             }
         }
         self.rates(out, &mut push, databases, at);
+    }
+
+    /// A standby's reading of itself. Its lag in seconds is not the age of the last replayed
+    /// commit alone (after an idle spell that is old while nothing is waiting): 0 when all the
+    /// primary had sent is replayed; else the smaller of that age and the time since a tick
+    /// last found it caught up; and while the WAL receiver does not stream, at least the
+    /// silence since the primary last spoke. Bytes are unknown while it receives nothing.
+    fn standby_lag(&mut self, row: &SimpleQueryRow, at: Instant) -> StandbyReading {
+        let receiving = number(row, "receiving") == Some(1.0);
+        let since = |then: Instant| at.saturating_duration_since(then).as_secs_f64();
+        // A receiver that is (re)starting shows its start as the last receipt: only a
+        // streaming one says when the primary last spoke.
+        let receipt_age = number(row, "receive_age_s");
+        let silent_s = match (receiving, receipt_age) {
+            (true, Some(age)) => {
+                self.last_receipt = Some((at, age));
+                Some(age)
+            }
+            _ => self
+                .last_receipt
+                .map(|(then, age)| age + since(then))
+                .or(receipt_age),
+        };
+        let lag_bytes = number(row, "lag_bytes");
+        let behind_s = if lag_bytes == Some(0.0) {
+            if receiving {
+                self.caught_up = Some(at);
+            }
+            Some(0.0)
+        } else {
+            smaller(number(row, "replay_age_s"), self.caught_up.map(since))
+        };
+        if receiving {
+            StandbyReading {
+                receiving,
+                silent_s,
+                lag_s: behind_s,
+                lag_bytes,
+            }
+        } else {
+            StandbyReading {
+                receiving,
+                silent_s,
+                lag_s: larger(behind_s, silent_s),
+                lag_bytes: None,
+            }
+        }
     }
 
     /// Rates since the previous tick, per database and for the server (the sum of the databases
@@ -406,6 +474,28 @@ impl PostgresProbe {
                 ))
             })
             .clone()
+    }
+}
+
+/// What a standby says of itself at one tick.
+struct StandbyReading {
+    receiving: bool,
+    silent_s: Option<f64>,
+    lag_s: Option<f64>,
+    lag_bytes: Option<f64>,
+}
+
+fn smaller(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn larger(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -75,14 +75,22 @@ SELECT 'standby' AS section, application_name,
   CASE WHEN replay_lsn = pg_current_wal_lsn() THEN 0
        ELSE extract(epoch FROM replay_lag) END AS lag_s
 FROM pg_stat_replication
+WHERE state <> 'backup'
 ORDER BY backend_start, pid";
 
-/// A standby's own replay lag: nothing to replay is no lag, however old the last transaction.
+/// A standby: whether its WAL receiver streams and when the primary last spoke, the WAL the
+/// primary had then (`latest_end_lsn`) that is not replayed yet, and the age of the last
+/// replayed commit. No receiver row (it is restarting) is not streaming.
 const REPLAY: &str = "\
 SELECT 'replay' AS section,
-  pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) AS lag_bytes,
-  CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-       ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag_s";
+  coalesce(r.status = 'streaming', false)::int AS receiving,
+  extract(epoch FROM greatest(now() - r.last_msg_receipt_time, '0'::interval)) AS receive_age_s,
+  greatest(pg_wal_lsn_diff(
+    greatest(r.latest_end_lsn, pg_last_wal_receive_lsn()), pg_last_wal_replay_lsn()), 0)
+    AS lag_bytes,
+  extract(epoch FROM greatest(now() - pg_last_xact_replay_timestamp(), '0'::interval))
+    AS replay_age_s
+FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true";
 
 /// The tick's query for a server of this version and role.
 pub fn tick(version_num: u32, is_replica: bool) -> String {
