@@ -3,7 +3,7 @@
 //! failed probe, and an `ALERTS` series for each alert firing at the tick, all at the tick's
 //! timestamp in milliseconds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::alerts::Active;
@@ -17,12 +17,20 @@ pub type Labels = Arc<[(String, String)]>;
 pub type Point = (Labels, f64);
 
 /// Turns lines into points, remembering each series' labels (a monitor sends the same ones
-/// every tick).
+/// every tick), so a tick costs lookups, not allocations.
 #[derive(Debug, Default)]
 pub struct Converter {
-    /// By host, job and runner name; `None` for a name Prometheus has no series for.
-    metrics: HashMap<(String, String, String), Option<(Labels, f64)>>,
-    failing: HashMap<(String, String, String), Labels>,
+    jobs: BTreeMap<String, JobSeries>,
+}
+
+/// One monitor's series, for the host it last wrote as.
+#[derive(Debug, Default)]
+struct JobSeries {
+    host: String,
+    /// By runner name; `None` for a name Prometheus has no series for.
+    metrics: HashMap<String, Option<(Labels, f64)>>,
+    /// By probe.
+    failing: HashMap<String, Labels>,
 }
 
 fn sorted(name: String, labels: Vec<(&'static str, String)>) -> Labels {
@@ -38,27 +46,41 @@ impl Converter {
     /// a batch that ends inside a tick resumes at the same point after a restart.
     pub fn points(&mut self, view: &SampleView<'_>, firing: &[Active], out: &mut Vec<Point>) {
         let (host, job) = (view.host(), view.job());
+        if !self.jobs.contains_key(job) {
+            self.jobs.insert(job.to_string(), JobSeries::default());
+        }
+        let Some(series) = self.jobs.get_mut(job) else {
+            return;
+        };
+        if series.host != host {
+            *series = JobSeries {
+                host: host.to_string(),
+                ..JobSeries::default()
+            };
+        }
         for (name, value) in view.metrics() {
-            let key = (host.to_string(), job.to_string(), name.to_string());
-            let entry = self.metrics.entry(key).or_insert_with(|| {
-                prometheus::series_of(name).map(|prom| {
+            if !series.metrics.contains_key(name) {
+                let labels = prometheus::series_of(name).map(|prom| {
                     let labels = prometheus::monitor_labels(host, job, &prom.labels);
                     (sorted(prom.name, labels), prom.factor)
-                })
-            });
-            if let Some((labels, factor)) = entry {
+                });
+                series.metrics.insert(name.to_string(), labels);
+            }
+            if let Some(Some((labels, factor))) = series.metrics.get(name) {
                 out.push((labels.clone(), value * *factor));
             }
         }
         for (probe, _) in view.errors() {
-            let key = (host.to_string(), job.to_string(), probe.to_string());
-            let labels = self.failing.entry(key).or_insert_with(|| {
-                sorted(
+            if !series.failing.contains_key(probe.as_ref()) {
+                let labels = sorted(
                     prometheus::PROBE_FAILING.to_string(),
                     prometheus::probe_failing_labels(host, job, &probe),
-                )
-            });
-            out.push((labels.clone(), 1.0));
+                );
+                series.failing.insert(probe.to_string(), labels);
+            }
+            if let Some(labels) = series.failing.get(probe.as_ref()) {
+                out.push((labels.clone(), 1.0));
+            }
         }
         for alert in firing {
             let labels = prometheus::alert_labels(
