@@ -550,9 +550,12 @@ async fn an_outage_with_a_restart_inside_loses_nothing_and_sends_nothing_twice()
 /// One scripted answer: status and extra headers.
 type Script = Vec<(u16, &'static str)>;
 
+/// The requests a scripted receiver took: each one's head (lowercase) and body.
+type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A receiver on 127.0.0.1 that answers requests from `script` in turn (200 once it runs out),
 /// recording each request's head and body.
-fn scripted(script: Script) -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+fn scripted(script: Script) -> (String, Requests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
