@@ -239,6 +239,30 @@ impl PgServer {
         standby
     }
 
+    /// A `pg_basebackup` of this server at 32 kB/s, WAL streamed beside it: a backup that
+    /// stays in progress until the child is killed.
+    pub fn slow_base_backup(&self, into: &Path) -> Child {
+        give_to_server_user(into);
+        as_server_user(&mut Command::new(bin_dir().join("pg_basebackup")))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "--max-rate=32k",
+                "-D",
+            ])
+            .arg(into.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Starts the server (again) on its port and waits until it takes connections.
     pub async fn resume(&mut self) {
         let mut command = Command::new(bin_dir().join("postgres"));

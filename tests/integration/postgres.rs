@@ -951,3 +951,42 @@ async fn a_standby_cut_off_from_its_primary_reads_not_receiving_with_growing_lag
         p.metrics
     );
 }
+
+#[tokio::test]
+async fn a_base_backup_in_progress_is_no_replica() {
+    let primary = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &primary.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let admin = primary.admin("postgres").await;
+    let backup_dir = tempfile::tempdir().unwrap();
+    let mut backup = primary.slow_base_backup(backup_dir.path());
+    // Its copy shows in pg_stat_replication with the state `backup`.
+    let patience = Instant::now() + crate::support::PATIENCE;
+    loop {
+        let states: Vec<String> = admin
+            .query("SELECT state FROM pg_stat_replication ORDER BY 1", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if states.iter().any(|s| s == "backup") {
+            break;
+        }
+        assert!(
+            Instant::now() < patience,
+            "the backup never started: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = tick(&mut set).await;
+    let _ = backup.kill();
+    let _ = backup.wait();
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(t.get("replicas"), 0.0, "{:?}", t.metrics);
+    assert!(
+        !t.metrics.keys().any(|k| k.contains("pg_basebackup")),
+        "{:?}",
+        t.metrics
+    );
+}
