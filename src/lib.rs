@@ -3,7 +3,7 @@
 //! Modules import downwards only: `vocab` and the plumbing below everything, then `config`
 //! (the jobs file), `probes` and `store` (measuring, the metrics log and history), `rules`,
 //! `alerts`, `servicenow` and `notify`, then the jobs (`monitor`, `report`, `rotate`,
-//! `rule_test`, `job`), and `cli` on top. `tests/integration/layers.rs` holds that order.
+//! `rule_test`, `replay`, `job`), and `cli` on top. `tests/integration/layers.rs` holds that order.
 
 pub mod alerts;
 pub mod alloc;
@@ -22,6 +22,7 @@ pub mod monitor;
 pub mod notify;
 pub mod probes;
 pub mod remote_write;
+pub mod replay;
 pub mod report;
 pub mod rotate;
 pub mod rule_test;

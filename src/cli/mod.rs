@@ -11,6 +11,7 @@ mod jobs;
 mod notify_test;
 pub mod output;
 mod reload;
+mod replay;
 mod report;
 mod run;
 mod sd_notify;
@@ -133,6 +134,28 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["templates", "out", "out_dir"])]
         summary: bool,
     },
+    /// Replay a monitor job's rules over its metrics log from --from to --to and print the
+    /// alert timeline and a summary per alert; with --compare, the job's rules and changed ones
+    /// side by side, alert by alert (exit 1 when anything differs). Nothing is sent or written.
+    Replay {
+        /// The monitor job's name in the jobs file.
+        job: String,
+        /// Where the replay starts: `2026-11-30 08:00` in the jobs file's timezone, or RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// Where it ends, likewise (default: now).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Rule files to run in place of the job's file of the same name (or besides them).
+        #[arg(long = "rules", value_name = "FILE", num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// Compare the job's rules with these changed files (or, without files, with --rules).
+        #[arg(long, value_name = "FILE", num_args = 0..)]
+        compare: Option<Vec<PathBuf>>,
+        /// `text` for people, `json` for machines.
+        #[arg(long, value_enum, default_value = "text")]
+        format: replay::Format,
+    },
     /// Run rule tests (`*.test.yaml`) in the given files or folders (default: `rules`).
     Test {
         /// Test files, or folders searched for `*.test.yaml`.
@@ -204,6 +227,24 @@ pub fn main() -> ExitCode {
         Some(Command::Jobs) => jobs::run(&cli.jobs),
         Some(Command::DryRun { job, from_log }) => dry_run::run(&cli.jobs, job, *from_log),
         Some(Command::Test { paths }) => test::run(paths),
+        Some(Command::Replay {
+            job,
+            from,
+            to,
+            rules,
+            compare,
+            format,
+        }) => replay::run(
+            &cli.jobs,
+            &replay::Request {
+                job,
+                from,
+                to: to.as_deref(),
+                rules,
+                compare: compare.as_deref(),
+                format: *format,
+            },
+        ),
         Some(Command::Completions { shell }) => completions::completions(*shell),
         Some(Command::Man) => completions::man(),
         Some(Command::Reload { wait }) => reload::signal_running(&cli.jobs, *wait),

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("report", 11),
     ("rotate", 11),
     ("rule_test", 12),
+    ("replay", 12),
     ("job", 12),
     ("status", 11),
     ("cli", 13),

@@ -24,6 +24,7 @@ mod process;
 mod prometheus_habits;
 mod reload;
 mod remote_write;
+mod replay;
 mod report;
 mod report_markup;
 mod report_windows;
