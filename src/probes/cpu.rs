@@ -1,4 +1,5 @@
-//! `cpu`: usage in total and per core, its user/system/iowait/steal split, and CPU pressure.
+//! `cpu`: usage in total and per core, its user/system/iowait/steal split, and CPU pressure;
+//! and the kernel's counters of CPU time by mode (`total` only, in seconds) for `rate()`.
 
 use std::time::Instant;
 
@@ -17,7 +18,12 @@ fn core_fields() -> &'static [Field] {
 }
 
 fn pressure_fields() -> &'static [Field] {
-    &TYPE.fields[5..]
+    &TYPE.fields[5..6]
+}
+
+/// `user_seconds_total` ... `steal_seconds_total`, in `CpuTimes`' order.
+fn counter_fields() -> &'static [Field] {
+    &TYPE.fields[6..]
 }
 
 /// One line of `/proc/stat`, in clock ticks since boot.
@@ -117,6 +123,10 @@ pub struct CpuProbe {
     per_core: bool,
     prev: Option<(CpuTimes, Vec<CpuTimes>, Instant)>,
     names: Names,
+    /// The counters' names: `total` has them beside its shares, so a cache of their own.
+    counter_names: Names,
+    /// Clock ticks per second, the unit of `/proc/stat`.
+    ticks_per_sec: f64,
     buf: String,
 }
 
@@ -128,6 +138,12 @@ impl CpuProbe {
             per_core,
             prev: None,
             names: Names::new("cpu"),
+            counter_names: Names::new("cpu"),
+            ticks_per_sec: {
+                // SAFETY: sysconf has no preconditions; it returns -1 on error, handled here.
+                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+                if hz > 0 { hz as f64 } else { 100.0 }
+            },
             buf: String::new(),
         }
     }
@@ -136,6 +152,19 @@ impl CpuProbe {
         self.stat.read_required(&mut self.buf)?;
         let (total, cores) =
             parse_stat(&self.buf).ok_or("no `cpu` line in /proc/stat".to_string())?;
+        let names = self.counter_names.get("total", counter_fields());
+        for (name, ticks) in names.iter().zip([
+            total.user,
+            total.nice,
+            total.system,
+            total.idle,
+            total.iowait,
+            total.irq,
+            total.softirq,
+            total.steal,
+        ]) {
+            out.push(name, ticks as f64 / self.ticks_per_sec);
+        }
         // The first reading is the average since boot: keep it only as the baseline.
         if let Some((prev_total, prev_cores, _)) = &self.prev {
             if let Some(s) = total.shares_since(prev_total) {

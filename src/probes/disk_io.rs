@@ -200,6 +200,24 @@ impl DiskIoProbe {
                 );
             }
         }
+        {
+            let mut devices: Vec<&String> = now.keys().collect();
+            devices.sort();
+            for name in devices {
+                let c = &now[name];
+                // Rates first in the field list, then the kernel's counters in base units.
+                let names = self.names.get(&sanitize_instance(name), TYPE.fields);
+                for (name, value) in names[6..].iter().zip([
+                    c.read_sectors as f64 * 512.0,
+                    c.write_sectors as f64 * 512.0,
+                    c.reads as f64,
+                    c.writes as f64,
+                    c.busy_ms as f64 / 1000.0,
+                ]) {
+                    out.push(name, value);
+                }
+            }
+        }
         if let Some((prev, prev_at)) = &self.prev
             && let Some(secs) = secs_between(*prev_at, at)
         {
@@ -300,7 +318,14 @@ mod tests {
             probe.collect(&mut out).unwrap();
             outputs.push(out);
         }
-        assert!(outputs[0].metrics.is_empty(), "{:?}", outputs[0].metrics);
+        assert!(
+            outputs[0]
+                .metrics
+                .iter()
+                .all(|(n, _)| n.ends_with("_total")),
+            "{:?}",
+            outputs[0].metrics
+        );
         let value = |out: &Output, name: &str| {
             out.metrics
                 .iter()

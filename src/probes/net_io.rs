@@ -1,5 +1,7 @@
 //! `net_io`: per interface and in total, bytes and packets per second each way, and errors and
 //! drops per second, from `/proc/net/dev`. Loopback is reported but never counted in `total`.
+//! Each interface's counters themselves are reported too (`rx_bytes_total`...), as the kernel
+//! has them, for Prometheus' `rate()`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -124,6 +126,25 @@ impl NetIoProbe {
                 );
             }
         }
+        {
+            let mut ifaces: Vec<&String> = now.keys().collect();
+            ifaces.sort();
+            for name in ifaces {
+                let c = &now[name];
+                // Rates first in the field list, then the counters in the same order.
+                let names = self.names.get(&sanitize_instance(name), TYPE.fields);
+                for (name, value) in names[6..].iter().zip([
+                    c.rx_bytes,
+                    c.tx_bytes,
+                    c.rx_packets,
+                    c.tx_packets,
+                    c.errors,
+                    c.drops,
+                ]) {
+                    out.push(name, value as f64);
+                }
+            }
+        }
         if let Some((prev, prev_at)) = &self.prev
             && let Some(secs) = secs_between(*prev_at, at)
         {
@@ -230,6 +251,7 @@ mod tests {
             let mut seen: Vec<String> = out
                 .metrics
                 .iter()
+                .filter(|(n, _)| !n.ends_with("_total"))
                 .map(|(n, _)| n.split('.').nth(1).unwrap().to_string())
                 .collect();
             seen.dedup();
@@ -269,8 +291,28 @@ mod tests {
         for (bytes, packets) in [(1_000, 10), (8_000, 80), (21_000, 210)] {
             outputs.push(collect_reading(&mut probe, &root, &dev(bytes, packets)));
         }
-        // The first read has nothing to compare with: no rate, as ever.
-        assert!(outputs[0].metrics.is_empty(), "{:?}", outputs[0].metrics);
+        // The first read has nothing to compare with: no rate, as ever; the counters as read.
+        assert!(
+            outputs[0]
+                .metrics
+                .iter()
+                .all(|(n, _)| n.ends_with("_total")),
+            "{:?}",
+            outputs[0].metrics
+        );
+        assert_eq!(
+            value(&outputs[0], "net_io.eth0.rx_bytes_total"),
+            Some(1_000.0)
+        );
+        assert_eq!(
+            value(&outputs[2], "net_io.eth0.tx_bytes_total"),
+            Some(42_000.0)
+        );
+        assert_eq!(
+            value(&outputs[2], "net_io.eth0.rx_packets_total"),
+            Some(210.0)
+        );
+        assert_eq!(value(&outputs[2], "net_io.total.rx_bytes_total"), None);
         let secs = |ms| std::time::Duration::from_millis(ms).as_secs_f64();
         for (out, grew, ms) in [(&outputs[1], 7_000.0, 700), (&outputs[2], 13_000.0, 1_300)] {
             assert_eq!(
@@ -315,7 +357,11 @@ mod tests {
                 &format!("  eth0: {bytes} 1 0 0 0 0 0 0 {bytes} 1 0 0 0 0 0 0\n"),
             );
             // No time between two reads: a rate would be infinite, so there is none.
-            assert!(out.metrics.is_empty(), "{:?}", out.metrics);
+            assert!(
+                out.metrics.iter().all(|(n, _)| n.ends_with("_total")),
+                "{:?}",
+                out.metrics
+            );
         }
     }
 

@@ -1,5 +1,6 @@
 //! Counters to rates. The kernel's counters (bytes, sectors, pages, faults) only ever grow;
-//! runner reports how fast they grow, never the running total.
+//! runner reports how fast they grow, and where Prometheus wants the counter itself (`_total`
+//! fields) the kernel's value as read, never a running total of runner's own.
 //!
 //! A rate divides a counter's growth by the monotonic time between the probe's own two reads
 //! of it, never by the time between ticks: a tick that starts late, a probe that waits behind

@@ -408,7 +408,7 @@ mod tests {
         assert_eq!(
             problems("if cpu.total.usage > 1 { }"),
             [
-                "1:4 `cpu.<instance>` has no field `usage` (fields: iowait_percent, some_avg10_percent, steal_percent, system_percent, usage_percent, user_percent)"
+                "1:4 `cpu.<instance>` has no field `usage` (fields: idle_seconds_total, iowait_percent, iowait_seconds_total, irq_seconds_total, nice_seconds_total, softirq_seconds_total, some_avg10_percent, steal_percent, steal_seconds_total, system_percent, system_seconds_total, usage_percent, user_percent, user_seconds_total)"
             ]
         );
         assert_eq!(

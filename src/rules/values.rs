@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(s.check_name("ping.gateway.loss_percent"), Ok(()));
         assert_eq!(
             s.check_name("cpu.total.usage"),
-            Err("`cpu.<instance>` has no field `usage` (fields: iowait_percent, some_avg10_percent, steal_percent, system_percent, usage_percent, user_percent)".into())
+            Err("`cpu.<instance>` has no field `usage` (fields: idle_seconds_total, iowait_percent, iowait_seconds_total, irq_seconds_total, nice_seconds_total, softirq_seconds_total, some_avg10_percent, steal_percent, steal_seconds_total, system_percent, system_seconds_total, usage_percent, user_percent, user_seconds_total)".into())
         );
         assert_eq!(
             s.check_name("ping.gw.loss_percent"),

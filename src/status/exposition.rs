@@ -308,7 +308,7 @@ pub fn render(s: &Snapshot<'_>, format: Format) -> String {
             f.add(
                 prom.name,
                 &prom.help,
-                "gauge",
+                prom.kind,
                 (labels, value * prom.factor),
             );
         }

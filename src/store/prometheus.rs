@@ -7,6 +7,11 @@
 //! instance as a label named for what it is (`cpu`, `mount`, `device`, `interface`, or `name`
 //! for probes of other things; `part` for a database or standby inside one), and `host` and
 //! `runner_job` (the monitor) on every series. `runner_job` because Prometheus sets `job`.
+//!
+//! A field ending in `_total` is one of the kernel's cumulative counters as the probe read it
+//! (`net_io.eth0.rx_bytes_total`): a `counter`, for `rate()`, beside the per-tick rate gauges
+//! the rules use. CPU time by mode is one family with a `mode` label, as node_exporter has it:
+//! `cpu.total.user_seconds_total` is `runner_cpu_seconds_total{cpu="total",mode="user"}`.
 
 use std::collections::BTreeMap;
 
@@ -111,6 +116,8 @@ pub struct PromName {
     /// What the value is multiplied by to be in the base unit.
     pub factor: f64,
     pub help: String,
+    /// `counter` for a cumulative count (`_total`), else `gauge`.
+    pub kind: &'static str,
 }
 
 /// `cpu.total.usage_percent` → `runner_cpu_usage_percent{cpu="total"}`.
@@ -145,11 +152,30 @@ pub fn series_of(name: &str) -> Option<PromName> {
             |f| f.help.to_string(),
         );
     let (prom_field, factor) = prometheus_field(field);
+    let kind = if prom_field.ends_with("_total") {
+        "counter"
+    } else {
+        "gauge"
+    };
+    let mut labels = labels;
+    let prom_field = match (family, prom_field.strip_suffix("_seconds_total")) {
+        ("cpu", Some(mode)) => {
+            labels.push(("mode", mode.to_string()));
+            "seconds_total".to_string()
+        }
+        _ => prom_field,
+    };
+    let help = if family == "cpu" && prom_field == "seconds_total" {
+        "CPU time spent in each mode since boot, in seconds (`/proc/stat`)".to_string()
+    } else {
+        help
+    };
     Some(PromName {
         name: format!("runner_{}_{prom_field}", sanitize(family)),
         labels,
         factor,
         help,
+        kind,
     })
 }
 
@@ -188,6 +214,26 @@ mod tests {
             series_of("disk_io.dm_0.await_ms").unwrap().labels[0].0,
             "device"
         );
+    }
+
+    #[test]
+    fn cumulative_fields_are_counters_and_cpu_modes_a_label() {
+        let p = series_of("net_io.eth0.rx_bytes_total").unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.kind, p.factor),
+            ("runner_net_io_rx_bytes_total", "counter", 1.0)
+        );
+        assert_eq!(p.labels, [("interface", "eth0".to_string())]);
+        let p = series_of("cpu.total.iowait_seconds_total").unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.kind),
+            ("runner_cpu_seconds_total", "counter")
+        );
+        assert_eq!(
+            p.labels,
+            [("cpu", "total".to_string()), ("mode", "iowait".to_string())]
+        );
+        assert_eq!(series_of("cpu.total.usage_percent").unwrap().kind, "gauge");
     }
 
     #[test]

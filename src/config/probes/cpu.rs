@@ -38,6 +38,39 @@ pub const TYPE: ProbeType = ProbeType {
             name: "some_avg10_percent",
             help: "share of time some task waited for CPU over the last 10 s (PSI, `cpu.pressure`)",
         },
+        // The kernel's own counters of `cpu.total`, by mode, for Prometheus' `rate()`.
+        Field {
+            name: "user_seconds_total",
+            help: "CPU time in user space, nice excluded since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "nice_seconds_total",
+            help: "CPU time in user space at a lowered priority since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "system_seconds_total",
+            help: "CPU time in the kernel since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "idle_seconds_total",
+            help: "CPU time idle since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "iowait_seconds_total",
+            help: "CPU time idle while waiting for I/O since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "irq_seconds_total",
+            help: "CPU time serving interrupts since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "softirq_seconds_total",
+            help: "CPU time serving soft interrupts since boot, all cores, in seconds (`total` only)",
+        },
+        Field {
+            name: "steal_seconds_total",
+            help: "CPU time stolen by the hypervisor since boot, all cores, in seconds (`total` only)",
+        },
     ],
     open_fields: false,
     nested_fields: &[],

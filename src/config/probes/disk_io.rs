@@ -39,6 +39,27 @@ pub const TYPE: ProbeType = ProbeType {
             name: "await_ms",
             help: "average time per operation, queue included; absent when there was none",
         },
+        // The kernel's own counters, per device (no `total`), for Prometheus' `rate()`.
+        Field {
+            name: "read_bytes_total",
+            help: "bytes read since boot (the kernel's counter)",
+        },
+        Field {
+            name: "written_bytes_total",
+            help: "bytes written since boot (the kernel's counter)",
+        },
+        Field {
+            name: "reads_total",
+            help: "reads completed since boot (the kernel's counter)",
+        },
+        Field {
+            name: "writes_total",
+            help: "writes completed since boot (the kernel's counter)",
+        },
+        Field {
+            name: "io_time_seconds_total",
+            help: "time the device was busy since boot, in seconds (the kernel's counter)",
+        },
     ],
     open_fields: false,
     nested_fields: &[],

@@ -39,6 +39,32 @@ pub const TYPE: ProbeType = ProbeType {
             name: "drops_per_sec",
             help: "receive and transmit drops per second",
         },
+        // The kernel's own counters, per interface (no `total`: a sum over interfaces that
+        // come and go would step back), for Prometheus' `rate()`.
+        Field {
+            name: "rx_bytes_total",
+            help: "bytes received since the interface appeared (the kernel's counter)",
+        },
+        Field {
+            name: "tx_bytes_total",
+            help: "bytes sent since the interface appeared (the kernel's counter)",
+        },
+        Field {
+            name: "rx_packets_total",
+            help: "packets received (the kernel's counter)",
+        },
+        Field {
+            name: "tx_packets_total",
+            help: "packets sent (the kernel's counter)",
+        },
+        Field {
+            name: "errors_total",
+            help: "receive and transmit errors (the kernel's counters)",
+        },
+        Field {
+            name: "drops_total",
+            help: "receive and transmit drops (the kernel's counters)",
+        },
     ],
     open_fields: false,
     nested_fields: &[],
