@@ -6,6 +6,7 @@
 //! network probe's timed section, and each probe has its own timeout.
 
 pub mod access_log;
+pub mod cloudwatch;
 pub mod command;
 pub mod connections;
 pub mod cpu;
@@ -164,6 +165,7 @@ impl Probe {
             ProbeKind::AccessLog(s) => reads(access_log::AccessLogProbe::new(s.clone(), name)),
             ProbeKind::Command(s) => waits(command::CommandProbe::new(s.clone(), name)),
             ProbeKind::Postgres(s) => waits(postgres::PostgresProbe::new(s.clone(), name)),
+            ProbeKind::Cloudwatch(s) => waits(cloudwatch::CloudwatchProbe::new(s.clone(), name)),
         };
         Probe {
             key: spec.key(),

@@ -168,6 +168,12 @@ impl Builder<'_> {
         self.problems.push(problem);
     }
 
+    /// A variable of the environment the config is loaded with: probes that find their
+    /// credentials as other tools do (`cloudwatch`) take them from there.
+    pub(in crate::config) fn env_var(&self, key: &str) -> Option<String> {
+        (self.env)(key)
+    }
+
     /// Keeps a secret written in the file out of every source line `check` shows.
     pub(in crate::config) fn conceal(&mut self, secret: &str) {
         self.problems.conceal(secret);

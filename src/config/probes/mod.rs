@@ -8,6 +8,7 @@
 //! a line in `Probe::build`, and its tests.
 
 pub mod access_log;
+pub mod cloudwatch;
 pub mod command;
 pub mod connections;
 pub mod cpu;
@@ -33,6 +34,7 @@ use super::raw::Text;
 use super::tagged::tagged_config;
 
 pub use access_log::{AccessLogFormat, AccessLogSpec, TimeUnit};
+pub use cloudwatch::CloudwatchSpec;
 pub use command::{CommandSpec, OutputFormat};
 pub use connections::ConnectionsSpec;
 pub use cpu::CpuSpec;
@@ -174,6 +176,7 @@ probe_types! {
     "access_log" => AccessLog(access_log::AccessLogProbeConfig, AccessLogSpec),
     "command" => Command(command::CommandProbeConfig, CommandSpec),
     "postgres" => Postgres(postgres::PostgresProbeConfig, PostgresSpec),
+    "cloudwatch" => Cloudwatch(cloudwatch::CloudwatchProbeConfig, CloudwatchSpec),
 }
 
 /// One probe of a monitor job, checked and ready to build.
