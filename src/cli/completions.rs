@@ -350,33 +350,49 @@ fn synopsis(command: &clap::Command) -> String {
 /// How an argument is written on the command line: `[--jobs FILE]`, `[-v|--verbose]...`,
 /// `JOB`, `[PATHS]...`; `None` for a hidden one.
 fn usage_of(arg: &Arg) -> Option<String> {
-    if arg.is_hide_set() {
-        return None;
-    }
-    let repeats = matches!(arg.get_action(), ArgAction::Count | ArgAction::Append)
-        || (arg.is_positional() && arg.get_num_args().is_some_and(|n| n.max_values() > 1));
-    let mut text = if arg.is_positional() {
-        value_name(arg)
-    } else {
-        let flag = match (arg.get_short(), arg.get_long()) {
-            (Some(short), Some(long)) => format!("-{short}|--{long}"),
-            (Some(short), None) => format!("-{short}"),
-            (None, Some(long)) => format!("--{long}"),
-            (None, None) => return None,
-        };
-        if arg.get_action().takes_values() {
-            format!("{flag} {}", value_name(arg))
-        } else {
-            flag
-        }
-    };
+    let mut text = spelled(arg)?;
+    let most = arg.get_num_args().map_or(1, |n| n.max_values());
     if !arg.is_required_set() {
         text = format!("[{text}]");
     }
+    let repeats = matches!(arg.get_action(), ArgAction::Count)
+        || (matches!(arg.get_action(), ArgAction::Append) && most <= 1)
+        || (arg.is_positional() && most > 1);
     if repeats {
         text.push_str("...");
     }
     Some(text)
+}
+
+/// An argument as written once: `--jobs FILE`, `-v|--verbose`, `--rules FILE...` (several
+/// values after one flag), `--compare [FILE...]` (maybe none), `JOB`.
+fn spelled(arg: &Arg) -> Option<String> {
+    if arg.is_hide_set() {
+        return None;
+    }
+    if arg.is_positional() {
+        return Some(value_name(arg));
+    }
+    let flag = match (arg.get_short(), arg.get_long()) {
+        (Some(short), Some(long)) => format!("-{short}|--{long}"),
+        (Some(short), None) => format!("-{short}"),
+        (None, Some(long)) => format!("--{long}"),
+        (None, None) => return None,
+    };
+    if !arg.get_action().takes_values() {
+        return Some(flag);
+    }
+    let (fewest, most) = arg
+        .get_num_args()
+        .map_or((1, 1), |n| (n.min_values(), n.max_values()));
+    let mut value = value_name(arg);
+    if most > 1 {
+        value.push_str("...");
+    }
+    if fewest == 0 {
+        value = format!("[{value}]");
+    }
+    Some(format!("{flag} {value}"))
 }
 
 /// The values an option takes (`human|json`), else `FILE` as the definition names it, else
@@ -457,17 +473,7 @@ fn commands_section(out: &mut String, command: &clap::Command) {
         }
         let _ = writeln!(out, ".RS");
         for arg in args {
-            let tag = if arg.is_positional() {
-                value_name(arg)
-            } else {
-                usage_of(arg)
-                    .map(|u| {
-                        u.trim_start_matches('[')
-                            .replace("]...", "")
-                            .replace(']', "")
-                    })
-                    .unwrap_or_default()
-            };
+            let tag = spelled(arg).unwrap_or_default();
             let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
             let defaults: Vec<String> = arg
                 .get_default_values()
@@ -673,6 +679,23 @@ mod tests {
         ] {
             assert!(synopsis.contains(part), "{part} not in {synopsis}");
         }
+    }
+
+    #[test]
+    fn several_values_and_maybe_none_are_spelled_as_such() {
+        let arg = |name: &'static str| Arg::new(name).long(name).value_name("FILE");
+        let case = |arg: Arg, expected: &str| assert_eq!(usage_of(&arg).unwrap(), expected);
+        case(arg("out"), "[--out FILE]");
+        case(
+            arg("template").action(ArgAction::Append),
+            "[--template FILE]...",
+        );
+        case(
+            arg("rules").action(ArgAction::Append).num_args(1..),
+            "[--rules FILE...]",
+        );
+        case(arg("compare").num_args(0..), "[--compare [FILE...]]");
+        case(Arg::new("job").required(true), "JOB");
     }
 
     #[test]
