@@ -230,3 +230,99 @@ fn kernel_counters_are_exposed_as_counters_in_base_units() {
         )
     );
 }
+
+/// The shipped dashboard: every panel and query on the `DS_PROMETHEUS` input Grafana asks for
+/// at import, an `up` panel, and nothing that sums `host` away, so two runners never blur into
+/// one line. Where promtool is installed, every query parses as PromQL.
+#[test]
+fn the_dashboard_keeps_host_uses_its_input_and_shows_up() {
+    let text = std::fs::read_to_string(root().join("dist/grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let inputs = dashboard["__inputs"].as_array().unwrap();
+    assert!(
+        inputs
+            .iter()
+            .any(|i| i["name"] == "DS_PROMETHEUS" && i["pluginId"] == "prometheus"),
+        "{inputs:?}"
+    );
+    let uses_input = |ds: &serde_json::Value| ds["uid"] == "${DS_PROMETHEUS}";
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        assert_ne!(var["type"], "datasource", "a second way to pick: {var}");
+        if var.get("datasource").is_some() {
+            assert!(uses_input(&var["datasource"]), "{var}");
+        }
+    }
+    let aggregation = regex::Regex::new(
+        r"\b(sum|avg|max|min|count|topk|bottomk)\s*(by|without)?\s*(\(([^)]*)\))?\s*\(",
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        let title = &panel["title"];
+        assert!(uses_input(&panel["datasource"]), "panel {title}");
+        for target in panel["targets"].as_array().unwrap() {
+            assert!(uses_input(&target["datasource"]), "panel {title}");
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                target["legendFormat"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("{{host}}")),
+                "panel {title}: the legend names the host"
+            );
+            for found in aggregation.captures_iter(expr) {
+                let labels = found.get(4).map_or("", |m| m.as_str());
+                let keeps_host = match found.get(2).map(|m| m.as_str()) {
+                    Some("by") => labels.split(',').any(|l| l.trim() == "host"),
+                    Some(_) => !labels.split(',').any(|l| l.trim() == "host"),
+                    None => false,
+                };
+                assert!(keeps_host, "panel {title}: {expr} sums host away");
+            }
+            exprs.push((title.to_string(), expr.replace("$host", ".*")));
+        }
+    }
+    assert!(
+        exprs
+            .iter()
+            .any(|(_, e)| e.starts_with("up ") || e.starts_with("up{")),
+        "no up panel"
+    );
+    if std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, expr))| {
+            format!(
+                "      - record: dashboard:query{i}\n        expr: {}\n",
+                serde_json::to_string(expr).unwrap()
+            )
+        })
+        .collect();
+    let file = dir.path().join("dashboard.rules.yml");
+    std::fs::write(
+        &file,
+        format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
