@@ -990,3 +990,61 @@ async fn a_base_backup_in_progress_is_no_replica() {
         t.metrics
     );
 }
+
+#[tokio::test]
+async fn a_server_restarted_between_ticks_reads_up_on_the_next_tick() {
+    let mut server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &server.probe_dsn("shop"), PROBE_PASSWORD, "");
+    assert_eq!(tick(&mut set).await.get("up"), 1.0);
+    // Stopped and back before the next tick: the probe's kept connection died with it.
+    server.halt();
+    server.resume().await;
+    let t = tick(&mut set).await;
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(t.get("up"), 1.0);
+}
+
+#[tokio::test]
+async fn a_standby_promoted_under_the_kept_connection_reads_as_a_primary_at_the_next_tick() {
+    let primary = PgServer::start(&[]).await;
+    let standby = primary.standby("replica1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &standby.probe_dsn("shop"), PROBE_PASSWORD, "");
+    let before = tick(&mut set).await;
+    assert!(before.errors.is_empty(), "{:?}", before.errors);
+    assert_eq!(before.get("is_replica"), 1.0);
+    assert!(before.metrics.contains_key("postgres.main.receiving"));
+    assert!(!before.metrics.contains_key("postgres.main.replicas"));
+    let probe_pid = || async {
+        standby
+            .admin("postgres")
+            .await
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'runner'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i32>(0)
+    };
+    let pid = probe_pid().await;
+    // pg_promote waits until the promotion is done.
+    standby
+        .admin("postgres")
+        .await
+        .batch_execute("SELECT pg_promote()")
+        .await
+        .unwrap();
+    let after = tick(&mut set).await;
+    assert!(after.errors.is_empty(), "{:?}", after.errors);
+    assert_eq!(after.get("is_replica"), 0.0);
+    assert_eq!(after.get("replicas"), 0.0, "{:?}", after.metrics);
+    assert_eq!(after.get("replication_lag_s"), 0.0);
+    assert!(
+        !after.metrics.contains_key("postgres.main.receiving"),
+        "{:?}",
+        after.metrics
+    );
+    assert_eq!(probe_pid().await, pid, "the same connection");
+}

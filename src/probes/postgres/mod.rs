@@ -120,10 +120,9 @@ impl PostgresProbe {
         );
         let first = rows.first().ok_or("the server answered no row")?;
         let version_num = number(first, "version_num").unwrap_or(0.0) as u32;
-        let is_replica = number(first, "is_replica") == Some(1.0);
         Ok(Connected {
             client,
-            tick_query: sql::tick(version_num, is_replica),
+            tick_query: sql::tick(version_num),
         })
     }
 
@@ -176,21 +175,33 @@ impl PostgresProbe {
         let up = &names[0];
         let key = format!("postgres.{}", self.instance);
         let work = async {
-            if self.connected.is_none() {
+            let mut fresh = self.connected.is_none();
+            if fresh {
                 self.connected = Some(self.connect(timeout).await?);
             }
-            let connected = self.connected.as_ref().ok_or("not connected")?;
-            let messages = connected.client.simple_query(&connected.tick_query).await;
-            let at = Instant::now();
-            match messages {
-                Ok(messages) => Ok((rows(messages), at)),
-                Err(e) => {
+            loop {
+                let connected = self.connected.as_ref().ok_or("not connected")?;
+                let messages = connected.client.simple_query(&connected.tick_query).await;
+                let at = Instant::now();
+                match messages {
+                    Ok(messages) => return Ok((rows(messages), at)),
                     // A server-side error (a statement timeout, a missing grant) leaves the
-                    // connection usable; anything else opens a new one next tick.
-                    if e.as_db_error().is_none() || connected.client.is_closed() {
-                        self.connected = None;
+                    // connection usable.
+                    Err(e) if e.as_db_error().is_some() && !connected.client.is_closed() => {
+                        return Err(describe(&e));
                     }
-                    Err(describe(&e))
+                    // A connection kept from an earlier tick that died (a restart the server
+                    // is already back from) is opened again once within this tick, so a
+                    // short restart costs no tick of `up 0`.
+                    Err(_) if !fresh => {
+                        self.connected = None;
+                        self.connected = Some(self.connect(timeout).await?);
+                        fresh = true;
+                    }
+                    Err(e) => {
+                        self.connected = None;
+                        return Err(describe(&e));
+                    }
                 }
             }
         };

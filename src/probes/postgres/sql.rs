@@ -4,11 +4,13 @@
 //! Sessions are client backends other than the probe's own; ages are against the transaction's
 //! `now()`, clamped at 0 (a session may start after the probe's transaction did).
 
-/// Sent once per connection: the probe's own limits, then what decides the tick's query.
+/// Sent once per connection: the probe's own limits, then the version the tick's query is
+/// made for. The role (primary or standby) is asked every tick: a standby promoted under a
+/// kept connection reads as a primary at once.
 pub fn on_connect(statement_timeout_ms: u128) -> String {
     format!(
         "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {statement_timeout_ms}; \
-         SELECT current_setting('server_version_num') AS version_num, pg_is_in_recovery()::int AS is_replica"
+         SELECT current_setting('server_version_num') AS version_num"
     )
 }
 
@@ -75,7 +77,7 @@ SELECT 'standby' AS section, application_name,
   CASE WHEN replay_lsn = pg_current_wal_lsn() THEN 0
        ELSE extract(epoch FROM replay_lag) END AS lag_s
 FROM pg_stat_replication
-WHERE state <> 'backup'
+WHERE state <> 'backup' AND NOT pg_is_in_recovery()
 ORDER BY backend_start, pid";
 
 /// A standby: whether its WAL receiver streams and when the primary last spoke, the WAL the
@@ -90,13 +92,14 @@ SELECT 'replay' AS section,
     AS lag_bytes,
   extract(epoch FROM greatest(now() - pg_last_xact_replay_timestamp(), '0'::interval))
     AS replay_age_s
-FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true";
+FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true
+WHERE pg_is_in_recovery()";
 
-/// The tick's query for a server of this version and role.
-pub fn tick(version_num: u32, is_replica: bool) -> String {
-    let replication = if is_replica { REPLAY } else { STANDBYS };
+/// The tick's query for a server of this version: a primary answers the standbys' section,
+/// a standby the replay section.
+pub fn tick(version_num: u32) -> String {
     format!(
-        "{SERVER};\n{STATES};\n{};\n{DATABASES};\n{replication}",
+        "{SERVER};\n{STATES};\n{};\n{DATABASES};\n{STANDBYS};\n{REPLAY}",
         locks(version_num)
     )
 }
