@@ -516,3 +516,92 @@ fn the_api_request_counts_show_on_metrics_as_counters() {
         assert_eq!(s.labels, [("name", "web".to_string())]);
     }
 }
+
+#[tokio::test]
+async fn more_than_500_metrics_go_in_calls_of_at_most_500() {
+    let end = now_s() - now_s().rem_euclid(300);
+    let server = TestServer::start(move |r| {
+        let results: Vec<serde_json::Value> = r.json()["MetricDataQueries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| {
+                let value: f64 = q["MetricStat"]["Metric"]["MetricName"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('M')
+                    .parse()
+                    .unwrap();
+                serde_json::json!({ "Id": q["Id"], "Timestamps": [end - 300], "Values": [value], "StatusCode": "Complete" })
+            })
+            .collect();
+        Response::json(
+            200,
+            serde_json::json!({ "MetricDataResults": results }).to_string(),
+        )
+    });
+    let metrics: Vec<String> = (0..1001)
+        .map(|i| format!("{{ namespace: Shop, metric: M{i}, label: m{i} }}"))
+        .collect();
+    let settings = format!(
+        "endpoint: \"{}\", metrics: [ {} ]",
+        server.url(""),
+        metrics.join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(dir.path(), &settings, KEYS);
+    let t = tick(&mut set).await;
+    for i in [0, 499, 500, 1000] {
+        assert_eq!(t.get(&format!("m{i}")), i as f64);
+    }
+    let sizes: Vec<usize> = server
+        .requests()
+        .iter()
+        .map(|r| r.json()["MetricDataQueries"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [500, 500, 1]);
+    assert_eq!(t.get("api_requests_total"), 3.0);
+    assert_eq!(t.get("api_metrics_total"), 1001.0);
+}
+
+#[tokio::test]
+async fn the_alb_preset_reads_5xx_counts_cloudwatch_never_wrote_as_zero() {
+    let moto = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_s();
+    let end = now - now.rem_euclid(300);
+    let lb = "app/shop/50dc6c495c0c9188";
+    let tg = "targetgroup/shop-web/73e2d6bc24d8a067";
+    let point = |metric: &str, v: f64, with_group: bool| {
+        let mut dims = vec![serde_json::json!({ "Name": "LoadBalancer", "Value": lb })];
+        if with_group {
+            dims.push(serde_json::json!({ "Name": "TargetGroup", "Value": tg }));
+        }
+        serde_json::json!({ "MetricName": metric, "Dimensions": dims, "Timestamp": end - 300, "Value": v })
+    };
+    put(
+        &moto.url,
+        "AWS/ApplicationELB",
+        serde_json::json!([
+            point("RequestCount", 1200.0, false),
+            point("HTTPCode_Target_5XX_Count", 30.0, false),
+            point("TargetResponseTime", 0.125, false),
+            point("UnHealthyHostCount", 1.0, true),
+            point("HealthyHostCount", 2.0, true),
+        ]),
+    )
+    .await;
+    let settings = format!(
+        "endpoint: \"{}\", alb: {{ load_balancer: \"{lb}\", target_group: \"{tg}\" }}",
+        moto.url
+    );
+    let mut set = probe(dir.path(), &settings, KEYS);
+    let t = tick(&mut set).await;
+    assert_eq!(t.get("requests"), 1200.0, "{t:?}");
+    assert_eq!(t.get("target_5xx"), 30.0);
+    assert_eq!(t.get("elb_5xx"), 0.0);
+    assert_eq!(t.get("target_response_time_s"), 0.125);
+    assert_eq!(t.get("unhealthy_targets"), 1.0);
+    assert_eq!(t.get("healthy_targets"), 2.0);
+    assert!(t.errors.is_empty(), "{t:?}");
+}

@@ -43,6 +43,9 @@ pub struct PresetMetric {
     pub label: &'static str,
     /// Dimensions beyond the preset's own first one (an ALB's target group).
     pub per_target_group: bool,
+    /// CloudWatch writes no point for a period without any (an ALB's 5xx counts): no data is
+    /// 0 here, not an error.
+    pub absent_is_zero: bool,
     pub help: &'static str,
 }
 
@@ -57,6 +60,7 @@ const fn pm(
         stat,
         label,
         per_target_group: false,
+        absent_is_zero: false,
         help,
     }
 }
@@ -131,18 +135,22 @@ pub const ALB: &[PresetMetric] = &[
         "requests",
         "requests the load balancer handled in the period",
     ),
-    pm(
-        "HTTPCode_Target_5XX_Count",
-        "Sum",
-        "target_5xx",
-        "5xx answers from the targets in the period",
-    ),
-    pm(
-        "HTTPCode_ELB_5XX_Count",
-        "Sum",
-        "elb_5xx",
-        "5xx answers made by the load balancer itself (no target, timeouts)",
-    ),
+    PresetMetric {
+        metric: "HTTPCode_Target_5XX_Count",
+        stat: "Sum",
+        label: "target_5xx",
+        per_target_group: false,
+        absent_is_zero: true,
+        help: "5xx answers from the targets in the period (0 when CloudWatch has none)",
+    },
+    PresetMetric {
+        metric: "HTTPCode_ELB_5XX_Count",
+        stat: "Sum",
+        label: "elb_5xx",
+        per_target_group: false,
+        absent_is_zero: true,
+        help: "5xx answers made by the load balancer itself (no target, timeouts; 0 when CloudWatch has none)",
+    },
     pm(
         "TargetResponseTime",
         "Average",
@@ -154,6 +162,7 @@ pub const ALB: &[PresetMetric] = &[
         stat: "Maximum",
         label: "unhealthy_targets",
         per_target_group: true,
+        absent_is_zero: false,
         help: "targets of the target group failing their health checks",
     },
     PresetMetric {
@@ -161,6 +170,7 @@ pub const ALB: &[PresetMetric] = &[
         stat: "Minimum",
         label: "healthy_targets",
         per_target_group: true,
+        absent_is_zero: false,
         help: "targets of the target group passing their health checks",
     },
 ];
@@ -237,6 +247,8 @@ pub struct MetricQuery {
     pub stat: String,
     pub period: Duration,
     pub label: String,
+    /// No data in the window reads 0 (a preset's counts CloudWatch only writes when non-zero).
+    pub absent_is_zero: bool,
 }
 
 /// Where the AWS tools look for credentials, read from the environment when the config loads.
@@ -419,6 +431,7 @@ impl Check for CloudwatchProbeConfig {
                 stat,
                 period: own_period,
                 label,
+                absent_is_zero: false,
             });
         }
         let preset = |namespace: &str, list: &[PresetMetric], dims: &[(&str, &str)]| {
@@ -434,6 +447,7 @@ impl Check for CloudwatchProbeConfig {
                     stat: p.stat.to_string(),
                     period,
                     label: p.label.to_string(),
+                    absent_is_zero: p.absent_is_zero,
                 })
                 .collect::<Vec<_>>()
         };

@@ -113,6 +113,7 @@ impl CloudwatchProbe {
         for (i, q) in self.spec.queries.iter().enumerate() {
             match (&found[i], &status[i]) {
                 (Some((_, value)), _) => out.push(&self.labels[i], *value),
+                (None, None) if q.absent_is_zero => out.push(&self.labels[i], 0.0),
                 (None, Some(code)) if code == "Forbidden" => out.error(
                     format!("cloudwatch.{}.{}", self.instance, q.label),
                     format!("access denied to {} {} ({})", q.namespace, q.metric, describe(q)),
