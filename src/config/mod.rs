@@ -65,12 +65,21 @@ pub enum ListenAuth {
 }
 
 impl ListenSpec {
-    /// `--listen`, `RUNNER_LISTEN` or `listen:`: an address and port; anything but loopback
-    /// needs `auth`.
+    /// `--listen`, `RUNNER_LISTEN` or `listen:`: an address and port, or `localhost:PORT`
+    /// (127.0.0.1, as Prometheus' own `localhost:9090` listens); anything but loopback needs
+    /// `auth`.
     pub fn parse(text: &str, auth: Option<ListenAuth>) -> Result<ListenSpec, String> {
-        let address: std::net::SocketAddr = text.trim().parse().map_err(|_| {
-            format!("`{text}` is not an address and port (`127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`)")
-        })?;
+        let localhost = text
+            .trim()
+            .strip_prefix("localhost:")
+            .and_then(|port| port.parse::<u16>().ok())
+            .map(|port| std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+        let address: std::net::SocketAddr = match localhost {
+            Some(address) => address,
+            None => text.trim().parse().map_err(|_| {
+                format!("`{text}` is not an address and port (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`, `0.0.0.0:9464`)")
+            })?,
+        };
         if !address.ip().is_loopback() && auth.is_none() {
             return Err(format!(
                 "`{address}` is reachable from other machines: add `listen_auth` (a bearer_token, or username and password, from ${{VAR}}) or listen on 127.0.0.1"
@@ -413,6 +422,16 @@ pub fn resolve_path(base: &Path, path: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn localhost_listens_on_loopback_without_auth() {
+        let spec = super::ListenSpec::parse("localhost:9464", None).unwrap();
+        assert_eq!(spec.address, "127.0.0.1:9464".parse().unwrap());
+        assert!(super::ListenSpec::parse(" localhost:0 ", None).is_ok());
+        let err = super::ListenSpec::parse("localhost:http", None).unwrap_err();
+        assert!(err.contains("`localhost:9464`"), "{err}");
+        assert!(super::ListenSpec::parse("example.org:9464", None).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -326,3 +326,27 @@ fn the_dashboard_keeps_host_uses_its_input_and_shows_up() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `localhost:PORT`, as Prometheus' own flags take it, listens on loopback without `listen_auth`.
+#[test]
+fn localhost_is_a_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        "jobs:\n  m: { type: monitor, schedule: \"@every 1h\", probes: [{ type: memory }] }\n",
+    );
+    let mut running = Running::spawn(command(&[
+        "--jobs",
+        file.to_str().unwrap(),
+        "--listen",
+        "localhost:0",
+    ]));
+    let line = running.wait_for_line("serving the status page", PATIENCE);
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not on 127.0.0.1: {line}"));
+    assert!(get(port, "/metrics").contains("runner_build_info{"));
+}
