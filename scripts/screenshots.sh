@@ -58,7 +58,7 @@ shoot() { # URL OUT HEIGHT
 }
 echo "screenshots:"
 shoot "http://127.0.0.1:$status_port/" docs/images/status-page.png 1500
-./target/release/runner report weekly-report --jobs "$dir/jobs.yaml" --window "${seconds}s" \
+./target/release/runner report weekly-report --jobs "$dir/jobs.yaml" --window "$((seconds / 60))m" \
   --out "$dir/report.html" >/dev/null
 shoot "file://$dir/report.html" docs/images/report.png 2200
 echo "firing now: $(curl -s "http://127.0.0.1:$status_port/api/v1/alerts" |

@@ -199,6 +199,8 @@ pub struct MetricsPass {
     /// in the same order, so most lookups are one string comparison.
     layout: Vec<usize>,
     pub samples: u64,
+    /// The time of the earliest sample seen (`i64::MAX` before the first).
+    pub first_ms: i64,
     pub hosts: BTreeSet<String>,
     /// Probe → (errors, the last message).
     pub errors: BTreeMap<String, (u64, String)>,
@@ -225,6 +227,7 @@ impl MetricsPass {
             index: HashMap::new(),
             layout: Vec::new(),
             samples: 0,
+            first_ms: i64::MAX,
             hosts: BTreeSet::new(),
             errors: BTreeMap::new(),
         }
@@ -245,6 +248,7 @@ impl MetricsPass {
     pub fn visit(&mut self, view: &SampleView<'_>) {
         self.samples += 1;
         let ts = view.ts_ms;
+        self.first_ms = self.first_ms.min(ts);
         if !self.hosts.contains(view.host()) {
             self.hosts.insert(view.host().to_string());
         }
@@ -312,6 +316,7 @@ impl MetricsPass {
     /// Continues with a pass over the days that follow this one's (the same window).
     pub fn merge(&mut self, later: MetricsPass) {
         self.samples += later.samples;
+        self.first_ms = self.first_ms.min(later.first_ms);
         self.hosts.extend(later.hosts);
         for (probe, (count, last)) in later.errors {
             let entry = self.errors.entry(probe).or_insert((0, String::new()));

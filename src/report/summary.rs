@@ -37,6 +37,10 @@ pub struct Period {
     /// The step between two points of `series`, in seconds: an hour for a week, ten minutes
     /// for a day, a minute for an hour (at most 168 points).
     pub chart_step_s: i64,
+    /// Where the charts start: `from`, or, when samples cover less than a quarter of the
+    /// window, the step in which the first sample fell (a week's report over an hour of
+    /// history charts that hour by the minute).
+    pub chart_from: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,23 +240,41 @@ pub fn build(
     let nominal = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(7));
     let from = super::window_start(&config.zone, window, to);
     let span = to - from;
-    let step_ms = super::metrics::chart_step_ms(nominal.num_milliseconds());
+    let mut step_ms = super::metrics::chart_step_ms(nominal.num_milliseconds());
     let reader = MetricsReader::for_config(config);
     // Runs of days on every core, merged in time order: a week of 1 s samples is a gigabyte.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
-    let (passes, stats) = reader.read_split(
-        from,
-        to,
-        threads,
-        || MetricsPass::with_step(from.timestamp_millis(), to.timestamp_millis(), step_ms),
-        |pass, view| pass.visit(view),
-    );
-    let mut passes = passes.into_iter();
-    let mut pass = passes.next().unwrap_or_else(|| {
-        MetricsPass::with_step(from.timestamp_millis(), to.timestamp_millis(), step_ms)
-    });
-    for later in passes {
-        pass.merge(later);
+    let read = |chart_from: DateTime<Utc>, step_ms: i64| {
+        let (chart_from_ms, to_ms) = (chart_from.timestamp_millis(), to.timestamp_millis());
+        let (passes, stats) = reader.read_split(
+            chart_from,
+            to,
+            threads,
+            || MetricsPass::with_step(chart_from_ms, to_ms, step_ms),
+            |pass, view| pass.visit(view),
+        );
+        let mut passes = passes.into_iter();
+        let mut pass = passes
+            .next()
+            .unwrap_or_else(|| MetricsPass::with_step(chart_from_ms, to_ms, step_ms));
+        for later in passes {
+            pass.merge(later);
+        }
+        (pass, stats)
+    };
+    let (mut pass, mut stats) = read(from, step_ms);
+    // A history shorter than a quarter of the window (a weekly report on a runner started an
+    // hour ago) would be a chart of a few dots: chart the part that has samples, by a step
+    // that fits it. The figures are the same; only the charts' span and step change.
+    let mut chart_from = from;
+    let (first_ms, to_ms) = (pass.first_ms, to.timestamp_millis());
+    if first_ms < to_ms && (to_ms - first_ms) * 4 < (to_ms - from.timestamp_millis()) {
+        step_ms = super::metrics::chart_step_ms(to_ms - first_ms);
+        let start_ms = first_ms - first_ms.rem_euclid(step_ms);
+        chart_from = DateTime::from_timestamp_millis(start_ms)
+            .unwrap_or(from)
+            .max(from);
+        (pass, stats) = read(chart_from, step_ms);
     }
     let samples = pass.samples;
     let hosts: Vec<String> = pass.hosts.iter().cloned().collect();
@@ -340,6 +362,7 @@ pub fn build(
             previous_from,
             previous_to: from,
             chart_step_s: step_ms / 1000,
+            chart_from,
         },
         samples,
         probe_error_total: probe_errors.iter().map(|p| p.count).sum(),
@@ -592,6 +615,7 @@ pub fn example(config: &Config) -> Summary {
             previous_from: from - chrono::Duration::days(7),
             previous_to: from,
             chart_step_s: 3600,
+            chart_from: from,
         },
         samples: 60_480,
         probe_errors: vec![ProbeErrors {

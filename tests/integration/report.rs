@@ -1014,6 +1014,72 @@ fn an_hour_long_report_speaks_of_the_hour_and_charts_it_by_the_minute() {
 }
 
 #[test]
+fn a_long_window_over_a_short_history_charts_the_history_by_a_step_that_fits_it() {
+    // A week of samples in a 60-day report: charted by the window, the week would be 14 dots
+    // of 12 hours at the end of a line of nothing; by the history, 168 hours.
+    let week = write_week("", "log");
+    let jobs = week.root.join("jobs.yaml");
+    let output = run(&[
+        "report",
+        "--jobs",
+        jobs.to_str().unwrap(),
+        "--window",
+        "60d",
+        "--at",
+        END,
+        "--summary",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["period"]["chart_step_s"], 3600, "{}", json["period"]);
+    let chart_from: DateTime<Utc> = json["period"]["chart_from"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let from: DateTime<Utc> = json["period"]["from"].as_str().unwrap().parse().unwrap();
+    assert!(
+        chart_from > from + chrono::Duration::days(50),
+        "{}",
+        json["period"]
+    );
+    let series = json["families"][0]["metrics"][0]["series"]
+        .as_array()
+        .unwrap();
+    let filled = series.iter().filter(|p| !p.is_null()).count();
+    assert!(
+        (167..=170).contains(&filled),
+        "{filled} of {}",
+        series.len()
+    );
+    // The figures are the window's all the same.
+    assert_eq!(json["samples"], week.times.len(), "{}", json["samples"]);
+    let out = week.root.join("out");
+    let output = run(&[
+        "report",
+        "--jobs",
+        jobs.to_str().unwrap(),
+        "--window",
+        "60d",
+        "--at",
+        END,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let md = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap();
+    assert!(
+        md.contains("| since "),
+        "the chart column says where it starts: {md}"
+    );
+}
+
+#[test]
 fn a_failing_template_is_said_in_plain_words_and_never_renames_the_others_file() {
     let week = write_week("", "log");
     std::fs::write(week.root.join("a.md.hbs"), "# {{title}}\n{{nosuch}}\n").unwrap();
