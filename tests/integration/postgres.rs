@@ -1048,3 +1048,53 @@ async fn a_standby_promoted_under_the_kept_connection_reads_as_a_primary_at_the_
     );
     assert_eq!(probe_pid().await, pid, "the same connection");
 }
+
+#[tokio::test]
+async fn transaction_id_age_grows_with_each_id_taken_and_falls_when_the_database_is_frozen() {
+    let Watched {
+        server: _server,
+        mut set,
+        admin,
+        ..
+    } = watched(&[], "CREATE TABLE t (id int)").await;
+    let age_of = |db: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(
+                    "SELECT age(datfrozenxid)::float8 FROM pg_database WHERE datname = $1",
+                    &[&db],
+                )
+                .await
+                .unwrap()
+                .get::<_, f64>(0)
+        }
+    };
+    let before = tick(&mut set).await;
+    assert!(before.errors.is_empty(), "{:?}", before.errors);
+    let shop = before.metrics["postgres.main.shop.xid_age"];
+    assert_eq!(shop, age_of("shop").await);
+    assert!(before.get("xid_age_max") >= shop);
+    assert!(before.metrics.contains_key("postgres.main.shop.mxid_age"));
+    assert!(before.get("mxid_age_max") >= 0.0);
+    // 200 transactions that each take an ID.
+    for _ in 0..200 {
+        admin
+            .batch_execute("INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+    }
+    let after = tick(&mut set).await;
+    assert_eq!(after.metrics["postgres.main.shop.xid_age"], shop + 200.0);
+    assert_eq!(
+        after.get("wraparound_percent"),
+        after.get("xid_age_max").max(after.get("mxid_age_max")) * 100.0 / 2_147_483_648.0
+    );
+    admin.batch_execute("VACUUM FREEZE").await.unwrap();
+    let frozen = tick(&mut set).await;
+    assert!(
+        frozen.metrics["postgres.main.shop.xid_age"] < shop,
+        "{:?}",
+        frozen.metrics
+    );
+}

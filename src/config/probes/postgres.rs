@@ -111,6 +111,18 @@ pub const TYPE: ProbeType = ProbeType {
             name: "longest_statement_s",
             help: "run time of the longest running statement of a client session (0 when none)",
         },
+        Field {
+            name: "xid_age_max",
+            help: "the oldest unfrozen transaction ID's age of any database, templates included (`age(datfrozenxid)`)",
+        },
+        Field {
+            name: "mxid_age_max",
+            help: "the oldest unfrozen multixact ID's age of any database (`mxid_age(datminmxid)`)",
+        },
+        Field {
+            name: "wraparound_percent",
+            help: "the larger of the two against 2^31, where IDs wrap around (PostgreSQL stops taking writes just before)",
+        },
         THROUGHPUT[0],
         THROUGHPUT[1],
         THROUGHPUT[2],
@@ -147,6 +159,14 @@ pub const TYPE: ProbeType = ProbeType {
         Field {
             name: "connections",
             help: "client connections to this database",
+        },
+        Field {
+            name: "xid_age",
+            help: "this database's oldest unfrozen transaction ID's age (`age(datfrozenxid)`)",
+        },
+        Field {
+            name: "mxid_age",
+            help: "this database's oldest unfrozen multixact ID's age (`mxid_age(datminmxid)`)",
         },
         THROUGHPUT[0],
         THROUGHPUT[1],

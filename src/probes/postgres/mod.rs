@@ -286,6 +286,15 @@ impl PostgresProbe {
                         "longest_statement_s",
                         number(row, "longest_statement_s"),
                     );
+                    let xid = number(row, "xid_age_max");
+                    let mxid = number(row, "mxid_age_max");
+                    push(out, "xid_age_max", xid);
+                    push(out, "mxid_age_max", mxid);
+                    push(
+                        out,
+                        "wraparound_percent",
+                        larger(xid, mxid).map(|age| age * 100.0 / WRAPAROUND_AGE),
+                    );
                 }
                 Some("state") => {
                     if let (Some(state), Some(n)) = (row.get("state"), number(row, "sessions")) {
@@ -314,9 +323,15 @@ impl PostgresProbe {
                             blocks_read: count("blks_read"),
                         },
                     );
-                    let part = self.part_name(name, 1, "connections");
-                    if let Some(n) = number(row, "numbackends") {
-                        out.push(&part, n);
+                    for (column, field) in [
+                        ("numbackends", "connections"),
+                        ("xid_age", "xid_age"),
+                        ("mxid_age", "mxid_age"),
+                    ] {
+                        if let Some(n) = number(row, column) {
+                            let part = self.part_name(name, 1, field);
+                            out.push(&part, n);
+                        }
                     }
                 }
                 Some("standby") => {
@@ -487,6 +502,10 @@ impl PostgresProbe {
             .clone()
     }
 }
+
+/// The age of the oldest unfrozen transaction ID (or multixact) at which PostgreSQL would
+/// wrap around: 2^31. It refuses new IDs a little before it.
+const WRAPAROUND_AGE: f64 = 2_147_483_648.0;
 
 /// What a standby says of itself at one tick.
 struct StandbyReading {

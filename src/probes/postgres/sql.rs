@@ -28,7 +28,9 @@ SELECT 'server' AS section,
   (SELECT coalesce(extract(epoch FROM greatest(max(now() - query_start), '0'::interval)), 0)
      FROM pg_stat_activity
      WHERE backend_type = 'client backend' AND state = 'active'
-       AND pid <> pg_backend_pid()) AS longest_statement_s";
+       AND pid <> pg_backend_pid()) AS longest_statement_s,
+  (SELECT max(age(datfrozenxid)) FROM pg_database) AS xid_age_max,
+  (SELECT max(mxid_age(datminmxid)) FROM pg_database) AS mxid_age_max";
 
 const STATES: &str = "\
 SELECT 'state' AS section, coalesce(state, '') AS state, count(*) AS sessions
@@ -64,7 +66,8 @@ SELECT 'locks' AS section,
 
 const DATABASES: &str = "\
 SELECT 'database' AS section, d.datname, d.numbackends, d.xact_commit, d.xact_rollback,
-  d.deadlocks, d.temp_bytes, d.blks_hit, d.blks_read
+  d.deadlocks, d.temp_bytes, d.blks_hit, d.blks_read,
+  age(p.datfrozenxid) AS xid_age, mxid_age(p.datminmxid) AS mxid_age
 FROM pg_stat_database d JOIN pg_database p ON p.oid = d.datid
 WHERE p.datallowconn AND NOT p.datistemplate";
 
