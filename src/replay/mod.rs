@@ -124,7 +124,7 @@ pub fn replay(
     // Metric names repeat every tick: one shared name each, not one allocation per sample.
     let mut names: HashMap<Box<str>, MetricName> = HashMap::new();
     let mut metrics: Vec<(MetricName, f64)> = Vec::new();
-    let mut phases: HashMap<String, (Phase, String)> = HashMap::new();
+    let mut phases: HashMap<String, (Phase, String, Severity)> = HashMap::new();
     let mut last_ms = i64::MIN;
     // The log streams a day file (or archive entry) at a time: memory is one line, history
     // and the alerts, whatever the period's length.
@@ -204,13 +204,13 @@ fn note_changes(
     at: DateTime<Utc>,
     origin: &Origin<'_>,
     events: &[AlertEvent],
-    phases: &mut HashMap<String, (Phase, String)>,
+    phases: &mut HashMap<String, (Phase, String, Severity)>,
     changes: &mut Vec<Change>,
 ) {
     let alerts = pipeline.lock_alerts();
     let states = &alerts.lifecycle().states;
     for (fp, state) in states {
-        let before = phases.get(fp).map_or(Phase::Inactive, |(phase, _)| *phase);
+        let before = phases.get(fp).map_or(Phase::Inactive, |(phase, ..)| *phase);
         if before == state.phase {
             continue;
         }
@@ -231,17 +231,17 @@ fn note_changes(
             value: event.value,
             explanation: event.explanation,
         });
-        phases.insert(fp.clone(), (state.phase, alert));
+        phases.insert(fp.clone(), (state.phase, alert, event.severity));
     }
     // An alert the lifecycle forgot is inactive: a pending one that stopped holding, or one
     // that resolved with nothing left to remember.
     let gone: Vec<String> = phases
         .iter()
-        .filter(|(fp, (phase, _))| *phase != Phase::Inactive && !states.contains_key(*fp))
+        .filter(|(fp, (phase, ..))| *phase != Phase::Inactive && !states.contains_key(*fp))
         .map(|(fp, _)| fp.clone())
         .collect();
     for fp in gone {
-        let Some((before, alert)) = phases.remove(&fp) else {
+        let Some((before, alert, severity)) = phases.remove(&fp) else {
             continue;
         };
         let resolved = events
@@ -253,7 +253,7 @@ fn note_changes(
             fingerprint: fp,
             from: before,
             to: Phase::Inactive,
-            severity: resolved.map_or(Severity::Info, |e| e.severity),
+            severity: resolved.map_or(severity, |e| e.severity),
             value: resolved.and_then(|e| e.value),
             explanation: resolved.map(|e| e.explanation.clone()).unwrap_or_default(),
         });

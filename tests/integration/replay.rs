@@ -23,14 +23,17 @@ fn rule(threshold: u32) -> String {
     )
 }
 
-/// The value at `at`: 10, with a spike to 95 from 10:10:00 to 10:14:50 and one to 60 from
-/// 10:30:00 to 10:39:50 (UTC, 2026-11-30).
+/// The value at `at`: 10, with a spike to 95 from 10:10:00 to 10:14:50, one to 60 from
+/// 10:30:00 to 10:39:50 and a blip to 95 at 10:50:00 (UTC, 2026-11-30).
 fn value_at(at: DateTime<Utc>) -> f64 {
     let spike = |from: &str, to: &str| at >= t(from) && at <= t(to);
     if spike("2026-11-30T10:10:00Z", "2026-11-30T10:14:50Z") {
         95.0
     } else if spike("2026-11-30T10:30:00Z", "2026-11-30T10:39:50Z") {
         60.0
+    } else if at == t("2026-11-30T10:50:00Z") {
+        // Too short to fire: pending, then inactive.
+        95.0
     } else {
         10.0
     }
@@ -124,8 +127,12 @@ fn replay_gives_the_alert_times_of_the_jobs_rules_and_of_changed_ones() {
             ("2026-11-30T10:10:00Z", "v_high inactive → pending"),
             ("2026-11-30T10:10:30Z", "v_high pending → firing"),
             ("2026-11-30T10:15:00Z", "v_high firing → inactive"),
+            ("2026-11-30T10:50:00Z", "v_high inactive → pending"),
+            ("2026-11-30T10:50:10Z", "v_high pending → inactive"),
         ])
     );
+    // A pending alert the lifecycle forgets keeps the severity it pended at.
+    assert_eq!(found["timeline"][4]["severity"], "warning");
     let alert = &found["alerts"][0];
     assert_eq!(alert["spells"].as_array().unwrap().len(), 1);
     assert_eq!(alert["firing_secs"], 270);
@@ -159,6 +166,8 @@ fn replay_gives_the_alert_times_of_the_jobs_rules_and_of_changed_ones() {
             ("2026-11-30T10:30:00Z", "v_high inactive → pending"),
             ("2026-11-30T10:30:30Z", "v_high pending → firing"),
             ("2026-11-30T10:40:00Z", "v_high firing → inactive"),
+            ("2026-11-30T10:50:00Z", "v_high inactive → pending"),
+            ("2026-11-30T10:50:10Z", "v_high pending → inactive"),
         ])
     );
 
