@@ -197,6 +197,8 @@ pub struct AccessLogProbe {
     /// then were written between it and the next such read, so rates are over those instants.
     last_read: Option<Instant>,
     unrated: Unrated,
+    /// Every line counted in a rate so far (or waiting for one): the `_total` counters.
+    counted: Unrated,
     clock: Box<dyn Clock>,
 }
 
@@ -215,6 +217,7 @@ impl AccessLogProbe {
             started: Instant::now(),
             last_read: None,
             unrated: Unrated::default(),
+            counted: Unrated::default(),
             clock: Box::new(Monotonic),
         }
     }
@@ -421,9 +424,21 @@ impl AccessLogProbe {
         let read = self.read_new(&mut tally, now_ms, deadline);
         // Lines read before a failure were read all the same: they count in the next rate.
         self.unrated.add(&tally);
+        // Lines before the first read reached the end are history, in no rate and no counter.
+        if self.last_read.is_some() {
+            self.counted.add(&tally);
+        }
         let end = read?;
 
         let names = self.names.get(&self.instance, TYPE.fields);
+        // From the first tick, 0 until a request comes, so `rate()` has its start.
+        for (name, count) in names[9..12].iter().zip([
+            self.counted.requests,
+            self.counted.client_errors,
+            self.counted.server_errors,
+        ]) {
+            out.push(name, count as f64);
+        }
         let first = self.last_read.is_none();
         match (self.last_read, end) {
             // The first read to reach the end: what came before it is history, not a rate.
@@ -842,6 +857,12 @@ mod tests {
             assert_eq!(value(out, "client_errors_per_sec"), Some(0.0));
             assert_eq!(value(out, "error_ratio"), Some(1.0));
             assert_eq!(value(out, "requests_per_sec"), Some(50.0));
+        }
+        // The counters: 0 from the first tick, then every line since.
+        for (out, requests) in outputs.iter().zip([0.0, 35.0, 100.0]) {
+            assert_eq!(value(out, "requests_total"), Some(requests));
+            assert_eq!(value(out, "server_errors_total"), Some(requests));
+            assert_eq!(value(out, "client_errors_total"), Some(0.0));
         }
     }
 

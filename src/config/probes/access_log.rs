@@ -53,6 +53,19 @@ pub const TYPE: ProbeType = ProbeType {
             name: "sessions_count",
             help: "distinct sessions within the window",
         },
+        // Counts of runner's own (a log has no counter to read), for Prometheus' `rate()`.
+        Field {
+            name: "requests_total",
+            help: "requests logged since the probe started reading (0 at its first tick)",
+        },
+        Field {
+            name: "client_errors_total",
+            help: "4xx requests logged since the probe started reading",
+        },
+        Field {
+            name: "server_errors_total",
+            help: "5xx requests logged since the probe started reading",
+        },
     ],
     open_fields: false,
     nested_fields: &[],
