@@ -84,6 +84,64 @@ pub struct AlertEvent {
     /// The rule's own narrowing of the job's notifiers, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Vec<String>>,
+    /// Set when a maintenance window, a silence or an inhibiting alert keeps this event's
+    /// notice back: it is logged, not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted: Option<Box<Muted>>,
+}
+
+/// What keeps an alert's notices back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MutedBy {
+    Maintenance,
+    Silence,
+    Inhibited,
+}
+
+impl MutedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MutedBy::Maintenance => "maintenance",
+            MutedBy::Silence => "silence",
+            MutedBy::Inhibited => "inhibited",
+        }
+    }
+}
+
+/// Why an event was not sent: the window's name, the silence's id, or the inhibiting alert's
+/// name, and until when it holds, if that is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Muted {
+    pub by: MutedBy,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An alert whose notices are kept back: whether the receivers last heard it firing, and
+/// what holds it, for a notice that must not go out once the hold ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub told: bool,
+    pub muted: Muted,
+    /// The resolved notice kept back, for when the alert's state is gone by the hold's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Box<AlertEvent>>,
+}
+
+impl fmt::Display for Muted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.by {
+            MutedBy::Maintenance => write!(f, "in maintenance window `{}`", self.name)?,
+            MutedBy::Silence => write!(f, "silenced by `{}`", self.name)?,
+            MutedBy::Inhibited => write!(f, "inhibited by firing `{}`", self.name)?,
+        }
+        if let Some(until) = self.until {
+            write!(f, " until {}", until.format("%Y-%m-%d %H:%M:%S UTC"))?;
+        }
+        Ok(())
+    }
 }
 
 impl AlertEvent {
@@ -117,6 +175,7 @@ impl AlertEvent {
             rule_file: "rules/cpu.rhai".into(),
             incident: None,
             notify: None,
+            muted: None,
         }
     }
 

@@ -111,6 +111,11 @@ enum Condition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lifecycle {
     pub states: BTreeMap<String, AlertState>,
+    /// Alerts whose notices are being kept back (`alerts::mute`), by fingerprint: `true` when
+    /// the receivers last heard it firing. Saved, so a restart inside a window still lets the
+    /// held notice out when it ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, crate::alerts::event::Held>,
 }
 
 /// Who the events are from.
@@ -556,6 +561,7 @@ impl AlertState {
             rule_file: self.rule_file.clone(),
             incident,
             notify: self.options.notify.clone(),
+            muted: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod event;
 pub mod lifecycle;
+pub mod mute;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,8 @@ pub struct AlertStore {
     /// Events of a tick a crash interrupted, found in its journal at start: to be logged and
     /// queued where they are not yet ([`AlertStore::take_unfinished`]).
     unfinished: Vec<AlertEvent>,
+    /// What keeps notices back (maintenance, silences, inhibition); `None`: nothing does.
+    mute: Option<Arc<mute::Mute>>,
 }
 
 struct Disk {
@@ -102,6 +105,7 @@ impl AlertStore {
             }),
             saved,
             unfinished: Vec::new(),
+            mute: None,
         };
         store.recover(data_dir);
         store
@@ -170,7 +174,13 @@ impl AlertStore {
             disk: None,
             saved: None,
             unfinished: Vec::new(),
+            mute: None,
         }
+    }
+
+    /// Sets what keeps this job's notices back; each step marks its events with it.
+    pub fn set_mute(&mut self, mute: Arc<mute::Mute>) {
+        self.mute = (!mute.is_empty()).then_some(mute);
     }
 
     pub fn lifecycle(&self) -> &Lifecycle {
@@ -193,6 +203,11 @@ impl AlertStore {
         let mut events = self
             .lifecycle
             .step(now, evaluation, present, &origin, self.flap);
+        if let Some(mute) = &self.mute
+            && (!events.is_empty() || !self.lifecycle.held.is_empty())
+        {
+            mute.apply(&mut self.lifecycle, &mut events, now, &origin);
+        }
         if let Some(disk) = &mut self.disk {
             if !events.is_empty() {
                 let journal = Journal {
@@ -328,11 +343,10 @@ fn logged_ids(dir: &Path, events: &[AlertEvent]) -> std::collections::HashSet<St
 
 /// The parts of the state a restart must not lose.
 fn significant(lifecycle: &Lifecycle) -> serde_json::Value {
+    let held = serde_json::to_value(&lifecycle.held).unwrap_or_default();
     serde_json::Value::Array(
-        lifecycle
-            .states
-            .values()
-            .map(|s| {
+        std::iter::once(held)
+            .chain(lifecycle.states.values().map(|s| {
                 serde_json::json!([
                     s.fingerprint,
                     s.phase,
@@ -344,7 +358,7 @@ fn significant(lifecycle: &Lifecycle) -> serde_json::Value {
                     s.transitions,
                     s.facts
                 ])
-            })
+            }))
             .collect(),
     )
 }

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod host;
+pub mod mute;
 
 pub mod env;
 pub mod probes;
@@ -42,6 +43,8 @@ pub struct Config {
     pub notifiers: IndexMap<String, NotifierSpec>,
     /// `remote_write`: where samples are pushed; `None`: nowhere.
     pub remote_write: Option<RemoteWriteSpec>,
+    /// `maintenance` and `inhibit`: what keeps alerts' notices back.
+    pub mute: mute::MuteSpec,
     pub jobs: IndexMap<String, JobSpec>,
     /// Things worth saying once at start that do not stop runner (a notifier left off).
     pub warnings: Problems,

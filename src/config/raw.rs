@@ -29,6 +29,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "watch",
     "notifiers",
     "remote_write",
+    "maintenance",
+    "inhibit",
     "jobs",
 ];
 
@@ -66,9 +68,44 @@ pub struct RawConfig {
     /// pushed without it.
     #[serde(default)]
     pub remote_write: Option<RemoteWriteConfig>,
+    /// Recurring windows in which matching alerts are logged but not sent.
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceConfig>,
+    /// Rules by which a firing alert keeps others' notices back.
+    #[serde(default)]
+    pub inhibit: Vec<InhibitConfig>,
     /// Named jobs, each with a `type` and a `schedule`.
     #[serde(default)]
     pub jobs: IndexMap<Text, Section<JobConfig>>,
+}
+
+/// A `maintenance:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Its name, in the alert log and the report.
+    pub name: Text,
+    /// When it opens: a cron expression in the jobs file's timezone, as jobs have.
+    pub schedule: Text,
+    /// How long it stays open (`1h`).
+    pub duration: Text,
+    /// Which alerts it holds: `alertname`, `job`, `host`, `severity` or a label, each value
+    /// with an optional operator (`=~disk_.*`, `!=info`); every entry must match.
+    #[serde(default, rename = "match")]
+    pub matchers: IndexMap<Text, Text>,
+}
+
+/// An `inhibit:` entry, as Alertmanager's `inhibit_rules`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitConfig {
+    /// What a firing alert that inhibits others matches.
+    pub source_match: IndexMap<Text, Text>,
+    /// What an alert it inhibits matches.
+    pub target_match: IndexMap<Text, Text>,
+    /// Labels whose values source and target must share (`host`).
+    #[serde(default)]
+    pub equal: Vec<Text>,
 }
 
 /// `remote_write`: a Prometheus remote-write 1.0 receiver (Prometheus, VictoriaMetrics, Mimir,

@@ -81,7 +81,8 @@ impl Monitor {
         spec: &MonitorSpec,
         notifiers: Arc<Notifiers>,
     ) -> Monitor {
-        let alerts = AlertStore::open(&config.data_dir, job, &config.host, spec.flap);
+        let mut alerts = AlertStore::open(&config.data_dir, job, &config.host, spec.flap);
+        alerts.set_mute(Arc::new(crate::alerts::mute::Mute::for_config(config)));
         let history = History::new(
             HistoryConfig::default(),
             Some(RollupStore::new(&config.data_dir, job)),

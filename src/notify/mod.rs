@@ -187,6 +187,8 @@ impl Notifiers {
             &config.host,
             crate::config::FlapPolicy::default(),
         );
+        // runner's own alert is held back by the same windows, silences and inhibition.
+        store.set_mute(Arc::new(crate::alerts::mute::Mute::for_config(config)));
         self.alert_routes = dead_alert::routes(config);
         let names: Vec<&str> = self.routes.keys().map(String::as_str).collect();
         let dead_dir = outbox::outbox_dir(&config.data_dir).join("dead");
@@ -472,6 +474,7 @@ impl Notifiers {
     /// are on disk. A queue that cannot be written is reported loudly (the event is still in
     /// the alert log).
     pub fn dispatch(&self, job_notify: &[String], events: &[AlertEvent]) {
+        let events = &unmuted(events);
         for event in events {
             if self.targets(job_notify, event).contains(&LOG) {
                 log_event(event);
@@ -483,6 +486,7 @@ impl Notifiers {
     /// Queues the events of an alert tick a crash interrupted, for every notifier that has not
     /// taken them yet (by event id): nothing is lost, nothing sent twice.
     pub fn redispatch(&self, job_notify: &[String], events: &[AlertEvent]) {
+        let events = &unmuted(events);
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let mut taken: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
         self.queue_events(job_notify, events, |queue, event| {
@@ -899,4 +903,20 @@ fn build(
             Arc::new(gdrive::Gdrive::new(&spec.name, settings, &spec.delivery)?)
         }
     })
+}
+
+/// The events that are sent: a muted one (maintenance, silence, inhibition) is in the alert
+/// log with what muted it, and goes to no notifier.
+fn unmuted(events: &[AlertEvent]) -> Vec<AlertEvent> {
+    events
+        .iter()
+        .filter(|event| match &event.muted {
+            Some(muted) => {
+                info!(job = %event.job, alert = %event.name, kind = %event.kind, "notice held back: {muted}");
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
 }

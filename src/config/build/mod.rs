@@ -18,6 +18,7 @@ use jobs::valid_job_name;
 use yaml::parse_sections;
 
 mod jobs;
+mod mute;
 mod notifiers;
 mod remote_write;
 mod yaml;
@@ -522,6 +523,7 @@ impl Builder<'_> {
             .remote_write
             .as_ref()
             .and_then(|config| self.remote_write(config));
+        let mute = self.mute(&top.maintenance, &top.inhibit);
         let known_notifiers: Vec<String> = std::iter::once("log".to_string())
             .chain(built_notifiers.keys().cloned())
             .collect();
@@ -579,6 +581,7 @@ impl Builder<'_> {
             watch: top.watch,
             notifiers: built_notifiers,
             remote_write,
+            mute,
             jobs: built_jobs,
             warnings: self.problems.clone(),
             missing_files: self.missing_files.clone(),

@@ -1,0 +1,710 @@
+//! Whether an alert's notice is sent now, and if not, what keeps it back: a maintenance window
+//! of the jobs file, a silence (`runner silence`, kept in `state/silences.json`), or a firing
+//! alert that inhibits it. It sits between the lifecycle and the alert log: every event is
+//! logged with what muted it, muted ones are not queued for notifiers, and when the hold ends
+//! the receivers are told what changed meanwhile (still firing: a firing notice; fired and
+//! resolved inside: nothing).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::alerts::event::{AlertEvent, EventKind, Held, Muted, MutedBy};
+use crate::alerts::lifecycle::{AlertState, Lifecycle, Origin, Phase};
+use crate::config::mute::{Matcher, MuteSpec, field};
+use crate::scheduler::schedule::Zone;
+use crate::store::atomic;
+
+/// A silence: alerts every matcher matches are muted from `starts_at` until `ends_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    /// As written: `alertname=disk_full`, `mount=~/var.*`.
+    pub matchers: Vec<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub created_by: String,
+}
+
+impl Silence {
+    pub fn active(&self, at: DateTime<Utc>) -> bool {
+        self.starts_at <= at && at < self.ends_at
+    }
+
+    pub fn parsed(&self) -> Result<Vec<Matcher>, String> {
+        self.matchers.iter().map(|m| Matcher::parse(m)).collect()
+    }
+}
+
+pub fn silences_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("state").join("silences.json")
+}
+
+/// The silences saved in `data_dir`; none when there is no file yet.
+pub fn read_silences(data_dir: &Path) -> std::io::Result<Vec<Silence>> {
+    match std::fs::read(silences_path(data_dir)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_silences(data_dir: &Path, silences: &[Silence]) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(silences).map_err(std::io::Error::other)?;
+    atomic::write(&silences_path(data_dir), &bytes)
+}
+
+/// Adds a silence from now for `length`; its matchers are checked first. Silences that ended
+/// more than a day ago are dropped from the file on the way.
+pub fn add_silence(
+    data_dir: &Path,
+    matchers: &[String],
+    length: Duration,
+    comment: &str,
+    created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<Silence, String> {
+    if matchers.is_empty() {
+        return Err("a silence needs at least one matcher (`--match alertname=disk_full`)".into());
+    }
+    for m in matchers {
+        Matcher::parse(m)?;
+    }
+    let length = chrono::Duration::from_std(length).map_err(|e| e.to_string())?;
+    let mut silences = read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
+    let digest = Sha256::digest(format!(
+        "{}/{}/{}/{comment}",
+        now.timestamp_nanos_opt().unwrap_or_default(),
+        std::process::id(),
+        matchers.join(",")
+    ));
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let silence = Silence {
+        id,
+        matchers: matchers.to_vec(),
+        starts_at: now,
+        ends_at: now + length,
+        comment: comment.to_string(),
+        created_by: created_by.to_string(),
+    };
+    silences.retain(|s| s.ends_at + chrono::Duration::days(1) > now);
+    silences.push(silence.clone());
+    write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
+    Ok(silence)
+}
+
+/// Ends the silence `id` now; `Ok(false)` when there is no such silence still active.
+pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, String> {
+    let mut silences = read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
+    let Some(silence) = silences.iter_mut().find(|s| s.id == id && s.ends_at > now) else {
+        return Ok(false);
+    };
+    silence.ends_at = now.max(silence.starts_at);
+    write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
+    Ok(true)
+}
+
+/// The silences file as last read, re-read when its stat changes: one `stat` per decision
+/// is all a running scheduler pays to honour a silence the moment it is added.
+struct SilenceCache {
+    data_dir: PathBuf,
+    stamp: Option<(SystemTime, u64, u64)>,
+    silences: Vec<(Silence, Vec<Matcher>)>,
+}
+
+impl SilenceCache {
+    fn refresh(&mut self) {
+        let stamp = std::fs::metadata(silences_path(&self.data_dir))
+            .ok()
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    m.len(),
+                    m.ino(),
+                )
+            });
+        if stamp == self.stamp {
+            return;
+        }
+        self.stamp = stamp;
+        match read_silences(&self.data_dir) {
+            Ok(silences) => {
+                self.silences = silences
+                    .into_iter()
+                    .filter_map(|s| {
+                        let parsed = s.parsed();
+                        match parsed {
+                            Ok(matchers) => Some((s, matchers)),
+                            Err(e) => {
+                                tracing::warn!(silence = %s.id, error = %e, "silence left out");
+                                None
+                            }
+                        }
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the silences; keeping the ones read before")
+            }
+        }
+    }
+}
+
+/// The decision, for one job's alerts.
+pub struct Mute {
+    spec: MuteSpec,
+    zone: Zone,
+    silences: Option<Mutex<SilenceCache>>,
+}
+
+/// What a matcher looks at.
+struct Subject<'a> {
+    fingerprint: &'a str,
+    name: &'a str,
+    job: &'a str,
+    host: &'a str,
+    severity: &'static str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl Subject<'_> {
+    fn get(&self, name: &str) -> &str {
+        field(
+            name,
+            self.name,
+            self.job,
+            self.host,
+            self.severity,
+            self.labels,
+        )
+    }
+
+    fn all(&self, matchers: &[Matcher]) -> bool {
+        matchers.iter().all(|m| m.matches(self.get(&m.name)))
+    }
+}
+
+fn of_state<'a>(state: &'a AlertState, origin: &Origin<'a>) -> Subject<'a> {
+    Subject {
+        fingerprint: &state.fingerprint,
+        name: &state.name,
+        job: origin.job,
+        host: origin.host,
+        severity: state.severity.as_str(),
+        labels: &state.labels,
+    }
+}
+
+impl Mute {
+    /// Windows and inhibition of the jobs file in its `zone`, and the silences of `data_dir`
+    /// (`None`: none, as for dry runs that must not depend on the live file).
+    pub fn new(spec: MuteSpec, zone: Zone, data_dir: Option<&Path>) -> Mute {
+        Mute {
+            spec,
+            zone,
+            silences: data_dir.map(|dir| {
+                Mutex::new(SilenceCache {
+                    data_dir: dir.to_path_buf(),
+                    stamp: None,
+                    silences: Vec::new(),
+                })
+            }),
+        }
+    }
+
+    /// The running scheduler's: the jobs file's windows and rules, the data_dir's silences.
+    pub fn for_config(config: &crate::config::Config) -> Mute {
+        Mute::new(
+            config.mute.clone(),
+            config.zone.clone(),
+            Some(&config.data_dir),
+        )
+    }
+
+    /// What mutes `subject` at `at`, if anything, with the alerts that fire now.
+    fn decide(
+        &self,
+        subject: &Subject<'_>,
+        at: DateTime<Utc>,
+        silences: &[(Silence, Vec<Matcher>)],
+        firing: &[Subject<'_>],
+    ) -> Option<Muted> {
+        for window in &self.spec.maintenance {
+            if subject.all(&window.matchers)
+                && let Some(until) = window.active_until(at, &self.zone)
+            {
+                return Some(Muted {
+                    by: MutedBy::Maintenance,
+                    name: window.name.clone(),
+                    until: Some(until),
+                });
+            }
+        }
+        for (silence, matchers) in silences {
+            if silence.active(at) && subject.all(matchers) {
+                return Some(Muted {
+                    by: MutedBy::Silence,
+                    name: silence.id.clone(),
+                    until: Some(silence.ends_at),
+                });
+            }
+        }
+        for rule in &self.spec.inhibit {
+            if !subject.all(&rule.target) {
+                continue;
+            }
+            let source = firing.iter().find(|source| {
+                source.fingerprint != subject.fingerprint
+                    && source.all(&rule.source)
+                    && rule
+                        .equal
+                        .iter()
+                        .all(|label| source.get(label) == subject.get(label))
+            });
+            if let Some(source) = source {
+                return Some(Muted {
+                    by: MutedBy::Inhibited,
+                    name: source.name.to_string(),
+                    until: None,
+                });
+            }
+        }
+        None
+    }
+
+    /// Marks a tick's `events` with what mutes them and records in `lifecycle.held` what is
+    /// kept back; adds the notices of holds that ended (an alert still firing that receivers
+    /// have not heard of, or one they heard firing that has resolved).
+    pub fn apply(
+        &self,
+        lifecycle: &mut Lifecycle,
+        events: &mut Vec<AlertEvent>,
+        at: DateTime<Utc>,
+        origin: &Origin<'_>,
+    ) {
+        let guard = self.silences.as_ref().map(|cache| {
+            let mut cache = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.refresh();
+            cache
+        });
+        let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
+        let mut held = std::mem::take(&mut lifecycle.held);
+        {
+            let firing: Vec<Subject<'_>> =
+                lifecycle.firing().map(|s| of_state(s, origin)).collect();
+            for event in events.iter_mut() {
+                let subject = Subject {
+                    fingerprint: &event.fingerprint,
+                    name: &event.name,
+                    job: origin.job,
+                    host: origin.host,
+                    severity: event.severity.as_str(),
+                    labels: &event.labels,
+                };
+                let muted = self.decide(&subject, at, silences, &firing);
+                match muted {
+                    Some(muted) => {
+                        let told = event.kind != EventKind::Firing;
+                        let entry = held.entry(event.fingerprint.clone()).or_insert(Held {
+                            told,
+                            muted: muted.clone(),
+                            resolved: None,
+                        });
+                        entry.muted = muted.clone();
+                        entry.resolved = (event.kind == EventKind::Resolved && entry.told)
+                            .then(|| Box::new(event.clone()));
+                        event.muted = Some(Box::new(muted));
+                    }
+                    None => match held.remove(&event.fingerprint) {
+                        // Held firing, resolved the moment the hold ends: never heard of.
+                        Some(h) if !h.told && event.kind == EventKind::Resolved => {
+                            event.muted = Some(Box::new(h.muted));
+                        }
+                        _ => {}
+                    },
+                }
+            }
+            let seen: std::collections::HashSet<String> =
+                events.iter().map(|e| e.fingerprint.clone()).collect();
+            let mut released = Vec::new();
+            for (fingerprint, h) in &held {
+                if seen.contains(fingerprint) {
+                    continue;
+                }
+                let Some(state) = lifecycle.states.get(fingerprint) else {
+                    if let Some(e) = &h.resolved {
+                        let subject = Subject {
+                            fingerprint: &e.fingerprint,
+                            name: &e.name,
+                            job: origin.job,
+                            host: origin.host,
+                            severity: e.severity.as_str(),
+                            labels: &e.labels,
+                        };
+                        if self.decide(&subject, at, silences, &firing).is_some() {
+                            continue;
+                        }
+                    }
+                    // Gone since it resolved: its kept resolved notice, restamped, if the
+                    // receivers heard it firing.
+                    let notice = h.resolved.as_deref().cloned().map(|mut e| {
+                        e.id = crate::alerts::event::event_id(&e.fingerprint, e.kind, at);
+                        e.at = at;
+                        e.muted = None;
+                        e
+                    });
+                    released.push((fingerprint.clone(), notice));
+                    continue;
+                };
+                if self
+                    .decide(&of_state(state, origin), at, silences, &firing)
+                    .is_some()
+                {
+                    continue;
+                }
+                let firing_now = state.phase == Phase::Firing;
+                let notice = match (firing_now, h.told) {
+                    (true, false) => Some(state.event(EventKind::Firing, at, origin)),
+                    (false, true) => Some(state.event(EventKind::Resolved, at, origin)),
+                    _ => None,
+                };
+                released.push((fingerprint.clone(), notice));
+            }
+            for (fingerprint, notice) in released {
+                held.remove(&fingerprint);
+                events.extend(notice);
+            }
+        }
+        lifecycle.held = held;
+    }
+
+    /// Whether anything could mute an alert: without windows, rules or a silences file, the
+    /// decision is skipped.
+    pub fn is_empty(&self) -> bool {
+        self.spec.maintenance.is_empty() && self.spec.inhibit.is_empty() && self.silences.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::mute::{InhibitSpec, MaintenanceSpec};
+    use crate::scheduler::schedule::Schedule;
+
+    fn matchers(list: &[&str]) -> Vec<Matcher> {
+        list.iter().map(|m| Matcher::parse(m).unwrap()).collect()
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn inhibition_needs_equal_labels_and_never_inhibits_itself() {
+        let mute = Mute::new(
+            MuteSpec {
+                maintenance: vec![],
+                inhibit: vec![InhibitSpec {
+                    source: matchers(&["alertname=gateway_loss"]),
+                    target: matchers(&["alertname=~latency_high|http_down|gateway_loss"]),
+                    equal: vec!["target".into()],
+                }],
+            },
+            Zone::utc(),
+            None,
+        );
+        let labels = |t: &str| -> std::collections::BTreeMap<String, String> {
+            [("target".to_string(), t.to_string())].into()
+        };
+        let (gw, a, b) = (labels("gw"), labels("gw"), labels("other"));
+        let subject =
+            |fp: &'static str,
+             name: &'static str,
+             l: &'static std::collections::BTreeMap<String, String>| Subject {
+                fingerprint: fp,
+                name,
+                job: "monitor",
+                host: "web-1",
+                severity: "warning",
+                labels: l,
+            };
+        let gw: &'static _ = Box::leak(Box::new(gw));
+        let a: &'static _ = Box::leak(Box::new(a));
+        let b: &'static _ = Box::leak(Box::new(b));
+        let firing = [subject("1", "gateway_loss", gw)];
+        let now = at("2027-01-01T00:00:00Z");
+        let muted = mute.decide(&subject("2", "latency_high", a), now, &[], &firing);
+        assert_eq!(
+            muted.map(|m| (m.by, m.name)),
+            Some((MutedBy::Inhibited, "gateway_loss".to_string()))
+        );
+        // Another target value: not the same host behind the gateway.
+        assert_eq!(
+            mute.decide(&subject("3", "latency_high", b), now, &[], &firing),
+            None
+        );
+        // The source matches the target matchers too, but does not inhibit itself.
+        assert_eq!(
+            mute.decide(&subject("1", "gateway_loss", gw), now, &[], &firing),
+            None
+        );
+        // Without `equal`, any firing source inhibits.
+        let mute = Mute::new(
+            MuteSpec {
+                maintenance: vec![],
+                inhibit: vec![InhibitSpec {
+                    source: matchers(&["alertname=gateway_loss"]),
+                    target: matchers(&["alertname=latency_high"]),
+                    equal: vec![],
+                }],
+            },
+            Zone::utc(),
+            None,
+        );
+        assert!(
+            mute.decide(&subject("3", "latency_high", b), now, &[], &firing)
+                .is_some()
+        );
+        assert_eq!(
+            mute.decide(&subject("3", "latency_high", b), now, &[], &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn silences_are_saved_listed_and_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2027-01-01T00:00:00Z");
+        let s = add_silence(
+            dir.path(),
+            &["alertname=disk_full".into()],
+            Duration::from_secs(7200),
+            "disk swap",
+            "ops",
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.ends_at, at("2027-01-01T02:00:00Z"));
+        assert_eq!(read_silences(dir.path()).unwrap(), vec![s.clone()]);
+        assert!(
+            add_silence(
+                dir.path(),
+                &["mount=~(".into()],
+                Duration::from_secs(1),
+                "",
+                "",
+                now
+            )
+            .is_err()
+        );
+        assert!(expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(5)).unwrap());
+        assert!(!expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(6)).unwrap());
+        assert!(!read_silences(dir.path()).unwrap()[0].active(now + chrono::Duration::minutes(5)));
+    }
+
+    #[test]
+    fn a_window_holds_a_subject_only_while_open() {
+        let mute = Mute::new(
+            MuteSpec {
+                maintenance: vec![MaintenanceSpec {
+                    name: "backup".into(),
+                    schedule: Schedule::parse("0 2 * * *").unwrap(),
+                    duration: Duration::from_secs(3600),
+                    matchers: matchers(&["alertname=disk_io_busy"]),
+                }],
+                inhibit: vec![],
+            },
+            Zone::utc(),
+            None,
+        );
+        let labels = std::collections::BTreeMap::new();
+        let subject = |name| Subject {
+            fingerprint: "x",
+            name,
+            job: "monitor",
+            host: "web-1",
+            severity: "warning",
+            labels: &labels,
+        };
+        let inside = at("2027-01-01T02:10:00Z");
+        assert_eq!(
+            mute.decide(&subject("disk_io_busy"), inside, &[], &[]),
+            Some(Muted {
+                by: MutedBy::Maintenance,
+                name: "backup".into(),
+                until: Some(at("2027-01-01T03:00:00Z"))
+            })
+        );
+        assert_eq!(mute.decide(&subject("cpu_high"), inside, &[], &[]), None);
+        assert_eq!(
+            mute.decide(
+                &subject("disk_io_busy"),
+                at("2027-01-01T03:00:00Z"),
+                &[],
+                &[]
+            ),
+            None
+        );
+    }
+
+    /// A job's alerts in memory, muted by a window `0 2 * * *` for 1 h over `cpu_high`.
+    fn store_in_window() -> crate::alerts::AlertStore {
+        let mut store = crate::alerts::AlertStore::in_memory(
+            "web-1",
+            "monitor",
+            crate::config::FlapPolicy::default(),
+            Lifecycle::default(),
+        );
+        store.set_mute(std::sync::Arc::new(Mute::new(
+            MuteSpec {
+                maintenance: vec![MaintenanceSpec {
+                    name: "backup".into(),
+                    schedule: Schedule::parse("0 2 * * *").unwrap(),
+                    duration: Duration::from_secs(3600),
+                    matchers: matchers(&["alertname=cpu_high"]),
+                }],
+                inhibit: vec![],
+            },
+            Zone::utc(),
+            None,
+        )));
+        store
+    }
+
+    /// An event as the alert log has it: when, what, and whether muted.
+    type Logged = (String, EventKind, bool);
+    /// An event a notifier is given.
+    type Sent = (String, EventKind);
+
+    /// Steps at each `(time, active)`; returns every event (as the alert log has it) and the
+    /// ones a notifier would be given.
+    fn run(
+        store: &mut crate::alerts::AlertStore,
+        ticks: &[(&str, bool)],
+    ) -> (Vec<Logged>, Vec<Sent>) {
+        use crate::rules::activation::Activation;
+        use crate::rules::{Evaluation, RuleOutcome};
+        let (mut logged, mut sent) = (Vec::new(), Vec::new());
+        for (time, active) in ticks {
+            let mut activations = Vec::new();
+            if *active {
+                let mut a =
+                    Activation::from_map("cpu_high", "rules/cpu.rhai".into(), &rhai::Map::new())
+                        .unwrap();
+                a.active = true;
+                a.value = Some(93.0);
+                activations.push(a);
+            }
+            let evaluation = Evaluation {
+                activations,
+                outcomes: vec![RuleOutcome {
+                    rule_file: "rules/cpu.rhai".into(),
+                    missing: Default::default(),
+                    error: None,
+                }],
+            };
+            let mut given = Vec::new();
+            let events = store.step(
+                at(time),
+                &evaluation,
+                |_| true,
+                |events| {
+                    given.extend(
+                        events
+                            .iter()
+                            .filter(|e| e.muted.is_none())
+                            .map(|e| (time.to_string(), e.kind)),
+                    );
+                },
+            );
+            sent.extend(given);
+            logged.extend(
+                events
+                    .iter()
+                    .map(|e| (time.to_string(), e.kind, e.muted.is_some())),
+            );
+        }
+        (logged, sent)
+    }
+
+    #[test]
+    fn a_window_holds_a_firing_alert_and_notifies_it_when_it_ends() {
+        let mut store = store_in_window();
+        let (logged, sent) = run(
+            &mut store,
+            &[
+                ("2027-01-01T02:05:00Z", true),
+                ("2027-01-01T02:30:00Z", true),
+                ("2027-01-01T03:00:00Z", true),
+                ("2027-01-01T03:10:00Z", false),
+            ],
+        );
+        let firing_in_window = ("2027-01-01T02:05:00Z".to_string(), EventKind::Firing, true);
+        assert_eq!(logged[0], firing_in_window);
+        assert_eq!(
+            sent,
+            [
+                ("2027-01-01T03:00:00Z".to_string(), EventKind::Firing),
+                ("2027-01-01T03:10:00Z".to_string(), EventKind::Resolved)
+            ]
+        );
+        assert!(store.lifecycle().held.is_empty());
+    }
+
+    #[test]
+    fn an_alert_resolved_inside_the_window_sends_nothing() {
+        let mut store = store_in_window();
+        let (logged, sent) = run(
+            &mut store,
+            &[
+                ("2027-01-01T02:05:00Z", true),
+                ("2027-01-01T02:30:00Z", false),
+                ("2027-01-01T03:00:00Z", false),
+                ("2027-01-01T03:10:00Z", false),
+            ],
+        );
+        assert_eq!(
+            logged,
+            [
+                ("2027-01-01T02:05:00Z".to_string(), EventKind::Firing, true),
+                (
+                    "2027-01-01T02:30:00Z".to_string(),
+                    EventKind::Resolved,
+                    true
+                )
+            ]
+        );
+        assert!(sent.is_empty(), "{sent:?}");
+        assert!(store.lifecycle().held.is_empty());
+    }
+
+    #[test]
+    fn a_resolve_inside_the_window_of_an_alert_heard_firing_is_sent_when_it_ends() {
+        let mut store = store_in_window();
+        let (_, sent) = run(
+            &mut store,
+            &[
+                ("2027-01-01T01:50:00Z", true),
+                ("2027-01-01T02:30:00Z", false),
+                ("2027-01-01T03:00:00Z", false),
+            ],
+        );
+        assert_eq!(
+            sent,
+            [
+                ("2027-01-01T01:50:00Z".to_string(), EventKind::Firing),
+                ("2027-01-01T03:00:00Z".to_string(), EventKind::Resolved)
+            ]
+        );
+    }
+}
