@@ -371,3 +371,31 @@ async fn replaying_a_period_the_monitor_ran_gives_its_alert_log_exactly() {
     // Every field of every event: id (fingerprint, kind, instant), severity, value, words.
     assert_eq!(found["events"].as_array().unwrap(), &logged);
 }
+
+#[test]
+fn archived_days_are_replayed_from_their_zip_archives_as_they_are() {
+    use std::io::Write;
+    let (dir, jobs) = logged();
+    let live = replay(&jobs, &["--format", "json"]);
+    let day = dir.path().join("var/metrics/2026-11-30.jsonl");
+    let text = std::fs::read_to_string(&day).unwrap();
+    let archive = dir.path().join("var/archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let mut zip =
+        zip::ZipWriter::new(std::fs::File::create(archive.join("metrics-2026-11-30.zip")).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("metrics/2026-11-30.jsonl", options).unwrap();
+    zip.write_all(text.as_bytes()).unwrap();
+    zip.finish().unwrap();
+    std::fs::remove_file(&day).unwrap();
+    let archived = replay(&jobs, &["--format", "json"]);
+    assert_eq!(archived.status.code(), Some(0), "{}", stderr(&archived));
+    let (live, archived) = (json(&live), json(&archived));
+    assert_eq!(archived["ticks"], 360);
+    assert_eq!(archived["warm_samples"], 360);
+    assert_eq!(archived["timeline"], live["timeline"]);
+    assert_eq!(archived["events"], live["events"]);
+    // Nothing was unpacked beside the archive.
+    assert_eq!(std::fs::read_dir(&archive).unwrap().count(), 1);
+}
