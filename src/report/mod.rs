@@ -3,6 +3,7 @@
 //! notice of it through the report job's notifiers.
 
 pub mod alerts;
+pub mod cloud;
 pub mod database;
 pub mod incidents;
 pub mod metrics;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::alerts::{self, AlertsSummary};
+use super::cloud::{self, CloudProbe};
 use super::database::{self, DatabaseServer};
 use super::incidents::{self, IncidentsSummary};
 use super::metrics::{MetricStats, MetricsPass};
@@ -120,6 +121,8 @@ pub struct Summary {
     pub availability: Vec<Availability>,
     /// One entry per `postgres` probe that reported in the window.
     pub database: Vec<DatabaseServer>,
+    /// One entry per `cloudwatch` probe that reported in the window.
+    pub cloud: Vec<CloudProbe>,
     pub alerts: AlertsSummary,
     pub incidents: IncidentsSummary,
     /// The few things worth a glance, in sentences.
@@ -145,6 +148,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("access_log", "Web server traffic and sessions"),
     ("command", "Commands"),
     ("postgres", "PostgreSQL"),
+    ("cloudwatch", "CloudWatch"),
 ];
 
 /// `week`, `day`, `hour`, or a count of the largest unit that divides the window.
@@ -368,6 +372,7 @@ pub fn build(
         probe_error_total: probe_errors.iter().map(|p| p.count).sum(),
         probe_errors,
         database: database::summarize(&families),
+        cloud: cloud::summarize(&families),
         families,
         availability,
         alerts,
@@ -663,6 +668,17 @@ pub fn example(config: &Config) -> Summary {
                     metric("postgres.main.shop.temp_bytes_per_sec", 4096.0),
                 ],
             },
+            Family {
+                name: "cloudwatch".into(),
+                title: "CloudWatch".into(),
+                // What the Cloud section reads: the probe's own fields and one metric.
+                metrics: vec![
+                    metric("cloudwatch.web.api_metrics_total", 4032.0),
+                    metric("cloudwatch.web.api_requests_total", 1008.0),
+                    metric("cloudwatch.web.cpu_utilization_percent", 23.5),
+                    metric("cloudwatch.web.up", 1.0),
+                ],
+            },
         ],
         availability: vec![Availability {
             probe: "ping".into(),
@@ -674,6 +690,7 @@ pub fn example(config: &Config) -> Summary {
             downtime_seconds: 120,
         }],
         database: Vec::new(),
+        cloud: Vec::new(),
         alerts: alerts::from_events(&events, &[], &[], to),
         incidents: IncidentsSummary {
             configured: true,
@@ -713,6 +730,7 @@ pub fn example(config: &Config) -> Summary {
     };
     summary.incidents.resolved = summary.incidents.opened.clone();
     summary.database = database::summarize(&summary.families);
+    summary.cloud = cloud::summarize(&summary.families);
     summary.highlights = highlights(&summary);
     summary
 }

@@ -157,7 +157,11 @@ async fn put(url: &str, namespace: &str, data: serde_json::Value) {
         SystemTime::now(),
     )
     .unwrap();
-    let mut request = reqwest::Client::new().post(&url).body(body);
+    let mut request = runner::http::client_builder()
+        .build()
+        .unwrap()
+        .post(&url)
+        .body(body);
     for (k, v) in headers.iter().filter(|(k, _)| *k != "host") {
         request = request.header(*k, *v);
     }
@@ -604,4 +608,144 @@ async fn the_alb_preset_reads_5xx_counts_cloudwatch_never_wrote_as_zero() {
     assert_eq!(t.get("unhealthy_targets"), 1.0);
     assert_eq!(t.get("healthy_targets"), 2.0);
     assert!(t.errors.is_empty(), "{t:?}");
+}
+
+/// Values of `cloudwatch.web.<field>` the scheduler wrote to the metrics log.
+fn written(dir: &Path, field: &str) -> Vec<f64> {
+    let mut values = Vec::new();
+    for entry in std::fs::read_dir(dir.join("var/metrics"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(sample) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(v) = sample["metrics"][format!("cloudwatch.web.{field}")].as_f64()
+            {
+                values.push(v);
+            }
+        }
+    }
+    values
+}
+
+#[tokio::test]
+async fn the_scheduled_monitor_reads_moto_its_rule_fires_and_the_report_has_a_cloud_section() {
+    let moto = moto();
+    let now = now_s();
+    let end = now - now.rem_euclid(300);
+    let point = |metric: &str, v: f64| {
+        serde_json::json!({
+            "MetricName": metric,
+            "Dimensions": [{ "Name": "InstanceId", "Value": "i-0abc" }],
+            "Timestamp": end - 300,
+            "Value": v,
+        })
+    };
+    put(
+        &moto.url,
+        "AWS/EC2",
+        serde_json::json!([
+            point("CPUUtilization", 41.5),
+            point("StatusCheckFailed", 1.0),
+            point("StatusCheckFailed_System", 0.0),
+            point("CPUCreditBalance", 250.0),
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            "jobs:\n  cloud:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes:\n      - {{ type: cloudwatch, name: web, region: eu-west-1, endpoint: \"{}\", ec2: i-0abc }}\n    rules: [\"{}\"]\n    notify: [log]\n  weekly:\n    type: report\n    schedule: \"0 8 * * Mon\"\n    window: 1h\n    templates: [\"{}\"]\n",
+            moto.url,
+            crate::support::root()
+                .join("rules/cloud/ec2.rhai")
+                .display(),
+            crate::support::root()
+                .join("templates/weekly.md.hbs")
+                .display(),
+        ),
+    );
+    let mut command = crate::support::command(&["--jobs", file.to_str().unwrap()]);
+    for (k, v) in KEYS {
+        command.env(k, v);
+    }
+    let mut running = crate::support::Running::spawn(command);
+    running.wait_for_line("ec2_status_check_failed", crate::support::PATIENCE);
+    let patience = Instant::now() + crate::support::PATIENCE;
+    while written(dir.path(), "up").len() < 2 {
+        assert!(Instant::now() < patience, "no samples: {:?}", running.seen);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(crate::support::PATIENCE).0, Some(0));
+    assert!(
+        written(dir.path(), "cpu_utilization_percent")
+            .iter()
+            .all(|v| *v == 41.5)
+    );
+    let requests = written(dir.path(), "api_requests_total");
+    assert_eq!(requests[..2], [1.0, 2.0]);
+
+    let output = crate::support::command(&["report", "--jobs", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = crate::support::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    assert!(
+        report.contains("## Cloud\n\n### CloudWatch web\n\nCloudWatch answered 100.0 % of the ticks; API requests after the hour's first tick: 1, for 4 metrics."),
+        "{report}"
+    );
+    assert!(
+        report.contains("| `cpu_utilization_percent` | 41.5 % | 41.5 % | 41.5 % | 41.5 % |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| `cpu_credit_balance` | 250 |"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_cloud_section_shows_only_when_cloudwatch_metrics_exist() {
+    use runner::report::summary;
+    use runner::template::bounds::Limits;
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        "jobs:\n  weekly: { type: report, schedule: \"0 8 * * Mon\" }\n",
+    );
+    let config = runner::config::Config::load(&file).unwrap();
+    let s = summary::example(&config);
+    for template in ["templates/weekly.md.hbs", "templates/weekly.html.hbs"] {
+        let render = |s: &summary::Summary| {
+            runner::report::render::render(
+                &crate::support::root().join(template),
+                s,
+                &config.zone,
+                &Limits::report(),
+            )
+            .unwrap()
+            .text
+        };
+        let with = render(&s);
+        assert!(
+            with.contains("## Cloud\n\n### CloudWatch web\n")
+                || with.contains("<h2>Cloud</h2>\n<h3>CloudWatch web</h3>"),
+            "{with}"
+        );
+        assert!(with.contains("1,008") || with.contains("1008"), "{with}");
+        let mut without = s.clone();
+        without.families.retain(|f| f.name != "cloudwatch");
+        without.cloud = runner::report::cloud::summarize(&without.families);
+        let text = render(&without);
+        assert!(!text.contains("Cloud"), "{text}");
+    }
 }
