@@ -95,6 +95,9 @@ impl MemoryProbe {
                 major_faults,
             };
             let prev = self.prev.replace(now);
+            for (name, counter) in names[8..11].iter().zip([swap_in, swap_out, major_faults]) {
+                out.push(name, counter.value as f64);
+            }
             for (name, before, after) in [
                 (&names[4], prev.map(|p| p.swap_in), now.swap_in),
                 (&names[5], prev.map(|p| p.swap_out), now.swap_out),

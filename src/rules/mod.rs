@@ -420,7 +420,7 @@ mod tests {
                 "let a = avg(\"memory.usd_percent\", \"15m\");\nlet b = max(\"memory.used_percent\", \"15 minutes\");"
             ),
             [
-                "1:13 `memory` has no field `usd_percent` (fields: available_bytes, major_faults_per_sec, pressure_some_avg10_percent, swap_in_per_sec, swap_out_per_sec, swap_used_percent, total_bytes, used_percent)",
+                "1:13 `memory` has no field `usd_percent` (fields: available_bytes, major_faults_per_sec, major_faults_total, pressure_some_avg10_percent, swap_in_pages_total, swap_in_per_sec, swap_out_pages_total, swap_out_per_sec, swap_used_percent, total_bytes, used_percent)",
                 "2:36 invalid duration `15 minutes`: unknown unit; use ms, s, m, h, d or w (e.g. `500ms`, `15m`, `7d`)",
             ]
         );

@@ -147,12 +147,19 @@ fn kernel_counters_are_exposed_as_counters_in_base_units() {
         "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n  eth0: 1234 10 1 2 0 0 0 0 5678 20 3 4 0 0 0 0\n",
     )
     .unwrap();
+    for file in ["meminfo", "vmstat"] {
+        std::fs::copy(
+            root().join("tests/fixtures/host/proc").join(file),
+            proc.join(file),
+        )
+        .unwrap();
+    }
     std::fs::write(
         proc.join("diskstats"),
         " 253 0 vda 100 0 2000 50 300 0 4000 70 0 1500 120\n",
     )
     .unwrap();
-    let jobs = "host: h\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{ type: cpu }, { type: net_io, interfaces: [eth0] }, { type: disk_io, devices: [vda] }]\n";
+    let jobs = "host: h\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{ type: cpu }, { type: memory }, { type: net_io, interfaces: [eth0] }, { type: disk_io, devices: [vda] }]\n";
     let file = jobs_file(dir.path(), jobs);
     let mut running = Running::spawn(command(&[
         "--jobs",
@@ -206,6 +213,18 @@ fn kernel_counters_are_exposed_as_counters_in_base_units() {
         (cpu("irq"), 0.03),
         (cpu("softirq"), 0.1),
         (cpu("steal"), 0.02),
+        (
+            format!("runner_memory_major_faults_total{{{labels}}}"),
+            12.0,
+        ),
+        (
+            format!("runner_memory_swap_in_pages_total{{{labels}}}"),
+            0.0,
+        ),
+        (
+            format!("runner_memory_swap_out_pages_total{{{labels}}}"),
+            0.0,
+        ),
     ] {
         let got = value(&body, &series);
         assert!(

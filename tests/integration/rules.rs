@@ -67,7 +67,7 @@ fn check_points_at_a_typo_in_a_rule() {
     let err = stderr(&output);
     assert!(
         err.starts_with(&format!(
-            "error: `memory` has no field `usd_percent` (fields: available_bytes, major_faults_per_sec, pressure_some_avg10_percent, swap_in_per_sec, swap_out_per_sec, swap_used_percent, total_bytes, used_percent)\n --> {}:2:4\n  |\n2 | if memory.usd_percent > LIMIT {{\n  |    ^^^^^^^^^^^^^^^^^^\n",
+            "error: `memory` has no field `usd_percent` (fields: available_bytes, major_faults_per_sec, major_faults_total, pressure_some_avg10_percent, swap_in_pages_total, swap_in_per_sec, swap_out_pages_total, swap_out_per_sec, swap_used_percent, total_bytes, used_percent)\n --> {}:2:4\n  |\n2 | if memory.usd_percent > LIMIT {{\n  |    ^^^^^^^^^^^^^^^^^^\n",
             rule.display()
         )),
         "{err}"

@@ -43,6 +43,19 @@ pub const TYPE: ProbeType = ProbeType {
             name: "pressure_some_avg10_percent",
             help: "share of time some task waited for memory over the last 10 s (PSI)",
         },
+        // The kernel's own counters behind the three rates, for Prometheus' `rate()`.
+        Field {
+            name: "swap_in_pages_total",
+            help: "pages swapped in since boot (`pswpin`, the kernel's counter)",
+        },
+        Field {
+            name: "swap_out_pages_total",
+            help: "pages swapped out since boot (`pswpout`, the kernel's counter)",
+        },
+        Field {
+            name: "major_faults_total",
+            help: "page faults that read from disk since boot (`pgmajfault`, the kernel's counter)",
+        },
     ],
     open_fields: false,
     nested_fields: &[],
