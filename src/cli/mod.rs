@@ -16,6 +16,7 @@ mod report;
 mod run;
 mod sd_notify;
 mod serve;
+mod silence;
 mod test;
 mod watch;
 
@@ -182,6 +183,12 @@ pub enum Command {
         /// The notifier's name in the jobs file.
         notifier: String,
     },
+    /// Silences in the data_dir: alerts they match are logged, not sent, until they end; a
+    /// running scheduler honours a change at its next notice.
+    Silence {
+        #[command(subcommand)]
+        action: silence::Action,
+    },
     /// The job, report job or notifier names of the jobs file, one a line: what the shell
     /// completions offer for a JOB or NOTIFIER.
     #[command(name = "__complete", hide = true)]
@@ -251,6 +258,7 @@ pub fn main() -> ExitCode {
         Some(Command::NotifyTest { notifier }) => notify_test::run(&cli.jobs, notifier),
         Some(Command::Complete { what }) => completions::names(&cli.jobs, *what),
         Some(Command::Healthcheck { url }) => healthcheck::run(url),
+        Some(Command::Silence { action }) => silence::run(&cli.jobs, action),
         Some(Command::Report {
             job,
             templates,

@@ -12,6 +12,7 @@ mod hostile;
 mod http_server;
 mod layers;
 mod monitor;
+mod mute;
 mod newcomer;
 mod notify;
 mod notify_dead_letter;

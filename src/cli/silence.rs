@@ -1,0 +1,162 @@
+//! `runner silence add|list|expire`: silences in the jobs file's data_dir
+//! (`state/silences.json`), which a running scheduler reads again at its next notice decision
+//! (it stats the file each time), so a silence holds from the moment the command returns.
+
+use std::path::Path;
+
+use chrono::Utc;
+use clap::Subcommand;
+
+use super::output::outln;
+use super::{exit, load};
+use crate::alerts::mute::{Silence, add_silence, expire_silence, read_silences};
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Silence the alerts every matcher matches, from now for --for; prints its id.
+    Add {
+        /// `name=value`, `name!=value`, `name=~regex` or `name!~regex` on alertname, job, host,
+        /// severity or a label (repeatable; all must match).
+        #[arg(long = "match", value_name = "MATCHER", required = true)]
+        matchers: Vec<String>,
+        /// How long it holds (`2h`, `30m`).
+        #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_wait)]
+        length: std::time::Duration,
+        /// Why, for whoever reads the list.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List the silences that are active or pending, and those that ended within a day.
+    List {
+        /// `text` for people, `json` for machines.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// End a silence now.
+    Expire {
+        /// The id `silence add` printed.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(file: &Path, action: &Action) -> u8 {
+    let config = match load(file) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let now = Utc::now();
+    match action {
+        Action::Add {
+            matchers,
+            length,
+            comment,
+        } => {
+            let user = std::env::var("USER").unwrap_or_default();
+            match add_silence(&config.data_dir, matchers, *length, comment, &user, now) {
+                Ok(silence) => {
+                    outln!("{}", silence.id);
+                    exit::OK
+                }
+                Err(message) => {
+                    super::fail(format_args!("{message}"));
+                    exit::FAILED
+                }
+            }
+        }
+        Action::List { format } => match read_silences(&config.data_dir) {
+            Ok(silences) => {
+                let listed: Vec<&Silence> = silences
+                    .iter()
+                    .filter(|s| s.ends_at + chrono::Duration::days(1) > now)
+                    .collect();
+                match format {
+                    Format::Json => match serde_json::to_string_pretty(&listed) {
+                        Ok(text) => outln!("{text}"),
+                        Err(e) => {
+                            super::fail(format_args!("cannot encode the silences: {e}"));
+                            return exit::FAILED;
+                        }
+                    },
+                    Format::Text => print_table(&listed, now, &config.zone),
+                }
+                exit::OK
+            }
+            Err(e) => {
+                super::fail(format_args!("cannot read the silences: {e}"));
+                exit::FAILED
+            }
+        },
+        Action::Expire { id } => match expire_silence(&config.data_dir, id, now) {
+            Ok(true) => {
+                outln!("silence {id} expired");
+                exit::OK
+            }
+            Ok(false) => {
+                super::fail(format_args!("no active silence with id `{id}`"));
+                exit::FAILED
+            }
+            Err(message) => {
+                super::fail(format_args!("{message}"));
+                exit::FAILED
+            }
+        },
+    }
+}
+
+fn print_table(
+    silences: &[&Silence],
+    now: chrono::DateTime<Utc>,
+    zone: &crate::scheduler::schedule::Zone,
+) {
+    if silences.is_empty() {
+        outln!("no silences");
+        return;
+    }
+    let rows: Vec<[String; 5]> = silences
+        .iter()
+        .map(|s| {
+            let state = if s.active(now) {
+                "active"
+            } else if s.starts_at > now {
+                "pending"
+            } else {
+                "expired"
+            };
+            [
+                s.id.clone(),
+                state.to_string(),
+                zone.strftime(s.ends_at, "%Y-%m-%d %H:%M"),
+                s.matchers.join(" "),
+                s.comment.clone(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATE", "ENDS", "MATCHERS", "COMMENT"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        outln!("{}", text.trim_end());
+    };
+    line(header);
+    for row in &rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}

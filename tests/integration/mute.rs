@@ -1,0 +1,118 @@
+//! Maintenance windows, silences and inhibition in the real binary: a silence added and
+//! expired with `runner silence` reaches a running scheduler at its next tick, and the shipped
+//! example's matchers are checked by `runner check`.
+
+use crate::http_server::{Response, TestServer};
+use crate::notify::scripted;
+use crate::support::{PATIENCE, Running, command, jobs_file, run, stderr, stdout};
+
+/// A monitor ticking every second whose alert `v_high` fires while `value.txt` holds more than
+/// 50, notifying webhook `hook` at `server`.
+fn setup(dir: &std::path::Path, server: &TestServer, extra: &str) -> String {
+    let value = dir.join("value.txt");
+    std::fs::write(&value, "0\n").unwrap();
+    std::fs::write(
+        dir.join("v.rhai"),
+        "let v = command.v.value;\nalert(\"v_high\", #{ active: v > 50.0, value: v, threshold: 50.0, op: \">\", summary: \"v is high\" });\n",
+    )
+    .unwrap();
+    let body = format!(
+        "{extra}notifiers:\n  hook: {{ type: webhook, url: \"{}\", retry_initial: 50ms }}\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: command, name: v, shell: \"cat {}\" }}]\n    rules: [\"{}\"]\n    notify: [log, hook]\n",
+        server.url("/in"),
+        value.display(),
+        dir.join("v.rhai").display()
+    );
+    jobs_file(dir, &body).to_str().unwrap().to_string()
+}
+
+fn notices(server: &TestServer) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_silence_from_the_cli_holds_a_running_schedulers_notice_until_it_is_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "");
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+
+    let added = run(&[
+        "--jobs",
+        &file,
+        "silence",
+        "add",
+        "--match",
+        "alertname=v_high",
+        "--match",
+        "job=~m|n",
+        "--for",
+        "2h",
+        "--comment",
+        "load test",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let id = stdout(&added).trim().to_string();
+    assert_eq!(id.len(), 16, "{id}");
+    let listed = run(&["--jobs", &file, "silence", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["matchers"][1], "job=~m|n");
+    let table = stdout(&run(&["--jobs", &file, "silence", "list"]));
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(table.contains(&format!("{id}  active")), "{table}");
+
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    let held = running.wait_for_line("notice held back", PATIENCE);
+    assert!(held.contains(&format!("silenced by `{id}`")), "{held}");
+    for _ in 0..2 {
+        running.wait_for_line("run finished", PATIENCE);
+    }
+    assert!(notices(&server).is_empty(), "{:?}", notices(&server));
+    let log = std::fs::read_dir(dir.path().join("var/alerts"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    let event: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(event["kind"], "firing");
+    assert_eq!(event["muted"]["by"], "silence");
+    assert_eq!(event["muted"]["name"], id.as_str());
+
+    let expired = run(&["--jobs", &file, "silence", "expire", &id]);
+    assert!(expired.status.success(), "{}", stderr(&expired));
+    crate::notify::block_on_wait(PATIENCE, "the held firing notice", || {
+        notices(&server) == ["alert.firing"]
+    });
+    let again = run(&["--jobs", &file, "silence", "expire", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("no active silence"),
+        "{}",
+        stderr(&again)
+    );
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+#[test]
+fn a_matcher_that_does_not_compile_is_pointed_at_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        "maintenance:\n  - { name: nightly, schedule: \"0 2 * * *\", duration: 1h, match: { mount: \"=~(\" } }\n  - { name: bad, schedule: \"@every 1h\", duration: soon }\ninhibit:\n  - { source_match: { alertname: a }, target_match: { \"bad name\": b } }\n",
+    );
+    let out = run(&["--jobs", &file, "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.contains("`(` is not a regular expression"), "{text}");
+    assert!(text.contains("maintenance[0].match.mount"), "{text}");
+    assert!(text.contains("not `@every`"), "{text}");
+    assert!(text.contains("maintenance[1].duration"), "{text}");
+    assert!(text.contains("`bad name` is not a label name"), "{text}");
+}
