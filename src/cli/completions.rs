@@ -2,8 +2,9 @@
 //! from the same argument definitions the command line is parsed with.
 //!
 //! clap_complete's scripts are static: they cannot know the job and notifier names of a jobs
-//! file. Each script gets a small hook that asks `runner __complete jobs|reports|notifiers`
-//! (hidden) for them, with the `--jobs FILE` already typed on the line.
+//! file. Each script gets a small hook that asks
+//! `runner __complete jobs|reports|monitors|notifiers` (hidden) for them, with the
+//! `--jobs FILE` already typed on the line.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,6 +21,8 @@ pub enum Names {
     Jobs,
     /// The report jobs (`report`).
     Reports,
+    /// The monitor jobs (`replay`).
+    Monitors,
     /// The notifiers of the file (`notify-test`).
     Notifiers,
 }
@@ -29,6 +32,7 @@ const NAMED_POSITIONALS: &[(&str, Names)] = &[
     ("run", Names::Jobs),
     ("dry-run", Names::Jobs),
     ("report", Names::Reports),
+    ("replay", Names::Monitors),
     ("notify-test", Names::Notifiers),
 ];
 
@@ -88,7 +92,12 @@ fn options_with_values() -> Vec<String> {
 /// `run|dry-run) what=jobs ;;`.
 fn bash_cases() -> String {
     let mut cases = String::new();
-    for what in [Names::Jobs, Names::Reports, Names::Notifiers] {
+    for what in [
+        Names::Jobs,
+        Names::Reports,
+        Names::Monitors,
+        Names::Notifiers,
+    ] {
         let commands: Vec<&str> = NAMED_POSITIONALS
             .iter()
             .filter(|(_, w)| *w == what)
@@ -108,6 +117,7 @@ fn names_word(what: Names) -> &'static str {
     match what {
         Names::Jobs => "jobs",
         Names::Reports => "reports",
+        Names::Monitors => "monitors",
         Names::Notifiers => "notifiers",
     }
 }
@@ -278,14 +288,18 @@ struct Sections {
 impl Sections {
     fn names(&self, what: Names) -> Vec<&str> {
         let section = match what {
-            Names::Jobs | Names::Reports => &self.jobs,
+            Names::Jobs | Names::Reports | Names::Monitors => &self.jobs,
             Names::Notifiers => &self.notifiers,
         };
         section
             .iter()
             .filter(|(_, entry)| {
-                what != Names::Reports
-                    || entry.get("type").and_then(|t| t.as_str()) == Some("report")
+                let kind = entry.get("type").and_then(|t| t.as_str());
+                match what {
+                    Names::Reports => kind == Some("report"),
+                    Names::Monitors => kind == Some("monitor"),
+                    Names::Jobs | Names::Notifiers => true,
+                }
             })
             .map(|(name, _)| name.as_str())
             .collect()
@@ -662,6 +676,7 @@ mod tests {
         .unwrap();
         assert_eq!(sections.names(Names::Jobs), ["monitor", "weekly", "odd"]);
         assert_eq!(sections.names(Names::Reports), ["weekly"]);
+        assert_eq!(sections.names(Names::Monitors), ["monitor"]);
         assert_eq!(sections.names(Names::Notifiers), ["slack"]);
         let empty: Sections = serde_saphyr::from_str("data_dir: var\n").unwrap();
         assert!(empty.names(Names::Jobs).is_empty());

@@ -156,6 +156,9 @@ pub enum Command {
         /// `text` for people, `json` for machines.
         #[arg(long, value_enum, default_value = "text")]
         format: replay::Format,
+        /// The same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
     /// Run rule tests (`*.test.yaml`) in the given files or folders (default: `rules`).
     Test {
@@ -241,6 +244,7 @@ pub fn main() -> ExitCode {
             rules,
             compare,
             format,
+            json,
         }) => replay::run(
             &cli.jobs,
             &replay::Request {
@@ -249,7 +253,7 @@ pub fn main() -> ExitCode {
                 to: to.as_deref(),
                 rules,
                 compare: compare.as_deref(),
-                format: *format,
+                format: if *json { replay::Format::Json } else { *format },
             },
         ),
         Some(Command::Completions { shell }) => completions::completions(*shell),

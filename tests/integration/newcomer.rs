@@ -204,6 +204,7 @@ fn completions_offer_the_jobs_files_job_and_notifier_names() {
     let names = |what: &str| stdout(&run(&["--jobs", file, "__complete", what]));
     assert_eq!(names("jobs"), "alpha\nalso\nweekly\n");
     assert_eq!(names("reports"), "weekly\n");
+    assert_eq!(names("monitors"), "alpha\nalso\n");
     assert_eq!(names("notifiers"), "hook\npager\n");
 
     let script = dir.path().join("runner.bash");
@@ -230,6 +231,10 @@ fn completions_offer_the_jobs_files_job_and_notifier_names() {
         ["weekly"]
     );
     assert_eq!(
+        bash_offers(&script, &[bin, "--jobs", file, "replay", ""], &[]),
+        ["alpha", "also"]
+    );
+    assert_eq!(
         bash_offers(&script, &[bin, "notify-test", ""], &[("RUNNER_JOBS", file)]),
         ["hook", "pager"]
     );
@@ -249,6 +254,7 @@ fn completions_offer_the_jobs_files_job_and_notifier_names() {
     let zsh = stdout(&run(&["completions", "zsh"]));
     assert_eq!(zsh.matches(":_runner_names jobs' \\").count(), 2, "{zsh}");
     assert_eq!(zsh.matches(":_runner_names reports' \\").count(), 1);
+    assert_eq!(zsh.matches(":_runner_names monitors' \\").count(), 1);
     assert_eq!(zsh.matches(":_runner_names notifiers' \\").count(), 1);
     assert!(zsh.contains("__complete $1"));
     let fish = stdout(&run(&["completions", "fish"]));
@@ -256,6 +262,7 @@ fn completions_offer_the_jobs_files_job_and_notifier_names() {
         ("run", "jobs"),
         ("dry-run", "jobs"),
         ("report", "reports"),
+        ("replay", "monitors"),
         ("notify-test", "notifiers"),
     ] {
         let line = format!(

@@ -399,3 +399,17 @@ fn archived_days_are_replayed_from_their_zip_archives_as_they_are() {
     // Nothing was unpacked beside the archive.
     assert_eq!(std::fs::read_dir(&archive).unwrap().count(), 1);
 }
+
+#[test]
+fn json_is_the_issues_spelling_of_format_json() {
+    let (_dir, jobs) = logged();
+    let spelled = replay(&jobs, &["--format", "json"]);
+    let short = replay(&jobs, &["--json"]);
+    assert_eq!(short.status.code(), Some(0), "{}", stderr(&short));
+    assert_eq!(json(&short), json(&spelled));
+    // Saying both is a usage error, not one silently winning.
+    let both = replay(&jobs, &["--json", "--format", "text"]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    let help = stdout(&run(&["replay", "--help"]));
+    assert!(help.contains("--json"), "{help}");
+}
