@@ -749,3 +749,73 @@ fn the_cloud_section_shows_only_when_cloudwatch_metrics_exist() {
         assert!(!text.contains("Cloud"), "{text}");
     }
 }
+
+#[test]
+fn the_documented_example_loads_and_every_preset_field_and_count_is_documented() {
+    use runner::config::probes::cloudwatch::{ALB, EC2, RDS};
+    let docs =
+        std::fs::read_to_string(crate::support::root().join("docs/configuration.md")).unwrap();
+    let section = &docs[docs.find("- **cloudwatch**").unwrap()..];
+    let section = &section[..section.find("\n- **command**").unwrap()];
+    let block = section.split("```yaml\n").nth(1).unwrap();
+    let block = &block[..block.find("```").unwrap()];
+    let probe: String = block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("      {}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    let yaml = format!(
+        "data_dir: var\njobs:\n  cloud:\n    type: monitor\n    schedule: \"@every 5m\"\n    probes:\n{probe}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = runner::config::build::parse(&dir.path().join("jobs.yaml"), &yaml, &|_| None)
+        .unwrap_or_else(|p| panic!("{}\n{yaml}", p.render()));
+    let JobKind::Monitor(monitor) = &config.job("cloud").unwrap().kind else {
+        panic!("monitor")
+    };
+    let fields: Vec<String> = monitor.probes[0].fields().collect();
+    assert!(fields.contains(&"orders".to_string()), "{fields:?}");
+    for (preset, list) in [("ec2", EC2), ("rds", RDS), ("alb", ALB)] {
+        for m in list {
+            assert!(
+                section.contains(&format!("`{}`", m.label)),
+                "{preset}: {}",
+                m.label
+            );
+            assert!(
+                section.contains(&format!("`{}`", m.metric)),
+                "{preset}: {}",
+                m.metric
+            );
+            assert!(
+                fields.contains(&m.label.to_string()) || preset != "ec2",
+                "{fields:?}"
+            );
+        }
+        // The cost table's row: the count of metrics a tick asks for, and a 30-day month of
+        // ticks at each schedule.
+        let n = list.len();
+        let row = format!(
+            "| `{preset}` | {n} | {}, ${:.2} | {}, ${:.2} | {}, ${:.2} |",
+            thousands(n * 43_200),
+            (n * 43_200) as f64 / 100_000.0,
+            thousands(n * 8_640),
+            (n * 8_640) as f64 / 100_000.0,
+            thousands(n * 2_880),
+            (n * 2_880) as f64 / 100_000.0,
+        );
+        assert!(section.contains(&row), "{row}");
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
