@@ -145,25 +145,39 @@ pub fn problems(config: &Config) -> (crate::diagnostic::Problems, usize) {
     // Report templates have every path in the summary, in branches the example does not take
     // too, and render against an example summary: a typo shows now, not on Monday.
     let schema = crate::report::summary::schema(config);
+    let fleet_schema = crate::report::fleet::schema(config);
     for spec in config.jobs.values() {
         if let JobKind::Report(report) = &spec.kind {
+            // A fleet report's templates see the fleet summary.
+            let (schema, what) = match report.source {
+                Some(_) => (&fleet_schema, "the fleet summary"),
+                None => (&schema, "the summary"),
+            };
             let mut templates: Vec<_> = report.templates.iter().filter(present).cloned().collect();
             let field = format!("jobs.{}.templates", spec.name);
             // A template with a path the summary lacks is not rendered too: its first miss
             // would be said twice.
             templates.retain(|template| {
-                let misses = crate::template::paths::check_file(template, &schema, "the summary");
+                let misses = crate::template::paths::check_file(template, schema, what);
                 for miss in &misses {
                     problems.push(miss.to_problem(&field, SUMMARY_FIELDS));
                 }
                 misses.is_empty()
             });
-            let (_, failed) = crate::report::render_all(
-                &templates,
-                &crate::report::summary::example(config),
-                &config.zone,
-                &check_limits(),
-            );
+            let (_, failed) = match report.source {
+                Some(_) => crate::report::render_all(
+                    &templates,
+                    &crate::report::fleet::example(config),
+                    &config.zone,
+                    &check_limits(),
+                ),
+                None => crate::report::render_all(
+                    &templates,
+                    &crate::report::summary::example(config),
+                    &config.zone,
+                    &check_limits(),
+                ),
+            };
             for problem in failed {
                 problems.push(problem.to_problem(
                     &field,

@@ -308,6 +308,29 @@ pub struct ReportSpec {
     pub window: Duration,
     pub templates: Vec<PathBuf>,
     pub notify: Vec<String>,
+    /// `source:`: a Prometheus-compatible store the window is read from (a fleet report);
+    /// `None`: the local metrics log.
+    pub source: Option<FleetSource>,
+}
+
+/// Where a fleet report reads: a query API, its auth, and the hosts it covers.
+#[derive(Debug, Clone)]
+pub struct FleetSource {
+    pub endpoint: Endpoint,
+    /// Host names or globs; empty: every host that pushed.
+    pub hosts: Vec<String>,
+}
+
+/// An HTTP endpoint runner talks to, checked: every header buildable, every secret set.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// May hold a token.
+    pub url: Secret,
+    /// Headers sent with every request (auth included), values secret.
+    pub headers: Vec<(String, Secret)>,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
 }
 
 impl ReportSpec {

@@ -277,7 +277,38 @@ job_config! {
         /// Notifiers that receive the report (a summary, or the file).
         #[serde(default)]
         pub notify: Option<Vec<Text>>,
+        /// Where the window is read from instead of the local metrics log: a
+        /// Prometheus-compatible query API holding what runners pushed (a fleet report).
+        #[serde(default)]
+        pub source: Option<ReportSourceConfig>,
     }
+}
+
+/// `source:` of a report job: the query API of a Prometheus-compatible store and how runner
+/// talks to it (auth as `remote_write` has it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSourceConfig {
+    /// The query API's base URL (`http://prometheus:9090`, without `/api/v1`).
+    pub prometheus: Text,
+    /// `Authorization: Bearer <token>`; from `${VAR}`.
+    #[serde(default)]
+    pub bearer_token: Option<Text>,
+    /// HTTP basic authentication, its password from `${VAR}`.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// A PEM file of CA certificates trusted besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<Text>,
+    /// Extra request headers (`X-Scope-OrgID`); values may use `${VAR}`.
+    #[serde(default)]
+    pub headers: IndexMap<String, Text>,
+    /// Longest one query may take (default `30s`).
+    #[serde(default)]
+    pub timeout: Option<Text>,
+    /// Host names or globs (`web-*`) the report covers; every host that pushed when absent.
+    #[serde(default)]
+    pub hosts: Vec<Text>,
 }
 
 job_config! {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::config::RemoteWriteSpec;
-use crate::http::{Secrets, describe_error, redact_url, retry_after, snippet};
+use crate::http::{Secrets, describe_error, retry_after, snippet};
 
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,21 +35,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn new(spec: &RemoteWriteSpec) -> Result<Receiver, String> {
-        let url = crate::http::request_url(spec.url.expose())?;
-        let mut builder = crate::http::client_builder()
-            .timeout(spec.timeout)
-            .connect_timeout(spec.timeout.min(Duration::from_secs(10)));
-        if let Some(ca_file) = &spec.ca_file {
-            let pem = std::fs::read(ca_file)
-                .map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("ca_file {}: {}", ca_file.display(), describe_error(e)))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(describe_error)?;
-        let mut headers = reqwest::header::HeaderMap::new();
+        let endpoint = crate::http::endpoint_client(&crate::config::Endpoint {
+            url: spec.url.clone(),
+            headers: spec.headers.clone(),
+            ca_file: spec.ca_file.clone(),
+            timeout: spec.timeout,
+        })?;
+        let mut headers = endpoint.headers;
         for (name, value) in [
             ("Content-Encoding", "snappy"),
             ("Content-Type", "application/x-protobuf"),
@@ -58,26 +50,12 @@ impl Receiver {
             let (name, value) = crate::http::header(name, value)?;
             headers.insert(name, value);
         }
-        for (name, value) in &spec.headers {
-            let (name, value) = crate::http::header(name, value.expose())?;
-            headers.insert(name, value);
-        }
-        let secrets = Secrets::new(
-            crate::http::url_secrets(spec.url.expose())
-                .into_iter()
-                .chain(spec.headers.iter().flat_map(|(_, v)| {
-                    let value = v.expose().to_string();
-                    // `Bearer x` and `Basic x`: the credential alone may be echoed too.
-                    let credential = value.split_once(' ').map(|(_, c)| c.to_string());
-                    std::iter::once(value).chain(credential)
-                })),
-        );
         Ok(Receiver {
-            client,
-            shown: redact_url(url.as_str()),
-            url,
+            client: endpoint.client,
+            shown: endpoint.shown,
+            url: endpoint.url,
             headers,
-            secrets,
+            secrets: endpoint.secrets,
         })
     }
 

@@ -62,7 +62,7 @@ pub struct Availability {
 }
 
 impl Availability {
-    fn new(check: Check) -> Availability {
+    pub fn new(check: Check) -> Availability {
         Availability {
             check,
             checks: 0,
@@ -85,7 +85,7 @@ impl Availability {
         self.prev = later.prev.or(self.prev);
     }
 
-    fn add(&mut self, ts_ms: i64, value: f64) {
+    pub fn add(&mut self, ts_ms: i64, value: f64) {
         let failed = self.check.failed(value);
         self.checks += 1;
         if failed {

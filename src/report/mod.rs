@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod cloud;
 pub mod database;
+pub mod fleet;
 pub mod incidents;
 pub mod metrics;
 pub mod render;
@@ -54,7 +55,7 @@ pub fn window_start(zone: &Zone, window: std::time::Duration, to: DateTime<Utc>)
 /// failed (one bad template does not stop the others).
 pub fn render_all(
     templates: &[PathBuf],
-    summary: &Summary,
+    summary: &impl serde::Serialize,
     zone: &Zone,
     limits: &Limits,
 ) -> (Vec<Output>, Vec<TemplateProblem>) {
@@ -87,6 +88,9 @@ pub fn prepare(
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> anyhow::Result<Prepared> {
+    if let Some(source) = &spec.source {
+        return prepare_fleet(config, job, spec, source, now, limits);
+    }
     let summary = summary::build(config, job, &spec.title_for(spec.window), spec.window, now);
     let (mut outputs, problems) = render_all(&spec.templates, &summary, &config.zone, limits);
     if spec.templates.is_empty() {
@@ -96,6 +100,52 @@ pub fn prepare(
             text: serde_json::to_string_pretty(&summary)?,
         });
     }
+    let dir = summary::reports_dir(&config.data_dir);
+    let outputs = outputs
+        .into_iter()
+        .map(|output| {
+            let path =
+                render::output_path(&dir, job, &summary, &config.zone, &spec.templates, &output);
+            (output, path)
+        })
+        .collect();
+    Ok(Prepared {
+        summary,
+        outputs,
+        problems,
+    })
+}
+
+/// A fleet report (`source:`): the fleet summary read from the query API, rendered by the
+/// same templates machinery; the notice and file names come from a host-less `Summary` of it.
+fn prepare_fleet(
+    config: &Config,
+    job: &str,
+    spec: &ReportSpec,
+    source: &crate::config::FleetSource,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> anyhow::Result<Prepared> {
+    let from = window_start(&config.zone, spec.window, now);
+    let nominal = chrono::Duration::from_std(spec.window).unwrap_or(chrono::Duration::days(7));
+    let fleet = fleet::build(
+        config,
+        job,
+        &spec.title_for(spec.window),
+        source,
+        from,
+        now,
+        summary::window_label(nominal),
+    )?;
+    let (mut outputs, problems) = render_all(&spec.templates, &fleet, &config.zone, limits);
+    if spec.templates.is_empty() {
+        outputs.push(Output {
+            template: PathBuf::from("summary.json"),
+            extension: "json".into(),
+            text: serde_json::to_string_pretty(&fleet)?,
+        });
+    }
+    let summary = fleet.notice_summary(nominal);
     let dir = summary::reports_dir(&config.data_dir);
     let outputs = outputs
         .into_iter()

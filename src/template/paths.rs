@@ -1158,6 +1158,12 @@ None over the {{period.label}}.
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let found = if name.starts_with("slack") {
                 crate::notify::slack::check_template_paths(&path)
+            } else if name.starts_with("fleet") {
+                check_file(
+                    &path,
+                    &crate::report::fleet::schema(&config),
+                    "the fleet summary",
+                )
             } else {
                 check_file(&path, &summary, "the summary")
             };

@@ -3,10 +3,12 @@
 // A harness, not the product: a panic here is the failure, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod changing_rules;
 mod cloudwatch;
 mod config_files;
 mod docs;
 mod fake_servicenow;
+mod fleet;
 mod fuzz_inputs;
 mod hostile;
 mod http_server;

@@ -25,7 +25,7 @@ use crate::support::{PATIENCE, Running, command, jobs_file, root};
 /// Each series as `name{k="v",...}` (labels sorted), with its samples as (ms, value).
 type Held = BTreeMap<String, Vec<(i64, f64)>>;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -59,21 +59,21 @@ fn identity(labels: &BTreeMap<String, String>) -> String {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Prometheus,
     VictoriaMetrics,
 }
 
-/// A receiver process on 127.0.0.1, killed when dropped.
-struct Receiver {
+/// A receiver process on 127.0.0.1, killed when dropped (the fleet tests use it too).
+pub(crate) struct Receiver {
     kind: Kind,
-    port: u16,
+    pub(crate) port: u16,
     storage: PathBuf,
     child: Option<Child>,
 }
 
 impl Receiver {
-    fn start(kind: Kind, storage: &Path, port: u16) -> Receiver {
+    pub(crate) fn start(kind: Kind, storage: &Path, port: u16) -> Receiver {
         let mut receiver = Receiver {
             kind,
             port,
@@ -153,7 +153,7 @@ impl Receiver {
         }
     }
 
-    fn write_url(&self) -> String {
+    pub(crate) fn write_url(&self) -> String {
         format!("http://127.0.0.1:{}/api/v1/write", self.port)
     }
 

@@ -164,7 +164,31 @@ impl Builder<'_> {
                 );
                 // Stood in for, so the templates are still checked.
                 let window = self.stand_in(window, DEFAULT_REPORT_WINDOW)?;
+                let source = job.source.as_ref().and_then(|source| {
+                    let source_field = format!("{field}.source");
+                    let endpoint = self.endpoint(
+                        &source_field,
+                        &super::remote_write::EndpointConfig {
+                            url: &source.prometheus,
+                            bearer_token: source.bearer_token.as_ref(),
+                            basic_auth: source.basic_auth.as_ref(),
+                            ca_file: source.ca_file.as_ref(),
+                            headers: &source.headers,
+                            timeout: source.timeout.as_ref(),
+                            url_key: "prometheus",
+                            url_help: "the query API's base URL, e.g. `http://127.0.0.1:9090`",
+                        },
+                    )?;
+                    let hosts = source
+                        .hosts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, h)| self.string(h, &format!("{source_field}.hosts[{i}]")))
+                        .collect();
+                    Some(crate::config::FleetSource { endpoint, hosts })
+                });
                 JobKind::Report(ReportSpec {
+                    source,
                     title: job.title.clone(),
                     window,
                     templates: job

@@ -1,0 +1,229 @@
+//! The Prometheus HTTP API as a fleet report reads it: label values over a window, and instant
+//! queries (`/api/v1/query`, POSTed as a form so long host matchers fit) answered with a vector
+//! or a matrix. The client, its TLS, timeout and auth headers are `remote_write`'s
+//! (`http::endpoint_client`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::config::Endpoint;
+use crate::http::{EndpointClient, describe_error, snippet};
+
+/// A series' labels (`__name__` included).
+pub type Labels = BTreeMap<String, String>;
+
+/// Why a query failed: refused as too big for the server (worth splitting), or otherwise.
+#[derive(Debug)]
+pub enum QueryError {
+    /// The server's limits (samples, points, series or time): a smaller query may pass.
+    TooBig(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::TooBig(why) | QueryError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    metric: Labels,
+    value: (f64, String),
+}
+
+#[derive(Deserialize)]
+struct Matrix {
+    metric: Labels,
+    values: Vec<(f64, String)>,
+}
+
+/// Words Prometheus and VictoriaMetrics use when a query is over their limits.
+const TOO_BIG: &[&str] = &[
+    "too many samples",
+    "query processing would load too many samples",
+    "exceeded",
+    "too many",
+    "maxSamplesPerQuery",
+    "maxPointsPerTimeseries",
+    "timeout",
+    "timed out",
+];
+
+fn value(text: &str) -> f64 {
+    // Prometheus writes `NaN`, `+Inf` and `-Inf`.
+    match text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => text.parse().unwrap_or(f64::NAN),
+    }
+}
+
+/// A Prometheus-compatible query API.
+#[derive(Debug)]
+pub struct PromClient {
+    endpoint: EndpointClient,
+}
+
+impl PromClient {
+    pub fn new(endpoint: &Endpoint) -> Result<PromClient, String> {
+        Ok(PromClient {
+            endpoint: crate::http::endpoint_client(endpoint)?,
+        })
+    }
+
+    /// The URL as it may be shown.
+    pub fn shown(&self) -> &str {
+        &self.endpoint.shown
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.endpoint.url.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    /// A POSTed form, or with `get` the same pairs in the URL (Prometheus 2.42 takes label
+    /// values by GET only).
+    async fn call(
+        &self,
+        get: bool,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<serde_json::Value, QueryError> {
+        let scrub = |text: String| self.endpoint.secrets.scrub(&text);
+        let request = if get {
+            let mut url = self.url(path);
+            url.query_pairs_mut().extend_pairs(form);
+            self.endpoint.client.get(url)
+        } else {
+            self.endpoint
+                .client
+                .post(self.url(path))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(crate::http::form_body(form))
+        };
+        let response = request
+            .headers(self.endpoint.headers.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let timeout = e.is_timeout();
+                let why = scrub(describe_error(e));
+                if timeout {
+                    QueryError::TooBig(why)
+                } else {
+                    QueryError::Failed(why)
+                }
+            })?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| QueryError::Failed(scrub(describe_error(e))))?;
+        let answer: Option<Answer> = serde_json::from_str(&body).ok();
+        match answer {
+            Some(Answer {
+                status: ok,
+                data: Some(data),
+                ..
+            }) if ok == "success" && status.is_success() => Ok(data),
+            answer => {
+                let said = answer
+                    .and_then(|a| a.error)
+                    .unwrap_or_else(|| snippet(&body));
+                let why = scrub(format!("{path}: HTTP {}: {said}", status.as_u16()));
+                let big = status.as_u16() == 422
+                    || status.as_u16() == 503
+                    || TOO_BIG.iter().any(|w| said.contains(w));
+                if big && !status.is_success() {
+                    Err(QueryError::TooBig(why))
+                } else {
+                    Err(QueryError::Failed(why))
+                }
+            }
+        }
+    }
+
+    /// The values of `label` on series matching `selector` with samples in `[from, to]`.
+    pub async fn label_values(
+        &self,
+        label: &str,
+        selector: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, QueryError> {
+        let (start, end) = (seconds(from), seconds(to));
+        let data = self
+            .call(
+                true,
+                &format!("/api/v1/label/{label}/values"),
+                &[("match[]", selector), ("start", &start), ("end", &end)],
+            )
+            .await?;
+        serde_json::from_value(data).map_err(|e| QueryError::Failed(format!("label values: {e}")))
+    }
+
+    /// An instant query answered with a vector: each series' labels and value.
+    pub async fn vector(
+        &self,
+        query: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(Labels, f64)>, QueryError> {
+        let data = self.query(query, at).await?;
+        let result: Vec<Vector> = serde_json::from_value(data["result"].clone())
+            .map_err(|e| QueryError::Failed(format!("{query}: not a vector: {e}")))?;
+        Ok(result
+            .into_iter()
+            .map(|v| (v.metric, value(&v.value.1)))
+            .collect())
+    }
+
+    /// An instant query of a range selector: each series' raw samples (ms, value).
+    pub async fn matrix(
+        &self,
+        query: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+        let data = self.query(query, at).await?;
+        let result: Vec<Matrix> = serde_json::from_value(data["result"].clone())
+            .map_err(|e| QueryError::Failed(format!("{query}: not a matrix: {e}")))?;
+        Ok(result
+            .into_iter()
+            .map(|m| {
+                let samples = m
+                    .values
+                    .iter()
+                    .map(|(t, v)| ((t * 1000.0).round() as i64, value(v)))
+                    .collect();
+                (m.metric, samples)
+            })
+            .collect())
+    }
+
+    async fn query(&self, query: &str, at: DateTime<Utc>) -> Result<serde_json::Value, QueryError> {
+        let time = seconds(at);
+        self.call(false, "/api/v1/query", &[("query", query), ("time", &time)])
+            .await
+    }
+}
+
+/// `1733533200.123`: a time as the API takes it, to the millisecond.
+fn seconds(at: DateTime<Utc>) -> String {
+    let ms = at.timestamp_millis();
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}

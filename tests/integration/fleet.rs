@@ -1,0 +1,233 @@
+//! The fleet report against a real Prometheus 2.42 (started here, as the remote-write tests
+//! start it): three hosts' metrics logs pushed with the remote-write code, then for each host
+//! the fleet report's figures equal that host's own report from its metrics log over the same
+//! window: counts, min, max, mean and availability exactly, p95 within the documented
+//! tolerance (docs/reports.md, "Fleet reports").
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use runner::config::{Config, Endpoint, FleetSource, Secret};
+use runner::remote_write::{PassEnd, RemoteWriter};
+use runner::report::fleet::{self, FleetSummary};
+use runner::scheduler::clock::{SharedClock, VirtualClock};
+use runner::store::MetricsLog;
+use runner::store::prometheus;
+use runner::store::sample::Sample;
+
+use crate::remote_write::{Kind, Receiver, free_port};
+use crate::support::jobs_file;
+
+const TICKS: i64 = 180;
+const STEP_S: i64 = 10;
+
+/// Host `h`'s value of each metric at tick `i`: different per host, with repeats and a few
+/// failed checks so counts, extremes and ranks all matter.
+fn values(h: usize, i: i64) -> Vec<(String, f64)> {
+    let i = i as f64;
+    let h = h as f64;
+    vec![
+        (
+            "cpu.total.usage_percent".into(),
+            ((i * 7.0 + h * 13.0) % 97.0) + 0.25 * h,
+        ),
+        ("memory.used_percent".into(), 30.0 + h * 5.0 + (i % 11.0)),
+        (
+            "ping.gw.rtt_avg_ms".into(),
+            0.5 + ((i * 3.0 + h) % 17.0) / 8.0,
+        ),
+        (
+            "tcp.db.up".into(),
+            if (i as i64 + h as i64) % 29 == 0 {
+                0.0
+            } else {
+                1.0
+            },
+        ),
+    ]
+}
+
+fn config_in(dir: &std::path::Path) -> Config {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = jobs_file(
+        dir,
+        "jobs:\n  m: { type: monitor, schedule: \"@every 10s\", probes: [{ type: cpu }] }\n  r: { type: report, schedule: \"@hourly\", window: 1h }\n",
+    );
+    Config::load(&file).unwrap_or_else(|p| panic!("{}", p.render()))
+}
+
+fn source(port: u16) -> FleetSource {
+    FleetSource {
+        endpoint: Endpoint {
+            url: Secret::new(format!("http://127.0.0.1:{port}")),
+            headers: Vec::new(),
+            ca_file: None,
+            timeout: Duration::from_secs(30),
+        },
+        hosts: Vec::new(),
+    }
+}
+
+/// The two samples around the 95th rank of `values`: quantile_over_time interpolates between
+/// them.
+fn around_p95(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let rank = 0.95 * (values.len() - 1) as f64;
+    (values[rank.floor() as usize], values[rank.ceil() as usize])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hosts_fleet_figures_equal_its_own_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(Kind::Prometheus, &dir.path().join("receiver"), free_port());
+    // Inside Prometheus' head block, which takes samples up to about an hour old.
+    let start_s = Utc::now().timestamp() - 40 * 60;
+    let start = DateTime::from_timestamp(start_s - start_s % 60 + 3, 0).unwrap();
+    let to = start + chrono::Duration::seconds(TICKS * STEP_S + 60);
+    let mut configs = Vec::new();
+    for h in 1..=3usize {
+        let root = dir.path().join(format!("h{h}"));
+        let config = config_in(&root);
+        let clock = VirtualClock::new(start);
+        let shared: SharedClock = clock.clone();
+        let spec = runner::config::RemoteWriteSpec {
+            url: Secret::new(receiver.write_url()),
+            headers: Vec::new(),
+            ca_file: None,
+            timeout: Duration::from_secs(10),
+            max_batch: 500,
+            max_age: Duration::from_secs(2 * 3600),
+        };
+        let mut log = MetricsLog::new(&config.data_dir);
+        for i in 0..TICKS {
+            log.append(&Sample {
+                ts: start + chrono::Duration::seconds(i * STEP_S),
+                host: format!("h{h}"),
+                job: "m".into(),
+                metrics: values(h, i)
+                    .into_iter()
+                    .map(|(n, v)| (n.as_str().into(), v))
+                    .collect(),
+                errors: Vec::new(),
+            })
+            .unwrap();
+        }
+        drop(log);
+        clock.advance(Duration::from_secs((TICKS * STEP_S) as u64));
+        let mut writer = RemoteWriter::new(&spec, &config.data_dir, shared).unwrap();
+        assert_eq!(writer.pass(true).await, PassEnd::CaughtUp);
+        configs.push(config);
+    }
+    let window = Duration::from_secs(3600);
+    let from = runner::report::window_start(&configs[0].zone, window, to);
+    let fleet: FleetSummary = {
+        let config = config_in(&dir.path().join("fleet"));
+        let src = source(receiver.port);
+        // As a report job runs: on a blocking thread, its own runtime inside.
+        tokio::task::spawn_blocking(move || {
+            fleet::build(&config, "fleet", "Fleet", &src, from, to, "hour".into()).unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        fleet
+            .hosts
+            .iter()
+            .map(|h| h.host.as_str())
+            .collect::<Vec<_>>(),
+        ["h1", "h2", "h3"]
+    );
+    for (h, config) in configs.iter().enumerate() {
+        let own = runner::report::summary::build(config, "r", "t", window, to);
+        let host = &fleet.hosts[h];
+        assert_eq!(host.samples, own.samples * 4, "{}", host.host);
+        let mut compared = 0;
+        for metric in own.families.iter().flat_map(|f| &f.metrics) {
+            let prom = prometheus::series_of(&metric.name).unwrap();
+            let labels = prom
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let theirs = host
+                .families
+                .iter()
+                .flat_map(|f| &f.metrics)
+                .find(|m| m.name == prom.name && m.labels == labels)
+                .unwrap_or_else(|| panic!("{} {labels} missing on {}", prom.name, host.host));
+            let f = prom.factor;
+            assert_eq!(theirs.samples, metric.samples, "{}", metric.name);
+            assert_eq!(theirs.max, metric.max * f, "{}", metric.name);
+            assert_eq!(theirs.min, metric.min * f, "{}", metric.name);
+            // The same values summed in the same order; scaled ones were scaled one by one.
+            let mean_error = (theirs.avg - metric.avg * f).abs();
+            if f == 1.0 {
+                assert_eq!(theirs.avg, metric.avg, "{}", metric.name);
+            } else {
+                assert!(mean_error <= 1e-12 * theirs.avg.abs(), "{}", metric.name);
+            }
+            // The documented tolerance: quantile_over_time interpolates between the two
+            // samples around rank 0.95 (n-1); the local p95 is within 1 % of a sample's value.
+            let logged: Vec<f64> = (0..TICKS)
+                .map(|i| {
+                    values(h + 1, i)
+                        .into_iter()
+                        .find(|(n, _)| *n == metric.name)
+                        .unwrap()
+                        .1
+                        * f
+                })
+                .collect();
+            let (lo, hi) = around_p95(logged);
+            let p95 = theirs.p95.unwrap();
+            assert!(lo <= p95 && p95 <= hi, "{} {lo} {p95} {hi}", metric.name);
+            let own_p95 = metric.p95.unwrap() * f;
+            assert!(
+                (own_p95 - p95).abs() <= 0.01 * own_p95.abs() + (hi - lo),
+                "{} fleet {p95} own {own_p95}",
+                metric.name
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 4);
+        let own_db = own
+            .availability
+            .iter()
+            .find(|a| a.metric == "tcp.db.up")
+            .unwrap();
+        let fleet_db = host
+            .availability
+            .iter()
+            .find(|a| a.metric == "runner_tcp_up" && a.labels == "name=db")
+            .unwrap();
+        assert!(own_db.failed > 0);
+        assert_eq!(
+            (fleet_db.checks, fleet_db.failed, fleet_db.downtime_seconds),
+            (own_db.checks, own_db.failed, own_db.downtime_seconds)
+        );
+    }
+    assert_eq!(fleet.totals.hosts, 3);
+    assert_eq!(fleet.worst.len(), 4);
+    // The shipped fleet templates render what was read.
+    for template in ["templates/fleet.md.hbs", "templates/fleet.html.hbs"] {
+        let out = runner::report::render::render(
+            &crate::support::root().join(template),
+            &fleet,
+            &configs[0].zone,
+            &runner::template::bounds::Limits::report(),
+        )
+        .unwrap();
+        for word in [
+            "h1",
+            "h2",
+            "h3",
+            "runner_tcp_up",
+            "runner_ping_rtt_avg_seconds",
+            "3 hosts",
+        ] {
+            assert!(out.text.contains(word), "{template}: {word}\n{}", out.text);
+        }
+    }
+}
