@@ -3,7 +3,6 @@
 // A harness, not the product: a panic here is the failure, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod changing_rules;
 mod cloudwatch;
 mod config_files;
 mod docs;
