@@ -204,7 +204,7 @@ async fn moto_values_read_back_as_put_for_the_newest_ended_period() {
         instance(0.0, end - 300, "StatusCheckFailed_System"),
     ];
     if now > end {
-        data.push(instance(99.0, now, "CPUUtilization"));
+        data.push(instance(99.0, now - 1, "CPUUtilization"));
     }
     put(&moto.url, "AWS/EC2", serde_json::Value::Array(data)).await;
     put(
