@@ -44,10 +44,34 @@ pub fn run(file: &Path) -> u8 {
         config.notifiers.len(),
         rule_files
     );
+    note_changed_rules(file, &config);
     if problems.has_errors() {
         exit::FAILED
     } else {
         exit::OK
+    }
+}
+
+/// Each rule file edited since the running scheduler loaded it, with the replay that shows what
+/// the edit would have done over the last day (the loaded content against the file's), to run
+/// before `runner reload` makes it live.
+fn note_changed_rules(file: &Path, config: &Config) {
+    let from = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:00Z");
+    for changed in super::loaded::changed(&config.data_dir) {
+        let word = |path: &Path| super::loaded::shell_word(&path.to_string_lossy());
+        outln!(
+            "note: {} changed since the running scheduler loaded it; before `runner reload`, see what the change would have done over the last day:",
+            changed.path.display()
+        );
+        for job in &changed.jobs {
+            outln!(
+                "  runner --jobs {} replay {} --from {from} --rules {} --compare {}",
+                word(file),
+                super::loaded::shell_word(job),
+                word(&changed.copy),
+                word(&changed.path)
+            );
+        }
     }
 }
 

@@ -626,7 +626,7 @@ fn files_section(out: &mut String) {
         ),
         (
             "data_dir/state/",
-            "runner.lock (one scheduler per data_dir), last-reload.json (the last reload's outcome, which runner reload waits for), locks/<job>.lock (one run of a job at once), alerts/<job>.json (alert state), rollups/<job>/ (history), remote_write.json (what the remote-write receiver acknowledged).",
+            "runner.lock (one scheduler per data_dir), last-reload.json (the last reload's outcome, which runner reload waits for), loaded-rules.json and loaded-rules/ (the rule files the running scheduler loaded, with a copy of each, which runner check compares), locks/<job>.lock (one run of a job at once), alerts/<job>.json (alert state), rollups/<job>/ (history), remote_write.json (what the remote-write receiver acknowledged).",
         ),
         (
             "data_dir/archive/",

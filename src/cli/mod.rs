@@ -8,6 +8,7 @@ mod completions;
 mod dry_run;
 mod healthcheck;
 mod jobs;
+mod loaded;
 mod notify_test;
 pub mod output;
 mod reload;

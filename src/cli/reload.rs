@@ -280,6 +280,7 @@ pub async fn reload(
     }
     next.listening = running.listening.take();
     *running = next;
+    super::loaded::record(&running.config);
     info!(
         kept = outcome.kept,
         changed_or_added = outcome.changed,
@@ -427,7 +428,7 @@ fn ask(data_dir: &Path, pid: u32, wait: Duration) -> u8 {
 }
 
 /// Whether `pid` is still there (EPERM: it is, as another user's).
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let found = unsafe { libc::kill(pid as i32, 0) } == 0;
     found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)

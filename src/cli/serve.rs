@@ -113,6 +113,7 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
         let remote_writer = remote_write.map(|w| tokio::spawn(w.run(delivery_stop.clone())));
         let (entries, mut running, _) =
             super::reload::entries(config.clone(), &clock, &notifiers, None);
+        super::loaded::record(&config);
         if entries.is_empty() {
             warn!("no job is on; runner waits for a signal and does nothing");
         }
