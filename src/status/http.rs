@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::config::ListenAuth;
 
 const MAX_HEAD: usize = 16 * 1024;
+/// A silence is a few hundred bytes; nothing else takes a body.
+const MAX_BODY: usize = 64 * 1024;
 const CONNECTION_TIME: Duration = Duration::from_secs(10);
 
 /// What the server needs to know of a request.
@@ -24,6 +26,9 @@ pub struct Request {
     pub path: String,
     pub accept: String,
     pub authorization: String,
+    /// `Content-Length`: the body that follows the head (the silences API's POST).
+    pub content_length: usize,
+    pub body: Vec<u8>,
 }
 
 pub struct Response {
@@ -55,6 +60,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         _ => "Internal Server Error",
     }
@@ -78,6 +84,7 @@ pub fn parse(head: &str) -> Option<Request> {
         match name.trim().to_ascii_lowercase().as_str() {
             "accept" => request.accept = value.trim().to_string(),
             "authorization" => request.authorization = value.trim().to_string(),
+            "content-length" => request.content_length = value.trim().parse().ok()?,
             _ => {}
         }
     }
@@ -118,9 +125,14 @@ pub fn authorized(auth: Option<&ListenAuth>, authorization: &str) -> bool {
     }
 }
 
-/// Accepts connections until `stop`; each is answered by `respond` on a task of its own.
-pub async fn serve<F>(listener: TcpListener, respond: Arc<F>, stop: CancellationToken)
-where
+/// Accepts connections until `stop`; each is answered by `respond` on a task of its own,
+/// over TLS when `tls` is set (the handshake counts in the connection's ten seconds).
+pub async fn serve<F>(
+    listener: TcpListener,
+    respond: Arc<F>,
+    tls: Option<Arc<super::tls::Reloading>>,
+    stop: CancellationToken,
+) where
     F: Fn(Request) -> futures_util::future::BoxFuture<'static, Response> + Send + Sync + 'static,
 {
     loop {
@@ -131,8 +143,20 @@ where
         match accepted {
             Ok((stream, _)) => {
                 let respond = respond.clone();
+                // Looked at before the task: a renewed certificate is in use from the next
+                // connection on.
+                let tls = tls.as_ref().map(|t| t.current());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(CONNECTION_TIME, handle(stream, respond)).await {
+                    let answered = async {
+                        match tls {
+                            Some(config) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                                handle(acceptor.accept(stream).await?, respond).await
+                            }
+                            None => handle(stream, respond).await,
+                        }
+                    };
+                    match tokio::time::timeout(CONNECTION_TIME, answered).await {
                         Ok(Err(e)) => debug!(error = %e, "status connection"),
                         Err(_) => debug!("status connection timed out"),
                         Ok(Ok(())) => {}
@@ -148,8 +172,9 @@ where
     }
 }
 
-async fn handle<F>(mut stream: TcpStream, respond: Arc<F>) -> io::Result<()>
+async fn handle<S, F>(mut stream: S, respond: Arc<F>) -> io::Result<()>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(Request) -> futures_util::future::BoxFuture<'static, Response>,
 {
     let mut head = Vec::with_capacity(1024);
@@ -163,7 +188,20 @@ where
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
             let text = String::from_utf8_lossy(&head[..end + 2]).into_owned();
             break match parse(&text) {
-                Some(request) => {
+                Some(request) if request.content_length > MAX_BODY => {
+                    Response::text(413, "request body too large")
+                }
+                Some(mut request) => {
+                    let mut body = head[end + 4..].to_vec();
+                    while body.len() < request.content_length {
+                        let n = stream.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        body.extend_from_slice(&buf[..n]);
+                    }
+                    body.truncate(request.content_length);
+                    request.body = body;
                     let head_only = request.method == "HEAD";
                     let mut response = respond(request).await;
                     if head_only {

@@ -6,6 +6,8 @@
 pub mod exposition;
 pub mod http;
 pub mod process;
+pub mod tls;
+mod silences;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -74,11 +76,13 @@ pub async fn serve(
     context: Arc<Context>,
     stop: CancellationToken,
 ) {
+    let context_tls = context.config().listen_tls.clone();
     let respond = Arc::new(move |request: Request| {
         let context = context.clone();
         let auth = spec.auth.clone();
         async move {
-            if !matches!(request.method.as_str(), "GET" | "HEAD") {
+            let silences_api = silences::is_route(&request.path);
+            if !silences_api && !matches!(request.method.as_str(), "GET" | "HEAD") {
                 let mut r = Response::text(405, "only GET and HEAD");
                 r.headers.push(("Allow", "GET, HEAD".into()));
                 return r;
@@ -98,6 +102,14 @@ pub async fn serve(
                 ));
                 return r;
             }
+            if silences_api {
+                let (data_dir, now) = (context.config().data_dir.clone(), context.clock.now());
+                return tokio::task::spawn_blocking(move || {
+                    silences::respond(&data_dir, now, &request)
+                })
+                .await
+                .unwrap_or_else(|_| Response::text(500, "the page failed (a bug)"));
+            }
             let (path, accept) = (request.path.clone(), request.accept.clone());
             // Pages read files (the metrics log's tail, alert state): off the runtime.
             tokio::task::spawn_blocking(move || page(&context, &path, &accept))
@@ -106,7 +118,19 @@ pub async fn serve(
         }
         .boxed()
     });
-    http::serve(listener, respond, stop).await;
+    // The pair was loaded when the configuration was, so this fails only if the files
+    // changed in between.
+    let tls = match context_tls {
+        Some(files) => match tls::Reloading::new(files) {
+            Ok(reloading) => Some(Arc::new(reloading)),
+            Err(e) => {
+                tracing::error!(error = %e, "listen_tls: nothing is served");
+                return;
+            }
+        },
+        None => None,
+    };
+    http::serve(listener, respond, tls, stop).await;
 }
 
 fn page(context: &Context, path: &str, accept: &str) -> Response {
@@ -387,6 +411,21 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
                 escape(a["annotations"]["summary"].as_str().unwrap_or_default()),
                 escape(a["labels"]["severity"].as_str().unwrap_or_default()),
                 escape(a["annotations"]["explanation"].as_str().unwrap_or_default()),
+            ));
+        }
+        html.push_str("</table>");
+    }
+    let silences = silences::in_force(&config.data_dir, now);
+    if !silences.is_empty() {
+        html.push_str("<h2>Silences</h2><table><tr><th>id</th><th>matchers</th><th>from</th><th>until</th><th>comment</th></tr>");
+        for s in &silences {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&s.id),
+                escape(&s.matchers.join(" ")),
+                escape(&config.zone.format(s.starts_at)),
+                escape(&config.zone.format(s.ends_at)),
+                escape(&s.comment),
             ));
         }
         html.push_str("</table>");

@@ -116,3 +116,104 @@ fn a_matcher_that_does_not_compile_is_pointed_at_by_check() {
     assert!(text.contains("maintenance[1].duration"), "{text}");
     assert!(text.contains("`bad name` is not a label name"), "{text}");
 }
+
+/// One HTTP request to the listener; the status and the body.
+fn http(port: u16, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn a_silence_posted_to_the_listener_with_its_credentials_holds_a_notice_until_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        "listen_auth: { bearer_token: \"${MUTE_TEST_TOKEN}\" }\n",
+    );
+    let mut cmd = command(&["--jobs", &file, "--listen", "127.0.0.1:0", "-v"]);
+    cmd.env("MUTE_TEST_TOKEN", "tok-5e1");
+    let mut running = Running::spawn(cmd);
+    let line = running.wait_for_line("serving the status page", PATIENCE);
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    let auth = "Authorization: Bearer tok-5e1\r\n";
+    let new =
+        r#"{"matchers": ["alertname=v_high", "severity!=info"], "for": "1h", "comment": "deploy"}"#;
+    assert_eq!(http(port, "POST", "/api/v1/silences", "", new).0, 401);
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/api/v1/silences",
+            "Authorization: Bearer no\r\n",
+            new
+        )
+        .0,
+        401
+    );
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/silences",
+        auth,
+        r#"{"matchers": ["v=~("], "for": "1h"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is not a regular expression"), "{body}");
+    let (status, body) = http(port, "POST", "/api/v1/silences", auth, new);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = answer["data"]["silenceId"].as_str().unwrap().to_string();
+    let (status, body) = http(port, "GET", "/api/v1/silences", auth, "");
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert_eq!(listed["data"][0]["comment"], "deploy");
+    let (_, page) = http(port, "GET", "/", auth, "");
+    assert!(
+        page.contains("<h2>Silences</h2>") && page.contains(&id),
+        "{page}"
+    );
+
+    running.wait_for_line("run finished", PATIENCE);
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    running.wait_for_line("notice held back", PATIENCE);
+    running.wait_for_line("run finished", PATIENCE);
+    assert!(notices(&server).is_empty(), "{:?}", notices(&server));
+    assert_eq!(
+        http(port, "DELETE", &format!("/api/v1/silences/{id}"), "", "").0,
+        401
+    );
+    assert_eq!(
+        http(port, "DELETE", &format!("/api/v1/silences/{id}"), auth, "").0,
+        200
+    );
+    crate::notify::block_on_wait(PATIENCE, "the held firing notice", || {
+        notices(&server) == ["alert.firing"]
+    });
+    assert_eq!(
+        http(port, "DELETE", &format!("/api/v1/silences/{id}"), auth, "").0,
+        404
+    );
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
