@@ -819,3 +819,24 @@ fn thousands(n: usize) -> String {
     }
     out
 }
+
+#[test]
+fn wrong_statistics_periods_labels_and_an_empty_probe_are_located_check_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.yaml");
+    let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 5m\"\n    probes:\n      - { type: cloudwatch, name: a, region: eu-west-1, metrics: [ { namespace: X, metric: Y, stat: avg, period: 90s }, { namespace: X, metric: 5xx, label: Bad-Label } ] }\n      - { type: cloudwatch, name: b, region: eu-west-1 }\n      - { type: cloudwatch, name: c, region: eu-west-1, metrics: [ { namespace: X, metric: Orders }, { namespace: Y, metric: Orders } ] }\n";
+    let problems = runner::config::build::parse(&file, yaml, &|_| None)
+        .err()
+        .expect("refused")
+        .render();
+    for expected in [
+        "unknown statistic `avg`",
+        "CloudWatch has no period of `90s`",
+        "`Bad-Label` is not a metric field name",
+        "a cloudwatch probe reads no metric",
+        "two metrics of this probe are named `orders`",
+        "jobs.m.probes[0].metrics[0].stat",
+    ] {
+        assert!(problems.contains(expected), "{expected}: {problems}");
+    }
+}
