@@ -6,7 +6,6 @@
 pub mod exposition;
 pub mod http;
 pub mod process;
-pub mod tls;
 mod silences;
 
 use std::collections::BTreeMap;
@@ -76,7 +75,6 @@ pub async fn serve(
     context: Arc<Context>,
     stop: CancellationToken,
 ) {
-    let context_tls = context.config().listen_tls.clone();
     let respond = Arc::new(move |request: Request| {
         let context = context.clone();
         let auth = spec.auth.clone();
@@ -118,19 +116,7 @@ pub async fn serve(
         }
         .boxed()
     });
-    // The pair was loaded when the configuration was, so this fails only if the files
-    // changed in between.
-    let tls = match context_tls {
-        Some(files) => match tls::Reloading::new(files) {
-            Ok(reloading) => Some(Arc::new(reloading)),
-            Err(e) => {
-                tracing::error!(error = %e, "listen_tls: nothing is served");
-                return;
-            }
-        },
-        None => None,
-    };
-    http::serve(listener, respond, tls, stop).await;
+    http::serve(listener, respond, stop).await;
 }
 
 fn page(context: &Context, path: &str, accept: &str) -> Response {
