@@ -231,3 +231,39 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
         }
     }
 }
+
+/// `runner check` points at what is wrong in a report's `source:` with the same checks as
+/// `remote_write` (one builder), named by the job's field.
+#[test]
+fn check_points_at_what_is_wrong_in_a_report_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = jobs_file(
+        dir.path(),
+        "jobs:\n  fleet:\n    type: report\n    schedule: \"@daily\"\n    source:\n      prometheus: \"ftp://x\"\n      bearer_token: written-here\n      headers: { \"Bad Header\": x }\n      timeout: 0s\n",
+    );
+    let output = crate::support::command(&["check", "--jobs", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    for (line, words) in [
+        (7, "is not an http:// or https:// URL with a host"),
+        (8, "a secret is written in the jobs file"),
+        (
+            9,
+            "header name `Bad Header` is not a valid HTTP header name",
+        ),
+        (10, "`timeout` must be longer than 0s"),
+    ] {
+        assert!(text.contains(words), "{words} in\n{text}");
+        assert!(
+            text.contains(&format!("jobs.yaml:{line}:")),
+            "line {line} in\n{text}"
+        );
+    }
+    assert!(text.contains("jobs.fleet.source"), "{text}");
+}
