@@ -1098,3 +1098,85 @@ async fn transaction_id_age_grows_with_each_id_taken_and_falls_when_the_database
         frozen.metrics
     );
 }
+
+#[tokio::test]
+async fn a_forgotten_prepared_transaction_and_an_inactive_slot_holding_wal_and_xmin_are_read() {
+    let Watched {
+        server: _server,
+        mut set,
+        admin,
+        ..
+    } = watched(
+        &["max_prepared_transactions=2", "wal_level=logical"],
+        "CREATE TABLE t (id int)",
+    )
+    .await;
+    let quiet = tick(&mut set).await;
+    assert!(quiet.errors.is_empty(), "{:?}", quiet.errors);
+    for field in [
+        "prepared_transactions",
+        "oldest_prepared_s",
+        "slots_inactive",
+        "slot_retained_bytes_max",
+        "slot_xmin_age_max",
+    ] {
+        assert_eq!(quiet.get(field), 0.0, "{field}");
+    }
+
+    // The slots first: a logical slot is made once every running transaction has ended, a
+    // prepared one included.
+    admin
+        .batch_execute(
+            "SELECT pg_create_physical_replication_slot('lost', true);
+             SELECT pg_create_logical_replication_slot('decoder', 'pgoutput');",
+        )
+        .await
+        .unwrap();
+    let before_prepare = Instant::now();
+    admin
+        .batch_execute("BEGIN; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'forgotten'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE TABLE filler AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        admin
+            .batch_execute("INSERT INTO t VALUES (2)")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t = tick(&mut set).await;
+    assert_eq!(t.get("prepared_transactions"), 1.0);
+    let age = t.get("oldest_prepared_s");
+    assert!(
+        (1.1..=before_prepare.elapsed().as_secs_f64()).contains(&age),
+        "prepared {age} s ago"
+    );
+    assert_eq!(t.get("slots_inactive"), 2.0);
+    assert!(
+        t.get("slot_retained_bytes_max") > 1_000_000.0,
+        "{:?}",
+        t.metrics
+    );
+    // The logical slot holds the catalog horizon from before the filler and the ten inserts.
+    assert!(t.get("slot_xmin_age_max") >= 11.0, "{:?}", t.metrics);
+
+    for statement in [
+        "COMMIT PREPARED 'forgotten'",
+        "SELECT pg_drop_replication_slot('lost')",
+        "SELECT pg_drop_replication_slot('decoder')",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let after = tick(&mut set).await;
+    for field in [
+        "prepared_transactions",
+        "slots_inactive",
+        "slot_retained_bytes_max",
+    ] {
+        assert_eq!(after.get(field), 0.0, "{field}");
+    }
+}

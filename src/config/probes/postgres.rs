@@ -112,6 +112,26 @@ pub const TYPE: ProbeType = ProbeType {
             help: "run time of the longest running statement of a client session (0 when none)",
         },
         Field {
+            name: "prepared_transactions",
+            help: "transactions prepared for two-phase commit and not yet committed or rolled back",
+        },
+        Field {
+            name: "oldest_prepared_s",
+            help: "age of the oldest of them (0 when none): it holds its locks and vacuum's horizon like an open transaction",
+        },
+        Field {
+            name: "slots_inactive",
+            help: "replication slots no client is using",
+        },
+        Field {
+            name: "slot_retained_bytes_max",
+            help: "WAL the inactive slot furthest behind keeps from being removed (0 when none)",
+        },
+        Field {
+            name: "slot_xmin_age_max",
+            help: "age of the oldest `xmin` or `catalog_xmin` a slot holds from vacuum (0 when none)",
+        },
+        Field {
             name: "xid_age_max",
             help: "the oldest unfrozen transaction ID's age of any database, templates included (`age(datfrozenxid)`)",
         },

@@ -296,6 +296,17 @@ impl PostgresProbe {
                         larger(xid, mxid).map(|age| age * 100.0 / WRAPAROUND_AGE),
                     );
                 }
+                Some("held") => {
+                    for field in [
+                        "prepared_transactions",
+                        "oldest_prepared_s",
+                        "slots_inactive",
+                        "slot_retained_bytes_max",
+                        "slot_xmin_age_max",
+                    ] {
+                        push(out, field, number(row, field));
+                    }
+                }
                 Some("state") => {
                     if let (Some(state), Some(n)) = (row.get("state"), number(row, "sessions")) {
                         states.insert(state, n);

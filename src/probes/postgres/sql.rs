@@ -64,6 +64,23 @@ SELECT 'locks' AS section,
     )
 }
 
+/// What holds the oldest transaction back besides sessions: prepared transactions nobody
+/// committed, and replication slots (an inactive one keeps every WAL segment since its
+/// `restart_lsn`; any keeps its `xmin` from vacuum). On a standby WAL is counted from what it
+/// received.
+const HELD: &str = "\
+SELECT 'held' AS section,
+  (SELECT count(*) FROM pg_prepared_xacts) AS prepared_transactions,
+  (SELECT coalesce(extract(epoch FROM greatest(max(now() - prepared), '0'::interval)), 0)
+     FROM pg_prepared_xacts) AS oldest_prepared_s,
+  (SELECT count(*) FROM pg_replication_slots WHERE NOT active) AS slots_inactive,
+  (SELECT coalesce(max(pg_wal_lsn_diff(
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
+       restart_lsn)), 0)
+     FROM pg_replication_slots WHERE NOT active) AS slot_retained_bytes_max,
+  (SELECT coalesce(max(greatest(age(xmin), age(catalog_xmin))), 0)
+     FROM pg_replication_slots) AS slot_xmin_age_max";
+
 const DATABASES: &str = "\
 SELECT 'database' AS section, d.datname, d.numbackends, d.xact_commit, d.xact_rollback,
   d.deadlocks, d.temp_bytes, d.blks_hit, d.blks_read,
@@ -102,7 +119,7 @@ WHERE pg_is_in_recovery()";
 /// a standby the replay section.
 pub fn tick(version_num: u32) -> String {
     format!(
-        "{SERVER};\n{STATES};\n{};\n{DATABASES};\n{STANDBYS};\n{REPLAY}",
+        "{SERVER};\n{STATES};\n{};\n{HELD};\n{DATABASES};\n{STANDBYS};\n{REPLAY}",
         locks(version_num)
     )
 }
