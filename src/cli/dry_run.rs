@@ -149,6 +149,130 @@ fn report_dry_run(config: &Config, job: &str, spec: &ReportSpec) -> u8 {
     }
 }
 
+/// Each metric the rules read, with its value this tick and what each function over history
+/// computed from it, a table per rule file.
+fn print_reads(pipeline: &Pipeline, sample: &Sample) {
+    let now: std::collections::HashMap<&str, f64> =
+        sample.metrics.iter().map(|(n, v)| (&**n, *v)).collect();
+    let now_ms = sample.ts.timestamp_millis();
+    outln!("\nvalues the rules read this tick:");
+    for file in pipeline.rules().files() {
+        let reads = crate::rules::check::reads(file, pipeline.rules().schema());
+        outln!("  {}", file.name);
+        if reads.is_empty() {
+            outln!("    (no metric by name)");
+            continue;
+        }
+        let rows: Vec<(String, String)> = reads
+            .iter()
+            .map(|read| {
+                let value = match &read.function {
+                    None => Some(now.get(read.metric.as_str()).copied()),
+                    Some(function) => computed(pipeline.history(), function, read, now_ms, &now),
+                };
+                let shown = match value {
+                    Some(Some(v)) => format_value(v),
+                    Some(None) => "no data".to_string(),
+                    None => "(not computed here)".to_string(),
+                };
+                (written(read), shown)
+            })
+            .collect();
+        let width = rows
+            .iter()
+            .map(|(w, _)| w.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (what, value) in rows {
+            outln!("    {what:<width$}  {value}");
+        }
+    }
+}
+
+/// A read as the rule writes it: `cpu.total.usage_percent`, `avg(cpu.total.usage_percent, 5m)`.
+fn written(read: &crate::rules::check::Read) -> String {
+    use crate::rules::check::Literal;
+    let Some(function) = &read.function else {
+        return read.metric.clone();
+    };
+    let mut args = vec![read.metric.clone()];
+    args.extend(read.args.iter().map(|arg| match arg {
+        Literal::Text(text) => text.clone(),
+        Literal::Number(number) => format_value(*number),
+        Literal::Other => "…".to_string(),
+    }));
+    format!("{function}({})", args.join(", "))
+}
+
+/// What a function over history gives now, as the rule's call computes it: `Some(None)` for
+/// no data, `None` for a function or argument this table does not compute (`baseline`, an
+/// argument that is not a literal).
+fn computed(
+    history: &History,
+    function: &str,
+    read: &crate::rules::check::Read,
+    now_ms: i64,
+    now: &std::collections::HashMap<&str, f64>,
+) -> Option<Option<f64>> {
+    use crate::rules::check::Literal;
+    use crate::rules::functions as f;
+    use crate::rules::window::{Span, parse, percent};
+    let text = |i: usize| match read.args.get(i) {
+        Some(Literal::Text(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    let number = |i: usize| match read.args.get(i) {
+        Some(Literal::Number(number)) => Some(*number),
+        _ => None,
+    };
+    let span = |i: usize, span: Span| {
+        text(i).and_then(|t| parse(t, span).ok().map(|d| d.as_millis() as i64))
+    };
+    let m = read.metric.as_str();
+    Some(match function {
+        "avg" | "min" | "max" | "sum" | "count" => {
+            let agg = f::aggregate(history, m, now_ms, span(0, Span::Window)?);
+            match function {
+                "avg" => agg.mean(),
+                "min" => agg.min(),
+                "max" => agg.max(),
+                "sum" => (agg.count > 0.0).then_some(agg.sum),
+                _ => Some(agg.count),
+            }
+        }
+        "stddev" => f::stddev(history, m, now_ms, span(0, Span::Window)?),
+        "rate" => f::rate(history, m, now_ms, span(0, Span::Window)?),
+        "delta" => f::delta(history, m, now_ms, span(0, Span::Window)?),
+        "ewma" => f::ewma(history, m, now_ms, span(0, Span::HalfLife)?),
+        "zscore" => {
+            let window = span(0, Span::Window)?;
+            now.get(m)
+                .and_then(|v| f::zscore(history, m, *v, now_ms, window))
+        }
+        "percentile" => {
+            let p = percent(number(0)?).ok()?;
+            f::percentile(history, m, p, now_ms, span(1, Span::Window)?)
+        }
+        "predict" => f::predict(
+            history,
+            m,
+            now_ms,
+            span(0, Span::Window)?,
+            span(1, Span::Ahead)?,
+        ),
+        "ticks_above" | "ticks_below" => {
+            let (threshold, n) = (number(0)?, number(1)?.max(0.0) as usize);
+            let ticks = if function == "ticks_above" {
+                f::ticks_above(history, m, threshold, n)
+            } else {
+                f::ticks_below(history, m, threshold, n)
+            };
+            Some(ticks as f64)
+        }
+        _ => return None,
+    })
+}
+
 /// Each request a notifier would make: method, redacted URL, then the body indented.
 fn print_requests(requests: Vec<(String, Vec<crate::notify::destination::Rendered>)>) {
     for (notifier, requests) in requests {
@@ -301,6 +425,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
             ),
         }
     }
+    print_reads(&pipeline, &sample);
 
     let alerts = pipeline.lock_alerts();
     let active: Vec<_> = alerts

@@ -103,6 +103,86 @@ pub fn check(ast: &AST, schema: &Schema) -> Vec<RuleProblem> {
     problems
 }
 
+/// A metric a rule reads: by its name (`cpu.total.usage_percent`, `value("…")`), or through a
+/// function over history with the arguments written after the name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    pub metric: String,
+    /// The history function (`avg`, `rate`, …); `None` for the value now.
+    pub function: Option<String>,
+    pub args: Vec<Literal>,
+}
+
+/// An argument written as a literal; anything else is `Other`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Text(String),
+    Number(f64),
+    Other,
+}
+
+/// Each metric `file`'s rules read that `schema` knows, once, in source order: what
+/// `runner dry-run` shows the values of.
+pub fn reads(file: &super::RuleFile, schema: &Schema) -> Vec<Read> {
+    let mut found: Vec<(Position, Read)> = Vec::new();
+    file.ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(expr)) = path.last() else {
+            return true;
+        };
+        if let Some((family, pos, parts)) = property_chain(expr)
+            && schema.families.contains_key(family)
+        {
+            let mut all = vec![family];
+            all.extend(parts.iter().map(String::as_str));
+            let metric = all.join(".");
+            if schema.check_name(&metric).is_ok() {
+                let read = Read {
+                    metric,
+                    function: None,
+                    args: Vec::new(),
+                };
+                found.push((pos, read));
+            }
+        }
+        if let Expr::FnCall(call, _) = expr
+            && METRIC_FUNCTIONS.contains(&call.name.as_str())
+            && let Some((metric, pos)) = string_arg(&call.args, 0)
+            && schema.check_name(metric).is_ok()
+        {
+            let name = call.name.as_str();
+            let function = (!["has", "value"].contains(&name)).then(|| name.to_string());
+            let args = if function.is_some() {
+                (1..call.args.len())
+                    .map(
+                        |i| match (string_arg(&call.args, i), number_arg(&call.args, i)) {
+                            (Some((text, _)), _) => Literal::Text(text.to_string()),
+                            (_, Some((number, _))) => Literal::Number(number),
+                            _ => Literal::Other,
+                        },
+                    )
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let read = Read {
+                metric: metric.to_string(),
+                function,
+                args,
+            };
+            found.push((pos, read));
+        }
+        true
+    });
+    found.sort_by_key(|(pos, _)| (pos.line(), pos.position()));
+    let mut reads: Vec<Read> = Vec::new();
+    for (_, read) in found {
+        if !reads.contains(&read) {
+            reads.push(read);
+        }
+    }
+    reads
+}
+
 fn check_call(name: &str, args: &[Expr], schema: &Schema, problems: &mut Vec<RuleProblem>) {
     if METRIC_FUNCTIONS.contains(&name)
         && let Some((metric, pos)) = string_arg(args, 0)
