@@ -8,6 +8,7 @@ pub mod database;
 pub mod fleet;
 pub mod incidents;
 pub mod metrics;
+pub mod muted;
 pub mod render;
 pub mod summary;
 

@@ -125,6 +125,8 @@ pub struct Summary {
     pub cloud: Vec<CloudProbe>,
     pub alerts: AlertsSummary,
     pub incidents: IncidentsSummary,
+    /// Maintenance time and the alerts held back in the window.
+    pub muted: super::muted::MutedSummary,
     /// The few things worth a glance, in sentences.
     pub highlights: Vec<String>,
     /// The relative error of p50 and p95, in percent.
@@ -377,6 +379,7 @@ pub fn build(
         availability,
         alerts,
         incidents,
+        muted: super::muted::summarize(config, &alert_files, from, to),
         highlights: Vec::new(),
         quantile_error_percent: RELATIVE_ERROR * 100.0,
         sources: Sources {
@@ -716,6 +719,20 @@ pub fn example(config: &Config) -> Summary {
                 resolved_at: None,
                 closed_at: None,
                 age_seconds: Some(72_000),
+            }],
+        },
+        muted: super::muted::MutedSummary {
+            windows: vec![super::muted::WindowTime {
+                name: "nightly-backup".into(),
+                opened: 7,
+                open_seconds: 7 * 3600,
+                open: "7 h 0 min".into(),
+            }],
+            held: vec![super::muted::HeldAlert {
+                name: "disk_io_saturated".into(),
+                by: "maintenance".into(),
+                reason: "nightly-backup".into(),
+                fired: 3,
             }],
         },
         highlights: Vec::new(),

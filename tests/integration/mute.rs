@@ -217,3 +217,69 @@ fn a_silence_posted_to_the_listener_with_its_credentials_holds_a_notice_until_de
     running.signal("TERM");
     assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
 }
+
+#[test]
+fn the_report_shows_maintenance_time_and_what_fired_inside_it_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = crate::support::root().join("templates/weekly.md.hbs");
+    let jobs = jobs_file(
+        dir.path(),
+        &format!(
+            "timezone: Europe/Berlin\nmaintenance:\n  - {{ name: nightly-backup, schedule: \"30 2 * * *\", duration: 1h, match: {{ alertname: disk_busy }} }}\njobs:\n  weekly: {{ type: report, schedule: \"0 8 * * Mon\", window: 7d, templates: [\"{}\"] }}\n",
+            templates.display()
+        ),
+    );
+    let alerts = dir.path().join("var/alerts");
+    std::fs::create_dir_all(&alerts).unwrap();
+    let event = |at: &str, name: &str, muted: bool| {
+        let mut e = serde_json::json!({
+            "schema_version": 1, "id": format!("{name}-{at}"), "kind": "firing",
+            "fingerprint": name, "name": name, "labels": {}, "severity": "warning",
+            "summary": name, "description": "", "value": 1.0, "threshold": 0.0,
+            "explanation": "", "active_since": at, "at": at, "host": "h", "job": "m",
+            "rule_file": "r.rhai"
+        });
+        if muted {
+            e["muted"] = serde_json::json!({"by": "maintenance", "name": "nightly-backup"});
+        }
+        e.to_string()
+    };
+    std::fs::write(
+        alerts.join("2027-03-25.jsonl"),
+        format!(
+            "{}\n{}\n",
+            event("2027-03-25T01:40:00Z", "disk_busy", true),
+            event("2027-03-25T09:00:00Z", "cpu_high", false)
+        ),
+    )
+    .unwrap();
+    let file = jobs.to_str().unwrap();
+    // 2027-03-22 to 03-29 08:00 Berlin: seven nightly windows, the one of 28 March on CEST.
+    let out = run(&[
+        "report",
+        "--jobs",
+        file,
+        "--at",
+        "2027-03-29 08:00",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["muted"]["windows"][0]["name"], "nightly-backup");
+    assert_eq!(summary["muted"]["windows"][0]["opened"], 7);
+    assert_eq!(summary["muted"]["windows"][0]["open_seconds"], 7 * 3600);
+    assert_eq!(
+        summary["muted"]["held"],
+        serde_json::json!([{"name": "disk_busy", "by": "maintenance", "reason": "nightly-backup", "fired": 1}])
+    );
+    let out = run(&["report", "--jobs", file, "--at", "2027-03-29 08:00"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("- nightly-backup: opened 7×, 7h in all"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- disk_busy: fired 1× while maintenance (`nightly-backup`)"),
+        "{text}"
+    );
+}

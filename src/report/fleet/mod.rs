@@ -447,6 +447,7 @@ impl FleetSummary {
                 ..Default::default()
             },
             incidents: self.incidents.clone(),
+            muted: Default::default(),
             highlights: self.highlights.clone(),
             quantile_error_percent: 0.0,
             sources: super::summary::Sources::default(),
