@@ -17,7 +17,11 @@
 # The scheduler serves /metrics, the alerts, health and the status page on RUNNER_LISTEN
 # (127.0.0.1:9464: with --network host, the host's loopback); HEALTHCHECK asks /-/healthy with
 # `runner healthcheck`, since the image has no curl. Another address than loopback needs
-# listen_auth in the jobs file (docs/configuration.md).
+# listen_auth in the jobs file (docs/configuration.md). With listen_tls the listener speaks
+# only HTTPS: override the HEALTHCHECK with an https:// URL, e.g.
+#   runner healthcheck --insecure "https://${RUNNER_LISTEN}/-/healthy"
+# (--insecure skips the certificate check and is accepted for a loopback address only; or
+# --ca-file /path/ca.crt, the certificate then checked as curl checks it, host name included).
 # HOST_PROC and HOST_SYS point runner at the host's /proc and /sys mounted read-only.
 # The image holds the shipped jobs/, rules/ and templates/ under /opt/runner, laid out as in
 # the repository, so jobs/jobs.yaml runs as it is; mount your own over them

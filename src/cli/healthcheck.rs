@@ -1,5 +1,8 @@
-//! `runner healthcheck URL` (hidden): one plain-HTTP GET, exit 0 on a 2xx answer. The container
-//! image's HEALTHCHECK runs it against `/-/healthy`, since the image has no curl or wget.
+//! `runner healthcheck URL` (hidden): one GET, exit 0 on a 2xx answer. The container image's
+//! HEALTHCHECK runs it against `/-/healthy`, since the image has no curl or wget. An
+//! `https://` URL (`listen_tls`) is checked as curl checks one: the certificate must chain to
+//! the system's roots or to `--ca-file`, and name the URL's host; `--insecure` (curl's `-k`)
+//! skips that, for a loopback address only, where the answer can only come from this machine.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -12,8 +15,21 @@ use super::output::outln;
 /// milliseconds, so a few seconds tell a hung runner from a busy one.
 const WAIT: Duration = Duration::from_secs(5);
 
-pub fn run(url: &str) -> u8 {
-    match get(url) {
+/// How an `https://` URL's certificate is checked.
+#[derive(Debug, Default)]
+pub struct Trust<'a> {
+    /// Certificates (PEM) trusted beside the system's roots.
+    pub ca_file: Option<&'a std::path::Path>,
+    /// No check at all; loopback URLs only.
+    pub insecure: bool,
+}
+
+pub fn run(url: &str, trust: &Trust) -> u8 {
+    let answer = match url.strip_prefix("https://") {
+        Some(rest) => get_tls(url, rest, trust),
+        None => get(url),
+    };
+    match answer {
         Ok(status) if status.split(' ').nth(1).is_some_and(|c| c.starts_with('2')) => {
             outln!("{url}: {status}");
             exit::OK
@@ -33,7 +49,7 @@ pub fn run(url: &str) -> u8 {
 fn get(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or("only http:// URLs (`http://127.0.0.1:9464/-/healthy`)")?;
+        .ok_or("only http:// and https:// URLs (`http://127.0.0.1:9464/-/healthy`)")?;
     let (authority, path) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, "/"),
@@ -76,13 +92,98 @@ fn get(url: &str) -> Result<String, String> {
     Ok(line.to_string())
 }
 
+/// Whether `authority` (`host:port`, `[v6]:port` or a bare host) names a loopback address.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The status line of `GET url` over TLS, the certificate checked as `trust` says.
+fn get_tls(url: &str, rest: &str, trust: &Trust) -> Result<String, String> {
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if trust.insecure && !loopback(authority) {
+        return Err(format!(
+            "--insecure is for a loopback address only (`https://127.0.0.1:9464/-/healthy`), not `{authority}`: give the CA with --ca-file"
+        ));
+    }
+    let mut builder = crate::http::client_builder()
+        .timeout(WAIT)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_danger_accept_invalid_certs(trust.insecure);
+    if let Some(path) = trust.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("CA file {}: no PEM certificate", path.display()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // The client's connector needs the runtime about it when built.
+    let response = runtime
+        .block_on(async {
+            let client = builder.build()?;
+            client.get(url).send().await
+        })
+        .map_err(crate::http::describe_error)?;
+    Ok(format!("{:?} {}", response.version(), response.status()))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::get;
+    use super::{Trust, get, get_tls, loopback};
 
     #[test]
     fn other_schemes_are_refused_before_connecting() {
-        assert!(get("https://127.0.0.1:9464/-/healthy").is_err());
+        assert!(get("ftp://127.0.0.1:9464/-/healthy").is_err());
         assert!(get("127.0.0.1:9464").is_err());
+    }
+
+    #[test]
+    fn insecure_is_refused_off_loopback() {
+        for authority in [
+            "127.0.0.1:9464",
+            "[::1]:9464",
+            "localhost:9464",
+            "127.0.0.2",
+        ] {
+            assert!(loopback(authority), "{authority}");
+        }
+        for authority in [
+            "10.0.0.1:9464",
+            "[2001:db8::1]:9464",
+            "example.org",
+            "example.org:1",
+        ] {
+            assert!(!loopback(authority), "{authority}");
+        }
+        let trust = Trust {
+            ca_file: None,
+            insecure: true,
+        };
+        let e = get_tls(
+            "https://example.org:9464/-/healthy",
+            "example.org:9464/-/healthy",
+            &trust,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("--insecure is for a loopback address only"),
+            "{e}"
+        );
     }
 }

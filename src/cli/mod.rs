@@ -200,12 +200,18 @@ pub enum Command {
         #[arg(value_enum)]
         what: completions::Names,
     },
-    /// GET a plain-HTTP URL and exit 0 on a 2xx answer: the container image's HEALTHCHECK on
-    /// `/-/healthy` (the image has no curl).
+    /// GET an http:// or https:// URL and exit 0 on a 2xx answer: the container image's
+    /// HEALTHCHECK on `/-/healthy` (the image has no curl).
     #[command(hide = true)]
     Healthcheck {
-        /// `http://127.0.0.1:9464/-/healthy`.
+        /// `http://127.0.0.1:9464/-/healthy`, or `https://` with `listen_tls`.
         url: String,
+        /// Trust the certificates in this PEM file beside the system's roots (https://).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Do not check the certificate (https:// on a loopback address only).
+        #[arg(long)]
+        insecure: bool,
     },
 }
 
@@ -262,7 +268,17 @@ pub fn main() -> ExitCode {
         Some(Command::Reload { wait }) => reload::signal_running(&cli.jobs, *wait),
         Some(Command::NotifyTest { notifier }) => notify_test::run(&cli.jobs, notifier),
         Some(Command::Complete { what }) => completions::names(&cli.jobs, *what),
-        Some(Command::Healthcheck { url }) => healthcheck::run(url),
+        Some(Command::Healthcheck {
+            url,
+            ca_file,
+            insecure,
+        }) => healthcheck::run(
+            url,
+            &healthcheck::Trust {
+                ca_file: ca_file.as_deref(),
+                insecure: *insecure,
+            },
+        ),
         Some(Command::Silence { action }) => silence::run(&cli.jobs, action),
         Some(Command::Report {
             job,

@@ -82,7 +82,15 @@ pub fn run(file: &Path, listen: Option<&str>) -> u8 {
             None => None,
         };
         let status = match &listener {
-            Some((l, spec)) => format!("http://{}/", l.local_addr().unwrap_or(spec.address)),
+            Some((l, spec)) => format!(
+                "{}://{}/",
+                if config.listen_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                l.local_addr().unwrap_or(spec.address)
+            ),
             None => "off (`listen:` or --listen serves /metrics and a status page)".to_string(),
         };
         info!(

@@ -38,6 +38,8 @@ pub struct Config {
     pub listen: Option<ListenSpec>,
     /// `listen_auth`, kept apart so `--listen` can use it too.
     pub listen_auth: Option<ListenAuth>,
+    /// `listen_tls`: the listener speaks HTTPS with this pair, kept apart like `listen_auth`.
+    pub listen_tls: Option<ListenTls>,
     /// `watch`: reload when the jobs file, a rule file or a template changes.
     pub watch: bool,
     pub notifiers: IndexMap<String, NotifierSpec>,
@@ -59,6 +61,13 @@ pub struct Config {
 pub struct ListenSpec {
     pub address: std::net::SocketAddr,
     pub auth: Option<ListenAuth>,
+}
+
+/// `listen_tls`: PEM files, resolved against the jobs file's folder; checked when loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_grace",
     "listen",
     "listen_auth",
+    "listen_tls",
     "watch",
     "notifiers",
     "remote_write",
@@ -57,6 +58,10 @@ pub struct RawConfig {
     /// Who may read what `listen` serves; required for an address other than loopback.
     #[serde(default)]
     pub listen_auth: Option<ListenAuthConfig>,
+    /// Serve HTTPS instead of HTTP, with this certificate and key (PEM files); reread when
+    /// either file changes.
+    #[serde(default)]
+    pub listen_tls: Option<ListenTlsConfig>,
     /// `true`: reload by itself when the jobs file, a rule file or a report template changes,
     /// as SIGHUP does (default `false`).
     #[serde(default)]
@@ -165,6 +170,16 @@ pub struct ListenAuthConfig {
     /// HTTP basic authentication's password; from `${VAR}`.
     #[serde(default)]
     pub password: Option<Text>,
+}
+
+/// `listen_tls`: the listener's certificate and private key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTlsConfig {
+    /// The certificate chain, PEM, the server's own first; relative to the jobs file's folder.
+    pub cert_file: Text,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1); relative to the jobs file's folder.
+    pub key_file: Text,
 }
 
 tagged_config! {

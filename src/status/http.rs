@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -125,9 +125,14 @@ pub fn authorized(auth: Option<&ListenAuth>, authorization: &str) -> bool {
     }
 }
 
-/// Accepts connections until `stop`; each is answered by `respond` on a task of its own.
-pub async fn serve<F>(listener: TcpListener, respond: Arc<F>, stop: CancellationToken)
-where
+/// Accepts connections until `stop`; each is answered by `respond` on a task of its own,
+/// over TLS when `tls` is set (the handshake counts in the connection's ten seconds).
+pub async fn serve<F>(
+    listener: TcpListener,
+    respond: Arc<F>,
+    tls: Option<Arc<super::tls::Reloading>>,
+    stop: CancellationToken,
+) where
     F: Fn(Request) -> futures_util::future::BoxFuture<'static, Response> + Send + Sync + 'static,
 {
     loop {
@@ -138,8 +143,20 @@ where
         match accepted {
             Ok((stream, _)) => {
                 let respond = respond.clone();
+                // Looked at before the task: a renewed certificate is in use from the next
+                // connection on.
+                let tls = tls.as_ref().map(|t| t.current());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(CONNECTION_TIME, handle(stream, respond)).await {
+                    let answered = async {
+                        match tls {
+                            Some(config) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                                handle(acceptor.accept(stream).await?, respond).await
+                            }
+                            None => handle(stream, respond).await,
+                        }
+                    };
+                    match tokio::time::timeout(CONNECTION_TIME, answered).await {
                         Ok(Err(e)) => debug!(error = %e, "status connection"),
                         Err(_) => debug!("status connection timed out"),
                         Ok(Ok(())) => {}
@@ -155,8 +172,9 @@ where
     }
 }
 
-async fn handle<F>(mut stream: TcpStream, respond: Arc<F>) -> io::Result<()>
+async fn handle<S, F>(mut stream: S, respond: Arc<F>) -> io::Result<()>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(Request) -> futures_util::future::BoxFuture<'static, Response>,
 {
     let mut head = Vec::with_capacity(1024);

@@ -7,6 +7,7 @@ pub mod exposition;
 pub mod http;
 pub mod process;
 mod silences;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -75,6 +76,7 @@ pub async fn serve(
     context: Arc<Context>,
     stop: CancellationToken,
 ) {
+    let context_tls = context.config().listen_tls.clone();
     let respond = Arc::new(move |request: Request| {
         let context = context.clone();
         let auth = spec.auth.clone();
@@ -116,7 +118,19 @@ pub async fn serve(
         }
         .boxed()
     });
-    http::serve(listener, respond, stop).await;
+    // The pair was loaded when the configuration was, so this fails only if the files
+    // changed in between.
+    let tls = match context_tls {
+        Some(files) => match tls::Reloading::new(files) {
+            Ok(reloading) => Some(Arc::new(reloading)),
+            Err(e) => {
+                tracing::error!(error = %e, "listen_tls: nothing is served");
+                return;
+            }
+        },
+        None => None,
+    };
+    http::serve(listener, respond, tls, stop).await;
 }
 
 fn page(context: &Context, path: &str, accept: &str) -> Response {

@@ -13,6 +13,7 @@ mod fuzz_inputs;
 mod hostile;
 mod http_server;
 mod layers;
+mod listener_tls;
 mod monitor;
 mod mute;
 mod newcomer;

@@ -9,8 +9,8 @@ use serde_saphyr::Location;
 
 use super::env::{EnvError, Expanded, expand_with};
 use super::host::local_hostname;
-use super::raw::{JobConfig, ListenAuthConfig, NotifierConfig, RawConfig, Text};
-use super::{Config, ListenAuth, ListenSpec, Secret, resolve_path};
+use super::raw::{JobConfig, ListenAuthConfig, ListenTlsConfig, NotifierConfig, RawConfig, Text};
+use super::{Config, ListenAuth, ListenSpec, ListenTls, Secret, resolve_path};
 use crate::diagnostic::{Problem, Problems};
 use crate::scheduler::schedule::Zone;
 use crate::vocab::duration::parse_duration;
@@ -256,6 +256,28 @@ impl Builder<'_> {
         }
     }
 
+    /// `listen_tls`: both paths resolved and the pair loaded as the listener will load it, a
+    /// problem at the line of the file that is wrong.
+    fn listen_tls(&mut self, tls: &ListenTlsConfig) -> Option<ListenTls> {
+        let cert_file = self.path(&tls.cert_file, "listen_tls.cert_file");
+        let key_file = self.path(&tls.key_file, "listen_tls.key_file");
+        let files = ListenTls {
+            cert_file: cert_file?,
+            key_file: key_file?,
+        };
+        match crate::status::tls::load_located(&files) {
+            Ok(_) => Some(files),
+            Err((part, message)) => {
+                let (at, field) = match part {
+                    crate::status::tls::Part::Cert => (&tls.cert_file, "listen_tls.cert_file"),
+                    crate::status::tls::Part::Key => (&tls.key_file, "listen_tls.key_file"),
+                };
+                self.error(&at.referenced, field, message);
+                None
+            }
+        }
+    }
+
     /// `${VAR}` expanded, or a problem recorded at the string's position.
     pub(in crate::config) fn expand(&mut self, text: &Text, field: &str) -> Option<Expanded> {
         match expand_with(&text.value, self.env) {
@@ -468,6 +490,7 @@ impl Builder<'_> {
             DEFAULT_SHUTDOWN_GRACE,
         );
         let listen_auth = top.listen_auth.as_ref().and_then(|a| self.listen_auth(a));
+        let listen_tls = top.listen_tls.as_ref().and_then(|t| self.listen_tls(t));
         let listen = match &top.listen {
             Some(text) => match self.string(text, "listen") {
                 Some(address) => match ListenSpec::parse(&address, listen_auth.clone()) {
@@ -578,6 +601,7 @@ impl Builder<'_> {
             shutdown_grace: shutdown_grace?,
             listen,
             listen_auth,
+            listen_tls,
             watch: top.watch,
             notifiers: built_notifiers,
             remote_write,
