@@ -388,6 +388,26 @@ impl Mute {
         lifecycle.held = held;
     }
 
+    /// What mutes the alert `state` at `at`, if anything: for `runner dry-run`.
+    pub fn why(
+        &self,
+        lifecycle: &Lifecycle,
+        state: &AlertState,
+        at: DateTime<Utc>,
+        origin: &Origin<'_>,
+    ) -> Option<Muted> {
+        let guard = self.silences.as_ref().map(|cache| {
+            let mut cache = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.refresh();
+            cache
+        });
+        let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
+        let firing: Vec<Subject<'_>> = lifecycle.firing().map(|s| of_state(s, origin)).collect();
+        self.decide(&of_state(state, origin), at, silences, &firing)
+    }
+
     /// Whether anything could mute an alert: without windows, rules or a silences file, the
     /// decision is skipped.
     pub fn is_empty(&self) -> bool {

@@ -403,7 +403,9 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     );
 
     let saved = crate::alerts::read_state(&config.data_dir, job);
-    let alerts = AlertStore::in_memory(&config.host, job, spec.flap, saved);
+    let mut alerts = AlertStore::in_memory(&config.host, job, spec.flap, saved);
+    let mute = Arc::new(crate::alerts::mute::Mute::for_config(config));
+    alerts.set_mute(mute.clone());
     let rules = Arc::new(crate::monitor::load_rules(job, spec));
     let mut pipeline = Pipeline::new(history, rules, alerts);
     let stepped = pipeline.step(sample.ts, &sample.metrics, |_| {});
@@ -463,8 +465,16 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
                         .join(",")
                 )
             };
+            let origin = crate::alerts::lifecycle::Origin {
+                host: &config.host,
+                job,
+            };
+            let muted = mute
+                .why(alerts.lifecycle(), state, sample.ts, &origin)
+                .map(|m| format!(" MUTED: {m}"))
+                .unwrap_or_default();
             outln!(
-                "  {phase} {}{labels} [{}] value {value}{}  ({})",
+                "  {phase} {}{labels} [{}] value {value}{}{muted}  ({})",
                 state.name,
                 state.severity.as_str(),
                 if state.flapping { " FLAPPING" } else { "" },
@@ -479,6 +489,17 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     let notifiers = Notifiers::render_only(config, Arc::new(SystemClock));
     outln!("events that would be sent:");
     for event in &events {
+        if let Some(muted) = &event.muted {
+            outln!(
+                "  {} {} [{}]: {} — {}  -> held back: {muted}",
+                event.kind,
+                event.name,
+                event.severity.as_str(),
+                event.summary,
+                event.explanation,
+            );
+            continue;
+        }
         let targets = notifiers.targets(&spec.notify, event);
         outln!(
             "  {} {} [{}]: {} — {}  -> {}",
@@ -494,7 +515,12 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
             }
         );
     }
-    print_requests(notifiers.render(&spec.notify, &events));
+    let sent: Vec<_> = events
+        .iter()
+        .filter(|e| e.muted.is_none())
+        .cloned()
+        .collect();
+    print_requests(notifiers.render(&spec.notify, &sent));
     let off: Vec<String> = config
         .notifiers
         .values()

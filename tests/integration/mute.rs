@@ -283,3 +283,43 @@ fn the_report_shows_maintenance_time_and_what_fired_inside_it_apart() {
         "{text}"
     );
 }
+
+#[test]
+fn dry_run_says_which_alerts_would_be_muted_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "");
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    let before = run(&["--jobs", &file, "dry-run", "m"]);
+    let text = stdout(&before);
+    assert!(
+        text.contains("firing v_high [warning]") && !text.contains("held back"),
+        "{text}"
+    );
+    let added = run(&[
+        "--jobs",
+        &file,
+        "silence",
+        "add",
+        "--match",
+        "alertname=v_high",
+        "--for",
+        "1h",
+    ]);
+    let id = stdout(&added).trim().to_string();
+    let after = run(&["--jobs", &file, "dry-run", "m"]);
+    let text = stdout(&after);
+    assert!(
+        text.contains(&format!("MUTED: silenced by `{id}` until")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("-> held back: silenced by `{id}` until")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("POST"),
+        "no request for a muted event: {text}"
+    );
+    assert!(server.requests().is_empty());
+}
