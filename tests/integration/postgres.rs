@@ -1180,3 +1180,52 @@ async fn a_forgotten_prepared_transaction_and_an_inactive_slot_holding_wal_and_x
         assert_eq!(after.get(field), 0.0, "{field}");
     }
 }
+
+#[tokio::test]
+async fn sessions_are_counted_by_what_they_wait_on() {
+    let Watched {
+        server,
+        mut set,
+        admin,
+        ..
+    } = watched(
+        &[],
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int); INSERT INTO stock VALUES (1, 10);",
+    )
+    .await;
+    let holder = server.admin("shop").await;
+    holder
+        .batch_execute("BEGIN; UPDATE stock SET qty = qty - 1 WHERE id = 1;")
+        .await
+        .unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let waiter = server.admin("shop").await;
+        waiters.push(tokio::spawn(async move {
+            waiter
+                .execute("UPDATE stock SET qty = qty - 1 WHERE id = 1", &[])
+                .await
+        }));
+    }
+    until_waiting(&admin, 2).await;
+    let t = tick(&mut set).await;
+    assert!(t.errors.is_empty(), "{:?}", t.errors);
+    assert_eq!(t.get("waiting_lock"), 2.0);
+    // The holder, idle in its transaction, and the test's own admin session wait on their
+    // clients.
+    assert_eq!(t.get("waiting_client"), 2.0, "{:?}", t.metrics);
+    for field in [
+        "waiting_lwlock",
+        "waiting_io",
+        "waiting_ipc",
+        "waiting_other",
+    ] {
+        assert!(t.get(field) >= 0.0, "{field}");
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap().unwrap(), 1);
+    }
+    let after = tick(&mut set).await;
+    assert_eq!(after.get("waiting_lock"), 0.0);
+}

@@ -88,6 +88,30 @@ pub const TYPE: ProbeType = ProbeType {
             help: "client connections against those ordinary roles may use (max minus reserved)",
         },
         Field {
+            name: "waiting_lock",
+            help: "client sessions waiting on a heavyweight lock (`wait_event_type` Lock; the probe excluded)",
+        },
+        Field {
+            name: "waiting_lwlock",
+            help: "client sessions waiting on a lightweight lock (LWLock: shared memory contention)",
+        },
+        Field {
+            name: "waiting_io",
+            help: "client sessions waiting on disk reads or writes (IO)",
+        },
+        Field {
+            name: "waiting_client",
+            help: "client sessions waiting on their client (Client: idle sessions, slow readers)",
+        },
+        Field {
+            name: "waiting_ipc",
+            help: "client sessions waiting on another process (IPC: parallel workers, sync replication)",
+        },
+        Field {
+            name: "waiting_other",
+            help: "client sessions waiting on anything else (timeouts, extensions, buffer pins)",
+        },
+        Field {
             name: "lock_waiting",
             help: "sessions waiting on a heavyweight lock",
         },

@@ -252,6 +252,7 @@ impl PostgresProbe {
             }
         };
         let mut states: HashMap<&str, f64> = HashMap::new();
+        let mut waits: HashMap<&str, f64> = HashMap::new();
         let mut databases: HashMap<String, Counters> = HashMap::new();
         // (application_name, its place among standbys of that name, lag in s, lag in bytes)
         let mut standbys: Vec<(String, usize, Option<f64>, Option<f64>)> = Vec::new();
@@ -295,6 +296,17 @@ impl PostgresProbe {
                         "wraparound_percent",
                         larger(xid, mxid).map(|age| age * 100.0 / WRAPAROUND_AGE),
                     );
+                }
+                Some("wait") => {
+                    if let (Some(kind), Some(n)) =
+                        (row.get("wait_event_type"), number(row, "sessions"))
+                    {
+                        let kind = match kind {
+                            "Lock" | "LWLock" | "IO" | "Client" | "IPC" => kind,
+                            _ => "other",
+                        };
+                        *waits.entry(kind).or_default() += n;
+                    }
                 }
                 Some("held") => {
                     for field in [
@@ -375,6 +387,16 @@ impl PostgresProbe {
             ),
         ] {
             push(out, field, Some(states.get(state).copied().unwrap_or(0.0)));
+        }
+        for (kind, field) in [
+            ("Lock", "waiting_lock"),
+            ("LWLock", "waiting_lwlock"),
+            ("IO", "waiting_io"),
+            ("Client", "waiting_client"),
+            ("IPC", "waiting_ipc"),
+            ("other", "waiting_other"),
+        ] {
+            push(out, field, Some(waits.get(kind).copied().unwrap_or(0.0)));
         }
         if !rows.iter().any(|r| r.get("section") == Some("replay")) {
             push(out, "replicas", Some(standbys.len() as f64));

@@ -38,6 +38,15 @@ FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
 GROUP BY 2";
 
+/// Client sessions (the probe's own left out) by what they wait on: `Lock`, `LWLock`, `IO`,
+/// `Client` (an idle session waits for its client), `IPC`, and the rest.
+const WAITS: &str = "\
+SELECT 'wait' AS section, wait_event_type, count(*) AS sessions
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND wait_event_type IS NOT NULL
+GROUP BY 2";
+
 /// Lock waits. Blockers counted are the heads of wait chains: with one session holding a row
 /// and two waiting, the second waiter also waits behind the first (its tuple lock), yet the
 /// session to look at is the one holding the row.
@@ -119,7 +128,7 @@ WHERE pg_is_in_recovery()";
 /// a standby the replay section.
 pub fn tick(version_num: u32) -> String {
     format!(
-        "{SERVER};\n{STATES};\n{};\n{HELD};\n{DATABASES};\n{STANDBYS};\n{REPLAY}",
+        "{SERVER};\n{STATES};\n{WAITS};\n{};\n{HELD};\n{DATABASES};\n{STANDBYS};\n{REPLAY}",
         locks(version_num)
     )
 }
