@@ -373,8 +373,73 @@ fn readable(name: &str, value: f64) -> String {
     match crate::vocab::unit::unit_of(field) {
         "bool" if value >= 0.5 => "up".to_string(),
         "bool" => "down".to_string(),
+        // A count or an id (`version_num` 160004, `processes`, a `_total`): digits as they
+        // are, a separator would read as a decimal point in half of the world.
+        "" if value.fract() == 0.0 && value.abs() < 1e15 => format!("{}", value as i64),
         unit => crate::template::measure(value, unit),
     }
+}
+
+/// One monitor's latest values, a collapsible group per family (`cpu`, `disk`, `postgres`),
+/// so a monitor with many probes is a few lines until opened: a family with a probe error is
+/// open. Each value has its last hour as a sparkline with the lowest and highest minute.
+fn monitor_section(
+    sample: &Sample,
+    hour: &BTreeMap<(String, String), Vec<Option<f64>>>,
+    zone: &crate::scheduler::schedule::Zone,
+) -> String {
+    let family = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+    let mut families: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for (name, value) in &sample.metrics {
+        let (low, high, spark) = match hour.get(&(sample.job.clone(), name.to_string())) {
+            Some(minutes) => {
+                let values = minutes.iter().flatten().copied();
+                let low = values.clone().reduce(f64::min);
+                let high = values.reduce(f64::max);
+                (
+                    low.map(|v| readable(name, v)).unwrap_or_default(),
+                    high.map(|v| readable(name, v)).unwrap_or_default(),
+                    crate::template::svg_chart(minutes, 120, 24, false, ""),
+                )
+            }
+            None => Default::default(),
+        };
+        families.entry(family(name)).or_default().0.push(format!(
+            "<tr><td>{}</td><td class=\"n\">{}</td><td>{spark}</td><td class=\"n meta\">{low}</td><td class=\"n meta\">{high}</td></tr>",
+            escape(name.as_ref()),
+            readable(name.as_ref(), *value)
+        ));
+    }
+    for (probe, message) in &sample.errors {
+        families.entry(family(probe)).or_default().1.push(format!(
+            "<tr><td>{}</td><td class=\"n firing\" colspan=\"4\">{}</td></tr>",
+            escape(probe),
+            escape(message)
+        ));
+    }
+    let mut html = format!(
+        "<h2>{} <span class=\"meta\">at {}</span></h2>",
+        escape(&sample.job),
+        zone.format(sample.ts)
+    );
+    for (name, (rows, errors)) in &families {
+        let failing = if errors.is_empty() {
+            String::new()
+        } else {
+            format!(", <span class=\"firing\">{} failing</span>", errors.len())
+        };
+        html.push_str(&format!(
+            "<details{}><summary><b>{}</b> <span class=\"meta\">{} value{}{failing}</span></summary>\
+<table><tr><th>metric</th><th class=\"n\">value</th><th>last hour</th><th class=\"n\">min</th><th class=\"n\">max</th></tr>{}{}</table></details>",
+            if errors.is_empty() { "" } else { " open" },
+            escape(name),
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
+            rows.concat(),
+            errors.concat(),
+        ));
+    }
+    html
 }
 
 fn status_page(context: &Context, now: DateTime<Utc>) -> String {
@@ -386,7 +451,8 @@ fn status_page(context: &Context, now: DateTime<Utc>) -> String {
 <style>body{{font:14px/1.45 system-ui,sans-serif;color:#222;max-width:1100px;margin:2em auto;padding:0 1em}}\
 table{{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}}th,td{{padding:.25em .5em;border-bottom:1px solid #eee;text-align:left}}\
 td.n,th.n{{text-align:right;font-variant-numeric:tabular-nums}}.firing{{color:#b3261e;font-weight:600}}.pending{{color:#a86b00}}.ok{{color:#1e7b34}}\
-h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{color:#666}}</style></head><body>\
+h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{color:#666}}\
+details{{margin:.2em 0}}summary{{cursor:pointer;padding:.15em 0}}details table{{margin:.2em 0 .6em}}</style></head><body>\
 <h1>runner on {host}</h1><p class=\"meta\">{now} · up since {started} · jobs file {file}</p>",
         host = escape(&config.host),
         now = zone.format(now),
@@ -466,30 +532,7 @@ h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}}.meta{{co
         ) {
             continue;
         }
-        html.push_str(&format!(
-            "<h2>{} <span class=\"meta\">at {}</span></h2><table><tr><th>metric</th><th class=\"n\">value</th><th>last hour</th></tr>",
-            escape(&sample.job),
-            zone.format(sample.ts)
-        ));
-        for (name, value) in &sample.metrics {
-            let spark = hour
-                .get(&(sample.job.clone(), name.to_string()))
-                .map(|minutes| crate::template::svg_chart(minutes, 120, 24, false, ""))
-                .unwrap_or_default();
-            html.push_str(&format!(
-                "<tr><td>{}</td><td class=\"n\">{}</td><td>{spark}</td></tr>",
-                escape(name.as_ref()),
-                readable(name.as_ref(), *value)
-            ));
-        }
-        for (probe, message) in &sample.errors {
-            html.push_str(&format!(
-                "<tr><td>{}</td><td class=\"n firing\">{}</td></tr>",
-                escape(probe),
-                escape(message)
-            ));
-        }
-        html.push_str("</table>");
+        html.push_str(&monitor_section(&sample, &hour, zone));
     }
     html.push_str("<h2>Notifiers</h2><table><tr><th>notifier</th><th class=\"n\">delivered</th><th class=\"n\">failed attempts</th><th class=\"n\">dead</th><th class=\"n\">queued</th></tr>");
     for n in context.notifiers.health() {
@@ -537,5 +580,56 @@ mod tests {
         assert_eq!(readable("tcp.redis.up", 0.0), "down");
         assert_eq!(readable("http.shop.up", 1.0), "up");
         assert_eq!(readable("load.load1", 0.47), "0.47");
+    }
+
+    #[test]
+    fn counts_and_ids_have_no_thousands_separator() {
+        assert_eq!(readable("postgres.main.version_num", 160_004.0), "160004");
+        assert_eq!(readable("processes.all.count", 12_345.0), "12345");
+        assert_eq!(
+            readable("net_io.eth0.rx_packets_total", 1_234_567.0),
+            "1234567"
+        );
+        // Units keep their own spelling.
+        assert_eq!(readable("memory.total_bytes", 1024.0), "1.00 KiB");
+    }
+
+    #[test]
+    fn families_are_collapsible_groups_with_the_hour_s_min_and_max() {
+        let ts = DateTime::parse_from_rfc3339("2026-12-07T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let sample = Sample {
+            ts,
+            host: "h".into(),
+            job: "m".into(),
+            metrics: vec![
+                ("cpu.total.usage_percent".into(), 12.5),
+                ("postgres.main.version_num".into(), 160_004.0),
+                ("tcp.redis.up".into(), 0.0),
+            ],
+            errors: vec![("tcp.redis".into(), "connection refused".into())],
+        };
+        let mut hour = BTreeMap::new();
+        hour.insert(
+            ("m".to_string(), "cpu.total.usage_percent".to_string()),
+            vec![Some(3.0), None, Some(42.5), Some(12.5)],
+        );
+        let html = monitor_section(&sample, &hour, &crate::scheduler::schedule::Zone::utc());
+        assert_eq!(html.matches("<details").count(), 3, "{html}");
+        assert!(
+            html.contains(
+                "<details><summary><b>cpu</b> <span class=\"meta\">1 value</span></summary>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<details open><summary><b>tcp</b>"), "{html}");
+        assert!(html.contains("1 failing"), "{html}");
+        assert!(
+            html.contains("<td class=\"n meta\">3 %</td><td class=\"n meta\">42.5 %</td>"),
+            "{html}"
+        );
+        assert!(html.contains(">160004<"), "{html}");
+        assert!(!html.contains("160,004"), "{html}");
     }
 }
