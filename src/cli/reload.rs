@@ -84,6 +84,11 @@ fn needs_restart(config: &Config, running: &Running) -> Vec<String> {
     if format!("{:?}", old.notifiers) != format!("{:?}", config.notifiers) {
         changes.push("`notifiers` changed: that needs a restart".to_string());
     }
+    // A kept monitor keeps the alerts' mute decision it was built with (its windows and
+    // inhibition rules hold alerts in its saved state); a new one would not apply to it.
+    if old.mute != config.mute {
+        changes.push("`maintenance` or `inhibit` changed: that needs a restart".to_string());
+    }
     // The remote-write task keeps its receiver and cursor from the start.
     if remote_write_settings(old) != remote_write_settings(config) {
         changes.push("`remote_write` changed: that needs a restart".to_string());

@@ -323,3 +323,24 @@ fn dry_run_says_which_alerts_would_be_muted_and_why() {
     );
     assert!(server.requests().is_empty());
 }
+
+#[test]
+fn a_changed_maintenance_window_needs_a_restart_and_a_reload_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let window = "maintenance:\n  - { name: nightly, schedule: \"0 2 * * *\", duration: 1h, match: { alertname: v_high } }\n";
+    let file = setup(dir.path(), &server, window);
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("duration: 1h", "duration: 2h")).unwrap();
+    let out = run(&["--jobs", &file, "reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("`maintenance` or `inhibit` changed: that needs a restart"),
+        "{said}"
+    );
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
