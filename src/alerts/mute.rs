@@ -727,4 +727,96 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn an_inhibited_alert_is_notified_when_its_source_resolves_if_it_still_fires() {
+        use crate::rules::activation::Activation;
+        use crate::rules::{Evaluation, RuleOutcome};
+        let mut store = crate::alerts::AlertStore::in_memory(
+            "web-1",
+            "monitor",
+            crate::config::FlapPolicy::default(),
+            Lifecycle::default(),
+        );
+        store.set_mute(std::sync::Arc::new(Mute::new(
+            MuteSpec {
+                maintenance: vec![],
+                inhibit: vec![InhibitSpec {
+                    source: matchers(&["alertname=packet_loss"]),
+                    target: matchers(&["alertname=~latency_high|packet_loss"]),
+                    equal: vec!["target".into()],
+                }],
+            },
+            Zone::utc(),
+            None,
+        )));
+        let activation = |name: &str, target: &str| {
+            let mut a =
+                Activation::from_map(name, "rules/latency.rhai".into(), &rhai::Map::new()).unwrap();
+            a.active = true;
+            a.value = Some(1.0);
+            a.labels = [("target".to_string(), target.to_string())].into();
+            a
+        };
+        let ticks = [
+            (
+                "2027-01-01T00:00:00Z",
+                vec![
+                    activation("packet_loss", "gw"),
+                    activation("latency_high", "gw"),
+                    activation("latency_high", "db"),
+                ],
+            ),
+            (
+                "2027-01-01T00:00:10Z",
+                vec![
+                    activation("latency_high", "gw"),
+                    activation("latency_high", "db"),
+                ],
+            ),
+        ];
+        let mut sent = Vec::new();
+        let mut muted = Vec::new();
+        for (time, activations) in ticks {
+            let evaluation = Evaluation {
+                activations,
+                outcomes: vec![RuleOutcome {
+                    rule_file: "rules/latency.rhai".into(),
+                    missing: Default::default(),
+                    error: None,
+                }],
+            };
+            let events = store.step(at(time), &evaluation, |_| true, |_| {});
+            for e in events {
+                let row = (time, e.kind, e.name.clone(), e.labels["target"].clone());
+                match e.muted {
+                    Some(m) => muted.push((row, m.by, m.name)),
+                    None => sent.push(row),
+                }
+            }
+        }
+        let row = |time, kind, name: &str, target: &str| {
+            (time, kind, name.to_string(), target.to_string())
+        };
+        let (t0, t1) = ("2027-01-01T00:00:00Z", "2027-01-01T00:00:10Z");
+        // The gateway's loss holds back latency to the gateway, not to db, and not itself.
+        assert_eq!(
+            muted,
+            [(
+                row(t0, EventKind::Firing, "latency_high", "gw"),
+                MutedBy::Inhibited,
+                "packet_loss".to_string()
+            )]
+        );
+        let mut sent_sorted = sent.clone();
+        sent_sorted.sort_by_key(|r| format!("{r:?}"));
+        let mut expected = vec![
+            row(t0, EventKind::Firing, "packet_loss", "gw"),
+            row(t0, EventKind::Firing, "latency_high", "db"),
+            row(t1, EventKind::Resolved, "packet_loss", "gw"),
+            row(t1, EventKind::Firing, "latency_high", "gw"),
+        ];
+        expected.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(sent_sorted, expected);
+    }
 }
