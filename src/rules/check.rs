@@ -192,9 +192,8 @@ fn check_call(name: &str, args: &[Expr], schema: &Schema, problems: &mut Vec<Rul
     }
     // Window and duration arguments, by position, with what bounds each.
     let spans: &[(usize, Span)] = match name {
-        "avg" | "min" | "max" | "sum" | "count" | "stddev" | "zscore" | "rate" | "delta" => {
-            &[(1, Span::Window)]
-        }
+        "avg" | "min" | "max" | "sum" | "count" | "stddev" | "zscore" | "rate" | "delta"
+        | "covered" => &[(1, Span::Window)],
         "ewma" => &[(1, Span::HalfLife)],
         "percentile" => &[(2, Span::Window)],
         "predict" => &[(1, Span::Window), (2, Span::Ahead)],

@@ -55,6 +55,7 @@ pub const METRIC_FUNCTIONS: &[&str] = &[
     "rate",
     "delta",
     "predict",
+    "covered",
     "baseline",
     "ticks_above",
     "ticks_below",
@@ -222,6 +223,17 @@ pub fn build(schema: &Schema) -> Engine {
             on_history(|h, now| functions::predict(h, m, now, w, ahead))
         },
     );
+
+    engine.register_fn("covered", |m: &str, w: &str| -> RhaiResult<String> {
+        let window_ms = window(w)?;
+        let text =
+            context::with(|c| functions::covered_text(&c.history, m, c.now_ms, window_ms, w));
+        if context::past_deadline() {
+            return Err(deadline_error());
+        }
+        // Outside an evaluation there is no history to say anything of.
+        Ok(text.unwrap_or_else(|| w.to_string()))
+    });
 
     fn baseline(m: &str, min_weeks: INT) -> RhaiResult<Dynamic> {
         let found =

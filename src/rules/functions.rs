@@ -297,6 +297,36 @@ pub fn predict(h: &History, name: &str, now_ms: i64, window_ms: i64, ahead_ms: i
     Some(intercept + slope * ahead_ms as f64 / 1000.0)
 }
 
+/// How much of the window `(now - window, now]` the history of `name` covers: from its oldest
+/// point there (a bucket's middle beyond the raw window) to now; `None` without a point.
+pub fn covered(h: &History, name: &str, now_ms: i64, window_ms: i64) -> Option<i64> {
+    observations(h, name, now_ms, window_ms)
+        .iter()
+        .map(|(t, _, _)| *t)
+        .min()
+        .map(|oldest| (now_ms - oldest).clamp(0, window_ms))
+}
+
+/// A window as an explanation says it: `asked` (the rule's own spelling, `6h`) when the
+/// history covers it, else what it covered too: `5m (6h asked)`, so an alert raised on a few
+/// minutes after a start does not claim a trend of hours. A tenth of the window short (the
+/// first bucket's half, a late first tick) still counts as covered.
+pub fn covered_text(h: &History, name: &str, now_ms: i64, window_ms: i64, asked: &str) -> String {
+    match covered(h, name, now_ms, window_ms) {
+        Some(ms) if ms >= window_ms - window_ms / 10 => asked.to_string(),
+        Some(ms) => {
+            // Whole minutes from a minute on, whole seconds below: what people say.
+            let unit = if ms >= 60_000 { 60_000 } else { 1_000 };
+            let rounded = ((ms + unit / 2) / unit * unit).max(1_000) as u64;
+            format!(
+                "{} ({asked} asked)",
+                crate::vocab::duration::format_duration(std::time::Duration::from_millis(rounded))
+            )
+        }
+        None => format!("no history yet ({asked} asked)"),
+    }
+}
+
 /// The same hour of the week in past weeks, from the hourly rollups.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Baseline {
@@ -414,6 +444,37 @@ mod tests {
         assert_eq!(ticks_above(&h, "m", 56.5, 5), 3);
         assert_eq!(ticks_below(&h, "m", 56.5, 5), 2);
         assert!(zscore(&h, "m", 59.0, now, 600_000).unwrap() > 1.5);
+    }
+
+    #[test]
+    fn explanations_say_the_window_the_history_covered() {
+        // 5 minutes of 10 s ticks, a rule asking for the trend of 6 h.
+        let values: Vec<f64> = (0..31).map(f64::from).collect();
+        let (h, now) = history(&values, 10_000);
+        // Six hours read one-minute buckets, each at its middle: within half a minute.
+        let ms = covered(&h, "m", now, 6 * HOUR_MS).unwrap();
+        assert!((270_000..=330_000).contains(&ms), "{ms}");
+        assert_eq!(
+            covered_text(&h, "m", now, 6 * HOUR_MS, "6h"),
+            "5m (6h asked)"
+        );
+        assert_eq!(
+            format!(
+                "trend of the last {}",
+                covered_text(&h, "m", now, 6 * HOUR_MS, "6h")
+            ),
+            "trend of the last 5m (6h asked)"
+        );
+        // A window the history fills is said as the rule wrote it.
+        assert_eq!(covered_text(&h, "m", now, 300_000, "5m"), "5m");
+        assert_eq!(covered_text(&h, "m", now, 120_000, "2m"), "2m");
+        assert_eq!(
+            covered_text(&h, "other", now, 300_000, "5m"),
+            "no history yet (5m asked)"
+        );
+        // Under a minute: seconds.
+        let (h, now) = history(&[1.0, 2.0, 3.0], 10_000);
+        assert_eq!(covered_text(&h, "m", now, HOUR_MS, "1h"), "20s (1h asked)");
     }
 
     #[test]
