@@ -61,6 +61,24 @@ fn write_silences(data_dir: &Path, silences: &[Silence]) -> std::io::Result<()> 
     atomic::write(&silences_path(data_dir), &bytes)
 }
 
+/// Holds `state/silences.lock` while the file is read, changed and written, so a silence
+/// added by the command line and one posted to the listener at once are both kept.
+fn locked<T>(data_dir: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let path = data_dir.join("state").join("silences.lock");
+    let mut tries = 0;
+    let _lock = loop {
+        match crate::lock::LockFile::try_acquire(&path, "the silences") {
+            Ok(lock) => break lock,
+            Err(crate::lock::LockError::Held { .. }) if tries < 500 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    f()
+}
+
 /// Adds a silence from now for `length`; its matchers are checked first. Silences that ended
 /// more than a day ago are dropped from the file on the way.
 pub fn add_silence(
@@ -78,37 +96,43 @@ pub fn add_silence(
         Matcher::parse(m)?;
     }
     let length = chrono::Duration::from_std(length).map_err(|e| e.to_string())?;
-    let mut silences = read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
-    let digest = Sha256::digest(format!(
-        "{}/{}/{}/{comment}",
-        now.timestamp_nanos_opt().unwrap_or_default(),
-        std::process::id(),
-        matchers.join(",")
-    ));
-    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let silence = Silence {
-        id,
-        matchers: matchers.to_vec(),
-        starts_at: now,
-        ends_at: now + length,
-        comment: comment.to_string(),
-        created_by: created_by.to_string(),
-    };
-    silences.retain(|s| s.ends_at + chrono::Duration::days(1) > now);
-    silences.push(silence.clone());
-    write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
-    Ok(silence)
+    locked(data_dir, || {
+        let mut silences =
+            read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
+        let digest = Sha256::digest(format!(
+            "{}/{}/{}/{comment}",
+            now.timestamp_nanos_opt().unwrap_or_default(),
+            std::process::id(),
+            matchers.join(",")
+        ));
+        let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let silence = Silence {
+            id,
+            matchers: matchers.to_vec(),
+            starts_at: now,
+            ends_at: now + length,
+            comment: comment.to_string(),
+            created_by: created_by.to_string(),
+        };
+        silences.retain(|s| s.ends_at + chrono::Duration::days(1) > now);
+        silences.push(silence.clone());
+        write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
+        Ok(silence)
+    })
 }
 
 /// Ends the silence `id` now; `Ok(false)` when there is no such silence still active.
 pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, String> {
-    let mut silences = read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
-    let Some(silence) = silences.iter_mut().find(|s| s.id == id && s.ends_at > now) else {
-        return Ok(false);
-    };
-    silence.ends_at = now.max(silence.starts_at);
-    write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
-    Ok(true)
+    locked(data_dir, || {
+        let mut silences =
+            read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
+        let Some(silence) = silences.iter_mut().find(|s| s.id == id && s.ends_at > now) else {
+            return Ok(false);
+        };
+        silence.ends_at = now.max(silence.starts_at);
+        write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
+        Ok(true)
+    })
 }
 
 /// The silences file as last read, re-read when its stat changes: one `stat` per decision
@@ -818,5 +842,30 @@ mod tests {
         ];
         expected.sort_by_key(|r| format!("{r:?}"));
         assert_eq!(sent_sorted, expected);
+    }
+
+    #[test]
+    fn silences_added_at_once_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2027-01-01T00:00:00Z");
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let dir = dir.path();
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        add_silence(
+                            dir,
+                            &[format!("alertname=a{thread}_{i}")],
+                            Duration::from_secs(60),
+                            "",
+                            "",
+                            now,
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(read_silences(dir.path()).unwrap().len(), 80);
     }
 }
