@@ -3,7 +3,9 @@
 # warmed from 24 h of history (scripts/agent-setup.sh). Prints CPU (% of one core, from the
 # scheduler's nanosecond counters), RSS, PSS and anonymous memory at the end, and where the
 # resident pages are (/proc/PID/smaps). When collectd is installed, measures it the same way
-# with the same measurements (cpu, memory, load, df, disk, interface, ping).
+# with the same measurements (cpu, memory, load, df, disk, interface, ping). When Prometheus is
+# installed, measures runner again with `remote_write` to a local Prometheus (its
+# remote-write receiver) and prints what remote write adds: CPU and mean RSS.
 #
 #   scripts/overhead.sh [SECONDS]      (default 60)
 #   RUNNER=/path/to/runner scripts/overhead.sh     measures another build, e.g. an older commit's
@@ -36,6 +38,9 @@ measure() {
     samples+=("$(kib "$pid" Rss)")
   done
   end=$(cpu_ns "$pid")
+  # For comparisons: CPU in % of one core and mean RSS in KiB.
+  last_cpu=$(awk -v s="$start" -v e="$end" -v secs="$secs" 'BEGIN { printf "%.4f", (e - s) / 1e9 / secs * 100 }')
+  last_rss=$(echo "${samples[*]}" | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF }')
   awk -v n="$name" -v s="$start" -v e="$end" -v secs="$secs" -v rss="${samples[*]}" \
     -v pss="$(kib "$pid" Pss)" -v anon="$(kib "$pid" Anonymous)" \
     -v hwm="$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")" 'BEGIN {
@@ -53,12 +58,46 @@ until grep -q "history warmed" "$log"; do
   sleep 0.1
 done
 grep "history warmed" "$log" | sed -E 's/.*samples=([0-9]+) metrics=([0-9]+).*elapsed_ms=([0-9]+).*/warm-up: \1 samples of \2 metrics in \3 ms/'
+# mappings NAME PID: where the resident pages are.
+mappings() {
+  echo "resident pages of $1 by mapping (KiB):"
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { what = ($6 == "" ? "[anonymous]" : $6) " " $2 }
+       /^Rss:/ { rss[what] += $2 }
+       END { for (w in rss) if (rss[w] >= 64) printf "  %6d  %s\n", rss[w], w }' "/proc/$2/smaps" | sort -rn
+}
 measure runner "$pid"
-echo "resident pages of runner by mapping (KiB):"
-awk '/^[0-9a-f]+-[0-9a-f]+ / { what = ($6 == "" ? "[anonymous]" : $6) " " $2 }
-     /^Rss:/ { rss[what] += $2 }
-     END { for (w in rss) if (rss[w] >= 64) printf "  %6d  %s\n", rss[w], w }' "/proc/$pid/smaps" | sort -rn
+mappings runner "$pid"
 kill -TERM "$pid"; wait "$pid" || true
+
+if command -v prometheus > /dev/null; then
+  alone_cpu=$last_cpu alone_rss=$last_rss
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "global: { scrape_interval: 1h }" > "$dir/prometheus.yml"
+  prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+    --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver \
+    > "$dir/prometheus.log" 2>&1 & pids+=($!)
+  until curl -sf "http://127.0.0.1:$port/-/ready" > /dev/null; do sleep 0.2; done
+  # max_age 30s: the day of synthetic history is not news to the receiver; every tick from
+  # the start on goes out.
+  { cat "$dir/jobs.yaml"; printf 'remote_write:\n  url: "http://127.0.0.1:%s/api/v1/write"\n  max_age: 30s\n' "$port"; } > "$dir/jobs-rw.yaml"
+  log="$dir/runner-rw.log"
+  "$runner" --jobs "$dir/jobs-rw.yaml" 2> "$log" & pids+=($!)
+  pid=${pids[-1]}
+  until grep -q "history warmed" "$log"; do
+    kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.1
+  done
+  measure "runner+rw" "$pid"
+  mappings "runner+rw" "$pid"
+  kill -TERM "$pid"; wait "$pid" || true
+  answer=$(curl -sG "http://127.0.0.1:$port/api/v1/query" --data-urlencode 'query={runner_job="monitor"}[1h]') || true
+  sent=$(echo "$answer" | python3 -c 'import json, sys; print(sum(len(r["values"]) for r in json.load(sys.stdin)["data"]["result"]))') \
+    || { echo "Prometheus answered: $answer"; tail -5 "$dir/prometheus.log"; sent=0; }
+  awk -v a="$alone_cpu" -v b="$last_cpu" -v ra="$alone_rss" -v rb="$last_rss" -v n="$sent" 'BEGIN {
+    printf "remote write adds CPU %+.3f %% of one core, RSS mean %+.2f MiB (%d samples held by Prometheus)\n", b - a, (rb - ra) / 1024, n }'
+else
+  echo "prometheus is not installed: remote write not measured"
+fi
 
 if command -v collectd > /dev/null; then
   cat > "$dir/collectd.conf" <<CONF
