@@ -396,9 +396,13 @@ fn monitor_section(
                 let values = minutes.iter().flatten().copied();
                 let low = values.clone().reduce(f64::min);
                 let high = values.reduce(f64::max);
+                // A count's minute means are fractions: said as whole as the count is.
+                let field = name.rsplit('.').next().unwrap_or(name);
+                let whole = crate::vocab::unit::unit_of(field).is_empty() && value.fract() == 0.0;
+                let say = |v: f64| readable(name, if whole { v.round() } else { v });
                 (
-                    low.map(|v| readable(name, v)).unwrap_or_default(),
-                    high.map(|v| readable(name, v)).unwrap_or_default(),
+                    low.map(say).unwrap_or_default(),
+                    high.map(say).unwrap_or_default(),
                     crate::template::svg_chart(minutes, 120, 24, false, ""),
                 )
             }
@@ -630,6 +634,22 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(">160004<"), "{html}");
+        // A counter's minute means are fractions; its min and max are whole like it.
+        let counter = Sample {
+            metrics: vec![("memory.major_faults_total".into(), 94_611.0)],
+            errors: vec![],
+            ..sample.clone()
+        };
+        hour.insert(
+            ("m".to_string(), "memory.major_faults_total".to_string()),
+            vec![Some(94_042.0), Some(94_384.8)],
+        );
+        let html = monitor_section(&counter, &hour, &crate::scheduler::schedule::Zone::utc());
+        assert!(
+            html.contains("<td class=\"n\">94611</td><td><svg")
+                && html.contains("<td class=\"n meta\">94042</td><td class=\"n meta\">94385</td>"),
+            "{html}"
+        );
         assert!(!html.contains("160,004"), "{html}");
     }
 }
