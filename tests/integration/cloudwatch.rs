@@ -825,10 +825,10 @@ fn wrong_statistics_periods_labels_and_an_empty_probe_are_located_check_errors()
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobs.yaml");
     let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 5m\"\n    probes:\n      - { type: cloudwatch, name: a, region: eu-west-1, metrics: [ { namespace: X, metric: Y, stat: avg, period: 90s }, { namespace: X, metric: 5xx, label: Bad-Label } ] }\n      - { type: cloudwatch, name: b, region: eu-west-1 }\n      - { type: cloudwatch, name: c, region: eu-west-1, metrics: [ { namespace: X, metric: Orders }, { namespace: Y, metric: Orders } ] }\n";
-    let problems = runner::config::build::parse(&file, yaml, &|_| None)
-        .err()
-        .expect("refused")
-        .render();
+    let problems = match runner::config::build::parse(&file, yaml, &|_| None) {
+        Ok(_) => panic!("refused"),
+        Err(problems) => problems.render(),
+    };
     for expected in [
         "unknown statistic `avg`",
         "CloudWatch has no period of `90s`",
