@@ -45,7 +45,8 @@ pub struct RawConfig {
     /// Timezone of schedules and reports: `Local` (default) or an IANA name like `Europe/Berlin`.
     #[serde(default)]
     pub timezone: Option<Text>,
-    /// Host name written into samples and alerts; the machine's hostname when absent.
+    /// Host name written into samples and alerts; the machine's hostname when absent; `auto`: on
+    /// EC2, the instance's `Name` tag (where instance metadata shows tags) or its instance id.
     #[serde(default)]
     pub host: Option<Text>,
     /// How long running jobs may take to finish after SIGINT or SIGTERM (default `30s`).

@@ -11,6 +11,7 @@ mod fake_servicenow;
 mod fleet;
 mod fuzz_inputs;
 mod hostile;
+mod host_auto;
 mod http_server;
 mod layers;
 mod listener_tls;

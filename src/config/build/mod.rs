@@ -481,7 +481,26 @@ impl Builder<'_> {
             },
         };
         let host = match &top.host {
-            Some(host) => self.string(host, "host"),
+            Some(host) => match self.string(host, "host") {
+                Some(name) if name == "auto" => {
+                    let endpoint = self
+                        .env_var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                        .unwrap_or_else(|| super::host::IMDS_ENDPOINT.to_string());
+                    match super::host::ec2_host(&endpoint) {
+                        Ok(name) => Some(name),
+                        Err(e) => {
+                            self.error_help(
+                                &host.referenced,
+                                "host",
+                                format!("`host: auto` asks EC2's instance metadata (IMDSv2) for this instance's name: {e}"),
+                                "off EC2, or with instance metadata turned off, write the host's name",
+                            );
+                            None
+                        }
+                    }
+                }
+                other => other,
+            },
             None => Some(local_hostname()),
         };
         let shutdown_grace = self.optional_duration(
