@@ -3,8 +3,8 @@
 //! their state (history, probe counters, alert state, timers) and load their rule files again;
 //! changed jobs start afresh (a monitor warms its history from the metrics log, its alerts from
 //! their saved state); removed jobs stop after their current run. A change with problems, or
-//! one that needs a restart (data_dir, host, timezone, notifiers, listen), keeps the running
-//! configuration and says why. The outcome goes to the log, to systemd (`RELOADING=1`, then
+//! one that needs a restart (data_dir, host, timezone, notifiers, listen and its auth and TLS
+//! files), keeps the running configuration and says why. The outcome goes to the log, to systemd (`RELOADING=1`, then
 //! `READY=1` with a `STATUS=`) and to `state/last-reload.json`, where `runner reload` waits
 //! for it.
 
@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use super::output::errln;
 
-use crate::config::{Config, JobSpec};
+use crate::config::{Config, JobSpec, ListenAuth};
 use crate::job::Job;
 use crate::notify::Notifiers;
 use crate::scheduler::Entry;
@@ -80,6 +80,19 @@ fn needs_restart(config: &Config, running: &Running) -> Vec<String> {
             "`listen` changed from {before} to {after}: that needs a restart; {serving}"
         ));
     }
+    // The listener checks the credentials it started with: a new token (one that leaked,
+    // say) must not look taken in while the old one still opens the page.
+    if listen_auth_settings(old) != listen_auth_settings(config) {
+        changes.push(
+            "`listen_auth` changed: that needs a restart; the listener asks for the credentials it started with until then".to_string(),
+        );
+    }
+    // New contents of the same two files are served at the next connection; other files are not.
+    if old.listen_tls != config.listen_tls {
+        changes.push(
+            "`listen_tls` names other files: that needs a restart (new contents of the same files are taken at the next connection)".to_string(),
+        );
+    }
     // Secrets are redacted in the Debug text, and printing them all would say too much.
     if format!("{:?}", old.notifiers) != format!("{:?}", config.notifiers) {
         changes.push("`notifiers` changed: that needs a restart".to_string());
@@ -89,11 +102,25 @@ fn needs_restart(config: &Config, running: &Running) -> Vec<String> {
     if old.mute != config.mute {
         changes.push("`maintenance` or `inhibit` changed: that needs a restart".to_string());
     }
+    // A kept monitor keeps the actions it was built with, as it keeps its mute decision.
+    if old.actions != config.actions {
+        changes.push("`actions` changed: that needs a restart".to_string());
+    }
     // The remote-write task keeps its receiver and cursor from the start.
     if remote_write_settings(old) != remote_write_settings(config) {
         changes.push("`remote_write` changed: that needs a restart".to_string());
     }
     changes
+}
+
+/// `listen_auth` with its secrets, to compare, never to show.
+fn listen_auth_settings(config: &Config) -> Option<(String, String)> {
+    config.listen_auth.as_ref().map(|auth| match auth {
+        ListenAuth::Bearer(token) => (String::new(), token.expose().to_string()),
+        ListenAuth::Basic { username, password } => {
+            (username.clone(), password.expose().to_string())
+        }
+    })
 }
 
 /// `remote_write` with its secrets, to compare, never to show.

@@ -494,3 +494,62 @@ fn a_commands_error_line_carries_the_error_priority_on_the_journal() {
     assert_eq!(status.code(), Some(1), "{said}");
     assert!(said.starts_with("<3>error: no scheduler runs on"), "{said}");
 }
+
+#[test]
+fn a_changed_listen_auth_is_refused_as_needing_a_restart_and_the_old_token_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs_with = |var: &str| {
+        format!(
+            "data_dir: var\nlisten: 127.0.0.1:0\nlisten_auth: {{ bearer_token: \"${{{var}}}\" }}\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: memory }}]\n"
+        )
+    };
+    let file = dir.path().join("jobs.yaml");
+    std::fs::write(&file, jobs_with("TOKEN_OLD")).unwrap();
+    let jobs = file.to_str().unwrap();
+    let tokens = [("TOKEN_OLD", "old-Tok3n"), ("TOKEN_NEW", "new-Tok3n")];
+    let mut cmd = command(&["--jobs", jobs]);
+    cmd.envs(tokens);
+    let mut running = Running::spawn(cmd);
+    let serving = running.wait_for_line("serving the status page", PATIENCE);
+    let address = serving
+        .split("url=http://")
+        .nth(1)
+        .unwrap()
+        .split(['/', ' '])
+        .next()
+        .unwrap()
+        .to_string();
+    // A token that leaked is replaced in the file: the listener would keep the old one.
+    std::fs::write(&file, jobs_with("TOKEN_NEW")).unwrap();
+    let output = command(&["reload", "--jobs", jobs])
+        .envs(tokens)
+        .output()
+        .unwrap();
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("`listen_auth` changed: that needs a restart"),
+        "{said}"
+    );
+    assert!(!said.contains("Tok3n"), "no token is shown: {said}");
+    let status = |token: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.split_whitespace().nth(1).unwrap_or("").to_string()
+    };
+    assert_eq!(
+        status("old-Tok3n"),
+        "200",
+        "what the listener still asks for"
+    );
+    assert_eq!(status("new-Tok3n"), "401");
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
