@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod alloc;
+pub mod child;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;

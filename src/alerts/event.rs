@@ -88,6 +88,9 @@ pub struct AlertEvent {
     /// notice back: it is logged, not sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted: Option<Box<Muted>>,
+    /// What the alert's action did this spell, once it is done (`alerts::action`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Box<crate::alerts::action::Outcome>>,
 }
 
 /// What keeps an alert's notices back.
@@ -176,6 +179,7 @@ impl AlertEvent {
             incident: None,
             notify: None,
             muted: None,
+            action: None,
         }
     }
 

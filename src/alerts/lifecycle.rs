@@ -47,6 +47,9 @@ pub struct Options {
     pub on_missing: OnMissing,
     pub notify: Option<Vec<String>>,
     pub metric: Option<String>,
+    /// The `actions:` entry it runs when it fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// The numbers and words that explain it, as of its last activation with a value.
@@ -116,6 +119,10 @@ pub struct Lifecycle {
     /// held notice out when it ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub held: BTreeMap<String, crate::alerts::event::Held>,
+    /// When each alert's action ran in the last hour, by `fingerprint action`: its cooldown
+    /// and hourly cap (`alerts::action`). Saved, so a restart does not reset them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub action_runs: BTreeMap<String, Vec<DateTime<Utc>>>,
 }
 
 /// Who the events are from.
@@ -271,6 +278,7 @@ fn options_of(a: &Activation) -> Options {
         on_missing: a.on_missing,
         notify: a.notify.clone(),
         metric: a.metric.clone(),
+        action: a.action.clone(),
     }
 }
 
@@ -532,6 +540,13 @@ impl AlertState {
             .facts
             .get("incident")
             .and_then(|v| serde_json::from_value::<Incident>(v.clone()).ok());
+        let action = self.facts.get("action").and_then(|v| {
+            serde_json::from_value::<crate::alerts::action::Outcome>(v.clone()).ok()
+        });
+        let mut explanation = self.explanation(kind, now, self.transitions.len());
+        if let Some(action) = &action {
+            explanation = format!("{explanation}; {action}");
+        }
         AlertEvent {
             schema_version: SCHEMA_VERSION,
             id: event_id(&self.fingerprint, kind, now),
@@ -553,7 +568,7 @@ impl AlertState {
             description: self.description.clone().unwrap_or_default(),
             value: self.explained.value,
             threshold: self.explained.threshold,
-            explanation: self.explanation(kind, now, self.transitions.len()),
+            explanation,
             active_since: self.pending_since.or(self.firing_since).unwrap_or(now),
             at: now,
             host: origin.host.to_string(),
@@ -562,6 +577,7 @@ impl AlertState {
             incident,
             notify: self.options.notify.clone(),
             muted: None,
+            action: action.map(Box::new),
         }
     }
 }

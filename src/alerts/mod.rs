@@ -10,6 +10,7 @@
 //! events the alert log or an outbox already has (by event id) are not written again. So each
 //! transition is logged and queued exactly once, whatever step a `kill -9` interrupts.
 
+pub mod action;
 pub mod event;
 pub mod lifecycle;
 pub mod mute;
@@ -43,6 +44,11 @@ pub struct AlertStore {
     unfinished: Vec<AlertEvent>,
     /// What keeps notices back (maintenance, silences, inhibition); `None`: nothing does.
     mute: Option<Arc<mute::Mute>>,
+    /// The `actions:` an alert may run; `None` for dry runs, rule tests and replay, which
+    /// never run one.
+    actions: Option<Arc<action::Actions>>,
+    /// Runs the last steps called for, for the caller to start ([`AlertStore::take_runs`]).
+    runs: Vec<action::Run>,
 }
 
 struct Disk {
@@ -106,6 +112,8 @@ impl AlertStore {
             saved,
             unfinished: Vec::new(),
             mute: None,
+            actions: None,
+            runs: Vec::new(),
         };
         store.recover(data_dir);
         store
@@ -175,12 +183,25 @@ impl AlertStore {
             saved: None,
             unfinished: Vec::new(),
             mute: None,
+            actions: None,
+            runs: Vec::new(),
         }
     }
 
     /// Sets what keeps this job's notices back; each step marks its events with it.
     pub fn set_mute(&mut self, mute: Arc<mute::Mute>) {
         self.mute = (!mute.is_empty()).then_some(mute);
+    }
+
+    /// Sets the actions this job's alerts may run: each step picks the runs its events call
+    /// for ([`AlertStore::take_runs`]).
+    pub fn set_actions(&mut self, actions: Arc<action::Actions>) {
+        self.actions = (!actions.is_empty()).then_some(actions);
+    }
+
+    /// The actions the steps so far called for and nobody started yet.
+    pub fn take_runs(&mut self) -> Vec<action::Run> {
+        std::mem::take(&mut self.runs)
     }
 
     pub fn lifecycle(&self) -> &Lifecycle {
@@ -207,6 +228,12 @@ impl AlertStore {
             && (!events.is_empty() || !self.lifecycle.held.is_empty())
         {
             mute.apply(&mut self.lifecycle, &mut events, now, &origin);
+        }
+        if let Some(actions) = &self.actions
+            && !events.is_empty()
+        {
+            let runs = actions.decide(&mut self.lifecycle, &events, now);
+            self.runs.extend(runs);
         }
         if let Some(disk) = &mut self.disk {
             if !events.is_empty() {
@@ -344,8 +371,10 @@ fn logged_ids(dir: &Path, events: &[AlertEvent]) -> std::collections::HashSet<St
 /// The parts of the state a restart must not lose.
 fn significant(lifecycle: &Lifecycle) -> serde_json::Value {
     let held = serde_json::to_value(&lifecycle.held).unwrap_or_default();
+    let action_runs = serde_json::to_value(&lifecycle.action_runs).unwrap_or_default();
     serde_json::Value::Array(
-        std::iter::once(held)
+        [held, action_runs]
+            .into_iter()
             .chain(lifecycle.states.values().map(|s| {
                 serde_json::json!([
                     s.fingerprint,

@@ -515,6 +515,32 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
             }
         );
     }
+    // Which action each event would run; dry-run never runs one.
+    let actions = crate::alerts::action::Actions::new(config.actions.clone());
+    for event in &events {
+        if let Some((name, spec)) = actions.wanted(alerts.lifecycle(), event) {
+            let why = crate::alerts::action::held_back(
+                alerts.lifecycle(),
+                &event.fingerprint,
+                name,
+                spec,
+                sample.ts,
+            );
+            match why {
+                Ok(()) => outln!(
+                    "  {} {}: would run action `{name}` ({}); not run by dry-run",
+                    event.kind,
+                    event.name,
+                    spec.argv.join(" ")
+                ),
+                Err(why) => outln!(
+                    "  {} {}: action `{name}` would not run: {why}",
+                    event.kind,
+                    event.name
+                ),
+            }
+        }
+    }
     let sent: Vec<_> = events
         .iter()
         .filter(|e| e.muted.is_none())

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod host;
+pub mod action;
 pub mod mute;
 
 pub mod env;
@@ -47,6 +48,8 @@ pub struct Config {
     pub remote_write: Option<RemoteWriteSpec>,
     /// `maintenance` and `inhibit`: what keeps alerts' notices back.
     pub mute: mute::MuteSpec,
+    /// `actions`: commands an alert may run, by name.
+    pub actions: IndexMap<String, action::ActionSpec>,
     pub jobs: IndexMap<String, JobSpec>,
     /// Things worth saying once at start that do not stop runner (a notifier left off).
     pub warnings: Problems,

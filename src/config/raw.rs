@@ -32,6 +32,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "remote_write",
     "maintenance",
     "inhibit",
+    "actions",
     "jobs",
 ];
 
@@ -80,6 +81,9 @@ pub struct RawConfig {
     /// Rules by which a firing alert keeps others' notices back.
     #[serde(default)]
     pub inhibit: Vec<InhibitConfig>,
+    /// Commands a rule's alert may run when it fires, by name (`alert(…, #{ action: "…" })`).
+    #[serde(default)]
+    pub actions: IndexMap<Text, ActionConfig>,
     /// Named jobs, each with a `type` and a `schedule`.
     #[serde(default)]
     pub jobs: IndexMap<Text, Section<JobConfig>>,
@@ -99,6 +103,26 @@ pub struct MaintenanceConfig {
     /// with an optional operator (`=~disk_.*`, `!=info`); every entry must match.
     #[serde(default, rename = "match")]
     pub matchers: IndexMap<Text, Text>,
+}
+
+/// An `actions:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// The program and its arguments, run without a shell.
+    pub command: Vec<Text>,
+    /// How long it may run before its process group is killed (`30s`).
+    #[serde(default)]
+    pub timeout: Option<Text>,
+    /// The least time between two runs for one alert (`10m`).
+    #[serde(default)]
+    pub cooldown: Option<Text>,
+    /// The most runs for one alert in any hour.
+    #[serde(default)]
+    pub max_per_hour: Option<Spanned<u32>>,
+    /// `firing` (the default): when the alert turns firing; `repeat`: also at each repeat.
+    #[serde(default)]
+    pub on: Option<Text>,
 }
 
 /// An `inhibit:` entry, as Alertmanager's `inhibit_rules`.

@@ -83,6 +83,9 @@ impl Monitor {
     ) -> Monitor {
         let mut alerts = AlertStore::open(&config.data_dir, job, &config.host, spec.flap);
         alerts.set_mute(Arc::new(crate::alerts::mute::Mute::for_config(config)));
+        alerts.set_actions(Arc::new(crate::alerts::action::Actions::new(
+            config.actions.clone(),
+        )));
         let history = History::new(
             HistoryConfig::default(),
             Some(RollupStore::new(&config.data_dir, job)),
@@ -194,6 +197,11 @@ impl Monitor {
             crate::failpoint::pause("slow-tick");
         });
         drop(hold);
+        // Off the tick: a slow action never delays the next one.
+        let runs = self.pipeline.lock_alerts().take_runs();
+        for run in runs {
+            crate::alerts::action::spawn(run, self.pipeline.alerts());
+        }
         self.report_alert_changes(&before);
         self.report_rule_errors(&stepped.evaluation);
         let summary = TickSummary {

@@ -162,6 +162,7 @@ fn activation(notifier: &str, spell: &Spell, routes: &[String]) -> Activation {
                 .cloned()
                 .collect(),
         ),
+        action: None,
         value_missing: false,
         value: Some(spell.notices as f64),
         threshold: Some(0.0),

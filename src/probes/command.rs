@@ -6,10 +6,7 @@
 //! said; the others are reported.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{MetricName, Output};
 use crate::config::probes::CommandSpec;
@@ -285,90 +282,8 @@ fn first_line(text: &str) -> String {
     )
 }
 
-/// What to do when a child writes more than is kept.
-enum Excess {
-    /// Stop it: what it writes is its answer, and too much of it is an error.
-    Kill(i32),
-    /// Read on and drop the rest, so the child is not blocked on a full pipe.
-    Drain,
-}
-
-/// Reads at most `max` bytes; `Err` with what was kept when there was more.
-async fn read_capped(
-    source: Option<impl AsyncRead + Unpin>,
-    max: usize,
-    excess: Excess,
-) -> Result<Vec<u8>, Vec<u8>> {
-    let Some(mut source) = source else {
-        return Ok(Vec::new());
-    };
-    let mut bytes = Vec::new();
-    let read = (&mut source)
-        .take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .await;
-    if read.is_err() || bytes.len() <= max {
-        return Ok(bytes);
-    }
-    bytes.truncate(max);
-    match excess {
-        // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
-        Excess::Kill(pgid) => unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
-        },
-        Excess::Drain => {
-            let _ = tokio::io::copy(&mut source, &mut tokio::io::sink()).await;
-        }
-    }
-    Err(bytes)
-}
-
-/// The child's process group, killed whole when the probe is done with it: a `shell:` line's
-/// own children go with it, whatever happens to the probe (a timeout, a runner that stops).
-struct Group(Option<i32>);
-
-/// Process groups of commands running now, so that runner leaves none behind when it exits,
-/// whatever its tasks were doing then ([`kill_running_commands`]).
-static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
-fn running() -> std::sync::MutexGuard<'static, Vec<i32>> {
-    RUNNING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Kills every command probe's process group still running: called on the way out.
-pub fn kill_running_commands() {
-    for pgid in running().drain(..) {
-        // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
-        unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
-        }
-    }
-}
-
-impl Group {
-    fn new(pgid: Option<i32>) -> Group {
-        running().extend(pgid);
-        Group(pgid)
-    }
-
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            running().retain(|g| *g != pgid);
-            // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+/// Kills every command's process group still running: called on the way out.
+pub use crate::child::kill_running_commands;
 
 pub struct CommandProbe {
     spec: CommandSpec,
@@ -391,50 +306,28 @@ impl CommandProbe {
     pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
         let program = &self.spec.argv[0];
         let mut command = tokio::process::Command::new(program);
-        command
-            .args(&self.spec.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        command.args(&self.spec.argv[1..]);
         for (name, value) in &self.spec.env {
             command.env(name, value.expose());
         }
         let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-        // Its pid is its process group's id (`process_group(0)`).
-        let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-        let mut group = Group::new(pgid);
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let on_too_much = match pgid {
-            Some(pgid) => Excess::Kill(pgid),
-            None => Excess::Drain,
-        };
-        let run = async {
-            let (stdout, stderr, status) = tokio::join!(
-                read_capped(stdout, MAX_STDOUT, on_too_much),
-                read_capped(stderr, MAX_STDERR, Excess::Drain),
-                child.wait()
-            );
-            (stdout, stderr.unwrap_or_else(|cut| cut), status)
-        };
-        let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
-            Ok(done) => done,
-            Err(_) => {
-                group.kill();
-                return Err(format!(
-                    "`{program}` did not finish within {} ms and was killed",
-                    timeout.as_millis()
-                ));
-            }
-        };
-        // Whatever it started in the background goes with it.
-        group.kill();
-        let status = status.map_err(|e| format!("`{program}` failed: {e}"))?;
-        let stdout = match stdout {
+        let ran = crate::child::run(
+            &mut command,
+            timeout,
+            MAX_STDOUT,
+            MAX_STDERR,
+            crate::child::OnExcess::Kill,
+        )
+        .await
+        .map_err(|failed| match failed {
+            crate::child::Failed::Start(e) => format!("cannot run `{program}`: {e}"),
+            crate::child::Failed::TimedOut => format!(
+                "`{program}` did not finish within {} ms and was killed",
+                timeout.as_millis()
+            ),
+        })?;
+        let status = ran.status.map_err(|e| format!("`{program}` failed: {e}"))?;
+        let stdout = match ran.stdout {
             Ok(bytes) => bytes,
             Err(_) => {
                 return Err(format!(
@@ -446,7 +339,7 @@ impl CommandProbe {
         let output = std::process::Output {
             status,
             stdout,
-            stderr,
+            stderr: ran.stderr,
         };
         let elapsed = started.elapsed();
         let stdout = String::from_utf8_lossy(&output.stdout);

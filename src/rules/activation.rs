@@ -23,6 +23,7 @@ pub const OPTIONS: &[&str] = &[
     "clear_when",
     "on_missing",
     "notify",
+    "action",
     "value",
     "threshold",
     "op",
@@ -65,6 +66,8 @@ pub struct Activation {
     pub repeat_interval: Duration,
     pub on_missing: OnMissing,
     pub notify: Option<Vec<String>>,
+    /// The `actions:` entry to run when it fires.
+    pub action: Option<String>,
     /// `value` was given but is `()`: the data is missing this tick.
     pub value_missing: bool,
     pub value: Option<f64>,
@@ -117,6 +120,7 @@ impl Activation {
             repeat_interval: DEFAULT_REPEAT,
             on_missing: OnMissing::Keep,
             notify: None,
+            action: None,
             value_missing: false,
             value: None,
             threshold: None,
@@ -185,6 +189,12 @@ impl Activation {
                         .read_lock::<rhai::Array>()
                         .ok_or("alert option `notify` must be an array of notifier names")?;
                     a.notify = Some(list.iter().map(|v| v.to_string()).collect());
+                }
+                "action" => {
+                    let name = value
+                        .read_lock::<rhai::ImmutableString>()
+                        .ok_or("alert option `action` must be the name of an entry of `actions:`")?;
+                    a.action = Some(name.to_string());
                 }
                 "value" => {
                     a.value = number(value);

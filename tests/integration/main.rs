@@ -3,6 +3,7 @@
 // A harness, not the product: a panic here is the failure, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod actions;
 mod changing_rules;
 mod cloudwatch;
 mod config_files;

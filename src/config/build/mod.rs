@@ -17,6 +17,7 @@ use crate::vocab::duration::parse_duration;
 use jobs::valid_job_name;
 use yaml::parse_sections;
 
+mod action;
 mod jobs;
 mod mute;
 mod notifiers;
@@ -566,6 +567,7 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|config| self.remote_write(config));
         let mute = self.mute(&top.maintenance, &top.inhibit);
+        let actions = self.actions(&top.actions);
         let known_notifiers: Vec<String> = std::iter::once("log".to_string())
             .chain(built_notifiers.keys().cloned())
             .collect();
@@ -625,6 +627,7 @@ impl Builder<'_> {
             notifiers: built_notifiers,
             remote_write,
             mute,
+            actions,
             jobs: built_jobs,
             warnings: self.problems.clone(),
             missing_files: self.missing_files.clone(),

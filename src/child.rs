@@ -1,0 +1,166 @@
+//! Running a child program the way runner runs every command (a `command` probe, an alert's
+//! action): no input, its own process group killed whole when done or at the timeout (so a
+//! shell's background children go with it), output read up to a cap, and no group left
+//! behind when runner exits ([`kill_running_commands`]).
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// What to do when a child writes more to standard output than is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExcess {
+    /// Stop it: what it writes is its answer, and too much of it is an error.
+    Kill,
+    /// Read on and drop the rest, so the child is not blocked on a full pipe.
+    Drain,
+}
+
+/// A child that ran to its end within the timeout.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: std::io::Result<ExitStatus>,
+    /// `Err` with what was kept when it wrote more than the cap.
+    pub stdout: Result<Vec<u8>, Vec<u8>>,
+    /// Up to its cap; the rest is dropped.
+    pub stderr: Vec<u8>,
+}
+
+/// Why a child has no [`Ran`].
+#[derive(Debug)]
+pub enum Failed {
+    /// It could not be started.
+    Start(std::io::Error),
+    /// It ran past the timeout; its process group was killed.
+    TimedOut,
+}
+
+/// Runs `command` under `timeout`, reading at most `max_stdout` and `max_stderr` bytes.
+pub async fn run(
+    command: &mut tokio::process::Command,
+    timeout: Duration,
+    max_stdout: usize,
+    max_stderr: usize,
+    on_excess: OnExcess,
+) -> Result<Ran, Failed> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(Failed::Start)?;
+    // Its pid is its process group's id (`process_group(0)`).
+    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let mut group = Group::new(pgid);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let on_too_much = match (on_excess, pgid) {
+        (OnExcess::Kill, Some(pgid)) => Excess::Kill(pgid),
+        _ => Excess::Drain,
+    };
+    let run = async {
+        let (stdout, stderr, status) = tokio::join!(
+            read_capped(stdout, max_stdout, on_too_much),
+            read_capped(stderr, max_stderr, Excess::Drain),
+            child.wait()
+        );
+        (stdout, stderr.unwrap_or_else(|cut| cut), status)
+    };
+    let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
+        Ok(done) => done,
+        Err(_) => {
+            group.kill();
+            return Err(Failed::TimedOut);
+        }
+    };
+    // Whatever it started in the background goes with it.
+    group.kill();
+    Ok(Ran {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+enum Excess {
+    Kill(i32),
+    Drain,
+}
+
+/// Reads at most `max` bytes; `Err` with what was kept when there was more.
+async fn read_capped(
+    source: Option<impl AsyncRead + Unpin>,
+    max: usize,
+    excess: Excess,
+) -> Result<Vec<u8>, Vec<u8>> {
+    let Some(mut source) = source else {
+        return Ok(Vec::new());
+    };
+    let mut bytes = Vec::new();
+    let read = (&mut source)
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await;
+    if read.is_err() || bytes.len() <= max {
+        return Ok(bytes);
+    }
+    bytes.truncate(max);
+    match excess {
+        // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
+        Excess::Kill(pgid) => unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        },
+        Excess::Drain => {
+            let _ = tokio::io::copy(&mut source, &mut tokio::io::sink()).await;
+        }
+    }
+    Err(bytes)
+}
+
+/// The child's process group, killed whole when the caller is done with it: a shell's own
+/// children go with it, whatever happens to the caller (a timeout, a runner that stops).
+struct Group(Option<i32>);
+
+/// Process groups of commands running now, so that runner leaves none behind when it exits,
+/// whatever its tasks were doing then ([`kill_running_commands`]).
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kills every child's process group still running: called on the way out.
+pub fn kill_running_commands() {
+    for pgid in running().drain(..) {
+        // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Group {
+    fn new(pgid: Option<i32>) -> Group {
+        running().extend(pgid);
+        Group(pgid)
+    }
+
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            running().retain(|g| *g != pgid);
+            // SAFETY: killpg only sends a signal; a group that is gone is an error we ignore.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

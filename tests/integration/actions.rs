@@ -1,0 +1,151 @@
+//! Alerts' actions in the real binary: a running scheduler runs the action once when the alert
+//! fires (its cooldown keeps the repeats and a second spell from running it again), with the
+//! alert in its environment, and puts the outcome in the alert log; `runner dry-run` says
+//! which action would run and runs none; `runner check` points at a bad `actions:` entry.
+
+use crate::http_server::{Response, TestServer};
+use crate::notify::scripted;
+use crate::support::{PATIENCE, Running, command, jobs_file, run, stderr, stdout};
+
+/// A monitor ticking every second whose alert `v_high` fires while `value.txt` holds more than
+/// 50 and runs action `act`, which appends the alert's name and host label to `ran.txt`.
+fn setup(dir: &std::path::Path, server: &TestServer, act: &str) -> String {
+    let value = dir.join("value.txt");
+    std::fs::write(&value, "0\n").unwrap();
+    std::fs::write(
+        dir.join("v.rhai"),
+        "let v = command.v.value;\nalert(\"v_high\", #{ active: v > 50.0, value: v, threshold: 50.0, op: \">\", labels: #{ svc: \"web\" }, repeat_interval: \"1s\", action: \"act\" });\n",
+    )
+    .unwrap();
+    let body = format!(
+        "actions:\n  act: {act}\nnotifiers:\n  hook: {{ type: webhook, url: \"{}\", retry_initial: 50ms }}\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: command, name: v, shell: \"cat {}\" }}]\n    rules: [\"{}\"]\n    notify: [log, hook]\n",
+        server.url("/in"),
+        value.display(),
+        dir.join("v.rhai").display()
+    );
+    jobs_file(dir, &body).to_str().unwrap().to_string()
+}
+
+fn appends_to(file: &std::path::Path) -> String {
+    format!(
+        "{{ command: [\"sh\", \"-c\", \"echo \\\"$ALERT_NAME $ALERT_LABEL_SVC $ALERT_VALUE\\\" >> {}; echo restarted\"], timeout: 30s, cooldown: 10m, max_per_hour: 3 }}",
+        file.display()
+    )
+}
+
+fn alert_log(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let Ok(entries) = std::fs::read_dir(dir.join("var/alerts")) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_firing_alert_runs_its_action_once_per_spell_under_its_cooldown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.txt");
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, &appends_to(&ran));
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    let said = running.wait_for_line("action ran", PATIENCE);
+    assert!(said.contains("act: exit 0 in"), "{said}");
+    assert!(said.contains("(restarted)"), "{said}");
+    // Repeats every second run nothing: the action is run on firing only.
+    for _ in 0..3 {
+        running.wait_for_line("run finished", PATIENCE);
+    }
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "v_high web 93\n");
+    // The next notice of the spell says what the action did.
+    let repeat = alert_log(dir.path())
+        .into_iter()
+        .rfind(|e| e["kind"] == "repeat")
+        .expect("a repeat in the alert log");
+    assert_eq!(repeat["action"]["action"], "act");
+    assert_eq!(repeat["action"]["exit"], 0);
+    assert_eq!(repeat["action"]["first_line"], "restarted");
+    assert!(
+        repeat["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("; act: exit 0 in "),
+        "{repeat}"
+    );
+
+    // A second spell inside the 10 minute cooldown runs nothing.
+    std::fs::write(dir.path().join("value.txt"), "0\n").unwrap();
+    running.wait_for_line("alert inactive", PATIENCE);
+    std::fs::write(dir.path().join("value.txt"), "94\n").unwrap();
+    let said = running.wait_for_line("action not run", PATIENCE);
+    assert!(said.contains("in its cooldown"), "{said}");
+    running.wait_for_line("run finished", PATIENCE);
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "v_high web 93\n");
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+#[test]
+fn a_failing_action_is_logged_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        "{ command: [\"sh\", \"-c\", \"echo unit not found >&2; exit 3\"] }",
+    );
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    let said = running.wait_for_line("action failed", PATIENCE);
+    assert!(said.contains("ERROR"), "{said}");
+    assert!(said.contains("act: exit 3 in"), "{said}");
+    assert!(said.contains("(unit not found)"), "{said}");
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+#[test]
+fn dry_run_says_which_action_would_run_and_runs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.txt");
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, &appends_to(&ran));
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    let out = run(&["--jobs", &file, "dry-run", "m"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("firing v_high: would run action `act` (sh -c "),
+        "{text}"
+    );
+    assert!(text.contains("not run by dry-run"), "{text}");
+    assert!(!ran.exists(), "dry-run ran the action");
+}
+
+#[test]
+fn check_points_at_a_bad_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        "{ command: [], timeout: soon, max_per_hour: 0, on: resolved }",
+    );
+    let out = run(&["--jobs", &file, "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.contains("actions.act.command"), "{text}");
+    assert!(text.contains("actions.act.timeout"), "{text}");
+    assert!(text.contains("`max_per_hour` must be at least 1"), "{text}");
+    assert!(
+        text.contains("`on` is `firing` or `repeat`, not `resolved`"),
+        "{text}"
+    );
+}
