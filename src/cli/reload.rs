@@ -106,10 +106,6 @@ fn needs_restart(config: &Config, running: &Running) -> Vec<String> {
     if old.actions != config.actions {
         changes.push("`actions` changed: that needs a restart".to_string());
     }
-    // A kept monitor keeps the actions it was built with, as it keeps its mute decision.
-    if old.actions != config.actions {
-        changes.push("`actions` changed: that needs a restart".to_string());
-    }
     // The remote-write task keeps its receiver and cursor from the start.
     if remote_write_settings(old) != remote_write_settings(config) {
         changes.push("`remote_write` changed: that needs a restart".to_string());

@@ -90,6 +90,10 @@ pub struct ExpectedEvent {
     pub summary_contains: Option<String>,
     #[serde(default)]
     pub explanation_contains: Option<String>,
+    /// The action this event would run (the rule's `action`, an `actions:` entry of the jobs
+    /// file), or `none`; the test never runs it.
+    #[serde(default)]
+    pub action: Option<String>,
     /// Notifier → text its message must contain, rendered by that notifier as configured in
     /// the job (a Slack `template` included). A key is a notifier of the job's jobs file, or a
     /// notifier type (`slack`, `webhook`, `servicenow`, `alertmanager`, `log`) for its built-in

@@ -60,6 +60,9 @@ struct Setup {
     notifiers: Option<Notifiers>,
     /// One notifier per type with its defaults, for `messages:` keyed by type.
     builtin: Notifiers,
+    /// The jobs file's `actions:`; `None` without a jobs file, when a firing event is taken to
+    /// run whatever action its rule names.
+    actions: Option<crate::alerts::action::Actions>,
 }
 
 /// Runs one test file. `Report::problems` say why a file could not run; failures are checks
@@ -152,6 +155,7 @@ fn setup(path: &Path, base: &Path, file: &TestFile) -> (Setup, Vec<Problem>) {
         notify: Vec::new(),
         notifiers: None,
         builtin,
+        actions: None,
     };
     let mut problems = Vec::new();
     let Some(jobs) = &file.jobs else {
@@ -173,6 +177,7 @@ fn setup(path: &Path, base: &Path, file: &TestFile) -> (Setup, Vec<Problem>) {
                 setup.notify = spec.notify.clone();
             }
             setup.notifiers = Some(Notifiers::renderers(&config, Arc::new(SystemClock)));
+            setup.actions = Some(crate::alerts::action::Actions::new(config.actions.clone()));
         }
         Err(message) => problems.push(at_position(
             path,
@@ -577,7 +582,7 @@ fn simulate(
         return;
     }
 
-    let mut sent: Vec<AlertEvent> = Vec::new();
+    let mut sent = Sent::default();
     // Rule files that failed at run time, said once each: a rule that fails keeps its alerts
     // as they were, which would otherwise pass assertions about them by accident.
     let mut failed_rules: BTreeSet<Arc<str>> = BTreeSet::new();
@@ -615,7 +620,17 @@ fn simulate(
                     .map(|v| (name.clone(), v))
             })
             .collect();
-        let stepped = pipeline.step(now, &metrics, |events| sent.extend_from_slice(events));
+        let stepped = pipeline.step(now, &metrics, |events| {
+            sent.events.extend_from_slice(events)
+        });
+        {
+            let alerts = pipeline.lock_alerts();
+            for event in &stepped.events {
+                if let Some(action) = action_of(setup, alerts.lifecycle(), event) {
+                    sent.would_run.insert(event.id.clone(), action);
+                }
+            }
+        }
         for outcome in stepped.evaluation.outcomes {
             if let Some(error) = outcome.error
                 && failed_rules.insert(outcome.rule_file.clone())
@@ -635,15 +650,27 @@ fn simulate(
     }
 }
 
+/// The events sent since the last check, and the action each would run, by event id: shown,
+/// never run.
+#[derive(Default)]
+struct Sent {
+    events: Vec<AlertEvent>,
+    would_run: BTreeMap<String, String>,
+}
+
 fn verify(
     setup: &Setup,
     scenario: &str,
     when: DateTime<Utc>,
     spanned: &Spanned<Expectation>,
     lifecycle: &Lifecycle,
-    sent: &mut Vec<AlertEvent>,
+    sent: &mut Sent,
     report: &mut Report,
 ) {
+    let Sent {
+        events: sent,
+        would_run,
+    } = sent;
     let e = &spanned.value;
     let line = spanned.referenced.line();
     let label = format!(
@@ -727,6 +754,15 @@ fn verify(
                         ev.name, ev.kind, ev.explanation
                     ));
                 }
+                if let Some(want) = &want.action {
+                    let got = would_run.get(&ev.id).map_or("none", String::as_str);
+                    if got != want {
+                        failures.push(format!(
+                            "{} {}: action: expected {want}, got {got}",
+                            ev.name, ev.kind
+                        ));
+                    }
+                }
                 for (notifier, text) in &want.messages {
                     if let Err(failure) = check_message(setup, notifier, ev, text) {
                         failures.push(format!("{} {}: {failure}", ev.name, ev.kind));
@@ -736,6 +772,7 @@ fn verify(
         }
     }
     sent.clear();
+    would_run.clear();
     if failures.is_empty() {
         report.passed += 1;
     } else {
@@ -745,6 +782,21 @@ fn verify(
                 message: format!("{label}: {message}"),
             });
         }
+    }
+}
+
+/// The action `event` would run: by the jobs file's `actions:` (muted events and repeats
+/// without `on: repeat` run none), or without one, the action a firing event's rule names.
+fn action_of(setup: &Setup, lifecycle: &Lifecycle, event: &AlertEvent) -> Option<String> {
+    match &setup.actions {
+        Some(actions) => actions
+            .wanted(lifecycle, event)
+            .map(|(name, _)| name.to_string()),
+        None if event.kind == EventKind::Firing && event.muted.is_none() => lifecycle
+            .states
+            .get(&event.fingerprint)
+            .and_then(|state| state.options.action.clone()),
+        None => None,
     }
 }
 

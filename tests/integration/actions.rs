@@ -149,3 +149,40 @@ fn check_points_at_a_bad_action() {
         "{text}"
     );
 }
+
+#[test]
+fn runner_test_asserts_the_action_and_runs_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.txt");
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let jobs = setup(dir.path(), &server, &appends_to(&ran));
+    let test = |want: &str| {
+        format!(
+            "rules: [v.rhai]\njobs: {jobs}\njob: m\nscenarios:\n  - name: v goes high\n    interval: 1s\n    start: \"2026-11-23T09:00:00Z\"\n    input:\n      command.v.value: \"0 93x3\"\n    tests:\n      - at: 1s\n        events:\n          - alert: v_high\n            kind: firing\n            action: {want}\n"
+        )
+    };
+    std::fs::write(dir.path().join("v.test.yaml"), test("act")).unwrap();
+    let out = command(&["test", "v.test.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    std::fs::write(dir.path().join("v.test.yaml"), test("none")).unwrap();
+    let out = command(&["test", "v.test.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("v_high firing: action: expected none, got act"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!ran.exists(), "runner test ran the action");
+}
