@@ -128,6 +128,14 @@ fn report_out_of_time() -> tempfile::TempDir {
         now.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     );
     let day = format!("var/metrics/{}.jsonl", now.format("%Y-%m-%d"));
+    // A sample six days before as well: with history over the whole week, the charts are the
+    // week's 168 hours (a shorter history would be charted alone, by a finer step).
+    let before = now - chrono::Duration::days(6);
+    let early = sample.replace(
+        &now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        &before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+    );
+    let early_day = format!("var/metrics/{}.jsonl", before.format("%Y-%m-%d"));
     folder(&[
         (
             "jobs.yaml",
@@ -135,6 +143,7 @@ fn report_out_of_time() -> tempfile::TempDir {
         ),
         ("loop.md.hbs", looping.as_bytes()),
         (&day, sample.as_bytes()),
+        (&early_day, early.as_bytes()),
     ])
 }
 
