@@ -439,6 +439,30 @@ mod tests {
         assert_eq!(runs(&mut s, 0, &[true; 13]), Vec::<i64>::new());
     }
 
+    /// The window holds the firing notice back; when it ends the alert, still firing, is
+    /// notified then, and its action runs with that notice.
+    #[test]
+    fn an_alert_still_firing_when_its_hold_ends_runs_its_action_then() {
+        use crate::config::mute::{MaintenanceSpec, Matcher, MuteSpec};
+        use crate::scheduler::schedule::{Schedule, Zone};
+        let mut s = store(spec(&["true"], 0, None, RunOn::Firing));
+        // t(0) is 11:06:40 UTC; the window is open 11:06:00-11:08:00, to t(80).
+        s.set_mute(std::sync::Arc::new(crate::alerts::mute::Mute::new(
+            MuteSpec {
+                maintenance: vec![MaintenanceSpec {
+                    name: "deploy".into(),
+                    schedule: Schedule::parse("6 11 * * *").unwrap(),
+                    duration: Duration::from_secs(120),
+                    matchers: vec![Matcher::parse("alertname=web_down").unwrap()],
+                }],
+                inhibit: vec![],
+            },
+            Zone::utc(),
+            None,
+        )));
+        assert_eq!(runs(&mut s, 0, &[true; 15]), [80]);
+    }
+
     #[test]
     fn an_unknown_action_runs_nothing() {
         let mut s = store(spec(&["true"], 0, None, RunOn::Firing));
