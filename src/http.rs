@@ -40,44 +40,6 @@ pub struct EndpointClient {
     pub shown: String,
 }
 
-/// The client for `remote_write` and a report's `source:`, from their shared settings.
-pub fn endpoint_client(endpoint: &crate::config::Endpoint) -> Result<EndpointClient, String> {
-    let url = request_url(endpoint.url.expose())?;
-    let mut builder = client_builder()
-        .timeout(endpoint.timeout)
-        .connect_timeout(endpoint.timeout.min(std::time::Duration::from_secs(10)));
-    if let Some(ca_file) = &endpoint.ca_file {
-        let pem = std::fs::read(ca_file)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("ca_file {}: {}", ca_file.display(), describe_error(e)))?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    let client = builder.build().map_err(describe_error)?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &endpoint.headers {
-        let (name, value) = header(name, value.expose())?;
-        headers.insert(name, value);
-    }
-    let secrets = Secrets::new(url_secrets(endpoint.url.expose()).into_iter().chain(
-        endpoint.headers.iter().flat_map(|(_, v)| {
-            let value = v.expose().to_string();
-            // `Bearer x` and `Basic x`: the credential alone may be echoed too.
-            let credential = value.split_once(' ').map(|(_, c)| c.to_string());
-            std::iter::once(value).chain(credential)
-        }),
-    ));
-    Ok(EndpointClient {
-        client,
-        shown: redact_url(url.as_str()),
-        url,
-        headers,
-        secrets,
-    })
-}
-
 /// `a=1&b=x%20y`: an `application/x-www-form-urlencoded` body (OAuth token requests).
 pub fn form_body(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())

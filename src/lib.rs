@@ -33,6 +33,7 @@ pub mod servicenow;
 pub mod status;
 pub mod store;
 pub mod template;
+pub mod tls;
 pub mod vocab;
 
 /// Counts memory per thread, so a rule that grows memory without bound is stopped.

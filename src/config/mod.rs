@@ -1,9 +1,9 @@
 //! The jobs file: read (`raw`), checked and built (`build`) into the `Config` the rest of runner
 //! uses. Every problem found is returned at once, each with file, line, column and field path.
 
+pub mod action;
 pub mod build;
 pub mod host;
-pub mod action;
 pub mod mute;
 
 pub mod env;
@@ -14,6 +14,7 @@ pub mod sections;
 
 pub mod tagged;
 
+use crate::http::{self, EndpointClient, Secrets};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -343,6 +344,48 @@ pub struct Endpoint {
     /// Extra trusted CA certificates (PEM).
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
+}
+
+impl Endpoint {
+    /// The client for `remote_write` and a report's `source:`, from their shared settings.
+    pub fn client(&self) -> Result<EndpointClient, String> {
+        let endpoint = self;
+        let url = http::request_url(endpoint.url.expose())?;
+        let mut builder = http::client_builder()
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout.min(std::time::Duration::from_secs(10)));
+        if let Some(ca_file) = &endpoint.ca_file {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!("ca_file {}: {}", ca_file.display(), http::describe_error(e))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(http::describe_error)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &endpoint.headers {
+            let (name, value) = http::header(name, value.expose())?;
+            headers.insert(name, value);
+        }
+        let secrets = Secrets::new(http::url_secrets(endpoint.url.expose()).into_iter().chain(
+            endpoint.headers.iter().flat_map(|(_, v)| {
+                let value = v.expose().to_string();
+                // `Bearer x` and `Basic x`: the credential alone may be echoed too.
+                let credential = value.split_once(' ').map(|(_, c)| c.to_string());
+                std::iter::once(value).chain(credential)
+            }),
+        ));
+        Ok(EndpointClient {
+            client,
+            shown: http::redact_url(url.as_str()),
+            url,
+            headers,
+            secrets,
+        })
+    }
 }
 
 impl ReportSpec {

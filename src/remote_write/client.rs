@@ -35,12 +35,13 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn new(spec: &RemoteWriteSpec) -> Result<Receiver, String> {
-        let endpoint = crate::http::endpoint_client(&crate::config::Endpoint {
+        let endpoint = crate::config::Endpoint {
             url: spec.url.clone(),
             headers: spec.headers.clone(),
             ca_file: spec.ca_file.clone(),
             timeout: spec.timeout,
-        })?;
+        }
+        .client()?;
         let mut headers = endpoint.headers;
         for (name, value) in [
             ("Content-Encoding", "snappy"),

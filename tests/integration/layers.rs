@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("glob", 1),
     ("logging", 1),
     ("http", 1),
+    ("tls", 1),
     ("lock", 1),
     ("alloc", 1),
     ("footprint", 1),

@@ -266,12 +266,12 @@ impl Builder<'_> {
             cert_file: cert_file?,
             key_file: key_file?,
         };
-        match crate::status::tls::load_located(&files) {
+        match crate::tls::load_located(&files.cert_file, &files.key_file) {
             Ok(_) => Some(files),
             Err((part, message)) => {
                 let (at, field) = match part {
-                    crate::status::tls::Part::Cert => (&tls.cert_file, "listen_tls.cert_file"),
-                    crate::status::tls::Part::Key => (&tls.key_file, "listen_tls.key_file"),
+                    crate::tls::Part::Cert => (&tls.cert_file, "listen_tls.cert_file"),
+                    crate::tls::Part::Key => (&tls.key_file, "listen_tls.key_file"),
                 };
                 self.error(&at.referenced, field, message);
                 None

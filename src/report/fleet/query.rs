@@ -1,7 +1,7 @@
 //! The Prometheus HTTP API as a fleet report reads it: label values over a window, and instant
 //! queries (`/api/v1/query`, POSTed as a form so long host matchers fit) answered with a vector
 //! or a matrix. The client, its TLS, timeout and auth headers are `remote_write`'s
-//! (`http::endpoint_client`).
+//! (`config::Endpoint::client`).
 
 use std::collections::BTreeMap;
 
@@ -81,7 +81,7 @@ pub struct PromClient {
 impl PromClient {
     pub fn new(endpoint: &Endpoint) -> Result<PromClient, String> {
         Ok(PromClient {
-            endpoint: crate::http::endpoint_client(endpoint)?,
+            endpoint: endpoint.client()?,
         })
     }
 
