@@ -128,6 +128,17 @@ pub fn problems(config: &Config) -> (crate::diagnostic::Problems, usize) {
             let (rules, found) = RuleSet::load(&patterns, schema, monitor.rule_timeout);
             rule_files += rules.files().len();
             problems.extend(found);
+            // An action a rule names with a literal is one of `actions:`.
+            let known: Vec<&str> = config.actions.keys().map(String::as_str).collect();
+            for file in rules.files() {
+                for p in crate::rules::check::unknown_actions(file, &known) {
+                    problems.push(crate::diagnostic::Problem::error(&file.path, p.message).at(
+                        p.line as u64,
+                        p.column as u64,
+                        p.width as u64,
+                    ));
+                }
+            }
         }
     }
     // Slack templates load, have every path in the alerts' data (in every branch), and render

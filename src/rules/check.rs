@@ -103,6 +103,62 @@ pub fn check(ast: &AST, schema: &Schema) -> Vec<RuleProblem> {
     problems
 }
 
+/// Each action `file`'s `alert()` calls name with a literal (`action: "restart_web"`) that
+/// is not among `known` (the jobs file's `actions:`): a computed name is found at run time.
+pub fn unknown_actions(file: &super::RuleFile, known: &[&str]) -> Vec<RuleProblem> {
+    let mut problems = Vec::new();
+    let mut unknown = |name: &str, pos: Position| {
+        if known.contains(&name) {
+            return;
+        }
+        let known = if known.is_empty() {
+            "the jobs file has no `actions:`".to_string()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        problems.push(at(
+            pos,
+            name.len() + 2,
+            format!("unknown action `{name}` ({known})"),
+        ));
+    };
+    // The stored AST is optimized: a call as a statement is a `Stmt`, a map of constants one
+    // constant.
+    file.ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _))) => call,
+            Some(ASTNode::Stmt(rhai::Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if call.name.as_str() != "alert" {
+            return true;
+        }
+        match call.args.get(1) {
+            Some(Expr::Map(map, _)) => {
+                for (ident, value) in map.0.iter() {
+                    if ident.name.as_str() == "action"
+                        && let Expr::StringConstant(name, pos) = value
+                    {
+                        unknown(name.as_str(), *pos);
+                    }
+                }
+            }
+            Some(Expr::DynamicConstant(value, pos)) => {
+                if let Some(map) = value.read_lock::<rhai::Map>()
+                    && let Some(name) = map.get("action")
+                    && let Some(name) = name.read_lock::<rhai::ImmutableString>()
+                {
+                    unknown(name.as_str(), *pos);
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems
+}
+
 /// A metric a rule reads: by its name (`cpu.total.usage_percent`, `value("…")`), or through a
 /// function over history with the arguments written after the name.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,5 +324,34 @@ fn check_call(name: &str, args: &[Expr], schema: &Schema, problems: &mut Vec<Rul
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::*;
+
+    #[test]
+    fn an_action_a_rule_names_with_a_literal_must_be_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.rhai");
+        std::fs::write(
+            &path,
+            "let v = 1.0;\nalert(\"a\", #{ active: v > 0.5, action: \"act\" });\nlet name = \"x\";\nalert(\"b\", #{ action: name });\n",
+        )
+        .unwrap();
+        let (rules, problems) = crate::rules::RuleSet::load(
+            &[path],
+            Schema::default(),
+            std::time::Duration::from_secs(1),
+        );
+        assert!(!problems.has_errors());
+        let file = &rules.files()[0];
+        let found: Vec<String> = unknown_actions(file, &["restart_web"])
+            .iter()
+            .map(|p| format!("{}:{} {}", p.line, p.column, p.message))
+            .collect();
+        assert_eq!(found, ["2:40 unknown action `act` (known: restart_web)"]);
+        assert!(unknown_actions(file, &["act"]).is_empty());
     }
 }

@@ -186,3 +186,20 @@ fn runner_test_asserts_the_action_and_runs_none() {
     );
     assert!(!ran.exists(), "runner test ran the action");
 }
+
+#[test]
+fn check_points_at_an_action_a_rule_names_that_actions_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "{ command: [\"true\"] }");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("  act: ", "  restart_web: ")).unwrap();
+    let out = run(&["--jobs", &file, "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("unknown action `act` (known: restart_web)"),
+        "{text}"
+    );
+    assert!(text.contains("v.rhai:2:"), "{text}");
+}
