@@ -18,6 +18,20 @@ pub struct MutedSummary {
     pub windows: Vec<WindowTime>,
     /// Alerts that fired held back, by alert and what held them.
     pub held: Vec<HeldAlert>,
+    /// Actions alerts ran, as the alert log's events after each run tell it.
+    pub actions: Vec<ActionTaken>,
+}
+
+/// One action an alert ran in one firing spell.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionTaken {
+    pub alert: String,
+    pub action: String,
+    /// When the spell began (the run was at or after it).
+    pub spell: DateTime<Utc>,
+    pub ok: bool,
+    /// `restart_web: exit 0 in 1.2 s (first line of output)`.
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +91,8 @@ pub fn summarize(
         }
     }
     let mut held: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    // Every later event of a spell carries its run's outcome: one entry per spell and action.
+    let mut actions: BTreeMap<(DateTime<Utc>, String, String), ActionTaken> = BTreeMap::new();
     let last_day = (to - chrono::Duration::milliseconds(1)).date_naive();
     files.for_each_line(from.date_naive(), last_day, |line| {
         // Most lines are not muted: skip them without parsing.
@@ -95,9 +111,30 @@ pub fn summarize(
                 ))
                 .or_default() += 1;
         }
+        if line.contains("\"action\":{")
+            && let Ok(event) = serde_json::from_str::<AlertEvent>(line)
+            && event.at >= from
+            && event.at < to
+            && let Some(outcome) = &event.action
+        {
+            actions
+                .entry((
+                    event.active_since,
+                    event.fingerprint.clone(),
+                    outcome.action.clone(),
+                ))
+                .or_insert_with(|| ActionTaken {
+                    alert: event.name.clone(),
+                    action: outcome.action.clone(),
+                    spell: event.active_since,
+                    ok: outcome.ok(),
+                    outcome: outcome.to_string(),
+                });
+        }
         ControlFlow::Continue(())
     });
     MutedSummary {
+        actions: actions.into_values().collect(),
         windows,
         held: held
             .into_iter()

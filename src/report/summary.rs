@@ -734,6 +734,13 @@ pub fn example(config: &Config) -> Summary {
                 reason: "nightly-backup".into(),
                 fired: 3,
             }],
+            actions: vec![super::muted::ActionTaken {
+                alert: "web_down".into(),
+                action: "restart_web".into(),
+                spell: DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default(),
+                ok: true,
+                outcome: "restart_web: exit 0 in 1.2 s".into(),
+            }],
         },
         highlights: Vec::new(),
         quantile_error_percent: RELATIVE_ERROR * 100.0,

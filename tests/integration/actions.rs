@@ -203,3 +203,98 @@ fn check_points_at_an_action_a_rule_names_that_actions_lacks() {
     );
     assert!(text.contains("v.rhai:2:"), "{text}");
 }
+
+#[test]
+fn the_report_lists_the_actions_taken_in_its_window_once_per_spell() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = crate::support::root().join("templates/weekly.md.hbs");
+    let jobs = jobs_file(
+        dir.path(),
+        &format!(
+            "jobs:\n  weekly: {{ type: report, schedule: \"0 8 * * Mon\", window: 7d, templates: [\"{}\"] }}\n",
+            templates.display()
+        ),
+    );
+    let alerts = dir.path().join("var/alerts");
+    std::fs::create_dir_all(&alerts).unwrap();
+    let event = |kind: &str, at: &str, since: &str, action: Option<serde_json::Value>| {
+        let mut e = serde_json::json!({
+            "schema_version": 1, "id": format!("web_down-{kind}-{at}"), "kind": kind,
+            "fingerprint": "fp", "name": "web_down", "labels": {}, "severity": "critical",
+            "summary": "web down", "description": "", "value": 0.0, "threshold": 1.0,
+            "explanation": "", "active_since": since, "at": at, "host": "h", "job": "m",
+            "rule_file": "r.rhai"
+        });
+        if let Some(action) = action {
+            e["action"] = action;
+        }
+        e.to_string()
+    };
+    let ok = serde_json::json!({"action": "restart_web", "exit": 0, "duration_ms": 1200, "first_line": "restarted"});
+    let failed = serde_json::json!({"action": "restart_web", "duration_ms": 30000, "failure": "killed at its timeout of 30 s"});
+    std::fs::write(
+        alerts.join("2027-03-25.jsonl"),
+        [
+            event(
+                "firing",
+                "2027-03-25T09:00:00Z",
+                "2027-03-25T09:00:00Z",
+                None,
+            ),
+            event(
+                "repeat",
+                "2027-03-25T13:00:00Z",
+                "2027-03-25T09:00:00Z",
+                Some(ok.clone()),
+            ),
+            event(
+                "resolved",
+                "2027-03-25T14:00:00Z",
+                "2027-03-25T09:00:00Z",
+                Some(ok),
+            ),
+            event(
+                "firing",
+                "2027-03-25T20:00:00Z",
+                "2027-03-25T20:00:00Z",
+                None,
+            ),
+            event(
+                "resolved",
+                "2027-03-25T21:00:00Z",
+                "2027-03-25T20:00:00Z",
+                Some(failed),
+            ),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    let file = jobs.to_str().unwrap();
+    let out = run(&[
+        "report",
+        "--jobs",
+        file,
+        "--at",
+        "2027-03-29 08:00",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let actions = summary["muted"]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions[0]["ok"], true);
+    assert_eq!(actions[1]["ok"], false);
+    let out = run(&["report", "--jobs", file, "--at", "2027-03-29 08:00"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "- web_down (firing from 2027-03-25 09:00): restart_web: exit 0 in 1.2 s (restarted)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("- web_down (firing from 2027-03-25 20:00): FAILED restart_web: killed at its timeout of 30 s after 30.0 s"),
+        "{text}"
+    );
+}
