@@ -298,3 +298,42 @@ fn the_report_lists_the_actions_taken_in_its_window_once_per_spell() {
         "{text}"
     );
 }
+
+/// Real time: the action outlives several ticks.
+#[test]
+fn a_slow_action_runs_off_the_tick_and_goes_when_runner_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("action.pid");
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        &format!(
+            "{{ command: [\"sh\", \"-c\", \"echo $$$$ > {}; exec sleep 100\"], timeout: 10m }}",
+            pid_file.display()
+        ),
+    );
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    running.wait_for_line("alert firing", PATIENCE);
+    // Ticks go on every second while the action sleeps for 100 s.
+    for _ in 0..3 {
+        running.wait_for_line("run finished", PATIENCE);
+    }
+    crate::notify::block_on_wait(PATIENCE, "the action's pid", || pid_file.exists());
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+    // runner kills the groups of the commands it started on its way out.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'))
+        })
+    };
+    crate::notify::block_on_wait(PATIENCE, "the action gone", gone);
+}
