@@ -337,3 +337,23 @@ fn a_slow_action_runs_off_the_tick_and_goes_when_runner_stops() {
     };
     crate::notify::block_on_wait(PATIENCE, "the action gone", gone);
 }
+
+#[test]
+fn a_changed_action_needs_a_restart_and_a_reload_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "{ command: [\"true\"], timeout: 30s }");
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("timeout: 30s", "timeout: 1m")).unwrap();
+    let out = run(&["--jobs", &file, "reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("`actions` changed: that needs a restart"),
+        "{said}"
+    );
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
