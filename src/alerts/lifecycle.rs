@@ -540,9 +540,10 @@ impl AlertState {
             .facts
             .get("incident")
             .and_then(|v| serde_json::from_value::<Incident>(v.clone()).ok());
-        let action = self.facts.get("action").and_then(|v| {
-            serde_json::from_value::<crate::alerts::action::Outcome>(v.clone()).ok()
-        });
+        let action = self
+            .facts
+            .get("action")
+            .and_then(|v| serde_json::from_value::<crate::alerts::action::Outcome>(v.clone()).ok());
         let mut explanation = self.explanation(kind, now, self.transitions.len());
         if let Some(action) = &action {
             explanation = format!("{explanation}; {action}");

@@ -191,9 +191,9 @@ impl Activation {
                     a.notify = Some(list.iter().map(|v| v.to_string()).collect());
                 }
                 "action" => {
-                    let name = value
-                        .read_lock::<rhai::ImmutableString>()
-                        .ok_or("alert option `action` must be the name of an entry of `actions:`")?;
+                    let name = value.read_lock::<rhai::ImmutableString>().ok_or(
+                        "alert option `action` must be the name of an entry of `actions:`",
+                    )?;
                     a.action = Some(name.to_string());
                 }
                 "value" => {
