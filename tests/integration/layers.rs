@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("logging", 1),
     ("http", 1),
     ("tls", 1),
+    ("child", 1),
     ("lock", 1),
     ("alloc", 1),
     ("footprint", 1),
