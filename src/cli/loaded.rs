@@ -91,8 +91,7 @@ fn write(config: &Config) -> std::io::Result<()> {
         let folder = copies.join(&sha256[..16]);
         let copy = folder.join(name);
         if !copy.exists() {
-            std::fs::create_dir_all(&folder)?;
-            write_aside(&copy, &bytes)?;
+            crate::store::atomic::write(&copy, &bytes)?;
         }
         kept.insert(folder);
         files.push(Loaded {
@@ -107,7 +106,7 @@ fn write(config: &Config) -> std::io::Result<()> {
         files,
     };
     let text = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    write_aside(&record_path(&config.data_dir), &text)?;
+    crate::store::atomic::write(&record_path(&config.data_dir), &text)?;
     // Copies no record names any more go: a rule file edited daily would pile them up.
     if let Ok(entries) = std::fs::read_dir(&copies) {
         for entry in entries.flatten() {
@@ -117,17 +116,6 @@ fn write(config: &Config) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Written aside and renamed, so a reader never sees half of it.
-fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".tmp");
-    std::fs::write(&aside, bytes)?;
-    std::fs::rename(&aside, path)
 }
 
 /// The rule files that differ from what the scheduler running on `data_dir` loaded; none when

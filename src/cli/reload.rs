@@ -366,15 +366,10 @@ fn record_path(data_dir: &Path) -> PathBuf {
     data_dir.join("state").join("last-reload.json")
 }
 
-/// Written aside and renamed, so a reader never sees half of it.
+/// Whole or not at all, so a reader never sees half of it.
 fn write_record(path: &Path, record: &Record) -> std::io::Result<()> {
-    let text = serde_json::to_string(record).map_err(std::io::Error::other)?;
-    let aside = path.with_extension("json.tmp");
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&aside, text)?;
-    std::fs::rename(&aside, path)
+    let text = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    crate::store::atomic::write(path, &text)
 }
 
 fn read_record(path: &Path) -> Option<Record> {
