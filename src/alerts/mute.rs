@@ -227,7 +227,30 @@ fn of_state<'a>(state: &'a AlertState, origin: &Origin<'a>) -> Subject<'a> {
     }
 }
 
+fn of_event<'a>(event: &'a AlertEvent, origin: &Origin<'a>) -> Subject<'a> {
+    Subject {
+        fingerprint: &event.fingerprint,
+        name: &event.name,
+        job: origin.job,
+        host: origin.host,
+        severity: event.severity.as_str(),
+        labels: &event.labels,
+    }
+}
+
 impl Mute {
+    /// The silences as they are now on disk, re-read only when the file changed; `None` when
+    /// this decision has no silences file.
+    fn silences(&self) -> Option<std::sync::MutexGuard<'_, SilenceCache>> {
+        self.silences.as_ref().map(|cache| {
+            let mut cache = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.refresh();
+            cache
+        })
+    }
+
     /// Windows and inhibition of the jobs file in its `zone`, and the silences of `data_dir`
     /// (`None`: none, as for dry runs that must not depend on the live file).
     pub fn new(spec: MuteSpec, zone: Zone, data_dir: Option<&Path>) -> Mute {
@@ -314,28 +337,14 @@ impl Mute {
         at: DateTime<Utc>,
         origin: &Origin<'_>,
     ) {
-        let guard = self.silences.as_ref().map(|cache| {
-            let mut cache = cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache.refresh();
-            cache
-        });
+        let guard = self.silences();
         let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
         let mut held = std::mem::take(&mut lifecycle.held);
         {
             let firing: Vec<Subject<'_>> =
                 lifecycle.firing().map(|s| of_state(s, origin)).collect();
             for event in events.iter_mut() {
-                let subject = Subject {
-                    fingerprint: &event.fingerprint,
-                    name: &event.name,
-                    job: origin.job,
-                    host: origin.host,
-                    severity: event.severity.as_str(),
-                    labels: &event.labels,
-                };
-                let muted = self.decide(&subject, at, silences, &firing);
+                let muted = self.decide(&of_event(event, origin), at, silences, &firing);
                 match muted {
                     Some(muted) => {
                         let told = event.kind != EventKind::Firing;
@@ -366,18 +375,12 @@ impl Mute {
                     continue;
                 }
                 let Some(state) = lifecycle.states.get(fingerprint) else {
-                    if let Some(e) = &h.resolved {
-                        let subject = Subject {
-                            fingerprint: &e.fingerprint,
-                            name: &e.name,
-                            job: origin.job,
-                            host: origin.host,
-                            severity: e.severity.as_str(),
-                            labels: &e.labels,
-                        };
-                        if self.decide(&subject, at, silences, &firing).is_some() {
-                            continue;
-                        }
+                    if let Some(e) = &h.resolved
+                        && self
+                            .decide(&of_event(e, origin), at, silences, &firing)
+                            .is_some()
+                    {
+                        continue;
                     }
                     // Gone since it resolved: its kept resolved notice, restamped, if the
                     // receivers heard it firing.
@@ -420,13 +423,7 @@ impl Mute {
         at: DateTime<Utc>,
         origin: &Origin<'_>,
     ) -> Option<Muted> {
-        let guard = self.silences.as_ref().map(|cache| {
-            let mut cache = cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache.refresh();
-            cache
-        });
+        let guard = self.silences();
         let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
         let firing: Vec<Subject<'_>> = lifecycle.firing().map(|s| of_state(s, origin)).collect();
         self.decide(&of_state(state, origin), at, silences, &firing)
