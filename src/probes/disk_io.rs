@@ -200,22 +200,28 @@ impl DiskIoProbe {
                 );
             }
         }
-        {
-            let mut devices: Vec<&String> = now.keys().collect();
-            devices.sort();
-            for name in devices {
-                let c = &now[name];
-                // Rates first in the field list, then the kernel's counters in base units.
-                let names = self.names.get(&sanitize_instance(name), TYPE.fields);
-                for (name, value) in names[6..].iter().zip([
-                    c.read_sectors as f64 * 512.0,
-                    c.write_sectors as f64 * 512.0,
-                    c.reads as f64,
-                    c.writes as f64,
-                    c.busy_ms as f64 / 1000.0,
-                ]) {
-                    out.push(name, value);
-                }
+        // Sorted and named once a tick, for the counters and again for the rates.
+        let mut devices: Vec<(&String, &DiskCounters, std::sync::Arc<[super::MetricName]>)> = now
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name,
+                    c,
+                    self.names.get(&sanitize_instance(name), TYPE.fields),
+                )
+            })
+            .collect();
+        devices.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, c, names) in &devices {
+            // Rates first in the field list, then the kernel's counters in base units.
+            for (name, value) in names[6..].iter().zip([
+                c.read_sectors as f64 * 512.0,
+                c.write_sectors as f64 * 512.0,
+                c.reads as f64,
+                c.writes as f64,
+                c.busy_ms as f64 / 1000.0,
+            ]) {
+                out.push(name, value);
             }
         }
         if let Some((prev, prev_at)) = &self.prev
@@ -224,16 +230,13 @@ impl DiskIoProbe {
             let mut total = DiskCounters::default();
             let mut busiest: f64 = 0.0;
             let mut counted = 0;
-            let mut devices: Vec<&String> = now.keys().collect();
-            devices.sort();
-            for name in devices {
-                let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
+            for (name, c, names) in &devices {
+                let Some(d) = prev.get(*name).and_then(|p| diff(c, p)) else {
                     continue;
                 };
                 let util = d.busy_ms as f64 / (secs * 1000.0) * 100.0;
-                let names = self.names.get(&sanitize_instance(name), TYPE.fields);
-                push_rates(out, &names, &d, secs, util);
-                if !self.topology.stacked.contains(name) {
+                push_rates(out, names, &d, secs, util);
+                if !self.topology.stacked.contains(*name) {
                     total.reads += d.reads;
                     total.read_sectors += d.read_sectors;
                     total.read_ms += d.read_ms;

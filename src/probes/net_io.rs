@@ -126,23 +126,29 @@ impl NetIoProbe {
                 );
             }
         }
-        {
-            let mut ifaces: Vec<&String> = now.keys().collect();
-            ifaces.sort();
-            for name in ifaces {
-                let c = &now[name];
-                // Rates first in the field list, then the counters in the same order.
-                let names = self.names.get(&sanitize_instance(name), TYPE.fields);
-                for (name, value) in names[6..].iter().zip([
-                    c.rx_bytes,
-                    c.tx_bytes,
-                    c.rx_packets,
-                    c.tx_packets,
-                    c.errors,
-                    c.drops,
-                ]) {
-                    out.push(name, value as f64);
-                }
+        // Sorted and named once a tick, for the counters and again for the rates.
+        let mut ifaces: Vec<(&String, &NetCounters, std::sync::Arc<[super::MetricName]>)> = now
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name,
+                    c,
+                    self.names.get(&sanitize_instance(name), TYPE.fields),
+                )
+            })
+            .collect();
+        ifaces.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, c, names) in &ifaces {
+            // Rates first in the field list, then the counters in the same order.
+            for (name, value) in names[6..].iter().zip([
+                c.rx_bytes,
+                c.tx_bytes,
+                c.rx_packets,
+                c.tx_packets,
+                c.errors,
+                c.drops,
+            ]) {
+                out.push(name, value as f64);
             }
         }
         if let Some((prev, prev_at)) = &self.prev
@@ -150,19 +156,12 @@ impl NetIoProbe {
         {
             let mut total = NetCounters::default();
             let mut counted = 0;
-            let mut ifaces: Vec<&String> = now.keys().collect();
-            ifaces.sort();
-            for name in ifaces {
-                let Some(d) = prev.get(name).and_then(|p| diff(&now[name], p)) else {
+            for (name, c, names) in &ifaces {
+                let Some(d) = prev.get(*name).and_then(|p| diff(c, p)) else {
                     continue;
                 };
-                push_rates(
-                    out,
-                    &self.names.get(&sanitize_instance(name), TYPE.fields),
-                    &d,
-                    secs,
-                );
-                if name != "lo" {
+                push_rates(out, names, &d, secs);
+                if *name != "lo" {
                     total.rx_bytes += d.rx_bytes;
                     total.rx_packets += d.rx_packets;
                     total.tx_bytes += d.tx_bytes;
