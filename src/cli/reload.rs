@@ -126,8 +126,8 @@ fn listen_auth_settings(config: &Config) -> Option<(String, String)> {
 /// `remote_write` with its secrets, to compare, never to show.
 fn remote_write_settings(config: &Config) -> Option<String> {
     config.remote_write.as_ref().map(|rw| {
-        let secrets: Vec<&str> = std::iter::once(rw.url.expose())
-            .chain(rw.headers.iter().map(|(_, v)| v.expose()))
+        let secrets: Vec<&str> = std::iter::once(rw.endpoint.url.expose())
+            .chain(rw.endpoint.headers.iter().map(|(_, v)| v.expose()))
             .collect();
         format!("{rw:?}{secrets:?}")
     })

@@ -108,13 +108,8 @@ impl ListenSpec {
 /// A Prometheus remote-write receiver, checked: every header buildable, every secret set.
 #[derive(Debug, Clone)]
 pub struct RemoteWriteSpec {
-    /// The write endpoint; may hold a token.
-    pub url: Secret,
-    /// Headers sent with every request (auth included), values secret.
-    pub headers: Vec<(String, Secret)>,
-    /// Extra trusted CA certificates (PEM).
-    pub ca_file: Option<PathBuf>,
-    pub timeout: Duration,
+    /// The write endpoint and how to reach it.
+    pub endpoint: Endpoint,
     /// Most samples in one request.
     pub max_batch: usize,
     /// Samples older than this when their turn comes are skipped.

@@ -35,13 +35,7 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn new(spec: &RemoteWriteSpec) -> Result<Receiver, String> {
-        let endpoint = crate::config::Endpoint {
-            url: spec.url.clone(),
-            headers: spec.headers.clone(),
-            ca_file: spec.ca_file.clone(),
-            timeout: spec.timeout,
-        }
-        .client()?;
+        let endpoint = spec.endpoint.client()?;
         let mut headers = endpoint.headers;
         for (name, value) in [
             ("Content-Encoding", "snappy"),

@@ -130,7 +130,7 @@ impl RemoteWriter {
             clock,
             stats: Arc::new(Stats::default()),
             pending: None,
-            timeout: spec.timeout,
+            timeout: spec.endpoint.timeout,
             failures: 0,
         })
     }

@@ -91,10 +91,12 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
         let clock = VirtualClock::new(start);
         let shared: SharedClock = clock.clone();
         let spec = runner::config::RemoteWriteSpec {
-            url: Secret::new(receiver.write_url()),
-            headers: Vec::new(),
-            ca_file: None,
-            timeout: Duration::from_secs(10),
+            endpoint: runner::config::Endpoint {
+                url: Secret::new(receiver.write_url()),
+                headers: Vec::new(),
+                ca_file: None,
+                timeout: Duration::from_secs(10),
+            },
             max_batch: 500,
             max_age: Duration::from_secs(2 * 3600),
         };

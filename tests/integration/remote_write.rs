@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use runner::config::{RemoteWriteSpec, Secret};
+use runner::config::{Endpoint, RemoteWriteSpec, Secret};
 use runner::remote_write::{PassEnd, RemoteWriter, Stats};
 use runner::scheduler::clock::{Clock, SharedClock, VirtualClock};
 use runner::store::MetricsLog;
@@ -450,13 +450,15 @@ fn victoria_metrics_holds_every_sample_of_the_metrics_log() {
 
 fn spec(url: &str, max_batch: usize) -> RemoteWriteSpec {
     RemoteWriteSpec {
-        url: Secret::new(url.to_string()),
-        headers: vec![(
-            "Authorization".to_string(),
-            Secret::new("Bearer s3cret-token".to_string()),
-        )],
-        ca_file: None,
-        timeout: Duration::from_secs(10),
+        endpoint: Endpoint {
+            url: Secret::new(url.to_string()),
+            headers: vec![(
+                "Authorization".to_string(),
+                Secret::new("Bearer s3cret-token".to_string()),
+            )],
+            ca_file: None,
+            timeout: Duration::from_secs(10),
+        },
         max_batch,
         max_age: Duration::from_secs(2 * 3600),
     }

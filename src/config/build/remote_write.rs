@@ -194,10 +194,7 @@ impl Builder<'_> {
             return None;
         }
         Some(RemoteWriteSpec {
-            url: endpoint.url,
-            headers: endpoint.headers,
-            ca_file: endpoint.ca_file,
-            timeout: endpoint.timeout,
+            endpoint,
             max_batch: usize::try_from(max_batch?).unwrap_or(usize::MAX),
             max_age: max_age?,
         })
