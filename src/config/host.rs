@@ -18,8 +18,9 @@ pub fn local_hostname() -> String {
 /// Where the instance metadata service answers on EC2 (the AWS tools' default).
 pub const IMDS_ENDPOINT: &str = "http://169.254.169.254";
 
-/// The metadata service answers within milliseconds on an instance; off EC2 nothing answers.
-const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+/// The metadata service answers within milliseconds on an instance; off EC2 nothing answers:
+/// give up soon, as the SDKs do.
+pub const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The instance's `Name` tag when instance metadata shows tags, else its instance id, asked of
 /// IMDSv2 (a session token first, as the AWS tools do) at `endpoint`

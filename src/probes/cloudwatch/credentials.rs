@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
+// The metadata service's address and timeout are those `host: auto` uses.
+use crate::config::host::{IMDS_ENDPOINT as IMDS, IMDS_TIMEOUT};
 use crate::config::probes::cloudwatch::CredentialEnv;
 
 /// Keys to sign with.
@@ -29,10 +31,6 @@ impl std::fmt::Debug for Keys {
 
 /// Renew keys this long before they expire, as the SDKs do.
 const MARGIN: Duration = Duration::from_secs(300);
-/// The instance metadata service's address on every EC2 instance.
-const IMDS: &str = "http://169.254.169.254";
-/// Off EC2 nothing answers at the metadata address: give up soon, as the SDKs do (1 s).
-const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Finds keys and keeps them while they are good.
 #[derive(Debug)]
