@@ -343,6 +343,27 @@ fn say(message: impl std::fmt::Display) {
     }
 }
 
+/// A time given to `flag` (`report --at`, `replay --from`), saying its note; `None` after
+/// saying why not.
+fn parse_time(
+    zone: &crate::scheduler::schedule::Zone,
+    flag: &str,
+    text: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    match zone.parse_time(text) {
+        Ok((at, note)) => {
+            if let Some(note) = note {
+                say(format_args!("note: {flag} {note}"));
+            }
+            Some(at)
+        }
+        Err(e) => {
+            fail(format_args!("{flag}: {e}"));
+            None
+        }
+    }
+}
+
 /// Problems on stderr: rendered with source lines and carets, or with `--log-format json` one
 /// object per problem with its file, line, column and field.
 fn print_problems(problems: &crate::diagnostic::Problems) {

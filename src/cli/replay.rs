@@ -16,7 +16,6 @@ use crate::config::{Config, JobKind, MonitorSpec};
 use crate::replay::{AlertSummary, Difference, Progress, Replayed, Row, Source};
 use crate::rules::RuleSet;
 use crate::rules::values::Schema;
-use crate::scheduler::schedule::Zone;
 use crate::vocab::duration::format_duration;
 use crate::vocab::words::{format_value, plural};
 
@@ -54,11 +53,11 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
         ));
         return exit::USAGE;
     };
-    let Some(from) = parse_time(&config.zone, "--from", request.from) else {
+    let Some(from) = super::parse_time(&config.zone, "--from", request.from) else {
         return exit::USAGE;
     };
     let to = match request.to {
-        Some(text) => match parse_time(&config.zone, "--to", text) {
+        Some(text) => match super::parse_time(&config.zone, "--to", text) {
             Some(to) => to,
             None => return exit::USAGE,
         },
@@ -143,22 +142,6 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
             let differs = rows.iter().any(|r| r.difference != Difference::Same)
                 || first.events.len() != second.events.len();
             if differs { exit::FAILED } else { exit::OK }
-        }
-    }
-}
-
-/// A time as `report --at` takes it, saying its note; `None` after saying why not.
-fn parse_time(zone: &Zone, flag: &str, text: &str) -> Option<DateTime<Utc>> {
-    match zone.parse_time(text) {
-        Ok((at, note)) => {
-            if let Some(note) = note {
-                super::say(format_args!("note: {flag} {note}"));
-            }
-            Some(at)
-        }
-        Err(e) => {
-            super::fail(format_args!("{flag}: {e}"));
-            None
         }
     }
 }

@@ -59,17 +59,9 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
         return exit::USAGE;
     }
     let to = match request.at {
-        Some(text) => match config.zone.parse_time(text) {
-            Ok((at, note)) => {
-                if let Some(note) = note {
-                    super::say(format_args!("note: --at {note}"));
-                }
-                at
-            }
-            Err(e) => {
-                super::fail(format_args!("--at: {e}"));
-                return exit::USAGE;
-            }
+        Some(text) => match super::parse_time(&config.zone, "--at", text) {
+            Some(at) => at,
+            None => return exit::USAGE,
         },
         None => chrono::Utc::now(),
     };
