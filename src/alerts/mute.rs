@@ -38,6 +38,12 @@ impl Silence {
         self.starts_at <= at && at < self.ends_at
     }
 
+    /// Whether it is still kept in the file and listed: until a day after it ends, so one that
+    /// just ended can still be seen.
+    pub fn kept(&self, at: DateTime<Utc>) -> bool {
+        self.ends_at + chrono::Duration::days(1) > at
+    }
+
     pub fn parsed(&self) -> Result<Vec<Matcher>, String> {
         self.matchers.iter().map(|m| Matcher::parse(m)).collect()
     }
@@ -114,7 +120,7 @@ pub fn add_silence(
             comment: comment.to_string(),
             created_by: created_by.to_string(),
         };
-        silences.retain(|s| s.ends_at + chrono::Duration::days(1) > now);
+        silences.retain(|s| s.kept(now));
         silences.push(silence.clone());
         write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
         Ok(silence)

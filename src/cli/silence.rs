@@ -71,10 +71,7 @@ pub fn run(file: &Path, action: &Action) -> u8 {
         }
         Action::List { format } => match read_silences(&config.data_dir) {
             Ok(silences) => {
-                let listed: Vec<&Silence> = silences
-                    .iter()
-                    .filter(|s| s.ends_at + chrono::Duration::days(1) > now)
-                    .collect();
+                let listed: Vec<&Silence> = silences.iter().filter(|s| s.kept(now)).collect();
                 match format {
                     Format::Json => match serde_json::to_string_pretty(&listed) {
                         Ok(text) => outln!("{text}"),
