@@ -105,9 +105,7 @@ impl std::io::Write for Stderr {
 }
 
 /// Makes a [`Stderr`] for each event, with the event's priority when journald reads stderr.
-struct Writers {
-    journal: bool,
-}
+struct Writers;
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writers {
     type Writer = Stderr;
@@ -118,11 +116,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writers {
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Stderr {
         Stderr {
-            prefix: if self.journal {
-                priority(*meta.level())
-            } else {
-                ""
-            },
+            prefix: journal_prefix(*meta.level()),
         }
     }
 }
@@ -182,9 +176,7 @@ pub fn journal_prefix(level: tracing::Level) -> &'static str {
 pub fn init(format: LogFormat, level: LevelFilter) {
     let _ = FORMAT.set(format);
     let builder = tracing_subscriber::fmt()
-        .with_writer(Writers {
-            journal: stderr_is_journal(),
-        })
+        .with_writer(Writers)
         .log_internal_errors(false)
         .with_max_level(level)
         .with_target(false);
