@@ -185,7 +185,7 @@ impl PromClient {
         at: DateTime<Utc>,
     ) -> Result<Vec<(Labels, f64)>, QueryError> {
         let data = self.query(query, at).await?;
-        let result: Vec<Vector> = serde_json::from_value(data["result"].clone())
+        let result = Vec::<Vector>::deserialize(&data["result"])
             .map_err(|e| QueryError::Failed(format!("{query}: not a vector: {e}")))?;
         Ok(result
             .into_iter()
@@ -200,7 +200,8 @@ impl PromClient {
         at: DateTime<Utc>,
     ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
         let data = self.query(query, at).await?;
-        let result: Vec<Matrix> = serde_json::from_value(data["result"].clone())
+        // Read in place: a matrix answer can be large; a copy of it would double it.
+        let result = Vec::<Matrix>::deserialize(&data["result"])
             .map_err(|e| QueryError::Failed(format!("{query}: not a matrix: {e}")))?;
         Ok(result
             .into_iter()
