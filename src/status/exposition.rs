@@ -16,7 +16,7 @@ use crate::scheduler::{JobStats, SchedulerState};
 use crate::store::prometheus;
 use crate::store::sample::Sample;
 
-pub use crate::store::prometheus::{PromName, prometheus_field, series_of};
+pub use crate::store::prometheus::series_of;
 
 /// One series: its labels and value.
 type Series = (Vec<(&'static str, String)>, f64);
