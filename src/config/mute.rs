@@ -62,7 +62,7 @@ impl Matcher {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         {
             return Err(format!(
-                "`{name}` is not a label name (letters, digits, `_`; or alertname, job, host, severity)"
+                "`{name}` is not a label name (letters, digits, `_`, `.`; or alertname, job, host, severity)"
             ));
         }
         let regex = match op {
@@ -230,6 +230,10 @@ mod tests {
         assert!(e.starts_with("`(` is not a regular expression"), "{e}");
         assert!(Matcher::parse("disk_full").is_err());
         assert!(Matcher::parse("=x").is_err());
+        // The message names every character a label name may have.
+        assert!(Matcher::parse("ping.gw=x").is_ok());
+        let e = Matcher::parse("a-b=x").unwrap_err();
+        assert!(e.contains("letters, digits, `_`, `.`"), "{e}");
     }
 
     fn at(text: &str) -> DateTime<Utc> {
