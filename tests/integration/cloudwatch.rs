@@ -522,6 +522,33 @@ fn the_api_request_counts_show_on_metrics_as_counters() {
 }
 
 #[tokio::test]
+async fn a_paged_answer_is_read_to_its_last_page_with_the_same_queries() {
+    let server = scripted(vec![
+        Response::json(
+            200,
+            serde_json::json!({ "MetricDataResults": [
+                { "Id": "m0", "Timestamps": [], "Values": [], "StatusCode": "PartialData" }
+            ], "NextToken": "page-2" })
+            .to_string(),
+        ),
+        answer(&[7.0]),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("endpoint: \"{}\", {ONE_METRIC}", server.url(""));
+    let mut set = probe(dir.path(), &settings, KEYS);
+    let t = tick(&mut set).await;
+    assert_eq!(t.get("connections"), 7.0, "{t:?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let (first, second) = (requests[0].json(), requests[1].json());
+    assert_eq!(first.get("NextToken"), None);
+    assert_eq!(second["NextToken"], "page-2");
+    for key in ["MetricDataQueries", "StartTime", "EndTime"] {
+        assert_eq!(first[key], second[key], "{key}");
+    }
+}
+
+#[tokio::test]
 async fn more_than_500_metrics_go_in_calls_of_at_most_500() {
     let end = now_s() - now_s().rem_euclid(300);
     let server = TestServer::start(move |r| {

@@ -111,31 +111,33 @@ impl Client {
     ) -> Result<Vec<Series>, CallError> {
         let mut series = vec![Series::default(); queries.len()];
         let mut next_token: Option<String> = None;
-        loop {
-            let mut body = json!({
-                "StartTime": start,
-                "EndTime": end,
-                "ScanBy": "TimestampDescending",
-                "MetricDataQueries": queries.iter().enumerate().map(|(i, q)| json!({
-                    "Id": format!("m{i}"),
-                    "ReturnData": true,
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": q.namespace,
-                            "MetricName": q.metric,
-                            "Dimensions": q.dimensions.iter().map(|(k, v)| json!({"Name": k, "Value": v})).collect::<Vec<_>>(),
-                        },
-                        "Period": q.period.as_secs(),
-                        "Stat": q.stat,
+        // The same queries on every page; only the token changes.
+        let mut body = json!({
+            "StartTime": start,
+            "EndTime": end,
+            "ScanBy": "TimestampDescending",
+            "MetricDataQueries": queries.iter().enumerate().map(|(i, q)| json!({
+                "Id": format!("m{i}"),
+                "ReturnData": true,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": q.namespace,
+                        "MetricName": q.metric,
+                        "Dimensions": q.dimensions.iter().map(|(k, v)| json!({"Name": k, "Value": v})).collect::<Vec<_>>(),
                     },
-                })).collect::<Vec<_>>(),
-            });
+                    "Period": q.period.as_secs(),
+                    "Stat": q.stat,
+                },
+            })).collect::<Vec<_>>(),
+        });
+        let by_id: HashMap<String, usize> =
+            (0..queries.len()).map(|i| (format!("m{i}"), i)).collect();
+        loop {
             if let Some(token) = &next_token {
                 body["NextToken"] = json!(token);
             }
-            let body = body.to_string();
             let text = self
-                .call(provider, &body, queries.len(), deadline, counts)
+                .call(provider, &body.to_string(), queries.len(), deadline, counts)
                 .await?;
             let answer: Answer = serde_json::from_str(&text).map_err(|e| {
                 CallError::Other(format!(
@@ -143,8 +145,6 @@ impl Client {
                     excerpt(&text)
                 ))
             })?;
-            let by_id: HashMap<String, usize> =
-                (0..queries.len()).map(|i| (format!("m{i}"), i)).collect();
             for r in answer.metric_data_results {
                 let Some(&i) = by_id.get(&r.id) else { continue };
                 if r.timestamps.len() != r.values.len() {

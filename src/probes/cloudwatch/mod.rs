@@ -22,6 +22,9 @@ pub struct CloudwatchProbe {
     instance: String,
     names: Names,
     labels: Vec<MetricName>,
+    /// Query indexes by period, at most `MAX_QUERIES` a batch: one StartTime and EndTime a
+    /// call, so metrics of one period go together. Fixed by the spec, so made once.
+    batches: Vec<(Duration, Vec<usize>)>,
     provider: Provider,
     client: Option<Client>,
     counts: Counts,
@@ -34,12 +37,26 @@ impl CloudwatchProbe {
             .iter()
             .map(|q| MetricName::from(format!("cloudwatch.{instance}.{}", q.label)))
             .collect();
+        let mut by_period: BTreeMap<Duration, Vec<usize>> = BTreeMap::new();
+        for (i, q) in spec.queries.iter().enumerate() {
+            by_period.entry(q.period).or_default().push(i);
+        }
+        let batches = by_period
+            .into_iter()
+            .flat_map(|(period, indexes)| {
+                indexes
+                    .chunks(MAX_QUERIES)
+                    .map(|batch| (period, batch.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         CloudwatchProbe {
             provider: Provider::new(spec.credentials.clone(), &spec.region),
             spec,
             instance: instance.to_string(),
             names: Names::new("cloudwatch"),
             labels,
+            batches,
             client: None,
             counts: Counts::default(),
         }
@@ -48,7 +65,6 @@ impl CloudwatchProbe {
     pub async fn collect(&mut self, out: &mut Output, timeout: Duration) -> Result<(), String> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let key = format!("cloudwatch.{}", self.instance);
         let result = self.read(out, deadline, timeout).await;
         let names = self.names.get(&self.instance, TYPE.fields);
         out.push(&names[0], if result.is_ok() { 1.0 } else { 0.0 });
@@ -58,7 +74,10 @@ impl CloudwatchProbe {
             if matches!(e, CallError::Denied(_)) {
                 self.provider.forget();
             }
-            out.error(key, e.message().to_string());
+            out.error(
+                format!("cloudwatch.{}", self.instance),
+                e.message().to_string(),
+            );
         }
         Ok(())
     }
@@ -82,32 +101,24 @@ impl CloudwatchProbe {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default();
-        // One StartTime and EndTime a call: metrics of one period go together.
-        let mut by_period: BTreeMap<Duration, Vec<usize>> = BTreeMap::new();
-        for (i, q) in self.spec.queries.iter().enumerate() {
-            by_period.entry(q.period).or_default().push(i);
-        }
         let mut found: Vec<Option<(i64, f64)>> = vec![None; self.spec.queries.len()];
         let mut status: Vec<Option<String>> = vec![None; self.spec.queries.len()];
-        for (period, indexes) in &by_period {
+        for (period, batch) in &self.batches {
             let (start, end) = window::window(now_s, *period);
-            for batch in indexes.chunks(MAX_QUERIES) {
-                let queries: Vec<&MetricQuery> =
-                    batch.iter().map(|&i| &self.spec.queries[i]).collect();
-                let series = client
-                    .get_metric_data(
-                        &mut self.provider,
-                        &queries,
-                        start,
-                        end,
-                        deadline,
-                        &mut self.counts,
-                    )
-                    .await?;
-                for (&i, s) in batch.iter().zip(series) {
-                    found[i] = window::newest(&s.points, end);
-                    status[i] = s.status;
-                }
+            let queries: Vec<&MetricQuery> = batch.iter().map(|&i| &self.spec.queries[i]).collect();
+            let series = client
+                .get_metric_data(
+                    &mut self.provider,
+                    &queries,
+                    start,
+                    end,
+                    deadline,
+                    &mut self.counts,
+                )
+                .await?;
+            for (&i, s) in batch.iter().zip(series) {
+                found[i] = window::newest(&s.points, end);
+                status[i] = s.status;
             }
         }
         for (i, q) in self.spec.queries.iter().enumerate() {
