@@ -3,8 +3,9 @@
 //! their state (history, probe counters, alert state, timers) and load their rule files again;
 //! changed jobs start afresh (a monitor warms its history from the metrics log, its alerts from
 //! their saved state); removed jobs stop after their current run. A change with problems, or
-//! one that needs a restart (data_dir, host, timezone, notifiers, listen and its auth and TLS
-//! files), keeps the running configuration and says why. The outcome goes to the log, to systemd (`RELOADING=1`, then
+//! one that needs a restart (data_dir, host, timezone, shutdown_grace, notifiers, listen and
+//! its auth and TLS files, remote_write, maintenance and inhibit, actions), keeps the running
+//! configuration and says why. The outcome goes to the log, to systemd (`RELOADING=1`, then
 //! `READY=1` with a `STATUS=`) and to `state/last-reload.json`, where `runner reload` waits
 //! for it.
 
