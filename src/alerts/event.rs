@@ -24,6 +24,10 @@ pub enum EventKind {
     Resolved,
     /// It changes state too often: notices are held until it is stable.
     Flapping,
+    /// The action the alert ran failed (a non-zero exit, killed at its timeout, or it could
+    /// not start): its own notice, with the run's outcome in `action`. It says nothing about
+    /// whether the alert fires, so readers of the alert log that follow spells pass over it.
+    ActionFailed,
 }
 
 impl EventKind {
@@ -33,7 +37,16 @@ impl EventKind {
             EventKind::Repeat => "repeat",
             EventKind::Resolved => "resolved",
             EventKind::Flapping => "flapping",
+            EventKind::ActionFailed => "action_failed",
         }
+    }
+}
+
+impl EventKind {
+    /// Whether the event is a step in the alert's life (firing, repeat, resolved, flapping),
+    /// as opposed to a fact about it (an action that failed).
+    pub fn is_lifecycle(self) -> bool {
+        !matches!(self, EventKind::ActionFailed)
     }
 }
 

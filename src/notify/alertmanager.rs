@@ -130,7 +130,7 @@ impl Alertmanager {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut alerts = Vec::new();
         for event in events {
-            if event.kind == EventKind::Flapping {
+            if matches!(event.kind, EventKind::Flapping | EventKind::ActionFailed) {
                 continue;
             }
             if let Some(sent) = known.get(&event.fingerprint)
@@ -143,7 +143,12 @@ impl Alertmanager {
                 alerts.push(self.alert(&replaced, now));
             }
         }
-        alerts.extend(events.iter().map(|e| self.alert(e, now)));
+        alerts.extend(
+            events
+                .iter()
+                .filter(|e| e.kind.is_lifecycle())
+                .map(|e| self.alert(e, now)),
+        );
         Value::Array(alerts)
     }
 
@@ -174,7 +179,7 @@ impl Alertmanager {
                         },
                     );
                 }
-                EventKind::Flapping => {}
+                EventKind::Flapping | EventKind::ActionFailed => {}
             }
         }
     }
@@ -252,6 +257,9 @@ impl Destination for Alertmanager {
     }
 
     fn render(&self, events: &[AlertEvent]) -> Vec<Rendered> {
+        if !events.iter().any(|e| e.kind.is_lifecycle()) {
+            return Vec::new();
+        }
         let now = self.clock.now();
         let body = self.body(events, now);
         self.urls
@@ -272,6 +280,11 @@ impl Destination for Alertmanager {
 
     fn deliver<'a>(&'a self, events: &'a [AlertEvent]) -> DeliverFuture<'a> {
         Box::pin(async move {
+            // Alertmanager holds alerts, not notices: a failed action alone has nothing to
+            // post, and posting its alert would tell it the alert fires (it may have resolved).
+            if !events.iter().any(|e| e.kind.is_lifecycle()) {
+                return Delivery::delivered();
+            }
             let now = self.clock.now();
             let body = self.body(events, now);
             let outcome = self.post(&body).await;

@@ -271,7 +271,9 @@ impl Destination for ServicenowNotifier {
                         body: serde_json::to_string_pretty(&body).unwrap_or_default(),
                     });
                 }
-                EventKind::Flapping => {}
+                // An incident is opened and resolved by the alert's spell; a failed action
+                // is in the alert log and with the other notifiers.
+                EventKind::Flapping | EventKind::ActionFailed => {}
             }
         }
         out
@@ -305,8 +307,8 @@ impl Destination for ServicenowNotifier {
                     },
                     Err(e) => to_delivery(e),
                 },
-                // Flapping changes nothing in an incident.
-                EventKind::Flapping => Delivery::delivered(),
+                // Flapping and a failed action change nothing in an incident.
+                EventKind::Flapping | EventKind::ActionFailed => Delivery::delivered(),
             }
         })
     }

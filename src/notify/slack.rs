@@ -186,7 +186,7 @@ fn emoji(event: &AlertEvent) -> &'static str {
     }
 }
 
-/// `[CRITICAL] summary`, `[RESOLVED] summary`, `[FLAPPING] summary`.
+/// `[CRITICAL] summary`, `[RESOLVED] summary`, `[FLAPPING] summary`, `[ACTION FAILED] summary`.
 pub fn title(event: &AlertEvent) -> String {
     match event.kind {
         EventKind::Firing => format!(
@@ -201,6 +201,7 @@ pub fn title(event: &AlertEvent) -> String {
         ),
         EventKind::Resolved => format!("[RESOLVED] {}", event.summary),
         EventKind::Flapping => format!("[FLAPPING] {}", event.summary),
+        EventKind::ActionFailed => format!("[ACTION FAILED] {}", event.summary),
     }
 }
 

@@ -116,7 +116,8 @@ impl AlertTracker {
             }),
             EventKind::Resolved => None,
             // Held notices say nothing about whether it fires.
-            EventKind::Flapping => return,
+            // An action that failed is no change of state either.
+            EventKind::Flapping | EventKind::ActionFailed => return,
         };
         self.jobs
             .entry(event.job)

@@ -108,6 +108,8 @@ pub fn summarize(
     let first_day = (from - chrono::Duration::days(LOOKBACK_DAYS)).date_naive();
     files.for_each_line(first_day, last_day, |line| {
         match serde_json::from_str::<AlertEvent>(line) {
+            // A failed action says nothing about whether its alert fires.
+            Ok(event) if !event.kind.is_lifecycle() => {}
             Ok(event) if event.at >= from && event.at < to => events.push(event),
             Ok(event) if event.at < from => match before.get_mut(&event.fingerprint) {
                 Some((latest, began)) if latest.at <= event.at => {
@@ -255,6 +257,9 @@ pub fn from_events(
                 Some(spell) => spell.peak,
                 None => e.severity,
             },
+            // A failed action is no step of the alert's life: the report lists it with the
+            // actions taken.
+            EventKind::ActionFailed => continue,
         };
         let rule = rules.entry(e.name.clone()).or_insert_with(|| RuleCount {
             name: e.name.clone(),
@@ -304,7 +309,7 @@ pub fn from_events(
                 });
             }
             EventKind::Flapping => n.flapping += 1,
-            EventKind::Repeat => {}
+            EventKind::Repeat | EventKind::ActionFailed => {}
         }
     }
     for state in firing_now {
