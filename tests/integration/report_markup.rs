@@ -382,3 +382,74 @@ fn without_samples_the_highlights_name_alerts_the_saved_state_has_firing() {
         s.highlights
     );
 }
+
+/// The per-database table says what each column shows: a rate of bytes is headed in bytes per
+/// second, not "temp files/s" (issue 30 §6), and a window's mean says it is one, as the
+/// server's table above it does.
+#[test]
+fn the_database_table_headers_name_each_figures_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), REPORT_JOB);
+    let s = summary::example(&config);
+    let shop = &s.database[0].databases[0];
+    assert_eq!(shop.name, "shop");
+    assert_eq!(shop.temp_bytes_per_sec_avg, Some(4096.0));
+    let expected = [
+        "database",
+        "peak connections",
+        "commits/s, mean",
+        "deadlocks",
+        "temp file bytes/s, mean",
+        "cache hits, mean",
+    ];
+    // (header, shop's cell) of each column, as each template shows them.
+    let html = render("templates/weekly.html.hbs", &s, &config);
+    let table = tables(&html)
+        .into_iter()
+        .find(|t| t[0][0].2 == "database")
+        .unwrap_or_else(|| panic!("no per-database table in {html}"));
+    let row = table.iter().find(|row| row[0].2 == "shop").unwrap();
+    let html_columns: Vec<(String, String)> = table[0]
+        .iter()
+        .zip(row)
+        .map(|(h, c)| (h.2.clone(), c.2.clone()))
+        .collect();
+    let md = render("templates/weekly.md.hbs", &s, &config);
+    let cells = |prefix: &str| -> Vec<String> {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {md}"));
+        line.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let md_columns: Vec<(String, String)> = cells("| database |")
+        .into_iter()
+        .zip(cells("| shop |"))
+        .collect();
+    for (template, columns) in [("html", html_columns), ("md", md_columns)] {
+        let headers: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(headers, expected, "{template}");
+        for (header, cell) in &columns {
+            if cell.ends_with("B/s") {
+                assert!(
+                    header.contains("bytes/s") && !header.contains("files"),
+                    "{template}: `{cell}` under `{header}`"
+                );
+            }
+            if cell.ends_with('%') {
+                assert!(
+                    !header.contains("/s"),
+                    "{template}: `{cell}` under `{header}`"
+                );
+            }
+        }
+        let temp = &columns[4].1;
+        assert!(
+            temp.ends_with("B/s"),
+            "{template}: the temp column shows {temp}"
+        );
+    }
+}
