@@ -32,8 +32,9 @@ pub struct Ran {
 pub enum Failed {
     /// It could not be started.
     Start(std::io::Error),
-    /// It ran past the timeout; its process group was killed.
-    TimedOut,
+    /// It ran past the timeout; its process group was killed. What it wrote until then (up
+    /// to the caps), for a first line to say what it was doing.
+    TimedOut { stdout: Vec<u8>, stderr: Vec<u8> },
 }
 
 /// Runs `command` under `timeout`, reading at most `max_stdout` and `max_stderr` bytes.
@@ -59,21 +60,28 @@ pub async fn run(
         (OnExcess::Kill, Some(pgid)) => Excess::Kill(pgid),
         _ => Excess::Drain,
     };
+    // The buffers outlive the reads, so a timeout still has what was written before it.
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
     let run = async {
         let (stdout, stderr, status) = tokio::join!(
-            read_capped(stdout, max_stdout, on_too_much),
-            read_capped(stderr, max_stderr, Excess::Drain),
+            read_capped(stdout, max_stdout, on_too_much, &mut out_buf),
+            read_capped(stderr, max_stderr, Excess::Drain, &mut err_buf),
             child.wait()
         );
-        (stdout, stderr.unwrap_or_else(|cut| cut), status)
+        (stdout, stderr, status)
     };
-    let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
+    let (out_cut, _, status) = match tokio::time::timeout(timeout, run).await {
         Ok(done) => done,
         Err(_) => {
             group.kill();
-            return Err(Failed::TimedOut);
+            return Err(Failed::TimedOut {
+                stdout: out_buf,
+                stderr: err_buf,
+            });
         }
     };
+    let stdout = if out_cut { Err(out_buf) } else { Ok(out_buf) };
+    let stderr = err_buf;
     // Whatever it started in the background goes with it.
     group.kill();
     Ok(Ran {
@@ -88,22 +96,26 @@ enum Excess {
     Drain,
 }
 
-/// Reads at most `max` bytes; `Err` with what was kept when there was more.
+/// Reads at most `max` bytes into `bytes`, a chunk at a time so that what was read is there
+/// even when the read is cancelled (a timeout); `true` when there was more, which is cut.
 async fn read_capped(
     source: Option<impl AsyncRead + Unpin>,
     max: usize,
     excess: Excess,
-) -> Result<Vec<u8>, Vec<u8>> {
+    bytes: &mut Vec<u8>,
+) -> bool {
     let Some(mut source) = source else {
-        return Ok(Vec::new());
+        return false;
     };
-    let mut bytes = Vec::new();
-    let read = (&mut source)
-        .take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .await;
-    if read.is_err() || bytes.len() <= max {
-        return Ok(bytes);
+    let mut chunk = [0u8; 8192];
+    loop {
+        match source.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+        if bytes.len() > max {
+            break;
+        }
     }
     bytes.truncate(max);
     match excess {
@@ -115,7 +127,7 @@ async fn read_capped(
             let _ = tokio::io::copy(&mut source, &mut tokio::io::sink()).await;
         }
     }
-    Err(bytes)
+    true
 }
 
 /// The child's process group, killed whole when the caller is done with it: a shell's own

@@ -44,6 +44,8 @@ pub struct Run {
     /// The firing spell, to put the outcome on ([`super::AlertStore::attach`]).
     pub spell: DateTime<Utc>,
     pub env: Vec<(String, String)>,
+    /// The event that called for the run: a failure's own event is made of it.
+    pub event: Box<AlertEvent>,
 }
 
 /// What a run did, in the alert log and the alert's next notice.
@@ -160,6 +162,7 @@ impl Actions {
                 fingerprint: event.fingerprint.clone(),
                 spell: event.active_since,
                 env: environment(event),
+                event: Box::new(event.clone()),
             });
         }
         lifecycle.action_runs.retain(|_, ran| {
@@ -257,11 +260,15 @@ pub async fn execute(run: &Run) -> Outcome {
         Err(crate::child::Failed::Start(e)) => {
             outcome.failure = Some(format!("cannot run `{program}`: {e}"));
         }
-        Err(crate::child::Failed::TimedOut) => {
+        Err(crate::child::Failed::TimedOut { stdout, stderr }) => {
             outcome.failure = Some(format!(
                 "killed at its timeout of {} s",
                 run.spec.timeout.as_secs_f64()
             ));
+            outcome.first_line = first_line(&stdout);
+            if outcome.first_line.is_empty() {
+                outcome.first_line = first_line(&stderr);
+            }
         }
         Ok(ran) => {
             let stdout = ran.stdout.unwrap_or_else(|cut| cut);
@@ -289,9 +296,33 @@ fn first_line(bytes: &[u8]) -> String {
     line.unwrap_or("").chars().take(MAX_LINE).collect()
 }
 
+/// The event of its own a failed run is: the alert as the run's event had it, of kind
+/// `action_failed`, with the outcome, at the moment the run ended (the run's event's time
+/// plus how long it ran, so a virtual clock's ticks date it too).
+pub fn failed_event(run: &Run, outcome: &Outcome) -> AlertEvent {
+    let mut event = (*run.event).clone();
+    let ran = chrono::Duration::milliseconds(outcome.duration_ms.min(i64::MAX as u64) as i64);
+    event.at += ran;
+    event.kind = EventKind::ActionFailed;
+    event.id = super::event::event_id(&event.fingerprint, event.kind, event.at);
+    event.explanation = format!(
+        "action failed: {outcome}; the alert: {}",
+        run.event.explanation
+    );
+    event.muted = None;
+    event.action = Some(Box::new(outcome.clone()));
+    event
+}
+
 /// Runs `run` on the runtime, off the tick: a slow action never delays one. Its outcome is
-/// logged (an error when it failed) and put on the alert's spell for its next notice.
-pub fn spawn(run: Run, alerts: SharedAlerts) -> tokio::task::JoinHandle<Outcome> {
+/// logged (an error when it failed) and put on the alert's spell for its next notice; a
+/// failure is also an event of its own in the alert log, handed to `on_failed` (the
+/// notifiers) unless a window, a silence or inhibition mutes the alert by then.
+pub fn spawn(
+    run: Run,
+    alerts: SharedAlerts,
+    on_failed: impl FnOnce(&AlertEvent) + Send + 'static,
+) -> tokio::task::JoinHandle<Outcome> {
     tokio::spawn(async move {
         let outcome = execute(&run).await;
         if outcome.ok() {
@@ -299,11 +330,17 @@ pub fn spawn(run: Run, alerts: SharedAlerts) -> tokio::task::JoinHandle<Outcome>
         } else {
             error!(job = %run.job, alert = %run.alert, action = %run.action, "action failed: {outcome}");
         }
-        if let Ok(value) = serde_json::to_value(&outcome) {
+        let failed = {
             let mut alerts = alerts
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            alerts.attach(&run.fingerprint, run.spell, "action", value);
+            if let Ok(value) = serde_json::to_value(&outcome) {
+                alerts.attach(&run.fingerprint, run.spell, "action", value);
+            }
+            (!outcome.ok()).then(|| alerts.record(failed_event(&run, &outcome)))
+        };
+        if let Some(event) = failed {
+            on_failed(&event);
         }
         outcome
     })
@@ -463,6 +500,53 @@ mod tests {
         assert_eq!(runs(&mut s, 0, &[true; 15]), [80]);
     }
 
+    /// A failure is dated when the run ended and muted as the alert's notices are: a window
+    /// that opened while the action ran keeps its notice back.
+    #[test]
+    fn a_failure_is_an_event_muted_as_its_alert_is() {
+        use crate::config::mute::{MaintenanceSpec, Matcher, MuteSpec};
+        use crate::scheduler::schedule::{Schedule, Zone};
+        let mut s = store(spec(&["false"], 0, None, RunOn::Firing));
+        s.step(t(0), &eval(true, "restart_web"), |_| true, |_| {});
+        let run = s.take_runs().pop().expect("a run");
+        let outcome = Outcome {
+            action: "restart_web".into(),
+            exit: Some(1),
+            duration_ms: 2500,
+            failure: None,
+            first_line: "no such unit".into(),
+        };
+        let event = s.record(failed_event(&run, &outcome));
+        assert_eq!(event.kind, EventKind::ActionFailed);
+        assert_eq!(event.at, t(0) + chrono::Duration::milliseconds(2500));
+        assert_eq!(event.name, "web_down");
+        assert_eq!(event.action.as_deref(), Some(&outcome));
+        assert!(
+            event.explanation.starts_with(
+                "action failed: restart_web: exit 1 in 2.5 s (no such unit); the alert: "
+            ),
+            "{}",
+            event.explanation
+        );
+        assert_eq!(event.muted, None);
+        // t(0) is 11:06:40 UTC: a window from 11:06 for an hour.
+        s.set_mute(std::sync::Arc::new(crate::alerts::mute::Mute::new(
+            MuteSpec {
+                maintenance: vec![MaintenanceSpec {
+                    name: "deploy".into(),
+                    schedule: Schedule::parse("6 11 * * *").unwrap(),
+                    duration: Duration::from_secs(3600),
+                    matchers: vec![Matcher::parse("alertname=web_down").unwrap()],
+                }],
+                inhibit: vec![],
+            },
+            Zone::utc(),
+            None,
+        )));
+        let event = s.record(failed_event(&run, &outcome));
+        assert_eq!(event.muted.map(|m| m.name), Some("deploy".to_string()));
+    }
+
     #[test]
     fn an_unknown_action_runs_nothing() {
         let mut s = store(spec(&["true"], 0, None, RunOn::Firing));
@@ -481,6 +565,12 @@ mod tests {
             fingerprint: "fp".into(),
             spell: t(0),
             env,
+            event: Box::new(AlertEvent::example(
+                "web_down",
+                EventKind::Firing,
+                crate::vocab::Severity::Critical,
+                t(0),
+            )),
         }
     }
 

@@ -272,6 +272,31 @@ impl AlertStore {
         events
     }
 
+    /// Logs an event that comes off the tick (an action that failed), marked with what mutes
+    /// its alert now, if anything; returns it as logged, for the notifiers.
+    pub fn record(&mut self, mut event: AlertEvent) -> AlertEvent {
+        let origin = Origin {
+            host: &self.host,
+            job: &self.job,
+        };
+        if let Some(mute) = &self.mute {
+            event.muted = mute
+                .event_muted(&self.lifecycle, &event, event.at, &origin)
+                .map(Box::new);
+        }
+        if let Some(disk) = &mut self.disk {
+            match serde_json::to_string(&event) {
+                Ok(line) => {
+                    if let Err(e) = disk.log.append(event.at, &line) {
+                        warn!(job = %self.job, error = %e, "cannot append to the alert log");
+                    }
+                }
+                Err(e) => warn!(job = %self.job, error = %e, "cannot encode an alert event"),
+            }
+        }
+        event
+    }
+
     /// Attaches a fact to an alert's firing spell (`spell` = the event's `active_since`) for
     /// its later events, saved at once; `false` if that spell is over.
     pub fn attach(

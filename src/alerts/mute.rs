@@ -435,6 +435,21 @@ impl Mute {
         self.decide(&of_state(state, origin), at, silences, &firing)
     }
 
+    /// What mutes `event`'s alert at `at`, if anything: for an event made off the tick (an
+    /// action that failed), which must be held back as the alert's own notices are.
+    pub fn event_muted(
+        &self,
+        lifecycle: &Lifecycle,
+        event: &AlertEvent,
+        at: DateTime<Utc>,
+        origin: &Origin<'_>,
+    ) -> Option<Muted> {
+        let guard = self.silences();
+        let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
+        let firing: Vec<Subject<'_>> = lifecycle.firing().map(|s| of_state(s, origin)).collect();
+        self.decide(&of_event(event, origin), at, silences, &firing)
+    }
+
     /// Whether anything could mute an alert: without windows, rules or a silences file, the
     /// decision is skipped.
     pub fn is_empty(&self) -> bool {

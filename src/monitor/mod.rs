@@ -200,7 +200,10 @@ impl Monitor {
         // Off the tick: a slow action never delays the next one.
         let runs = self.pipeline.lock_alerts().take_runs();
         for run in runs {
-            crate::alerts::action::spawn(run, self.pipeline.alerts());
+            let (notifiers, notify) = (self.notifiers.clone(), self.notify.clone());
+            crate::alerts::action::spawn(run, self.pipeline.alerts(), move |failed| {
+                notifiers.dispatch(&notify, std::slice::from_ref(failed));
+            });
         }
         self.report_alert_changes(&before);
         self.report_rule_errors(&stepped.evaluation);

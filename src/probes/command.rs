@@ -321,7 +321,7 @@ impl CommandProbe {
         .await
         .map_err(|failed| match failed {
             crate::child::Failed::Start(e) => format!("cannot run `{program}`: {e}"),
-            crate::child::Failed::TimedOut => format!(
+            crate::child::Failed::TimedOut { .. } => format!(
                 "`{program}` did not finish within {} ms and was killed",
                 timeout.as_millis()
             ),

@@ -91,8 +91,33 @@ fn a_firing_alert_runs_its_action_once_per_spell_under_its_cooldown() {
     assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
 }
 
+/// Waits for the alert log's `action_failed` event and the webhook's notice of it.
+fn failure_event_and_notice(
+    dir: &std::path::Path,
+    server: &TestServer,
+) -> (serde_json::Value, serde_json::Value) {
+    crate::notify::block_on_wait(PATIENCE, "the webhook's action_failed notice", || {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.json()["type"] == "alert.action_failed")
+    });
+    let notice = server
+        .requests()
+        .into_iter()
+        .map(|r| r.json())
+        .find(|b| b["type"] == "alert.action_failed")
+        .unwrap();
+    let logged = alert_log(dir)
+        .into_iter()
+        .filter(|e| e["kind"] == "action_failed")
+        .collect::<Vec<_>>();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    (logged[0].clone(), notice)
+}
+
 #[test]
-fn a_failing_action_is_logged_as_an_error() {
+fn a_failing_action_is_an_event_of_its_own_sent_to_the_notifiers() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
     let file = setup(
@@ -107,6 +132,59 @@ fn a_failing_action_is_logged_as_an_error() {
     assert!(said.contains("ERROR"), "{said}");
     assert!(said.contains("act: exit 3 in"), "{said}");
     assert!(said.contains("(unit not found)"), "{said}");
+    let (logged, notice) = failure_event_and_notice(dir.path(), &server);
+    assert_eq!(logged["name"], "v_high");
+    assert_eq!(logged["labels"]["svc"], "web");
+    assert_eq!(logged["action"]["action"], "act");
+    assert_eq!(logged["action"]["exit"], 3);
+    assert_eq!(logged["action"]["first_line"], "unit not found");
+    assert!(logged["action"]["duration_ms"].is_u64(), "{logged}");
+    assert!(
+        logged["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with("action failed: act: exit 3 in "),
+        "{logged}"
+    );
+    // The notice is the logged event, as the webhook sends every event.
+    assert_eq!(notice["data"], logged);
+    // The firing notice went too, before it.
+    let kinds: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let firing = kinds.iter().position(|k| k == "alert.firing");
+    let failed = kinds.iter().position(|k| k == "alert.action_failed");
+    assert!(firing.is_some() && firing < failed, "{kinds:?}");
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
+
+/// Real time: the action must outlive its 1 s timeout.
+#[test]
+fn a_hung_action_killed_at_its_timeout_is_an_event_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        "{ command: [\"sh\", \"-c\", \"echo restarting; exec sleep 100\"], timeout: 1s }",
+    );
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    let said = running.wait_for_line("action failed", PATIENCE);
+    assert!(said.contains("act: killed at its timeout of 1 s"), "{said}");
+    let (logged, notice) = failure_event_and_notice(dir.path(), &server);
+    assert_eq!(logged["action"]["exit"], serde_json::Value::Null);
+    assert_eq!(logged["action"]["failure"], "killed at its timeout of 1 s");
+    assert_eq!(logged["action"]["first_line"], "restarting");
+    assert!(
+        logged["action"]["duration_ms"].as_u64().unwrap() >= 1000,
+        "{logged}"
+    );
+    assert_eq!(notice["data"], logged);
     running.signal("TERM");
     assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
 }
@@ -232,6 +310,7 @@ fn the_report_lists_the_actions_taken_in_its_window_once_per_spell() {
     };
     let ok = serde_json::json!({"action": "restart_web", "exit": 0, "duration_ms": 1200, "first_line": "restarted"});
     let failed = serde_json::json!({"action": "restart_web", "duration_ms": 30000, "failure": "killed at its timeout of 30 s"});
+    let exit3 = serde_json::json!({"action": "restart_web", "exit": 3, "duration_ms": 40, "first_line": "unit not found"});
     std::fs::write(
         alerts.join("2027-03-25.jsonl"),
         [
@@ -265,6 +344,20 @@ fn the_report_lists_the_actions_taken_in_its_window_once_per_spell() {
                 "2027-03-25T20:00:00Z",
                 Some(failed),
             ),
+            // A failure is an event of its own, which no later event of its spell follows
+            // in the window.
+            event(
+                "firing",
+                "2027-03-26T09:00:00Z",
+                "2027-03-26T09:00:00Z",
+                None,
+            ),
+            event(
+                "action_failed",
+                "2027-03-26T09:00:01Z",
+                "2027-03-26T09:00:00Z",
+                Some(exit3),
+            ),
         ]
         .join("\n")
             + "\n",
@@ -282,9 +375,17 @@ fn the_report_lists_the_actions_taken_in_its_window_once_per_spell() {
     assert!(out.status.success(), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let actions = summary["muted"]["actions"].as_array().unwrap();
-    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions.len(), 3, "{actions:?}");
     assert_eq!(actions[0]["ok"], true);
     assert_eq!(actions[1]["ok"], false);
+    assert_eq!(actions[2]["ok"], false);
+    // The failure is no step of the alert's life: three spells fired, one still firing.
+    assert_eq!(summary["alerts"]["fired"], 3, "{}", summary["alerts"]);
+    assert_eq!(summary["alerts"]["bad_lines"], 0);
+    assert_eq!(
+        summary["alerts"]["still_firing"].as_array().unwrap().len(),
+        1
+    );
     let out = run(&["report", "--jobs", file, "--at", "2027-03-29 08:00"]);
     let text = stdout(&out);
     assert!(
@@ -295,6 +396,10 @@ fn the_report_lists_the_actions_taken_in_its_window_once_per_spell() {
     );
     assert!(
         text.contains("- web_down (firing from 2027-03-25 20:00): FAILED restart_web: killed at its timeout of 30 s after 30.0 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- web_down (firing from 2027-03-26 09:00): FAILED restart_web: exit 3 in 0.0 s (unit not found)"),
         "{text}"
     );
 }
