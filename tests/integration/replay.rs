@@ -413,3 +413,43 @@ fn json_is_the_issues_spelling_of_format_json() {
     let help = stdout(&run(&["replay", "--help"]));
     assert!(help.contains("--json"), "{help}");
 }
+
+/// Replay steps the job's real rules and alerts over the log, but runs no action: a rule whose
+/// alert fires in the period names an action that would leave a marker file.
+#[test]
+fn replay_never_runs_an_action() {
+    let (dir, _) = logged();
+    let marker = dir.path().join("ran.marker");
+    let jobs = jobs_file(
+        dir.path(),
+        &format!(
+            "actions:\n  restart_v: {{ command: [\"sh\", \"-c\", \"echo ran >> {}\"], timeout: 10s }}\n{JOBS}",
+            marker.display()
+        ),
+    );
+    std::fs::write(
+        dir.path().join("rules/v.rhai"),
+        rule(80).replace(
+            "pending_for: \"30s\",",
+            "pending_for: \"30s\", action: \"restart_v\",",
+        ),
+    )
+    .unwrap();
+    let out = run(&["--jobs", jobs.to_str().unwrap(), "check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = replay(&jobs, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let found = json(&out);
+    let kinds: Vec<&str> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["firing", "resolved"]);
+    // The text output too, which replays the same period again.
+    let out = replay(&jobs, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!marker.exists(), "replay ran the action");
+    assert!(!dir.path().join("var/alerts").exists());
+}
