@@ -30,6 +30,8 @@ pub struct DatabaseServer {
     pub cache_hit_percent_avg: Option<f64>,
     pub replication_lag_seconds_max: Option<f64>,
     pub databases: Vec<DatabaseRow>,
+    /// "Slowest queries": from `pg_stat_statements`' snapshots, when the probe kept any.
+    pub slowest_queries: Option<super::slowest::SlowQueries>,
 }
 
 /// One database of a server over the window.
@@ -113,6 +115,7 @@ pub fn summarize(families: &[Family]) -> Vec<DatabaseServer> {
                 cache_hit_percent_avg: avg("cache_hit_percent"),
                 replication_lag_seconds_max: max("replication_lag_s"),
                 databases,
+                slowest_queries: None,
                 name: server,
             }
         })

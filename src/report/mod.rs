@@ -10,6 +10,7 @@ pub mod incidents;
 pub mod metrics;
 pub mod muted;
 pub mod render;
+pub mod slowest;
 pub mod summary;
 
 use std::path::PathBuf;

@@ -373,7 +373,10 @@ pub fn build(
         samples,
         probe_error_total: probe_errors.iter().map(|p| p.count).sum(),
         probe_errors,
-        database: database::summarize(&families),
+        database: super::slowest::attach(
+            database::summarize(&families),
+            super::slowest::summarize(config, from, to),
+        ),
         cloud: cloud::summarize(&families),
         families,
         availability,
@@ -753,7 +756,30 @@ pub fn example(config: &Config) -> Summary {
         },
     };
     summary.incidents.resolved = summary.incidents.opened.clone();
-    summary.database = database::summarize(&summary.families);
+    summary.database = super::slowest::attach(
+        database::summarize(&summary.families),
+        vec![super::slowest::of_window(
+            "main".into(),
+            "db-monitor".into(),
+            &crate::probes::postgres::statements::Window {
+                since: Some(from),
+                until: Some(to),
+                note: None,
+                statements: vec![crate::probes::postgres::statements::Statement {
+                    key: "16384:10:42:1".into(),
+                    database: "shop".into(),
+                    user: "app".into(),
+                    query: "SELECT * FROM orders WHERE customer_id = $1".into(),
+                    calls: 120_000,
+                    rows: 360_000,
+                    total_ms: 95_000.0,
+                    shared_blks_hit: 2_400_000,
+                    shared_blks_read: 1_200,
+                }],
+            },
+            10,
+        )],
+    );
     summary.cloud = cloud::summarize(&summary.families);
     summary.highlights = highlights(&summary);
     summary

@@ -168,6 +168,13 @@ pub fn build(schema: &Schema) -> Engine {
             .map(Dynamic::from)
             .collect()
     });
+    engine.register_fn("parts", |family: &str, instance: &str| -> rhai::Array {
+        context::with(|c| c.values.parts(family, instance))
+            .unwrap_or_default()
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
+    });
 
     macro_rules! agg_fn {
         ($name:literal, $pick:expr) => {

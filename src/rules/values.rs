@@ -260,6 +260,25 @@ impl Values {
         out.sort();
         out
     }
+
+    /// The parts found inside one instance this sample (`shop` and `public~~orders` of
+    /// `postgres.main.<part>.<field>`), sorted.
+    pub fn parts(&self, family: &str, instance: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .nested
+            .get(family)
+            .and_then(|m| m.get(instance))
+            .map(|fields| {
+                fields
+                    .keys()
+                    .filter_map(|f| f.rsplit_once('.').map(|(part, _)| part.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// A family variable in a rule's scope (`cpu`, `memory`).

@@ -146,7 +146,11 @@ impl Builder<'_> {
                             _ => None,
                         },
                     ),
-                    probes: self.probes(job.probes, &field, &name_key.referenced),
+                    probes: {
+                        let mut probes = self.probes(job.probes, &field, &name_key.referenced);
+                        keep_statements_in(&mut probes, data_dir, name);
+                        probes
+                    },
                     rule_timeout: self.stand_in(rule_timeout, DEFAULT_RULE_TIMEOUT)?,
                     flap: FlapPolicy {
                         max_transitions: job
@@ -518,5 +522,26 @@ impl Builder<'_> {
             group_by: job.group_by.unwrap_or(GroupBy::Day),
             compression,
         }))
+    }
+}
+
+/// Where each `postgres` probe writes its `pg_stat_statements` snapshots: a folder of its own
+/// under `data_dir`, by job and probe.
+fn keep_statements_in(
+    probes: &mut [crate::config::probes::ProbeSpec],
+    data_dir: Option<&Path>,
+    job: &str,
+) {
+    let Some(data_dir) = data_dir else {
+        return;
+    };
+    for probe in probes {
+        if let crate::config::probes::ProbeKind::Postgres(spec) = &mut probe.kind {
+            spec.statements_dir = Some(crate::config::probes::postgres::statements_dir(
+                data_dir,
+                job,
+                probe.name.as_deref().unwrap_or_default(),
+            ));
+        }
     }
 }

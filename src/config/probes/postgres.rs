@@ -2,6 +2,7 @@
 //! limit, lock waits and who blocks, long transactions and statements, throughput, deadlocks,
 //! cache hits, and replication lag.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -197,6 +198,18 @@ pub const TYPE: ProbeType = ProbeType {
             name: "receive_age_s",
             help: "on a standby, seconds since the last message from the primary",
         },
+        Field {
+            name: "tables_read",
+            help: "tables whose vacuum state this tick read (the `tables_top` with the most dead tuples); present on slow-views ticks only",
+        },
+        Field {
+            name: "vacuums_running",
+            help: "VACUUMs running now, autovacuum's included, in any database (`pg_stat_progress_vacuum`)",
+        },
+        Field {
+            name: "statements_installed",
+            help: "1 when `pg_stat_statements` is installed in the probe's database and answers, else 0 (read on slow-views ticks)",
+        },
     ],
     open_fields: false,
     nested_fields: &[
@@ -226,6 +239,42 @@ pub const TYPE: ProbeType = ProbeType {
             name: "replication_lag_bytes",
             help: "WAL this standby has not replayed yet",
         },
+        Field {
+            name: "live_tuples",
+            help: "a table's live rows as the statistics estimate them (`n_live_tup`; slow-views ticks)",
+        },
+        Field {
+            name: "dead_tuples",
+            help: "a table's dead rows not yet vacuumed away (`n_dead_tup`; slow-views ticks)",
+        },
+        Field {
+            name: "dead_percent",
+            help: "dead rows of all the table's rows, live and dead (absent when it has none)",
+        },
+        Field {
+            name: "last_vacuum_age_s",
+            help: "seconds since a manual VACUUM of the table last ended (absent if never)",
+        },
+        Field {
+            name: "last_autovacuum_age_s",
+            help: "seconds since autovacuum last vacuumed the table (absent if never)",
+        },
+        Field {
+            name: "last_analyze_age_s",
+            help: "seconds since a manual ANALYZE of the table last ended (absent if never)",
+        },
+        Field {
+            name: "last_autoanalyze_age_s",
+            help: "seconds since autovacuum last analyzed the table (absent if never)",
+        },
+        Field {
+            name: "vacuum_phase",
+            help: "a running VACUUM's phase, in PostgreSQL's order: 0 initializing, 1 scanning heap, 2 vacuuming indexes, 3 vacuuming heap, 4 cleaning up indexes, 5 truncating heap, 6 performing final cleanup",
+        },
+        Field {
+            name: "vacuum_scanned_percent",
+            help: "a running VACUUM's heap blocks scanned of the table's (`heap_blks_scanned` / `heap_blks_total`)",
+        },
     ],
     default_timeout: Duration::from_millis(5_000),
 };
@@ -247,8 +296,29 @@ named_probe_config! {
         /// unknown (absent) rather than 0, and `replicas_missing` fires.
         #[serde(default)]
         pub expected_replicas: Option<u32>,
+        /// The slower-moving views (tables' vacuum state, `pg_stat_statements`) are read on the
+        /// first tick and then every this many ticks, as a second query after the tick's own.
+        #[serde(default)]
+        pub slow_views_every_ticks: Option<NonZeroU32>,
+        /// Tables reported, those with the most dead tuples first.
+        #[serde(default)]
+        pub tables_top: Option<NonZeroU32>,
+        /// Statements the report's "Slowest queries" lists, by total and by mean time.
+        #[serde(default)]
+        pub statements_top: Option<NonZeroU32>,
+        /// How often the `pg_stat_statements` counters are written down for the report, at
+        /// most (on a slow-views tick at least this long after the last one written).
+        #[serde(default)]
+        pub statements_snapshot_every_s: Option<u64>,
     }
 }
+
+/// Ticks between two readings of the slower-moving views: a minute at `@every 10s`.
+pub const DEFAULT_SLOW_VIEWS_EVERY_TICKS: u32 = 6;
+pub const DEFAULT_TABLES_TOP: u32 = 10;
+pub const DEFAULT_STATEMENTS_TOP: u32 = 10;
+/// One snapshot an hour: a week's report reads 169 of them.
+pub const DEFAULT_STATEMENTS_SNAPSHOT_EVERY_S: u64 = 3600;
 
 /// How the connection is protected, as libpq's `sslmode` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,9 +347,21 @@ pub struct PostgresSpec {
     /// `host:port/dbname`, for messages: never the user's password.
     pub target: String,
     pub expected_replicas: Option<u32>,
+    pub slow_views_every_ticks: u32,
+    pub tables_top: u32,
+    pub statements_top: u32,
+    pub statements_snapshot_every: Duration,
+    /// The folder the `pg_stat_statements` snapshots go to, set from `data_dir` once the job
+    /// is known (`None` where nothing is kept: `runner run`'s probe built by hand).
+    pub statements_dir: Option<PathBuf>,
 }
 
 impl Settings for PostgresSpec {}
+
+/// Where a probe's `pg_stat_statements` snapshots go: `<data_dir>/statements/<job>/<probe>`.
+pub fn statements_dir(data_dir: &std::path::Path, job: &str, probe: &str) -> PathBuf {
+    data_dir.join("statements").join(job).join(probe)
+}
 
 /// Options runner takes out of a connection string before tokio-postgres reads it: it knows
 /// only three `sslmode`s and no `sslrootcert`.
@@ -396,6 +478,18 @@ impl Check for PostgresProbeConfig {
             tls,
             ca_file,
             expected_replicas: self.expected_replicas,
+            slow_views_every_ticks: self
+                .slow_views_every_ticks
+                .map_or(DEFAULT_SLOW_VIEWS_EVERY_TICKS, NonZeroU32::get),
+            tables_top: self.tables_top.map_or(DEFAULT_TABLES_TOP, NonZeroU32::get),
+            statements_top: self
+                .statements_top
+                .map_or(DEFAULT_STATEMENTS_TOP, NonZeroU32::get),
+            statements_snapshot_every: Duration::from_secs(
+                self.statements_snapshot_every_s
+                    .unwrap_or(DEFAULT_STATEMENTS_SNAPSHOT_EVERY_S),
+            ),
+            statements_dir: None,
         })
     }
 }

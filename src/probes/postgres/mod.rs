@@ -3,7 +3,10 @@
 //! refuses the probe reads `up 0` with PostgreSQL's own message and SQLSTATE.
 
 pub mod names;
+mod slow;
 mod sql;
+pub mod statements;
+mod tables;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -90,12 +93,12 @@ pub struct PostgresProbe {
     last_receipt: Option<(Instant, f64)>,
     /// On a standby: the last tick that found everything the primary had sent replayed.
     caught_up: Option<Instant>,
+    slow: slow::SlowViews,
 }
 
 impl PostgresProbe {
     pub fn new(spec: PostgresSpec, instance: &str) -> Self {
         PostgresProbe {
-            spec,
             instance: instance.to_string(),
             names: Names::new("postgres"),
             part_names: HashMap::new(),
@@ -103,6 +106,8 @@ impl PostgresProbe {
             previous: None,
             last_receipt: None,
             caught_up: None,
+            slow: slow::SlowViews::new(&spec, instance),
+            spec,
         }
     }
 
@@ -122,7 +127,7 @@ impl PostgresProbe {
         let version_num = number(first, "version_num").unwrap_or(0.0) as u32;
         Ok(Connected {
             client,
-            tick_query: sql::tick(version_num),
+            tick_query: format!("{};\n{}", sql::tick(version_num), tables::PROGRESS),
         })
     }
 
@@ -174,6 +179,7 @@ impl PostgresProbe {
         let names = self.names.get(&self.instance, TYPE.fields);
         let up = &names[0];
         let key = format!("postgres.{}", self.instance);
+        let deadline = Instant::now() + timeout;
         let work = async {
             let mut fresh = self.connected.is_none();
             if fresh {
@@ -230,6 +236,13 @@ impl PostgresProbe {
         };
         out.push(up, 1.0);
         self.record(out, &names, &rows, at);
+        self.slow.progress(out, &rows);
+        if let Some(connected) = &self.connected {
+            let budget = deadline.saturating_duration_since(Instant::now());
+            if let slow::Read::Abandoned = self.slow.tick(&connected.client, out, budget).await {
+                self.connected = None;
+            }
+        }
         Ok(())
     }
 

@@ -7,6 +7,8 @@
 //! (`-` → `--2d`), and the empty name `-`: no plain name holds a `-`, and the escapes read back
 //! one way only. Standbys that share an `application_name` (`walreceiver`, the default) are told
 //! apart by `~2`, `~3`, … after the part of the second, third, … (`~` is escaped in a name).
+//! A table of the probe's database is its schema's part, `~~` and its own (`public~~orders`):
+//! no database's or standby's part holds `~~`, so a table never shares a part with either.
 
 use std::fmt::Write as _;
 
@@ -41,9 +43,18 @@ pub fn numbered_part(name: &str, nth: usize) -> String {
     }
 }
 
+/// The part of the table `schema.table`.
+pub fn table_part(schema: &str, table: &str) -> String {
+    format!("{}~~{}", metric_part(schema), metric_part(table))
+}
+
 /// The name a part was made from, for people: `-shop--2d-e-u` → `Shop-EU`, `walreceiver~2` →
 /// `walreceiver (2)`. A part that is no escape (written by an older runner) stays as it is.
 pub fn original_name(part: &str) -> String {
+    if let Some((schema, table)) = part.split_once("~~") {
+        let back = |p: &str| unescape(p).unwrap_or_else(|| p.to_string());
+        return format!("{}.{}", back(schema), back(table));
+    }
     let (escaped, nth) = match part.rsplit_once('~') {
         Some((escaped, nth)) if nth.parse::<usize>().is_ok() => (escaped, Some(nth)),
         _ => (part, None),
@@ -125,5 +136,20 @@ mod tests {
             numbered_part("walreceiver", 2),
             metric_part("walreceiver~2")
         );
+    }
+
+    #[test]
+    fn tables_never_share_a_part_with_a_database_or_a_standby() {
+        assert_eq!(table_part("public", "orders"), "public~~orders");
+        assert_eq!(original_name("public~~orders"), "public.orders");
+        assert_eq!(original_name(&table_part("Sales", "a.b~2")), "Sales.a.b~2");
+        // A table named `2` is no second standby named `public`, and a database named like
+        // a table's qualified name has no `~~`.
+        assert_ne!(table_part("public", "2"), numbered_part("public", 2));
+        assert_ne!(
+            table_part("public", "orders"),
+            metric_part("public~~orders")
+        );
+        assert_ne!(table_part("a~", "b"), table_part("a", "~b"));
     }
 }

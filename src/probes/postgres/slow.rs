@@ -1,0 +1,187 @@
+//! The slower-moving views, read on the first tick that reaches the server and then every
+//! `slow_views_every_ticks` ticks (counted, not timed): the tables with the most dead tuples and
+//! whether `pg_stat_statements` is installed (one query), then, when it is, its counters (a
+//! second), written down for the report every `statements_snapshot_every_s` at most. The
+//! running VACUUMs' progress rides on every tick's own query instead (see `tables::PROGRESS`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryRow};
+
+use super::statements::{self, Snapshot};
+use super::tables;
+use crate::config::probes::postgres::PostgresSpec;
+use crate::probes::Output;
+use crate::vocab::MetricName;
+
+pub struct SlowViews {
+    instance: String,
+    every: u64,
+    tables_top: u32,
+    snapshot_every: Duration,
+    dir: Option<PathBuf>,
+    /// Ticks that reached the server so far.
+    ticks: u64,
+    last_snapshot: Option<Instant>,
+    names: HashMap<(String, &'static str), MetricName>,
+    vacuums_running: MetricName,
+    tables_read: MetricName,
+    statements_installed: MetricName,
+}
+
+/// What reading the slow views left of the connection.
+pub enum Read {
+    /// Not due this tick, or read (what failed is in the tick's errors).
+    Done,
+    /// Cut off mid-query: the connection's state is unknown.
+    Abandoned,
+}
+
+impl SlowViews {
+    pub fn new(spec: &PostgresSpec, instance: &str) -> SlowViews {
+        SlowViews {
+            instance: instance.to_string(),
+            every: u64::from(spec.slow_views_every_ticks.max(1)),
+            tables_top: spec.tables_top,
+            snapshot_every: spec.statements_snapshot_every,
+            dir: spec.statements_dir.clone(),
+            ticks: 0,
+            last_snapshot: None,
+            names: HashMap::new(),
+            vacuums_running: MetricName::from(format!("postgres.{instance}.vacuums_running")),
+            tables_read: MetricName::from(format!("postgres.{instance}.tables_read")),
+            statements_installed: MetricName::from(format!(
+                "postgres.{instance}.statements_installed"
+            )),
+        }
+    }
+
+    /// The running VACUUMs among the tick's rows: their count, and each one's phase and
+    /// progress under its table's part.
+    pub fn progress(&mut self, out: &mut Output, rows: &[SimpleQueryRow]) {
+        let mut running = 0;
+        for row in rows {
+            if row.try_get("section").ok().flatten() != Some("vacuum") {
+                continue;
+            }
+            running += 1;
+            for (part, field, value) in tables::vacuum_values(row) {
+                let name = self.name(part, field);
+                out.push(&name, value);
+            }
+        }
+        out.push(&self.vacuums_running, f64::from(running));
+    }
+
+    /// Reads the slow views if this tick is due, within `budget`.
+    pub async fn tick(&mut self, client: &Client, out: &mut Output, budget: Duration) -> Read {
+        let due = self.ticks.is_multiple_of(self.every);
+        self.ticks += 1;
+        if !due {
+            return Read::Done;
+        }
+        match tokio::time::timeout(budget, self.read(client, out)).await {
+            Ok(()) => Read::Done,
+            Err(_) => {
+                out.error(
+                    self.error_key(),
+                    format!(
+                        "the slow views gave no answer within the tick's {} ms left",
+                        budget.as_millis()
+                    ),
+                );
+                Read::Abandoned
+            }
+        }
+    }
+
+    fn error_key(&self) -> String {
+        format!("postgres.{}.slow_views", self.instance)
+    }
+
+    async fn read(&mut self, client: &Client, out: &mut Output) {
+        let query = format!("{};\n{}", tables::top(self.tables_top), statements::DETECT);
+        let rows = match client.simple_query(&query).await {
+            Ok(messages) => super::rows(messages),
+            Err(e) => {
+                out.error(self.error_key(), super::describe(&e));
+                return;
+            }
+        };
+        let mut extension = None;
+        let mut tables = 0;
+        for row in &rows {
+            match row.try_get("section").ok().flatten() {
+                Some("table") => {
+                    tables += 1;
+                    for (part, field, value) in tables::table_values(row) {
+                        let name = self.name(part, field);
+                        out.push(&name, value);
+                    }
+                }
+                Some("statements") => {
+                    if let (Ok(Some(version)), Ok(Some(schema))) =
+                        (row.try_get("extversion"), row.try_get("schema"))
+                    {
+                        extension = Some(statements::query(schema, version));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(&self.tables_read, f64::from(tables));
+        let snapshot = match extension {
+            None => Snapshot::absent(
+                chrono::Utc::now(),
+                "pg_stat_statements is not installed in the probe's database (CREATE EXTENSION pg_stat_statements)".to_string(),
+            ),
+            // Installed but not preloaded, or not readable: said in the report, not a failed tick.
+            Some(query) => match client.simple_query(&query).await {
+                Ok(messages) => Snapshot::from_rows(chrono::Utc::now(), &super::rows(messages)),
+                Err(e) => Snapshot::absent(
+                    chrono::Utc::now(),
+                    format!("pg_stat_statements did not answer: {}", super::describe(&e)),
+                ),
+            },
+        };
+        out.push(
+            &self.statements_installed,
+            f64::from(u8::from(snapshot.installed)),
+        );
+        self.keep(out, snapshot).await;
+    }
+
+    /// Writes the snapshot down when the last one written is old enough.
+    async fn keep(&mut self, out: &mut Output, snapshot: Snapshot) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .last_snapshot
+            .is_some_and(|then| now.saturating_duration_since(then) < self.snapshot_every)
+        {
+            return;
+        }
+        self.last_snapshot = Some(now);
+        // File work off the runtime's threads.
+        let written = tokio::task::spawn_blocking(move || statements::write(&dir, &snapshot))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(message) = written {
+            out.error(self.error_key(), message);
+        }
+    }
+
+    fn name(&mut self, part: String, field: &'static str) -> MetricName {
+        let instance = &self.instance;
+        self.names
+            .entry((part, field))
+            .or_insert_with_key(|(part, field)| {
+                MetricName::from(format!("postgres.{instance}.{part}.{field}"))
+            })
+            .clone()
+    }
+}
