@@ -67,9 +67,28 @@ fn write_silences(data_dir: &Path, silences: &[Silence]) -> std::io::Result<()> 
     atomic::write(&silences_path(data_dir), &bytes)
 }
 
+/// Why a silence could not be added or expired: what was asked (a caller's mistake, a 400 on
+/// the listener) or the data_dir (runner's trouble, a 500).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilenceError {
+    Invalid(String),
+    Storage(String),
+}
+
+impl std::fmt::Display for SilenceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SilenceError::Invalid(message) | SilenceError::Storage(message) => f.write_str(message),
+        }
+    }
+}
+
 /// Holds `state/silences.lock` while the file is read, changed and written, so a silence
 /// added by the command line and one posted to the listener at once are both kept.
-fn locked<T>(data_dir: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn locked<T>(
+    data_dir: &Path,
+    f: impl FnOnce() -> Result<T, SilenceError>,
+) -> Result<T, SilenceError> {
     let path = data_dir.join("state").join("silences.lock");
     let mut tries = 0;
     let _lock = loop {
@@ -79,32 +98,49 @@ fn locked<T>(data_dir: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(SilenceError::Storage(e.to_string())),
         }
     };
     f()
 }
 
-/// Adds a silence from now for `length`; its matchers are checked first. Silences that ended
-/// more than a day ago are dropped from the file on the way.
+fn read_for_change(data_dir: &Path) -> Result<Vec<Silence>, SilenceError> {
+    read_silences(data_dir).map_err(|e| SilenceError::Storage(format!("cannot read silences: {e}")))
+}
+
+fn save(data_dir: &Path, silences: &[Silence]) -> Result<(), SilenceError> {
+    write_silences(data_dir, silences)
+        .map_err(|e| SilenceError::Storage(format!("cannot save silences: {e}")))
+}
+
+/// Adds a silence from `starts_at` (now when `None` or past) for `length`; its matchers are
+/// checked first. Silences that ended more than a day ago are dropped from the file on the way.
 pub fn add_silence(
     data_dir: &Path,
     matchers: &[String],
+    starts_at: Option<DateTime<Utc>>,
     length: Duration,
     comment: &str,
     created_by: &str,
     now: DateTime<Utc>,
-) -> Result<Silence, String> {
+) -> Result<Silence, SilenceError> {
     if matchers.is_empty() {
-        return Err("a silence needs at least one matcher (`--match alertname=disk_full`)".into());
+        return Err(SilenceError::Invalid(
+            "a silence needs at least one matcher (`--match alertname=disk_full`)".into(),
+        ));
     }
     for m in matchers {
-        Matcher::parse(m)?;
+        Matcher::parse(m).map_err(SilenceError::Invalid)?;
     }
-    let length = chrono::Duration::from_std(length).map_err(|e| e.to_string())?;
+    let length = chrono::Duration::from_std(length)
+        .map_err(|e| SilenceError::Invalid(format!("its length: {e}")))?;
+    // A start already past is now: what it silences from then on is the same.
+    let starts_at = starts_at.map_or(now, |at| at.max(now));
+    let ends_at = starts_at
+        .checked_add_signed(length)
+        .ok_or_else(|| SilenceError::Invalid("it would end past the year 262143".into()))?;
     locked(data_dir, || {
-        let mut silences =
-            read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
+        let mut silences = read_for_change(data_dir)?;
         let digest = Sha256::digest(format!(
             "{}/{}/{}/{comment}",
             now.timestamp_nanos_opt().unwrap_or_default(),
@@ -115,28 +151,28 @@ pub fn add_silence(
         let silence = Silence {
             id,
             matchers: matchers.to_vec(),
-            starts_at: now,
-            ends_at: now + length,
+            starts_at,
+            ends_at,
             comment: comment.to_string(),
             created_by: created_by.to_string(),
         };
         silences.retain(|s| s.kept(now));
         silences.push(silence.clone());
-        write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
+        save(data_dir, &silences)?;
         Ok(silence)
     })
 }
 
-/// Ends the silence `id` now; `Ok(false)` when there is no such silence still active.
-pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, String> {
+/// Ends the silence `id` now (one still to start ends before it does); `Ok(false)` when there
+/// is no such silence active or pending.
+pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, SilenceError> {
     locked(data_dir, || {
-        let mut silences =
-            read_silences(data_dir).map_err(|e| format!("cannot read silences: {e}"))?;
+        let mut silences = read_for_change(data_dir)?;
         let Some(silence) = silences.iter_mut().find(|s| s.id == id && s.ends_at > now) else {
             return Ok(false);
         };
         silence.ends_at = now.max(silence.starts_at);
-        write_silences(data_dir, &silences).map_err(|e| format!("cannot save silences: {e}"))?;
+        save(data_dir, &silences)?;
         Ok(true)
     })
 }
@@ -550,6 +586,7 @@ mod tests {
         let s = add_silence(
             dir.path(),
             &["alertname=disk_full".into()],
+            None,
             Duration::from_secs(7200),
             "disk swap",
             "ops",
@@ -562,6 +599,7 @@ mod tests {
             add_silence(
                 dir.path(),
                 &["mount=~(".into()],
+                None,
                 Duration::from_secs(1),
                 "",
                 "",
@@ -572,6 +610,70 @@ mod tests {
         assert!(expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(5)).unwrap());
         assert!(!expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(6)).unwrap());
         assert!(!read_silences(dir.path()).unwrap()[0].active(now + chrono::Duration::minutes(5)));
+    }
+
+    /// A silence with a start to come holds nothing until then, and its length from then.
+    #[test]
+    fn a_silence_holds_from_its_start_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2027-01-01T00:00:00Z");
+        let s = add_silence(
+            dir.path(),
+            &["alertname=cpu_high".into()],
+            Some(at("2027-01-01T22:00:00Z")),
+            Duration::from_secs(3 * 3600),
+            "patch night",
+            "ops",
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.starts_at, at("2027-01-01T22:00:00Z"));
+        assert_eq!(s.ends_at, at("2027-01-02T01:00:00Z"));
+        let mute = Mute::new(MuteSpec::default(), Zone::utc(), Some(dir.path()));
+        let lifecycle = Lifecycle::default();
+        let origin = Origin {
+            host: "web-1",
+            job: "monitor",
+        };
+        let event = AlertEvent::example(
+            "cpu_high",
+            EventKind::Firing,
+            crate::vocab::Severity::Warning,
+            now,
+        );
+        let muted_at = |t: &str| {
+            mute.event_muted(&lifecycle, &event, at(t), &origin)
+                .map(|m| (m.by, m.name))
+        };
+        assert_eq!(muted_at("2027-01-01T00:00:00Z"), None);
+        assert_eq!(muted_at("2027-01-01T21:59:59Z"), None);
+        assert_eq!(
+            muted_at("2027-01-01T22:00:00Z"),
+            Some((MutedBy::Silence, s.id.clone()))
+        );
+        assert_eq!(
+            muted_at("2027-01-02T00:59:59Z"),
+            Some((MutedBy::Silence, s.id.clone()))
+        );
+        assert_eq!(muted_at("2027-01-02T01:00:00Z"), None);
+        // A start already past is now.
+        let past = add_silence(
+            dir.path(),
+            &["alertname=cpu_high".into()],
+            Some(at("2026-12-31T00:00:00Z")),
+            Duration::from_secs(60),
+            "",
+            "",
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (past.starts_at, past.ends_at),
+            (now, at("2027-01-01T00:01:00Z"))
+        );
+        // Expired before it starts, it never holds.
+        assert!(expire_silence(dir.path(), &s.id, now).unwrap());
+        assert_eq!(muted_at("2027-01-01T23:00:00Z"), None);
     }
 
     #[test]
@@ -874,6 +976,7 @@ mod tests {
                         add_silence(
                             dir,
                             &[format!("alertname=a{thread}_{i}")],
+                            None,
                             Duration::from_secs(60),
                             "",
                             "",

@@ -13,12 +13,16 @@ use crate::alerts::mute::{Silence, add_silence, expire_silence, read_silences};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
-    /// Silence the alerts every matcher matches, from now for --for; prints its id.
+    /// Silence the alerts every matcher matches, from now (or --start) for --for; prints its id.
     Add {
         /// `name=value`, `name!=value`, `name=~regex` or `name!~regex` on alertname, job, host,
         /// severity or a label (repeatable; all must match).
         #[arg(long = "match", value_name = "MATCHER", required = true)]
         matchers: Vec<String>,
+        /// When it starts (`2026-12-01 22:00` in the jobs file's time zone, or RFC 3339);
+        /// default now. A time already past is now.
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
         /// How long it holds (`2h`, `30m`).
         #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_wait)]
         length: std::time::Duration,
@@ -54,11 +58,27 @@ pub fn run(file: &Path, action: &Action) -> u8 {
     match action {
         Action::Add {
             matchers,
+            start,
             length,
             comment,
         } => {
+            let starts_at = match start {
+                Some(text) => match super::parse_time(&config.zone, "--start", text) {
+                    Some(at) => Some(at),
+                    None => return exit::USAGE,
+                },
+                None => None,
+            };
             let user = std::env::var("USER").unwrap_or_default();
-            match add_silence(&config.data_dir, matchers, *length, comment, &user, now) {
+            match add_silence(
+                &config.data_dir,
+                matchers,
+                starts_at,
+                *length,
+                comment,
+                &user,
+                now,
+            ) {
                 Ok(silence) => {
                     outln!("{}", silence.id);
                     exit::OK
@@ -115,7 +135,7 @@ fn print_table(
         outln!("no silences");
         return;
     }
-    let rows: Vec<[String; 5]> = silences
+    let rows: Vec<[String; 6]> = silences
         .iter()
         .map(|s| {
             let state = if s.active(now) {
@@ -128,20 +148,21 @@ fn print_table(
             [
                 s.id.clone(),
                 state.to_string(),
+                zone.strftime(s.starts_at, "%Y-%m-%d %H:%M"),
                 zone.strftime(s.ends_at, "%Y-%m-%d %H:%M"),
                 s.matchers.join(" "),
                 s.comment.clone(),
             ]
         })
         .collect();
-    let header = ["ID", "STATE", "ENDS", "MATCHERS", "COMMENT"];
+    let header = ["ID", "STATE", "STARTS", "ENDS", "MATCHERS", "COMMENT"];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 5]| {
+    let line = |cells: [&str; 6]| {
         let mut text = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {

@@ -1,6 +1,7 @@
 //! `/api/v1/silences` on the listener, behind `listen_auth` like every page but the health
 //! check: GET lists the silences, POST adds one (`{"matchers": ["alertname=disk_full"],
-//! "for": "2h", "comment": "…"}`), DELETE `/api/v1/silences/ID` ends one; the same file
+//! "for": "2h", "comment": "…"}`, with `startsAt` as Alertmanager's, RFC 3339, for one that
+//! starts later), DELETE `/api/v1/silences/ID` ends one; the same file
 //! `runner silence` writes, so the scheduler honours either at its next tick. Also the status
 //! page's list of silences in force.
 
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::http::{Request, Response};
-use crate::alerts::mute::{Silence, add_silence, expire_silence, read_silences};
+use crate::alerts::mute::{Silence, SilenceError, add_silence, expire_silence, read_silences};
 
 const PATH: &str = "/api/v1/silences";
 
@@ -25,6 +26,9 @@ struct NewSilence {
     matchers: Vec<String>,
     #[serde(rename = "for")]
     length: String,
+    /// RFC 3339; now when left out.
+    #[serde(default, rename = "startsAt")]
+    starts_at: Option<String>,
     #[serde(default)]
     comment: String,
     #[serde(default)]
@@ -62,9 +66,20 @@ pub fn respond(data_dir: &Path, now: DateTime<Utc>, request: &Request) -> Respon
                 Ok(length) => length,
                 Err(e) => return error(400, &format!("`for`: {e}")),
             };
+            let starts_at = match new.starts_at.as_deref().map(DateTime::parse_from_rfc3339) {
+                None => None,
+                Some(Ok(at)) => Some(at.to_utc()),
+                Some(Err(e)) => {
+                    return error(
+                        400,
+                        &format!("`startsAt`: not an RFC 3339 time (2026-12-01T22:00:00Z): {e}"),
+                    );
+                }
+            };
             match add_silence(
                 data_dir,
                 &new.matchers,
+                starts_at,
                 length,
                 &new.comment,
                 &new.created_by,
@@ -74,13 +89,15 @@ pub fn respond(data_dir: &Path, now: DateTime<Utc>, request: &Request) -> Respon
                     200,
                     serde_json::json!({"status": "success", "data": {"silenceId": silence.id}}),
                 ),
-                Err(message) => error(400, &message),
+                Err(SilenceError::Invalid(message)) => error(400, &message),
+                // Nothing wrong with the request: runner could not keep it.
+                Err(SilenceError::Storage(message)) => error(500, &message),
             }
         }
         ("DELETE", Some(id)) => match expire_silence(data_dir, id, now) {
             Ok(true) => json(200, serde_json::json!({"status": "success"})),
             Ok(false) => error(404, &format!("no active silence with id `{id}`")),
-            Err(message) => error(500, &message),
+            Err(e) => error(500, &e.to_string()),
         },
         _ => {
             let mut r = Response::text(
@@ -100,4 +117,73 @@ pub fn in_force(data_dir: &Path, now: DateTime<Utc>) -> Vec<Silence> {
         .into_iter()
         .filter(|s| s.ends_at > now)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(body: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            path: PATH.into(),
+            accept: String::new(),
+            authorization: String::new(),
+            content_length: body.len(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn answer(response: &Response) -> (u16, serde_json::Value) {
+        let body = serde_json::from_slice(&response.body).unwrap();
+        (response.status, body)
+    }
+
+    /// Bad input is the caller's 400; a data_dir that cannot keep the silence is runner's 500.
+    #[test]
+    fn a_silence_that_cannot_be_saved_is_a_500_and_bad_input_a_400() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let bad = answer(&respond(
+            dir.path(),
+            now,
+            &post(r#"{"matchers": ["v=~("], "for": "1h"}"#),
+        ));
+        assert_eq!(bad.0, 400, "{}", bad.1);
+        let bad = answer(&respond(
+            dir.path(),
+            now,
+            &post(r#"{"matchers": ["v=1"], "for": "1h", "startsAt": "tonight"}"#),
+        ));
+        assert_eq!(bad.0, 400, "{}", bad.1);
+        assert!(bad.1["error"].as_str().unwrap().starts_with("`startsAt`"));
+        // The temporary file the save writes first is a folder: reading and locking work,
+        // saving does not (whoever runs the test, root included).
+        let tmp =
+            crate::alerts::mute::silences_path(dir.path()).with_file_name(".silences.json.tmp");
+        std::fs::create_dir_all(tmp.join("in-the-way")).unwrap();
+        let failed = answer(&respond(
+            dir.path(),
+            now,
+            &post(r#"{"matchers": ["alertname=disk_full"], "for": "1h"}"#),
+        ));
+        assert_eq!(failed.0, 500, "{}", failed.1);
+        let message = failed.1["error"].as_str().unwrap();
+        assert!(message.starts_with("cannot save silences: "), "{message}");
+        assert!(read_silences(dir.path()).unwrap().is_empty());
+        std::fs::remove_dir_all(&tmp).unwrap();
+        let added = answer(&respond(
+            dir.path(),
+            now,
+            &post(
+                r#"{"matchers": ["alertname=disk_full"], "for": "1h", "startsAt": "2027-01-01T22:00:00+01:00"}"#,
+            ),
+        ));
+        assert_eq!(added.0, 200, "{}", added.1);
+        let saved = read_silences(dir.path()).unwrap();
+        assert_eq!(saved[0].starts_at.to_rfc3339(), "2027-01-01T21:00:00+00:00");
+        assert_eq!(saved[0].ends_at.to_rfc3339(), "2027-01-01T22:00:00+00:00");
+    }
 }

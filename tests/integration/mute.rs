@@ -344,3 +344,56 @@ fn a_changed_maintenance_window_needs_a_restart_and_a_reload_says_so() {
     running.signal("TERM");
     assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
 }
+
+/// A silence with a start to come is listed as pending from then and holds nothing before it:
+/// the running scheduler sends the alert's firing notice.
+#[test]
+fn a_silence_added_to_start_later_holds_nothing_before_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "timezone: Europe/Berlin\n");
+    let add = |start: &str| {
+        run(&[
+            "--jobs",
+            &file,
+            "silence",
+            "add",
+            "--match",
+            "alertname=v_high",
+            "--start",
+            start,
+            "--for",
+            "3h",
+            "--comment",
+            "patch night",
+        ])
+    };
+    let bad = add("tonight");
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--start"), "{}", stderr(&bad));
+    let added = add("2099-03-01 22:00");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let id = stdout(&added).trim().to_string();
+    let listed = run(&["--jobs", &file, "silence", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    // 22:00 in Berlin's winter time is 21:00 UTC.
+    assert_eq!(list[0]["starts_at"], "2099-03-01T21:00:00Z");
+    assert_eq!(list[0]["ends_at"], "2099-03-02T00:00:00Z");
+    let table = stdout(&run(&["--jobs", &file, "silence", "list"]));
+    assert!(table.contains("STARTS            ENDS"), "{table}");
+    assert!(
+        table.contains(&format!(
+            "{id}  pending  2099-03-01 22:00  2099-03-02 01:00  alertname=v_high"
+        )),
+        "{table}"
+    );
+
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    crate::notify::block_on_wait(PATIENCE, "the firing notice", || {
+        notices(&server).contains(&"alert.firing".to_string())
+    });
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+}
