@@ -237,7 +237,7 @@ impl Backlog {
                 continue;
             };
             let (ts_ms, job) = (view.ts_ms, view.job());
-            let firing = self.alerts.firing_at(job, ts_ms);
+            let alerts = self.alerts.alerts_at(job, ts_ms);
             if ts_ms < horizon_ms {
                 if !self.fresh {
                     let n = (view.metric_count() + view.error_count()) as u64;
@@ -250,7 +250,7 @@ impl Backlog {
                 continue;
             }
             self.points.clear();
-            self.converter.points(&view, &firing, &mut self.points);
+            self.converter.points(&view, &alerts, &mut self.points);
             let room = self.max_batch - batch.samples;
             let rest = self.points.len().saturating_sub(position.done);
             let take = rest.min(room);

@@ -1,7 +1,7 @@
 //! One metrics log line as the samples remote write sends: every metric under its `/metrics`
 //! name and labels (`store::prometheus`, the one mapping), `runner_probe_failing` for each
-//! failed probe, and an `ALERTS` series for each alert firing at the tick, all at the tick's
-//! timestamp in milliseconds.
+//! failed probe, and an `ALERTS` series for each alert pending or firing at the tick, all at
+//! the tick's timestamp in milliseconds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ fn sorted(name: String, labels: Vec<(&'static str, String)>) -> Labels {
 impl Converter {
     /// The points of one tick, in a fixed order (metrics as logged, failed probes, alerts), so
     /// a batch that ends inside a tick resumes at the same point after a restart.
-    pub fn points(&mut self, view: &SampleView<'_>, firing: &[Active], out: &mut Vec<Point>) {
+    pub fn points(&mut self, view: &SampleView<'_>, alerts: &[Active], out: &mut Vec<Point>) {
         let (host, job) = (view.host(), view.job());
         if !self.jobs.contains_key(job) {
             self.jobs.insert(job.to_string(), JobSeries::default());
@@ -82,13 +82,13 @@ impl Converter {
                 out.push((labels.clone(), 1.0));
             }
         }
-        for alert in firing {
+        for alert in alerts {
             let labels = prometheus::alert_labels(
                 host,
                 job,
                 &alert.name,
                 &alert.severity,
-                "firing",
+                alert.state,
                 &alert.labels,
             );
             out.push((labels.into(), 1.0));
@@ -106,13 +106,22 @@ mod tests {
         let line = r#"{"ts":"2026-12-06T10:00:00.250Z","host":"web-1","job":"monitor","metrics":{"cpu.total.usage_percent":12.5,"ping.gw.rtt_avg_ms":3},"errors":{"disk":"gone"}}"#;
         let mut parser = LineParser::default();
         let view = parser.parse(line).unwrap();
-        let firing = [Active {
-            name: "HighCpu".into(),
-            severity: "warning".into(),
-            labels: Default::default(),
-        }];
+        let alerts = [
+            Active {
+                name: "HighCpu".into(),
+                severity: "warning".into(),
+                labels: Default::default(),
+                state: super::super::alerts::FIRING,
+            },
+            Active {
+                name: "DiskFull".into(),
+                severity: "critical".into(),
+                labels: Default::default(),
+                state: super::super::alerts::PENDING,
+            },
+        ];
         let mut out = Vec::new();
-        Converter::default().points(&view, &firing, &mut out);
+        Converter::default().points(&view, &alerts, &mut out);
         let text: Vec<String> = out
             .iter()
             .map(|(labels, v)| {
@@ -127,6 +136,7 @@ mod tests {
                 "__name__=runner_ping_rtt_avg_seconds,host=web-1,name=gw,runner_job=monitor 0.003",
                 "__name__=runner_probe_failing,host=web-1,probe=disk,runner_job=monitor 1",
                 "__name__=ALERTS,alertname=HighCpu,alertstate=firing,host=web-1,runner_job=monitor,severity=warning 1",
+                "__name__=ALERTS,alertname=DiskFull,alertstate=pending,host=web-1,runner_job=monitor,severity=critical 1",
             ]
         );
     }

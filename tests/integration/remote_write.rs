@@ -321,6 +321,23 @@ fn exposed(metrics: &str, job: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every event of the alert log.
+fn alert_events(data_dir: &Path) -> Vec<runner::alerts::event::AlertEvent> {
+    let mut days: Vec<PathBuf> = std::fs::read_dir(data_dir.join("alerts"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    days.sort();
+    days.iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn metrics_log_lines(data_dir: &Path) -> usize {
     std::fs::read_dir(data_dir.join("metrics"))
         .map(|dir| {
@@ -336,17 +353,19 @@ fn metrics_log_lines(data_dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// The scheduler pushing to a real receiver: every tick, its failed probe and its firing alert
-/// arrive named as `/metrics` names them, and what the last ticks wrote goes out at shutdown.
+/// The scheduler pushing to a real receiver: every tick, its failed probe, its firing alert and
+/// its pending one arrive named as `/metrics` names them, and what the last ticks wrote goes
+/// out at shutdown.
 fn runner_pushes_every_sample_to(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start(kind, &dir.path().join("receiver"), free_port());
     let file = jobs_file(
         dir.path(),
         &format!(
-            "host: rw-test\nremote_write:\n  url: \"{}\"\n  headers: {{ X-Scope-OrgID: \"${{RW_TENANT}}\" }}\n  max_batch: 7\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: cpu }}, {{ type: memory }}, {{ type: tcp, name: closed, host: 127.0.0.1, port: 1 }}]\n    rules: [\"{}\"]\n",
+            "host: rw-test\nremote_write:\n  url: \"{}\"\n  headers: {{ X-Scope-OrgID: \"${{RW_TENANT}}\" }}\n  max_batch: 7\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: cpu }}, {{ type: memory }}, {{ type: tcp, name: closed, host: 127.0.0.1, port: 1 }}]\n    rules: [\"{}\", \"{}\"]\n",
             receiver.write_url(),
-            root().join("tests/fixtures/rules/always.rhai").display()
+            root().join("tests/fixtures/rules/always.rhai").display(),
+            root().join("tests/fixtures/rules/pending.rhai").display()
         ),
     );
     let mut cmd = command(&["--jobs", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
@@ -370,7 +389,8 @@ fn runner_pushes_every_sample_to(kind: Kind) {
             })
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);
-        if sent > 0.0 && metrics_log_lines(&data_dir) >= 5 {
+        // memory_held fires at its fourth tick: a few after that, to see both states.
+        if sent > 0.0 && metrics_log_lines(&data_dir) >= 7 {
             break metrics;
         }
         assert!(started.elapsed() < PATIENCE, "nothing sent: {metrics}");
@@ -433,6 +453,45 @@ fn runner_pushes_every_sample_to(kind: Kind) {
             .collect::<Vec<_>>()
     );
     assert!(alerts.iter().all(|(_, v)| *v == 1.0));
+    // As Prometheus' rule evaluation writes it: ALERTS{alertstate="pending"} at each tick from
+    // when the condition began to hold until the tick it fired (pending_for 3s), then
+    // alertstate="firing" from that tick on; the alert log says when it became active and
+    // when it fired.
+    let held_series = |state: &str| {
+        held.get(&identity(&BTreeMap::from([
+            ("__name__".to_string(), "ALERTS".to_string()),
+            ("alertname".to_string(), "memory_held".to_string()),
+            ("alertstate".to_string(), state.to_string()),
+            ("severity".to_string(), "warning".to_string()),
+            ("host".to_string(), "rw-test".to_string()),
+            ("runner_job".to_string(), "m".to_string()),
+        ])))
+        .map(|s| s.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+        .unwrap_or_default()
+    };
+    let fired = alert_events(&data_dir)
+        .into_iter()
+        .find(|e| e.name == "memory_held" && e.kind == runner::alerts::event::EventKind::Firing)
+        .expect("memory_held fired");
+    let (active_ms, fired_ms) = (
+        fired.active_since.timestamp_millis(),
+        fired.at.timestamp_millis(),
+    );
+    assert!(fired_ms - active_ms >= 3000, "{active_ms} {fired_ms}");
+    let between = |from: i64, to: i64| {
+        ticks
+            .iter()
+            .copied()
+            .filter(|t| *t >= from && *t < to)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held_series("pending"), between(active_ms, fired_ms));
+    assert!(
+        held_series("pending").len() >= 3,
+        "{:?}",
+        held_series("pending")
+    );
+    assert_eq!(held_series("firing"), between(fired_ms, i64::MAX));
     let sent = sample_count(&logged) + alerts.len();
     assert!(sent >= 5 * 3, "{sent}");
     receiver.stop();
