@@ -2,11 +2,13 @@
 //! start it): three hosts' metrics logs pushed with the remote-write code, then for each host
 //! the fleet report's figures equal that host's own report from its metrics log over the same
 //! window: counts, min, max, mean and availability exactly, p95 within the documented
-//! tolerance (docs/reports.md, "Fleet reports").
+//! tolerance (docs/reports.md, "Fleet reports"); and its alerts fired and time firing equal
+//! those its own report reads from its alert log.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use runner::alerts::event::{AlertEvent, EventKind, event_id, fingerprint};
 use runner::config::{Config, Endpoint, FleetSource, Secret};
 use runner::remote_write::{PassEnd, RemoteWriter};
 use runner::report::fleet::{self, FleetSummary};
@@ -14,6 +16,7 @@ use runner::scheduler::clock::{SharedClock, VirtualClock};
 use runner::store::MetricsLog;
 use runner::store::prometheus;
 use runner::store::sample::Sample;
+use runner::vocab::Severity;
 
 use crate::remote_write::{Kind, Receiver, free_port};
 use crate::support::jobs_file;
@@ -45,6 +48,51 @@ fn values(h: usize, i: i64) -> Vec<(String, f64)> {
             },
         ),
     ]
+}
+
+/// Host `h`'s alert spells as (alert, severity, tick it fired, tick it resolved, ticks it was
+/// pending before): a spell of one tick and one firing again at the tick after it resolved, a
+/// spell pending for five ticks first, and an alert whose spells are single ticks 40 s or more
+/// apart (its own samples do not show the monitor's step).
+fn spells_of(h: usize) -> Vec<(&'static str, Severity, i64, i64, i64)> {
+    let h = h as i64;
+    vec![
+        ("a", Severity::Warning, 10 + h, 11 + h, 0),
+        ("a", Severity::Warning, 12 + h, 20 + h, 0),
+        ("b", Severity::Critical, 50, 80, 5),
+        ("b", Severity::Critical, 150, 151 + h, 0),
+        ("c", Severity::Info, 100, 101, 0),
+        ("c", Severity::Info, 103 + h, 104 + h, 0),
+    ]
+}
+
+/// The alert log a monitor writes for `spells_of(h)`: `firing` and `resolved` at the ticks.
+fn write_alert_log(data_dir: &std::path::Path, h: usize, tick: impl Fn(i64) -> DateTime<Utc>) {
+    let host = format!("h{h}");
+    let mut events = Vec::new();
+    for (name, severity, fired, resolved, pending) in spells_of(h) {
+        for (kind, i) in [(EventKind::Firing, fired), (EventKind::Resolved, resolved)] {
+            let mut e = AlertEvent::example(name, kind, severity, tick(i));
+            e.host = host.clone();
+            e.job = "m".into();
+            e.fingerprint = fingerprint(&host, name, &e.labels);
+            e.id = event_id(&e.fingerprint, kind, e.at);
+            e.active_since = tick(fired - pending);
+            events.push(e);
+        }
+    }
+    events.sort_by_key(|e| e.at);
+    let dir = data_dir.join("alerts");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in events {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{}.jsonl", e.at.date_naive())))
+            .unwrap();
+        let line = format!("{}\n", serde_json::to_string(&e).unwrap());
+        std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+    }
 }
 
 fn config_in(dir: &std::path::Path) -> Config {
@@ -115,6 +163,9 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
             .unwrap();
         }
         drop(log);
+        write_alert_log(&config.data_dir, h, |i| {
+            start + chrono::Duration::seconds(i * STEP_S)
+        });
         clock.advance(Duration::from_secs((TICKS * STEP_S) as u64));
         let mut writer = RemoteWriter::new(&spec, &config.data_dir, shared).unwrap();
         assert_eq!(writer.pass(true).await, PassEnd::CaughtUp);
@@ -208,6 +259,34 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
         assert_eq!(
             (fleet_db.checks, fleet_db.failed, fleet_db.downtime_seconds),
             (own_db.checks, own_db.failed, own_db.downtime_seconds)
+        );
+        // Alerts: fired and time firing per alert and in all, as the host's own report reads
+        // them from its alert log (every spell of the window is among its longest ten and
+        // ended inside it, so the spells' seconds are the time firing in the window).
+        let own_alerts = &own.alerts;
+        assert!(own_alerts.longest.len() < 10 && own_alerts.still_firing.is_empty());
+        assert_eq!(own_alerts.fired, spells_of(h + 1).len() as u64);
+        let mut own_by_alert: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
+        for spell in &own_alerts.longest {
+            let entry = own_by_alert.entry(spell.name.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += spell.seconds;
+        }
+        let fleet_by_alert: std::collections::BTreeMap<String, (u64, i64)> = fleet
+            .alerts
+            .iter()
+            .filter(|a| a.host == host.host)
+            .map(|a| (a.alertname.clone(), (a.fired, a.firing_seconds)))
+            .collect();
+        assert_eq!(fleet_by_alert, own_by_alert, "{}", host.host);
+        assert_eq!(
+            (host.alerts_fired, host.firing_seconds),
+            (
+                own_alerts.fired,
+                own_by_alert.values().map(|(_, s)| s).sum::<i64>()
+            ),
+            "{}",
+            host.host
         );
     }
     assert_eq!(fleet.totals.hosts, 3);

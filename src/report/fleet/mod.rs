@@ -79,10 +79,11 @@ pub struct FleetAlert {
     pub host: String,
     pub alertname: String,
     pub severity: String,
-    /// Firing spells that began in the window (a gap of more than two of the series' own
-    /// steps between samples ends a spell).
+    /// Firing spells in the window: runs of the series' samples at consecutive ticks of its
+    /// monitor job (a tick without a sample ends one).
     pub fired: u64,
-    /// The spells' lengths, each to its last sample plus one step.
+    /// The spells' lengths, each from its first sample to one step after its last, at most to
+    /// the window's end.
     pub firing_seconds: i64,
 }
 
@@ -377,38 +378,74 @@ impl Reader<'_> {
     }
 }
 
-/// Spells of an alert series: runs of samples no further apart than twice the series' own
-/// smallest step.
-fn spells(samples: &[(i64, f64)]) -> (u64, i64) {
-    let step = samples
-        .windows(2)
-        .map(|w| w[1].0 - w[0].0)
-        .filter(|d| *d > 0)
-        .min()
-        .unwrap_or(0);
+/// A series' key and labels, and its spells: `(fired, firing_seconds)`.
+type SeriesSpells = (Key, (Labels, (u64, i64)));
+
+/// The spells of every firing `ALERTS` series.
+/// All the alerts of a host's monitor job are sampled at its ticks, so the job's step is the
+/// smallest spacing between the times any of them has a sample at: one alert's own samples do
+/// not show it when its spells are single ticks far apart.
+fn alert_spells(series: BTreeMap<Key, (Labels, Vec<(i64, f64)>)>, to_ms: i64) -> Vec<SeriesSpells> {
+    let mut times: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
+    for ((host, job, _), (_, samples)) in &series {
+        times
+            .entry((host, job))
+            .or_default()
+            .extend(samples.iter().map(|(t, _)| *t));
+    }
+    let steps: BTreeMap<(String, String), i64> = times
+        .into_iter()
+        .map(|((host, job), mut t)| {
+            t.sort_unstable();
+            let step = t
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .filter(|d| *d > 0)
+                .min()
+                .unwrap_or(0);
+            ((host.to_string(), job.to_string()), step)
+        })
+        .collect();
+    series
+        .into_iter()
+        .map(|(key, (labels, samples))| {
+            let step = steps
+                .get(&(key.0.clone(), key.1.clone()))
+                .copied()
+                .unwrap_or(0);
+            let found = spells(&samples, step, to_ms);
+            (key, (labels, found))
+        })
+        .collect()
+}
+
+/// Spells of one alert series sampled every `step` ms: a run of samples ends where the next
+/// one is more than one and a half steps later (the tick between had no sample: the alert
+/// was resolved there), as the alert log's `resolved` event ends it. Each spell lasts from its
+/// first sample to one step after its last (the tick it resolved), at most to the window's
+/// end `to_ms`, in whole seconds as the host's own report counts a spell.
+fn spells(samples: &[(i64, f64)], step: i64, to_ms: i64) -> (u64, i64) {
     let mut fired = 0;
-    let mut firing_ms = 0;
-    let mut start: Option<i64> = None;
-    let mut last = 0;
-    for (t, _) in samples {
-        match start {
-            Some(s) if *t - last <= 2 * step => {
-                let _ = s;
-            }
-            Some(s) => {
-                firing_ms += last - s + step;
-                fired += 1;
-                start = Some(*t);
-            }
-            None => start = Some(*t),
-        }
-        last = *t;
-    }
-    if let Some(s) = start {
-        firing_ms += last - s + step;
+    let mut firing_seconds = 0;
+    let mut spell: Option<(i64, i64)> = None;
+    let mut end = |(first, last): (i64, i64)| {
         fired += 1;
+        firing_seconds += ((last + step).min(to_ms) - first).max(0) / 1000;
+    };
+    for (t, _) in samples {
+        spell = match spell {
+            Some((first, last)) if 2 * (*t - last) <= 3 * step => Some((first, *t)),
+            Some(done) => {
+                end(done);
+                Some((*t, *t))
+            }
+            None => Some((*t, *t)),
+        };
     }
-    (fired, firing_ms / 1000)
+    if let Some(done) = spell {
+        end(done);
+    }
+    (fired, firing_seconds)
 }
 
 impl FleetSummary {
@@ -682,8 +719,9 @@ async fn read(
             }
         }
         let firing = format!("{ALERTS}{{alertstate=\"firing\",{matcher}}}");
-        for ((host, _, _), (labels, samples)) in reader.samples(&firing).await? {
-            let (fired, firing_seconds) = spells(&samples);
+        for ((host, _, _), (labels, (fired, firing_seconds))) in
+            alert_spells(reader.samples(&firing).await?, to.timestamp_millis())
+        {
             if let Some(report) = reports.get_mut(&host) {
                 report.alerts_fired += fired;
                 report.firing_seconds += firing_seconds;
@@ -823,12 +861,26 @@ mod tests {
     }
 
     #[test]
-    fn alert_spells_are_runs_of_the_series_steps() {
-        let s: Vec<(i64, f64)> = [0, 10, 20, 100, 110]
-            .iter()
-            .map(|t| (t * 1000, 1.0))
+    fn alert_spells_end_where_a_tick_has_no_sample() {
+        let s = |ts: &[i64]| ts.iter().map(|t| (t * 1000, 1.0)).collect::<Vec<_>>();
+        // The tick at 30 s had no sample: resolved there, fired again at 40 s.
+        assert_eq!(
+            spells(&s(&[0, 10, 20, 40, 50]), 10_000, i64::MAX),
+            (2, 30 + 20)
+        );
+        // Still firing when the window ends at 15 s.
+        assert_eq!(spells(&s(&[0, 10]), 10_000, 15_000), (1, 15));
+        // The step is the job's, from all its alerts: single ticks 30 s apart are two spells.
+        let key = |a: &str| ("h".to_string(), "m".to_string(), a.to_string());
+        let series = BTreeMap::from([
+            (key("a"), (Labels::default(), s(&[0, 10, 20]))),
+            (key("c"), (Labels::default(), s(&[100, 130]))),
+        ]);
+        let found: Vec<(u64, i64)> = alert_spells(series, i64::MAX)
+            .into_iter()
+            .map(|(_, (_, f))| f)
             .collect();
-        assert_eq!(spells(&s), (2, 30 + 20));
+        assert_eq!(found, [(1, 30), (2, 20)]);
     }
 
     #[test]
