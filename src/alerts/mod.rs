@@ -49,6 +49,24 @@ pub struct AlertStore {
     actions: Option<Arc<action::Actions>>,
     /// Runs the last steps called for, for the caller to start ([`AlertStore::take_runs`]).
     runs: Vec<action::Run>,
+    /// Tells this store's firing alerts on the inhibition board from those of a store a
+    /// reload replaced ([`mute::Mute::post`]).
+    id: u64,
+}
+
+/// Ids of stores, one each.
+fn next_store_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Drop for AlertStore {
+    /// A job that is gone inhibits nothing any more.
+    fn drop(&mut self) {
+        if let Some(mute) = &self.mute {
+            mute.withdraw(self.id, &self.job);
+        }
+    }
 }
 
 struct Disk {
@@ -114,6 +132,7 @@ impl AlertStore {
             mute: None,
             actions: None,
             runs: Vec::new(),
+            id: next_store_id(),
         };
         store.recover(data_dir);
         store
@@ -185,12 +204,21 @@ impl AlertStore {
             mute: None,
             actions: None,
             runs: Vec::new(),
+            id: next_store_id(),
         }
     }
 
     /// Sets what keeps this job's notices back; each step marks its events with it.
     pub fn set_mute(&mut self, mute: Arc<mute::Mute>) {
         self.mute = (!mute.is_empty()).then_some(mute);
+        // The alerts restored at start inhibit other jobs' before this job's first tick.
+        if let Some(mute) = &self.mute {
+            let origin = Origin {
+                host: &self.host,
+                job: &self.job,
+            };
+            mute.post(self.id, &self.lifecycle, &origin);
+        }
     }
 
     /// Sets the actions this job's alerts may run: each step picks the runs its events call
@@ -224,10 +252,12 @@ impl AlertStore {
         let mut events = self
             .lifecycle
             .step(now, evaluation, present, &origin, self.flap);
-        if let Some(mute) = &self.mute
-            && (!events.is_empty() || !self.lifecycle.held.is_empty())
-        {
-            mute.apply(&mut self.lifecycle, &mut events, now, &origin);
+        if let Some(mute) = &self.mute {
+            if !events.is_empty() || !self.lifecycle.held.is_empty() {
+                mute.apply(&mut self.lifecycle, &mut events, now, &origin);
+            }
+            // Every step: a flapping alert changes phase without an event.
+            mute.post(self.id, &self.lifecycle, &origin);
         }
         if let Some(actions) = &self.actions
             && !events.is_empty()

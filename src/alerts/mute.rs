@@ -6,7 +6,7 @@
 //! resolved inside: nothing).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -229,6 +229,77 @@ pub struct Mute {
     spec: MuteSpec,
     zone: Zone,
     silences: Option<Mutex<SilenceCache>>,
+    /// The firing alerts of the other monitor jobs of the data_dir, for inhibition across
+    /// jobs; `None` (dry runs, rule tests): this job's alerts only.
+    board: Option<Arc<Board>>,
+}
+
+/// A firing alert as another job's inhibition rules see it.
+#[derive(Debug, Clone)]
+struct Firing {
+    fingerprint: String,
+    name: String,
+    job: String,
+    host: String,
+    severity: &'static str,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Firing {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            fingerprint: &self.fingerprint,
+            name: &self.name,
+            job: &self.job,
+            host: &self.host,
+            severity: self.severity,
+            labels: &self.labels,
+        }
+    }
+}
+
+/// The firing alerts of each monitor job of one data_dir, as of each job's latest step: an
+/// alert of one job may inhibit another job's (the gateway's packet loss in the ping job over
+/// the HTTP job's alerts). Each job posts its own and reads the others'; the board's lock is
+/// never held while a job's alerts are locked by another, so jobs cannot deadlock on it.
+#[derive(Debug, Default)]
+pub struct Board {
+    /// Job → the store that posted (a reload replaces a job's store) and its firing alerts.
+    jobs: Mutex<std::collections::HashMap<String, (u64, Vec<Firing>)>>,
+}
+
+impl Board {
+    /// The board of `data_dir`, shared by every job of this process that keeps its alerts
+    /// there.
+    pub fn of(data_dir: &Path) -> Arc<Board> {
+        static BOARDS: Mutex<Vec<(PathBuf, Arc<Board>)>> = Mutex::new(Vec::new());
+        let mut boards = BOARDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, board)) = boards.iter().find(|(dir, _)| dir == data_dir) {
+            return board.clone();
+        }
+        let board = Arc::new(Board::default());
+        boards.push((data_dir.to_path_buf(), board.clone()));
+        board
+    }
+
+    fn jobs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, Vec<Firing>)>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The firing alerts of every job but `job`.
+    fn others(&self, job: &str) -> Vec<Firing> {
+        self.jobs()
+            .iter()
+            .filter(|(name, _)| name.as_str() != job)
+            .flat_map(|(_, (_, firing))| firing.iter().cloned())
+            .collect()
+    }
 }
 
 /// What a matcher looks at.
@@ -269,6 +340,20 @@ fn of_state<'a>(state: &'a AlertState, origin: &Origin<'a>) -> Subject<'a> {
     }
 }
 
+/// The alerts that fire now: this job's, from its lifecycle, and the other jobs' from the
+/// board.
+fn firing_subjects<'a>(
+    lifecycle: &'a Lifecycle,
+    origin: &Origin<'a>,
+    others: &'a [Firing],
+) -> Vec<Subject<'a>> {
+    lifecycle
+        .firing()
+        .map(|s| of_state(s, origin))
+        .chain(others.iter().map(Firing::subject))
+        .collect()
+}
+
 fn of_event<'a>(event: &'a AlertEvent, origin: &Origin<'a>) -> Subject<'a> {
     Subject {
         fingerprint: &event.fingerprint,
@@ -299,6 +384,7 @@ impl Mute {
         Mute {
             spec,
             zone,
+            board: None,
             silences: data_dir.map(|dir| {
                 Mutex::new(SilenceCache {
                     data_dir: dir.to_path_buf(),
@@ -309,13 +395,64 @@ impl Mute {
         }
     }
 
-    /// The running scheduler's: the jobs file's windows and rules, the data_dir's silences.
+    /// The running scheduler's: the jobs file's windows and rules, the data_dir's silences,
+    /// and the other jobs' firing alerts for inhibition.
     pub fn for_config(config: &crate::config::Config) -> Mute {
         Mute::new(
             config.mute.clone(),
             config.zone.clone(),
             Some(&config.data_dir),
         )
+        .with_board(Board::of(&config.data_dir))
+    }
+
+    /// Inhibition sees the firing alerts `board` holds of other jobs.
+    pub fn with_board(mut self, board: Arc<Board>) -> Mute {
+        self.board = Some(board);
+        self
+    }
+
+    /// Posts the alerts of `origin.job` that fire now, for the other jobs' inhibition; `store`
+    /// tells this job's store from one a reload replaced. Nothing when no rule inhibits.
+    pub fn post(&self, store: u64, lifecycle: &Lifecycle, origin: &Origin<'_>) {
+        let Some(board) = self
+            .board
+            .as_ref()
+            .filter(|_| !self.spec.inhibit.is_empty())
+        else {
+            return;
+        };
+        let firing: Vec<Firing> = lifecycle
+            .firing()
+            .map(|s| Firing {
+                fingerprint: s.fingerprint.clone(),
+                name: s.name.clone(),
+                job: origin.job.to_string(),
+                host: origin.host.to_string(),
+                severity: s.severity.as_str(),
+                labels: s.labels.clone(),
+            })
+            .collect();
+        board.jobs().insert(origin.job.to_string(), (store, firing));
+    }
+
+    /// Takes `job`'s alerts off the board, if `store` is the one that posted them: the job is
+    /// gone (a reload removed it or turned it off).
+    pub fn withdraw(&self, store: u64, job: &str) {
+        if let Some(board) = &self.board {
+            let mut jobs = board.jobs();
+            if jobs.get(job).is_some_and(|(posted, _)| *posted == store) {
+                jobs.remove(job);
+            }
+        }
+    }
+
+    /// The firing alerts of the other jobs, for [`firing_subjects`].
+    fn others(&self, job: &str) -> Vec<Firing> {
+        match &self.board {
+            Some(board) if !self.spec.inhibit.is_empty() => board.others(job),
+            _ => Vec::new(),
+        }
     }
 
     /// What mutes `subject` at `at`, if anything, with the alerts that fire now.
@@ -382,9 +519,9 @@ impl Mute {
         let guard = self.silences();
         let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
         let mut held = std::mem::take(&mut lifecycle.held);
+        let others = self.others(origin.job);
         {
-            let firing: Vec<Subject<'_>> =
-                lifecycle.firing().map(|s| of_state(s, origin)).collect();
+            let firing = firing_subjects(lifecycle, origin, &others);
             for event in events.iter_mut() {
                 let muted = self.decide(&of_event(event, origin), at, silences, &firing);
                 match muted {
@@ -467,7 +604,8 @@ impl Mute {
     ) -> Option<Muted> {
         let guard = self.silences();
         let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
-        let firing: Vec<Subject<'_>> = lifecycle.firing().map(|s| of_state(s, origin)).collect();
+        let others = self.others(origin.job);
+        let firing = firing_subjects(lifecycle, origin, &others);
         self.decide(&of_state(state, origin), at, silences, &firing)
     }
 
@@ -482,7 +620,8 @@ impl Mute {
     ) -> Option<Muted> {
         let guard = self.silences();
         let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
-        let firing: Vec<Subject<'_>> = lifecycle.firing().map(|s| of_state(s, origin)).collect();
+        let others = self.others(origin.job);
+        let firing = firing_subjects(lifecycle, origin, &others);
         self.decide(&of_event(event, origin), at, silences, &firing)
     }
 
@@ -870,6 +1009,97 @@ mod tests {
                 ("2027-01-01T03:00:00Z".to_string(), EventKind::Resolved)
             ]
         );
+    }
+
+    #[test]
+    fn an_alert_of_one_job_inhibits_another_jobs_with_equal_labels() {
+        use crate::rules::activation::Activation;
+        use crate::rules::{Evaluation, RuleOutcome};
+        let board = Arc::new(Board::default());
+        let spec = MuteSpec {
+            maintenance: vec![],
+            inhibit: vec![InhibitSpec {
+                source: matchers(&["alertname=packet_loss"]),
+                target: matchers(&["alertname=http_down"]),
+                equal: vec!["target".into()],
+            }],
+        };
+        let store = |job: &str| {
+            let mut store = crate::alerts::AlertStore::in_memory(
+                "web-1",
+                job,
+                crate::config::FlapPolicy::default(),
+                Lifecycle::default(),
+            );
+            store.set_mute(Arc::new(
+                Mute::new(spec.clone(), Zone::utc(), None).with_board(board.clone()),
+            ));
+            store
+        };
+        let (mut ping, mut http) = (store("ping"), store("http"));
+        let step = |store: &mut crate::alerts::AlertStore, time: &str, up: &[(&str, &str)]| {
+            let activations = up
+                .iter()
+                .map(|(name, target)| {
+                    let mut a =
+                        Activation::from_map(name, "rules/r.rhai".into(), &rhai::Map::new())
+                            .unwrap();
+                    a.active = true;
+                    a.value = Some(1.0);
+                    a.labels = [("target".to_string(), target.to_string())].into();
+                    a
+                })
+                .collect();
+            let evaluation = Evaluation {
+                activations,
+                outcomes: vec![RuleOutcome {
+                    rule_file: "rules/r.rhai".into(),
+                    missing: Default::default(),
+                    error: None,
+                }],
+            };
+            store
+                .step(at(time), &evaluation, |_| true, |_| {})
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.kind,
+                        e.labels["target"].clone(),
+                        e.muted.map(|m| (m.by, m.name)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let inhibited = Some((MutedBy::Inhibited, "packet_loss".to_string()));
+        let (t0, t1, t2) = (
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T00:00:10Z",
+            "2027-01-01T00:00:20Z",
+        );
+        assert_eq!(
+            step(&mut ping, t0, &[("packet_loss", "gw")]),
+            [(EventKind::Firing, "gw".to_string(), None)]
+        );
+        let mut events = step(&mut http, t0, &[("http_down", "gw"), ("http_down", "db")]);
+        events.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            events,
+            [
+                (EventKind::Firing, "db".to_string(), None),
+                (EventKind::Firing, "gw".to_string(), inhibited.clone()),
+            ]
+        );
+        // The loss resolves in its job; the other job's next step lets the held notice out.
+        step(&mut ping, t1, &[]);
+        assert_eq!(
+            step(&mut http, t1, &[("http_down", "gw"), ("http_down", "db")]),
+            [(EventKind::Firing, "gw".to_string(), None)]
+        );
+        // A job that is gone inhibits nothing.
+        step(&mut ping, t2, &[("packet_loss", "db")]);
+        assert_eq!(board.others("http").len(), 1);
+        drop(ping);
+        assert!(board.others("http").is_empty());
     }
 
     #[test]

@@ -397,3 +397,108 @@ fn a_silence_added_to_start_later_holds_nothing_before_its_start() {
     running.signal("TERM");
     assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
 }
+
+/// Two monitor jobs: the ping job's packet loss to the gateway inhibits the web job's
+/// `http_down` for the same target, and only for it; when the loss resolves, the web job's
+/// next tick sends the notice it held.
+#[test]
+fn an_alert_of_one_job_inhibits_another_jobs_alert_with_equal_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let d = dir.path();
+    std::fs::write(d.join("loss.txt"), "0\n").unwrap();
+    std::fs::write(d.join("gw.txt"), "1\n").unwrap();
+    std::fs::write(d.join("db.txt"), "1\n").unwrap();
+    std::fs::write(
+        d.join("ping.rhai"),
+        "let loss = command.loss.value;\nalert(\"packet_loss\", #{ active: loss >= 100.0, value: loss, labels: #{ target: \"gw\" } });\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("http.rhai"),
+        "for target in [\"gw\", \"db\"] {\n  let up = if target == \"gw\" { command.gw.value } else { command.db.value };\n  alert(\"http_down\", #{ active: up < 1.0, value: up, labels: #{ target: target } });\n}\n",
+    )
+    .unwrap();
+    let body = format!(
+        "inhibit:\n  - source_match: {{ alertname: packet_loss }}\n    target_match: {{ alertname: http_down }}\n    equal: [target]\nnotifiers:\n  hook: {{ type: webhook, url: \"{url}\", retry_initial: 50ms }}\njobs:\n  ping:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes: [{{ type: command, name: loss, shell: \"cat {d}/loss.txt\" }}]\n    rules: [\"{d}/ping.rhai\"]\n    notify: [log, hook]\n  web:\n    type: monitor\n    schedule: \"@every 1s\"\n    probes:\n      - {{ type: command, name: gw, shell: \"cat {d}/gw.txt\" }}\n      - {{ type: command, name: db, shell: \"cat {d}/db.txt\" }}\n    rules: [\"{d}/http.rhai\"]\n    notify: [log, hook]\n",
+        url = server.url("/in"),
+        d = d.display(),
+    );
+    let file = jobs_file(d, &body).to_str().unwrap().to_string();
+    let checked = run(&["--jobs", &file, "check"]);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let mut running = Running::spawn(command(&["--jobs", &file, "-v"]));
+    running.wait_for_line("run finished", PATIENCE);
+    let sent = || -> Vec<(String, String, String)> {
+        server
+            .requests()
+            .iter()
+            .map(|r| {
+                let b = r.json();
+                (
+                    b["type"].as_str().unwrap_or_default().to_string(),
+                    b["data"]["name"].as_str().unwrap_or_default().to_string(),
+                    b["data"]["labels"]["target"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let row = |kind: &str, name: &str, target: &str| {
+        (kind.to_string(), name.to_string(), target.to_string())
+    };
+
+    std::fs::write(d.join("loss.txt"), "100\n").unwrap();
+    crate::notify::block_on_wait(PATIENCE, "the packet loss notice", || {
+        sent().contains(&row("alert.firing", "packet_loss", "gw"))
+    });
+    // Both targets go down: gw is behind the lossy gateway, db is not.
+    std::fs::write(d.join("gw.txt"), "0\n").unwrap();
+    std::fs::write(d.join("db.txt"), "0\n").unwrap();
+    let held = running.wait_for_line("notice held back", PATIENCE);
+    assert!(held.contains("inhibited by firing `packet_loss`"), "{held}");
+    assert!(held.contains("job=web"), "{held}");
+    crate::notify::block_on_wait(PATIENCE, "the db notice", || {
+        sent().contains(&row("alert.firing", "http_down", "db"))
+    });
+    // A few more ticks of both jobs: the gw notice stays held.
+    for _ in 0..4 {
+        running.wait_for_line("run finished", PATIENCE);
+    }
+    assert!(
+        !sent().contains(&row("alert.firing", "http_down", "gw")),
+        "{:?}",
+        sent()
+    );
+    let logged: Vec<serde_json::Value> = std::fs::read_dir(d.join("var/alerts"))
+        .unwrap()
+        .flat_map(|e| {
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let gw = logged
+        .iter()
+        .find(|e| e["name"] == "http_down" && e["labels"]["target"] == "gw")
+        .expect("the gw alert in the alert log");
+    assert_eq!(gw["muted"]["by"], "inhibited", "{gw}");
+    assert_eq!(gw["muted"]["name"], "packet_loss", "{gw}");
+
+    // The loss ends; gw is still down: its firing notice goes out now, once.
+    std::fs::write(d.join("loss.txt"), "0\n").unwrap();
+    crate::notify::block_on_wait(PATIENCE, "the released gw notice", || {
+        sent().contains(&row("alert.firing", "http_down", "gw"))
+    });
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
+    let gw_firing = sent()
+        .iter()
+        .filter(|r| **r == row("alert.firing", "http_down", "gw"))
+        .count();
+    assert_eq!(gw_firing, 1, "{:?}", sent());
+}
