@@ -386,3 +386,60 @@ async fn statements_run_a_known_number_of_times_are_counted_and_reported_as_slow
     );
     assert!(!html.contains("<i>"), "the statement's text is escaped");
 }
+
+#[tokio::test]
+async fn a_reset_between_snapshots_costs_nothing_that_a_snapshot_saw_before_it() {
+    let server = PgServer::start(&["shared_preload_libraries=pg_stat_statements"]).await;
+    let admin = server.admin("shop").await;
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_stat_statements;
+             CREATE TABLE orders (id int PRIMARY KEY);",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = probe(
+        dir.path(),
+        &server.probe_dsn("shop"),
+        ", slow_views_every_ticks: 1, statements_snapshot_every_s: 0",
+    );
+    let from = chrono::Utc::now();
+    let run = |n: usize| {
+        let admin = &admin;
+        async move {
+            for id in 0..n {
+                admin
+                    .simple_query(&format!("SELECT * FROM orders WHERE id = {id}"))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let first = tick(&mut set).await;
+    assert_eq!(
+        first.must("statements_installed"),
+        1.0,
+        "{:?}",
+        first.errors
+    );
+    run(5).await;
+    tick(&mut set).await;
+    admin
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .unwrap();
+    run(2).await;
+    tick(&mut set).await;
+    let kept = dir.path().join("var/statements/m/main");
+    let snapshots = runner::probes::postgres::statements::read(&kept, from, chrono::Utc::now());
+    assert_eq!(snapshots.len(), 3);
+    let w = runner::probes::postgres::statements::window(&snapshots, from);
+    let ours = w
+        .statements
+        .iter()
+        .find(|s| s.query == "SELECT * FROM orders WHERE id = $1")
+        .unwrap_or_else(|| panic!("{w:?}"));
+    // Five before the reset (the second snapshot saw them), two after it.
+    assert_eq!((ours.calls, ours.rows), (7, 0));
+}
