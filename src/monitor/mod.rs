@@ -171,7 +171,8 @@ impl Monitor {
         if !self.warmed {
             self.warm(at);
         }
-        let output = self.probes.collect().await;
+        let mut output = self.probes.collect().await;
+        let notes = std::mem::take(&mut output.notes);
         let sample = Sample {
             ts: at,
             host: self.host.clone(),
@@ -188,14 +189,16 @@ impl Monitor {
         let before = self.phases();
         // Delivery of what this tick queues waits until the step has saved its state.
         let hold = std::sync::OnceLock::new();
-        let stepped = self.pipeline.step(at, &sample.metrics, |events| {
-            if !events.is_empty() {
-                let _ = hold.set(crate::notify::outbox::hold_delivery());
-            }
-            notifiers.dispatch(notify, events);
-            // A slow rest of the tick (the state save on a slow disk), for tests.
-            crate::failpoint::pause("slow-tick");
-        });
+        let stepped = self
+            .pipeline
+            .step_noted(at, &sample.metrics, &notes, |events| {
+                if !events.is_empty() {
+                    let _ = hold.set(crate::notify::outbox::hold_delivery());
+                }
+                notifiers.dispatch(notify, events);
+                // A slow rest of the tick (the state save on a slow disk), for tests.
+                crate::failpoint::pause("slow-tick");
+            });
         drop(hold);
         // Off the tick: a slow action never delays the next one.
         let runs = self.pipeline.lock_alerts().take_runs();

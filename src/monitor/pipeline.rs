@@ -47,12 +47,27 @@ impl Pipeline {
         metrics: &[(MetricName, f64)],
         sink: impl FnOnce(&[AlertEvent]),
     ) -> Stepped {
+        self.step_noted(at, metrics, &[], sink)
+    }
+
+    /// `step` with the text probes reported beside the metrics (`Output::notes`), for rules'
+    /// `note()`. Notes are not history: only this tick's rules see them.
+    pub fn step_noted(
+        &mut self,
+        at: DateTime<Utc>,
+        metrics: &[(MetricName, f64)],
+        notes: &[(MetricName, String)],
+        sink: impl FnOnce(&[AlertEvent]),
+    ) -> Stepped {
         self.history
             .push(at, metrics.iter().map(|(name, value)| (name, *value)));
-        let (history, evaluation) = self.rules.evaluate(
+        let (history, evaluation) = self.rules.evaluate_noted(
             std::mem::take(&mut self.history),
             at,
             metrics.iter().map(|(name, value)| (name.as_ref(), *value)),
+            notes
+                .iter()
+                .map(|(name, text)| (name.as_ref(), text.as_str())),
         );
         self.history = history;
         let present = |metric: &str| metrics.iter().any(|(name, _)| name.as_ref() == metric);

@@ -43,6 +43,10 @@ pub struct Output {
     pub metrics: Vec<(MetricName, f64)>,
     /// Keyed `<type>[.<name>][.<instance>]`, e.g. `disk.mnt_nfs`.
     pub errors: Vec<(String, String)>,
+    /// Text a probe found beside its numbers, named like a metric
+    /// (`postgres.main.lock_head_blocker`): rules read it with `note()` to say more in an
+    /// alert. Not written to the metrics log.
+    pub notes: Vec<(MetricName, String)>,
 }
 
 impl Output {
@@ -55,6 +59,10 @@ impl Output {
 
     pub fn error(&mut self, key: String, message: String) {
         self.errors.push((key, message));
+    }
+
+    pub fn note(&mut self, name: &MetricName, text: String) {
+        self.notes.push((name.clone(), text));
     }
 }
 
@@ -189,6 +197,7 @@ impl Probe {
                 self.key.clone(),
                 format!("timed out after {} ms", self.timeout.as_millis()),
             )],
+            notes: Vec::new(),
         }
     }
 
@@ -197,6 +206,7 @@ impl Probe {
     fn finish(&self, mut out: Output, result: Result<(), String>) -> Output {
         if let Err(message) = result {
             out.metrics.clear();
+            out.notes.clear();
             out.error(self.key.clone(), message);
         }
         out
@@ -312,6 +322,7 @@ impl ProbeSet {
         for out in outputs.into_iter().flatten() {
             merged.metrics.extend(out.metrics);
             merged.errors.extend(out.errors);
+            merged.notes.extend(out.notes);
         }
         merged
     }

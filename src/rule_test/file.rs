@@ -43,6 +43,10 @@ pub struct Scenario {
     pub seed: IndexMap<String, Seed>,
     /// Metric → series, one value per tick: `50x6 95x20`, `0+10x5`, `_` for missing.
     pub input: IndexMap<String, Spanned<String>>,
+    /// Note → text a probe reports beside its metrics (`postgres.main.lock_head_blocker`), the
+    /// same on every tick, for rules' `note()`.
+    #[serde(default)]
+    pub notes: IndexMap<String, String>,
     /// Assertions, in time order.
     pub tests: Vec<Spanned<Expectation>>,
 }

@@ -587,6 +587,11 @@ fn simulate(
     // as they were, which would otherwise pass assertions about them by accident.
     let mut failed_rules: BTreeSet<Arc<str>> = BTreeSet::new();
     let mut next_check = 0;
+    let notes: Vec<(MetricName, String)> = scenario
+        .notes
+        .iter()
+        .map(|(name, text)| (MetricName::from(name.as_str()), text.clone()))
+        .collect();
     let mut tick = 0usize;
     while let Some(now) = at_tick(tick as i64) {
         // Assertions due before this tick see the state after the previous one.
@@ -620,7 +625,7 @@ fn simulate(
                     .map(|v| (name.clone(), v))
             })
             .collect();
-        let stepped = pipeline.step(now, &metrics, |events| {
+        let stepped = pipeline.step_noted(now, &metrics, &notes, |events| {
             sent.events.extend_from_slice(events)
         });
         {

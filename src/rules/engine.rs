@@ -161,6 +161,17 @@ pub fn build(schema: &Schema) -> Engine {
     engine.register_fn("value", |name: &str| {
         current(name).map_or(Dynamic::UNIT, Dynamic::from_float)
     });
+    // Text a probe found beside its numbers (the session at the head of a lock queue), for
+    // an alert to quote; `()` when this tick has none.
+    engine.register_fn("note", |name: &str| {
+        context::with(|c| {
+            c.values
+                .note(name)
+                .map(|text| Dynamic::from(text.to_string()))
+        })
+        .flatten()
+        .unwrap_or(Dynamic::UNIT)
+    });
     engine.register_fn("instances", |family: &str| -> rhai::Array {
         context::with(|c| c.values.instances(family))
             .unwrap_or_default()

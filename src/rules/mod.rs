@@ -140,7 +140,19 @@ impl RuleSet {
         now: DateTime<Utc>,
         metrics: impl IntoIterator<Item = (&'a str, f64)>,
     ) -> (History, Evaluation) {
-        let values = Arc::new(Values::new(&self.schema, metrics));
+        self.evaluate_noted(history, now, metrics, std::iter::empty())
+    }
+
+    /// `evaluate` with the text probes reported beside the metrics, which rules read with
+    /// `note()`.
+    pub fn evaluate_noted<'a>(
+        &self,
+        history: History,
+        now: DateTime<Utc>,
+        metrics: impl IntoIterator<Item = (&'a str, f64)>,
+        notes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> (History, Evaluation) {
+        let values = Arc::new(Values::new(&self.schema, metrics).with_notes(notes));
         let mut scope = Scope::new();
         for (family, schema) in &self.schema.families {
             scope.push_constant(

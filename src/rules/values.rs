@@ -206,6 +206,8 @@ pub struct Values {
     flat: FastMap<String, Fields>,
     nested: FastMap<String, FastMap<String, Fields>>,
     all: FastMap<String, f64>,
+    /// Text probes reported this tick, by name (`postgres.main.lock_head_blocker`).
+    notes: FastMap<String, String>,
 }
 
 impl Values {
@@ -243,11 +245,26 @@ impl Values {
                 .map(|(k, m)| (k, m.into_iter().map(|(i, v)| (i, Arc::new(v))).collect()))
                 .collect(),
             all,
+            notes: FastMap::default(),
         }
+    }
+
+    /// The same values with the tick's notes; a name that comes twice keeps its first text.
+    pub fn with_notes<'a>(mut self, notes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Values {
+        for (name, text) in notes {
+            self.notes
+                .entry(name.to_string())
+                .or_insert_with(|| text.to_string());
+        }
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {
         self.all.get(name).copied()
+    }
+
+    pub fn note(&self, name: &str) -> Option<&str> {
+        self.notes.get(name).map(String::as_str)
     }
 
     /// Instances of a family present in this sample, sorted.
