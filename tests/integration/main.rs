@@ -26,6 +26,7 @@ mod percentiles;
 mod pg_server;
 mod ping;
 mod postgres;
+mod postgres_activity;
 mod postgres_slow;
 mod probes;
 mod process;

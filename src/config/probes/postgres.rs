@@ -168,6 +168,54 @@ pub const TYPE: ProbeType = ProbeType {
             name: "wraparound_percent",
             help: "the larger of the two against 2^31, where IDs wrap around (PostgreSQL stops taking writes just before)",
         },
+        Field {
+            name: "checkpoints_timed",
+            help: "checkpoints started by `checkpoint_timeout` since the previous tick (skipped ones on an idle server included)",
+        },
+        Field {
+            name: "checkpoints_requested",
+            help: "checkpoints requested since the previous tick: `max_wal_size` reached, a `CHECKPOINT`, a base backup (many mean `max_wal_size` is too small)",
+        },
+        Field {
+            name: "checkpoints_timed_per_sec",
+            help: "timed checkpoints per second",
+        },
+        Field {
+            name: "checkpoints_requested_per_sec",
+            help: "requested checkpoints per second",
+        },
+        Field {
+            name: "buffers_checkpointer_per_sec",
+            help: "shared buffers (`block_size`, 8 KiB by default) the checkpointer wrote per second",
+        },
+        Field {
+            name: "buffers_bgwriter_per_sec",
+            help: "shared buffers the background writer wrote per second",
+        },
+        Field {
+            name: "buffers_backend_per_sec",
+            help: "shared buffers sessions had to write themselves per second (no clean buffer was free; 17 on: `pg_stat_io`)",
+        },
+        Field {
+            name: "wal_bytes_per_sec",
+            help: "WAL written per second, in bytes (`pg_stat_wal`, PostgreSQL 14 on; absent before)",
+        },
+        Field {
+            name: "archive_failures",
+            help: "WAL segments `archive_command` failed to archive since the previous tick (each retry counts)",
+        },
+        Field {
+            name: "archive_failures_per_sec",
+            help: "failed archiving attempts per second",
+        },
+        Field {
+            name: "archive_failing",
+            help: "1 when the archiver's latest attempt failed (no success since the last failure), else 0",
+        },
+        Field {
+            name: "archive_failure_age_s",
+            help: "seconds since archiving last failed (absent if it never did)",
+        },
         THROUGHPUT[0],
         THROUGHPUT[1],
         THROUGHPUT[2],
@@ -215,7 +263,15 @@ pub const TYPE: ProbeType = ProbeType {
     nested_fields: &[
         Field {
             name: "connections",
-            help: "client connections to this database",
+            help: "client sessions connected to this database, the probe's own left out (0 when none)",
+        },
+        Field {
+            name: "user_connections",
+            help: "client sessions of this user (role), the probe's own left out (absent when none)",
+        },
+        Field {
+            name: "application_connections",
+            help: "client sessions of this `application_name` (`-` for none set), the probe's own left out (absent when none)",
         },
         Field {
             name: "xid_age",

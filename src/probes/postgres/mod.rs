@@ -2,6 +2,7 @@
 //! trip per tick, counters turned into rates between ticks. A server that cannot be reached or
 //! refuses the probe reads `up 0` with PostgreSQL's own message and SQLSTATE.
 
+mod activity;
 pub mod names;
 mod slow;
 mod sql;
@@ -93,6 +94,8 @@ pub struct PostgresProbe {
     last_receipt: Option<(Instant, f64)>,
     /// On a standby: the last tick that found everything the primary had sent replayed.
     caught_up: Option<Instant>,
+    /// Checkpoint, WAL and archiver counters between ticks, and the probe's own transactions.
+    activity: activity::Activity,
     slow: slow::SlowViews,
 }
 
@@ -106,6 +109,7 @@ impl PostgresProbe {
             previous: None,
             last_receipt: None,
             caught_up: None,
+            activity: activity::Activity::default(),
             slow: slow::SlowViews::new(&spec, instance),
             spec,
         }
@@ -184,6 +188,7 @@ impl PostgresProbe {
             let mut fresh = self.connected.is_none();
             if fresh {
                 self.connected = Some(self.connect(timeout).await?);
+                self.activity.own.commits += 1;
             }
             loop {
                 let connected = self.connected.as_ref().ok_or("not connected")?;
@@ -194,6 +199,8 @@ impl PostgresProbe {
                     // A server-side error (a statement timeout, a missing grant) leaves the
                     // connection usable.
                     Err(e) if e.as_db_error().is_some() && !connected.client.is_closed() => {
+                        // The tick's implicit transaction was rolled back.
+                        self.activity.own.rollbacks += 1;
                         return Err(describe(&e));
                     }
                     // A connection kept from an earlier tick that died (a restart the server
@@ -202,6 +209,7 @@ impl PostgresProbe {
                     Err(_) if !fresh => {
                         self.connected = None;
                         self.connected = Some(self.connect(timeout).await?);
+                        self.activity.own.commits += 1;
                         fresh = true;
                     }
                     Err(e) => {
@@ -242,6 +250,7 @@ impl PostgresProbe {
             if let slow::Read::Abandoned = self.slow.tick(&connected.client, out, budget).await {
                 self.connected = None;
             }
+            self.activity.own.add(std::mem::take(&mut self.slow.own));
         }
         Ok(())
     }
@@ -264,6 +273,22 @@ impl PostgresProbe {
                 out.push(metric, value);
             }
         };
+        let activity::Reading {
+            fields: written,
+            sessions,
+            head_blocker,
+        } = self.activity.read(rows, at);
+        for (field, value) in written {
+            push(out, field, Some(value));
+        }
+        for (name, field, n) in &sessions {
+            let part = self.part_name(name, 1, field);
+            out.push(&part, *n);
+        }
+        if let Some(blocker) = head_blocker {
+            let name = MetricName::from(format!("postgres.{}.lock_head_blocker", self.instance));
+            out.note(&name, blocker.describe());
+        }
         let mut states: HashMap<&str, f64> = HashMap::new();
         let mut waits: HashMap<&str, f64> = HashMap::new();
         let mut databases: HashMap<String, Counters> = HashMap::new();
@@ -359,11 +384,16 @@ impl PostgresProbe {
                             blocks_read: count("blks_read"),
                         },
                     );
-                    for (column, field) in [
-                        ("numbackends", "connections"),
-                        ("xid_age", "xid_age"),
-                        ("mxid_age", "mxid_age"),
-                    ] {
+                    // Sessions per database come from the activity rows (the probe's own left
+                    // out); a database nobody is connected to reads 0.
+                    if !sessions
+                        .iter()
+                        .any(|(n, f, _)| n == name && *f == "connections")
+                    {
+                        let part = self.part_name(name, 1, "connections");
+                        out.push(&part, 0.0);
+                    }
+                    for (column, field) in [("xid_age", "xid_age"), ("mxid_age", "mxid_age")] {
                         if let Some(n) = number(row, column) {
                             let part = self.part_name(name, 1, field);
                             out.push(&part, n);
@@ -512,11 +542,17 @@ impl PostgresProbe {
             let secs = at.saturating_duration_since(then).as_secs_f64();
             if secs > 0.0 {
                 let mut total = Growth::default();
+                let own = std::mem::take(&mut self.activity.own);
                 for (name, now) in &databases {
-                    let Some(grew) = previous.get(name).and_then(|p| Growth::between(p, now))
+                    let Some(mut grew) = previous.get(name).and_then(|p| Growth::between(p, now))
                     else {
                         continue;
                     };
+                    // The probe's own transactions are not the workload's.
+                    if self.activity.database.as_deref() == Some(name.as_str()) {
+                        grew.commits = grew.commits.saturating_sub(own.commits);
+                        grew.rollbacks = grew.rollbacks.saturating_sub(own.rollbacks);
+                    }
                     total.add(&grew);
                     for (field, value) in grew.values(secs) {
                         if let Some(value) = value {
@@ -530,6 +566,11 @@ impl PostgresProbe {
                 }
             }
         }
+        // This tick's own transaction is in the next tick's reading.
+        self.activity.own = activity::Own {
+            commits: 1,
+            rollbacks: 0,
+        };
         self.previous = Some((at, databases));
     }
 

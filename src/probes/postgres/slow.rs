@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryRow};
 
+use super::activity::{Own, PUBLISH_OWN};
 use super::statements::{self, Snapshot};
 use super::tables;
 use crate::config::probes::postgres::PostgresSpec;
@@ -29,6 +30,9 @@ pub struct SlowViews {
     vacuums_running: MetricName,
     tables_read: MetricName,
     statements_installed: MetricName,
+    /// The transactions its queries ran in the probe's database since the probe took them,
+    /// which the commit rate leaves out.
+    pub own: Own,
 }
 
 /// What reading the slow views left of the connection.
@@ -55,6 +59,7 @@ impl SlowViews {
             statements_installed: MetricName::from(format!(
                 "postgres.{instance}.statements_installed"
             )),
+            own: Own::default(),
         }
     }
 
@@ -102,8 +107,15 @@ impl SlowViews {
     }
 
     async fn read(&mut self, client: &Client, out: &mut Output) {
-        let query = format!("{};\n{}", tables::top(self.tables_top), statements::DETECT);
-        let rows = match client.simple_query(&query).await {
+        // Each query string is one transaction of the probe's own, published as it ends.
+        let query = format!(
+            "{};\n{};\n{PUBLISH_OWN}",
+            tables::top(self.tables_top),
+            statements::DETECT
+        );
+        let answer = client.simple_query(&query).await;
+        self.own.count(&answer);
+        let rows = match answer {
             Ok(messages) => super::rows(messages),
             Err(e) => {
                 out.error(self.error_key(), super::describe(&e));
@@ -138,7 +150,7 @@ impl SlowViews {
                 "pg_stat_statements is not installed in the probe's database (CREATE EXTENSION pg_stat_statements)".to_string(),
             ),
             // Installed but not preloaded, or not readable: said in the report, not a failed tick.
-            Some(query) => match client.simple_query(&query).await {
+            Some(query) => match self.counted(client, &format!("{query};\n{PUBLISH_OWN}")).await {
                 Ok(messages) => Snapshot::from_rows(chrono::Utc::now(), &super::rows(messages)),
                 Err(e) => Snapshot::absent(
                     chrono::Utc::now(),
@@ -151,6 +163,16 @@ impl SlowViews {
             f64::from(u8::from(snapshot.installed)),
         );
         self.keep(out, snapshot).await;
+    }
+
+    async fn counted(
+        &mut self,
+        client: &Client,
+        query: &str,
+    ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error> {
+        let answer = client.simple_query(query).await;
+        self.own.count(&answer);
+        answer
     }
 
     /// Writes the snapshot down when the last one written is old enough.

@@ -6,11 +6,13 @@
 
 /// Sent once per connection: the probe's own limits, then the version the tick's query is
 /// made for. The role (primary or standby) is asked every tick: a standby promoted under a
-/// kept connection reads as a primary at once.
+/// kept connection reads as a primary at once. Its transaction is published as it ends, so
+/// the first tick's reading holds it (see `activity::PUBLISH_OWN`).
 pub fn on_connect(statement_timeout_ms: u128) -> String {
     format!(
         "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {statement_timeout_ms}; \
-         SELECT current_setting('server_version_num') AS version_num"
+         {}; SELECT current_setting('server_version_num') AS version_num",
+        super::activity::PUBLISH_OWN
     )
 }
 
@@ -128,7 +130,8 @@ WHERE pg_is_in_recovery()";
 /// a standby the replay section.
 pub fn tick(version_num: u32) -> String {
     format!(
-        "{SERVER};\n{STATES};\n{WAITS};\n{};\n{HELD};\n{DATABASES};\n{STANDBYS};\n{REPLAY}",
-        locks(version_num)
+        "{SERVER};\n{STATES};\n{WAITS};\n{};\n{HELD};\n{DATABASES};\n{STANDBYS};\n{REPLAY};\n{}",
+        locks(version_num),
+        super::activity::sql(version_num)
     )
 }
