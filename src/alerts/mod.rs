@@ -369,15 +369,19 @@ impl AlertStore {
         }
     }
 
-    /// Every firing alert as it stands now (a `repeat`), for destinations that must be told
-    /// again after a restart.
+    /// Every firing alert the receivers were told of, as it stands now (a `repeat`), for
+    /// destinations that must be told again after a restart (Alertmanager's keepalive). One a
+    /// window, a silence or inhibition holds before they heard of it is left out: its firing
+    /// notice goes when the hold ends, not at the restart.
     pub fn firing_events(&self, now: DateTime<Utc>) -> Vec<AlertEvent> {
         let origin = Origin {
             host: &self.host,
             job: &self.job,
         };
+        let held = &self.lifecycle.held;
         self.lifecycle
             .firing()
+            .filter(|state| held.get(&state.fingerprint).is_none_or(|h| h.told))
             .map(|state| state.event(crate::alerts::event::EventKind::Repeat, now, &origin))
             .collect()
     }
