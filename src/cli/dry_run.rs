@@ -368,7 +368,19 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
             }
         }
     } else {
-        let mut probes = ProbeSet::build(&spec.probes, &ProcRoot::default());
+        // A dry run keeps nothing: a `postgres` probe writes no `pg_stat_statements` snapshot.
+        let specs: Vec<_> = spec
+            .probes
+            .iter()
+            .cloned()
+            .map(|mut probe| {
+                if let crate::config::probes::ProbeKind::Postgres(s) = &mut probe.kind {
+                    s.statements_dir = None;
+                }
+                probe
+            })
+            .collect();
+        let mut probes = ProbeSet::build(&specs, &ProcRoot::default());
         // Rates need two readings: measure, wait a second, measure again.
         probes.collect().await;
         tokio::time::sleep(Duration::from_secs(1)).await;

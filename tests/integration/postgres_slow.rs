@@ -443,3 +443,30 @@ async fn a_reset_between_snapshots_costs_nothing_that_a_snapshot_saw_before_it()
     // Five before the reset (the second snapshot saw them), two after it.
     assert_eq!((ours.calls, ours.rows), (7, 0));
 }
+
+#[tokio::test]
+async fn a_dry_run_measures_the_slow_views_and_keeps_no_snapshot() {
+    let server = PgServer::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        &format!(
+            "jobs:\n  db:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - {{ type: postgres, name: main, dsn: \"{}\", password: \"${{PG_PASSWORD}}\" }}\n",
+            server.probe_dsn("shop"),
+        ),
+    );
+    let output = crate::support::command(&["dry-run", "db", "--jobs", file.to_str().unwrap()])
+        .env("PG_PASSWORD", PROBE_PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    assert!(
+        !dir.path().join("var/statements").exists(),
+        "a dry run writes nothing"
+    );
+}

@@ -408,7 +408,7 @@ pub struct PostgresSpec {
     pub statements_top: u32,
     pub statements_snapshot_every: Duration,
     /// The folder the `pg_stat_statements` snapshots go to, set from `data_dir` once the job
-    /// is known (`None` where nothing is kept: `runner run`'s probe built by hand).
+    /// is known (`None` where nothing is kept: a dry run, a probe built by hand).
     pub statements_dir: Option<PathBuf>,
 }
 
