@@ -470,3 +470,22 @@ async fn a_dry_run_measures_the_slow_views_and_keeps_no_snapshot() {
         "a dry run writes nothing"
     );
 }
+
+#[test]
+fn a_snapshot_interval_over_a_day_is_a_check_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |every: u64| {
+        let yaml = format!(
+            "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - {{ type: postgres, name: main, dsn: \"host=db1 user=runner\", statements_snapshot_every_s: {every} }}\n"
+        );
+        runner::config::build::parse(&dir.path().join("jobs.yaml"), &yaml, &|_| None)
+            .map(|_| ())
+            .map_err(|p| p.render())
+    };
+    assert!(load(86_400).is_ok());
+    let refused = load(86_401).unwrap_err();
+    assert!(
+        refused.contains("statements_snapshot_every_s` must be at most 86400"),
+        "{refused}"
+    );
+}

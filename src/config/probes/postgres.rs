@@ -375,6 +375,7 @@ pub const DEFAULT_TABLES_TOP: u32 = 10;
 pub const DEFAULT_STATEMENTS_TOP: u32 = 10;
 /// One snapshot an hour: a week's report reads 169 of them.
 pub const DEFAULT_STATEMENTS_SNAPSHOT_EVERY_S: u64 = 3600;
+pub const MAX_STATEMENTS_SNAPSHOT_EVERY_S: u64 = 86_400;
 
 /// How the connection is protected, as libpq's `sslmode` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,7 +427,7 @@ const TLS_OPTIONS: &[&str] = &["sslmode", "sslrootcert"];
 impl Check for PostgresProbeConfig {
     type Spec = PostgresSpec;
 
-    fn check(self, b: &mut Builder<'_>, field: &str, _: Location) -> Option<PostgresSpec> {
+    fn check(self, b: &mut Builder<'_>, field: &str, at: Location) -> Option<PostgresSpec> {
         let dsn_field = format!("{field}.dsn");
         let dsn = b.string(&self.dsn, &dsn_field)?;
         let (rest, taken) = match take_options(&dsn, TLS_OPTIONS) {
@@ -527,6 +528,18 @@ impl Check for PostgresProbeConfig {
         }
         if config.get_application_name().is_none() {
             config.application_name("runner");
+        }
+        // The report looks for the snapshot before its window's start from the day before on.
+        if self
+            .statements_snapshot_every_s
+            .is_some_and(|s| s > MAX_STATEMENTS_SNAPSHOT_EVERY_S)
+        {
+            b.error_help(
+                &at,
+                &format!("{field}.statements_snapshot_every_s"),
+                "`statements_snapshot_every_s` must be at most 86400 (a day)",
+                "a report finds the snapshot its window starts from only if one was written the day before",
+            );
         }
         Some(PostgresSpec {
             target: target(&config),
