@@ -350,6 +350,8 @@ fn last_logged_sample(config: &Config, job: &str) -> Option<Sample> {
 
 async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_log: bool) -> u8 {
     outln!("dry run of job `{job}`: nothing is sent, no state or metrics are written\n");
+    // Text the probes noted beside their metrics (the metrics log keeps none).
+    let mut notes = Vec::new();
     let sample = if from_log {
         match last_logged_sample(config, job) {
             Some(sample) => {
@@ -384,7 +386,8 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
         // Rates need two readings: measure, wait a second, measure again.
         probes.collect().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let output = probes.collect().await;
+        let mut output = probes.collect().await;
+        notes = std::mem::take(&mut output.notes);
         outln!(
             "sample: measured now, twice a second apart so rates exist ({} metrics)",
             output.metrics.len()
@@ -420,7 +423,7 @@ async fn monitor_dry_run(config: &Config, job: &str, spec: &MonitorSpec, from_lo
     alerts.set_mute(mute.clone());
     let rules = Arc::new(crate::monitor::load_rules(job, spec));
     let mut pipeline = Pipeline::new(history, rules, alerts);
-    let stepped = pipeline.step(sample.ts, &sample.metrics, |_| {});
+    let stepped = pipeline.step_noted(sample.ts, &sample.metrics, &notes, |_| {});
     let (evaluation, events) = (stepped.evaluation, stepped.events);
     outln!("rules: {}", plural(pipeline.rules().files().len(), "file"));
     for outcome in &evaluation.outcomes {

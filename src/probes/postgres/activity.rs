@@ -5,6 +5,7 @@
 //!
 //! All of it is in the tick's one query string (`sql`), so it costs no extra round trip.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use tokio_postgres::SimpleQueryRow;
@@ -96,6 +97,10 @@ SELECT 'blocker' AS section, a.pid, h.blocked, coalesce(a.usename::text, '') AS 
 FROM heads h JOIN pg_stat_activity a ON a.pid = h.pid
 ORDER BY h.blocked DESC, age_s DESC, a.pid
 LIMIT 1";
+
+/// Users and applications reported each, those with the most sessions first: an application
+/// that names itself per process (`worker-4711`) would otherwise add metrics without end.
+pub const MAX_NAMED: usize = 50;
 
 /// How many characters of the head blocker's query the note shows.
 pub const QUERY_CHARS: usize = 200;
@@ -233,6 +238,22 @@ pub fn one_line(text: &str, chars: usize) -> String {
     out
 }
 
+/// Keeps the `most` users and the `most` applications with the most sessions (then by name, so
+/// the choice is stable); every database stays.
+fn keep_busiest(sessions: &mut Vec<(String, &'static str, f64)>, most: usize) {
+    sessions.sort_by(|a, b| {
+        a.1.cmp(b.1)
+            .then(b.2.total_cmp(&a.2))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    let mut kept: HashMap<&'static str, usize> = HashMap::new();
+    sessions.retain(|(_, field, _)| {
+        let n = kept.entry(field).or_default();
+        *n += 1;
+        *field == "connections" || *n <= most
+    });
+}
+
 /// What a tick's rows say, for the probe to record.
 #[derive(Debug, Default)]
 pub struct Reading {
@@ -289,6 +310,7 @@ impl Activity {
                 _ => {}
             }
         }
+        keep_busiest(&mut reading.sessions, MAX_NAMED);
         reading
     }
 
@@ -366,6 +388,22 @@ mod tests {
         assert_eq!(cut.len(), QUERY_CHARS * 2);
         assert_eq!(one_line("ab cd", 3), "ab");
         assert_eq!(one_line("ab cd", 4), "ab c");
+    }
+
+    #[test]
+    fn only_the_busiest_users_and_applications_are_kept_and_every_database() {
+        let mut sessions = vec![
+            ("b".to_string(), "application_connections", 1.0),
+            ("a".to_string(), "application_connections", 1.0),
+            ("busy".to_string(), "application_connections", 9.0),
+            ("u".to_string(), "user_connections", 2.0),
+            ("d1".to_string(), "connections", 1.0),
+            ("d2".to_string(), "connections", 1.0),
+            ("d3".to_string(), "connections", 1.0),
+        ];
+        keep_busiest(&mut sessions, 2);
+        let names: Vec<&str> = sessions.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(names, ["busy", "a", "d1", "d2", "d3", "u"]);
     }
 
     #[test]
