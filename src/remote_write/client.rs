@@ -88,3 +88,39 @@ impl Receiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, Secret};
+
+    fn spec(url: &str) -> RemoteWriteSpec {
+        RemoteWriteSpec {
+            endpoint: Endpoint {
+                url: Secret::new(url.to_string()),
+                headers: Vec::new(),
+                ca_file: None,
+                timeout: Duration::from_secs(10),
+            },
+            max_batch: 100,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+
+    /// An http:// receiver's client does not load and keep the system's CA certificates
+    /// (about 100 KiB of heap for good, measured with the process's allocator); an https://
+    /// one does.
+    #[test]
+    fn only_an_https_receiver_keeps_the_systems_ca_certificates() {
+        let before = crate::alloc::held_by_this_thread();
+        let plain = Receiver::new(&spec("http://127.0.0.1:9/api/v1/write")).unwrap();
+        let held = crate::alloc::held_by_this_thread() - before;
+        assert!(held < 40 << 10, "{} KiB", held >> 10);
+        drop(plain);
+        let before = crate::alloc::held_by_this_thread();
+        let tls = Receiver::new(&spec("https://127.0.0.1:9/api/v1/write")).unwrap();
+        let held = crate::alloc::held_by_this_thread() - before;
+        assert!(held > 40 << 10, "{} KiB", held >> 10);
+        drop(tls);
+    }
+}

@@ -233,7 +233,7 @@ impl RemoteWriter {
             let wait = match self.pass(false).await {
                 PassEnd::CaughtUp => {
                     backoff.reset();
-                    INTERVAL
+                    next_pass_wait(self.clock.now())
                 }
                 PassEnd::Retry(after) => after.unwrap_or_else(|| backoff.next_wait()),
             };
@@ -245,6 +245,16 @@ impl RemoteWriter {
         let timeout = self.timeout;
         let _ = tokio::time::timeout(timeout, self.pass(true)).await;
     }
+}
+
+/// How long to wait after a pass that caught up: `INTERVAL`, and on to the next half second.
+/// Monitors tick on whole seconds and read their probes on the runtime's blocking threads, as
+/// a pass reads the logs and saves the cursor; were the two to meet, the pool would start a
+/// thread for one of them and keep it (both are woken in turn from then on, each well within
+/// the pool's idle timeout): a stack and a heap arena, a few hundred KiB for good.
+fn next_pass_wait(now: DateTime<Utc>) -> Duration {
+    let into_second = u64::from(now.timestamp_subsec_millis() % 1000);
+    INTERVAL + Duration::from_millis((1500 - into_second) % 1000)
 }
 
 /// A batch as a snappy-compressed (block format) `WriteRequest`.
@@ -260,4 +270,19 @@ fn encode(batch: &Batch) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(&raw)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_fall_between_the_ticks_of_whole_seconds() {
+        let at = |ms: i64| DateTime::from_timestamp_millis(1_795_000_000_000 + ms).unwrap();
+        for (now, wait_ms) in [(0, 5500), (3, 5497), (499, 5001), (500, 5000), (501, 5999)] {
+            let wait = next_pass_wait(at(now));
+            assert_eq!(wait, Duration::from_millis(wait_ms as u64), "{now}");
+            assert_eq!((now + wait_ms) % 1000, 500);
+        }
+    }
 }
