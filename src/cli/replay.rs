@@ -101,6 +101,7 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
         host: &config.host,
         job: request.job,
         flap: monitor.flap,
+        actions: Arc::new(crate::alerts::action::Actions::new(config.actions.clone())),
     };
     let sides = if proposed.is_some() { 2 } else { 1 };
     let first = with_progress(from, to, 1, sides, |progress| {
@@ -308,6 +309,7 @@ fn print_replay(period: &Period<'_>, rules: &RuleSet, found: &Replayed, format: 
             "timeline": found.changes,
             "alerts": alerts,
             "events": found.events,
+            "actions": found.actions,
             "rule_failures": found.rule_failures,
         });
         outln!("{json:#}");
@@ -337,6 +339,15 @@ fn print_replay(period: &Period<'_>, rules: &RuleSet, found: &Replayed, format: 
                 }
             );
         }
+    }
+    for run in &found.actions {
+        outln!(
+            "  {}  {}: would run action `{}` ({}); not run by replay",
+            period.time(run.at),
+            run.alert,
+            run.action,
+            run.command.join(" ")
+        );
     }
     if alerts.is_empty() {
         return;

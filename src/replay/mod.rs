@@ -33,6 +33,20 @@ pub struct Source<'a> {
     pub host: &'a str,
     pub job: &'a str,
     pub flap: FlapPolicy,
+    /// The jobs file's `actions:`: which would run is decided as live (cooldown and hourly
+    /// cap included) and listed; none is run.
+    pub actions: Arc<crate::alerts::action::Actions>,
+}
+
+/// An action the live scheduler would have started at a tick; replay runs none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WouldRun {
+    pub at: DateTime<Utc>,
+    /// `name` or `name{key=value,...}`.
+    pub alert: String,
+    pub action: String,
+    /// The command, as the jobs file gives its argv.
+    pub command: Vec<String>,
 }
 
 /// One alert changing phase at one tick.
@@ -68,6 +82,8 @@ pub struct Replayed {
     pub changes: Vec<Change>,
     /// Every event the live engine would have logged and handed to the notifiers.
     pub events: Vec<AlertEvent>,
+    /// The actions it would have run, in order; replay runs none.
+    pub actions: Vec<WouldRun>,
     pub rule_failures: BTreeMap<String, RuleFailure>,
     /// Lines of the period that are not samples, and samples older than the one before them
     /// (a clock that stepped back), which are skipped.
@@ -113,7 +129,11 @@ pub fn replay(
     let warmed = history.warm(files, source.job, from - chrono::Duration::milliseconds(1));
     found.warm_samples = warmed.samples;
     found.unreadable.extend(warmed.unreadable);
-    let alerts = AlertStore::in_memory(source.host, source.job, source.flap, Lifecycle::default());
+    let mut alerts =
+        AlertStore::in_memory(source.host, source.job, source.flap, Lifecycle::default());
+    // The store only decides which runs the events call for; starting one is the caller's,
+    // and this caller lists them.
+    alerts.set_actions(source.actions.clone());
     let mut pipeline = Pipeline::new(history, rules, alerts);
     let origin = Origin {
         host: source.host,
@@ -163,6 +183,14 @@ pub fn replay(
             metrics.push((shared, value));
         }
         let stepped = pipeline.step(at, &metrics, |_| {});
+        for run in pipeline.lock_alerts().take_runs() {
+            found.actions.push(WouldRun {
+                at,
+                alert: alert_label(&run.event.name, &run.event.labels),
+                action: run.action,
+                command: run.spec.argv,
+            });
+        }
         for outcome in stepped.evaluation.outcomes {
             if let Some(error) = outcome.error {
                 found

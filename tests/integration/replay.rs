@@ -447,9 +447,26 @@ fn replay_never_runs_an_action() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["firing", "resolved"]);
+    // It says which action the live scheduler would have run, and when.
+    let actions = found["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["at"], "2026-11-30T10:10:30Z");
+    assert_eq!(actions[0]["alert"], "v_high");
+    assert_eq!(actions[0]["action"], "restart_v");
+    assert_eq!(actions[0]["command"][0], "sh");
     // The text output too, which replays the same period again.
     let out = replay(&jobs, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("v_high: would run action `restart_v` (sh -c echo ran >> "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("; not run by replay"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!marker.exists(), "replay ran the action");
     assert!(!dir.path().join("var/alerts").exists());
 }
