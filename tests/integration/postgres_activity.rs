@@ -174,6 +174,8 @@ async fn an_idle_server_reads_no_commits_the_probe_made_itself() {
     } = probed(&["autovacuum=off"]).await;
     // Until the set-up's sessions are gone, only the probe is connected.
     ticks_until(&mut set, |t| t.last().unwrap().get("connections") == 1.0).await;
+    // A session that left publishes its counts as it exits, just after it leaves the list.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     tick(&mut set).await;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -238,6 +240,10 @@ async fn wal_written_reads_as_its_bytes_per_second() {
         server, mut set, ..
     } = probed(&["autovacuum=off"]).await;
     let admin = server.admin("shop").await;
+    // The set-up's session (it created the database: megabytes of WAL) publishes its WAL as
+    // it exits, just after it leaves the list: the readings start once it is gone.
+    ticks_until(&mut set, |t| t.last().unwrap().get("connections") == 2.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ticks = vec![tick(&mut set).await.0];
     // A 2 MB WAL record; the session publishes its WAL statistics as the statement ends.
     admin
