@@ -44,8 +44,8 @@ pub struct AlertStore {
     unfinished: Vec<AlertEvent>,
     /// What keeps notices back (maintenance, silences, inhibition); `None`: nothing does.
     mute: Option<Arc<mute::Mute>>,
-    /// The `actions:` an alert may run; `None` for dry runs, rule tests and replay, which
-    /// never run one.
+    /// The `actions:` an alert may run; `None` for dry runs and rule tests. Replay sets them to
+    /// list the runs its events call for; only the scheduler starts one.
     actions: Option<Arc<action::Actions>>,
     /// Runs the last steps called for, for the caller to start ([`AlertStore::take_runs`]).
     runs: Vec<action::Run>,

@@ -73,7 +73,7 @@ pub fn log_event(event: &AlertEvent) {
     }
     match (event.kind, event.severity) {
         (
-            EventKind::Firing | EventKind::Repeat | EventKind::Flapping,
+            EventKind::Firing | EventKind::Repeat | EventKind::Flapping | EventKind::ActionFailed,
             Severity::Warning | Severity::Critical,
         ) => line!(warn),
         _ => line!(info),

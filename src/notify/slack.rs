@@ -580,6 +580,15 @@ mod tests {
             f["blocks"][0]["text"]["text"],
             ":twisted_rightwards_arrows: [FLAPPING] CPU high"
         );
+        let a = message(&[event(
+            EventKind::ActionFailed,
+            Severity::Warning,
+            "CPU high",
+        )]);
+        assert_eq!(
+            a["blocks"][0]["text"]["text"],
+            ":warning: [ACTION FAILED] CPU high"
+        );
     }
 
     #[test]
