@@ -130,3 +130,91 @@ pub fn of_window(name: String, job: String, w: &statements::Window, top: usize) 
         by_mean,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::postgres::statements::{Snapshot, Window, window};
+    use crate::template::bounds::Limits;
+
+    fn rendered(slowest: SlowQueries) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs.yaml");
+        std::fs::write(
+            &jobs,
+            "data_dir: var\njobs:\n  weekly: { type: report, schedule: \"0 8 * * Mon\" }\n",
+        )
+        .unwrap();
+        let config = crate::config::Config::load(&jobs).unwrap();
+        let mut summary = crate::report::summary::example(&config);
+        summary.database[0].slowest_queries = Some(slowest);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let render = |name: &str| {
+            crate::report::render::render(
+                &root.join(name),
+                &summary,
+                &config.zone,
+                &Limits::report(),
+            )
+            .unwrap()
+            .text
+        };
+        (render("weekly.md.hbs"), render("weekly.html.hbs"))
+    }
+
+    #[test]
+    fn without_the_extension_the_section_says_so_and_lists_nothing() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let snapshots = [Snapshot::absent(
+            at,
+            "pg_stat_statements is not installed".into(),
+        )];
+        let entry = of_window(
+            "main".into(),
+            "db".into(),
+            &window(&snapshots, at - chrono::Duration::days(7)),
+            10,
+        );
+        let (md, html) = rendered(entry);
+        assert!(
+            md.contains("#### Slowest queries\n\npg_stat_statements is not installed\n"),
+            "{md}"
+        );
+        assert!(!md.contains("By total time"), "{md}");
+        assert!(
+            html.contains("<h4>Slowest queries</h4>\n<p>pg_stat_statements is not installed</p>")
+        );
+    }
+
+    #[test]
+    fn a_statement_is_user_data_escaped_for_each_template() {
+        let statement = Statement {
+            key: "1:2:3:1".into(),
+            database: "shop".into(),
+            user: "app".into(),
+            query: "SELECT '<b>' | `x` FROM t".into(),
+            calls: 4,
+            rows: 8,
+            total_ms: 10.0,
+            shared_blks_hit: 1,
+            shared_blks_read: 0,
+        };
+        let w = Window {
+            since: DateTime::from_timestamp(1_800_000_000, 0),
+            until: DateTime::from_timestamp(1_800_003_600, 0),
+            note: None,
+            statements: vec![statement],
+        };
+        let entry = of_window("main".into(), "db".into(), &w, 10);
+        assert_eq!(entry.by_mean[0].mean_ms, 2.5);
+        let (md, html) = rendered(entry);
+        assert!(
+            md.contains("| ``SELECT '<b>' \\| `x` FROM t`` | shop | app | 4 | 8 | "),
+            "{md}"
+        );
+        assert!(
+            html.contains("<code>SELECT &#x27;&lt;b&gt;&#x27; | &#x60;x&#x60; FROM t</code>"),
+            "{html}"
+        );
+    }
+}
