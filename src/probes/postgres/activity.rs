@@ -208,8 +208,18 @@ impl HeadBlocker {
             state,
             self.age_s.floor(),
             self.blocked,
-            one_line(&self.query, QUERY_CHARS),
+            one_line(&conceal_passwords(&self.query), QUERY_CHARS),
         )
+    }
+}
+
+/// A statement that mentions a password (`ALTER ROLE shop PASSWORD '...'`, a connection string
+/// with `password=`) shown up to that word: a notice goes to chat rooms and tickets.
+fn conceal_passwords(query: &str) -> String {
+    let lower = query.to_ascii_lowercase();
+    match lower.find("password") {
+        Some(at) => format!("{} ****", &query[..at + "password".len()]),
+        None => query.to_string(),
     }
 }
 
@@ -388,6 +398,19 @@ mod tests {
         assert_eq!(cut.len(), QUERY_CHARS * 2);
         assert_eq!(one_line("ab cd", 3), "ab");
         assert_eq!(one_line("ab cd", 4), "ab c");
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_not_shown() {
+        assert_eq!(
+            conceal_passwords("ALTER ROLE shop ENCRYPTED PASSWORD 's3cret'"),
+            "ALTER ROLE shop ENCRYPTED PASSWORD ****"
+        );
+        assert_eq!(
+            conceal_passwords("SELECT dblink_connect('host=a Password=s3cret')"),
+            "SELECT dblink_connect('host=a Password ****"
+        );
+        assert_eq!(conceal_passwords("SELECT 1"), "SELECT 1");
     }
 
     #[test]
