@@ -132,6 +132,12 @@ pub fn add_silence(
     for m in matchers {
         Matcher::parse(m).map_err(SilenceError::Invalid)?;
     }
+    // A silence of no length would be listed and hold nothing: that is a typo, not a wish.
+    if length.is_zero() {
+        return Err(SilenceError::Invalid(
+            "a silence of no length holds nothing: give `for` a length (`2h`)".into(),
+        ));
+    }
     let length = chrono::Duration::from_std(length)
         .map_err(|e| SilenceError::Invalid(format!("its length: {e}")))?;
     // A start already past is now: what it silences from then on is the same.

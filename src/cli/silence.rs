@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use super::output::outln;
 use super::{exit, load};
-use crate::alerts::mute::{Silence, add_silence, expire_silence, read_silences};
+use crate::alerts::mute::{Silence, SilenceError, add_silence, expire_silence, read_silences};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -83,7 +83,12 @@ pub fn run(file: &Path, action: &Action) -> u8 {
                     outln!("{}", silence.id);
                     exit::OK
                 }
-                Err(message) => {
+                // A matcher or length that does not parse is a usage error, as a bad --start.
+                Err(SilenceError::Invalid(message)) => {
+                    super::fail(format_args!("{message}"));
+                    exit::USAGE
+                }
+                Err(SilenceError::Storage(message)) => {
                     super::fail(format_args!("{message}"));
                     exit::FAILED
                 }

@@ -398,6 +398,34 @@ fn a_silence_added_to_start_later_holds_nothing_before_its_start() {
     assert_eq!(running.wait_exit(PATIENCE).0, Some(0));
 }
 
+/// A silence that cannot be added is a usage error (exit 2) whichever argument is wrong, as a
+/// bad `--start` is, and nothing is saved: a matcher that is not one, a regex that does not
+/// compile, and a length of zero (a silence that would be listed and hold nothing).
+#[test]
+fn a_silence_with_a_bad_matcher_or_no_length_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "");
+    for (matcher, length, said) in [
+        ("alertname", "1h", "is not a matcher"),
+        ("alertname=~(", "1h", "is not a regular expression"),
+        ("alertname=v_high", "0s", "no length"),
+    ] {
+        let out = run(&[
+            "--jobs", &file, "silence", "add", "--match", matcher, "--for", length,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{matcher} {length}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+    }
+    let listed = run(&["--jobs", &file, "silence", "list"]);
+    assert_eq!(stdout(&listed).trim(), "no silences");
+}
+
 /// Two monitor jobs: the ping job's packet loss to the gateway inhibits the web job's
 /// `http_down` for the same target, and only for it; when the loss resolves, the web job's
 /// next tick sends the notice it held.
