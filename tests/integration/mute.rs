@@ -117,6 +117,30 @@ fn a_matcher_that_does_not_compile_is_pointed_at_by_check() {
     assert!(text.contains("`bad name` is not a label name"), "{text}");
 }
 
+/// A window that would never open or that the alert log could not tell from another is a
+/// `check` error, not a window that silently holds nothing.
+#[test]
+fn a_window_of_no_length_or_without_its_own_name_is_pointed_at_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(
+        dir.path(),
+        &server,
+        "maintenance:\n  - { name: nightly, schedule: \"0 2 * * *\", duration: 0s, match: { alertname: v_high } }\n  - { name: nightly, schedule: \"0 3 * * *\", duration: 1h, match: { alertname: v_high } }\n  - { name: \"\", schedule: \"0 4 * * *\", duration: 1h, match: { alertname: v_high } }\n",
+    );
+    let out = run(&["--jobs", &file, "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("maintenance[0].duration"), "{text}");
+    assert!(text.contains("of no length never opens"), "{text}");
+    assert!(text.contains("maintenance[1].name"), "{text}");
+    assert!(
+        text.contains("a second maintenance window named `nightly`"),
+        "{text}"
+    );
+    assert!(text.contains("maintenance[2].name"), "{text}");
+}
+
 /// One HTTP request to the listener; the status and the body.
 fn http(port: u16, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};

@@ -15,6 +15,7 @@ impl Builder<'_> {
         inhibit: &[InhibitConfig],
     ) -> MuteSpec {
         let mut spec = MuteSpec::default();
+        let mut names = std::collections::HashSet::new();
         for (i, window) in maintenance.iter().enumerate() {
             let field = format!("maintenance[{i}]");
             let name = self.string(&window.name, &format!("{field}.name"));
@@ -38,7 +39,32 @@ impl Builder<'_> {
                     None
                 }
             });
-            let duration = self.duration(&window.duration, &format!("{field}.duration"));
+            // A window of no length never opens, and one without a name cannot be told apart
+            // from another in the alert log and the report: both are slips, said here.
+            let name = name.filter(|name| {
+                let taken = !names.insert(name.clone());
+                if name.trim().is_empty() || taken {
+                    let why = if taken {
+                        format!("a second maintenance window named `{name}`: give each its own name")
+                    } else {
+                        "a maintenance window needs a name (it is what the alert log and the report show)".to_string()
+                    };
+                    self.error(&window.name.referenced, &format!("{field}.name"), why);
+                }
+                !name.trim().is_empty() && !taken
+            });
+            let duration = self
+                .duration(&window.duration, &format!("{field}.duration"))
+                .filter(|duration| {
+                    if duration.is_zero() {
+                        self.error(
+                            &window.duration.referenced,
+                            &format!("{field}.duration"),
+                            "a maintenance window of no length never opens: give it a duration (`1h`)",
+                        );
+                    }
+                    !duration.is_zero()
+                });
             let matchers = self.matchers(&window.matchers, &format!("{field}.match"));
             if let (Some(name), Some(schedule), Some(duration), Some(matchers)) =
                 (name, schedule, duration, matchers)
