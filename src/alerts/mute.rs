@@ -548,6 +548,17 @@ impl Mute {
                         Some(h) if !h.told && event.kind == EventKind::Resolved => {
                             event.muted = Some(Box::new(h.muted));
                         }
+                        // A repeat (one due, or a severity that rose out of the window's
+                        // matchers) of an alert the receivers never heard fire is, to them,
+                        // its firing notice, and runs an `on: firing` action as one.
+                        Some(h) if !h.told && event.kind == EventKind::Repeat => {
+                            event.kind = EventKind::Firing;
+                            event.id = crate::alerts::event::event_id(
+                                &event.fingerprint,
+                                EventKind::Firing,
+                                event.at,
+                            );
+                        }
                         _ => {}
                     },
                 }
@@ -901,6 +912,15 @@ mod tests {
         store: &mut crate::alerts::AlertStore,
         ticks: &[(&str, bool)],
     ) -> (Vec<Logged>, Vec<Sent>) {
+        run_repeating(store, ticks, None)
+    }
+
+    /// As `run`, with the alert's `repeat_interval` when given.
+    fn run_repeating(
+        store: &mut crate::alerts::AlertStore,
+        ticks: &[(&str, bool)],
+        repeat: Option<Duration>,
+    ) -> (Vec<Logged>, Vec<Sent>) {
         use crate::rules::activation::Activation;
         use crate::rules::{Evaluation, RuleOutcome};
         let (mut logged, mut sent) = (Vec::new(), Vec::new());
@@ -912,6 +932,9 @@ mod tests {
                         .unwrap();
                 a.active = true;
                 a.value = Some(93.0);
+                if let Some(repeat) = repeat {
+                    a.repeat_interval = repeat;
+                }
                 activations.push(a);
             }
             let evaluation = Evaluation {
@@ -966,6 +989,29 @@ mod tests {
                 ("2027-01-01T03:00:00Z".to_string(), EventKind::Firing),
                 ("2027-01-01T03:10:00Z".to_string(), EventKind::Resolved)
             ]
+        );
+        assert!(store.lifecycle().held.is_empty());
+    }
+
+    /// A repeat falls due at the tick the window ends: the receivers never heard the alert
+    /// fire, so what they get is its firing notice (which also runs an `on: firing` action),
+    /// not a repeat of something they were never told.
+    #[test]
+    fn a_repeat_due_as_the_window_ends_reaches_the_receivers_as_the_firing_notice() {
+        let mut store = store_in_window();
+        let (_, sent) = run_repeating(
+            &mut store,
+            &[
+                ("2027-01-01T02:05:00Z", true),
+                ("2027-01-01T02:30:00Z", true),
+                ("2027-01-01T03:00:00Z", true),
+                ("2027-01-01T03:10:00Z", true),
+            ],
+            Some(Duration::from_secs(25 * 60)),
+        );
+        assert_eq!(
+            sent,
+            [("2027-01-01T03:00:00Z".to_string(), EventKind::Firing)]
         );
         assert!(store.lifecycle().held.is_empty());
     }
