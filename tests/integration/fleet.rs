@@ -3,9 +3,12 @@
 //! the fleet report's figures equal that host's own report from its metrics log over the same
 //! window: counts, min, max, mean and availability exactly, p95 within the documented
 //! tolerance (docs/reports.md, "Fleet reports"); and its alerts fired and time firing equal
-//! those its own report reads from its alert log.
+//! those its own report reads from its alert log. A VictoriaMetrics with small query limits
+//! refuses the report's queries, which are split by hosts and by time, and the figures stay.
 
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use runner::alerts::event::{AlertEvent, EventKind, event_id, fingerprint};
@@ -124,23 +127,18 @@ fn around_p95(mut values: Vec<f64>) -> (f64, f64) {
     (values[rank.floor() as usize], values[rank.ceil() as usize])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_hosts_fleet_figures_equal_its_own_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(Kind::Prometheus, &dir.path().join("receiver"), free_port());
-    // Inside Prometheus' head block, which takes samples up to about an hour old.
-    let start_s = Utc::now().timestamp() - 40 * 60;
-    let start = DateTime::from_timestamp(start_s - start_s % 60 + 3, 0).unwrap();
-    let to = start + chrono::Duration::seconds(TICKS * STEP_S + 60);
+/// Three hosts' metrics logs of `TICKS` ticks from `start`, each pushed with the remote-write
+/// code to `write_url`; their configs.
+async fn push_hosts(dir: &Path, write_url: &str, start: DateTime<Utc>) -> Vec<Config> {
     let mut configs = Vec::new();
     for h in 1..=3usize {
-        let root = dir.path().join(format!("h{h}"));
+        let root = dir.join(format!("h{h}"));
         let config = config_in(&root);
         let clock = VirtualClock::new(start);
         let shared: SharedClock = clock.clone();
         let spec = runner::config::RemoteWriteSpec {
             endpoint: runner::config::Endpoint {
-                url: Secret::new(receiver.write_url()),
+                url: Secret::new(write_url.to_string()),
                 headers: Vec::new(),
                 ca_file: None,
                 timeout: Duration::from_secs(10),
@@ -171,6 +169,18 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
         assert_eq!(writer.pass(true).await, PassEnd::CaughtUp);
         configs.push(config);
     }
+    configs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hosts_fleet_figures_equal_its_own_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(Kind::Prometheus, &dir.path().join("receiver"), free_port());
+    // Inside Prometheus' head block, which takes samples up to about an hour old.
+    let start_s = Utc::now().timestamp() - 40 * 60;
+    let start = DateTime::from_timestamp(start_s - start_s % 60 + 3, 0).unwrap();
+    let to = start + chrono::Duration::seconds(TICKS * STEP_S + 60);
+    let configs = push_hosts(dir.path(), &receiver.write_url(), start).await;
     let window = Duration::from_secs(3600);
     let from = runner::report::window_start(&configs[0].zone, window, to);
     let fleet: FleetSummary = {
@@ -347,4 +357,167 @@ fn check_points_at_what_is_wrong_in_a_report_source() {
         );
     }
     assert!(text.contains("jobs.fleet.source"), "{text}");
+}
+
+/// A VictoriaMetrics on 127.0.0.1 with the given flags (its query limits), stopped when
+/// dropped; started again over the same storage to ask the same samples under other limits.
+struct Limited {
+    child: Child,
+}
+
+impl Limited {
+    fn start(storage: &Path, port: u16, flags: &[&str]) -> Limited {
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", storage.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            // Every answer computed from the samples, none from a cache of an earlier run.
+            .arg("-search.disableCache")
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics is installed (.ci/run installs it)");
+        let started = Instant::now();
+        while !http_get(port, "/health").is_some_and(|(s, b)| s == 200 && b.contains("OK")) {
+            assert!(started.elapsed() < crate::support::PATIENCE, "not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Limited { child }
+    }
+}
+
+impl Drop for Limited {
+    /// Stopped as a service is (SIGTERM), so what it took is on disk for the next start.
+    fn drop(&mut self) {
+        let stopped = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.0 (an answer not chunked): status and body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.split(' ').nth(1)?.parse().ok()?, body.to_string()))
+}
+
+async fn fleet_of(dir: &Path, port: u16, from: DateTime<Utc>, to: DateTime<Utc>) -> FleetSummary {
+    let config = config_in(&dir.join("fleet"));
+    let src = source(port);
+    tokio::task::spawn_blocking(move || {
+        fleet::build(&config, "fleet", "Fleet", &src, from, to, "hour".into()).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Each host's series: name and labels, then samples, min, max, mean and p95.
+type Figures = Vec<(String, String, u64, f64, f64, f64, Option<f64>)>;
+
+fn figures(fleet: &FleetSummary) -> Figures {
+    fleet
+        .hosts
+        .iter()
+        .flat_map(|h| {
+            h.families.iter().flat_map(|f| &f.metrics).map(|m| {
+                (
+                    format!("{} {}", h.host, m.name),
+                    m.labels.clone(),
+                    m.samples,
+                    m.min,
+                    m.max,
+                    m.avg,
+                    m.p95,
+                )
+            })
+        })
+        .collect()
+}
+
+fn availability(fleet: &FleetSummary) -> Vec<(String, u64, u64, i64)> {
+    fleet
+        .hosts
+        .iter()
+        .flat_map(|h| {
+            h.availability.iter().map(|a| {
+                (
+                    format!("{} {} {}", h.host, a.metric, a.labels),
+                    a.checks,
+                    a.failed,
+                    a.downtime_seconds,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Queries stay inside the server's limits: a VictoriaMetrics that refuses queries over 400
+/// samples (three hosts' series of 180 samples are 540) gets them again for fewer hosts, and
+/// every figure equals the unlimited server's; one that refuses over 120 samples per series
+/// gets them again over pieces of the window, and counts, extremes, means and availability
+/// stay equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_refused_as_too_big_are_split_and_the_figures_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("vm");
+    let port = free_port();
+    let start_s = Utc::now().timestamp() - 40 * 60;
+    let start = DateTime::from_timestamp(start_s - start_s % 60 + 3, 0).unwrap();
+    let to = start + chrono::Duration::seconds(TICKS * STEP_S + 60);
+    let from = to - chrono::Duration::hours(1);
+    let whole = {
+        let _vm = Limited::start(&storage, port, &[]);
+        let write_url = format!("http://127.0.0.1:{port}/api/v1/write");
+        push_hosts(dir.path(), &write_url, start).await;
+        assert_eq!(http_get(port, "/internal/force_flush").unwrap().0, 200);
+        fleet_of(dir.path(), port, from, to).await
+    };
+    assert_eq!(whole.split_queries, 0);
+    assert_eq!(whole.totals.hosts, 3);
+    assert_eq!(whole.totals.samples, 3 * 4 * TICKS as u64);
+    let whole_figures = figures(&whole);
+    assert_eq!(whole_figures.len(), 12);
+    assert_eq!(availability(&whole).len(), 3);
+
+    let by_hosts = {
+        let _vm = Limited::start(&storage, port, &["-search.maxSamplesPerQuery=400"]);
+        fleet_of(dir.path(), port, from, to).await
+    };
+    assert!(by_hosts.split_queries > 0);
+    assert!(by_hosts.queries > whole.queries);
+    assert_eq!(figures(&by_hosts), whole_figures);
+    assert_eq!(availability(&by_hosts), availability(&whole));
+
+    let by_time = {
+        let _vm = Limited::start(&storage, port, &["-search.maxSamplesPerSeries=120"]);
+        fleet_of(dir.path(), port, from, to).await
+    };
+    assert!(by_time.split_queries > 0);
+    assert_eq!(availability(&by_time), availability(&whole));
+    let pieced = figures(&by_time);
+    assert_eq!(pieced.len(), whole_figures.len());
+    for (p, w) in pieced.iter().zip(&whole_figures) {
+        assert_eq!((&p.0, &p.1, p.2, p.3, p.4), (&w.0, &w.1, w.2, w.3, w.4));
+        // Sums of the pieces added: the same values in another order.
+        assert!(
+            (p.5 - w.5).abs() <= 1e-12 * w.5.abs(),
+            "{} {} {}",
+            p.0,
+            p.5,
+            w.5
+        );
+        // The pieces' p95 weighted by their counts: between the series' extremes.
+        let p95 = p.6.unwrap();
+        assert!(w.3 <= p95 && p95 <= w.4, "{} {p95}", p.0);
+    }
 }

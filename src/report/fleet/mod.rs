@@ -2,21 +2,26 @@
 //! Prometheus-compatible query API holding what runners pushed by remote write, instead of
 //! the local metrics log, and summarizes every host that pushed (or those `hosts:` names).
 //!
-//! Per host and series: count, min, mean, max (`count_over_time`, `min_over_time`,
-//! `avg_over_time`, `max_over_time`) and p95 (`quantile_over_time(0.95, …)`), each evaluated
-//! at the window's last millisecond over a range of the window less a millisecond, so the
-//! range is `[from, to)` as the local report's. Queries go one per series name and function
-//! per group of `HOST_GROUP` hosts; one the server refuses as too big is asked again day by
-//! day and the days combined (counts summed, extremes of extremes, the mean from
-//! `sum_over_time`; the p95 then the days' p95 weighted by their counts, an approximation).
+//! Per host and series: count, sum (the mean is their ratio), min, max and p95
+//! (`quantile_over_time(0.95, …)`), each evaluated at the window's last millisecond over a
+//! range that holds `[from, to)` as the local report's. Queries go per series name and group
+//! of `HOST_GROUP` hosts, `IN_FLIGHT` at once: the server does the work (a week of 20,000
+//! series is over a billion samples to scan), runner only waits and reads small answers. On
+//! VictoriaMetrics one `aggr_over_time` pass gives count, sum, min and max; elsewhere one
+//! query each. A query the server refuses as too big is asked again for half the hosts (the
+//! figures stay exact), then for one host day by day and in halves of a day (counts summed,
+//! extremes of extremes; the p95 the pieces' p95 weighted by their counts, an approximation).
 //! Availability (`tcp`/`http`/`postgres` `up`, `ping` loss) and alerts (the `ALERTS` series)
-//! come from the raw samples, read day by day.
+//! come from the raw samples, read a day per query and split the same way.
 
 pub mod query;
 
 use std::collections::BTreeMap;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::incidents::{self, IncidentsSummary};
@@ -32,6 +37,14 @@ pub const HOST_GROUP: usize = 50;
 /// Hosts shown per series name among the worst.
 const WORST: usize = 5;
 const DAY_MS: i64 = 86_400_000;
+/// The shortest piece of the window a refused query is split into.
+const MIN_PIECE_MS: i64 = 60_000;
+/// Queries in flight at once: enough to keep a server's cores busy while runner reads an
+/// answer, few enough not to crowd a shared server.
+pub const IN_FLIGHT: usize = 4;
+/// The figures MetricsQL's `aggr_over_time` computes in one pass over the samples.
+const ROLLUPS: &str =
+    "(\"count_over_time\", \"sum_over_time\", \"min_over_time\", \"max_over_time\")";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetPeriod {
@@ -159,6 +172,18 @@ struct Acc {
     p95_count: f64,
 }
 
+impl Acc {
+    /// Adds a piece of the window, or other hosts.
+    fn merge(&mut self, p: &Acc) {
+        self.count += p.count;
+        self.sum += p.sum;
+        self.min = self.min.min(p.min);
+        self.max = self.max.max(p.max);
+        self.p95_weighted += p.p95_weighted;
+        self.p95_count += p.p95_count;
+    }
+}
+
 impl Default for Acc {
     fn default() -> Acc {
         Acc {
@@ -277,56 +302,134 @@ fn key(labels: &Labels) -> Key {
     )
 }
 
+fn merge(out: &mut BTreeMap<Key, Acc>, piece: BTreeMap<Key, Acc>) {
+    for (k, p) in piece {
+        out.entry(k).or_default().merge(&p);
+    }
+}
+
 struct Reader<'a> {
     client: &'a PromClient,
     from_ms: i64,
     to_ms: i64,
-    queries: u64,
-    split: u64,
+    /// Bounds the queries in flight: the server's cores do the work, more would only queue.
+    permits: tokio::sync::Semaphore,
+    /// The server takes MetricsQL (VictoriaMetrics): `aggr_over_time`, and a range `[d]` at
+    /// `t` that is `(t-d, t]`, where Prometheus 2's is `[t-d, t]`.
+    metricsql: bool,
+    queries: AtomicU64,
+    split: AtomicU64,
 }
 
+/// What one unit of the fleet's reading asks for, in the order the report takes the answers.
+enum Task<'a> {
+    Figures(&'a str, &'a [String]),
+    Checks(&'a str, Check, &'a [String]),
+    Alerts(&'a [String]),
+}
+
+enum Found {
+    Figures(BTreeMap<Key, Acc>),
+    Checks(BTreeMap<Key, Availability>),
+    Alerts(Series),
+}
+
+/// Raw samples per series: its labels and (ms, value) in time order.
+type Series = BTreeMap<Key, (Labels, Vec<(i64, f64)>)>;
+
 impl Reader<'_> {
-    /// The five figures of every series of `name` on `hosts`.
-    async fn figures(&mut self, name: &str, hosts: &str) -> anyhow::Result<BTreeMap<Key, Acc>> {
-        let mut out: BTreeMap<Key, Acc> = BTreeMap::new();
-        match self
-            .figures_over(name, hosts, self.from_ms, self.to_ms, &mut out)
-            .await
-        {
-            Ok(()) => Ok(out),
-            Err(QueryError::TooBig(why)) => {
-                self.split += 1;
-                tracing::info!(name, "refused as too big, asked day by day: {why}");
-                let mut out = BTreeMap::new();
-                for (a, b) in day_pieces(self.from_ms, self.to_ms) {
-                    self.figures_over(name, hosts, a, b, &mut out)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                }
-                Ok(out)
+    /// The range that, evaluated at `b - 1`, holds the samples in `[a, b)`, so pieces of the
+    /// window meet without a sample on their boundary read twice or not at all.
+    fn range(&self, a: i64, b: i64) -> String {
+        range(if self.metricsql { b - a } else { b - a - 1 })
+    }
+
+    async fn vector(
+        &self,
+        query: &str,
+        when: DateTime<Utc>,
+    ) -> Result<Vec<(Labels, f64)>, QueryError> {
+        let _permit = self.permits.acquire().await;
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.client.vector(query, when).await
+    }
+
+    async fn matrix(
+        &self,
+        query: &str,
+        when: DateTime<Utc>,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+        let _permit = self.permits.acquire().await;
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.client.matrix(query, when).await
+    }
+
+    /// The five figures of every series of `name` on `hosts` over `[a, b)`. A query the server
+    /// refuses as too big is asked again for half the hosts (the figures stay exact), and for
+    /// one host over days, then halves of the piece (counts, extremes and sums stay exact; the
+    /// p95 becomes the pieces' p95 weighted by their counts).
+    fn figures<'s>(
+        &'s self,
+        name: &'s str,
+        hosts: &'s [String],
+        a: i64,
+        b: i64,
+    ) -> futures_util::future::BoxFuture<'s, anyhow::Result<BTreeMap<Key, Acc>>> {
+        Box::pin(async move {
+            let why = match self.figures_over(name, hosts, a, b).await {
+                Ok(piece) => return Ok(piece),
+                Err(QueryError::TooBig(why)) => why,
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            };
+            let pieces = self.pieces(name, hosts, a, b, why)?;
+            let mut out = BTreeMap::new();
+            for (hosts, x, y) in pieces {
+                merge(&mut out, self.figures(name, hosts, x, y).await?);
             }
-            Err(e) => Err(anyhow::anyhow!("{e}")),
-        }
+            Ok(out)
+        })
     }
 
     async fn figures_over(
-        &mut self,
+        &self,
         name: &str,
-        hosts: &str,
+        hosts: &[String],
         a: i64,
         b: i64,
-        out: &mut BTreeMap<Key, Acc>,
-    ) -> Result<(), QueryError> {
-        let selector = format!("{name}{{{hosts}}}[{}]", range(b - a - 1));
+    ) -> Result<BTreeMap<Key, Acc>, QueryError> {
+        let selector = format!("{name}{{{}}}[{}]", host_matcher(hosts), self.range(a, b));
         let when = at(b - 1);
-        let mut piece: BTreeMap<Key, Acc> = BTreeMap::new();
-        for function in ["count", "sum", "min", "max", "p95"] {
-            let query = match function {
+        // With MetricsQL, one pass over the samples for four of the figures (the server's
+        // `rollup` label says which); with PromQL, one query each.
+        let functions: &[&str] = if self.metricsql {
+            &["rollup", "p95"]
+        } else {
+            &["count", "sum", "min", "max", "p95"]
+        };
+        let queries: Vec<String> = functions
+            .iter()
+            .map(|f| match *f {
                 "p95" => format!("quantile_over_time(0.95, {selector})"),
+                "rollup" => format!("aggr_over_time({ROLLUPS}, {selector})"),
                 f => format!("{f}_over_time({selector})"),
-            };
-            self.queries += 1;
-            for (labels, value) in self.client.vector(&query, when).await? {
+            })
+            .collect();
+        let answers =
+            futures_util::future::try_join_all(queries.iter().map(|q| self.vector(q, when)))
+                .await?;
+        let mut piece: BTreeMap<Key, Acc> = BTreeMap::new();
+        for (function, answer) in functions.iter().zip(answers) {
+            for (mut labels, value) in answer {
+                let function = match *function {
+                    "rollup" => match labels.remove("rollup").as_deref() {
+                        Some("count_over_time") => "count",
+                        Some("sum_over_time") => "sum",
+                        Some("min_over_time") => "min",
+                        Some("max_over_time") => "max",
+                        _ => continue,
+                    },
+                    f => f,
+                };
                 let acc = piece.entry(key(&labels)).or_default();
                 match function {
                     "count" => acc.count = value,
@@ -337,44 +440,140 @@ impl Reader<'_> {
                 }
             }
         }
-        for (k, p) in piece {
-            let acc = out.entry(k).or_default();
-            acc.count += p.count;
-            acc.sum += p.sum;
-            acc.min = acc.min.min(p.min);
-            acc.max = acc.max.max(p.max);
-            if p.p95_weighted.is_finite() {
-                acc.p95_weighted += p.p95_weighted * p.count;
-                acc.p95_count += p.count;
+        for acc in piece.values_mut() {
+            // Weighted by its count, so pieces of the window combine.
+            if acc.p95_weighted.is_finite() {
+                acc.p95_weighted *= acc.count;
+                acc.p95_count = acc.count;
+            } else {
+                acc.p95_weighted = 0.0;
             }
         }
-        Ok(())
+        Ok(piece)
     }
 
-    /// The raw samples of every series `query_of(range)` selects, day by day, in time order.
-    async fn samples(
-        &mut self,
-        selector: &str,
-    ) -> anyhow::Result<BTreeMap<Key, (Labels, Vec<(i64, f64)>)>> {
-        let mut out: BTreeMap<Key, (Labels, Vec<(i64, f64)>)> = BTreeMap::new();
+    /// The pieces a query refused as too big over `hosts` and `[a, b)` is asked again in:
+    /// halves of the hosts, then for one host days, then halves of the piece down to
+    /// `MIN_PIECE_MS`; an error when it cannot be split further.
+    fn pieces<'h>(
+        &self,
+        name: &str,
+        hosts: &'h [String],
+        a: i64,
+        b: i64,
+        why: String,
+    ) -> anyhow::Result<Vec<(&'h [String], i64, i64)>> {
+        let pieces: Vec<(&[String], i64, i64)> = if hosts.len() > 1 {
+            let (left, right) = hosts.split_at(hosts.len() / 2);
+            vec![(left, a, b), (right, a, b)]
+        } else if b - a > DAY_MS {
+            day_pieces(a, b)
+                .into_iter()
+                .map(|(x, y)| (hosts, x, y))
+                .collect()
+        } else if b - a >= 2 * MIN_PIECE_MS {
+            let middle = a + (b - a) / 2;
+            vec![(hosts, a, middle), (hosts, middle, b)]
+        } else {
+            anyhow::bail!("{why}");
+        };
+        self.split.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            name,
+            hosts = hosts.len(),
+            pieces = pieces.len(),
+            "refused as too big, asked again in pieces: {why}"
+        );
+        Ok(pieces)
+    }
+
+    /// The raw samples in `[a, b)` of `name` (the firing `ALERTS` without it) on `hosts`, in
+    /// time order; split as `pieces` says when refused.
+    fn raw<'s>(
+        &'s self,
+        name: Option<&'s str>,
+        hosts: &'s [String],
+        a: i64,
+        b: i64,
+    ) -> futures_util::future::BoxFuture<'s, anyhow::Result<Series>> {
+        Box::pin(async move {
+            let selector = match name {
+                Some(name) => format!("{name}{{{}}}", host_matcher(hosts)),
+                None => format!("{ALERTS}{{alertstate=\"firing\",{}}}", host_matcher(hosts)),
+            };
+            let query = format!("{selector}[{}]", self.range(a, b));
+            let why = match self.matrix(&query, at(b - 1)).await {
+                Ok(answer) => {
+                    let mut out = Series::new();
+                    for (labels, mut values) in answer {
+                        values.retain(|(t, _)| *t >= a && *t < b);
+                        out.entry(key(&labels))
+                            .or_insert_with(|| (labels, Vec::new()))
+                            .1
+                            .extend(values);
+                    }
+                    return Ok(out);
+                }
+                Err(QueryError::TooBig(why)) => why,
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            };
+            let mut out = Series::new();
+            for (hosts, x, y) in self.pieces(name.unwrap_or(ALERTS), hosts, a, b, why)? {
+                for (k, (labels, values)) in self.raw(name, hosts, x, y).await? {
+                    out.entry(k)
+                        .or_insert_with(|| (labels, Vec::new()))
+                        .1
+                        .extend(values);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Each check series' availability, its raw samples read a day per query and counted as
+    /// they come (a week of them is not kept).
+    async fn checks(
+        &self,
+        name: &str,
+        check: Check,
+        hosts: &[String],
+    ) -> anyhow::Result<BTreeMap<Key, Availability>> {
+        let mut out: BTreeMap<Key, Availability> = BTreeMap::new();
         for (a, b) in day_pieces(self.from_ms, self.to_ms) {
-            self.queries += 1;
-            let query = format!("{selector}[{}]", range(b - a - 1));
-            let answer = self
-                .client
-                .matrix(&query, at(b - 1))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            for (labels, values) in answer {
-                let entry = out
-                    .entry(key(&labels))
-                    .or_insert_with(|| (labels.clone(), Vec::new()));
-                entry
-                    .1
-                    .extend(values.into_iter().filter(|(t, _)| *t >= a && *t < b));
+            for (k, (_, values)) in self.raw(Some(name), hosts, a, b).await? {
+                let availability = out.entry(k).or_insert_with(|| Availability::new(check));
+                for (t, v) in values {
+                    availability.add(t, v);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// The firing `ALERTS` samples of `hosts`, a day per query, in time order.
+    async fn alerts(&self, hosts: &[String]) -> anyhow::Result<Series> {
+        let mut out = Series::new();
+        for (a, b) in day_pieces(self.from_ms, self.to_ms) {
+            for (k, (labels, values)) in self.raw(None, hosts, a, b).await? {
+                out.entry(k)
+                    .or_insert_with(|| (labels, Vec::new()))
+                    .1
+                    .extend(values);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run(&self, task: &Task<'_>) -> anyhow::Result<Found> {
+        Ok(match *task {
+            Task::Figures(name, hosts) => {
+                Found::Figures(self.figures(name, hosts, self.from_ms, self.to_ms).await?)
+            }
+            Task::Checks(name, check, hosts) => {
+                Found::Checks(self.checks(name, check, hosts).await?)
+            }
+            Task::Alerts(hosts) => Found::Alerts(self.alerts(hosts).await?),
+        })
     }
 }
 
@@ -635,12 +834,17 @@ async fn read(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     names.sort();
-    let mut reader = Reader {
+    // A server that answers this takes MetricsQL; Prometheus refuses it as a parse error.
+    let probe = format!("aggr_over_time({ROLLUPS}, {HOST}_absent_probe[1s])");
+    let metricsql = client.vector(&probe, to).await.is_ok();
+    let reader = Reader {
         client,
+        metricsql,
         from_ms: from.timestamp_millis(),
         to_ms: to.timestamp_millis(),
-        queries: 2,
-        split: 0,
+        permits: tokio::sync::Semaphore::new(IN_FLIGHT),
+        queries: AtomicU64::new(3),
+        split: AtomicU64::new(0),
     };
     let mut reports: BTreeMap<String, HostReport> = hosts
         .iter()
@@ -660,51 +864,66 @@ async fn read(
         .collect();
     let mut worst = Vec::new();
     let mut alerts = Vec::new();
-    for group in hosts.chunks(HOST_GROUP) {
-        let matcher = host_matcher(group);
+    let groups: Vec<&[String]> = hosts.chunks(HOST_GROUP).collect();
+    let mut tasks = Vec::new();
+    for group in &groups {
         for name in &names {
-            let family = family_of(name);
-            for ((host, job, labels), acc) in reader.figures(name, &matcher).await? {
-                let Some(report) = reports.get_mut(&host) else {
-                    continue;
-                };
-                if acc.count <= 0.0 {
-                    continue;
-                }
-                let samples = acc.count.round() as u64;
-                report.samples += samples;
-                let metric = FleetMetric {
-                    name: name.clone(),
-                    labels,
-                    job,
-                    unit: unit_of(name).to_string(),
-                    samples,
-                    min: acc.min,
-                    avg: acc.sum / acc.count,
-                    p95: (acc.p95_count > 0.0).then(|| acc.p95_weighted / acc.p95_count),
-                    max: acc.max,
-                };
-                match report.families.iter_mut().find(|f| f.name == family) {
-                    Some(f) => f.metrics.push(metric),
-                    None => report.families.push(FleetFamily {
-                        name: family.clone(),
-                        metrics: vec![metric],
-                    }),
-                }
-            }
+            tasks.push(Task::Figures(name, group));
             if let Some(check) = check_of(name) {
-                for ((host, _, labels), (_, samples)) in
-                    reader.samples(&format!("{name}{{{matcher}}}")).await?
-                {
+                tasks.push(Task::Checks(name, check, group));
+            }
+        }
+        tasks.push(Task::Alerts(group));
+    }
+    // In order, so the report is the same whatever answers first; a few tasks ahead keep
+    // every permit busy.
+    let mut answers = futures_util::stream::iter(&tasks)
+        .map(|task| reader.run(task))
+        .buffered(IN_FLIGHT);
+    let mut done = 0;
+    while let Some(found) = answers.next().await {
+        let task = &tasks[done];
+        done += 1;
+        match (task, found?) {
+            (Task::Figures(name, _), Found::Figures(figures)) => {
+                let name = name.to_string();
+                let family = family_of(&name);
+                for ((host, job, labels), acc) in figures {
                     let Some(report) = reports.get_mut(&host) else {
                         continue;
                     };
-                    let mut a = Availability::new(check);
-                    for (t, v) in &samples {
-                        a.add(*t, *v);
+                    if acc.count <= 0.0 {
+                        continue;
                     }
+                    let samples = acc.count.round() as u64;
+                    report.samples += samples;
+                    let metric = FleetMetric {
+                        name: name.clone(),
+                        labels,
+                        job,
+                        unit: unit_of(&name).to_string(),
+                        samples,
+                        min: acc.min,
+                        avg: acc.sum / acc.count,
+                        p95: (acc.p95_count > 0.0).then(|| acc.p95_weighted / acc.p95_count),
+                        max: acc.max,
+                    };
+                    match report.families.iter_mut().find(|f| f.name == family) {
+                        Some(f) => f.metrics.push(metric),
+                        None => report.families.push(FleetFamily {
+                            name: family.clone(),
+                            metrics: vec![metric],
+                        }),
+                    }
+                }
+            }
+            (Task::Checks(name, _, _), Found::Checks(series)) => {
+                for ((host, _, labels), a) in series {
+                    let Some(report) = reports.get_mut(&host) else {
+                        continue;
+                    };
                     report.availability.push(FleetAvailability {
-                        metric: name.clone(),
+                        metric: name.to_string(),
                         labels,
                         checks: a.checks,
                         failed: a.failed,
@@ -717,24 +936,27 @@ async fn read(
                     });
                 }
             }
-        }
-        let firing = format!("{ALERTS}{{alertstate=\"firing\",{matcher}}}");
-        for ((host, _, _), (labels, (fired, firing_seconds))) in
-            alert_spells(reader.samples(&firing).await?, to.timestamp_millis())
-        {
-            if let Some(report) = reports.get_mut(&host) {
-                report.alerts_fired += fired;
-                report.firing_seconds += firing_seconds;
+            (Task::Alerts(_), Found::Alerts(series)) => {
+                for ((host, _, _), (labels, (fired, firing_seconds))) in
+                    alert_spells(series, to.timestamp_millis())
+                {
+                    if let Some(report) = reports.get_mut(&host) {
+                        report.alerts_fired += fired;
+                        report.firing_seconds += firing_seconds;
+                    }
+                    alerts.push(FleetAlert {
+                        host,
+                        alertname: labels.get("alertname").cloned().unwrap_or_default(),
+                        severity: labels.get("severity").cloned().unwrap_or_default(),
+                        fired,
+                        firing_seconds,
+                    });
+                }
             }
-            alerts.push(FleetAlert {
-                host,
-                alertname: labels.get("alertname").cloned().unwrap_or_default(),
-                severity: labels.get("severity").cloned().unwrap_or_default(),
-                fired,
-                firing_seconds,
-            });
+            _ => anyhow::bail!("a fleet query's answer of another kind than asked"),
         }
     }
+    drop(answers);
     let hosts: Vec<HostReport> = reports.into_values().collect();
     for name in &names {
         let mut rows: Vec<WorstHost> = hosts
@@ -834,8 +1056,8 @@ async fn read(
         alerts,
         incidents: IncidentsSummary::default(),
         highlights,
-        queries: reader.queries,
-        split_queries: reader.split,
+        queries: reader.queries.load(Ordering::Relaxed),
+        split_queries: reader.split.load(Ordering::Relaxed),
     })
 }
 

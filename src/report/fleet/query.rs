@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::Endpoint;
 use crate::http::{EndpointClient, describe_error, snippet};
@@ -30,25 +31,58 @@ impl std::fmt::Display for QueryError {
     }
 }
 
+/// An answer as the API writes it, read straight into `T` (no JSON tree in between: a
+/// matrix answer can be megabytes).
 #[derive(Deserialize)]
-struct Answer {
+struct Answer<T> {
     status: String,
-    #[serde(default)]
-    data: Option<serde_json::Value>,
-    #[serde(default)]
+    data: Option<T>,
     error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data<T> {
+    result: Vec<T>,
 }
 
 #[derive(Deserialize)]
 struct Vector {
     metric: Labels,
-    value: (f64, String),
+    value: Point,
 }
 
 #[derive(Deserialize)]
 struct Matrix {
     metric: Labels,
-    values: Vec<(f64, String)>,
+    values: Vec<Point>,
+}
+
+/// `[1733533200.123, "42.5"]`, read without keeping the value's text.
+#[derive(Deserialize)]
+struct Point(f64, Value);
+
+struct Value(f64);
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sample value as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<f64, E> {
+                Ok(value(text))
+            }
+        }
+        deserializer.deserialize_str(Text).map(Value)
+    }
+}
+
+impl Point {
+    fn ms(&self) -> i64 {
+        (self.0 * 1000.0).round() as i64
+    }
 }
 
 /// Words Prometheus and VictoriaMetrics use when a query is over their limits.
@@ -59,6 +93,7 @@ const TOO_BIG: &[&str] = &[
     "too many",
     "maxSamplesPerQuery",
     "maxPointsPerTimeseries",
+    "maxSamplesPerSeries",
     "timeout",
     "timed out",
 ];
@@ -98,13 +133,13 @@ impl PromClient {
     }
 
     /// A POSTed form, or with `get` the same pairs in the URL (Prometheus 2.42 takes label
-    /// values by GET only).
-    async fn call(
+    /// values by GET only); the answer's `data` read as `T`.
+    async fn call<T: DeserializeOwned>(
         &self,
         get: bool,
         path: &str,
         form: &[(&str, &str)],
-    ) -> Result<serde_json::Value, QueryError> {
+    ) -> Result<T, QueryError> {
         let scrub = |text: String| self.endpoint.secrets.scrub(&text);
         let request = if get {
             let mut url = self.url(path);
@@ -132,30 +167,51 @@ impl PromClient {
             })?;
         let status = response.status();
         let body = response
-            .text()
+            .bytes()
             .await
             .map_err(|e| QueryError::Failed(scrub(describe_error(e))))?;
-        let answer: Option<Answer> = serde_json::from_str(&body).ok();
-        match answer {
-            Some(Answer {
-                status: ok,
-                data: Some(data),
-                ..
-            }) if ok == "success" && status.is_success() => Ok(data),
-            answer => {
-                let said = answer
-                    .and_then(|a| a.error)
-                    .unwrap_or_else(|| snippet(&body));
-                let why = scrub(format!("{path}: HTTP {}: {said}", status.as_u16()));
-                let big = status.as_u16() == 422
-                    || status.as_u16() == 503
-                    || TOO_BIG.iter().any(|w| said.contains(w));
-                if big && !status.is_success() {
-                    Err(QueryError::TooBig(why))
-                } else {
-                    Err(QueryError::Failed(why))
+        if status.is_success() {
+            let mut answers = serde_json::Deserializer::from_slice(&body).into_iter::<Answer<T>>();
+            let first = answers.next();
+            // VictoriaMetrics streams raw samples: a limit hit on the way is written after the
+            // answer it began, with the status already 200.
+            let rest = String::from_utf8_lossy(&body[answers.byte_offset()..]);
+            let rest = rest.trim();
+            match first {
+                Some(Ok(Answer {
+                    status: ok,
+                    data: Some(data),
+                    ..
+                })) if ok == "success" && rest.is_empty() => return Ok(data),
+                Some(Ok(_)) if !rest.is_empty() => {
+                    let why = scrub(format!("{path}: {}", snippet(rest)));
+                    return Err(if TOO_BIG.iter().any(|w| rest.contains(w)) {
+                        QueryError::TooBig(why)
+                    } else {
+                        QueryError::Failed(why)
+                    });
                 }
+                Some(Err(e)) => {
+                    return Err(QueryError::Failed(scrub(format!(
+                        "{path}: an answer not as expected: {e}"
+                    ))));
+                }
+                _ => {}
             }
+        }
+        let text = String::from_utf8_lossy(&body);
+        let said = serde_json::from_slice::<Answer<serde::de::IgnoredAny>>(&body)
+            .ok()
+            .and_then(|a| a.error)
+            .unwrap_or_else(|| snippet(&text));
+        let why = scrub(format!("{path}: HTTP {}: {said}", status.as_u16()));
+        let big = status.as_u16() == 422
+            || status.as_u16() == 503
+            || TOO_BIG.iter().any(|w| said.contains(w));
+        if big && !status.is_success() {
+            Err(QueryError::TooBig(why))
+        } else {
+            Err(QueryError::Failed(why))
         }
     }
 
@@ -168,14 +224,12 @@ impl PromClient {
         to: DateTime<Utc>,
     ) -> Result<Vec<String>, QueryError> {
         let (start, end) = (seconds(from), seconds(to));
-        let data = self
-            .call(
-                true,
-                &format!("/api/v1/label/{label}/values"),
-                &[("match[]", selector), ("start", &start), ("end", &end)],
-            )
-            .await?;
-        serde_json::from_value(data).map_err(|e| QueryError::Failed(format!("label values: {e}")))
+        self.call(
+            true,
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", selector), ("start", &start), ("end", &end)],
+        )
+        .await
     }
 
     /// An instant query answered with a vector: each series' labels and value.
@@ -184,12 +238,11 @@ impl PromClient {
         query: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<(Labels, f64)>, QueryError> {
-        let data = self.query(query, at).await?;
-        let result = Vec::<Vector>::deserialize(&data["result"])
-            .map_err(|e| QueryError::Failed(format!("{query}: not a vector: {e}")))?;
-        Ok(result
+        let data: Data<Vector> = self.query(query, at).await?;
+        Ok(data
+            .result
             .into_iter()
-            .map(|v| (v.metric, value(&v.value.1)))
+            .map(|v| (v.metric, v.value.1.0))
             .collect())
     }
 
@@ -199,27 +252,34 @@ impl PromClient {
         query: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
-        let data = self.query(query, at).await?;
-        // Read in place: a matrix answer can be large; a copy of it would double it.
-        let result = Vec::<Matrix>::deserialize(&data["result"])
-            .map_err(|e| QueryError::Failed(format!("{query}: not a matrix: {e}")))?;
-        Ok(result
+        let data: Data<Matrix> = self.query(query, at).await?;
+        Ok(data
+            .result
             .into_iter()
             .map(|m| {
-                let samples = m
-                    .values
-                    .iter()
-                    .map(|(t, v)| ((t * 1000.0).round() as i64, value(v)))
-                    .collect();
+                let samples = m.values.iter().map(|p| (p.ms(), p.1.0)).collect();
                 (m.metric, samples)
             })
             .collect())
     }
 
-    async fn query(&self, query: &str, at: DateTime<Utc>) -> Result<serde_json::Value, QueryError> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        at: DateTime<Utc>,
+    ) -> Result<T, QueryError> {
         let time = seconds(at);
-        self.call(false, "/api/v1/query", &[("query", query), ("time", &time)])
-            .await
+        let started = std::time::Instant::now();
+        let answer = self
+            .call(false, "/api/v1/query", &[("query", query), ("time", &time)])
+            .await;
+        // Where a report's time goes, per query: `runner -v`.
+        tracing::debug!(
+            query,
+            ms = started.elapsed().as_millis() as u64,
+            "fleet query"
+        );
+        answer
     }
 }
 
