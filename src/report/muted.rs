@@ -2,7 +2,7 @@
 //! report's window, and the alerts whose notices were held back (by a window, a silence or
 //! inhibition), from the `muted` field of the alert log's events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
@@ -51,7 +51,8 @@ pub struct HeldAlert {
     pub by: String,
     /// The window's name, the silence's id or the inhibiting alert's name.
     pub reason: String,
-    /// Firing (and repeat) notices held back.
+    /// Firing spells with a notice held back: a spell's held repeats count once, since an
+    /// alert that fired once in a window is not one that fired every repeat interval.
     pub fired: u64,
 }
 
@@ -90,7 +91,8 @@ pub fn summarize(
             });
         }
     }
-    let mut held: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut held: BTreeMap<(String, String, String), HashSet<(String, DateTime<Utc>)>> =
+        BTreeMap::new();
     // Every later event of a spell carries its run's outcome: one entry per spell and action.
     let mut actions: BTreeMap<(DateTime<Utc>, String, String), ActionTaken> = BTreeMap::new();
     let last_day = (to - chrono::Duration::milliseconds(1)).date_naive();
@@ -103,13 +105,13 @@ pub fn summarize(
             && matches!(event.kind, EventKind::Firing | EventKind::Repeat)
             && let Some(muted) = &event.muted
         {
-            *held
-                .entry((
-                    event.name,
-                    muted.by.as_str().to_string(),
-                    muted.name.clone(),
-                ))
-                .or_default() += 1;
+            held.entry((
+                event.name,
+                muted.by.as_str().to_string(),
+                muted.name.clone(),
+            ))
+            .or_default()
+            .insert((event.fingerprint, event.active_since));
         }
         if line.contains("\"action\":{")
             && let Ok(event) = serde_json::from_str::<AlertEvent>(line)
@@ -138,11 +140,11 @@ pub fn summarize(
         windows,
         held: held
             .into_iter()
-            .map(|((name, by, reason), fired)| HeldAlert {
+            .map(|((name, by, reason), spells)| HeldAlert {
                 name,
                 by,
                 reason,
-                fired,
+                fired: spells.len() as u64,
             })
             .collect(),
     }

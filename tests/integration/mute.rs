@@ -268,11 +268,22 @@ fn the_report_shows_maintenance_time_and_what_fired_inside_it_apart() {
         }
         e.to_string()
     };
+    // A held repeat of the spell that began at `since`.
+    let repeat = |at: &str, since: &str, name: &str| {
+        let mut e: serde_json::Value = serde_json::from_str(&event(since, name, true)).unwrap();
+        e["kind"] = "repeat".into();
+        e["at"] = at.into();
+        e["id"] = format!("{name}-{at}").into();
+        e.to_string()
+    };
     std::fs::write(
         alerts.join("2027-03-25.jsonl"),
         format!(
-            "{}\n{}\n",
+            "{}\n{}\n{}\n{}\n",
             event("2027-03-25T01:40:00Z", "disk_busy", true),
+            // Its repeats held in the same window are the same spell: still fired once.
+            repeat("2027-03-25T01:50:00Z", "2027-03-25T01:40:00Z", "disk_busy"),
+            repeat("2027-03-25T02:00:00Z", "2027-03-25T01:40:00Z", "disk_busy"),
             event("2027-03-25T09:00:00Z", "cpu_high", false)
         ),
     )
