@@ -280,4 +280,47 @@ mod tests {
         );
         assert_eq!(window.active_until(at("2027-03-29T00:29:59Z"), &zone), None);
     }
+
+    /// On 2027-10-31 02:30 happens twice in Berlin: a fixed-time window opens at the first
+    /// (00:30 UTC, CEST) only, as the job would run, and stays open its hour of real time; an
+    /// interval window (`0 * * * *`) opens in both passes of the repeated hour.
+    #[test]
+    fn a_window_follows_the_scheduler_across_the_autumn_change() {
+        let zone = Zone::parse("Europe/Berlin").unwrap();
+        let window = |schedule: &str, minutes: u64| MaintenanceSpec {
+            name: "w".into(),
+            schedule: Schedule::parse(schedule).unwrap(),
+            duration: Duration::from_secs(minutes * 60),
+            matchers: vec![],
+        };
+        let nightly = window("30 2 * * *", 60);
+        assert_eq!(
+            nightly.active_until(at("2027-10-31T00:29:59Z"), &zone),
+            None
+        );
+        assert_eq!(
+            nightly.active_until(at("2027-10-31T00:30:00Z"), &zone),
+            Some(at("2027-10-31T01:30:00Z"))
+        );
+        // 02:30 CET, the second 02:30: the window has closed and does not open again.
+        assert_eq!(
+            nightly.active_until(at("2027-10-31T01:30:00Z"), &zone),
+            None
+        );
+        assert_eq!(
+            nightly.active_until(at("2027-10-31T02:00:00Z"), &zone),
+            None
+        );
+        let hourly = window("0 * * * *", 10);
+        // 02:00 CEST is 00:00 UTC, 02:00 CET is 01:00 UTC: both open.
+        assert_eq!(
+            hourly.active_until(at("2027-10-31T00:05:00Z"), &zone),
+            Some(at("2027-10-31T00:10:00Z"))
+        );
+        assert_eq!(
+            hourly.active_until(at("2027-10-31T01:05:00Z"), &zone),
+            Some(at("2027-10-31T01:10:00Z"))
+        );
+        assert_eq!(hourly.active_until(at("2027-10-31T00:30:00Z"), &zone), None);
+    }
 }
