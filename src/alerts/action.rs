@@ -91,6 +91,16 @@ fn ledger_key(fingerprint: &str, action: &str) -> String {
     format!("{fingerprint} {action}")
 }
 
+/// Counts a run of `action` for the alert `fingerprint` at `now` against its cooldown and
+/// hourly cap; `runner test` keeps such a ledger too, so it asserts what the scheduler runs.
+pub fn note_run(lifecycle: &mut Lifecycle, fingerprint: &str, action: &str, now: DateTime<Utc>) {
+    let ran = lifecycle
+        .action_runs
+        .entry(ledger_key(fingerprint, action))
+        .or_default();
+    ran.push(now);
+}
+
 impl Actions {
     pub fn new(specs: IndexMap<String, ActionSpec>) -> Actions {
         Actions {
@@ -151,9 +161,7 @@ impl Actions {
                 info!(job = %event.job, alert = %event.name, action = name, "action not run: {why}");
                 continue;
             }
-            let key = ledger_key(&event.fingerprint, name);
-            let ran = lifecycle.action_runs.entry(key).or_default();
-            ran.push(now);
+            note_run(lifecycle, &event.fingerprint, name, now);
             runs.push(Run {
                 action: name.to_string(),
                 spec: spec.clone(),

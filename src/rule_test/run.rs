@@ -631,7 +631,9 @@ fn simulate(
         {
             let alerts = pipeline.lock_alerts();
             for event in &stepped.events {
-                if let Some(action) = action_of(setup, alerts.lifecycle(), event) {
+                if let Some(action) =
+                    action_of(setup, alerts.lifecycle(), &mut sent.ledger, event, now)
+                {
                     sent.would_run.insert(event.id.clone(), action);
                 }
             }
@@ -661,6 +663,9 @@ fn simulate(
 struct Sent {
     events: Vec<AlertEvent>,
     would_run: BTreeMap<String, String>,
+    /// The runs counted so far, for the actions' cooldown and hourly cap as the scheduler
+    /// keeps them (the scenario's clock is the scheduler's).
+    ledger: Lifecycle,
 }
 
 fn verify(
@@ -675,6 +680,7 @@ fn verify(
     let Sent {
         events: sent,
         would_run,
+        ..
     } = sent;
     let e = &spanned.value;
     let line = spanned.referenced.line();
@@ -790,13 +796,24 @@ fn verify(
     }
 }
 
-/// The action `event` would run: by the jobs file's `actions:` (muted events and repeats
-/// without `on: repeat` run none), or without one, the action a firing event's rule names.
-fn action_of(setup: &Setup, lifecycle: &Lifecycle, event: &AlertEvent) -> Option<String> {
+/// The action `event` would run: by the jobs file's `actions:` (muted events, repeats
+/// without `on: repeat` and runs its cooldown or hourly cap holds back run none; a run is
+/// counted in `ledger`), or without one, the action a firing event's rule names.
+fn action_of(
+    setup: &Setup,
+    lifecycle: &Lifecycle,
+    ledger: &mut Lifecycle,
+    event: &AlertEvent,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    use crate::alerts::action::{held_back, note_run};
     match &setup.actions {
-        Some(actions) => actions
-            .wanted(lifecycle, event)
-            .map(|(name, _)| name.to_string()),
+        Some(actions) => {
+            let (name, spec) = actions.wanted(lifecycle, event)?;
+            held_back(ledger, &event.fingerprint, name, spec, now).ok()?;
+            note_run(ledger, &event.fingerprint, name, now);
+            Some(name.to_string())
+        }
         None if event.kind == EventKind::Firing && event.muted.is_none() => lifecycle
             .states
             .get(&event.fingerprint)

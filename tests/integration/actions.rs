@@ -265,6 +265,44 @@ fn runner_test_asserts_the_action_and_runs_none() {
     assert!(!ran.exists(), "runner test ran the action");
 }
 
+/// `runner test` counts the runs as the scheduler does: a second spell 8 minutes after the
+/// first run, inside the action's 10 minute cooldown, runs nothing.
+#[test]
+fn runner_test_holds_a_run_back_in_the_actions_cooldown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.txt");
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let jobs = setup(dir.path(), &server, &appends_to(&ran));
+    let test = |second: &str| {
+        format!(
+            "rules: [v.rhai]\njobs: {jobs}\njob: m\nscenarios:\n  - name: two spells\n    interval: 4m\n    start: \"2026-11-23T09:00:00Z\"\n    input:\n      command.v.value: \"0 93 0 93\"\n    tests:\n      - at: 4m\n        events:\n          - {{ alert: v_high, kind: firing, action: act }}\n      - at: 12m\n        events:\n          - {{ alert: v_high, kind: resolved }}\n          - {{ alert: v_high, kind: firing, action: {second} }}\n"
+        )
+    };
+    let run_test = |second: &str| {
+        std::fs::write(dir.path().join("v.test.yaml"), test(second)).unwrap();
+        command(&["test", "v.test.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run_test("none");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = run_test("act");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("v_high firing: action: expected act, got none"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!ran.exists(), "runner test ran the action");
+}
+
 #[test]
 fn check_points_at_an_action_a_rule_names_that_actions_lacks() {
     let dir = tempfile::tempdir().unwrap();
