@@ -37,6 +37,10 @@ pub enum Failed {
     TimedOut { stdout: Vec<u8>, stderr: Vec<u8> },
 }
 
+/// How long output is still read once the command has exited, for what its background
+/// children write; they are killed with its group then.
+const AFTER_EXIT: Duration = Duration::from_millis(200);
+
 /// Runs `command` under `timeout`, reading at most `max_stdout` and `max_stderr` bytes.
 pub async fn run(
     command: &mut tokio::process::Command,
@@ -63,12 +67,27 @@ pub async fn run(
     // The buffers outlive the reads, so a timeout still has what was written before it.
     let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
     let run = async {
-        let (stdout, stderr, status) = tokio::join!(
-            read_capped(stdout, max_stdout, on_too_much, &mut out_buf),
-            read_capped(stderr, max_stderr, Excess::Drain, &mut err_buf),
-            child.wait()
-        );
-        (stdout, stderr, status)
+        let reads = async {
+            tokio::join!(
+                read_capped(stdout, max_stdout, on_too_much, &mut out_buf),
+                read_capped(stderr, max_stderr, Excess::Drain, &mut err_buf),
+            )
+        };
+        tokio::pin!(reads);
+        tokio::select! {
+            (out_cut, _) = &mut reads => (out_cut, (), child.wait().await),
+            status = child.wait() => {
+                // It has ended, but what it left in the background (`daemon &`) may hold its
+                // output open: what it wrote is in the pipes already, so read briefly, then
+                // stop reading (the group is killed below) instead of waiting for the timeout
+                // and calling a command that exited a failure.
+                let out_cut = match tokio::time::timeout(AFTER_EXIT, &mut reads).await {
+                    Ok((out_cut, _)) => out_cut,
+                    Err(_) => false,
+                };
+                (out_cut, (), status)
+            }
+        }
     };
     let (out_cut, _, status) = match tokio::time::timeout(timeout, run).await {
         Ok(done) => done,
@@ -174,5 +193,46 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that leaves a child in the background holding its output (`daemon &`) has
+    /// ended when it exits: its exit and output are the answer, not a timeout, and the
+    /// background child goes with its group.
+    #[tokio::test]
+    async fn a_background_child_holding_the_output_does_not_make_an_exit_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let mut command = tokio::process::Command::new("sh");
+        command.args([
+            "-c",
+            &format!("sleep 300 & echo $! > {}; echo started", pid_file.display()),
+        ]);
+        let ran = run(
+            &mut command,
+            Duration::from_secs(60),
+            1024,
+            1024,
+            OnExcess::Drain,
+        )
+        .await
+        .expect("it exited; no timeout");
+        assert!(ran.status.unwrap().success());
+        assert_eq!(ran.stdout.unwrap(), b"started\n");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Killed: gone once reaped, a zombie until then.
+        for _ in 0..3000 {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => return,
+                Ok(text) if text.contains(") Z ") => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        panic!("the background child is still running");
     }
 }
