@@ -56,6 +56,9 @@ pub struct HeldAlert {
     pub fired: u64,
 }
 
+/// An alert's firing spell: its fingerprint and when it began.
+type Spell = (String, DateTime<Utc>);
+
 /// Sums up `[from, to)`: the windows' open time from their schedules, and the muted events
 /// of the alert log.
 pub fn summarize(
@@ -91,8 +94,7 @@ pub fn summarize(
             });
         }
     }
-    let mut held: BTreeMap<(String, String, String), HashSet<(String, DateTime<Utc>)>> =
-        BTreeMap::new();
+    let mut held: BTreeMap<(String, String, String), HashSet<Spell>> = BTreeMap::new();
     // Every later event of a spell carries its run's outcome: one entry per spell and action.
     let mut actions: BTreeMap<(DateTime<Utc>, String, String), ActionTaken> = BTreeMap::new();
     let last_day = (to - chrono::Duration::milliseconds(1)).date_naive();
