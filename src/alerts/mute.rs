@@ -169,7 +169,7 @@ pub fn add_silence(
     })
 }
 
-/// Ends the silence `id` now (one still to start ends before it does); `Ok(false)` when there
+/// Ends the silence `id` now (one still to start ends before it does, its start now too);
 /// is no such silence active or pending.
 pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, SilenceError> {
     locked(data_dir, || {
@@ -177,7 +177,10 @@ pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<b
         let Some(silence) = silences.iter_mut().find(|s| s.id == id && s.ends_at > now) else {
             return Ok(false);
         };
-        silence.ends_at = now.max(silence.starts_at);
+        // One still to start ends now too, as Alertmanager's does: ending at its start kept
+        // it "pending" in the list and on the status page, and expirable again.
+        silence.starts_at = silence.starts_at.min(now);
+        silence.ends_at = now;
         save(data_dir, &silences)?;
         Ok(true)
     })
@@ -766,6 +769,31 @@ mod tests {
         assert!(expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(5)).unwrap());
         assert!(!expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(6)).unwrap());
         assert!(!read_silences(dir.path()).unwrap()[0].active(now + chrono::Duration::minutes(5)));
+    }
+
+    /// A silence expired before its start has ended: it is not to come any more (the status
+    /// page and `list` showed it pending), and expiring it again finds nothing to end.
+    #[test]
+    fn a_pending_silence_expired_has_ended_and_cannot_be_expired_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2027-01-01T00:00:00Z");
+        let s = add_silence(
+            dir.path(),
+            &["alertname=disk_full".into()],
+            Some(at("2027-03-01T22:00:00Z")),
+            Duration::from_secs(3600),
+            "",
+            "",
+            now,
+        )
+        .unwrap();
+        assert!(expire_silence(dir.path(), &s.id, now).unwrap());
+        let ended = &read_silences(dir.path()).unwrap()[0];
+        assert!(ended.ends_at <= now, "{ended:?}");
+        assert!(ended.starts_at <= ended.ends_at, "{ended:?}");
+        assert!(!expire_silence(dir.path(), &s.id, now + chrono::Duration::minutes(1)).unwrap());
+        // Kept a day for `list`, then dropped.
+        assert!(ended.kept(now) && !ended.kept(now + chrono::Duration::days(2)));
     }
 
     /// A silence with a start to come holds nothing until then, and its length from then.
