@@ -170,7 +170,7 @@ pub fn add_silence(
 }
 
 /// Ends the silence `id` now (one still to start ends before it does, its start now too);
-/// is no such silence active or pending.
+/// `Ok(false)` when there is no such silence active or pending.
 pub fn expire_silence(data_dir: &Path, id: &str, now: DateTime<Utc>) -> Result<bool, SilenceError> {
     locked(data_dir, || {
         let mut silences = read_for_change(data_dir)?;
