@@ -28,6 +28,8 @@ pub struct Request {
     pub authorization: String,
     /// `Content-Length`: the body that follows the head (the silences API's POST).
     pub content_length: usize,
+    /// A `Transfer-Encoding` was given: a chunked body, which is not read (a 411).
+    pub chunked: bool,
     pub body: Vec<u8>,
 }
 
@@ -60,6 +62,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         _ => "Internal Server Error",
@@ -85,6 +88,7 @@ pub fn parse(head: &str) -> Option<Request> {
             "accept" => request.accept = value.trim().to_string(),
             "authorization" => request.authorization = value.trim().to_string(),
             "content-length" => request.content_length = value.trim().parse().ok()?,
+            "transfer-encoding" => request.chunked = true,
             _ => {}
         }
     }
@@ -191,6 +195,11 @@ where
                 Some(request) if request.content_length > MAX_BODY => {
                     Response::text(413, "request body too large")
                 }
+                // Read as no body, a chunked POST was answered "EOF while parsing".
+                Some(request) if request.chunked => Response::text(
+                    411,
+                    "send the body with Content-Length; chunked bodies are not read",
+                ),
                 Some(mut request) => {
                     let mut body = head[end + 4..].to_vec();
                     while body.len() < request.content_length {

@@ -130,6 +130,7 @@ mod tests {
             accept: String::new(),
             authorization: String::new(),
             content_length: body.len(),
+            chunked: false,
             body: body.as_bytes().to_vec(),
         }
     }

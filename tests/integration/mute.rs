@@ -183,6 +183,16 @@ fn a_silence_posted_to_the_listener_with_its_credentials_holds_a_notice_until_de
     let new =
         r#"{"matchers": ["alertname=v_high", "severity!=info"], "for": "1h", "comment": "deploy"}"#;
     assert_eq!(http(port, "POST", "/api/v1/silences", "", new).0, 401);
+    // A chunked body is refused for what it is, not read as an empty one.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/silences",
+        "Transfer-Encoding: chunked\r\n",
+        "0\r\n\r\n",
+    );
+    assert_eq!(status, 411, "{body}");
+    assert!(body.contains("Content-Length"), "{body}");
     assert_eq!(
         http(
             port,
