@@ -143,16 +143,39 @@ impl MaintenanceSpec {
     /// opens exactly when a job with that schedule would run, DST included.
     pub fn active_until(&self, at: DateTime<Utc>, zone: &Zone) -> Option<DateTime<Utc>> {
         let span = chrono::Duration::from_std(self.duration).ok()?;
+        // The latest start at or before `at` ends last. A few starts are walked one by one
+        // (a nightly window has one or two in its span)...
         let mut cursor = at - span;
-        let mut until = None;
-        while let Some(start) = self.schedule.next_after(cursor, zone) {
-            if start > at {
-                break;
+        let mut latest = None;
+        for _ in 0..8 {
+            match self.schedule.next_after(cursor, zone) {
+                Some(start) if start <= at => {
+                    latest = Some(start);
+                    cursor = start;
+                }
+                _ => return latest.map(|start| start + span).filter(|end| *end > at),
             }
-            until = Some(start + span);
-            cursor = start;
         }
-        until.filter(|end| *end > at)
+        // ...more are searched: whether a start lies in `(at - d, at]` only grows with `d`,
+        // so the least such `d` (to the millisecond; starts are whole seconds apart) takes
+        // about 40 looks. A `* * * * * *` window open for 7 days walked 604,800 starts at
+        // every decision.
+        let starts_within = |d_ms: i64| {
+            self.schedule
+                .next_after(at - chrono::Duration::milliseconds(d_ms), zone)
+                .filter(|start| *start <= at)
+        };
+        let (mut none, mut some) = (0, (at - cursor).num_milliseconds());
+        while some - none > 1 {
+            let mid = none + (some - none) / 2;
+            if starts_within(mid).is_some() {
+                some = mid;
+            } else {
+                none = mid;
+            }
+        }
+        let start = starts_within(some).or(latest)?;
+        Some(start + span).filter(|end| *end > at)
     }
 }
 
@@ -193,6 +216,7 @@ pub fn field<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Timelike;
 
     #[track_caller]
     fn case(matcher: &str, value: &str, expected: bool) {
@@ -279,6 +303,66 @@ mod tests {
             Some(at("2027-03-29T01:30:00Z"))
         );
         assert_eq!(window.active_until(at("2027-03-29T00:29:59Z"), &zone), None);
+    }
+
+    /// The window as the definition has it: every start in `(at - duration, at]`, the last
+    /// one's end. The search must agree with it.
+    fn linear_until(w: &MaintenanceSpec, at: DateTime<Utc>, zone: &Zone) -> Option<DateTime<Utc>> {
+        let span = chrono::Duration::from_std(w.duration).unwrap();
+        let (mut cursor, mut until) = (at - span, None);
+        while let Some(start) = w.schedule.next_after(cursor, zone) {
+            if start > at {
+                break;
+            }
+            until = Some(start + span);
+            cursor = start;
+        }
+        until.filter(|end| *end > at)
+    }
+
+    #[test]
+    fn the_search_for_a_windows_end_agrees_with_walking_every_start() {
+        let zone = Zone::parse("Europe/Berlin").unwrap();
+        for (schedule, seconds) in [
+            ("30 2 * * *", 3600),
+            ("0 * * * *", 600),
+            ("*/7 * * * * *", 20),
+            ("*/7 * * * * *", 3),
+            ("0 0 * * Sun", 86400 * 3),
+            ("15 1-3 * * *", 5400),
+        ] {
+            let w = MaintenanceSpec {
+                name: "w".into(),
+                schedule: Schedule::parse(schedule).unwrap(),
+                duration: Duration::from_secs(seconds),
+                matchers: vec![],
+            };
+            // Across both changes of 2027, a look every 58 min 27 s, on and off the starts.
+            for day in ["2027-03-27T22:00:00Z", "2027-10-30T22:00:00Z"] {
+                let mut t = at(day);
+                for _ in 0..50 {
+                    for probe in [t, t.with_nanosecond(0).unwrap()] {
+                        assert_eq!(
+                            w.active_until(probe, &zone),
+                            linear_until(&w, probe, &zone),
+                            "{schedule} for {seconds}s at {probe}"
+                        );
+                    }
+                    t += chrono::Duration::milliseconds(3_507_000);
+                }
+            }
+        }
+        // Every second for 7 days: open, until the latest second's start plus 7 days.
+        let every_second = MaintenanceSpec {
+            name: "w".into(),
+            schedule: Schedule::parse("* * * * * *").unwrap(),
+            duration: Duration::from_secs(7 * 86400),
+            matchers: vec![],
+        };
+        assert_eq!(
+            every_second.active_until(at("2027-01-01T00:00:00.250Z"), &zone),
+            Some(at("2027-01-08T00:00:00Z"))
+        );
     }
 
     /// On 2027-10-31 02:30 happens twice in Berlin: a fixed-time window opens at the first
