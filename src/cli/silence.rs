@@ -155,8 +155,14 @@ fn print_table(
                 state.to_string(),
                 zone.strftime(s.starts_at, "%Y-%m-%d %H:%M"),
                 zone.strftime(s.ends_at, "%Y-%m-%d %H:%M"),
-                s.matchers.join(" "),
-                s.comment.clone(),
+                // One row a silence: a value with a space is quoted, a comment's line
+                // breaks are spaces.
+                s.matchers
+                    .iter()
+                    .map(|m| quoted(m))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                s.comment.split_whitespace().collect::<Vec<_>>().join(" "),
             ]
         })
         .collect();
@@ -181,5 +187,18 @@ fn print_table(
     line(header);
     for row in &rows {
         line(row.each_ref().map(String::as_str));
+    }
+}
+
+/// `name=value` as written, or `name="a value"` when the value has a space or a quote, so the
+/// list's matchers column reads as its matchers.
+fn quoted(matcher: &str) -> String {
+    match crate::config::mute::Matcher::parse(matcher) {
+        Ok(m)
+            if m.value.contains(|c: char| c.is_whitespace() || c == '"') || m.value.is_empty() =>
+        {
+            format!("{}{}{:?}", m.name, m.op.as_str(), m.value)
+        }
+        _ => matcher.to_string(),
     }
 }

@@ -471,6 +471,36 @@ fn a_silence_with_a_bad_matcher_or_no_length_is_a_usage_error() {
     assert_eq!(stdout(&listed).trim(), "no silences");
 }
 
+/// `silence list` shows one row a silence: a comment's line break is a space, and a matcher
+/// whose value has a space is quoted, so the column reads as the matchers it holds.
+#[test]
+fn silence_list_keeps_one_row_a_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "");
+    let added = run(&[
+        "--jobs",
+        &file,
+        "silence",
+        "add",
+        "--match",
+        "alertname=disk full",
+        "--match",
+        "host=~web-.*",
+        "--for",
+        "1h",
+        "--comment",
+        "swap the disk\nthen reboot",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let table = stdout(&run(&["--jobs", &file, "silence", "list"]));
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.contains("alertname=\"disk full\" host=~web-.*  swap the disk then reboot"),
+        "{table}"
+    );
+}
+
 /// Two monitor jobs: the ping job's packet loss to the gateway inhibits the web job's
 /// `http_down` for the same target, and only for it; when the loss resolves, the web job's
 /// next tick sends the notice it held.
