@@ -226,6 +226,15 @@ fn check_points_at_a_bad_action() {
         text.contains("`on` is `firing` or `repeat`, not `resolved`"),
         "{text}"
     );
+    // An empty program name is no program either.
+    let file = setup(dir.path(), &server, "{ command: [\"\", \"x\"] }");
+    let out = run(&["--jobs", &file, "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`command` must name a program"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -27,7 +27,8 @@ impl Builder<'_> {
                     None => ok = false,
                 }
             }
-            if action.command.is_empty() {
+            // `[""]` is no program either: it would fail at each run as `cannot run ```.
+            if action.command.is_empty() || argv.first().is_some_and(|p| p.trim().is_empty()) {
                 self.error(
                     &name.referenced,
                     &format!("{field}.command"),
