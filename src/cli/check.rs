@@ -106,6 +106,25 @@ fn with_file_checks(
             .errors()
             .any(|p| p.field == notifier || p.field.starts_with(&format!("{notifier}.")))
     });
+    // An action with an error was said at its setting: a rule naming it is not naming an
+    // unknown one ("the jobs file has no `actions:`" was said of a file that has it).
+    let broken_actions: Vec<String> = found
+        .errors()
+        .filter_map(|p| p.field.strip_prefix("actions."))
+        .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+        .collect();
+    for name in broken_actions {
+        partial
+            .actions
+            .entry(name)
+            .or_insert_with(|| crate::config::action::ActionSpec {
+                argv: Vec::new(),
+                timeout: crate::config::action::DEFAULT_TIMEOUT,
+                cooldown: std::time::Duration::ZERO,
+                max_per_hour: None,
+                on: crate::config::action::RunOn::Firing,
+            });
+    }
     let (more, _) = problems(&partial);
     found.extend(more);
     found.sorted()

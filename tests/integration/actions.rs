@@ -220,6 +220,8 @@ fn check_points_at_a_bad_action() {
     assert_eq!(out.status.code(), Some(1));
     let text = stderr(&out);
     assert!(text.contains("actions.act.command"), "{text}");
+    // The rule names `act`, which the file has, broken: no "unknown action" besides.
+    assert!(!text.contains("unknown action"), "{text}");
     assert!(text.contains("actions.act.timeout"), "{text}");
     assert!(text.contains("`max_per_hour` must be at least 1"), "{text}");
     assert!(
