@@ -12,8 +12,8 @@
 #
 # VM_DATA keeps VictoriaMetrics' storage in that directory instead of a temporary one: a load
 # that finished there leaves `loaded.env` beside the data, and a later run with the same
-# HOSTS/METRICS/HOURS/STEP_S skips the load and reports over the stored samples (the window
-# then reaches from the first loaded sample to now, so it holds every loaded sample).
+# HOSTS/METRICS/HOURS/STEP_S skips the load and reports over the stored samples (each run's
+# window then reaches from the first loaded sample to now, so it holds every loaded sample).
 # LOAD_ONLY=1 stops after the load; VM_FLAGS adds VictoriaMetrics flags (query limits). The
 # server's cache of answers is off, so a second report over the same samples computes them
 # again as the first did.
@@ -98,9 +98,11 @@ PY
 fi
 [ -n "$LOAD_ONLY" ] && exit 0
 start_ms=$(sed -n 's/^START_MS=//p' "$marker")
-# From the first loaded sample to now, whole seconds, so every loaded sample is inside.
-window_s=$(( ($(date +%s%3N) - start_ms) / 1000 + 1 ))
-cat >"$dir/jobs.yaml" <<YAML
+for run in $(seq "$RUNS"); do
+  # From the first loaded sample to now, whole seconds and a minute more, so every loaded
+  # sample is inside the window runner takes when it starts.
+  window_s=$(( ($(date +%s%3N) - start_ms) / 1000 + 60 ))
+  cat >"$dir/jobs.yaml" <<YAML
 data_dir: var
 timezone: UTC
 jobs:
@@ -113,7 +115,6 @@ jobs:
       timeout: 120s
     templates: ["$repo/templates/fleet.md.hbs", "$repo/templates/fleet.html.hbs"]
 YAML
-for run in $(seq "$RUNS"); do
   python3 - "$runner" "$dir/jobs.yaml" "$run" <<'PY'
 import resource, subprocess, sys, time
 runner, jobs, run = sys.argv[1], sys.argv[2], sys.argv[3]
