@@ -7,28 +7,47 @@
 # them too). Each round rebuilds with the longer list, which uncovers the functions that shared
 # a 64 KiB fault-around block with one just moved. callgrind (scripts/hot-functions.sh) sees every function but runs
 # ticks under valgrind's timing; this sees the real ticks. Needs perf (Debian's linux-perf).
+# With REMOTE_WRITE=1 the agent also pushes to a local Prometheus (`remote_write`, as
+# scripts/overhead.sh measures it), so the code of a remote-write pass (every 5 s) is added too,
+# after the tick's: a runner without `remote_write` does not touch it.
 #
 #   scripts/hot-functions-refine.sh [ROUNDS]      (default 3; a release build each)
+#   REMOTE_WRITE=1 scripts/hot-functions-refine.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 command -v perf > /dev/null || { echo "installing linux-perf with apt-get"; apt-get install -y -qq linux-perf > /dev/null; }
 dir=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+prom_dir=$(mktemp -d)
+trap 'kill "$pid" ${prom:-} 2>/dev/null || true; rm -rf "$dir" "$prom_dir"' EXIT
 pid=
+prom=
+if [ "${REMOTE_WRITE:-0}" = 1 ]; then
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "global: { scrape_interval: 1h }" > "$prom_dir/prometheus.yml"
+  prometheus --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/tsdb" \
+    --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver \
+    > "$prom_dir/prometheus.log" 2>&1 &
+  prom=$!
+  until curl -sf "http://127.0.0.1:$port/-/ready" > /dev/null; do sleep 0.2; done
+fi
 for round in $(seq "$rounds"); do
   cargo build --release --quiet --bin runner
   cargo build --release --quiet --example synth_metrics
   runner=$PWD/target/release/runner
   rm -rf "$dir"/*
   . scripts/agent-setup.sh
+  if [ -n "$prom" ]; then
+    printf 'remote_write:\n  url: "http://127.0.0.1:%s/api/v1/write"\n  max_age: 30s\n' "$port" >> "$dir/jobs.yaml"
+  fi
   "$runner" --jobs "$dir/jobs.yaml" 2> "$dir/log" &
   pid=$!
   until grep -q "history warmed" "$dir/log"; do sleep 0.1; done
   # The first periodic release of code pages is 15 s after start (src/footprint.rs).
   sleep 12
   base=$(awk '/release\/runner/ { split($1, r, "-"); print r[1]; exit }' "/proc/$pid/maps")
-  perf record -q -e page-faults -c 1 -d -p "$pid" -o "$dir/perf.data" -- sleep 8 2> /dev/null
+  # 8 s hold eight ticks; with remote write, 11 s hold two of its passes (one every 5 s).
+  perf record -q -e page-faults -c 1 -d -p "$pid" -o "$dir/perf.data" -- sleep "$([ -n "$prom" ] && echo 11 || echo 8)" 2> /dev/null
   perf script -i "$dir/perf.data" -F addr 2> /dev/null > "$dir/faults"
   kill "$pid"; wait "$pid" 2> /dev/null || true
   python3 - "$runner" "$base" "$dir/faults" <<'PY'

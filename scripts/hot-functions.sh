@@ -4,20 +4,37 @@
 # binary under callgrind with instrumentation switched on only after the warm-up. build.rs
 # hands the list to the linker so those functions sit together (see build.rs for why).
 # Run it again after changing what a tick does; a stale list costs memory, never correctness.
+# With REMOTE_WRITE=1 the agent also pushes to a local Prometheus (`remote_write`, as
+# scripts/overhead.sh measures it) and the functions not yet listed, those of remote write's
+# pass every 5 s, are appended after the tick's: a runner without `remote_write` never
+# touches them, one with it finds them together.
 #
 #   scripts/hot-functions.sh [SECONDS]      (default 60 under callgrind, about 40 ticks)
+#   REMOTE_WRITE=1 scripts/hot-functions.sh [SECONDS]
+#   RUNNER=/path/to/runner ...      profiles that release binary instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 command -v valgrind > /dev/null || { echo "installing valgrind with apt-get"; apt-get install -y -qq valgrind > /dev/null; }
 # Built as `cargo build --release` builds it: an example in the same command could change
 # dependencies' features, and with them the symbols.
-cargo build --release --quiet --bin runner
-cargo build --release --quiet --example synth_metrics
-runner=$PWD/target/release/runner
+[ -n "${RUNNER:-}" ] || cargo build --release --quiet --bin runner
+{ [ -n "${RUNNER:-}" ] && [ -x target/release/examples/synth_metrics ]; } || cargo build --release --quiet --example synth_metrics
+runner=${RUNNER:-$PWD/target/release/runner}
 dir=$(mktemp -d)
-trap 'kill "$vg" 2>/dev/null || true; rm -rf "$dir"' EXIT
+prom=
+trap 'kill "$vg" $prom 2>/dev/null || true; rm -rf "$dir"' EXIT
 . scripts/agent-setup.sh
+if [ "${REMOTE_WRITE:-0}" = 1 ]; then
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "global: { scrape_interval: 1h }" > "$dir/prometheus.yml"
+  prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+    --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver \
+    > "$dir/prometheus.log" 2>&1 &
+  prom=$!
+  until curl -sf "http://127.0.0.1:$port/-/ready" > /dev/null; do sleep 0.2; done
+  printf 'remote_write:\n  url: "http://127.0.0.1:%s/api/v1/write"\n  max_age: 30s\n' "$port" >> "$dir/jobs.yaml"
+fi
 
 (cd "$dir" && exec valgrind --tool=callgrind --instr-atstart=no --demangle=no \
   --callgrind-out-file="$dir/callgrind.out" "$runner" --jobs jobs.yaml) > "$dir/log" 2>&1 &
@@ -44,7 +61,7 @@ callgrind_annotate --threshold=100 "$dir"/callgrind.out.* 2>/dev/null \
   | sed -E "s/'[0-9]+\$//" \
   | awk '!seen[$0]++' > "$dir/hot"
 nm --defined-only --format=posix "$runner" | awk '$2 ~ /^[tTwW]$/ { print $1 }' > "$dir/symbols"
-python3 - "$dir/hot" "$dir/symbols" > build/hot-functions.txt <<'PY'
+python3 - "$dir/hot" "$dir/symbols" > "$dir/list" <<'PY'
 import collections, re, sys
 def pattern(name):
     return re.sub(r"Cs[0-9A-Za-z]+_", "Cs*_", re.sub(r"17h[0-9a-f]{16}E", "17h*E", name))
@@ -53,4 +70,12 @@ instances = collections.Counter(pattern(s) for s in symbols)
 for name in open(sys.argv[1]).read().split():
     print(pattern(name) if instances[pattern(name)] == 1 else name)
 PY
+if [ -n "$prom" ]; then
+  # The tick's list stays first; what remote write adds goes after it.
+  awk 'NR == FNR { listed[$0] = 1; next } !listed[$0]' build/hot-functions.txt "$dir/list" > "$dir/added"
+  echo "remote write adds $(wc -l < "$dir/added") functions"
+  cat "$dir/added" >> build/hot-functions.txt
+else
+  cp "$dir/list" build/hot-functions.txt
+fi
 echo "build/hot-functions.txt: $(wc -l < build/hot-functions.txt) functions"

@@ -22,6 +22,10 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
 
 . scripts/agent-setup.sh
+# Each runner measured starts from this same data_dir: a later one must not inherit the alerts
+# an earlier one left pending (the shipped rules' pending_for of 2 m would have them fire, and
+# their one-off code stay resident, inside its measurement).
+cp -a "$dir/var" "$dir/var.start"
 
 # CPU nanoseconds of a process, summed over its threads (clock ticks are too coarse here).
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
@@ -80,6 +84,7 @@ if command -v prometheus > /dev/null; then
   # max_age 30s: the day of synthetic history is not news to the receiver; every tick from
   # the start on goes out.
   { cat "$dir/jobs.yaml"; printf 'remote_write:\n  url: "http://127.0.0.1:%s/api/v1/write"\n  max_age: 30s\n' "$port"; } > "$dir/jobs-rw.yaml"
+  rm -rf "$dir/var"; cp -a "$dir/var.start" "$dir/var"
   log="$dir/runner-rw.log"
   "$runner" --jobs "$dir/jobs-rw.yaml" 2> "$log" & pids+=($!)
   pid=${pids[-1]}
