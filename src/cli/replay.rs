@@ -102,6 +102,11 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
         job: request.job,
         flap: monitor.flap,
         actions: Arc::new(crate::alerts::action::Actions::new(config.actions.clone())),
+        mute: Arc::new(crate::alerts::mute::Mute::new(
+            config.mute.clone(),
+            config.zone.clone(),
+            None,
+        )),
     };
     let sides = if proposed.is_some() { 2 } else { 1 };
     let first = with_progress(from, to, 1, sides, |progress| {

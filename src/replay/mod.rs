@@ -36,6 +36,9 @@ pub struct Source<'a> {
     /// The jobs file's `actions:`: which would run is decided as live (cooldown and hourly
     /// cap included) and listed; none is run.
     pub actions: Arc<crate::alerts::action::Actions>,
+    /// The jobs file's maintenance windows and inhibition (of this job's alerts), as live: an
+    /// event they hold back runs no action. Silences are not kept for the past: none.
+    pub mute: Arc<crate::alerts::mute::Mute>,
 }
 
 /// An action the live scheduler would have started at a tick; replay runs none.
@@ -134,6 +137,7 @@ pub fn replay(
     // The store only decides which runs the events call for; starting one is the caller's,
     // and this caller lists them.
     alerts.set_actions(source.actions.clone());
+    alerts.set_mute(source.mute.clone());
     let mut pipeline = Pipeline::new(history, rules, alerts);
     let origin = Origin {
         host: source.host,

@@ -469,4 +469,20 @@ fn replay_never_runs_an_action() {
     );
     assert!(!marker.exists(), "replay ran the action");
     assert!(!dir.path().join("var/alerts").exists());
+
+    // A maintenance window over the spike's start holds its firing notice back as live, so
+    // the scheduler would have run nothing then; it fires on at the window's end and runs it.
+    let jobs = jobs_file(
+        dir.path(),
+        &format!(
+            "maintenance:\n  - {{ name: spike, schedule: \"10 10 * * *\", duration: 2m, match: {{ alertname: v_high }} }}\nactions:\n  restart_v: {{ command: [\"sh\", \"-c\", \"echo ran >> {}\"], timeout: 10s }}\n{JOBS}",
+            marker.display()
+        ),
+    );
+    let out = replay(&jobs, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let actions = json(&out)["actions"].as_array().unwrap().clone();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["at"], "2026-11-30T10:12:00Z");
+    assert!(!marker.exists(), "replay ran the action");
 }
