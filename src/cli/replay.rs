@@ -146,7 +146,7 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
                 request.format,
             );
             let differs = rows.iter().any(|r| r.difference != Difference::Same)
-                || first.events.len() != second.events.len();
+                || first.notifications() != second.notifications();
             if differs { exit::FAILED } else { exit::OK }
         }
     }
@@ -437,16 +437,16 @@ fn print_comparison(
             "ticks": first.ticks,
             "current": {
                 "rules": rule_names(current),
-                "notifications": first.events.len(),
+                "notifications": first.notifications(),
                 "rule_failures": first.rule_failures,
             },
             "proposed": {
                 "rules": rule_names(proposed),
-                "notifications": second.events.len(),
+                "notifications": second.notifications(),
                 "rule_failures": second.rule_failures,
             },
             "differs": rows.iter().any(|r| r.difference != Difference::Same)
-                || first.events.len() != second.events.len(),
+                || first.notifications() != second.notifications(),
             "alerts": rows,
         });
         outln!("{json:#}");
@@ -486,8 +486,8 @@ fn print_comparison(
         .count();
     outln!(
         "notifications: current {}, proposed {}; {} {}",
-        first.events.len(),
-        second.events.len(),
+        first.notifications(),
+        second.notifications(),
         plural(changed, "alert"),
         if changed == 1 { "differs" } else { "differ" }
     );

@@ -318,6 +318,12 @@ pub struct AlertSummary {
 }
 
 impl Replayed {
+    /// The notices receivers would have had: the events a window or inhibition held back
+    /// are logged, not sent.
+    pub fn notifications(&self) -> usize {
+        self.events.iter().filter(|e| e.muted.is_none()).count()
+    }
+
     /// Each alert that changed phase or had an event, by name.
     pub fn alerts(&self) -> Vec<AlertSummary> {
         let mut by_fp: BTreeMap<&str, AlertSummary> = BTreeMap::new();
@@ -342,7 +348,9 @@ impl Replayed {
             let summary = by_fp.entry(event.fingerprint.as_str()).or_insert_with(|| {
                 empty_summary(&alert_label(&event.name, &event.labels), &event.fingerprint)
             });
-            summary.notifications += 1;
+            if event.muted.is_none() {
+                summary.notifications += 1;
+            }
             if event.kind == EventKind::Flapping {
                 summary.flaps += 1;
             }

@@ -485,4 +485,16 @@ fn replay_never_runs_an_action() {
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(actions[0]["at"], "2026-11-30T10:12:00Z");
     assert!(!marker.exists(), "replay ran the action");
+    // The held firing is no notification: one firing (at the window's end) and one resolved.
+    let out = replay(&jobs, &["--format", "json"]);
+    let found = json(&out);
+    let notified = |name: &str| {
+        found["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alert"] == name)
+            .map(|a| a["notifications"].clone())
+    };
+    assert_eq!(notified("v_high"), Some(2.into()), "{found:#}");
 }
