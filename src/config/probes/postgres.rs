@@ -365,7 +365,7 @@ named_probe_config! {
         /// How often the `pg_stat_statements` counters are written down for the report, at
         /// most (on a slow-views tick at least this long after the last one written).
         #[serde(default)]
-        pub statements_snapshot_every_s: Option<u64>,
+        pub statements_snapshot_every_s: Option<serde_saphyr::Spanned<u64>>,
     }
 }
 
@@ -427,7 +427,7 @@ const TLS_OPTIONS: &[&str] = &["sslmode", "sslrootcert"];
 impl Check for PostgresProbeConfig {
     type Spec = PostgresSpec;
 
-    fn check(self, b: &mut Builder<'_>, field: &str, at: Location) -> Option<PostgresSpec> {
+    fn check(self, b: &mut Builder<'_>, field: &str, _at: Location) -> Option<PostgresSpec> {
         let dsn_field = format!("{field}.dsn");
         let dsn = b.string(&self.dsn, &dsn_field)?;
         let (rest, taken) = match take_options(&dsn, TLS_OPTIONS) {
@@ -530,12 +530,11 @@ impl Check for PostgresProbeConfig {
             config.application_name("runner");
         }
         // The report looks for the snapshot before its window's start from the day before on.
-        if self
-            .statements_snapshot_every_s
-            .is_some_and(|s| s > MAX_STATEMENTS_SNAPSHOT_EVERY_S)
+        if let Some(every) = &self.statements_snapshot_every_s
+            && every.value > MAX_STATEMENTS_SNAPSHOT_EVERY_S
         {
             b.error_help(
-                &at,
+                &every.referenced,
                 &format!("{field}.statements_snapshot_every_s"),
                 "`statements_snapshot_every_s` must be at most 86400 (a day)",
                 "a report finds the snapshot its window starts from only if one was written the day before",
@@ -556,7 +555,7 @@ impl Check for PostgresProbeConfig {
                 .map_or(DEFAULT_STATEMENTS_TOP, NonZeroU32::get),
             statements_snapshot_every: Duration::from_secs(
                 self.statements_snapshot_every_s
-                    .unwrap_or(DEFAULT_STATEMENTS_SNAPSHOT_EVERY_S),
+                    .map_or(DEFAULT_STATEMENTS_SNAPSHOT_EVERY_S, |s| s.value),
             ),
             statements_dir: None,
         })
@@ -729,6 +728,18 @@ mod tests {
         assert_eq!(config.get_application_name(), Some("my app's"));
         assert!(take_options("host=db1 port", TLS_OPTIONS).is_err());
         assert!(take_options("host='db1", TLS_OPTIONS).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_interval_over_a_day_is_shown_at_its_own_line() {
+        // Pointed at the probe's `- type:` line before, three lines above the value.
+        let yaml = "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - type: postgres\n        name: main\n        dsn: \"host=db1 user=runner\"\n        statements_snapshot_every_s: 90000\n";
+        let refused =
+            crate::config::build::parse(std::path::Path::new("jobs.yaml"), yaml, &|_| None)
+                .map(|_| ())
+                .map_err(|p| p.render())
+                .unwrap_err();
+        assert!(refused.contains("jobs.yaml:10:38"), "{refused}");
     }
 
     #[test]
