@@ -294,6 +294,25 @@ fn refine(mut problem: Problem, source: &str) -> Problem {
         problem.message = format!("expected {expected}, found `{at_caret}`");
         return problem;
     }
+    // A count that must not be 0 (`tables_top`): serde says `expected a nonzero u32` and
+    // points at the key; the caret goes to the value after its colon.
+    if problem
+        .message
+        .starts_with("invalid value: integer `0`, expected a nonzero")
+    {
+        problem.message = "expected a whole number of one or more, found `0`".to_string();
+        let from = problem.column.saturating_sub(1) as usize;
+        let rest: String = line_text.chars().skip(from).collect();
+        if let Some(colon) = rest.find(':') {
+            let after = &rest[colon + 1..];
+            let value = after.trim_start();
+            let skipped = rest[..colon + 1].chars().count() + (after.len() - value.len());
+            let value = value.split([' ', ',', '}', '#']).next().unwrap_or_default();
+            problem.column += skipped as u64;
+            problem.width = (value.chars().count() as u64).max(1);
+        }
+        return problem;
+    }
     if let Some(rest) = problem.message.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(", set ").next().unwrap_or(rest).to_string();
         problem.message = format!("duplicate key `{key}`");

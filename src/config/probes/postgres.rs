@@ -743,6 +743,33 @@ mod tests {
     }
 
     #[test]
+    fn a_count_of_zero_is_refused_in_words_at_its_value() {
+        // serde's own words were `invalid value: integer `0`, expected a nonzero u32`.
+        for setting in ["slow_views_every_ticks", "tables_top", "statements_top"] {
+            let yaml = format!(
+                "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - type: postgres\n        name: main\n        dsn: \"host=db1 user=runner\"\n        {setting}: 0\n"
+            );
+            let refused =
+                crate::config::build::parse(std::path::Path::new("jobs.yaml"), &yaml, &|_| None)
+                    .map(|_| ())
+                    .map_err(|p| p.render())
+                    .unwrap_err();
+            assert!(
+                refused.contains("expected a whole number of one or more, found `0`"),
+                "{refused}"
+            );
+            assert!(
+                refused.contains(&format!("jobs.yaml:10:{}", 11 + setting.len())),
+                "{refused}"
+            );
+            assert!(
+                refused.contains(&format!("jobs.m.probes[0].{setting}")),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
     fn a_password_counts_as_written_in_the_file_as_is_or_encoded() {
         assert!(written_in("postgres://u:s3cret@h/db", b"s3cret"));
         assert!(written_in("postgres://u:a%2Fb@h/db", b"a/b"));
