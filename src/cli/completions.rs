@@ -621,6 +621,10 @@ fn files_section(out: &mut String) {
             "Rendered reports, reports/<job>-<date>.<ext>.",
         ),
         (
+            "data_dir/statements/",
+            "pg_stat_statements snapshots of postgres probes, statements/<job>/<probe>/<day>.jsonl, 35 days kept, for the report's Slowest queries.",
+        ),
+        (
             "data_dir/outbox/",
             "Notices waiting for delivery: <notifier>.jsonl, .done, and dead/ for dead letters.",
         ),
