@@ -187,6 +187,12 @@ pub fn build(schema: &Schema) -> Engine {
             .collect()
     });
 
+    // A part as people wrote the name (`public~~-orders` is `public.Orders`), for messages:
+    // parts are escaped so two names never share one.
+    engine.register_fn("part_name", |part: &str| {
+        crate::probes::postgres::names::original_name(part)
+    });
+
     macro_rules! agg_fn {
         ($name:literal, $pick:expr) => {
             engine.register_fn($name, |m: &str, w: &str| -> RhaiResult<Dynamic> {
