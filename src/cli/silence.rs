@@ -1,8 +1,10 @@
 //! `runner silence add|list|expire`: silences in the jobs file's data_dir
 //! (`state/silences.json`), which a running scheduler reads again at its next notice decision
 //! (it stats the file each time), so a silence holds from the moment the command returns.
+//! Of the jobs file it reads only `data_dir` and `timezone`: an operator silencing an alert
+//! needs none of the notifiers' secrets the rest of the file names with `${VAR}`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use clap::Subcommand;
@@ -49,10 +51,50 @@ pub enum Format {
     Json,
 }
 
+/// What `runner silence` needs of the jobs file.
+struct Needed {
+    data_dir: PathBuf,
+    zone: crate::scheduler::schedule::Zone,
+}
+
+/// The two top-level keys `runner silence` reads; every other key is passed over unread.
+#[derive(Debug, serde::Deserialize)]
+struct Top {
+    #[serde(default)]
+    data_dir: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+/// `data_dir` (its own `${VAR}`s expanded, relative to the jobs file's folder) and `timezone`,
+/// read alone; `None` when either cannot be, so the full load can say why with the rest.
+fn read_needed(file: &Path) -> Option<Needed> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let top: Top = serde_saphyr::from_str(&text).ok()?;
+    let data_dir = crate::config::env::expand(&top.data_dir?).ok()?.value;
+    let zone = match top.timezone {
+        None => crate::scheduler::schedule::Zone::local(),
+        Some(name) => crate::scheduler::schedule::Zone::parse(name.trim()).ok()?,
+    };
+    let base = file.parent().unwrap_or(Path::new("."));
+    Some(Needed {
+        data_dir: crate::config::resolve_path(base, &data_dir),
+        zone,
+    })
+}
+
 pub fn run(file: &Path, action: &Action) -> u8 {
-    let config = match load(file) {
-        Ok(config) => config,
-        Err(code) => return code,
+    let config = match read_needed(file) {
+        Some(needed) => needed,
+        // The file cannot be read, or its data_dir or timezone is wrong or missing: the full
+        // load points at what, with the file's line and column.
+        None => match load(file) {
+            Ok(config) => Needed {
+                data_dir: config.data_dir,
+                zone: config.zone,
+            },
+            Err(code) => return code,
+        },
     };
     let now = Utc::now();
     match action {

@@ -727,3 +727,69 @@ async fn a_restart_inside_a_window_sends_nothing_until_it_ends_then_one_firing_n
         let _ = h.await;
     }
 }
+
+/// `runner silence` reads only the jobs file's data_dir and timezone: a notifier's secret the
+/// file names with `${VAR}` and the operator's shell has not exported (the scheduler's unit
+/// has it) does not stop an alert from being silenced, listed and expired. A file without
+/// data_dir is still refused, saying so.
+#[test]
+fn silence_needs_no_notifier_secret_only_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::jobs_file(
+        dir.path(),
+        "timezone: Europe/Berlin\nnotifiers:\n  chat: { type: slack, webhook_url: \"${RUNNER_TEST_UNSET_TOKEN}\" }\njobs:\n  m: { type: monitor, schedule: \"@every 1s\", notify: [log, chat] }\n",
+    );
+    let file = file.to_str().unwrap();
+    let runner = |args: &[&str]| {
+        let mut all = vec!["--jobs", file];
+        all.extend_from_slice(args);
+        command(&all)
+            .env_remove("RUNNER_TEST_UNSET_TOKEN")
+            .output()
+            .unwrap()
+    };
+    // The variable is needed by the scheduler: check refuses the file without it.
+    let checked = runner(&["check"]);
+    assert!(!checked.status.success());
+    assert!(
+        stderr(&checked).contains("RUNNER_TEST_UNSET_TOKEN"),
+        "{}",
+        stderr(&checked)
+    );
+    let added = runner(&[
+        "silence",
+        "add",
+        "--match",
+        "alertname=v_high",
+        "--start",
+        "2099-01-01 10:00",
+        "--for",
+        "1h",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let id = stdout(&added).trim().to_string();
+    let listed = runner(&["silence", "list", "--format", "json"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let silences: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(silences[0]["id"], id.as_str());
+    // The start is read in the file's timezone (Berlin is UTC+1 in January).
+    assert_eq!(silences[0]["starts_at"], "2099-01-01T09:00:00Z");
+    assert!(dir.path().join("var/state/silences.json").exists());
+    let table = runner(&["silence", "list"]);
+    assert!(
+        stdout(&table).contains("2099-01-01 10:00"),
+        "{}",
+        stdout(&table)
+    );
+    let expired = runner(&["silence", "expire", &id]);
+    assert!(expired.status.success(), "{}", stderr(&expired));
+
+    std::fs::write(dir.path().join("jobs.yaml"), "jobs: {}\n").unwrap();
+    let refused = runner(&["silence", "list"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("missing field `data_dir`"),
+        "{}",
+        stderr(&refused)
+    );
+}
