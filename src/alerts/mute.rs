@@ -44,9 +44,34 @@ impl Silence {
         self.ends_at + chrono::Duration::days(1) > at
     }
 
+    /// Its matchers, or why it holds nothing. One without matchers (only a hand-edited file
+    /// has one: `add` refuses it) would silence every alert; as Alertmanager, runner refuses
+    /// it rather than go quiet.
     pub fn parsed(&self) -> Result<Vec<Matcher>, String> {
+        if self.matchers.is_empty() {
+            return Err("it has no matchers, so it would silence every alert".into());
+        }
         self.matchers.iter().map(|m| Matcher::parse(m)).collect()
     }
+}
+
+/// Says once per file, silence and reason (each job of a scheduler keeps its own cache of the
+/// file) that a silence is left out.
+fn warn_left_out(data_dir: &Path, silence: &Silence, why: &str) {
+    static SAID: Mutex<Vec<(PathBuf, String, String)>> = Mutex::new(Vec::new());
+    let key = (silences_path(data_dir), silence.id.clone(), why.to_string());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.contains(&key) {
+        return;
+    }
+    tracing::warn!(
+        file = %key.0.display(),
+        silence = %silence.id,
+        "silence ignored: {why}"
+    );
+    said.push(key);
 }
 
 pub fn silences_path(data_dir: &Path) -> PathBuf {
@@ -219,7 +244,7 @@ impl SilenceCache {
                         match parsed {
                             Ok(matchers) => Some((s, matchers)),
                             Err(e) => {
-                                tracing::warn!(silence = %s.id, error = %e, "silence left out");
+                                warn_left_out(&self.data_dir, &s, &e);
                                 None
                             }
                         }
@@ -1272,6 +1297,53 @@ mod tests {
         ];
         expected.sort_by_key(|r| format!("{r:?}"));
         assert_eq!(sent_sorted, expected);
+    }
+
+    /// A hand-edited silence without matchers would match every alert; it is ignored, as
+    /// Alertmanager refuses one, and the file's other silences still hold.
+    #[test]
+    fn a_silence_without_matchers_silences_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at("2027-01-01T00:00:00Z");
+        let kept = add_silence(
+            dir.path(),
+            &["alertname=disk_full".into()],
+            None,
+            Duration::from_secs(3600),
+            "",
+            "",
+            now,
+        )
+        .unwrap();
+        let mut silences = read_silences(dir.path()).unwrap();
+        silences.push(Silence {
+            id: "everything".into(),
+            matchers: vec![],
+            ..kept.clone()
+        });
+        write_silences(dir.path(), &silences).unwrap();
+        assert!(silences[1].parsed().unwrap_err().contains("no matchers"));
+        let mute = Mute::new(MuteSpec::default(), Zone::utc(), Some(dir.path()));
+        let lifecycle = Lifecycle::default();
+        let origin = Origin {
+            host: "web-1",
+            job: "monitor",
+        };
+        let muted = |name: &str| {
+            let event = AlertEvent::example(
+                name,
+                EventKind::Firing,
+                crate::vocab::Severity::Warning,
+                now,
+            );
+            mute.event_muted(&lifecycle, &event, now, &origin)
+                .map(|m| (m.by, m.name))
+        };
+        assert_eq!(muted("cpu_high"), None);
+        assert_eq!(
+            muted("disk_full"),
+            Some((MutedBy::Silence, kept.id.clone()))
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use clap::Subcommand;
 
 use super::output::outln;
 use super::{exit, load};
-use crate::alerts::mute::{Silence, SilenceError, add_silence, expire_silence, read_silences};
+use crate::alerts::mute::{
+    Silence, SilenceError, add_silence, expire_silence, read_silences, silences_path,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -139,6 +141,15 @@ pub fn run(file: &Path, action: &Action) -> u8 {
         Action::List { format } => match read_silences(&config.data_dir) {
             Ok(silences) => {
                 let listed: Vec<&Silence> = silences.iter().filter(|s| s.kept(now)).collect();
+                for s in &listed {
+                    if let Err(why) = s.parsed() {
+                        super::say(format_args!(
+                            "warning: silence {} in {} is ignored: {why}",
+                            s.id,
+                            silences_path(&config.data_dir).display()
+                        ));
+                    }
+                }
                 match format {
                     Format::Json => match serde_json::to_string_pretty(&listed) {
                         Ok(text) => outln!("{text}"),
@@ -185,7 +196,9 @@ fn print_table(
     let rows: Vec<[String; 6]> = silences
         .iter()
         .map(|s| {
-            let state = if s.active(now) {
+            let state = if s.parsed().is_err() {
+                "invalid"
+            } else if s.active(now) {
                 "active"
             } else if s.starts_at > now {
                 "pending"

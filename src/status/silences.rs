@@ -110,12 +110,13 @@ pub fn respond(data_dir: &Path, now: DateTime<Utc>, request: &Request) -> Respon
     }
 }
 
-/// The silences in force or still to come, for the status page.
+/// The silences in force or still to come, for the status page; one the scheduler ignores
+/// (no matchers, or one that does not parse) is not in force.
 pub fn in_force(data_dir: &Path, now: DateTime<Utc>) -> Vec<Silence> {
     read_silences(data_dir)
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| s.ends_at > now)
+        .filter(|s| s.ends_at > now && s.parsed().is_ok())
         .collect()
 }
 

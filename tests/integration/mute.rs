@@ -793,3 +793,44 @@ fn silence_needs_no_notifier_secret_only_the_data_dir() {
         stderr(&refused)
     );
 }
+
+/// A hand-edited silence without matchers is ignored, never silencing everything: `silence
+/// list` shows it invalid and warns naming the file and its id, and `dry-run` (which reads the
+/// silences as the scheduler does) holds nothing back and warns too.
+#[test]
+fn a_silence_without_matchers_is_ignored_and_said_to_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(scripted(vec![], Response::json(200, "{}")));
+    let file = setup(dir.path(), &server, "");
+    std::fs::write(dir.path().join("value.txt"), "93\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("var/state")).unwrap();
+    let silences = dir.path().join("var/state/silences.json");
+    std::fs::write(
+        &silences,
+        r#"[{"id": "c0ffee", "matchers": [], "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z", "comment": "hand-made"}]"#,
+    )
+    .unwrap();
+    let listed = run(&["--jobs", &file, "silence", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let row = stdout(&listed);
+    assert!(row.contains("c0ffee  invalid"), "{row}");
+    let warning = format!(
+        "warning: silence c0ffee in {} is ignored: it has no matchers",
+        silences.display()
+    );
+    assert!(stderr(&listed).contains(&warning), "{}", stderr(&listed));
+    let dry = run(&["--jobs", &file, "dry-run", "m"]);
+    let text = stdout(&dry);
+    assert!(
+        text.contains("firing v_high [warning]") && !text.contains("MUTED"),
+        "{text}"
+    );
+    let said = stderr(&dry);
+    assert!(
+        said.contains("silence ignored")
+            && said.contains("c0ffee")
+            && said.contains("silences.json"),
+        "{said}"
+    );
+    assert!(server.requests().is_empty());
+}
