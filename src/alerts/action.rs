@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::SharedAlerts;
 use super::event::{AlertEvent, EventKind};
@@ -209,9 +209,12 @@ pub fn held_back(
 }
 
 /// The alert as the action's environment: `ALERT_NAME`, `ALERT_SEVERITY`, `ALERT_VALUE`,
-/// `ALERT_EXPLANATION` and `ALERT_LABEL_<KEY>` (the key upper-cased, other than letters and
-/// digits as `_`).
+/// `ALERT_EXPLANATION`, `ALERT_LABELS` (every label, its exact key, as one JSON object) and
+/// `ALERT_LABEL_<KEY>` (the key upper-cased, other than letters and digits as `_`). Two keys
+/// that give one name (`a-b`, `a_b`) leave it unset, with a warning: it would hold one of them
+/// as if it were the other; both are in `ALERT_LABELS`.
 pub fn environment(event: &AlertEvent) -> Vec<(String, String)> {
+    let labels = serde_json::to_string(&event.labels).unwrap_or_default();
     let mut env = vec![
         ("ALERT_NAME".to_string(), event.name.clone()),
         (
@@ -223,21 +226,45 @@ pub fn environment(event: &AlertEvent) -> Vec<(String, String)> {
             event.value.map(|v| v.to_string()).unwrap_or_default(),
         ),
         ("ALERT_EXPLANATION".to_string(), event.explanation.clone()),
+        ("ALERT_LABELS".to_string(), labels),
     ];
+    let mut named: std::collections::BTreeMap<String, Vec<(&String, &String)>> =
+        std::collections::BTreeMap::new();
     for (key, value) in &event.labels {
-        let key: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        env.push((format!("ALERT_LABEL_{key}"), value.clone()));
+        named
+            .entry(label_variable(key))
+            .or_default()
+            .push((key, value));
+    }
+    for (variable, keys) in named {
+        match keys.as_slice() {
+            [(_, value)] => env.push((variable, (*value).clone())),
+            _ => {
+                let keys: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+                warn!(
+                    alert = %event.name,
+                    labels = ?keys,
+                    "labels give one environment variable name; {variable} is left unset (ALERT_LABELS has each)"
+                );
+            }
+        }
     }
     env
+}
+
+/// `ALERT_LABEL_<KEY>`: the key upper-cased, anything other than a letter or digit as `_`.
+fn label_variable(key: &str) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ALERT_LABEL_{key}")
 }
 
 /// Runs one action to its end or its timeout.
@@ -614,6 +641,41 @@ mod tests {
             )
         );
         assert!(outcome.to_string().starts_with("restart_web: exit 0 in "));
+    }
+
+    /// Keys that differ only in punctuation (`a-b`, `a_b`) would both be `ALERT_LABEL_A_B`:
+    /// it is left unset rather than holding one as if it were the other, and both reach the
+    /// command by their exact keys in `ALERT_LABELS`.
+    #[tokio::test]
+    async fn labels_whose_names_collide_both_reach_the_command() {
+        let mut event = AlertEvent::example(
+            "web_down",
+            EventKind::Firing,
+            crate::vocab::Severity::Critical,
+            t(0),
+        );
+        event.labels.insert("a-b".into(), "dash".into());
+        event.labels.insert("a_b".into(), "underscore".into());
+        event.labels.insert("svc".into(), "nginx".into());
+        let run = run_of(
+            &[
+                "sh",
+                "-c",
+                "echo \"${ALERT_LABEL_A_B-unset}|$ALERT_LABEL_SVC|$ALERT_LABELS\"",
+            ],
+            Duration::from_secs(30),
+            environment(&event),
+        );
+        let outcome = execute(&run).await;
+        assert_eq!(outcome.exit, Some(0), "{outcome:?}");
+        let (a_b, rest) = outcome.first_line.split_once('|').unwrap();
+        let (svc, labels) = rest.split_once('|').unwrap();
+        assert_eq!((a_b, svc), ("unset", "nginx"), "{}", outcome.first_line);
+        let labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(labels).unwrap();
+        assert_eq!(labels["a-b"], "dash");
+        assert_eq!(labels["a_b"], "underscore");
+        assert_eq!(labels.len(), event.labels.len());
     }
 
     #[tokio::test]
