@@ -45,6 +45,7 @@ pub fn run(file: &Path) -> u8 {
         rule_files
     );
     note_changed_rules(file, &config);
+    note_ignored_silences(&config);
     if problems.has_errors() {
         exit::FAILED
     } else {
@@ -72,6 +73,31 @@ fn note_changed_rules(file: &Path, config: &Config) {
                 word(&changed.path)
             );
         }
+    }
+}
+
+/// The silences of the data_dir the scheduler ignores (no matchers, or one that does not
+/// parse), and a silences file it cannot read: not the jobs file's problems, so they do not
+/// change the exit status, but an operator who thinks an alert silenced should hear of them.
+fn note_ignored_silences(config: &Config) {
+    let path = crate::alerts::mute::silences_path(&config.data_dir);
+    match crate::alerts::mute::read_silences(&config.data_dir) {
+        Ok(silences) => {
+            let now = chrono::Utc::now();
+            for s in silences.iter().filter(|s| s.kept(now)) {
+                if let Err(why) = s.parsed() {
+                    outln!(
+                        "warning: silence {} in {} is ignored: {why}",
+                        s.id,
+                        path.display()
+                    );
+                }
+            }
+        }
+        Err(e) => outln!(
+            "warning: cannot read the silences in {}: {e}",
+            path.display()
+        ),
     }
 }
 

@@ -819,6 +819,9 @@ fn a_silence_without_matchers_is_ignored_and_said_to_be() {
         silences.display()
     );
     assert!(stderr(&listed).contains(&warning), "{}", stderr(&listed));
+    let checked = run(&["--jobs", &file, "check"]);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert!(stdout(&checked).contains(&warning), "{}", stdout(&checked));
     let dry = run(&["--jobs", &file, "dry-run", "m"]);
     let text = stdout(&dry);
     assert!(
