@@ -14,12 +14,14 @@
 # that finished there leaves `loaded.env` beside the data, and a later run with the same
 # HOSTS/METRICS/HOURS/STEP_S skips the load and reports over the stored samples (each run's
 # window then reaches from the first loaded sample to now, so it holds every loaded sample).
-# LOAD_ONLY=1 stops after the load; VM_FLAGS adds VictoriaMetrics flags (query limits). The
+# P95=buckets sets the report job's `source.p95` (default `exact`). LOAD_ONLY=1 stops after
+# the load; VM_FLAGS adds VictoriaMetrics flags (query limits). The
 # server's cache of answers is off, so a second report over the same samples computes them
 # again as the first did.
 #
 #   scripts/fleet-scale.sh                  # the full week
 #   VM_DATA=/tmp/fleet-week-vm RUNS=3 scripts/fleet-scale.sh   # load once, report again later
+#   VM_DATA=/tmp/fleet-week-vm RUNS=3 P95=buckets scripts/fleet-scale.sh   # p95 from buckets
 #   HOURS=6 scripts/fleet-scale.sh          # fewer hours when the load takes too long
 #   RUNNER=target/debug/runner HOSTS=60 METRICS=3 HOURS=1 scripts/fleet-scale.sh   # a try
 set -euo pipefail
@@ -34,6 +36,7 @@ RUNS=${RUNS:-1}
 LOAD_JOBS=${LOAD_JOBS:-2}
 LOAD_ONLY=${LOAD_ONLY:-}
 VM_FLAGS=${VM_FLAGS:-}
+P95=${P95:-exact}
 runner=${RUNNER:-}
 if [ -z "$runner" ] && [ -z "$LOAD_ONLY" ]; then
   cargo build --release --quiet --bin runner
@@ -113,6 +116,7 @@ jobs:
     source:
       prometheus: "http://127.0.0.1:$port"
       timeout: 120s
+      p95: $P95
     templates: ["$repo/templates/fleet.md.hbs", "$repo/templates/fleet.html.hbs"]
 YAML
   python3 - "$runner" "$dir/jobs.yaml" "$run" <<'PY'

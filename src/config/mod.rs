@@ -327,6 +327,8 @@ pub struct FleetSource {
     pub endpoint: Endpoint,
     /// Host names or globs; empty: every host that pushed.
     pub hosts: Vec<String>,
+    /// How each series' p95 is computed.
+    pub p95: raw::P95Mode,
 }
 
 /// An HTTP endpoint runner talks to, checked: every header buildable, every secret set.

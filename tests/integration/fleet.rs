@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use runner::alerts::event::{AlertEvent, EventKind, event_id, fingerprint};
+use runner::config::raw::P95Mode;
 use runner::config::{Config, Endpoint, FleetSource, Secret};
 use runner::remote_write::{PassEnd, RemoteWriter};
 use runner::report::fleet::{self, FleetSummary};
@@ -116,6 +117,7 @@ fn source(port: u16) -> FleetSource {
             timeout: Duration::from_secs(30),
         },
         hosts: Vec::new(),
+        p95: P95Mode::Exact,
     }
 }
 
@@ -201,6 +203,18 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
             .collect::<Vec<_>>(),
         ["h1", "h2", "h3"]
     );
+    // `p95: buckets` on a server without MetricsQL: the exact p95, nothing refused.
+    let fallback = fleet_with(
+        &dir.path().join("fallback"),
+        FleetSource {
+            p95: P95Mode::Buckets,
+            ..source(receiver.port)
+        },
+        from,
+        to,
+    )
+    .await;
+    assert_eq!(figures(&fallback), figures(&fleet));
     for (h, config) in configs.iter().enumerate() {
         let own = runner::report::summary::build(config, "r", "t", window, to);
         let host = &fleet.hosts[h];
@@ -359,6 +373,42 @@ fn check_points_at_what_is_wrong_in_a_report_source() {
     assert!(text.contains("jobs.fleet.source"), "{text}");
 }
 
+/// `runner check` takes `p95: exact` and `p95: buckets` and names the line and the two
+/// values when given another.
+#[test]
+fn check_takes_only_the_two_p95_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |p95: &str| {
+        let file = jobs_file(
+            dir.path(),
+            &format!(
+                "jobs:\n  fleet:\n    type: report\n    schedule: \"@daily\"\n    source:\n      prometheus: \"http://127.0.0.1:9\"\n      p95: {p95}\n"
+            ),
+        );
+        let output = crate::support::command(&["check", "--jobs", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    for good in ["exact", "buckets"] {
+        let (ok, text) = check(good);
+        assert!(ok, "{good}: {text}");
+    }
+    let (ok, text) = check("tdigest");
+    assert!(!ok, "{text}");
+    assert!(text.contains("jobs.yaml:8:"), "{text}");
+    assert!(text.contains("jobs.fleet.source.p95"), "{text}");
+    assert!(
+        text.contains("unknown variant `tdigest`, expected one of exact, buckets"),
+        "{text}"
+    );
+}
+
 /// A VictoriaMetrics on 127.0.0.1 with the given flags (its query limits), stopped when
 /// dropped; started again over the same storage to ask the same samples under other limits.
 struct Limited {
@@ -412,8 +462,16 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 async fn fleet_of(dir: &Path, port: u16, from: DateTime<Utc>, to: DateTime<Utc>) -> FleetSummary {
+    fleet_with(dir, source(port), from, to).await
+}
+
+async fn fleet_with(
+    dir: &Path,
+    src: FleetSource,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> FleetSummary {
     let config = config_in(&dir.join("fleet"));
-    let src = source(port);
     tokio::task::spawn_blocking(move || {
         fleet::build(&config, "fleet", "Fleet", &src, from, to, "hour".into()).unwrap()
     })
@@ -520,4 +578,82 @@ async fn queries_refused_as_too_big_are_split_and_the_figures_stay() {
         let p95 = p.6.unwrap();
         assert!(w.3 <= p95 && p95 <= w.4, "{} {p95}", p.0);
     }
+}
+
+/// `p95: buckets` on VictoriaMetrics: each p95 comes from `histogram_over_time`'s log buckets
+/// (18 a decade), so it lies within one bucket's width (a factor 10^(1/18)) of the two samples
+/// around rank 0.95 (n-1) that the exact p95 is interpolated between (docs/reports.md), and
+/// differs from the exact one: the interpolation inside a bucket does not land on a sample's
+/// value. Every other figure is the exact report's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucketed_p95_is_within_a_bucket_of_the_exact_one_and_nothing_else_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _vm = Limited::start(&dir.path().join("vm"), port, &[]);
+    let start_s = Utc::now().timestamp() - 40 * 60;
+    let start = DateTime::from_timestamp(start_s - start_s % 60 + 3, 0).unwrap();
+    let to = start + chrono::Duration::seconds(TICKS * STEP_S + 60);
+    let from = to - chrono::Duration::hours(1);
+    let write_url = format!("http://127.0.0.1:{port}/api/v1/write");
+    push_hosts(dir.path(), &write_url, start).await;
+    assert_eq!(http_get(port, "/internal/force_flush").unwrap().0, 200);
+    let exact = fleet_of(dir.path(), port, from, to).await;
+    let bucketed = fleet_with(
+        dir.path(),
+        FleetSource {
+            p95: P95Mode::Buckets,
+            ..source(port)
+        },
+        from,
+        to,
+    )
+    .await;
+    assert_eq!(bucketed.queries, exact.queries);
+    assert_eq!(availability(&bucketed), availability(&exact));
+    let (exact_figures, bucketed_figures) = (figures(&exact), figures(&bucketed));
+    assert_eq!(exact_figures.len(), 12);
+    assert_eq!(bucketed_figures.len(), 12);
+    let bucket = 10f64.powf(1.0 / 18.0);
+    let mut moved = 0;
+    for (b, e) in bucketed_figures.iter().zip(&exact_figures) {
+        assert_eq!(
+            (&b.0, &b.1, b.2, b.3, b.4, b.5),
+            (&e.0, &e.1, e.2, e.3, e.4, e.5)
+        );
+        let (host, name) = b.0.split_once(' ').unwrap();
+        let h: usize = host.trim_start_matches('h').parse().unwrap();
+        let prom_name = |n: &str| prometheus::series_of(n).unwrap();
+        let (local, factor) = values(h, 0)
+            .into_iter()
+            .map(|(n, _)| {
+                let p = prom_name(&n);
+                (n, p.name, p.factor)
+            })
+            .find(|(_, p, _)| p == name)
+            .map(|(n, _, f)| (n, f))
+            .unwrap();
+        let logged: Vec<f64> = (0..TICKS)
+            .map(|i| {
+                values(h, i)
+                    .into_iter()
+                    .find(|(n, _)| *n == local)
+                    .unwrap()
+                    .1
+                    * factor
+            })
+            .collect();
+        let (lo, hi) = around_p95(logged);
+        let (p95, exact_p95) = (b.6.unwrap(), e.6.unwrap());
+        assert!(lo <= exact_p95 && exact_p95 <= hi, "{} {exact_p95}", b.0);
+        assert!(
+            lo / bucket * (1.0 - 1e-9) <= p95 && p95 <= hi * bucket * (1.0 + 1e-9),
+            "{}: bucketed {p95}, samples around the rank {lo} and {hi}",
+            b.0
+        );
+        if (p95 - exact_p95).abs() > 1e-6 * exact_p95.abs() {
+            moved += 1;
+        }
+    }
+    // An ignored `p95: buckets` would leave every p95 exact.
+    assert!(moved >= 6, "{moved} of 12 p95 differ from the exact ones");
 }

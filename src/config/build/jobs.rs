@@ -189,7 +189,11 @@ impl Builder<'_> {
                         .enumerate()
                         .filter_map(|(i, h)| self.string(h, &format!("{source_field}.hosts[{i}]")))
                         .collect();
-                    Some(crate::config::FleetSource { endpoint, hosts })
+                    Some(crate::config::FleetSource {
+                        endpoint,
+                        hosts,
+                        p95: source.p95.unwrap_or_default(),
+                    })
                 });
                 JobKind::Report(ReportSpec {
                     source,

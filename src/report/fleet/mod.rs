@@ -3,12 +3,13 @@
 //! the local metrics log, and summarizes every host that pushed (or those `hosts:` names).
 //!
 //! Per host and series: count, sum (the mean is their ratio), min, max and p95
-//! (`quantile_over_time(0.95, …)`), each evaluated at the window's last millisecond over a
-//! range that holds `[from, to)` as the local report's. Queries go per series name and group
-//! of `HOST_GROUP` hosts, `IN_FLIGHT` at once: the server does the work (a week of 20,000
-//! series is over a billion samples to scan), runner only waits and reads small answers. On
-//! VictoriaMetrics one `aggr_over_time` pass gives count, sum, min and max; elsewhere one
-//! query each. A query the server refuses as too big is asked again for half the hosts (the
+//! (`quantile_over_time(0.95, …)`, or with `p95: buckets` on VictoriaMetrics
+//! `histogram_quantile(0.95, histogram_over_time(…))`), each evaluated at the window's last
+//! millisecond over a range that holds `[from, to)` as the local report's. Queries go per
+//! series name and group of `HOST_GROUP` hosts, `IN_FLIGHT` at once: the server does the work
+//! (a week of 20,000 series is over a billion samples to scan), runner only waits and reads
+//! small answers. On VictoriaMetrics one `aggr_over_time` pass gives count, sum, min and max;
+//! elsewhere one query each. A query the server refuses as too big is asked again for half the hosts (the
 //! figures stay exact), then for one host day by day and in halves of a day (counts summed,
 //! extremes of extremes; the p95 the pieces' p95 weighted by their counts, an approximation).
 //! Availability (`tcp`/`http`/`postgres` `up`, `ping` loss) and alerts (the `ALERTS` series)
@@ -317,6 +318,8 @@ struct Reader<'a> {
     /// The server takes MetricsQL (VictoriaMetrics): `aggr_over_time`, and a range `[d]` at
     /// `t` that is `(t-d, t]`, where Prometheus 2's is `[t-d, t]`.
     metricsql: bool,
+    /// The p95 from VictoriaMetrics' log buckets (`p95: buckets` on a MetricsQL server).
+    buckets: bool,
     queries: AtomicU64,
     split: AtomicU64,
 }
@@ -409,6 +412,11 @@ impl Reader<'_> {
         let queries: Vec<String> = functions
             .iter()
             .map(|f| match *f {
+                // Interpolated inside the log bucket (10^(1/18) wide) where rank 0.95·n
+                // falls: no sort of the samples, which is most of an exact p95's time.
+                "p95" if self.buckets => {
+                    format!("histogram_quantile(0.95, histogram_over_time({selector}))")
+                }
                 "p95" => format!("quantile_over_time(0.95, {selector})"),
                 "rollup" => format!("aggr_over_time({ROLLUPS}, {selector})"),
                 f => format!("{f}_over_time({selector})"),
@@ -837,9 +845,18 @@ async fn read(
     // A server that answers this takes MetricsQL; Prometheus refuses it as a parse error.
     let probe = format!("aggr_over_time({ROLLUPS}, {HOST}_absent_probe[1s])");
     let metricsql = client.vector(&probe, to).await.is_ok();
+    let buckets = source.p95 == crate::config::raw::P95Mode::Buckets;
+    if buckets && !metricsql {
+        tracing::warn!(
+            server = client.shown(),
+            "`p95: buckets` needs VictoriaMetrics (MetricsQL), which this server is not: \
+             each p95 is computed exactly (`quantile_over_time`)"
+        );
+    }
     let reader = Reader {
         client,
         metricsql,
+        buckets: buckets && metricsql,
         from_ms: from.timestamp_millis(),
         to_ms: to.timestamp_millis(),
         permits: tokio::sync::Semaphore::new(IN_FLIGHT),
