@@ -445,6 +445,49 @@ async fn a_reset_between_snapshots_costs_nothing_that_a_snapshot_saw_before_it()
 }
 
 #[tokio::test]
+async fn the_statements_counters_are_read_only_when_a_snapshot_is_due() {
+    let server = PgServer::start(&["shared_preload_libraries=pg_stat_statements"]).await;
+    let admin = server.admin("shop").await;
+    admin
+        .batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Slow views every tick, a snapshot an hour: five ticks write one snapshot.
+    let mut set = probe(
+        dir.path(),
+        &server.probe_dsn("shop"),
+        ", slow_views_every_ticks: 1, statements_snapshot_every_s: 3600",
+    );
+    let from = chrono::Utc::now();
+    for _ in 0..5 {
+        let t = tick(&mut set).await;
+        assert_eq!(t.must("statements_installed"), 1.0, "{:?}", t.errors);
+    }
+    let kept = dir.path().join("var/statements/m/main");
+    let snapshots = runner::probes::postgres::statements::read(&kept, from, chrono::Utc::now());
+    assert_eq!(snapshots.len(), 1);
+    // The server's own count of the probe's reads of the view: once, for that snapshot (they
+    // cost it milliseconds each; reading them at every slow-views tick threw four away).
+    let rows = admin
+        .simple_query(
+            "SELECT coalesce(sum(s.calls), 0)::text FROM pg_stat_statements s \
+             JOIN pg_roles r ON r.oid = s.userid \
+             WHERE r.rolname <> current_user AND s.query LIKE '%FROM %pg_stat_statements%'",
+        )
+        .await
+        .unwrap();
+    let reads: u64 = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(reads, 1);
+}
+
+#[tokio::test]
 async fn a_dry_run_measures_the_slow_views_and_keeps_no_snapshot() {
     let server = PgServer::start(&[]).await;
     let dir = tempfile::tempdir().unwrap();

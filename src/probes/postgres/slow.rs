@@ -1,7 +1,8 @@
 //! The slower-moving views, read on the first tick that reaches the server and then every
 //! `slow_views_every_ticks` ticks (counted, not timed): the tables with the most dead tuples and
-//! whether `pg_stat_statements` is installed (one query), then, when it is, its counters (a
-//! second), written down for the report every `statements_snapshot_every_s` at most. The
+//! whether `pg_stat_statements` is installed (one query), then, when it is and a snapshot is
+//! due (every `statements_snapshot_every_s`), its counters (a second), written down for the
+//! report. The
 //! running VACUUMs' progress rides on every tick's own query instead (see `tables::PROGRESS`).
 
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ pub struct SlowViews {
     /// Ticks that reached the server so far.
     ticks: u64,
     last_snapshot: Option<Instant>,
+    /// Whether `pg_stat_statements` answered when its counters were last read.
+    answered: bool,
     names: HashMap<(String, &'static str), MetricName>,
     vacuums_running: MetricName,
     tables_read: MetricName,
@@ -53,6 +56,7 @@ impl SlowViews {
             dir: spec.statements_dir.clone(),
             ticks: 0,
             last_snapshot: None,
+            answered: false,
             names: HashMap::new(),
             vacuums_running: MetricName::from(format!("postgres.{instance}.vacuums_running")),
             tables_read: MetricName::from(format!("postgres.{instance}.tables_read")),
@@ -144,25 +148,50 @@ impl SlowViews {
             }
         }
         out.push(&self.tables_read, f64::from(tables));
-        let snapshot = match extension {
-            None => Snapshot::absent(
-                chrono::Utc::now(),
-                "pg_stat_statements is not installed in the probe's database (CREATE EXTENSION pg_stat_statements)".to_string(),
-            ),
+        let now = Instant::now();
+        let due = self.snapshot_due(now);
+        let installed = match extension {
+            None => {
+                if due {
+                    let snapshot = Snapshot::absent(
+                        chrono::Utc::now(),
+                        "pg_stat_statements is not installed in the probe's database (CREATE EXTENSION pg_stat_statements)".to_string(),
+                    );
+                    self.keep(out, snapshot, now).await;
+                }
+                false
+            }
+            // Its counters cost the server milliseconds while the tables cost well under one:
+            // read only when a snapshot is to be written; between them the last answer stands.
+            Some(_) if !due => self.answered,
             // Installed but not preloaded, or not readable: said in the report, not a failed tick.
-            Some(query) => match self.counted(client, &format!("{query};\n{PUBLISH_OWN}")).await {
-                Ok(messages) => Snapshot::from_rows(chrono::Utc::now(), &super::rows(messages)),
-                Err(e) => Snapshot::absent(
-                    chrono::Utc::now(),
-                    format!("pg_stat_statements did not answer: {}", super::describe(&e)),
-                ),
-            },
+            Some(query) => {
+                let snapshot = match self
+                    .counted(client, &format!("{query};\n{PUBLISH_OWN}"))
+                    .await
+                {
+                    Ok(messages) => Snapshot::from_rows(chrono::Utc::now(), &super::rows(messages)),
+                    Err(e) => Snapshot::absent(
+                        chrono::Utc::now(),
+                        format!("pg_stat_statements did not answer: {}", super::describe(&e)),
+                    ),
+                };
+                self.answered = snapshot.installed;
+                self.keep(out, snapshot, now).await;
+                self.answered
+            }
         };
-        out.push(
-            &self.statements_installed,
-            f64::from(u8::from(snapshot.installed)),
-        );
-        self.keep(out, snapshot).await;
+        out.push(&self.statements_installed, f64::from(u8::from(installed)));
+    }
+
+    /// Whether a snapshot is to be written at `now`: the first, then once per
+    /// `statements_snapshot_every_s`. Without a folder (a dry run) every slow-views tick reads
+    /// the counters, so what the scheduler would read is shown; nothing is written.
+    fn snapshot_due(&self, now: Instant) -> bool {
+        self.dir.is_none()
+            || self
+                .last_snapshot
+                .is_none_or(|then| now.saturating_duration_since(then) >= self.snapshot_every)
     }
 
     async fn counted(
@@ -175,20 +204,12 @@ impl SlowViews {
         answer
     }
 
-    /// Writes the snapshot down when the last one written is old enough.
-    async fn keep(&mut self, out: &mut Output, snapshot: Snapshot) {
+    /// Writes the snapshot down, off the runtime's threads.
+    async fn keep(&mut self, out: &mut Output, snapshot: Snapshot, now: Instant) {
         let Some(dir) = self.dir.clone() else {
             return;
         };
-        let now = Instant::now();
-        if self
-            .last_snapshot
-            .is_some_and(|then| now.saturating_duration_since(then) < self.snapshot_every)
-        {
-            return;
-        }
         self.last_snapshot = Some(now);
-        // File work off the runtime's threads.
         let written = tokio::task::spawn_blocking(move || statements::write(&dir, &snapshot))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
