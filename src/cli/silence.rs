@@ -59,11 +59,14 @@ struct Needed {
     zone: crate::scheduler::schedule::Zone,
 }
 
-/// The two top-level keys `runner silence` reads; every other key is passed over unread.
+/// The two top-level keys `runner silence` reads; every other key is passed over unread (not
+/// `deny_unknown_fields`: the full load checks the file).
 #[derive(Debug, serde::Deserialize)]
 struct Top {
+    /// As `RawConfig::data_dir`: where the silences file is, relative to the jobs file.
     #[serde(default)]
     data_dir: Option<String>,
+    /// As `RawConfig::timezone`: of `--start` and of the list's times.
     #[serde(default)]
     timezone: Option<String>,
 }
