@@ -647,11 +647,7 @@ impl Mute {
         at: DateTime<Utc>,
         origin: &Origin<'_>,
     ) -> Option<Muted> {
-        let guard = self.silences();
-        let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
-        let others = self.others(origin.job);
-        let firing = firing_subjects(lifecycle, origin, &others);
-        self.decide(&of_state(state, origin), at, silences, &firing)
+        self.muted_alone(lifecycle, &of_state(state, origin), at, origin)
     }
 
     /// What mutes `event`'s alert at `at`, if anything: for an event made off the tick (an
@@ -663,11 +659,23 @@ impl Mute {
         at: DateTime<Utc>,
         origin: &Origin<'_>,
     ) -> Option<Muted> {
+        self.muted_alone(lifecycle, &of_event(event, origin), at, origin)
+    }
+
+    /// The decision for one subject outside a tick's pass, against the silences and the
+    /// alerts firing now.
+    fn muted_alone(
+        &self,
+        lifecycle: &Lifecycle,
+        subject: &Subject<'_>,
+        at: DateTime<Utc>,
+        origin: &Origin<'_>,
+    ) -> Option<Muted> {
         let guard = self.silences();
         let silences = guard.as_deref().map_or(&[][..], |c| c.silences.as_slice());
         let others = self.others(origin.job);
         let firing = firing_subjects(lifecycle, origin, &others);
-        self.decide(&of_event(event, origin), at, silences, &firing)
+        self.decide(subject, at, silences, &firing)
     }
 
     /// Whether anything could mute an alert: without windows, rules or a silences file, the
