@@ -1,5 +1,6 @@
 //! Which alerts were pending and which firing at each tick, for the `ALERTS` series (with
-//! `alertstate="pending"` or `"firing"`, as Prometheus' rule evaluation writes them).
+//! `alertstate="pending"` or `"firing"`, as Prometheus' rule evaluation writes them), and when
+//! each became active, for `ALERTS_FOR_STATE`.
 //!
 //! Firing comes from the alert log: a monitor's alert events (`firing`, `repeat`, `resolved`)
 //! are applied up to each of its ticks as the ticks are sent, so a backlog sent after an outage
@@ -40,6 +41,9 @@ pub struct Active {
     pub labels: BTreeMap<String, String>,
     /// `FIRING` or `PENDING`: the `alertstate` label.
     pub state: &'static str,
+    /// When the spell became active (its `active_since`, or the saved state's
+    /// `pending_since`), in ms: the value of `ALERTS_FOR_STATE`, one per spell.
+    pub active_since_ms: i64,
 }
 
 /// One event as the tracker keeps it until its monitor's ticks reach it.
@@ -168,6 +172,7 @@ impl AlertTracker {
                             severity: a.severity.as_str().to_string(),
                             labels: a.labels,
                             state: PENDING,
+                            active_since_ms: a.pending_since?.timestamp_millis(),
                         },
                     })
                 })
@@ -214,6 +219,7 @@ impl AlertTracker {
                 severity: event.severity.as_str().to_string(),
                 labels: event.labels,
                 state: FIRING,
+                active_since_ms: event.active_since.timestamp_millis(),
             }),
             EventKind::Resolved => None,
             // Held notices say nothing about whether it fires.
@@ -381,6 +387,8 @@ mod tests {
         assert_eq!(states(&mut tracker, 24), []);
         assert_eq!(states(&mut tracker, 25), [("HighCpu".to_string(), PENDING)]);
         assert_eq!(states(&mut tracker, 29), [("HighCpu".to_string(), PENDING)]);
+        let pending = tracker.alerts_at("monitor", at(29).timestamp_millis());
+        assert_eq!(pending[0].active_since_ms, at(25).timestamp_millis());
         assert_eq!(states(&mut tracker, 30), [("HighCpu".to_string(), FIRING)]);
         assert_eq!(
             states(&mut tracker, 40),
@@ -392,5 +400,9 @@ mod tests {
         let disk = tracker.alerts_at("monitor", at(41).timestamp_millis());
         assert_eq!(disk[1].labels["mount"], "/");
         assert_eq!(disk[1].severity, "critical");
+        // One active-since per spell, pending (above) or firing: what `ALERTS_FOR_STATE`
+        // carries.
+        assert_eq!(disk[0].active_since_ms, at(25).timestamp_millis());
+        assert_eq!(disk[1].active_since_ms, at(40).timestamp_millis());
     }
 }

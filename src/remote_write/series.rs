@@ -1,7 +1,8 @@
 //! One metrics log line as the samples remote write sends: every metric under its `/metrics`
 //! name and labels (`store::prometheus`, the one mapping), `runner_probe_failing` for each
-//! failed probe, and an `ALERTS` series for each alert pending or firing at the tick, all at
-//! the tick's timestamp in milliseconds.
+//! failed probe, and an `ALERTS` series for each alert pending or firing at the tick with its
+//! `ALERTS_FOR_STATE` (when the spell became active), all at the tick's timestamp in
+//! milliseconds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -92,6 +93,15 @@ impl Converter {
                 &alert.labels,
             );
             out.push((labels.into(), 1.0));
+            let for_state = prometheus::alert_for_state_labels(
+                host,
+                job,
+                &alert.name,
+                &alert.severity,
+                &alert.labels,
+            );
+            // Seconds with the milliseconds kept, as Prometheus writes it (a float).
+            out.push((for_state.into(), alert.active_since_ms as f64 / 1000.0));
         }
     }
 }
@@ -102,7 +112,7 @@ mod tests {
     use crate::store::sample::LineParser;
 
     #[test]
-    fn a_line_becomes_the_series_metrics_shows_plus_alerts() {
+    fn a_line_becomes_the_series_metrics_shows_plus_alerts_and_their_active_since() {
         let line = r#"{"ts":"2026-12-06T10:00:00.250Z","host":"web-1","job":"monitor","metrics":{"cpu.total.usage_percent":12.5,"ping.gw.rtt_avg_ms":3},"errors":{"disk":"gone"}}"#;
         let mut parser = LineParser::default();
         let view = parser.parse(line).unwrap();
@@ -112,12 +122,14 @@ mod tests {
                 severity: "warning".into(),
                 labels: Default::default(),
                 state: super::super::alerts::FIRING,
+                active_since_ms: 1_796_551_140_500,
             },
             Active {
                 name: "DiskFull".into(),
                 severity: "critical".into(),
                 labels: Default::default(),
                 state: super::super::alerts::PENDING,
+                active_since_ms: 1_796_551_195_000,
             },
         ];
         let mut out = Vec::new();
@@ -136,7 +148,9 @@ mod tests {
                 "__name__=runner_ping_rtt_avg_seconds,host=web-1,name=gw,runner_job=monitor 0.003",
                 "__name__=runner_probe_failing,host=web-1,probe=disk,runner_job=monitor 1",
                 "__name__=ALERTS,alertname=HighCpu,alertstate=firing,host=web-1,runner_job=monitor,severity=warning 1",
+                "__name__=ALERTS_FOR_STATE,alertname=HighCpu,host=web-1,runner_job=monitor,severity=warning 1796551140.5",
                 "__name__=ALERTS,alertname=DiskFull,alertstate=pending,host=web-1,runner_job=monitor,severity=critical 1",
+                "__name__=ALERTS_FOR_STATE,alertname=DiskFull,host=web-1,runner_job=monitor,severity=critical 1796551195",
             ]
         );
     }

@@ -26,6 +26,10 @@ pub const PROBE_FAILING: &str = "runner_probe_failing";
 pub const PROBE_FAILING_HELP: &str = "1 for each probe whose latest reading failed (the reason is in the metrics log's `errors`); on /metrics, 0 for each configured probe that did not, from the start";
 /// Alerts in the shape Prometheus' rule evaluation writes them: 1 while the alert is active.
 pub const ALERTS: &str = "ALERTS";
+/// Beside each `ALERTS` sample, as Prometheus' rule manager writes it to restore `for` state:
+/// the Unix time in seconds the alert became active (pending, or firing without `pending_for`),
+/// the same for every tick of one spell, so a reader tells spells apart by it.
+pub const ALERTS_FOR_STATE: &str = "ALERTS_FOR_STATE";
 
 /// A monitor's labels for one series: `host` and `runner_job` first, then the instance's.
 pub fn monitor_labels(
@@ -72,6 +76,28 @@ pub fn alert_labels(
         out.insert(key.to_string(), value.to_string());
     }
     out.into_iter().collect()
+}
+
+/// The labels of an `ALERTS_FOR_STATE` series: those of `ALERTS` but `alertstate`, which a
+/// spell changes from pending to firing while its active-since time stays.
+pub fn alert_for_state_labels(
+    host: &str,
+    job: &str,
+    alertname: &str,
+    severity: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    alert_labels(host, job, alertname, severity, "", labels)
+        .into_iter()
+        .filter(|(k, _)| k != "alertstate")
+        .map(|(k, v)| {
+            if k == "__name__" {
+                (k, ALERTS_FOR_STATE.to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
 }
 
 /// `[a-zA-Z0-9_]` only: the rest becomes `_`.

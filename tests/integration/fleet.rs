@@ -56,8 +56,9 @@ fn values(h: usize, i: i64) -> Vec<(String, f64)> {
 
 /// Host `h`'s alert spells as (alert, severity, tick it fired, tick it resolved, ticks it was
 /// pending before): a spell of one tick and one firing again at the tick after it resolved, a
-/// spell pending for five ticks first, and an alert whose spells are single ticks 40 s or more
-/// apart (its own samples do not show the monitor's step).
+/// spell pending for five ticks first, an alert whose spells are single ticks 40 s or more
+/// apart (its own samples do not show the monitor's step), and one firing from tick 30 to 70,
+/// across the start of `LATE_FROM_S`'s window. `SKIPPED` lies inside two spells.
 fn spells_of(h: usize) -> Vec<(&'static str, Severity, i64, i64, i64)> {
     let h = h as i64;
     vec![
@@ -67,8 +68,18 @@ fn spells_of(h: usize) -> Vec<(&'static str, Severity, i64, i64, i64)> {
         ("b", Severity::Critical, 150, 151 + h, 0),
         ("c", Severity::Info, 100, 101, 0),
         ("c", Severity::Info, 103 + h, 104 + h, 0),
+        ("d", Severity::Warning, 30, 70, 2),
     ]
 }
+
+/// A tick the monitor skipped (an overrun) in `each_hosts_fleet_figures_equal_its_own_report`:
+/// no line in the metrics log, so no `ALERTS` sample, inside the spells of `b` and `d`.
+const SKIPPED: i64 = 60;
+/// Windows that start later than the first one, in seconds after the first tick: at 47.5
+/// ticks `d` is firing (since tick 30) and `b` pending (fires at tick 50, in the window); at
+/// 99.5 ticks only `c` has a sample before 101.5 ticks, a single tick, so the alerts show no
+/// step.
+const LATE_FROM_S: [(i64, i64); 2] = [(475, TICKS * STEP_S + 60), (995, 1015)];
 
 /// The alert log a monitor writes for `spells_of(h)`: `firing` and `resolved` at the ticks.
 fn write_alert_log(data_dir: &std::path::Path, h: usize, tick: impl Fn(i64) -> DateTime<Utc>) {
@@ -132,6 +143,16 @@ fn around_p95(mut values: Vec<f64>) -> (f64, f64) {
 /// Three hosts' metrics logs of `TICKS` ticks from `start`, each pushed with the remote-write
 /// code to `write_url`; their configs.
 async fn push_hosts(dir: &Path, write_url: &str, start: DateTime<Utc>) -> Vec<Config> {
+    push_hosts_skipping(dir, write_url, start, None).await
+}
+
+/// `push_hosts` with the tick `skipped` left out of the metrics logs.
+async fn push_hosts_skipping(
+    dir: &Path,
+    write_url: &str,
+    start: DateTime<Utc>,
+    skipped: Option<i64>,
+) -> Vec<Config> {
     let mut configs = Vec::new();
     for h in 1..=3usize {
         let root = dir.join(format!("h{h}"));
@@ -149,7 +170,7 @@ async fn push_hosts(dir: &Path, write_url: &str, start: DateTime<Utc>) -> Vec<Co
             max_age: Duration::from_secs(2 * 3600),
         };
         let mut log = MetricsLog::new(&config.data_dir);
-        for i in 0..TICKS {
+        for i in (0..TICKS).filter(|i| Some(*i) != skipped) {
             log.append(&Sample {
                 ts: start + chrono::Duration::seconds(i * STEP_S),
                 host: format!("h{h}"),
@@ -182,7 +203,8 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
     let start_s = Utc::now().timestamp() - 40 * 60;
     let start = DateTime::from_timestamp(start_s - start_s % 60 + 3, 0).unwrap();
     let to = start + chrono::Duration::seconds(TICKS * STEP_S + 60);
-    let configs = push_hosts(dir.path(), &receiver.write_url(), start).await;
+    let configs =
+        push_hosts_skipping(dir.path(), &receiver.write_url(), start, Some(SKIPPED)).await;
     let window = Duration::from_secs(3600);
     let from = runner::report::window_start(&configs[0].zone, window, to);
     let fleet: FleetSummary = {
@@ -248,6 +270,7 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
             // The documented tolerance: quantile_over_time interpolates between the two
             // samples around rank 0.95 (n-1); the local p95 is within 1 % of a sample's value.
             let logged: Vec<f64> = (0..TICKS)
+                .filter(|i| *i != SKIPPED)
                 .map(|i| {
                     values(h + 1, i)
                         .into_iter()
@@ -286,32 +309,27 @@ async fn each_hosts_fleet_figures_equal_its_own_report() {
         );
         // Alerts: fired and time firing per alert and in all, as the host's own report reads
         // them from its alert log (every spell of the window is among its longest ten and
-        // ended inside it, so the spells' seconds are the time firing in the window).
+        // ended inside it).
         let own_alerts = &own.alerts;
         assert!(own_alerts.longest.len() < 10 && own_alerts.still_firing.is_empty());
         assert_eq!(own_alerts.fired, spells_of(h + 1).len() as u64);
-        let mut own_by_alert: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
-        for spell in &own_alerts.longest {
-            let entry = own_by_alert.entry(spell.name.clone()).or_default();
-            entry.0 += 1;
-            entry.1 += spell.seconds;
-        }
-        let fleet_by_alert: std::collections::BTreeMap<String, (u64, i64)> = fleet
-            .alerts
-            .iter()
-            .filter(|a| a.host == host.host)
-            .map(|a| (a.alertname.clone(), (a.fired, a.firing_seconds)))
-            .collect();
-        assert_eq!(fleet_by_alert, own_by_alert, "{}", host.host);
-        assert_eq!(
-            (host.alerts_fired, host.firing_seconds),
-            (
-                own_alerts.fired,
-                own_by_alert.values().map(|(_, s)| s).sum::<i64>()
-            ),
-            "{}",
-            host.host
+        assert_alerts_equal(&fleet, &own, from, to, &host.host);
+    }
+    // Windows that begin with an alert firing (`d`, not fired in it, its time from the
+    // window's start) or pending (`b`, fired in it), or hold one single tick of `c` only.
+    for (late_from_s, late_to_s) in LATE_FROM_S {
+        let (late_from, late_to) = (
+            start + chrono::Duration::seconds(late_from_s),
+            start + chrono::Duration::seconds(late_to_s),
         );
+        let late = fleet_of(&dir.path().join("late"), receiver.port, late_from, late_to).await;
+        for (h, config) in configs.iter().enumerate() {
+            let window = (late_to - late_from).to_std().unwrap();
+            let own = runner::report::summary::build(config, "r", "t", window, late_to);
+            assert_eq!(own.period.from, late_from);
+            assert!(own.alerts.longest.len() < 10);
+            assert_alerts_equal(&late, &own, late_from, late_to, &format!("h{}", h + 1));
+        }
     }
     assert_eq!(fleet.totals.hosts, 3);
     assert_eq!(fleet.worst.len(), 4);
@@ -459,6 +477,43 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     Some((head.split(' ').nth(1)?.parse().ok()?, body.to_string()))
+}
+
+/// Per alert and in all, the fleet's `fired` and `firing_seconds` of `host` equal those of its
+/// own report over `[from, to)`: its firing notices in the window, and its spells' seconds
+/// inside the window (a spell that began before it counts from its start).
+fn assert_alerts_equal(
+    fleet: &FleetSummary,
+    own: &runner::report::summary::Summary,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    host: &str,
+) {
+    let mut own_by_alert: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
+    for rule in &own.alerts.by_rule {
+        own_by_alert.entry(rule.name.clone()).or_default().0 += rule.fired;
+    }
+    for spell in &own.alerts.longest {
+        let end = spell.to.unwrap_or(to).min(to);
+        own_by_alert.entry(spell.name.clone()).or_default().1 +=
+            (end - spell.from.max(from)).num_seconds().max(0);
+    }
+    let fleet_by_alert: std::collections::BTreeMap<String, (u64, i64)> = fleet
+        .alerts
+        .iter()
+        .filter(|a| a.host == host)
+        .map(|a| (a.alertname.clone(), (a.fired, a.firing_seconds)))
+        .collect();
+    assert_eq!(fleet_by_alert, own_by_alert, "{host} from {from}");
+    let fleet_host = fleet.hosts.iter().find(|h| h.host == host).unwrap();
+    assert_eq!(
+        (fleet_host.alerts_fired, fleet_host.firing_seconds),
+        (
+            own.alerts.fired,
+            own_by_alert.values().map(|(_, s)| s).sum::<i64>()
+        ),
+        "{host} from {from}"
+    );
 }
 
 async fn fleet_of(dir: &Path, port: u16, from: DateTime<Utc>, to: DateTime<Utc>) -> FleetSummary {

@@ -143,7 +143,7 @@ impl Receiver {
             let held = self.held(job);
             let metrics: usize = held
                 .iter()
-                .filter(|(k, _)| !k.starts_with("ALERTS{"))
+                .filter(|(k, _)| !is_alert(k))
                 .map(|(_, v)| v.len())
                 .sum();
             if metrics >= samples || started.elapsed() > PATIENCE {
@@ -271,10 +271,8 @@ fn logged(data_dir: &Path, job: &str) -> Held {
 /// values to about 12 significant digits, Prometheus exactly.
 #[track_caller]
 fn assert_holds_the_log(kind: Kind, held: &Held, logged: &Held) {
-    let held_metrics: BTreeMap<&String, &Vec<(i64, f64)>> = held
-        .iter()
-        .filter(|(k, _)| !k.starts_with("ALERTS{"))
-        .collect();
+    let held_metrics: BTreeMap<&String, &Vec<(i64, f64)>> =
+        held.iter().filter(|(k, _)| !is_alert(k)).collect();
     assert_eq!(
         held_metrics.keys().copied().collect::<Vec<_>>(),
         logged.keys().collect::<Vec<_>>(),
@@ -294,6 +292,11 @@ fn assert_holds_the_log(kind: Kind, held: &Held, logged: &Held) {
             }
         }
     }
+}
+
+/// An `ALERTS` or `ALERTS_FOR_STATE` series, which the metrics log does not hold.
+fn is_alert(series: &str) -> bool {
+    series.starts_with("ALERTS{") || series.starts_with("ALERTS_FOR_STATE{")
 }
 
 fn sample_count(held: &Held) -> usize {
@@ -420,7 +423,7 @@ fn runner_pushes_every_sample_to(kind: Kind) {
     );
     // Named and labelled as /metrics showed them.
     let shown = exposed(&metrics, "m");
-    for series in held.keys().filter(|k| !k.starts_with("ALERTS{")) {
+    for series in held.keys().filter(|k| !is_alert(k)) {
         assert!(
             shown.contains(series),
             "{series} not in /metrics:\n{metrics}"
@@ -492,6 +495,30 @@ fn runner_pushes_every_sample_to(kind: Kind) {
         held_series("pending")
     );
     assert_eq!(held_series("firing"), between(fired_ms, i64::MAX));
+    // ALERTS_FOR_STATE beside each of them, as Prometheus' rule manager writes it: when the
+    // alert became active, in seconds, the same pending and firing.
+    let for_state = &held[&identity(&BTreeMap::from([
+        ("__name__".to_string(), "ALERTS_FOR_STATE".to_string()),
+        ("alertname".to_string(), "memory_held".to_string()),
+        ("severity".to_string(), "warning".to_string()),
+        ("host".to_string(), "rw-test".to_string()),
+        ("runner_job".to_string(), "m".to_string()),
+    ]))];
+    assert_eq!(
+        for_state.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        between(active_ms, i64::MAX)
+    );
+    for (_, since_s) in for_state {
+        // VictoriaMetrics keeps about 12 significant digits: 10 ms of a time in seconds.
+        let tolerance = match kind {
+            Kind::Prometheus => 0.0,
+            Kind::VictoriaMetrics => 0.01,
+        };
+        assert!(
+            (since_s - active_ms as f64 / 1000.0).abs() <= tolerance,
+            "{since_s} {active_ms}"
+        );
+    }
     let sent = sample_count(&logged) + alerts.len();
     assert!(sent >= 5 * 3, "{sent}");
     receiver.stop();

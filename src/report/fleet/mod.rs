@@ -12,8 +12,9 @@
 //! elsewhere one query each. A query the server refuses as too big is asked again for half the hosts (the
 //! figures stay exact), then for one host day by day and in halves of a day (counts summed,
 //! extremes of extremes; the p95 the pieces' p95 weighted by their counts, an approximation).
-//! Availability (`tcp`/`http`/`postgres` `up`, `ping` loss) and alerts (the `ALERTS` series)
-//! come from the raw samples, read a day per query and split the same way.
+//! Availability (`tcp`/`http`/`postgres` `up`, `ping` loss) and alerts (the firing `ALERTS`
+//! series, its spells told apart by `ALERTS_FOR_STATE`) come from the raw samples, read a day
+//! per query and split the same way.
 
 pub mod query;
 
@@ -28,7 +29,7 @@ use serde::Serialize;
 use super::incidents::{self, IncidentsSummary};
 use super::metrics::{Availability, Check};
 use crate::config::{Config, FleetSource};
-use crate::store::prometheus::{ALERTS, HOST};
+use crate::store::prometheus::{ALERTS, ALERTS_FOR_STATE, HOST};
 use query::{Labels, PromClient, QueryError};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -334,7 +335,7 @@ enum Task<'a> {
 enum Found {
     Figures(BTreeMap<Key, Acc>),
     Checks(BTreeMap<Key, Availability>),
-    Alerts(Series),
+    Alerts(Vec<SeriesSpells>),
 }
 
 /// Raw samples per series: its labels and (ms, value) in time order.
@@ -558,18 +559,86 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    /// The firing `ALERTS` samples of `hosts`, a day per query, in time order.
-    async fn alerts(&self, hosts: &[String]) -> anyhow::Result<Series> {
-        let mut out = Series::new();
+    /// Each firing `ALERTS` series of `hosts` and its spells in the window: fired in it, and
+    /// seconds firing in it. The raw samples of `ALERTS{alertstate="firing"}` and of
+    /// `ALERTS_FOR_STATE` (when each spell became active) are read a day per query.
+    async fn alerts(&self, hosts: &[String]) -> anyhow::Result<Vec<SeriesSpells>> {
+        let mut firing = Series::new();
+        let mut for_state = Series::new();
         for (a, b) in day_pieces(self.from_ms, self.to_ms) {
-            for (k, (labels, values)) in self.raw(None, hosts, a, b).await? {
-                out.entry(k)
-                    .or_insert_with(|| (labels, Vec::new()))
-                    .1
-                    .extend(values);
+            for (name, out) in [
+                (None, &mut firing),
+                (Some(ALERTS_FOR_STATE), &mut for_state),
+            ] {
+                for (k, (labels, values)) in self.raw(name, hosts, a, b).await? {
+                    out.entry(k)
+                        .or_insert_with(|| (labels, Vec::new()))
+                        .1
+                        .extend(values);
+                }
             }
         }
+        let mut out = Vec::new();
+        for found in alert_spells(&firing, &for_state) {
+            let mut fired = 0;
+            let mut firing_seconds = 0;
+            for spell in &found.spells {
+                // Active before the window: firing before it too (not fired in it) if the
+                // series has a firing sample between the spell's start and the window's.
+                let before = match spell.since_ms {
+                    Some(since) if since < self.from_ms => {
+                        self.fired_before(&found.labels, since).await?
+                    }
+                    _ => false,
+                };
+                let end = match found.step {
+                    0 => self.next_tick(&found.key, spell.last).await?,
+                    step => spell.last + step,
+                };
+                fired += u64::from(!before);
+                let start = if before { self.from_ms } else { spell.first };
+                firing_seconds += (end.min(self.to_ms) - start).max(0) / 1000;
+            }
+            out.push((found.key, (found.labels, (fired, firing_seconds))));
+        }
         Ok(out)
+    }
+
+    /// Whether the `ALERTS` series of `labels` (a firing one) has a sample in
+    /// `[since_ms, from_ms)`.
+    async fn fired_before(&self, labels: &Labels, since_ms: i64) -> anyhow::Result<bool> {
+        let query = format!(
+            "count_over_time({}[{}])",
+            exact_selector(labels),
+            self.range(since_ms, self.from_ms)
+        );
+        let answer = self
+            .vector(&query, at(self.from_ms - 1))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(answer.iter().any(|(_, n)| *n > 0.0))
+    }
+
+    /// The first tick of a monitor job after `after_ms` (within `NEXT_TICK_MS`), from any of
+    /// its series: where a spell whose job's step the alerts do not show ended. `after_ms`
+    /// itself when there is none (the host stopped pushing).
+    async fn next_tick(&self, (host, job, _): &Key, after_ms: i64) -> anyhow::Result<i64> {
+        let query = format!(
+            "{{__name__=~\"runner_.+\",{HOST}=\"{}\",runner_job=\"{}\"}}[{}]",
+            escape(host),
+            escape(job),
+            range(NEXT_TICK_MS)
+        );
+        let answer = self
+            .matrix(&query, at(after_ms + NEXT_TICK_MS))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(answer
+            .iter()
+            .flat_map(|(_, values)| values.iter().map(|(t, _)| *t))
+            .filter(|t| *t > after_ms)
+            .min()
+            .unwrap_or(after_ms))
     }
 
     async fn run(&self, task: &Task<'_>) -> anyhow::Result<Found> {
@@ -588,21 +657,46 @@ impl Reader<'_> {
 /// A series' key and labels, and its spells: `(fired, firing_seconds)`.
 type SeriesSpells = (Key, (Labels, (u64, i64)));
 
-/// The spells of every firing `ALERTS` series.
+/// How far after a spell's last sample its job's next tick is looked for when the alerts do
+/// not show the job's step.
+const NEXT_TICK_MS: i64 = 600_000;
+
+/// A spell of one firing `ALERTS` series in the window.
+#[derive(Debug, PartialEq)]
+struct AlertSpell {
+    /// Its `ALERTS_FOR_STATE` in ms; `None` where none was pushed (a runner before it).
+    since_ms: Option<i64>,
+    /// Its first and last firing samples in the window.
+    first: i64,
+    last: i64,
+}
+
+/// One firing `ALERTS` series, its spells, and its job's step (0: not shown).
+#[derive(Debug)]
+struct SeriesFound {
+    key: Key,
+    labels: Labels,
+    step: i64,
+    spells: Vec<AlertSpell>,
+}
+
+/// The spells of every firing `ALERTS` series, told apart by their `ALERTS_FOR_STATE` at the
+/// same instant: one value per spell, so a tick the monitor skipped does not split one, and
+/// two spells at consecutive ticks are two. Where it is missing, a gap of more than one and a
+/// half steps ends a spell (the tick between had no sample: the alert resolved there).
 /// All the alerts of a host's monitor job are sampled at its ticks, so the job's step is the
-/// smallest spacing between the times any of them has a sample at: one alert's own samples do
-/// not show it when its spells are single ticks far apart.
-fn alert_spells(series: BTreeMap<Key, (Labels, Vec<(i64, f64)>)>, to_ms: i64) -> Vec<SeriesSpells> {
+/// smallest spacing between the times any of them (pending included) has a sample at.
+fn alert_spells(firing: &Series, for_state: &Series) -> Vec<SeriesFound> {
     let mut times: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
-    for ((host, job, _), (_, samples)) in &series {
+    for ((host, job, _), (_, samples)) in firing.iter().chain(for_state) {
         times
             .entry((host, job))
             .or_default()
             .extend(samples.iter().map(|(t, _)| *t));
     }
-    let steps: BTreeMap<(String, String), i64> = times
+    let steps: BTreeMap<(&str, &str), i64> = times
         .into_iter()
-        .map(|((host, job), mut t)| {
+        .map(|(job, mut t)| {
             t.sort_unstable();
             let step = t
                 .windows(2)
@@ -610,49 +704,83 @@ fn alert_spells(series: BTreeMap<Key, (Labels, Vec<(i64, f64)>)>, to_ms: i64) ->
                 .filter(|d| *d > 0)
                 .min()
                 .unwrap_or(0);
-            ((host.to_string(), job.to_string()), step)
+            (job, step)
         })
         .collect();
-    series
-        .into_iter()
+    firing
+        .iter()
         .map(|(key, (labels, samples))| {
             let step = steps
-                .get(&(key.0.clone(), key.1.clone()))
+                .get(&(key.0.as_str(), key.1.as_str()))
                 .copied()
                 .unwrap_or(0);
-            let found = spells(&samples, step, to_ms);
-            (key, (labels, found))
+            let mut state_key = labels.clone();
+            state_key.remove("alertstate");
+            let since: BTreeMap<i64, i64> = for_state
+                .get(&(key.0.clone(), key.1.clone(), labels_text(&state_key)))
+                .map(|(_, values)| {
+                    values
+                        .iter()
+                        .map(|(t, v)| (*t, (v * 1000.0).round() as i64))
+                        .collect()
+                })
+                .unwrap_or_default();
+            SeriesFound {
+                key: key.clone(),
+                labels: labels.clone(),
+                step,
+                spells: spells(samples, &since, step),
+            }
         })
         .collect()
 }
 
-/// Spells of one alert series sampled every `step` ms: a run of samples ends where the next
-/// one is more than one and a half steps later (the tick between had no sample: the alert
-/// was resolved there), as the alert log's `resolved` event ends it. Each spell lasts from its
-/// first sample to one step after its last (the tick it resolved), at most to the window's
-/// end `to_ms`, in whole seconds as the host's own report counts a spell.
-fn spells(samples: &[(i64, f64)], step: i64, to_ms: i64) -> (u64, i64) {
-    let mut fired = 0;
-    let mut firing_seconds = 0;
-    let mut spell: Option<(i64, i64)> = None;
-    let mut end = |(first, last): (i64, i64)| {
-        fired += 1;
-        firing_seconds += ((last + step).min(to_ms) - first).max(0) / 1000;
-    };
+/// The spells of one series' firing samples, `since` its `ALERTS_FOR_STATE` by instant.
+fn spells(samples: &[(i64, f64)], since: &BTreeMap<i64, i64>, step: i64) -> Vec<AlertSpell> {
+    let mut out: Vec<AlertSpell> = Vec::new();
     for (t, _) in samples {
-        spell = match spell {
-            Some((first, last)) if 2 * (*t - last) <= 3 * step => Some((first, *t)),
-            Some(done) => {
-                end(done);
-                Some((*t, *t))
+        let since_ms = since.get(t).copied();
+        match out.last_mut() {
+            Some(spell)
+                if match (spell.since_ms, since_ms) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => 2 * (*t - spell.last) <= 3 * step,
+                } =>
+            {
+                spell.last = *t;
             }
-            None => Some((*t, *t)),
-        };
+            _ => out.push(AlertSpell {
+                since_ms,
+                first: *t,
+                last: *t,
+            }),
+        }
     }
-    if let Some(done) = spell {
-        end(done);
+    out
+}
+
+/// `ALERTS{…}` with every label of `labels` matched exactly.
+fn exact_selector(labels: &Labels) -> String {
+    let matchers: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{ALERTS}{{{}}}", matchers.join(","))
+}
+
+/// A label value inside a PromQL double-quoted string.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
-    (fired, firing_seconds)
+    out
 }
 
 impl FleetSummary {
@@ -954,9 +1082,7 @@ async fn read(
                 }
             }
             (Task::Alerts(_), Found::Alerts(series)) => {
-                for ((host, _, _), (labels, (fired, firing_seconds))) in
-                    alert_spells(series, to.timestamp_millis())
-                {
+                for ((host, _, _), (labels, (fired, firing_seconds))) in series {
                     if let Some(report) = reports.get_mut(&host) {
                         report.alerts_fired += fired;
                         report.firing_seconds += firing_seconds;
@@ -1100,26 +1226,61 @@ mod tests {
     }
 
     #[test]
-    fn alert_spells_end_where_a_tick_has_no_sample() {
+    fn alert_spells_are_told_apart_by_their_active_since() {
         let s = |ts: &[i64]| ts.iter().map(|t| (t * 1000, 1.0)).collect::<Vec<_>>();
-        // The tick at 30 s had no sample: resolved there, fired again at 40 s.
+        let spell = |since: Option<i64>, first: i64, last: i64| AlertSpell {
+            since_ms: since.map(|s| s * 1000),
+            first: first * 1000,
+            last: last * 1000,
+        };
+        // No `ALERTS_FOR_STATE`: the tick at 30 s had no sample, so resolved there.
         assert_eq!(
-            spells(&s(&[0, 10, 20, 40, 50]), 10_000, i64::MAX),
-            (2, 30 + 20)
+            spells(&s(&[0, 10, 20, 40, 50]), &BTreeMap::new(), 10_000),
+            [spell(None, 0, 20), spell(None, 40, 50)]
         );
-        // Still firing when the window ends at 15 s.
-        assert_eq!(spells(&s(&[0, 10]), 10_000, 15_000), (1, 15));
-        // The step is the job's, from all its alerts: single ticks 30 s apart are two spells.
+        // With it: a skipped tick (30 s) inside one spell, then a new spell at the next tick.
+        let since = BTreeMap::from([
+            (0, -5_000),
+            (10_000, -5_000),
+            (20_000, -5_000),
+            (40_000, -5_000),
+            (50_000, 50_000),
+        ]);
+        assert_eq!(
+            spells(&s(&[0, 10, 20, 40, 50]), &since, 10_000),
+            [spell(Some(-5), 0, 40), spell(Some(50), 50, 50)]
+        );
+        // The step is the job's, from all its alerts, pending ones (`ALERTS_FOR_STATE` only)
+        // included: single ticks 30 s apart are two spells.
         let key = |a: &str| ("h".to_string(), "m".to_string(), a.to_string());
-        let series = BTreeMap::from([
-            (key("a"), (Labels::default(), s(&[0, 10, 20]))),
+        let firing = BTreeMap::from([
+            (key("a"), (Labels::default(), s(&[100]))),
             (key("c"), (Labels::default(), s(&[100, 130]))),
         ]);
-        let found: Vec<(u64, i64)> = alert_spells(series, i64::MAX)
+        let pending = BTreeMap::from([(key("b"), (Labels::default(), s(&[0, 10])))]);
+        let found: Vec<(i64, usize)> = alert_spells(&firing, &pending)
             .into_iter()
-            .map(|(_, (_, f))| f)
+            .map(|f| (f.step, f.spells.len()))
             .collect();
-        assert_eq!(found, [(1, 30), (2, 20)]);
+        assert_eq!(found, [(10_000, 1), (10_000, 2)]);
+        let alone: Vec<i64> = alert_spells(&firing, &BTreeMap::new())
+            .into_iter()
+            .map(|f| f.step)
+            .collect();
+        assert_eq!(alone, [30_000, 30_000]);
+    }
+
+    #[test]
+    fn exact_selectors_escape_label_values() {
+        let labels = Labels::from([
+            ("__name__".to_string(), "ALERTS".to_string()),
+            ("alertstate".to_string(), "firing".to_string()),
+            ("path".to_string(), "C:\\a \"b\"".to_string()),
+        ]);
+        assert_eq!(
+            exact_selector(&labels),
+            "ALERTS{alertstate=\"firing\",path=\"C:\\\\a \\\"b\\\"\"}"
+        );
     }
 
     #[test]
