@@ -9,9 +9,11 @@
 //! series name and group of `HOST_GROUP` hosts, `IN_FLIGHT` at once: the server does the work
 //! (a week of 20,000 series is over a billion samples to scan), runner only waits and reads
 //! small answers. On VictoriaMetrics one `aggr_over_time` pass gives count, sum, min and max;
-//! elsewhere one query each. A query the server refuses as too big is asked again for half the hosts (the
-//! figures stay exact), then for one host day by day and in halves of a day (counts summed,
-//! extremes of extremes; the p95 the pieces' p95 weighted by their counts, an approximation).
+//! elsewhere one query each. A query the server refuses as too big is asked again for half the
+//! hosts (the figures stay exact), then for one host day by day and in halves of a day
+//! (counts summed, extremes of extremes; the p95 the pieces' p95 weighted by their counts, an
+//! approximation). With `p95: buckets`, a series with a negative sample (left out of the
+//! buckets) gets the exact p95 by one more query for its group.
 //! Availability (`tcp`/`http`/`postgres` `up`, `ping` loss) and alerts (the firing `ALERTS`
 //! series, its spells told apart by `ALERTS_FOR_STATE`) come from the raw samples, read a day
 //! per query and split the same way.
@@ -427,6 +429,7 @@ impl Reader<'_> {
             futures_util::future::try_join_all(queries.iter().map(|q| self.vector(q, when)))
                 .await?;
         let mut piece: BTreeMap<Key, Acc> = BTreeMap::new();
+        let mut bucketed = std::collections::BTreeSet::new();
         for (function, answer) in functions.iter().zip(answers) {
             for (mut labels, value) in answer {
                 let function = match *function {
@@ -446,6 +449,27 @@ impl Reader<'_> {
                     "min" => acc.min = value,
                     "max" => acc.max = value,
                     _ => acc.p95_weighted = value,
+                }
+                if function == "p95" {
+                    bucketed.insert(key(&labels));
+                }
+            }
+        }
+        // `histogram_over_time` leaves negative samples out (and a series of only those out
+        // of its answer): such series get the exact p95, one more query for this group.
+        if self.buckets
+            && piece
+                .iter()
+                .any(|(k, acc)| acc.min < 0.0 || !bucketed.contains(k))
+        {
+            let exact = self
+                .vector(&format!("quantile_over_time(0.95, {selector})"), when)
+                .await?;
+            for (labels, value) in exact {
+                if let Some(acc) = piece.get_mut(&key(&labels))
+                    && (acc.min < 0.0 || !bucketed.contains(&key(&labels)))
+                {
+                    acc.p95_weighted = value;
                 }
             }
         }
