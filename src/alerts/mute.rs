@@ -38,6 +38,20 @@ impl Silence {
         self.starts_at <= at && at < self.ends_at
     }
 
+    /// What it is at `at`, as `runner silence list` and the silences API say it: `invalid`
+    /// (the scheduler ignores it), `active`, `pending` (starts later) or `expired`.
+    pub fn state(&self, at: DateTime<Utc>) -> &'static str {
+        if self.parsed().is_err() {
+            "invalid"
+        } else if self.active(at) {
+            "active"
+        } else if self.starts_at > at {
+            "pending"
+        } else {
+            "expired"
+        }
+    }
+
     /// Whether it is still kept in the file and listed: until a day after it ends, so one that
     /// just ended can still be seen.
     pub fn kept(&self, at: DateTime<Utc>) -> bool {

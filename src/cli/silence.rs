@@ -199,15 +199,7 @@ fn print_table(
     let rows: Vec<[String; 6]> = silences
         .iter()
         .map(|s| {
-            let state = if s.parsed().is_err() {
-                "invalid"
-            } else if s.active(now) {
-                "active"
-            } else if s.starts_at > now {
-                "pending"
-            } else {
-                "expired"
-            };
+            let state = s.state(now);
             [
                 s.id.clone(),
                 state.to_string(),

@@ -51,10 +51,11 @@ pub fn respond(data_dir: &Path, now: DateTime<Utc>, request: &Request) -> Respon
     let id = request.path.strip_prefix("/api/v1/silences/");
     match (request.method.as_str(), id) {
         ("GET" | "HEAD", None) => match read_silences(data_dir) {
-            Ok(silences) => json(
-                200,
-                serde_json::json!({"status": "success", "data": silences}),
-            ),
+            Ok(silences) => {
+                let data: Vec<serde_json::Value> =
+                    silences.iter().map(|s| described(s, now)).collect();
+                json(200, serde_json::json!({"status": "success", "data": data}))
+            }
             Err(e) => error(500, &format!("cannot read the silences: {e}")),
         },
         ("POST", None) => {
@@ -110,6 +111,20 @@ pub fn respond(data_dir: &Path, now: DateTime<Utc>, request: &Request) -> Respon
     }
 }
 
+/// A silence as the API lists it: its fields, its `state` (`invalid`, `active`, `pending`,
+/// `expired`) and, for one the scheduler ignores, `problem` saying why, so a hand-edited entry
+/// that holds nothing is not shown as if it held.
+fn described(silence: &Silence, now: DateTime<Utc>) -> serde_json::Value {
+    let mut value = serde_json::to_value(silence).unwrap_or(serde_json::Value::Null);
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("state".into(), silence.state(now).into());
+        if let Err(problem) = silence.parsed() {
+            fields.insert("problem".into(), problem.into());
+        }
+    }
+    value
+}
+
 /// The silences in force or still to come, for the status page; one the scheduler ignores
 /// (no matchers, or one that does not parse) is not in force.
 pub fn in_force(data_dir: &Path, now: DateTime<Utc>) -> Vec<Silence> {
@@ -139,6 +154,70 @@ mod tests {
     fn answer(response: &Response) -> (u16, serde_json::Value) {
         let body = serde_json::from_slice(&response.body).unwrap();
         (response.status, body)
+    }
+
+    /// A hand-edited entry the scheduler ignores is listed as such, with why.
+    #[test]
+    fn the_list_says_each_silences_state_and_why_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let now = at("2027-01-01T12:00:00Z");
+        let silence = |id: &str, matchers: &[&str], from: &str, to: &str| Silence {
+            id: id.into(),
+            matchers: matchers.iter().map(|m| m.to_string()).collect(),
+            starts_at: at(from),
+            ends_at: at(to),
+            comment: String::new(),
+            created_by: String::new(),
+        };
+        let file = crate::alerts::mute::silences_path(dir.path());
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let written = [
+            silence("all", &[], "2027-01-01T11:00:00Z", "2027-01-01T13:00:00Z"),
+            silence(
+                "now",
+                &["alertname=a"],
+                "2027-01-01T11:00:00Z",
+                "2027-01-01T13:00:00Z",
+            ),
+            silence(
+                "later",
+                &["alertname=a"],
+                "2027-01-01T14:00:00Z",
+                "2027-01-01T15:00:00Z",
+            ),
+            silence(
+                "done",
+                &["alertname=a"],
+                "2027-01-01T10:00:00Z",
+                "2027-01-01T11:00:00Z",
+            ),
+        ];
+        std::fs::write(&file, serde_json::to_vec(&written).unwrap()).unwrap();
+        let get = Request {
+            method: "GET".into(),
+            ..post("")
+        };
+        let (status, body) = answer(&respond(dir.path(), now, &get));
+        assert_eq!(status, 200, "{body}");
+        let listed: Vec<(&str, &str)> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_str().unwrap(), s["state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("all", "invalid"),
+                ("now", "active"),
+                ("later", "pending"),
+                ("done", "expired")
+            ]
+        );
+        let problem = body["data"][0]["problem"].as_str().unwrap();
+        assert!(problem.contains("no matchers"), "{problem}");
+        assert!(body["data"][1].get("problem").is_none());
     }
 
     /// Bad input is the caller's 400; a data_dir that cannot keep the silence is runner's 500.
