@@ -21,7 +21,9 @@ use crate::vocab::MetricName;
 pub struct SlowViews {
     instance: String,
     every: u64,
-    tables_top: u32,
+    /// The tables and the extension's presence, in one transaction of the probe's own
+    /// (published as it ends): the same string every time, so made once.
+    query: String,
     snapshot_every: Duration,
     dir: Option<PathBuf>,
     /// Ticks that reached the server so far.
@@ -51,7 +53,11 @@ impl SlowViews {
         SlowViews {
             instance: instance.to_string(),
             every: u64::from(spec.slow_views_every_ticks.max(1)),
-            tables_top: spec.tables_top,
+            query: format!(
+                "{};\n{};\n{PUBLISH_OWN}",
+                tables::top(spec.tables_top),
+                statements::DETECT
+            ),
             snapshot_every: spec.statements_snapshot_every,
             dir: spec.statements_dir.clone(),
             ticks: 0,
@@ -111,13 +117,7 @@ impl SlowViews {
     }
 
     async fn read(&mut self, client: &Client, out: &mut Output) {
-        // Each query string is one transaction of the probe's own, published as it ends.
-        let query = format!(
-            "{};\n{};\n{PUBLISH_OWN}",
-            tables::top(self.tables_top),
-            statements::DETECT
-        );
-        let answer = client.simple_query(&query).await;
+        let answer = client.simple_query(&self.query).await;
         self.own.count(&answer);
         let rows = match answer {
             Ok(messages) => super::rows(messages),
