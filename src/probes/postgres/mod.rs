@@ -96,6 +96,8 @@ pub struct PostgresProbe {
     caught_up: Option<Instant>,
     /// Checkpoint, WAL and archiver counters between ticks, and the probe's own transactions.
     activity: activity::Activity,
+    /// `postgres.<instance>.lock_head_blocker`, the note's name, made once.
+    head_blocker: MetricName,
     slow: slow::SlowViews,
 }
 
@@ -110,6 +112,7 @@ impl PostgresProbe {
             last_receipt: None,
             caught_up: None,
             activity: activity::Activity::default(),
+            head_blocker: MetricName::from(format!("postgres.{instance}.lock_head_blocker")),
             slow: slow::SlowViews::new(&spec, instance),
             spec,
         }
@@ -286,8 +289,7 @@ impl PostgresProbe {
             out.push(&part, *n);
         }
         if let Some(blocker) = head_blocker {
-            let name = MetricName::from(format!("postgres.{}.lock_head_blocker", self.instance));
-            out.note(&name, blocker.describe());
+            out.note(&self.head_blocker, blocker.describe());
         }
         let mut states: HashMap<&str, f64> = HashMap::new();
         let mut waits: HashMap<&str, f64> = HashMap::new();

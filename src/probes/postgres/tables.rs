@@ -5,7 +5,7 @@
 
 use tokio_postgres::SimpleQueryRow;
 
-use super::names;
+use super::{names, number};
 
 /// Appended to the tick's query. Every running VACUUM is a row; those of other databases have
 /// no table (their relation IDs mean nothing here) and are only counted.
@@ -108,8 +108,4 @@ pub fn vacuum_values(row: &SimpleQueryRow) -> Vec<TableValue> {
 
 fn text<'a>(row: &'a SimpleQueryRow, column: &str) -> Option<&'a str> {
     row.try_get(column).ok().flatten()
-}
-
-fn number(row: &SimpleQueryRow, column: &str) -> Option<f64> {
-    text(row, column)?.parse().ok()
 }
