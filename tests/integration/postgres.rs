@@ -13,7 +13,7 @@ use crate::pg_server::{PROBE_PASSWORD, PgServer};
 
 /// The probe as a jobs file declares it, through the real loader; the password comes from the
 /// environment the loader is given.
-fn probe(dir: &Path, dsn: &str, password: &str, extra: &str) -> ProbeSet {
+pub(crate) fn probe(dir: &Path, dsn: &str, password: &str, extra: &str) -> ProbeSet {
     let file = dir.join("jobs.yaml");
     let yaml = format!(
         "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - {{ type: postgres, name: main, dsn: \"{dsn}\", password: \"${{PG_PASSWORD}}\"{extra} }}\n"

@@ -7,24 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runner::config::JobKind;
-use runner::probes::{ProbeSet, ProcRoot};
+use runner::probes::ProbeSet;
 
 use crate::pg_server::{PROBE_PASSWORD, PgServer};
 
 /// The probe as a jobs file declares it (data_dir `var` beside the file), with `extra` settings.
 fn probe(dir: &Path, dsn: &str, extra: &str) -> ProbeSet {
-    let file = dir.join("jobs.yaml");
-    let yaml = format!(
-        "data_dir: var\njobs:\n  m:\n    type: monitor\n    schedule: \"@every 10s\"\n    probes:\n      - {{ type: postgres, name: main, dsn: \"{dsn}\", password: \"${{PG_PASSWORD}}\"{extra} }}\n"
-    );
-    let env = |key: &str| (key == "PG_PASSWORD").then(|| PROBE_PASSWORD.to_string());
-    let config = runner::config::build::parse(&file, &yaml, &env)
-        .unwrap_or_else(|p| panic!("{}", p.render()));
-    let JobKind::Monitor(monitor) = &config.job("m").unwrap().kind else {
-        panic!("monitor")
-    };
-    ProbeSet::build(&monitor.probes, &ProcRoot::default())
+    crate::postgres::probe(dir, dsn, PROBE_PASSWORD, extra)
 }
 
 struct Tick {
