@@ -92,14 +92,8 @@ impl Converter {
                 alert.state,
                 &alert.labels,
             );
+            let for_state = prometheus::alert_for_state_labels(&labels);
             out.push((labels.into(), 1.0));
-            let for_state = prometheus::alert_for_state_labels(
-                host,
-                job,
-                &alert.name,
-                &alert.severity,
-                &alert.labels,
-            );
             // Seconds with the milliseconds kept, as Prometheus writes it (a float).
             out.push((for_state.into(), alert.active_since_ms as f64 / 1000.0));
         }

@@ -78,24 +78,15 @@ pub fn alert_labels(
     out.into_iter().collect()
 }
 
-/// The labels of an `ALERTS_FOR_STATE` series: those of `ALERTS` but `alertstate`, which a
-/// spell changes from pending to firing while its active-since time stays.
-pub fn alert_for_state_labels(
-    host: &str,
-    job: &str,
-    alertname: &str,
-    severity: &str,
-    labels: &BTreeMap<String, String>,
-) -> Vec<(String, String)> {
-    alert_labels(host, job, alertname, severity, "", labels)
-        .into_iter()
+/// The labels of an `ALERTS_FOR_STATE` series, from those of its `ALERTS` series: all but
+/// `alertstate`, which a spell changes from pending to firing while its active-since time stays.
+pub fn alert_for_state_labels(alerts: &[(String, String)]) -> Vec<(String, String)> {
+    alerts
+        .iter()
         .filter(|(k, _)| k != "alertstate")
-        .map(|(k, v)| {
-            if k == "__name__" {
-                (k, ALERTS_FOR_STATE.to_string())
-            } else {
-                (k, v)
-            }
+        .map(|(k, v)| match k.as_str() {
+            "__name__" => (k.clone(), ALERTS_FOR_STATE.to_string()),
+            _ => (k.clone(), v.clone()),
         })
         .collect()
 }
