@@ -163,16 +163,17 @@ impl AlertTracker {
                 .into_iter()
                 .filter(|(_, a)| a.phase == Phase::Pending)
                 .filter_map(|(fingerprint, a)| {
+                    let since_ms = a.pending_since?.timestamp_millis();
                     Some(Pending {
                         fingerprint,
-                        from_ms: a.pending_since?.timestamp_millis(),
+                        from_ms: since_ms,
                         to_ms: i64::MAX,
                         active: Active {
                             name: a.name,
                             severity: a.severity.as_str().to_string(),
                             labels: a.labels,
                             state: PENDING,
-                            active_since_ms: a.pending_since?.timestamp_millis(),
+                            active_since_ms: since_ms,
                         },
                     })
                 })
