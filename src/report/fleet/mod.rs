@@ -343,6 +343,21 @@ enum Found {
 /// Raw samples per series: its labels and (ms, value) in time order.
 type Series = BTreeMap<Key, (Labels, Vec<(i64, f64)>)>;
 
+/// Adds `values` after those the series `k` has: pieces are read in time order.
+fn append(out: &mut Series, k: Key, labels: Labels, values: Vec<(i64, f64)>) {
+    out.entry(k)
+        .or_insert_with(|| (labels, Vec::new()))
+        .1
+        .extend(values);
+}
+
+/// `append` for every series of a later piece.
+fn append_all(out: &mut Series, later: Series) {
+    for (k, (labels, values)) in later {
+        append(out, k, labels, values);
+    }
+}
+
 impl Reader<'_> {
     /// The range that, evaluated at `b - 1`, holds the samples in `[a, b)`, so pieces of the
     /// window meet without a sample on their boundary read twice or not at all.
@@ -540,10 +555,7 @@ impl Reader<'_> {
                     let mut out = Series::new();
                     for (labels, mut values) in answer {
                         values.retain(|(t, _)| *t >= a && *t < b);
-                        out.entry(key(&labels))
-                            .or_insert_with(|| (labels, Vec::new()))
-                            .1
-                            .extend(values);
+                        append(&mut out, key(&labels), labels, values);
                     }
                     return Ok(out);
                 }
@@ -552,12 +564,7 @@ impl Reader<'_> {
             };
             let mut out = Series::new();
             for (hosts, x, y) in self.pieces(name.unwrap_or(ALERTS), hosts, a, b, why)? {
-                for (k, (labels, values)) in self.raw(name, hosts, x, y).await? {
-                    out.entry(k)
-                        .or_insert_with(|| (labels, Vec::new()))
-                        .1
-                        .extend(values);
-                }
+                append_all(&mut out, self.raw(name, hosts, x, y).await?);
             }
             Ok(out)
         })
@@ -594,12 +601,7 @@ impl Reader<'_> {
                 (None, &mut firing),
                 (Some(ALERTS_FOR_STATE), &mut for_state),
             ] {
-                for (k, (labels, values)) in self.raw(name, hosts, a, b).await? {
-                    out.entry(k)
-                        .or_insert_with(|| (labels, Vec::new()))
-                        .1
-                        .extend(values);
-                }
+                append_all(out, self.raw(name, hosts, a, b).await?);
             }
         }
         let mut out = Vec::new();
