@@ -74,6 +74,20 @@ struct Disk {
     log: DailyWriter,
 }
 
+impl Disk {
+    /// Appends `event` to the alert log; a failure is warned of, not the tick's.
+    fn append(&mut self, job: &str, event: &AlertEvent) {
+        match serde_json::to_string(event) {
+            Ok(line) => {
+                if let Err(e) = self.log.append(event.at, &line) {
+                    warn!(job = %job, error = %e, "cannot append to the alert log");
+                }
+            }
+            Err(e) => warn!(job = %job, error = %e, "cannot encode an alert event"),
+        }
+    }
+}
+
 /// A tick's events and the state after them, written before either is acted on.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Journal {
@@ -158,11 +172,7 @@ impl AlertStore {
         };
         let logged = logged_ids(&data_dir.join("alerts"), &journal.events);
         for event in journal.events.iter().filter(|e| !logged.contains(&e.id)) {
-            if let Ok(line) = serde_json::to_string(event)
-                && let Err(e) = disk.log.append(event.at, &line)
-            {
-                warn!(job = %self.job, error = %e, "cannot append to the alert log");
-            }
+            disk.append(&self.job, event);
         }
         warn!(job = %self.job, events = journal.events.len(), "finishing the alert tick a stop interrupted");
         self.lifecycle = journal.state;
@@ -281,14 +291,7 @@ impl AlertStore {
                 crate::failpoint::hit("after-journal");
             }
             for event in &events {
-                match serde_json::to_string(event) {
-                    Ok(line) => {
-                        if let Err(e) = disk.log.append(event.at, &line) {
-                            warn!(job = %self.job, error = %e, "cannot append to the alert log");
-                        }
-                    }
-                    Err(e) => warn!(job = %self.job, error = %e, "cannot encode an alert event"),
-                }
+                disk.append(&self.job, event);
             }
         }
         crate::failpoint::hit("after-alert-log");
@@ -315,14 +318,7 @@ impl AlertStore {
                 .map(Box::new);
         }
         if let Some(disk) = &mut self.disk {
-            match serde_json::to_string(&event) {
-                Ok(line) => {
-                    if let Err(e) = disk.log.append(event.at, &line) {
-                        warn!(job = %self.job, error = %e, "cannot append to the alert log");
-                    }
-                }
-                Err(e) => warn!(job = %self.job, error = %e, "cannot encode an alert event"),
-            }
+            disk.append(&self.job, &event);
         }
         event
     }
