@@ -75,7 +75,7 @@ pub async fn run(
         };
         tokio::pin!(reads);
         tokio::select! {
-            (out_cut, _) = &mut reads => (out_cut, (), child.wait().await),
+            (out_cut, _) = &mut reads => (out_cut, child.wait().await),
             status = child.wait() => {
                 // It has ended, but what it left in the background (`daemon &`) may hold its
                 // output open: what it wrote is in the pipes already, so read briefly, then
@@ -85,11 +85,11 @@ pub async fn run(
                     Ok((out_cut, _)) => out_cut,
                     Err(_) => false,
                 };
-                (out_cut, (), status)
+                (out_cut, status)
             }
         }
     };
-    let (out_cut, _, status) = match tokio::time::timeout(timeout, run).await {
+    let (out_cut, status) = match tokio::time::timeout(timeout, run).await {
         Ok(done) => done,
         Err(_) => {
             group.kill();

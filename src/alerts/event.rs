@@ -40,9 +40,7 @@ impl EventKind {
             EventKind::ActionFailed => "action_failed",
         }
     }
-}
 
-impl EventKind {
     /// Whether the event is a step in the alert's life (firing, repeat, resolved, flapping),
     /// as opposed to a fact about it (an action that failed).
     pub fn is_lifecycle(self) -> bool {
