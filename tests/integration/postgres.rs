@@ -27,23 +27,29 @@ pub(crate) fn probe(dir: &Path, dsn: &str, password: &str, extra: &str) -> Probe
     ProbeSet::build(&monitor.probes, &ProcRoot::default())
 }
 
-struct Tick {
-    metrics: BTreeMap<String, f64>,
-    errors: BTreeMap<String, String>,
+pub(crate) struct Tick {
+    pub(crate) metrics: BTreeMap<String, f64>,
+    pub(crate) errors: BTreeMap<String, String>,
 }
 
 impl Tick {
+    /// `postgres.main.<field>`, if the tick read it.
+    pub(crate) fn value(&self, field: &str) -> Option<f64> {
+        self.metrics.get(&format!("postgres.main.{field}")).copied()
+    }
+
     #[track_caller]
-    fn get(&self, field: &str) -> f64 {
-        let name = format!("postgres.main.{field}");
-        *self
-            .metrics
-            .get(&name)
-            .unwrap_or_else(|| panic!("no {name} in {:?} (errors {:?})", self.metrics, self.errors))
+    pub(crate) fn get(&self, field: &str) -> f64 {
+        self.value(field).unwrap_or_else(|| {
+            panic!(
+                "no postgres.main.{field} in {:?} (errors {:?})",
+                self.metrics, self.errors
+            )
+        })
     }
 }
 
-async fn tick(set: &mut ProbeSet) -> Tick {
+pub(crate) async fn tick(set: &mut ProbeSet) -> Tick {
     let out = set.collect().await;
     Tick {
         metrics: out

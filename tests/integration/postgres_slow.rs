@@ -3,46 +3,17 @@
 //! running VACUUM's phase and progress, and `pg_stat_statements` from the probe's snapshots to
 //! the report's "Slowest queries".
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runner::probes::ProbeSet;
 
 use crate::pg_server::{PROBE_PASSWORD, PgServer};
+use crate::postgres::tick;
 
 /// The probe as a jobs file declares it (data_dir `var` beside the file), with `extra` settings.
 fn probe(dir: &Path, dsn: &str, extra: &str) -> ProbeSet {
     crate::postgres::probe(dir, dsn, PROBE_PASSWORD, extra)
-}
-
-struct Tick {
-    metrics: BTreeMap<String, f64>,
-    errors: BTreeMap<String, String>,
-}
-
-impl Tick {
-    fn get(&self, field: &str) -> Option<f64> {
-        self.metrics.get(&format!("postgres.main.{field}")).copied()
-    }
-
-    #[track_caller]
-    fn must(&self, field: &str) -> f64 {
-        self.get(field)
-            .unwrap_or_else(|| panic!("no {field} in {:?} ({:?})", self.metrics, self.errors))
-    }
-}
-
-async fn tick(set: &mut ProbeSet) -> Tick {
-    let out = set.collect().await;
-    Tick {
-        metrics: out
-            .metrics
-            .iter()
-            .map(|(n, v)| (n.to_string(), *v))
-            .collect(),
-        errors: out.errors.into_iter().collect(),
-    }
 }
 
 /// Waits until `query` (one number) reads `want`: statistics reach the shared view a moment
@@ -105,7 +76,7 @@ async fn dead_tuples_and_vacuum_ages_read_as_pg_stat_user_tables_says_only_every
     }
     let read: Vec<bool> = ticks
         .iter()
-        .map(|t| t.get("public~~-orders.dead_tuples").is_some())
+        .map(|t| t.value("public~~-orders.dead_tuples").is_some())
         .collect();
     assert_eq!(
         read,
@@ -113,16 +84,12 @@ async fn dead_tuples_and_vacuum_ages_read_as_pg_stat_user_tables_says_only_every
         "the tables are read on the first tick and every third after"
     );
     for t in &ticks {
-        assert_eq!(t.must("up"), 1.0, "{:?}", t.errors);
+        assert_eq!(t.get("up"), 1.0, "{:?}", t.errors);
         assert!(t.errors.is_empty(), "{:?}", t.errors);
+        assert_eq!(t.get("vacuums_running"), 0.0, "progress is read every tick");
         assert_eq!(
-            t.must("vacuums_running"),
-            0.0,
-            "progress is read every tick"
-        );
-        assert_eq!(
-            t.get("tables_read").is_some(),
-            t.get("statements_installed").is_some()
+            t.value("tables_read").is_some(),
+            t.value("statements_installed").is_some()
         );
     }
     let first = &ticks[0];
@@ -134,17 +101,17 @@ async fn dead_tuples_and_vacuum_ages_read_as_pg_stat_user_tables_says_only_every
         .await
         .unwrap();
     assert_eq!(
-        first.must("public~~-orders.dead_tuples"),
+        first.get("public~~-orders.dead_tuples"),
         stats.get::<_, i64>(1) as f64
     );
-    assert_eq!(first.must("public~~-orders.dead_tuples"), 300.0);
+    assert_eq!(first.get("public~~-orders.dead_tuples"), 300.0);
     assert_eq!(
-        first.must("public~~-orders.live_tuples"),
+        first.get("public~~-orders.live_tuples"),
         stats.get::<_, i64>(0) as f64
     );
     let (live, dead) = (stats.get::<_, i64>(0) as f64, stats.get::<_, i64>(1) as f64);
     assert_eq!(
-        first.must("public~~-orders.dead_percent"),
+        first.get("public~~-orders.dead_percent"),
         dead * 100.0 / (live + dead)
     );
     let items: i64 = admin
@@ -155,16 +122,16 @@ async fn dead_tuples_and_vacuum_ages_read_as_pg_stat_user_tables_says_only_every
         .await
         .unwrap()
         .get(0);
-    assert_eq!(first.must("public~~items.dead_tuples"), items as f64);
-    assert_eq!(first.must("tables_read"), 2.0);
+    assert_eq!(first.get("public~~items.dead_tuples"), items as f64);
+    assert_eq!(first.get("tables_read"), 2.0);
     // Ages only of what happened: `Orders` was analyzed, never vacuumed; `items` vacuumed.
-    let analyzed = first.must("public~~-orders.last_analyze_age_s");
+    let analyzed = first.get("public~~-orders.last_analyze_age_s");
     assert!((0.0..60.0).contains(&analyzed), "{analyzed}");
-    assert_eq!(first.get("public~~-orders.last_vacuum_age_s"), None);
-    assert_eq!(first.get("public~~-orders.last_autovacuum_age_s"), None);
-    assert!(first.get("public~~items.last_vacuum_age_s").is_some());
+    assert_eq!(first.value("public~~-orders.last_vacuum_age_s"), None);
+    assert_eq!(first.value("public~~-orders.last_autovacuum_age_s"), None);
+    assert!(first.value("public~~items.last_vacuum_age_s").is_some());
     // Without the extension the report is told so, and no tick fails for it.
-    assert_eq!(first.must("statements_installed"), 0.0);
+    assert_eq!(first.get("statements_installed"), 0.0);
     let snapshots = std::fs::read_dir(dir.path().join("var/statements/m/main"))
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
@@ -183,8 +150,8 @@ async fn dead_tuples_and_vacuum_ages_read_as_pg_stat_user_tables_says_only_every
         tick(&mut set).await;
     }
     let t = tick(&mut set).await;
-    assert_eq!(t.must("up"), 1.0);
-    assert_eq!(t.must("statements_installed"), 0.0);
+    assert_eq!(t.get("up"), 1.0);
+    assert_eq!(t.get("statements_installed"), 0.0);
     assert!(t.errors.is_empty(), "{:?}", t.errors);
 }
 
@@ -225,19 +192,19 @@ async fn a_running_vacuum_reads_its_table_phase_and_heap_scanned() {
         .await
         .unwrap();
     assert_eq!(progress.get::<_, String>(0), "scanning heap");
-    assert_eq!(t.must("vacuums_running"), 1.0);
-    assert_eq!(t.must("public~~t.vacuum_phase"), 1.0);
+    assert_eq!(t.get("vacuums_running"), 1.0);
+    assert_eq!(t.get("public~~t.vacuum_phase"), 1.0);
     let (scanned, total) = (progress.get::<_, i64>(1), progress.get::<_, i64>(2));
     assert!(total > 0);
     assert_eq!(
-        t.must("public~~t.vacuum_scanned_percent"),
+        t.get("public~~t.vacuum_scanned_percent"),
         scanned as f64 * 100.0 / total as f64
     );
     holder.batch_execute("COMMIT").await.unwrap();
     vacuum.await.unwrap().unwrap();
     let t = tick(&mut set).await;
-    assert_eq!(t.must("vacuums_running"), 0.0);
-    assert_eq!(t.get("public~~t.vacuum_phase"), None);
+    assert_eq!(t.get("vacuums_running"), 0.0);
+    assert_eq!(t.value("public~~t.vacuum_phase"), None);
 }
 
 /// The `pg_stat_statements` snapshots a probe wrote so far.
@@ -406,12 +373,7 @@ async fn a_reset_between_snapshots_costs_nothing_that_a_snapshot_saw_before_it()
         }
     };
     let first = tick(&mut set).await;
-    assert_eq!(
-        first.must("statements_installed"),
-        1.0,
-        "{:?}",
-        first.errors
-    );
+    assert_eq!(first.get("statements_installed"), 1.0, "{:?}", first.errors);
     run(5).await;
     tick(&mut set).await;
     admin
@@ -451,7 +413,7 @@ async fn the_statements_counters_are_read_only_when_a_snapshot_is_due() {
     let from = chrono::Utc::now();
     for _ in 0..5 {
         let t = tick(&mut set).await;
-        assert_eq!(t.must("statements_installed"), 1.0, "{:?}", t.errors);
+        assert_eq!(t.get("statements_installed"), 1.0, "{:?}", t.errors);
     }
     let kept = dir.path().join("var/statements/m/main");
     let snapshots = runner::probes::postgres::statements::read(&kept, from, chrono::Utc::now());
