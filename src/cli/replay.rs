@@ -145,9 +145,11 @@ pub fn run(file: &Path, request: &Request<'_>) -> u8 {
                 &rows,
                 request.format,
             );
-            let differs = rows.iter().any(|r| r.difference != Difference::Same)
-                || first.notifications() != second.notifications();
-            if differs { exit::FAILED } else { exit::OK }
+            if differs(&rows, &first, &second) {
+                exit::FAILED
+            } else {
+                exit::OK
+            }
         }
     }
 }
@@ -422,6 +424,13 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
     }
 }
 
+/// Whether the proposed rules change anything: an alert's outcome or how many notices go
+/// out (the exit status and the JSON's `differs` say the same).
+fn differs(rows: &[Row], first: &Replayed, second: &Replayed) -> bool {
+    rows.iter().any(|r| r.difference != Difference::Same)
+        || first.notifications() != second.notifications()
+}
+
 fn print_comparison(
     period: &Period<'_>,
     sides: [(&RuleSet, &Replayed); 2],
@@ -445,8 +454,7 @@ fn print_comparison(
                 "notifications": second.notifications(),
                 "rule_failures": second.rule_failures,
             },
-            "differs": rows.iter().any(|r| r.difference != Difference::Same)
-                || first.notifications() != second.notifications(),
+            "differs": differs(rows, first, second),
             "alerts": rows,
         });
         outln!("{json:#}");
