@@ -32,6 +32,45 @@ struct JobSeries {
     metrics: HashMap<String, Option<(Labels, f64)>>,
     /// By probe.
     failing: HashMap<String, Labels>,
+    /// The `ALERTS` and `ALERTS_FOR_STATE` labels of the alerts at the last tick (an alert is
+    /// active over many ticks), each marked when a tick has it: the rest are dropped.
+    alerts: Vec<AlertSeries>,
+}
+
+#[derive(Debug)]
+struct AlertSeries {
+    alert: Active,
+    labels: Labels,
+    for_state: Labels,
+    seen: bool,
+}
+
+impl AlertSeries {
+    fn new(host: &str, job: &str, alert: &Active) -> AlertSeries {
+        let labels = prometheus::alert_labels(
+            host,
+            job,
+            &alert.name,
+            &alert.severity,
+            alert.state,
+            &alert.labels,
+        );
+        AlertSeries {
+            for_state: prometheus::alert_for_state_labels(&labels).into(),
+            labels: labels.into(),
+            alert: alert.clone(),
+            seen: false,
+        }
+    }
+
+    /// Whether `alert` has these series (its active-since time is a value, not a label).
+    fn is_of(&self, alert: &Active) -> bool {
+        let a = &self.alert;
+        a.state == alert.state
+            && a.name == alert.name
+            && a.severity == alert.severity
+            && a.labels == alert.labels
+    }
 }
 
 fn sorted(name: String, labels: Vec<(&'static str, String)>) -> Labels {
@@ -83,20 +122,27 @@ impl Converter {
                 out.push((labels.clone(), 1.0));
             }
         }
-        for alert in alerts {
-            let labels = prometheus::alert_labels(
-                host,
-                job,
-                &alert.name,
-                &alert.severity,
-                alert.state,
-                &alert.labels,
-            );
-            let for_state = prometheus::alert_for_state_labels(&labels);
-            out.push((labels.into(), 1.0));
-            // Seconds with the milliseconds kept, as Prometheus writes it (a float).
-            out.push((for_state.into(), alert.active_since_ms as f64 / 1000.0));
+        for cached in &mut series.alerts {
+            cached.seen = false;
         }
+        for alert in alerts {
+            let i = match series.alerts.iter().position(|c| c.is_of(alert)) {
+                Some(i) => i,
+                None => {
+                    series.alerts.push(AlertSeries::new(host, job, alert));
+                    series.alerts.len() - 1
+                }
+            };
+            let cached = &mut series.alerts[i];
+            cached.seen = true;
+            out.push((cached.labels.clone(), 1.0));
+            // Seconds with the milliseconds kept, as Prometheus writes it (a float).
+            out.push((
+                cached.for_state.clone(),
+                alert.active_since_ms as f64 / 1000.0,
+            ));
+        }
+        series.alerts.retain(|c| c.seen);
     }
 }
 
@@ -147,5 +193,40 @@ mod tests {
                 "__name__=ALERTS_FOR_STATE,alertname=DiskFull,host=web-1,runner_job=monitor,severity=critical 1796551195",
             ]
         );
+    }
+
+    /// An alert's series are built at its first tick and reused while it stays; one that
+    /// turns from pending to firing gets its `ALERTS` series for the new state.
+    #[test]
+    fn an_alerts_labels_are_built_once_while_it_stays_active() {
+        let line = r#"{"ts":"2026-12-06T10:00:00Z","host":"web-1","job":"monitor","metrics":{}}"#;
+        let mut parser = LineParser::default();
+        let view = parser.parse(line).unwrap();
+        let mut alert = Active {
+            name: "HighCpu".into(),
+            severity: "warning".into(),
+            labels: Default::default(),
+            state: super::super::alerts::PENDING,
+            active_since_ms: 1_796_551_140_500,
+        };
+        let mut converter = Converter::default();
+        let mut tick = |alert: &Active| {
+            let mut out = Vec::new();
+            converter.points(&view, std::slice::from_ref(alert), &mut out);
+            out
+        };
+        let first = tick(&alert);
+        let second = tick(&alert);
+        assert!(Arc::ptr_eq(&first[0].0, &second[0].0));
+        assert!(Arc::ptr_eq(&first[1].0, &second[1].0));
+        alert.state = super::super::alerts::FIRING;
+        let fired = tick(&alert);
+        assert!(
+            fired[0]
+                .0
+                .contains(&("alertstate".to_string(), "firing".to_string()))
+        );
+        assert_eq!(fired[1].0, first[1].0);
+        assert_eq!(fired[1].1, first[1].1);
     }
 }
